@@ -1,0 +1,114 @@
+//! One grouped error enum for the whole core crate. Every variant carries enough context (op
+//! name, shapes, keys, paths) for a user to find the offending thing without a debugger; the
+//! binding maps each group to a stable `code` string.
+
+use std::fmt;
+
+/// The core crate's error. Groups, not one variant per call site: the message carries detail.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// A shape or dtype rule of an op was violated while building or verifying a graph.
+    Shape { op: String, message: String },
+    /// Wrong dtype for an op input, a batch tensor or a file.
+    DType { what: String, expected: String, got: String },
+    /// A graph invariant broke (a pass bug or hand-built bad IR); carries the graph's text.
+    Verify { message: String },
+    /// A config key is unknown, ill-typed or has an invalid value.
+    Config { key: String, message: String },
+    /// A feature that is parsed and validated but not implemented yet: never silently ignored.
+    Unsupported { feature: String, message: String },
+    /// A batch, input map or data set that does not fit the compiled model.
+    Batch { message: String },
+    /// A checkpoint or safetensors file is malformed or does not match the model.
+    Checkpoint { path: String, message: String },
+    /// A token data file is malformed or too short.
+    Data { path: String, message: String },
+    /// Training diverged: the loss became NaN or infinite.
+    NonFinite { step: u64, what: String },
+    /// Operating-system I/O failed.
+    Io { path: String, message: String },
+    /// A device or backend could not be used (e.g. CUDA libraries missing).
+    Device { message: String },
+    /// An internal invariant broke; a bug in weft.
+    Internal { message: String },
+}
+
+/// The core crate's result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Stable machine-readable code, used by the binding and the TS error classes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Shape { .. } => "WEFT_SHAPE",
+            Error::DType { .. } => "WEFT_DTYPE",
+            Error::Verify { .. } => "WEFT_VERIFY",
+            Error::Config { .. } => "WEFT_CONFIG",
+            Error::Unsupported { .. } => "WEFT_UNSUPPORTED",
+            Error::Batch { .. } => "WEFT_BATCH",
+            Error::Checkpoint { .. } => "WEFT_CHECKPOINT",
+            Error::Data { .. } => "WEFT_DATA",
+            Error::NonFinite { .. } => "WEFT_NON_FINITE",
+            Error::Io { .. } => "WEFT_IO",
+            Error::Device { .. } => "WEFT_DEVICE",
+            Error::Internal { .. } => "WEFT_INTERNAL",
+        }
+    }
+
+    pub fn shape(op: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Shape { op: op.into(), message: message.into() }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal { message: message.into() }
+    }
+
+    pub fn batch(message: impl Into<String>) -> Self {
+        Error::Batch { message: message.into() }
+    }
+
+    pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config { key: key.into(), message: message.into() }
+    }
+
+    pub fn io(path: impl Into<String>, err: impl fmt::Display) -> Self {
+        Error::Io { path: path.into(), message: err.to_string() }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Shape { op, message } => write!(f, "{op}: {message}"),
+            Error::DType { what, expected, got } => {
+                write!(f, "{what}: expected dtype {expected}, got {got}")
+            }
+            Error::Verify { message } => write!(f, "graph verification failed: {message}"),
+            Error::Config { key, message } => write!(f, "config key '{key}': {message}"),
+            Error::Unsupported { feature, message } => {
+                write!(f, "{feature} is not yet supported: {message}")
+            }
+            Error::Batch { message } => write!(f, "batch: {message}"),
+            Error::Checkpoint { path, message } => write!(f, "checkpoint {path}: {message}"),
+            Error::Data { path, message } => write!(f, "data file {path}: {message}"),
+            Error::NonFinite { step, what } => {
+                write!(f, "non-finite {what} at step {step}; training stopped")
+            }
+            Error::Io { path, message } => write!(f, "{path}: {message}"),
+            Error::Device { message } => write!(f, "device: {message}"),
+            Error::Internal { message } => write!(f, "internal error (a weft bug): {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Return early with an error when a condition does not hold.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $err:expr) => {
+        if !$cond {
+            return Err($err);
+        }
+    };
+}

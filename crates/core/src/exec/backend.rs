@@ -1,0 +1,141 @@
+//! The one device contract. The executor interprets a plan; everything that touches device
+//! memory goes through this trait, so the CPU backend, the CUDA backend and a WASM build run the
+//! same interpreter.
+
+use crate::error::Result;
+use crate::ir::{DType, Op};
+
+/// Host-side tensor data: what crosses in from `step()` and out to checkpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostData {
+    F32(Vec<f32>),
+    I32(Vec<i32>),
+}
+
+impl HostData {
+    pub fn zeros(dtype: DType, len: usize) -> HostData {
+        match dtype {
+            DType::F32 => HostData::F32(vec![0.0; len]),
+            DType::I32 => HostData::I32(vec![0; len]),
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            HostData::F32(_) => DType::F32,
+            HostData::I32(_) => DType::I32,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            HostData::F32(v) => v.len(),
+            HostData::I32(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.len() * self.dtype().size_bytes()
+    }
+
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match self {
+            HostData::F32(v) => Some(v),
+            HostData::I32(_) => None,
+        }
+    }
+
+    pub fn as_f32_mut(&mut self) -> Option<&mut [f32]> {
+        match self {
+            HostData::F32(v) => Some(v),
+            HostData::I32(_) => None,
+        }
+    }
+
+    pub fn as_i32(&self) -> Option<&[i32]> {
+        match self {
+            HostData::I32(v) => Some(v),
+            HostData::F32(_) => None,
+        }
+    }
+}
+
+/// Per-launch context a kernel may need besides its tensors.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KernelCtx {
+    /// Optimizer step being executed (dropout masks depend on it).
+    pub step: u64,
+}
+
+/// A read-only view of an input tensor: its buffer and concrete row-major shape.
+pub struct TensorRef<'a, B> {
+    pub buf: &'a B,
+    pub shape: &'a [usize],
+    pub dtype: DType,
+}
+
+/// One optimizer update rule applied to one parameter tensor (PyTorch semantics).
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateRule {
+    /// state: [momentum buffer] (empty when momentum == 0).
+    Sgd { lr: f32, momentum: f32, dampening: f32, nesterov: bool, weight_decay: f32 },
+    /// state: [exp_avg, exp_avg_sq]. `decoupled` selects AdamW's weight decay.
+    Adam { lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32, decoupled: bool },
+}
+
+impl UpdateRule {
+    /// How many state buffers (each the parameter's size) the rule keeps.
+    pub fn state_count(&self) -> usize {
+        match self {
+            UpdateRule::Sgd { momentum, .. } => usize::from(*momentum != 0.0),
+            UpdateRule::Adam { .. } => 2,
+        }
+    }
+}
+
+pub trait Backend: Send + Sync {
+    type Buffer: Send + Sync;
+
+    fn name(&self) -> String;
+
+    /// A zero-filled buffer of `len` elements.
+    fn alloc(&self, dtype: DType, len: usize) -> Result<Self::Buffer>;
+
+    fn upload(&self, data: &HostData) -> Result<Self::Buffer>;
+
+    fn download(&self, buf: &Self::Buffer) -> Result<HostData>;
+
+    /// Run one op. `out` has exactly `out_shape`'s element count and the op's output dtype; the
+    /// kernel overwrites all of it (never accumulates into it).
+    fn execute(
+        &self,
+        op: &Op,
+        inputs: &[TensorRef<'_, Self::Buffer>],
+        out: &mut Self::Buffer,
+        out_shape: &[usize],
+        ctx: &KernelCtx,
+    ) -> Result<()>;
+
+    /// Sum of squares of an f32 buffer (for global-norm clipping), accumulated in f64.
+    fn sum_squares(&self, buf: &Self::Buffer) -> Result<f64>;
+
+    /// buf *= factor, in place.
+    fn scale_inplace(&self, buf: &mut Self::Buffer, factor: f32) -> Result<()>;
+
+    /// dst += src, in place (gradient accumulation across micro-batches).
+    fn add_inplace(&self, dst: &mut Self::Buffer, src: &Self::Buffer) -> Result<()>;
+
+    /// One optimizer update; `step` is 1-based (Adam's bias correction).
+    fn update(
+        &self,
+        rule: &UpdateRule,
+        step: u64,
+        param: &mut Self::Buffer,
+        grad: &Self::Buffer,
+        state: &mut [Self::Buffer],
+    ) -> Result<()>;
+}

@@ -1,0 +1,314 @@
+//! The closed set of operations. Every node has exactly one output; ops that would have several
+//! (layer-norm backward, attention backward) are split into single-output ops or pack their
+//! outputs (attention's dqkv), so the IR stays one value per node.
+//!
+//! Layout convention: tensors are dense, row-major, contiguous. "Last axis" means the innermost.
+//! Shape letters: B batch, T sequence, C channels, V vocabulary, H heads, N rows (B*T).
+
+use super::dtype::DType;
+use super::shape::Shape;
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Relu,
+    /// GELU, tanh approximation: 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))).
+    Gelu,
+    Tanh,
+    Exp,
+    Log,
+    Neg,
+    Sqrt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    Sum,
+    Mean,
+    Max,
+}
+
+/// Parameter initialisers. Deterministic: each parameter's stream is derived from the run seed
+/// and the parameter's name, so the same model initialises identically in every layout.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Init {
+    Zeros,
+    Ones,
+    Constant(f32),
+    Normal { mean: f32, std: f32 },
+    Uniform { low: f32, high: f32 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    // ---- leaves ----
+    /// A batch input fed by `step()`; its shape usually has a symbolic batch dimension.
+    Input { name: String, shape: Shape, dtype: DType },
+    /// A trainable f32 parameter.
+    Parameter { name: String, shape: Shape, init: Init },
+    /// A constant tensor filled with `value` (f32).
+    Fill { value: f32, shape: Shape },
+
+    // ---- elementwise ----
+    /// y = f(x).
+    Unary(UnaryOp),
+    /// (x, dy) -> dx = dy * f'(x). For Exp/Sqrt f' is computed from x as well.
+    UnaryBackward(UnaryOp),
+    /// Numpy-broadcasting binary op; output is the broadcast shape.
+    Binary(BinaryOp),
+    /// y = x * factor.
+    Scale { factor: f32 },
+
+    // ---- shape ----
+    /// Same elements, new shape (element counts equal).
+    Reshape { shape: Shape },
+    /// y = x.permute(perm): output dim i is input dim perm[i].
+    Permute { perm: Vec<usize> },
+    /// y = x[.., start..end, ..] along `axis`.
+    Slice { axis: usize, start: usize, end: usize },
+    /// (dy) -> dx: dy placed at [start, start+dy.len) along `axis` of a zero tensor of length `len`.
+    SliceBackward { axis: usize, start: usize, len: usize },
+    /// Concatenate all inputs along `axis`.
+    Concat { axis: usize },
+    /// Broadcast x (numpy rules) to `shape`.
+    Expand { shape: Shape },
+    /// Sum x over broadcast dimensions down to `shape` (the adjoint of Expand).
+    SumTo { shape: Shape },
+
+    // ---- reductions ----
+    /// Reduce over one axis. keepdim keeps it as size 1.
+    Reduce { op: ReduceOp, axis: usize, keepdim: bool },
+    /// (x, dy) -> dx for Reduce Max over `axis`: dy (with or without the kept dim, as `keepdim`)
+    /// goes to the first arg-max position; zero elsewhere.
+    MaxBackward { axis: usize, keepdim: bool },
+
+    // ---- linear algebra ----
+    /// Batched matmul. a: [..., M, K] ([..., K, M] if trans_a); b: [..., K, N] ([..., N, K] if
+    /// trans_b). Batch dims equal, or one side rank 2 (shared across the other's batch).
+    /// Output [..., M, N].
+    MatMul { trans_a: bool, trans_b: bool },
+
+    // ---- neural-network ----
+    /// Softmax over the last axis.
+    Softmax,
+    /// (y, dy) -> dx, y the softmax output: dx = y * (dy - sum(dy*y, last)).
+    SoftmaxBackward,
+    /// (x [.., C], w [C], b [C]) -> y: normalise over the last axis, biased variance.
+    LayerNorm { eps: f32 },
+    /// (x, w, dy) -> dx.
+    LayerNormBackward { eps: f32 },
+    /// (x, dy) -> dw [C] = sum over rows of dy * xhat. (db is a SumTo of dy.)
+    LayerNormBackwardWeight { eps: f32 },
+    /// (table [V, C], idx i32 [...]) -> [..., C]. An index outside [0, V) is an error at run time.
+    Embedding,
+    /// (idx i32 [...], dy [..., C]) -> dtable [vocab, C], rows accumulated.
+    EmbeddingBackward { vocab: usize },
+    /// (qkv [B, T, 3C]) -> [B, T, C]: causal multi-head attention, q|k|v packed on the last axis
+    /// as in GPT-2's c_attn, head h uses channels [h*C/H, (h+1)*C/H), scale 1/sqrt(C/H).
+    CausalAttention { heads: usize },
+    /// (qkv, dy [B, T, C]) -> dqkv [B, T, 3C].
+    CausalAttentionBackward { heads: usize },
+    /// (logits [N, V], labels i32 [N]) -> per-row loss [N] = logsumexp(row) - row[label].
+    CrossEntropy,
+    /// (logits, labels, dloss [N]) -> dlogits [N, V] = (softmax(row) - onehot(label)) * dloss.
+    CrossEntropyBackward,
+    /// Inverted dropout: y = x * mask / (1 - p). The mask is a pure function of
+    /// (seed, step, element index), so a recomputed dropout reproduces it exactly.
+    Dropout { p: f32, seed: u64 },
+    /// (dy) -> dx with the same mask as the forward of the same (p, seed).
+    DropoutBackward { p: f32, seed: u64 },
+}
+
+impl Op {
+    /// Stable short name, used in the text form, errors and traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Parameter { .. } => "parameter",
+            Op::Fill { .. } => "fill",
+            Op::Unary(u) => u.name(),
+            Op::UnaryBackward(u) => u.backward_name(),
+            Op::Binary(b) => b.name(),
+            Op::Scale { .. } => "scale",
+            Op::Reshape { .. } => "reshape",
+            Op::Permute { .. } => "permute",
+            Op::Slice { .. } => "slice",
+            Op::SliceBackward { .. } => "slice_backward",
+            Op::Concat { .. } => "concat",
+            Op::Expand { .. } => "expand",
+            Op::SumTo { .. } => "sum_to",
+            Op::Reduce { op, .. } => op.name(),
+            Op::MaxBackward { .. } => "max_backward",
+            Op::MatMul { .. } => "matmul",
+            Op::Softmax => "softmax",
+            Op::SoftmaxBackward => "softmax_backward",
+            Op::LayerNorm { .. } => "layer_norm",
+            Op::LayerNormBackward { .. } => "layer_norm_backward",
+            Op::LayerNormBackwardWeight { .. } => "layer_norm_backward_weight",
+            Op::Embedding => "embedding",
+            Op::EmbeddingBackward { .. } => "embedding_backward",
+            Op::CausalAttention { .. } => "causal_attention",
+            Op::CausalAttentionBackward { .. } => "causal_attention_backward",
+            Op::CrossEntropy => "cross_entropy",
+            Op::CrossEntropyBackward => "cross_entropy_backward",
+            Op::Dropout { .. } => "dropout",
+            Op::DropoutBackward { .. } => "dropout_backward",
+        }
+    }
+
+    /// Number of inputs the op takes; `None` for variadic (Concat).
+    pub fn arity(&self) -> Option<usize> {
+        Some(match self {
+            Op::Input { .. } | Op::Parameter { .. } | Op::Fill { .. } => 0,
+            Op::Concat { .. } => return None,
+            Op::Unary(_)
+            | Op::Scale { .. }
+            | Op::Reshape { .. }
+            | Op::Permute { .. }
+            | Op::Slice { .. }
+            | Op::SliceBackward { .. }
+            | Op::Expand { .. }
+            | Op::SumTo { .. }
+            | Op::Reduce { .. }
+            | Op::Softmax
+            | Op::CausalAttention { .. }
+            | Op::Dropout { .. }
+            | Op::DropoutBackward { .. } => 1,
+            Op::UnaryBackward(_)
+            | Op::Binary(_)
+            | Op::MaxBackward { .. }
+            | Op::MatMul { .. }
+            | Op::SoftmaxBackward
+            | Op::LayerNormBackwardWeight { .. }
+            | Op::Embedding
+            | Op::EmbeddingBackward { .. }
+            | Op::CausalAttentionBackward { .. }
+            | Op::CrossEntropy => 2,
+            Op::LayerNorm { .. } | Op::LayerNormBackward { .. } | Op::CrossEntropyBackward => 3,
+        })
+    }
+
+    pub fn is_leaf(&self) -> bool {
+        matches!(self, Op::Input { .. } | Op::Parameter { .. } | Op::Fill { .. })
+    }
+}
+
+impl UnaryOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Relu => "relu",
+            UnaryOp::Gelu => "gelu",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Neg => "neg",
+            UnaryOp::Sqrt => "sqrt",
+        }
+    }
+
+    pub fn backward_name(self) -> &'static str {
+        match self {
+            UnaryOp::Relu => "relu_backward",
+            UnaryOp::Gelu => "gelu_backward",
+            UnaryOp::Tanh => "tanh_backward",
+            UnaryOp::Exp => "exp_backward",
+            UnaryOp::Log => "log_backward",
+            UnaryOp::Neg => "neg_backward",
+            UnaryOp::Sqrt => "sqrt_backward",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<UnaryOp> {
+        Some(match s {
+            "relu" => UnaryOp::Relu,
+            "gelu" => UnaryOp::Gelu,
+            "tanh" => UnaryOp::Tanh,
+            "exp" => UnaryOp::Exp,
+            "log" => UnaryOp::Log,
+            "neg" => UnaryOp::Neg,
+            "sqrt" => UnaryOp::Sqrt,
+            _ => return None,
+        })
+    }
+}
+
+impl BinaryOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BinaryOp> {
+        Some(match s {
+            "add" => BinaryOp::Add,
+            "sub" => BinaryOp::Sub,
+            "mul" => BinaryOp::Mul,
+            "div" => BinaryOp::Div,
+            _ => return None,
+        })
+    }
+}
+
+impl ReduceOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Mean => "mean",
+            ReduceOp::Max => "max",
+        }
+    }
+}
+
+impl fmt::Display for Init {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Init::Zeros => f.write_str("zeros"),
+            Init::Ones => f.write_str("ones"),
+            Init::Constant(v) => write!(f, "constant({v})"),
+            Init::Normal { mean, std } => write!(f, "normal({mean},{std})"),
+            Init::Uniform { low, high } => write!(f, "uniform({low},{high})"),
+        }
+    }
+}
+
+/// Attribute text of an op, for the stable text form (`matmul{ta=false,tb=true}`).
+pub fn attrs(op: &Op) -> String {
+    match op {
+        Op::Input { name, .. } => format!("{{name={name}}}"),
+        Op::Parameter { name, init, .. } => format!("{{name={name},init={init}}}"),
+        Op::Fill { value, .. } => format!("{{value={value}}}"),
+        Op::Scale { factor } => format!("{{factor={factor}}}"),
+        Op::Permute { perm } => format!("{{perm={perm:?}}}"),
+        Op::Slice { axis, start, end } => format!("{{axis={axis},start={start},end={end}}}"),
+        Op::SliceBackward { axis, start, len } => {
+            format!("{{axis={axis},start={start},len={len}}}")
+        }
+        Op::Concat { axis } => format!("{{axis={axis}}}"),
+        Op::Reduce { axis, keepdim, .. } => format!("{{axis={axis},keepdim={keepdim}}}"),
+        Op::MaxBackward { axis, keepdim } => format!("{{axis={axis},keepdim={keepdim}}}"),
+        Op::MatMul { trans_a, trans_b } => format!("{{ta={trans_a},tb={trans_b}}}"),
+        Op::LayerNorm { eps }
+        | Op::LayerNormBackward { eps }
+        | Op::LayerNormBackwardWeight { eps } => format!("{{eps={eps}}}"),
+        Op::EmbeddingBackward { vocab } => format!("{{vocab={vocab}}}"),
+        Op::CausalAttention { heads } | Op::CausalAttentionBackward { heads } => {
+            format!("{{heads={heads}}}")
+        }
+        Op::Dropout { p, seed } | Op::DropoutBackward { p, seed } => {
+            format!("{{p={p},seed={seed}}}")
+        }
+        _ => String::new(),
+    }
+}

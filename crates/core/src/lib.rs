@@ -1,0 +1,12 @@
+//! weft-core: the engine of weft. Data flows IR -> autodiff -> strategy -> passes -> schedule ->
+//! plan -> exec, once per compile; then steps run in the executor.
+//!
+//! Dimension letters used in shape comments: B batch, T sequence, C channels, V vocabulary,
+//! H heads, N rows (B*T), S stages, M micro-batches, R replicas.
+
+pub mod error;
+pub mod exec;
+pub mod ir;
+pub mod rng;
+
+pub use error::{Error, Result};
