@@ -4,9 +4,11 @@
 //! Dimension letters used in shape comments: B batch, T sequence, C channels, V vocabulary,
 //! H heads, N rows (B*T), S stages, M micro-batches, R replicas.
 
+pub mod autodiff;
 pub mod error;
 pub mod exec;
 pub mod ir;
+pub mod passes;
 pub mod rng;
 
 pub use error::{Error, Result};

@@ -1,10 +1,18 @@
 //! The IR: a static-shape graph of a closed `Op` enum (plain data, a stable text form, and a
 //! `verify()` every pass must leave true).
 
+mod builder;
+mod display;
 mod dtype;
+mod graph;
+mod infer;
 mod op;
 mod shape;
+mod verify;
 
+pub use builder::GraphBuilder;
 pub use dtype::DType;
+pub use graph::{Graph, Node, NodeId, Phase, Strategy, TaskGraph, TaskGraphId};
+pub use infer::{TensorType, infer};
 pub use op::{BinaryOp, Init, Op, ReduceOp, UnaryOp, attrs};
 pub use shape::{Dim, Numel, Shape, strides};

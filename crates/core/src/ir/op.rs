@@ -51,9 +51,17 @@ pub enum Init {
 pub enum Op {
     // ---- leaves ----
     /// A batch input fed by `step()`; its shape usually has a symbolic batch dimension.
-    Input { name: String, shape: Shape, dtype: DType },
+    Input {
+        name: String,
+        shape: Shape,
+        dtype: DType,
+    },
     /// A trainable f32 parameter.
-    Parameter { name: String, shape: Shape, init: Init },
+    Parameter {
+        name: String,
+        shape: Shape,
+        init: Init,
+    },
     /// A constant tensor filled with `value` (f32).
     Fill { value: f32, shape: Shape },
 
@@ -73,9 +81,17 @@ pub enum Op {
     /// y = x.permute(perm): output dim i is input dim perm[i].
     Permute { perm: Vec<usize> },
     /// y = x[.., start..end, ..] along `axis`.
-    Slice { axis: usize, start: usize, end: usize },
+    Slice {
+        axis: usize,
+        start: usize,
+        end: usize,
+    },
     /// (dy) -> dx: dy placed at [start, start+dy.len) along `axis` of a zero tensor of length `len`.
-    SliceBackward { axis: usize, start: usize, len: usize },
+    SliceBackward {
+        axis: usize,
+        start: usize,
+        len: usize,
+    },
     /// Concatenate all inputs along `axis`.
     Concat { axis: usize },
     /// Broadcast x (numpy rules) to `shape`.
@@ -85,7 +101,11 @@ pub enum Op {
 
     // ---- reductions ----
     /// Reduce over one axis. keepdim keeps it as size 1.
-    Reduce { op: ReduceOp, axis: usize, keepdim: bool },
+    Reduce {
+        op: ReduceOp,
+        axis: usize,
+        keepdim: bool,
+    },
     /// (x, dy) -> dx for Reduce Max over `axis`: dy (with or without the kept dim, as `keepdim`)
     /// goes to the first arg-max position; zero elsewhere.
     MaxBackward { axis: usize, keepdim: bool },
@@ -197,7 +217,10 @@ impl Op {
     }
 
     pub fn is_leaf(&self) -> bool {
-        matches!(self, Op::Input { .. } | Op::Parameter { .. } | Op::Fill { .. })
+        matches!(
+            self,
+            Op::Input { .. } | Op::Parameter { .. } | Op::Fill { .. }
+        )
     }
 }
 

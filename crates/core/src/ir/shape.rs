@@ -71,7 +71,10 @@ impl Shape {
     }
 
     pub fn numel(&self) -> Numel {
-        let mut n = Numel { fixed: 1, batch_power: 0 };
+        let mut n = Numel {
+            fixed: 1,
+            batch_power: 0,
+        };
         for d in &self.0 {
             match *d {
                 Dim::Fixed(x) => n.fixed *= x,
@@ -99,7 +102,12 @@ impl Shape {
     }
 
     pub fn resolve(&self, batch: usize) -> Shape {
-        Shape(self.0.iter().map(|d| Dim::Fixed(d.resolve(batch))).collect())
+        Shape(
+            self.0
+                .iter()
+                .map(|d| Dim::Fixed(d.resolve(batch)))
+                .collect(),
+        )
     }
 
     /// Number of elements of a concrete shape (0 for a still-symbolic shape at batch 0).
@@ -112,7 +120,10 @@ impl Shape {
         let r = self.rank() as i64;
         let a = if axis < 0 { axis + r } else { axis };
         if a < 0 || a >= r.max(1) || (r == 0) {
-            return Err(Error::shape(op, format!("axis {axis} is out of range for shape {self}")));
+            return Err(Error::shape(
+                op,
+                format!("axis {axis} is out of range for shape {self}"),
+            ));
         }
         Ok(a as usize)
     }
@@ -122,8 +133,16 @@ impl Shape {
         let r = a.rank().max(b.rank());
         let mut out = Vec::with_capacity(r);
         for i in 0..r {
-            let da = if i + a.rank() >= r { a.0[i + a.rank() - r] } else { Dim::Fixed(1) };
-            let db = if i + b.rank() >= r { b.0[i + b.rank() - r] } else { Dim::Fixed(1) };
+            let da = if i + a.rank() >= r {
+                a.0[i + a.rank() - r]
+            } else {
+                Dim::Fixed(1)
+            };
+            let db = if i + b.rank() >= r {
+                b.0[i + b.rank() - r]
+            } else {
+                Dim::Fixed(1)
+            };
             let d = match (da, db) {
                 (x, y) if x == y => x,
                 (Dim::Fixed(1), y) => y,
@@ -131,7 +150,9 @@ impl Shape {
                 _ => {
                     return Err(Error::shape(
                         op,
-                        format!("shapes {a} and {b} do not broadcast (dimension {i}: {da} vs {db})"),
+                        format!(
+                            "shapes {a} and {b} do not broadcast (dimension {i}: {da} vs {db})"
+                        ),
                     ));
                 }
             };
@@ -171,16 +192,28 @@ mod tests {
     fn broadcast_follows_numpy_rules() {
         let a = Shape(vec![Dim::Batch(1), Dim::Fixed(4), Dim::Fixed(1)]);
         let b = Shape::fixed(&[3]);
-        assert_eq!(Shape::broadcast("add", &a, &b).unwrap().to_string(), "[B,4,3]");
+        assert_eq!(
+            Shape::broadcast("add", &a, &b).unwrap().to_string(),
+            "[B,4,3]"
+        );
         let c = Shape::fixed(&[5]);
         let err = Shape::broadcast("add", &Shape::fixed(&[4]), &c).unwrap_err();
-        assert_eq!(err.to_string(), "add: shapes [4] and [5] do not broadcast (dimension 0: 4 vs 5)");
+        assert_eq!(
+            err.to_string(),
+            "add: shapes [4] and [5] do not broadcast (dimension 0: 4 vs 5)"
+        );
     }
 
     #[test]
     fn numel_tracks_batch_power() {
         let s = Shape(vec![Dim::Batch(2), Dim::Fixed(3)]);
-        assert_eq!(s.numel(), Numel { fixed: 6, batch_power: 1 });
+        assert_eq!(
+            s.numel(),
+            Numel {
+                fixed: 6,
+                batch_power: 1
+            }
+        );
         assert_eq!(s.resolve(4).to_vec(), vec![8, 3]);
     }
 }

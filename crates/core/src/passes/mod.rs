@@ -1,0 +1,16 @@
+//! Graph-to-graph passes. Each is `Graph -> Result<Graph>` and the pass manager runs
+//! `verify()` after every one, so a broken pass is caught at the pass, not at run time.
+
+mod resolve_batch;
+
+pub use resolve_batch::resolve_batch;
+
+use crate::error::Result;
+use crate::ir::Graph;
+
+/// Run one pass and verify its result.
+pub fn run_pass(graph: Graph, pass: impl FnOnce(Graph) -> Result<Graph>) -> Result<Graph> {
+    let out = pass(graph)?;
+    out.verify()?;
+    Ok(out)
+}
