@@ -107,4 +107,6 @@ pub fn differentiate(mut graph: Graph) -> Result<Graph> {
 }
 
 #[cfg(test)]
+mod gradcheck;
+#[cfg(test)]
 mod tests;

@@ -289,6 +289,12 @@ impl<B: Backend> Executor<B> {
         Ok(s.sqrt())
     }
 
+    /// The accumulated gradient of a parameter, if the last step produced one.
+    pub fn read_grad(&self, name: &str) -> Result<Option<HostData>> {
+        let id = self.param_id(name)?;
+        self.grads[id.index()].as_ref().map(|g| self.backend.download(g)).transpose()
+    }
+
     pub fn scale_grads(&mut self, factor: f32) -> Result<()> {
         for p in self.grad_params() {
             self.backend

@@ -1,0 +1,13 @@
+//! The session layer: compile options, the `Trainer` (compile, step, evaluate), checkpoints of a
+//! trainer, and its plan and memory reports. This is the API the binding exposes.
+
+mod options;
+mod persist;
+mod plan;
+mod report;
+mod trainer;
+
+pub use options::{DeviceSpec, TrainerOptions};
+pub use plan::MemoryEstimate;
+pub use report::StepReport;
+pub use trainer::{InputSpec, Trainer};

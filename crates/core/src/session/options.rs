@@ -1,0 +1,92 @@
+//! Compile options: what `weft.compile` and `weft train` pass down, parsed from one JSON object.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::optim::OptimizerConfig;
+use serde_json::Value;
+
+/// Where a trainer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    Cpu(usize),
+    Cuda(usize),
+}
+
+impl DeviceSpec {
+    /// `cpu:N` or `cuda:N` (N >= 1; a bare `cpu` means one device).
+    pub fn parse(text: &str) -> Result<DeviceSpec> {
+        let bad = || Error::config("devices", format!("'{text}' is not of the form cpu:N or cuda:N"));
+        let (kind, n) = text.split_once(':').unwrap_or((text, "1"));
+        let n: usize = n.parse().map_err(|_| bad())?;
+        if n == 0 {
+            return Err(bad());
+        }
+        match kind {
+            "cpu" => Ok(DeviceSpec::Cpu(n)),
+            "cuda" => Ok(DeviceSpec::Cuda(n)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainerOptions {
+    /// Global batch of one optimizer step (DESIGN.md, batch semantics).
+    pub batch: usize,
+    pub seed: u64,
+    /// CPU threads for kernels (0: all cores).
+    pub threads: usize,
+    pub devices: DeviceSpec,
+    pub optimizer: OptimizerConfig,
+    pub config: Config,
+}
+
+const KEYS: [&str; 6] = ["batch", "seed", "threads", "devices", "optimizer", "config"];
+
+impl TrainerOptions {
+    /// Parse `{batch, seed?, threads?, devices?, optimizer?, config?}`; unknown keys are errors.
+    pub fn from_json(v: &Value) -> Result<TrainerOptions> {
+        let obj = v.as_object().ok_or_else(|| Error::config("options", "must be an object"))?;
+        for k in obj.keys() {
+            if !KEYS.contains(&k.as_str()) {
+                return Err(Error::config(k, format!("unknown compile option; expected one of {KEYS:?}")));
+            }
+        }
+        let uint = |k: &str, default: u64| -> Result<u64> {
+            match obj.get(k) {
+                None | Some(Value::Null) => Ok(default),
+                Some(x) => x
+                    .as_u64()
+                    .ok_or_else(|| Error::config(k, format!("expected a non-negative integer, got {x}"))),
+            }
+        };
+        let batch = uint("batch", 0)? as usize;
+        if batch == 0 {
+            return Err(Error::config("batch", "the global batch must be a positive integer"));
+        }
+        let devices = match obj.get("devices") {
+            None | Some(Value::Null) => DeviceSpec::Cpu(1),
+            Some(Value::String(s)) => DeviceSpec::parse(s)?,
+            Some(x) => return Err(Error::config("devices", format!("expected \"cpu:N\", got {x}"))),
+        };
+        let optimizer = match obj.get("optimizer") {
+            None | Some(Value::Null) => OptimizerConfig::from_json(&serde_json::json!({"kind": "adamw"}))?,
+            Some(o) => OptimizerConfig::from_json(o)?,
+        };
+        // Environment variables first, explicit values win (DESIGN.md).
+        let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("WEFT_")).collect();
+        let explicit = match obj.get("config") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(c) => crate::config::flatten_json(c)?,
+        };
+        let config = Config::from_sources(&explicit, &env)?;
+        Ok(TrainerOptions {
+            batch,
+            seed: uint("seed", 0)?,
+            threads: uint("threads", 0)? as usize,
+            devices,
+            optimizer,
+            config,
+        })
+    }
+}

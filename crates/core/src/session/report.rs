@@ -1,0 +1,41 @@
+//! What a step returns to the caller.
+
+use crate::exec::HostData;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    pub step: u64,
+    /// Mean loss over the global batch.
+    pub loss: f32,
+    pub lr: f32,
+    /// Global gradient norm before clipping (None for evaluation).
+    pub grad_norm: Option<f32>,
+    pub ms: f64,
+    /// Named outputs merged across micro-batches: (name, dims, data).
+    pub outputs: Vec<(String, Vec<usize>, HostData)>,
+}
+
+impl StepReport {
+    pub fn to_json(&self) -> Value {
+        let outputs: serde_json::Map<String, Value> = self
+            .outputs
+            .iter()
+            .map(|(n, d, data)| {
+                let values = match data {
+                    HostData::F32(v) => json!(v),
+                    HostData::I32(v) => json!(v),
+                };
+                (n.clone(), json!({"shape": d, "dtype": data.dtype().name(), "data": values}))
+            })
+            .collect();
+        json!({
+            "step": self.step,
+            "loss": self.loss,
+            "lr": self.lr,
+            "gradNorm": self.grad_norm,
+            "ms": self.ms,
+            "outputs": outputs,
+        })
+    }
+}
