@@ -1,0 +1,26 @@
+//! Configuration: EPL's 26 keys (10 sections, EPL's defaults) plus weft's own, typed.
+//!
+//! Keys are dotted snake_case (`pipeline.num_micro_batch`); camelCase parts are accepted
+//! (`pipeline.numMicroBatch`), and each key can come from the environment variable
+//! `WEFT_<SECTION>_<KEY>`. Explicit values win over the environment. Unknown keys, wrong types
+//! and invalid values are errors that name the key (and suggest the nearest one). Everything is
+//! derived from the single key table in `table.rs`.
+
+mod parse;
+mod render;
+pub(crate) mod suggest;
+mod support;
+mod table;
+mod value;
+
+pub use parse::flatten_json;
+pub use render::docs_markdown;
+pub use table::{
+    AmpConfig, AutoConfig, ClusterConfig, CommunicationConfig, Config, GradientCheckpointConfig,
+    IoConfig, KeySpec, OffloadConfig, OptimizerSection, Origin, PipelineConfig, ZeroConfig,
+    key_table, lookup, sections,
+};
+pub use value::{
+    AmpDtype, AmpLevel, ClusterLayout, ConfigValue, GcType, LossScale, OffloadLevel,
+    PipelineStrategy, ReduceMethod, ValueType, ZeroLevel,
+};

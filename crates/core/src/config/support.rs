@@ -1,0 +1,137 @@
+//! Which parsed values this build can run. A key the table marks `unsupported` is accepted by
+//! the parser but refused here at any non-default value, never silently ignored.
+
+use super::table::{Config, key_table};
+use crate::error::{Error, Result};
+
+impl Config {
+    /// Ok when every set key is implemented; otherwise the first unsupported key (in table
+    /// order) as `Error::Unsupported`.
+    pub fn check_supported(&self) -> Result<()> {
+        match self.unsupported_features().into_iter().next() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    /// One `Error::Unsupported` per key set to a value this build cannot run, in table order.
+    pub fn unsupported_features(&self) -> Vec<Error> {
+        key_table()
+            .iter()
+            .filter_map(|spec| {
+                let reason = spec.unsupported?;
+                let value = spec.get(self);
+                (value != spec.default_value()).then(|| Error::Unsupported {
+                    feature: spec.key.to_string(),
+                    message: format!(
+                        "{}={} is not yet supported by this build ({reason})",
+                        spec.key,
+                        value.quoted()
+                    ),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(v: serde_json::Value) -> Config {
+        Config::from_json_object(&v).unwrap()
+    }
+
+    fn unsupported(v: serde_json::Value) -> (String, String) {
+        match config(v).check_supported().unwrap_err() {
+            Error::Unsupported { feature, message } => (feature, message),
+            other => panic!("expected unsupported, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_single_device_keys_are_supported() {
+        assert_eq!(Config::default().check_supported(), Ok(()));
+        let c = config(json!({
+            "pipeline": {"numMicroBatch": 8, "strategy": "PreferForward", "numStages": 2},
+            "communication": {"fp16": true, "maxSplits": 3, "gradientsReduceMethod": "sum",
+                              "bucketSizeMb": 50, "timeoutS": 10},
+            "cluster": {"layout": "all", "colocateSplitAndReplicate": true},
+            "io": {"dropLastFiles": true, "unbalancedIoSlicing": true},
+            "amp": {"lossScale": 64, "dtype": "fp16"},
+        }));
+        assert_eq!(c.check_supported(), Ok(()));
+    }
+
+    #[test]
+    fn zero_message_is_exact() {
+        assert_eq!(
+            unsupported(json!({"zero.level": "v1"})),
+            (
+                "zero.level".to_string(),
+                "zero.level='v1' is not yet supported by this build \
+                 (ZeRO lands with the memory issue)"
+                    .to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn each_unsupported_key_is_named() {
+        let cases = [
+            (
+                json!({"offload.level": "v0"}),
+                "offload.level",
+                "offload.level='v0'",
+            ),
+            (json!({"amp.level": "O1"}), "amp.level", "amp.level='o1'"),
+            (
+                json!({"gradient_checkpoint.type": "auto"}),
+                "gradient_checkpoint.type",
+                "'auto'",
+            ),
+            (
+                json!({"auto.auto_parallel": true}),
+                "auto.auto_parallel",
+                "auto_parallel=true",
+            ),
+            (
+                json!({"pipeline.num_virtual_stages": 2}),
+                "pipeline.num_virtual_stages",
+                "=2",
+            ),
+            (
+                json!({"optimizer.num_apply_group": 3}),
+                "optimizer.num_apply_group",
+                "=3",
+            ),
+            (json!({"io.slicing": true}), "io.slicing", "io.slicing=true"),
+        ];
+        for (input, key, fragment) in cases {
+            let (feature, message) = unsupported(input);
+            assert_eq!(feature, key);
+            assert!(message.contains(fragment), "{message}");
+            assert!(
+                message.contains("is not yet supported by this build ("),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn all_unsupported_keys_are_listed_in_table_order() {
+        let c = config(json!({"io.slicing": true, "zero.level": "v0", "amp.level": "o1"}));
+        let features: Vec<String> = c
+            .unsupported_features()
+            .into_iter()
+            .map(|e| match e {
+                Error::Unsupported { feature, .. } => feature,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(features, ["zero.level", "amp.level", "io.slicing"]);
+        let (first, _) = unsupported(json!({"io.slicing": true, "zero.level": "v0"}));
+        assert_eq!(first, "zero.level");
+    }
+}

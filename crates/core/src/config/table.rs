@@ -1,0 +1,540 @@
+//! THE key table: one entry per config key (type, default, minimum, allowed values, support
+//! status, origin, doc). The `Config` struct, its defaults, parsing, validation, the docs table
+//! and key suggestions are all derived from it; adding a key is adding one entry here.
+
+use super::suggest;
+use super::value::{
+    AmpDtype, AmpLevel, ClusterLayout, ConfigValue, Field, GcType, LossScale, OffloadLevel,
+    PipelineStrategy, ReduceMethod, ValueType, ZeroLevel,
+};
+use crate::error::{Error, Result};
+
+/// Where a key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// One of EPL's 26 keys, with EPL's default.
+    Epl,
+    /// Added by weft.
+    Weft,
+}
+
+/// One config key: everything the parser, the validator, the docs and the TS side need.
+#[derive(Debug)]
+pub struct KeySpec {
+    /// Dotted snake_case key, e.g. `pipeline.num_micro_batch`.
+    pub key: &'static str,
+    pub section: &'static str,
+    pub attribute: &'static str,
+    pub ty: ValueType,
+    /// For string keys with a closed set of values: the canonical spellings (matched
+    /// case-insensitively). Empty when any value of `ty` is accepted.
+    pub allowed: &'static [&'static str],
+    /// Smallest accepted value of an int key.
+    pub min: Option<i64>,
+    /// When set, any non-default value is parsed but rejected by `Config::check_supported`
+    /// with this reason.
+    pub unsupported: Option<&'static str>,
+    pub origin: Origin,
+    pub doc: &'static str,
+    default: fn() -> ConfigValue,
+    get: fn(&Config) -> ConfigValue,
+    set: fn(&mut Config, &ConfigValue) -> Result<()>,
+}
+
+impl KeySpec {
+    pub fn default_value(&self) -> ConfigValue {
+        (self.default)()
+    }
+
+    /// The environment variable that sets this key: `WEFT_<SECTION>_<ATTRIBUTE>`.
+    pub fn env_var(&self) -> String {
+        format!("WEFT_{}_{}", self.section, self.attribute).to_ascii_uppercase()
+    }
+
+    pub(crate) fn get(&self, config: &Config) -> ConfigValue {
+        (self.get)(config)
+    }
+
+    /// Store an already validated value.
+    pub(crate) fn set(&self, config: &mut Config, value: &ConfigValue) -> Result<()> {
+        (self.set)(config, value)
+    }
+}
+
+/// The attribute part of a key: the field name, or an explicit name where the field cannot be
+/// (`type` is a Rust keyword).
+macro_rules! key_attr {
+    ($field:ident) => {
+        stringify!($field)
+    };
+    ($field:ident $name:literal) => {
+        $name
+    };
+}
+
+macro_rules! config_table {
+    ($(
+        $(#[doc = $sdoc:literal])+
+        $section:ident: $Struct:ident {
+            $(
+                $field:ident $(as $name:literal)?: $ty:ty {
+                    default: $default:expr,
+                    min: $min:expr,
+                    origin: $origin:ident,
+                    unsupported: $todo:expr,
+                    doc: $doc:literal $(,)?
+                }
+            )+
+        }
+    )+) => {
+        $(
+            $(#[doc = $sdoc])+
+            #[derive(Debug, Clone, PartialEq)]
+            pub struct $Struct {
+                $(#[doc = $doc] pub $field: $ty,)+
+            }
+
+            impl Default for $Struct {
+                fn default() -> Self {
+                    Self { $($field: $default,)+ }
+                }
+            }
+        )+
+
+        /// Every config key, typed, one field per section. `Default` gives EPL's defaults (and
+        /// weft's for weft's own keys).
+        #[derive(Debug, Clone, PartialEq, Default)]
+        pub struct Config {
+            $($(#[doc = $sdoc])+ pub $section: $Struct,)+
+        }
+
+        static KEYS: &[KeySpec] = &[$($(
+            KeySpec {
+                key: concat!(stringify!($section), ".", key_attr!($field $($name)?)),
+                section: stringify!($section),
+                attribute: key_attr!($field $($name)?),
+                ty: <$ty as Field>::TYPE,
+                allowed: <$ty as Field>::ALLOWED,
+                min: $min,
+                unsupported: $todo,
+                origin: Origin::$origin,
+                doc: $doc,
+                default: || {
+                    let value: $ty = $default;
+                    value.to_value()
+                },
+                get: |c| c.$section.$field.to_value(),
+                set: |c, v| {
+                    let key = concat!(stringify!($section), ".", key_attr!($field $($name)?));
+                    c.$section.$field = <$ty as Field>::from_value(key, v)?;
+                    Ok(())
+                },
+            },
+        )+)+];
+    };
+}
+
+config_table! {
+    /// Pipeline parallelism and micro-batching.
+    pipeline: PipelineConfig {
+        num_micro_batch: usize {
+            default: 1, min: Some(1), origin: Epl,
+            unsupported: None,
+            doc: "Micro-batches per step. With several TaskGraphs: pipelining; with one: gradient \
+                  accumulation over that many micro-batches.",
+        }
+        num_stages: i64 {
+            default: -1, min: Some(-1), origin: Epl,
+            unsupported: None,
+            doc: "Stage count for automatic stage partition; used only with auto.auto_parallel and \
+                  when > 1 (-1 = unset).",
+        }
+        strategy: PipelineStrategy {
+            default: PipelineStrategy::PreferBackward, min: None, origin: Epl,
+            unsupported: None,
+            doc: "Pipeline schedule: PreferBackward (1F1B), PreferForward (GPipe: all forwards \
+                  then all backwards) or PreferBackwardOptimizer; case-insensitive.",
+        }
+        num_virtual_stages: usize {
+            default: 1, min: Some(1), origin: Weft,
+            unsupported: Some("interleaved pipeline schedules land with the schedule issue"),
+            doc: "Virtual stages (model chunks) per device for interleaved 1F1B; 1 = not \
+                  interleaved.",
+        }
+    }
+    /// Gradient checkpointing (activation recomputation).
+    gradient_checkpoint: GradientCheckpointConfig {
+        kind as "type": GcType {
+            default: GcType::Off, min: None, origin: Epl,
+            unsupported: Some("gradient checkpointing lands with the memory issue"),
+            doc: "Off when empty; 'collection': checkpoint the tensors the user marked; 'auto': \
+                  search checkpoints automatically.",
+        }
+        end_taskgraph: i64 {
+            default: -1, min: Some(-1), origin: Epl,
+            unsupported: None,
+            doc: "Auto checkpointing only: keep checkpoints in TaskGraphs with index <= this (-1 = \
+                  all).",
+        }
+        check_gradients: bool {
+            default: false, min: None, origin: Epl,
+            unsupported: None,
+            doc: "Build both normal and checkpointed gradients and check they match in count, \
+                  shape and op kind.",
+        }
+    }
+    /// ZeRO: sharding optimizer state and gradients across data-parallel replicas.
+    zero: ZeroConfig {
+        level: ZeroLevel {
+            default: ZeroLevel::Off, min: None, origin: Epl,
+            unsupported: Some("ZeRO lands with the memory issue"),
+            doc: "Off when empty; 'v0': shard optimizer states; 'v1': shard optimizer states and \
+                  gradients. Data parallelism only.",
+        }
+    }
+    /// Offloading weights to host memory.
+    offload: OffloadConfig {
+        level: OffloadLevel {
+            default: OffloadLevel::Off, min: None, origin: Epl,
+            unsupported: Some("offload lands with the memory issue"),
+            doc: "Off when empty; 'v0': keep all variables (and their updates) on the host and \
+                  stream them to the device.",
+        }
+    }
+    /// Automatic mixed precision.
+    amp: AmpConfig {
+        level: AmpLevel {
+            default: AmpLevel::Off, min: None, origin: Epl,
+            unsupported: Some("mixed precision lands with the AMP issue"),
+            doc: "Off when empty; 'o1' (any case): memory-efficient mixed precision by graph \
+                  rewrite, no low-precision weight copies.",
+        }
+        debug_log: bool {
+            default: false, min: None, origin: Epl,
+            unsupported: None,
+            doc: "Log every op's precision decision.",
+        }
+        loss_scale: LossScale {
+            default: LossScale::Dynamic, min: None, origin: Epl,
+            unsupported: None,
+            doc: "'dynamic' (start 2^15, x2 after 2000 finite steps, /2 and skip the step on \
+                  overflow, floor 1) or a fixed positive factor.",
+        }
+        dtype: AmpDtype {
+            default: AmpDtype::Bf16, min: None, origin: Weft,
+            unsupported: None,
+            doc: "Low-precision type AMP computes in: 'bf16' or 'fp16'.",
+        }
+    }
+    /// Optimizer application.
+    optimizer: OptimizerSection {
+        num_apply_group: usize {
+            default: 1, min: Some(1), origin: Epl,
+            unsupported: Some("grouped optimizer updates land with the memory issue"),
+            doc: "Apply gradients in this many sequential groups (balanced by size) to cut peak \
+                  temporary memory.",
+        }
+    }
+    /// Device enumeration and placement.
+    cluster: ClusterConfig {
+        device_place_prefer_intra_node: bool {
+            default: true, min: None, origin: Epl,
+            unsupported: None,
+            doc: "Enumerate devices worker-major so one replica's devices stay inside a node.",
+        }
+        run_visible_devices: String {
+            default: String::new(), min: None, origin: Epl,
+            unsupported: None,
+            doc: "Visible device list, e.g. '0,1,2,3' (normally set by a scheduler); empty = all.",
+        }
+        colocate_split_and_replicate: bool {
+            default: false, min: None, origin: Epl,
+            unsupported: None,
+            doc: "All TaskGraphs share the same devices (layout 'all'); needed for replicate+split \
+                  hybrids such as MoE.",
+        }
+        layout: ClusterLayout {
+            default: ClusterLayout::Auto, min: None, origin: Weft,
+            unsupported: None,
+            doc: "How TaskGraphs map onto devices: 'auto' (split devices evenly), 'all' (every \
+                  TaskGraph on all devices) or 'specific' (given per TaskGraph).",
+        }
+    }
+    /// Gradient communication between replicas.
+    communication: CommunicationConfig {
+        num_communicators: usize {
+            default: 2, min: Some(1), origin: Epl,
+            unsupported: None,
+            doc: "Communicators per gradient all-reduce pool; fused buckets go round-robin over \
+                  them.",
+        }
+        sparse_as_dense: bool {
+            default: false, min: None, origin: Epl,
+            unsupported: None,
+            doc: "Convert sparse (row-slice) gradients to dense before communication.",
+        }
+        max_splits: usize {
+            default: 5, min: Some(1), origin: Epl,
+            unsupported: None,
+            doc: "Maximum number of fusion buckets for the gradient all-reduce.",
+        }
+        fp16: bool {
+            default: false, min: None, origin: Epl,
+            unsupported: None,
+            doc: "Cast fp32 payloads to fp16 for the all-reduce.",
+        }
+        fp16_scale: usize {
+            default: 128, min: Some(1), origin: Epl,
+            unsupported: None,
+            doc: "Multiply before the fp16 cast and divide after.",
+        }
+        clip_after_allreduce: bool {
+            default: false, min: None, origin: Epl,
+            unsupported: None,
+            doc: "false: clip local gradients, then all-reduce; true: all-reduce first, clip the \
+                  reduced gradients (ignored with gradient accumulation).",
+        }
+        gradients_reduce_method: ReduceMethod {
+            default: ReduceMethod::Mean, min: None, origin: Epl,
+            unsupported: None,
+            doc: "'mean' or 'sum' across replicas; also how micro-batch gradients accumulate (mean \
+                  divides by num_micro_batch).",
+        }
+        bucket_size_mb: usize {
+            default: 25, min: Some(1), origin: Weft,
+            unsupported: None,
+            doc: "Target size of one gradient all-reduce bucket, in MiB.",
+        }
+        timeout_s: usize {
+            default: 300, min: Some(1), origin: Weft,
+            unsupported: None,
+            doc: "Seconds a collective may wait for its peers before failing.",
+        }
+    }
+    /// Input sharding across workers.
+    io: IoConfig {
+        slicing: bool {
+            default: false, min: None, origin: Epl,
+            unsupported: Some("input file slicing lands with the data issue"),
+            doc: "Shard input file lists across workers automatically.",
+        }
+        unbalanced_io_slicing: bool {
+            default: false, min: None, origin: Epl,
+            unsupported: None,
+            doc: "Allow workers to get unequal file counts.",
+        }
+        drop_last_files: bool {
+            default: false, min: None, origin: Epl,
+            unsupported: None,
+            doc: "Drop remainder files so every worker gets an equal share.",
+        }
+    }
+    /// Automatic parallelization.
+    auto: AutoConfig {
+        auto_parallel: bool {
+            default: false, min: None, origin: Epl,
+            unsupported: Some("automatic stage partition lands with the auto-parallel issue"),
+            doc: "Experimental: partition the model into pipeline stages automatically (no \
+                  strategy scopes allowed).",
+        }
+    }
+}
+
+/// Every config key, in table (section) order.
+pub fn key_table() -> &'static [KeySpec] {
+    KEYS
+}
+
+/// The section names, in table order.
+pub fn sections() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for spec in KEYS {
+        if !out.contains(&spec.section) {
+            out.push(spec.section);
+        }
+    }
+    out
+}
+
+/// The spec of a dotted snake_case key.
+pub fn lookup(key: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|s| s.key == key)
+}
+
+/// The spec of a key, or the "unknown config key ...; did you mean ...?" error.
+pub(crate) fn spec_or_err(key: &str) -> Result<&'static KeySpec> {
+    lookup(key).ok_or_else(|| unknown_key(key))
+}
+
+pub(crate) fn unknown_key(key: &str) -> Error {
+    let message = match suggest::nearest(key, KEYS.iter().map(|s| s.key)) {
+        Some(near) => format!("unknown config key '{key}'; did you mean '{near}'?"),
+        None => format!(
+            "unknown config key '{key}'; keys are 'section.attribute' with sections {}",
+            sections().join(", ")
+        ),
+    };
+    Error::config(key, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_all_26_epl_keys_in_10_sections_plus_weft_keys() {
+        let epl: Vec<&str> = KEYS
+            .iter()
+            .filter(|s| s.origin == Origin::Epl)
+            .map(|s| s.key)
+            .collect();
+        assert_eq!(epl.len(), 26);
+        let weft: Vec<&str> = KEYS
+            .iter()
+            .filter(|s| s.origin == Origin::Weft)
+            .map(|s| s.key)
+            .collect();
+        assert_eq!(
+            weft,
+            [
+                "pipeline.num_virtual_stages",
+                "amp.dtype",
+                "cluster.layout",
+                "communication.bucket_size_mb",
+                "communication.timeout_s",
+            ]
+        );
+        assert_eq!(
+            sections(),
+            [
+                "pipeline",
+                "gradient_checkpoint",
+                "zero",
+                "offload",
+                "amp",
+                "optimizer",
+                "cluster",
+                "communication",
+                "io",
+                "auto"
+            ]
+        );
+        let mut keys: Vec<&str> = KEYS.iter().map(|s| s.key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), KEYS.len(), "duplicate key");
+    }
+
+    #[test]
+    fn defaults_match_epl() {
+        let expect = |key: &str, v: ConfigValue| {
+            assert_eq!(lookup(key).unwrap().default_value(), v, "{key}");
+        };
+        let s = |t: &str| ConfigValue::Str(t.to_string());
+        expect("pipeline.num_micro_batch", ConfigValue::Int(1));
+        expect("pipeline.num_stages", ConfigValue::Int(-1));
+        expect("pipeline.strategy", s("PreferBackward"));
+        expect("gradient_checkpoint.type", s(""));
+        expect("gradient_checkpoint.end_taskgraph", ConfigValue::Int(-1));
+        expect("amp.loss_scale", s("dynamic"));
+        expect(
+            "cluster.device_place_prefer_intra_node",
+            ConfigValue::Bool(true),
+        );
+        expect("communication.num_communicators", ConfigValue::Int(2));
+        expect("communication.max_splits", ConfigValue::Int(5));
+        expect("communication.fp16_scale", ConfigValue::Int(128));
+        expect("communication.gradients_reduce_method", s("mean"));
+        expect("communication.bucket_size_mb", ConfigValue::Int(25));
+        expect("communication.timeout_s", ConfigValue::Int(300));
+        expect("amp.dtype", s("bf16"));
+        expect("cluster.layout", s("auto"));
+        expect("auto.auto_parallel", ConfigValue::Bool(false));
+    }
+
+    #[test]
+    fn struct_defaults_agree_with_table_and_getters() {
+        let c = Config::default();
+        assert_eq!(c.pipeline.num_micro_batch, 1);
+        assert_eq!(c.gradient_checkpoint.kind, GcType::Off);
+        assert_eq!(c.amp.loss_scale, LossScale::Dynamic);
+        for spec in KEYS {
+            assert_eq!(spec.get(&c), spec.default_value(), "{}", spec.key);
+        }
+    }
+
+    #[test]
+    fn setters_write_the_named_field() {
+        let mut c = Config::default();
+        lookup("gradient_checkpoint.type")
+            .unwrap()
+            .set(&mut c, &ConfigValue::Str("auto".into()))
+            .unwrap();
+        assert_eq!(c.gradient_checkpoint.kind, GcType::Auto);
+        lookup("communication.max_splits")
+            .unwrap()
+            .set(&mut c, &ConfigValue::Int(9))
+            .unwrap();
+        assert_eq!(c.communication.max_splits, 9);
+    }
+
+    #[test]
+    fn spec_metadata() {
+        let spec = lookup("gradient_checkpoint.end_taskgraph").unwrap();
+        assert_eq!(spec.env_var(), "WEFT_GRADIENT_CHECKPOINT_END_TASKGRAPH");
+        assert_eq!(
+            (spec.section, spec.attribute),
+            ("gradient_checkpoint", "end_taskgraph")
+        );
+        let spec = lookup("pipeline.strategy").unwrap();
+        assert_eq!(
+            spec.allowed,
+            ["PreferForward", "PreferBackward", "PreferBackwardOptimizer"]
+        );
+        assert_eq!(spec.ty, ValueType::Str);
+        assert_eq!(lookup("amp.loss_scale").unwrap().ty, ValueType::LossScale);
+        assert!(
+            lookup("pipeline.num_micro_batch")
+                .unwrap()
+                .unsupported
+                .is_none()
+        );
+        assert!(lookup("zero.level").unwrap().unsupported.is_some());
+    }
+
+    #[test]
+    fn unknown_key_messages() {
+        let err = spec_or_err("pipline.num_micro_batch").unwrap_err();
+        assert_eq!(
+            err,
+            Error::config(
+                "pipline.num_micro_batch",
+                "unknown config key 'pipline.num_micro_batch'; \
+                 did you mean 'pipeline.num_micro_batch'?"
+            )
+        );
+        let msg = |k: &str| match unknown_key(k) {
+            Error::Config { message, .. } => message,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            msg("pipeline.num_micro_batches"),
+            "unknown config key 'pipeline.num_micro_batches'; \
+             did you mean 'pipeline.num_micro_batch'?"
+        );
+        assert_eq!(
+            msg("loss_scale"),
+            "unknown config key 'loss_scale'; did you mean 'amp.loss_scale'?"
+        );
+        assert_eq!(
+            msg("comm.fp16_scale"),
+            "unknown config key 'comm.fp16_scale'; did you mean 'communication.fp16_scale'?"
+        );
+        assert_eq!(
+            msg("learning_rate"),
+            "unknown config key 'learning_rate'; keys are 'section.attribute' with sections \
+             pipeline, gradient_checkpoint, zero, offload, amp, optimizer, cluster, \
+             communication, io, auto"
+        );
+    }
+}
