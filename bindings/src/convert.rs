@@ -1,0 +1,374 @@
+//! The one place where JS values become core values and back: shapes (with `null` batch dims),
+//! dtypes, initialisers, op attributes (JSON -> `Op`), typed arrays and JSON documents.
+//!
+//! Every conversion failure is a core `Error` with the group the user would expect (a bad
+//! dtype name is `WEFT_DTYPE`, a bad axis is `WEFT_SHAPE`), so the TS layer sees one error model.
+
+use napi::bindgen_prelude::{Either, Float32Array, Int32Array};
+use serde_json::{Map, Value};
+use weft_core::exec::HostData;
+use weft_core::session::{InputSpec, StepReport};
+use weft_core::ir::{BinaryOp, DType, Dim, GraphBuilder, Init, NodeId, Op, ReduceOp, Shape, UnaryOp};
+use weft_core::{Error, Result};
+
+/// What JS sees of a tensor: its node id, shape (`null` for batch dims), dim strings
+/// (`"B"`, `"2B"`, `"128"`) and dtype name.
+#[napi(object)]
+pub struct TensorInfo {
+    pub id: u32,
+    pub shape: Vec<Option<u32>>,
+    pub dims: Vec<String>,
+    pub dtype: String,
+}
+
+/// A batch tensor as JS hands it over.
+pub type JsTensor = Either<Float32Array, Int32Array>;
+
+/// One named output of a step: concrete dims and a fresh typed array.
+#[napi(object)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<u32>,
+    #[napi(ts_type = "Float32Array | Int32Array")]
+    pub data: JsTensor,
+}
+
+/// What `step()`/`evaluate()` resolve to.
+#[napi(object)]
+pub struct JsStepReport {
+    pub step: i64,
+    pub loss: f64,
+    pub lr: f64,
+    /// Global gradient norm before clipping; absent for evaluation.
+    pub grad_norm: Option<f64>,
+    pub ms: f64,
+    pub outputs: Vec<NamedTensor>,
+}
+
+/// A compiled model's batch input at the global batch size.
+#[napi(object)]
+pub struct JsInputSpec {
+    pub name: String,
+    pub shape: Vec<u32>,
+    pub dtype: String,
+    /// Whether axis 0 is the batch axis.
+    pub batched: bool,
+}
+
+/// A parameter's name and concrete shape.
+#[napi(object)]
+pub struct ParameterInfo {
+    pub name: String,
+    pub shape: Vec<u32>,
+}
+
+/// Parse a JSON document that the TS layer produced.
+pub fn parse_json(what: &str, text: &str) -> Result<Value> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::internal(format!("{what}: invalid JSON from the TS layer: {e}")))
+}
+
+/// JS shape -> core shape: `null` is the batch dimension (`Dim::Batch(1)`).
+pub fn shape_from_js(what: &str, dims: &[Option<i64>]) -> Result<Shape> {
+    dims.iter()
+        .map(|d| match *d {
+            None => Ok(Dim::Batch(1)),
+            Some(n) if n >= 0 => Ok(Dim::Fixed(n as usize)),
+            Some(n) => Err(Error::shape(what, format!("invalid dimension {n} in shape {dims:?}"))),
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Shape)
+}
+
+/// A shape written as a JSON array of numbers and nulls (op attributes).
+fn shape_from_json(what: &str, v: &Value) -> Result<Shape> {
+    let arr = v
+        .as_array()
+        .ok_or_else(|| Error::shape(what, format!("shape must be an array, got {v}")))?;
+    let dims = arr
+        .iter()
+        .map(|d| match d {
+            Value::Null => Ok(None),
+            d => d
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| Error::shape(what, format!("invalid dimension {d} in shape {v}"))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    shape_from_js(what, &dims)
+}
+
+pub fn parse_dtype(what: &str, name: &str) -> Result<DType> {
+    DType::parse(name).ok_or_else(|| Error::DType {
+        what: what.to_string(),
+        expected: "f32 or i32".into(),
+        got: name.to_string(),
+    })
+}
+
+/// Core node -> what JS sees.
+pub fn tensor_info(b: &GraphBuilder, id: NodeId) -> Result<TensorInfo> {
+    let n = b.node(id)?;
+    Ok(TensorInfo {
+        id: id.0,
+        shape: n.shape.dims().iter().map(|d| d.fixed().map(|x| x as u32)).collect(),
+        dims: n.shape.dims().iter().map(|d| d.to_string()).collect(),
+        dtype: n.dtype.name().to_string(),
+    })
+}
+
+/// Attribute object of one op, read key by key; keys nobody read are an error so a typo in
+/// the TS layer never silently becomes a default.
+struct Attrs<'a> {
+    op: &'a str,
+    map: Map<String, Value>,
+}
+
+impl<'a> Attrs<'a> {
+    fn new(op: &'a str, v: Value) -> Result<Self> {
+        match v {
+            Value::Object(map) => Ok(Attrs { op, map }),
+            Value::Null => Ok(Attrs { op, map: Map::new() }),
+            other => Err(Error::shape(op, format!("attributes must be an object, got {other}"))),
+        }
+    }
+
+    fn bad(&self, key: &str, want: &str, v: &Value) -> Error {
+        Error::shape(self.op, format!("attribute '{key}' must be {want}, got {v}"))
+    }
+
+    fn take(&mut self, key: &str) -> Option<Value> {
+        self.map.remove(key).filter(|v| !v.is_null())
+    }
+
+    fn need(&mut self, key: &str) -> Result<Value> {
+        self.take(key)
+            .ok_or_else(|| Error::shape(self.op, format!("missing attribute '{key}'")))
+    }
+
+    fn int(&mut self, key: &str) -> Result<i64> {
+        let v = self.need(key)?;
+        v.as_i64().ok_or_else(|| self.bad(key, "an integer", &v))
+    }
+
+    fn usize(&mut self, key: &str) -> Result<usize> {
+        let v = self.need(key)?;
+        v.as_u64().map(|x| x as usize).ok_or_else(|| self.bad(key, "a non-negative integer", &v))
+    }
+
+    fn f32(&mut self, key: &str) -> Result<f32> {
+        let v = self.need(key)?;
+        v.as_f64().map(|x| x as f32).ok_or_else(|| self.bad(key, "a number", &v))
+    }
+
+    fn f32_or(&mut self, key: &str, default: f32) -> Result<f32> {
+        if self.map.get(key).is_none_or(Value::is_null) {
+            return Ok(default);
+        }
+        self.f32(key)
+    }
+
+    fn bool_or(&mut self, key: &str, default: bool) -> Result<bool> {
+        match self.take(key) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(b),
+            Some(v) => Err(self.bad(key, "a boolean", &v)),
+        }
+    }
+
+    fn u64_or(&mut self, key: &str, default: u64) -> Result<u64> {
+        match self.take(key) {
+            None => Ok(default),
+            Some(v) => v.as_u64().ok_or_else(|| self.bad(key, "a non-negative integer", &v)),
+        }
+    }
+
+    fn shape(&mut self, key: &str) -> Result<Shape> {
+        let v = self.need(key)?;
+        shape_from_json(self.op, &v)
+    }
+
+    /// An axis, possibly negative, normalised against `shape`.
+    fn axis(&mut self, key: &str, shape: &Shape) -> Result<usize> {
+        let a = self.int(key)?;
+        shape.axis(self.op, a)
+    }
+
+    fn finish(self) -> Result<()> {
+        match self.map.keys().next() {
+            None => Ok(()),
+            Some(k) => Err(Error::shape(self.op, format!("unknown attribute '{k}'"))),
+        }
+    }
+}
+
+/// `{"kind":"normal","mean":0,"std":0.02}` and friends -> `Init`.
+pub fn init_from_json(v: Value) -> Result<Init> {
+    let mut a = Attrs::new("parameter", v)?;
+    let kind = match a.need("kind")? {
+        Value::String(s) => s,
+        other => return Err(a.bad("kind", "a string", &other)),
+    };
+    let init = match kind.as_str() {
+        "zeros" => Init::Zeros,
+        "ones" => Init::Ones,
+        "constant" => Init::Constant(a.f32("value")?),
+        "normal" => Init::Normal { mean: a.f32_or("mean", 0.0)?, std: a.f32("std")? },
+        "uniform" => Init::Uniform { low: a.f32("low")?, high: a.f32("high")? },
+        other => {
+            return Err(Error::shape(
+                "parameter",
+                format!("unknown init '{other}' (zeros, ones, constant, normal, uniform)"),
+            ));
+        }
+    };
+    a.finish()?;
+    Ok(init)
+}
+
+/// Op kind + attribute JSON -> a core `Op` ready for `GraphBuilder::op`. Axes may be negative
+/// (normalised against the first input's shape); a reshape target may use `-1` (resolved by
+/// the builder, absorbing the batch) or `null` (the batch dimension itself).
+pub fn op_from_json(b: &GraphBuilder, kind: &str, inputs: &[NodeId], attrs: Value) -> Result<Op> {
+    let first = match inputs.first() {
+        Some(&id) => Some(b.node(id).map_err(|_| {
+            Error::shape(kind, format!("input {id} does not exist in this model"))
+        })?),
+        None => None,
+    };
+    let first_shape = first.map(|n| n.shape.clone()).unwrap_or_default();
+    let mut a = Attrs::new(kind, attrs)?;
+    let op = if let Some(u) = UnaryOp::parse(kind) {
+        Op::Unary(u)
+    } else if let Some(u) = kind.strip_suffix("_backward").and_then(UnaryOp::parse) {
+        Op::UnaryBackward(u)
+    } else if let Some(o) = BinaryOp::parse(kind) {
+        Op::Binary(o)
+    } else {
+        match kind {
+            "fill" => Op::Fill { value: a.f32("value")?, shape: a.shape("shape")? },
+            "scale" => Op::Scale { factor: a.f32("factor")? },
+            "reshape" => {
+                let v = a.need("shape")?;
+                let wildcard = v.as_array().is_some_and(|d| d.iter().any(|x| x.as_i64() == Some(-1)));
+                let shape = if wildcard {
+                    let dims = v
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|d| d.as_i64().ok_or_else(|| a.bad("shape", "numbers with one -1", &v)))
+                        .collect::<Result<Vec<_>>>()?;
+                    let x = *inputs.first().ok_or_else(|| Error::shape(kind, "takes 1 input, got 0"))?;
+                    b.reshape_dims(x, &dims)?
+                } else {
+                    shape_from_json(kind, &v)?
+                };
+                Op::Reshape { shape }
+            }
+            "permute" => {
+                let v = a.need("perm")?;
+                let perm = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        p.as_i64()
+                            .ok_or_else(|| a.bad("perm", "an array of axes", &v))
+                            .and_then(|p| first_shape.axis(kind, p))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Op::Permute { perm }
+            }
+            "slice" => Op::Slice {
+                axis: a.axis("axis", &first_shape)?,
+                start: a.usize("start")?,
+                end: a.usize("end")?,
+            },
+            "slice_backward" => Op::SliceBackward {
+                axis: a.axis("axis", &first_shape)?,
+                start: a.usize("start")?,
+                len: a.usize("len")?,
+            },
+            "concat" => Op::Concat { axis: a.axis("axis", &first_shape)? },
+            "expand" => Op::Expand { shape: a.shape("shape")? },
+            "sum_to" => Op::SumTo { shape: a.shape("shape")? },
+            "sum" | "mean" | "max" => Op::Reduce {
+                op: match kind {
+                    "sum" => ReduceOp::Sum,
+                    "mean" => ReduceOp::Mean,
+                    _ => ReduceOp::Max,
+                },
+                axis: a.axis("axis", &first_shape)?,
+                keepdim: a.bool_or("keepdim", false)?,
+            },
+            "max_backward" => Op::MaxBackward {
+                axis: a.axis("axis", &first_shape)?,
+                keepdim: a.bool_or("keepdim", false)?,
+            },
+            "matmul" => Op::MatMul {
+                trans_a: a.bool_or("transA", false)?,
+                trans_b: a.bool_or("transB", false)?,
+            },
+            "softmax" => Op::Softmax,
+            "softmax_backward" => Op::SoftmaxBackward,
+            "layer_norm" => Op::LayerNorm { eps: a.f32_or("eps", 1e-5)? },
+            "layer_norm_backward" => Op::LayerNormBackward { eps: a.f32_or("eps", 1e-5)? },
+            "layer_norm_backward_weight" => {
+                Op::LayerNormBackwardWeight { eps: a.f32_or("eps", 1e-5)? }
+            }
+            "embedding" => Op::Embedding,
+            "embedding_backward" => Op::EmbeddingBackward { vocab: a.usize("vocab")? },
+            "causal_attention" => Op::CausalAttention { heads: a.usize("heads")? },
+            "causal_attention_backward" => Op::CausalAttentionBackward { heads: a.usize("heads")? },
+            "cross_entropy" => Op::CrossEntropy,
+            "cross_entropy_backward" => Op::CrossEntropyBackward,
+            "dropout" => Op::Dropout { p: a.f32("p")?, seed: a.u64_or("seed", 0)? },
+            "dropout_backward" => Op::DropoutBackward { p: a.f32("p")?, seed: a.u64_or("seed", 0)? },
+            "input" | "parameter" => {
+                return Err(Error::shape(kind, format!("use the model's {kind}() method")));
+            }
+            other => return Err(Error::shape(other, "unknown op kind")),
+        }
+    };
+    a.finish()?;
+    Ok(op)
+}
+
+/// A JS typed array -> host data, copied so the worker thread never reads JS memory.
+pub fn host_data(t: &JsTensor) -> HostData {
+    match t {
+        Either::A(f) => HostData::F32(f.to_vec()),
+        Either::B(i) => HostData::I32(i.to_vec()),
+    }
+}
+
+/// Host data -> a fresh JS typed array (the Vec becomes its backing store, no copy).
+pub fn to_js_tensor(d: HostData) -> JsTensor {
+    match d {
+        HostData::F32(v) => Either::A(Float32Array::new(v)),
+        HostData::I32(v) => Either::B(Int32Array::new(v)),
+    }
+}
+
+pub fn step_report(r: StepReport) -> JsStepReport {
+    JsStepReport {
+        step: r.step as i64,
+        loss: f64::from(r.loss),
+        lr: f64::from(r.lr),
+        grad_norm: r.grad_norm.map(f64::from),
+        ms: r.ms,
+        outputs: r
+            .outputs
+            .into_iter()
+            .map(|(name, dims, data)| NamedTensor { name, shape: dims_u32(&dims), data: to_js_tensor(data) })
+            .collect(),
+    }
+}
+
+pub fn input_spec(s: &InputSpec) -> JsInputSpec {
+    JsInputSpec { name: s.name.clone(), shape: dims_u32(&s.dims), dtype: s.dtype.name().into(), batched: s.batched }
+}
+
+pub fn dims_u32(dims: &[usize]) -> Vec<u32> {
+    dims.iter().map(|&d| d as u32).collect()
+}

@@ -1,0 +1,245 @@
+//! `compile()` and `NativeTrainer`: a compiled training program. Compilation, steps, evaluation
+//! and checkpoint I/O run as napi `AsyncTask`s on the libuv pool; batch tensors are copied into
+//! owned `Vec`s on the JS thread before a task leaves it.
+
+use crate::convert::{
+    JsInputSpec, JsStepReport, JsTensor, ParameterInfo, dims_u32, host_data, input_spec, parse_json,
+    step_report, to_js_tensor,
+};
+use crate::error::{self as js, catch, guard, reject};
+use crate::model::NativeModel;
+use napi::Task;
+use napi::bindgen_prelude::{AsyncTask, Env};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use weft_core::exec::HostData;
+use weft_core::ir::Graph;
+use weft_core::session::{StepReport, Trainer, TrainerOptions};
+use weft_core::{Error, Result};
+
+type Shared = Arc<Mutex<Trainer>>;
+
+fn poisoned() -> Error {
+    Error::internal("the trainer is unusable after an earlier internal error")
+}
+
+fn lock(t: &Shared) -> Result<MutexGuard<'_, Trainer>> {
+    t.lock().map_err(|_| poisoned())
+}
+
+/// Sync accessors must not block the JS thread behind a running task.
+fn try_lock(t: &Shared) -> Result<MutexGuard<'_, Trainer>> {
+    t.try_lock().map_err(|e| match e {
+        TryLockError::WouldBlock => {
+            Error::internal("the trainer is busy with a step or checkpoint; await it first")
+        }
+        TryLockError::Poisoned(_) => poisoned(),
+    })
+}
+
+fn batch_map(inputs: &HashMap<String, JsTensor>) -> BTreeMap<String, HostData> {
+    inputs.iter().map(|(k, v)| (k.clone(), host_data(v))).collect()
+}
+
+/// Finish `model` with `lossId` as the loss and compile it with `optionsJson`
+/// (`{batch, seed, threads, devices: "cpu:N", optimizer: {...}, config: {...}}`).
+#[napi(ts_return_type = "Promise<NativeTrainer>")]
+pub fn compile(model: &mut NativeModel, loss_id: u32, options_json: String) -> js::Result<AsyncTask<CompileTask>> {
+    guard(|| {
+        let options = TrainerOptions::from_json(&parse_json("compile options", &options_json)?)?;
+        let graph = model.finish(loss_id)?;
+        Ok(AsyncTask::new(CompileTask { job: Some((graph, options)) }))
+    })
+}
+
+pub struct CompileTask {
+    job: Option<(Graph, TrainerOptions)>,
+}
+
+#[napi]
+impl Task for CompileTask {
+    type Output = Result<Trainer>;
+    type JsValue = NativeTrainer;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(catch(|| {
+            let (graph, options) = self.job.take().ok_or_else(|| Error::internal("compile ran twice"))?;
+            Trainer::compile(graph, options)
+        }))
+    }
+
+    fn resolve(&mut self, env: Env, out: Self::Output) -> napi::Result<NativeTrainer> {
+        catch(|| out.map(|t| NativeTrainer { inner: Arc::new(Mutex::new(t)) })).map_err(|e| reject(&env, e))
+    }
+}
+
+/// A step or an evaluation on one global batch.
+pub struct StepTask {
+    trainer: Shared,
+    batch: BTreeMap<String, HostData>,
+    train: bool,
+}
+
+#[napi]
+impl Task for StepTask {
+    type Output = Result<StepReport>;
+    type JsValue = JsStepReport;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(catch(|| {
+            let mut t = lock(&self.trainer)?;
+            if self.train { t.step(&self.batch) } else { t.evaluate(&self.batch) }
+        }))
+    }
+
+    fn resolve(&mut self, env: Env, out: Self::Output) -> napi::Result<JsStepReport> {
+        catch(|| out.map(step_report)).map_err(|e| reject(&env, e))
+    }
+}
+
+/// Checkpoint I/O.
+pub enum Io {
+    Save(PathBuf, Value),
+    Load(PathBuf),
+    LoadWeights(PathBuf),
+}
+
+pub struct IoTask {
+    trainer: Shared,
+    job: Option<Io>,
+}
+
+#[napi]
+impl Task for IoTask {
+    /// JSON text: the stored meta for `load`, the skipped tensor names for `loadWeights`.
+    type Output = Result<String>;
+    type JsValue = String;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(catch(|| {
+            let job = self.job.take().ok_or_else(|| Error::internal("task ran twice"))?;
+            let mut t = lock(&self.trainer)?;
+            Ok(match job {
+                Io::Save(dir, meta) => {
+                    t.save(&dir, meta)?;
+                    Value::Null
+                }
+                Io::Load(dir) => t.load(&dir)?,
+                Io::LoadWeights(file) => Value::from(t.load_weights(&file)?),
+            }
+            .to_string())
+        }))
+    }
+
+    fn resolve(&mut self, env: Env, out: Self::Output) -> napi::Result<String> {
+        out.map_err(|e| reject(&env, e))
+    }
+}
+
+#[napi]
+pub struct NativeTrainer {
+    inner: Shared,
+}
+
+impl NativeTrainer {
+    fn step_task(&self, inputs: &HashMap<String, JsTensor>, train: bool) -> AsyncTask<StepTask> {
+        AsyncTask::new(StepTask { trainer: self.inner.clone(), batch: batch_map(inputs), train })
+    }
+
+    fn io_task(&self, job: Io) -> AsyncTask<IoTask> {
+        AsyncTask::new(IoTask { trainer: self.inner.clone(), job: Some(job) })
+    }
+}
+
+#[napi]
+impl NativeTrainer {
+    /// One optimizer step on a global batch.
+    #[napi(ts_args_type = "inputs: Record<string, Float32Array | Int32Array>")]
+    pub fn step(&self, inputs: HashMap<String, JsTensor>) -> js::Result<AsyncTask<StepTask>> {
+        guard(|| Ok(self.step_task(&inputs, true)))
+    }
+
+    /// Loss and outputs on a global batch, without updating anything.
+    #[napi(ts_args_type = "inputs: Record<string, Float32Array | Int32Array>")]
+    pub fn evaluate(&self, inputs: HashMap<String, JsTensor>) -> js::Result<AsyncTask<StepTask>> {
+        guard(|| Ok(self.step_task(&inputs, false)))
+    }
+
+    /// Write a checkpoint directory (parameters, optimizer state, step, and `metaJson`).
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn save(&self, dir: String, meta_json: Option<String>) -> js::Result<AsyncTask<IoTask>> {
+        guard(|| {
+            let meta = match meta_json {
+                Some(m) => parse_json("checkpoint meta", &m)?,
+                None => Value::Null,
+            };
+            Ok(self.io_task(Io::Save(dir.into(), meta)))
+        })
+    }
+
+    /// Restore a checkpoint directory written by `save`; resolves to its meta as JSON text.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn load(&self, dir: String) -> js::Result<AsyncTask<IoTask>> {
+        guard(|| Ok(self.io_task(Io::Load(dir.into()))))
+    }
+
+    /// Initialise parameters from a safetensors file (e.g. Hugging Face GPT-2); resolves to the
+    /// JSON array of tensors skipped as non-parameters (GPT-2's attention-mask buffers).
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn load_weights(&self, file: String) -> js::Result<AsyncTask<IoTask>> {
+        guard(|| Ok(self.io_task(Io::LoadWeights(file.into()))))
+    }
+
+    /// The batch inputs at the global batch size, in model order.
+    #[napi]
+    pub fn inputs(&self) -> js::Result<Vec<JsInputSpec>> {
+        guard(|| Ok(try_lock(&self.inner)?.inputs().iter().map(input_spec).collect()))
+    }
+
+    /// Optimizer steps taken so far (restored by `load`).
+    #[napi]
+    pub fn step_count(&self) -> js::Result<i64> {
+        guard(|| Ok(try_lock(&self.inner)?.step_count() as i64))
+    }
+
+    #[napi]
+    pub fn plan_text(&self) -> js::Result<String> {
+        guard(|| Ok(try_lock(&self.inner)?.plan_text()))
+    }
+
+    /// The plan as JSON text (devices, taskgraphs, schedule, memory, config).
+    #[napi]
+    pub fn plan_json(&self) -> js::Result<String> {
+        guard(|| Ok(try_lock(&self.inner)?.plan_json().to_string()))
+    }
+
+    /// Measured and predicted memory per device as JSON text.
+    #[napi]
+    pub fn memory_json(&self) -> js::Result<String> {
+        guard(|| Ok(try_lock(&self.inner)?.memory_json().to_string()))
+    }
+
+    #[napi]
+    pub fn parameter_names(&self) -> js::Result<Vec<String>> {
+        guard(|| Ok(try_lock(&self.inner)?.parameter_names()))
+    }
+
+    #[napi]
+    pub fn parameters(&self) -> js::Result<Vec<ParameterInfo>> {
+        guard(|| {
+            let t = try_lock(&self.inner)?;
+            Ok(t.parameter_shapes()
+                .into_iter()
+                .map(|(name, dims)| ParameterInfo { name, shape: dims_u32(&dims) })
+                .collect())
+        })
+    }
+
+    /// A copy of a parameter's current value.
+    #[napi(ts_return_type = "Float32Array | Int32Array")]
+    pub fn get_parameter(&self, name: String) -> js::Result<JsTensor> {
+        guard(|| Ok(to_js_tensor(try_lock(&self.inner)?.parameter(&name)?)))
+    }
+}
