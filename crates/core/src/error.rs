@@ -10,7 +10,11 @@ pub enum Error {
     /// A shape or dtype rule of an op was violated while building or verifying a graph.
     Shape { op: String, message: String },
     /// Wrong dtype for an op input, a batch tensor or a file.
-    DType { what: String, expected: String, got: String },
+    DType {
+        what: String,
+        expected: String,
+        got: String,
+    },
     /// A graph invariant broke (a pass bug or hand-built bad IR); carries the graph's text.
     Verify { message: String },
     /// A config key is unknown, ill-typed or has an invalid value.
@@ -56,23 +60,41 @@ impl Error {
     }
 
     pub fn shape(op: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Shape { op: op.into(), message: message.into() }
+        Error::Shape {
+            op: op.into(),
+            message: message.into(),
+        }
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Error::Internal { message: message.into() }
+        Error::Internal {
+            message: message.into(),
+        }
     }
 
     pub fn batch(message: impl Into<String>) -> Self {
-        Error::Batch { message: message.into() }
+        Error::Batch {
+            message: message.into(),
+        }
     }
 
+    /// A config error; `message` is a full sentence naming the key.
     pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Config { key: key.into(), message: message.into() }
     }
 
+    /// A parsed-but-not-implemented feature, refused with a reason (never silently ignored).
+    pub fn unsupported(feature: impl Into<String>, detail: impl fmt::Display) -> Self {
+        let feature = feature.into();
+        let message = format!("{feature} is not yet supported: {detail}");
+        Error::Unsupported { feature, message }
+    }
+
     pub fn io(path: impl Into<String>, err: impl fmt::Display) -> Self {
-        Error::Io { path: path.into(), message: err.to_string() }
+        Error::Io {
+            path: path.into(),
+            message: err.to_string(),
+        }
     }
 }
 
@@ -80,13 +102,18 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Shape { op, message } => write!(f, "{op}: {message}"),
-            Error::DType { what, expected, got } => {
+            Error::DType {
+                what,
+                expected,
+                got,
+            } => {
                 write!(f, "{what}: expected dtype {expected}, got {got}")
             }
             Error::Verify { message } => write!(f, "graph verification failed: {message}"),
-            Error::Config { key, message } => write!(f, "config key '{key}': {message}"),
-            Error::Unsupported { feature, message } => {
-                write!(f, "{feature} is not yet supported: {message}")
+            // Both carry full sentences that already name the key or feature.
+            // Both carry full sentences that already name the key or feature.
+            Error::Config { message, .. } | Error::Unsupported { message, .. } => {
+                f.write_str(message)
             }
             Error::Batch { message } => write!(f, "batch: {message}"),
             Error::Checkpoint { path, message } => write!(f, "checkpoint {path}: {message}"),

@@ -5,10 +5,15 @@
 //! H heads, N rows (B*T), S stages, M micro-batches, R replicas.
 
 pub mod autodiff;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
 pub mod error;
 pub mod exec;
 pub mod ir;
+pub mod optim;
 pub mod passes;
 pub mod rng;
+pub mod session;
 
 pub use error::{Error, Result};

@@ -112,10 +112,10 @@ pub(crate) fn vjp(ad: &mut Ad<'_>, id: NodeId, dy: NodeId) -> Result<Grads> {
         | Op::EmbeddingBackward { .. }
         | Op::CausalAttentionBackward { .. }
         | Op::CrossEntropyBackward => {
-            return Err(Error::Unsupported {
-                feature: format!("second-order gradient of {}", node.op.name()),
-                message: "weft differentiates training graphs once".into(),
-            });
+            return Err(Error::unsupported(
+                format!("second-order gradient of {}", node.op.name()),
+                "weft differentiates training graphs once",
+            ));
         }
     };
     Ok(g)
@@ -192,10 +192,10 @@ fn reduce(
         &[dy],
     )?;
     if r == ReduceOp::Mean {
-        let n = shape.0[axis].fixed().ok_or_else(|| Error::Unsupported {
-            feature: "mean over the batch dimension inside the model".into(),
-            message: format!("reduce over a fixed axis of {shape}"),
-        })?;
+        let n = shape.0[axis].fixed().ok_or_else(|| Error::unsupported(
+                "mean over the batch dimension inside the model",
+                format!("reduce over a fixed axis of {shape}"),
+            ))?;
         return ad.emit(
             Op::Scale {
                 factor: 1.0 / n as f32,

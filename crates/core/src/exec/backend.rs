@@ -82,9 +82,22 @@ pub struct TensorRef<'a, B> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpdateRule {
     /// state: [momentum buffer] (empty when momentum == 0).
-    Sgd { lr: f32, momentum: f32, dampening: f32, nesterov: bool, weight_decay: f32 },
+    Sgd {
+        lr: f32,
+        momentum: f32,
+        dampening: f32,
+        nesterov: bool,
+        weight_decay: f32,
+    },
     /// state: [exp_avg, exp_avg_sq]. `decoupled` selects AdamW's weight decay.
-    Adam { lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32, decoupled: bool },
+    Adam {
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+        decoupled: bool,
+    },
 }
 
 impl UpdateRule {

@@ -53,20 +53,20 @@ impl Trainer {
         match options.devices {
             DeviceSpec::Cpu(1) => {}
             DeviceSpec::Cpu(n) => {
-                return Err(Error::Unsupported {
-                    feature: format!("devices cpu:{n}"),
-                    message: "parallel training on several devices lands with the parallel-training issue; use cpu:1".into(),
-                });
+                return Err(Error::unsupported(
+                    format!("devices cpu:{n}"),
+                    "parallel training on several devices lands with the parallel-training issue; use cpu:1",
+                ));
             }
             DeviceSpec::Cuda(_) => {
                 return Err(Error::Device { message: "no CUDA backend is compiled into this build of weft (weft-cuda is not enabled)".into() });
             }
         }
         if model.taskgraphs.iter().any(|t| t.device_count > 1) {
-            return Err(Error::Unsupported {
-                feature: "strategy scopes with deviceCount > 1".into(),
-                message: "replicate/split across devices land with the parallel-training issue".into(),
-            });
+            return Err(Error::unsupported(
+                "strategy scopes with deviceCount > 1",
+                "replicate/split across devices land with the parallel-training issue",
+            ));
         }
         let m = options.config.pipeline.num_micro_batch.max(1) as usize;
         let (replicas, b) = (1usize, options.batch);
