@@ -1,0 +1,176 @@
+/**
+ * `weft.config()`: EPL's configuration keys (dotted snake_case, e.g. `pipeline.num_micro_batch`),
+ * given as nested camelCase objects or flat dotted keys, merged over `WEFT_<SECTION>_<KEY>`
+ * environment variables (explicit values win), validated by the core's key table.
+ */
+import { WeftConfigError } from './errors.js';
+import { call, native } from './native.js';
+
+/** A config value: what the key table's types hold. */
+export type ConfigValue = boolean | number | string;
+
+/** A nested or flat config object as a user writes it. */
+export interface ConfigInput {
+  readonly [key: string]: ConfigValue | ConfigInput;
+}
+
+/** One config key's description, from the core's key table. */
+export interface ConfigKeyInfo {
+  /** Dotted snake_case, e.g. `pipeline.num_micro_batch`. */
+  readonly key: string;
+  readonly section: string;
+  readonly attribute: string;
+  /** `bool`, `int`, `string` or `'dynamic' or number`. */
+  readonly type: string;
+  /** The allowed values of a closed string key; empty when any value of the type is accepted. */
+  readonly allowed: readonly string[];
+  readonly min: number | undefined;
+  readonly default: ConfigValue;
+  /** The environment variable that sets it, e.g. `WEFT_PIPELINE_NUM_MICRO_BATCH`. */
+  readonly env: string;
+  readonly doc: string;
+  /** Why a non-default value cannot run in this build; undefined when it can. */
+  readonly unsupported: string | undefined;
+  readonly origin: 'epl' | 'weft';
+}
+
+interface Resolved {
+  values: Record<string, ConfigValue>;
+  changed: Record<string, ConfigValue>;
+}
+
+/** A validated, frozen configuration. */
+export class Config {
+  /** Every key with its value (flat, dotted snake_case). */
+  readonly values: Readonly<Record<string, ConfigValue>>;
+  /** The keys whose value differs from the default (explicit or from the environment). */
+  readonly changed: Readonly<Record<string, ConfigValue>>;
+
+  /** @internal Use {@link config}. */
+  constructor(resolved: Resolved) {
+    this.values = Object.freeze({ ...resolved.values });
+    this.changed = Object.freeze({ ...resolved.changed });
+    Object.freeze(this);
+  }
+
+  /**
+   * One key's value; the key may be dotted snake_case or camelCase.
+   *
+   * @example
+   * weft.config({ pipeline: { numMicroBatch: 4 } }).get('pipeline.num_micro_batch') // 4
+   */
+  get(key: string): ConfigValue {
+    const flat = normaliseKey(key);
+    const value = this.values[flat];
+    if (value === undefined) {
+      // Let the core produce its "did you mean" message.
+      call(() => native().resolveConfig(JSON.stringify({ [flat]: null }), {}));
+      throw new WeftConfigError(`config key '${key}': unknown config key`);
+    }
+    return value;
+  }
+
+  /**
+   * A new config with `overrides` applied on top of this one's explicit values.
+   *
+   * @example
+   * const base = weft.config({ pipeline: { numMicroBatch: 4 } });
+   * const more = base.with({ 'pipeline.num_micro_batch': 8 });
+   */
+  with(overrides: ConfigInput): Config {
+    return resolve({ ...this.changed, ...flatten(overrides) });
+  }
+
+  /** The changed keys as `key=value` lines (sorted), the form `--set` reads. */
+  toString(): string {
+    return Object.entries(this.changed)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([k, v]) => `${k}=${String(v)}`)
+      .join('\n');
+  }
+
+  /** The flat object of every key. */
+  toJSON(): Record<string, ConfigValue> {
+    return { ...this.values };
+  }
+}
+
+/** `numMicroBatch` -> `num_micro_batch` for each dotted part. */
+function normaliseKey(key: string): string {
+  return key
+    .split('.')
+    .map((part) => part.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase())
+    .join('.');
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Nested/camelCase -> flat dotted snake_case. Values are passed through for the core to type-check. */
+function flatten(input: unknown, prefix = ''): Record<string, unknown> {
+  if (!isPlainObject(input)) {
+    throw new WeftConfigError(`config must be an object of keys, got ${JSON.stringify(input)}`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(input)) {
+    const key = prefix === '' ? normaliseKey(k) : `${prefix}.${normaliseKey(k)}`;
+    if (isPlainObject(v)) Object.assign(out, flatten(v, key));
+    else if (Object.hasOwn(out, key)) {
+      throw new WeftConfigError(`config key '${key}': given twice`);
+    } else out[key] = v;
+  }
+  return out;
+}
+
+/** The `WEFT_*` environment variables (the core decides which of them are config). */
+function weftEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (k.startsWith('WEFT_') && v !== undefined) env[k] = v;
+  }
+  return env;
+}
+
+function resolve(flat: Record<string, unknown>): Config {
+  const text = call(() => native().resolveConfig(JSON.stringify(flat), weftEnv()));
+  return new Config(JSON.parse(text) as Resolved);
+}
+
+/**
+ * Builds a validated, frozen {@link Config}. Keys may be nested camelCase or flat dotted
+ * snake_case; `WEFT_<SECTION>_<KEY>` environment variables fill keys not given explicitly.
+ * Unknown keys and wrong types throw a {@link WeftConfigError} that names the key, the expected
+ * type, and the nearest valid key.
+ *
+ * @example
+ * const cfg = weft.config({ pipeline: { numMicroBatch: 4 }, 'communication.fp16': true });
+ * cfg.get('pipeline.num_micro_batch'); // 4
+ */
+export function config(input: ConfigInput = {}): Config {
+  return resolve(flatten(input));
+}
+
+/**
+ * Every config key with its type, default, environment variable and documentation.
+ *
+ * @example
+ * for (const k of weft.configKeys()) console.log(k.key, k.type, k.default);
+ */
+export function configKeys(): readonly ConfigKeyInfo[] {
+  return call(() => native().configKeys()).map((k) =>
+    Object.freeze({
+      key: k.key,
+      section: k.section,
+      attribute: k.attribute,
+      type: k.valueType,
+      allowed: Object.freeze([...k.allowed]),
+      min: k.min ?? undefined,
+      default: JSON.parse(k.defaultJson) as ConfigValue,
+      env: k.env,
+      doc: k.doc,
+      unsupported: k.unsupported ?? undefined,
+      origin: k.origin === 'weft' ? 'weft' : 'epl',
+    }),
+  );
+}

@@ -1,0 +1,327 @@
+/**
+ * `weft.compile(model, options)` and the `Trainer`: steps, evaluation, checkpoints, the plan.
+ * Calls on one trainer run one at a time, in call order.
+ */
+import type { Config } from './config.js';
+import { type Devices, cpu } from './devices.js';
+import { WeftBatchError, WeftConfigError, WeftDTypeError } from './errors.js';
+import type { Model } from './model.js';
+import { type NativeTrainer, call, callAsync, native } from './native.js';
+import type { Optimizer } from './optim.js';
+import type { DType } from './tensor.js';
+
+/** A batch tensor: a typed array of the input's dtype, or plain numbers (converted). */
+export type BatchTensor = Float32Array | Int32Array | readonly number[];
+
+/** One global batch: a value for every model input, by name. */
+export type Batch = Readonly<Record<string, BatchTensor>>;
+
+/** A named output's value for the whole global batch. */
+export interface OutputValue {
+  readonly shape: readonly number[];
+  readonly data: Float32Array | Int32Array;
+}
+
+/** What a step returns. */
+export interface StepResult {
+  /** Optimizer steps taken, this one included. */
+  readonly step: number;
+  /** Mean loss over the global batch. */
+  readonly loss: number;
+  /** Learning rate used by this step. */
+  readonly lr: number;
+  /** Wall-clock milliseconds of the step. */
+  readonly ms: number;
+  /** Global gradient norm before clipping (undefined for evaluation). */
+  readonly gradNorm: number | undefined;
+  /** The model's named outputs (`m.output`). */
+  readonly outputs: Readonly<Record<string, OutputValue>>;
+}
+
+/** What `evaluate` returns. */
+export type EvalResult = Omit<StepResult, 'gradNorm' | 'lr'>;
+
+/** Options of {@link compile}. */
+export interface CompileOptions {
+  /** Global batch of one optimizer step (split across replicas and micro-batches). */
+  readonly batch: number;
+  /** Devices to run on (default `weft.cpu(1)`). */
+  readonly devices?: Devices;
+  /** Optimizer (default `weft.optim.adamW()`). */
+  readonly optimizer?: Optimizer;
+  /** Seed of parameter initialisation and dropout (default 0). */
+  readonly seed?: number;
+  /** CPU kernel threads (default: all cores). */
+  readonly threads?: number;
+  /** Config overriding the model's (default: the config the model was built with). */
+  readonly config?: Config;
+  /** Called after every successful step with its result. */
+  readonly onProgress?: (result: StepResult) => void;
+}
+
+/** A batch input of the compiled model at the global batch size. */
+export interface InputShape {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+}
+
+/** The compiled plan: TaskGraphs, device slices, schedule grid and memory estimate. */
+export interface Plan {
+  /** The plan as JSON (`weft plan --json` prints the same). */
+  readonly json: Readonly<Record<string, unknown>>;
+  /** The human-readable plan. */
+  toString(): string;
+}
+
+function typeName(data: unknown): string {
+  if (ArrayBuffer.isView(data)) return data.constructor.name;
+  return Array.isArray(data) ? 'an array' : typeof data;
+}
+
+/** A compiled model. Create it with {@link compile}. */
+export class Trainer {
+  /** The model's batch inputs at the global batch size. */
+  readonly inputs: readonly InputShape[];
+  /** The global batch. */
+  readonly batch: number;
+  private readonly nativeTrainer: NativeTrainer;
+  private readonly onProgress: ((result: StepResult) => void) | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /** @internal Use {@link compile}. */
+  constructor(t: NativeTrainer, batch: number, onProgress: ((r: StepResult) => void) | undefined) {
+    this.nativeTrainer = t;
+    this.batch = batch;
+    this.onProgress = onProgress;
+    this.inputs = Object.freeze(
+      call(() => t.inputs()).map((s) => Object.freeze({ name: s.name, shape: Object.freeze([...s.shape]), dtype: s.dtype as DType })),
+    );
+  }
+
+  /** Runs `fn` after every earlier call on this trainer has settled. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Checks names, dtypes and lengths against the compiled inputs; converts plain arrays. */
+  private prepare(batch: Batch): Record<string, Float32Array | Int32Array> {
+    if (typeof batch !== 'object' || batch === null) {
+      throw new WeftBatchError(`batch must be an object of input name -> typed array, got ${String(batch)}`);
+    }
+    const names = this.inputs.map((i) => `'${i.name}'`).join(', ');
+    for (const key of Object.keys(batch)) {
+      if (!this.inputs.some((i) => i.name === key)) {
+        throw new WeftBatchError(`batch has unknown input '${key}'; the model's inputs are ${names}`);
+      }
+    }
+    const out: Record<string, Float32Array | Int32Array> = {};
+    for (const spec of this.inputs) {
+      const len = spec.shape.reduce((a, b) => a * b, 1);
+      const want = `${spec.dtype} [${spec.shape.join(', ')}] = ${len} values for global batch ${this.batch}`;
+      const data: unknown = batch[spec.name];
+      if (data === undefined) throw new WeftBatchError(`batch is missing input '${spec.name}' (expected ${want})`);
+      const typed = toTyped(spec, data);
+      if (typed.length !== len) {
+        throw new WeftBatchError(`input '${spec.name}' has ${typed.length} values, expected ${want}`);
+      }
+      out[spec.name] = typed;
+    }
+    return out;
+  }
+
+  /**
+   * One optimizer step on a global batch. The batch is checked (names, dtypes, lengths) before
+   * anything runs, and copied, so the arrays may be reused as soon as this returns.
+   *
+   * @example
+   * const { loss } = await trainer.step({ x: new Float32Array(8 * 784), y: new Int32Array(8) });
+   */
+  step(batch: Batch): Promise<StepResult> {
+    let inputs: Record<string, Float32Array | Int32Array>;
+    try {
+      inputs = this.prepare(batch);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.serial(async () => {
+      const r = await callAsync(() => call(() => this.nativeTrainer.step(inputs)));
+      const result = report(r);
+      this.onProgress?.(result);
+      return result;
+    });
+  }
+
+  /**
+   * Loss and outputs on a global batch without updating the parameters.
+   *
+   * @example
+   * const { loss, outputs } = await trainer.evaluate(batch);
+   */
+  evaluate(batch: Batch): Promise<EvalResult> {
+    let inputs: Record<string, Float32Array | Int32Array>;
+    try {
+      inputs = this.prepare(batch);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.serial(async () => {
+      const { step, loss, ms, outputs } = report(await callAsync(() => call(() => this.nativeTrainer.evaluate(inputs))));
+      return { step, loss, ms, outputs };
+    });
+  }
+
+  /**
+   * Saves parameters, optimizer state and the step count to a directory (atomically; a failed
+   * save leaves the previous checkpoint intact). `meta` is stored with it.
+   *
+   * @example
+   * await trainer.save('ckpt/', { model: 'mlp' });
+   */
+  save(dir: string, meta?: unknown): Promise<void> {
+    const metaJson = meta === undefined ? undefined : JSON.stringify(meta);
+    return this.serial(async () => {
+      await callAsync(() => call(() => this.nativeTrainer.save(dir, metaJson)));
+    });
+  }
+
+  /**
+   * Restores a checkpoint written by {@link save}; resolves to the `meta` stored with it.
+   *
+   * @example
+   * const meta = await trainer.load('ckpt/');
+   */
+  load(dir: string): Promise<unknown> {
+    return this.serial(async () => JSON.parse(await callAsync(() => call(() => this.nativeTrainer.load(dir)))) as unknown);
+  }
+
+  /**
+   * Initialises parameters from a safetensors file (e.g. Hugging Face GPT-2's
+   * `model.safetensors`); resolves to the names of tensors skipped as non-parameters.
+   *
+   * @example
+   * const skipped = await trainer.loadWeights('gpt2.safetensors');
+   */
+  loadWeights(file: string): Promise<string[]> {
+    return this.serial(async () => JSON.parse(await callAsync(() => call(() => this.nativeTrainer.loadWeights(file)))) as string[]);
+  }
+
+  /**
+   * The compiled plan; `String(trainer.plan)` renders TaskGraphs, device slices, the schedule
+   * grid and the memory estimate.
+   *
+   * @example
+   * console.log(trainer.plan.toString());
+   */
+  get plan(): Plan {
+    const text = call(() => this.nativeTrainer.planText());
+    const json = JSON.parse(call(() => this.nativeTrainer.planJson())) as Record<string, unknown>;
+    return Object.freeze({ json: Object.freeze(json), toString: () => text });
+  }
+
+  /**
+   * Measured and predicted memory per device, in bytes.
+   *
+   * @example
+   * console.log(trainer.memory()['cpu:0']);
+   */
+  memory(): Readonly<Record<string, unknown>> {
+    return JSON.parse(call(() => this.nativeTrainer.memoryJson())) as Record<string, unknown>;
+  }
+
+  /** Optimizer steps taken so far. @example trainer.stepCount */
+  get stepCount(): number {
+    return call(() => this.nativeTrainer.stepCount());
+  }
+
+  /**
+   * The parameters' names and shapes, in creation order.
+   *
+   * @example
+   * for (const p of trainer.parameters()) console.log(p.name, p.shape);
+   */
+  parameters(): readonly { readonly name: string; readonly shape: readonly number[] }[] {
+    return call(() => this.nativeTrainer.parameters());
+  }
+
+  /** The parameter names. @example trainer.parameterNames().includes('h.0.attn.c_attn.weight') */
+  parameterNames(): readonly string[] {
+    return call(() => this.nativeTrainer.parameterNames());
+  }
+
+  /**
+   * A copy of a parameter's current value.
+   *
+   * @example
+   * const w = trainer.getParameter('linear_0.weight');
+   */
+  getParameter(name: string): Float32Array {
+    const data = call(() => this.nativeTrainer.getParameter(name));
+    if (!(data instanceof Float32Array)) throw new WeftDTypeError(`parameter '${name}': expected f32 data`);
+    return data;
+  }
+}
+
+function toTyped(spec: InputShape, data: unknown): Float32Array | Int32Array {
+  const f32 = spec.dtype === 'f32';
+  if (f32 ? data instanceof Float32Array : data instanceof Int32Array) return data as Float32Array | Int32Array;
+  if (Array.isArray(data)) {
+    if (!f32 && !data.every((v) => Number.isInteger(v))) {
+      throw new WeftDTypeError(`input '${spec.name}': expected i32 values, got a non-integer in the array`);
+    }
+    return f32 ? Float32Array.from(data as number[]) : Int32Array.from(data as number[]);
+  }
+  throw new WeftDTypeError(
+    `input '${spec.name}': expected dtype ${spec.dtype} (${f32 ? 'Float32Array' : 'Int32Array'}), got ${typeName(data)}`,
+  );
+}
+
+type NativeReport = Awaited<ReturnType<NativeTrainer['step']>>;
+
+function report(r: NativeReport): StepResult {
+  const outputs: Record<string, OutputValue> = {};
+  for (const o of r.outputs) outputs[o.name] = Object.freeze({ shape: Object.freeze([...o.shape]), data: o.data });
+  return Object.freeze({
+    step: r.step,
+    loss: r.loss,
+    lr: r.lr,
+    ms: r.ms,
+    gradNorm: r.gradNorm ?? undefined,
+    outputs: Object.freeze(outputs),
+  });
+}
+
+/**
+ * Compiles a model for a device layout and optimizer. Rejects with a typed error for an
+ * unsupported layout (`WeftUnsupportedError`), a device this build cannot use
+ * (`WeftDeviceError`), or an invalid option (`WeftConfigError`).
+ *
+ * @example
+ * const trainer = await weft.compile(model, {
+ *   batch: 32, devices: weft.cpu(1), optimizer: weft.optim.adamW({ lr: 1e-3 }),
+ * });
+ */
+export async function compile(model: Model, options: CompileOptions): Promise<Trainer> {
+  if (typeof options !== 'object' || options === null) {
+    throw new WeftConfigError('compile options must be an object with at least { batch }');
+  }
+  const { batch, onProgress } = options;
+  if (!Number.isInteger(batch) || batch < 1) {
+    throw new WeftConfigError(`compile option 'batch' (the global batch) must be a positive integer, got ${String(batch)}`);
+  }
+  const devices = options.devices ?? cpu(1);
+  const cfg = options.config ?? model.config;
+  const json = JSON.stringify({
+    batch,
+    seed: options.seed ?? 0,
+    threads: options.threads ?? 0,
+    devices: devices.toString(),
+    optimizer: options.optimizer ?? { kind: 'adamw' },
+    config: cfg.changed,
+  });
+  const nativeModel = model.takeNative();
+  const t = await callAsync(() => call(() => native().compile(nativeModel, model.lossId, json)));
+  return new Trainer(t, batch, onProgress);
+}
