@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+// `npm test`: the Rust tests (`cargo test --workspace`), then the ava specs (`ava --tap`).
+// Output streams through; the last line is the plain summary `N passed, N failed[, N skipped]`
+// over both runners. Exits non-zero when anything failed (a runner that exits non-zero without
+// a parsed failure, e.g. a build error, counts as one failure).
+import { spawn } from 'node:child_process';
+
+function run(cmd, args, onLine) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+    const pump = (stream, out) => {
+      let buf = '';
+      stream.setEncoding('utf8');
+      stream.on('data', (chunk) => {
+        out.write(chunk);
+        buf += chunk;
+        let nl;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          onLine(buf.slice(0, nl));
+          buf = buf.slice(nl + 1);
+        }
+      });
+      stream.on('end', () => {
+        if (buf) onLine(buf);
+      });
+    };
+    pump(child.stdout, process.stdout);
+    pump(child.stderr, process.stderr);
+    child.on('error', (err) => {
+      process.stderr.write(`${cmd}: ${err.message}\n`);
+      resolve(127);
+    });
+    child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+  });
+}
+
+const total = { passed: 0, failed: 0, skipped: 0 };
+
+// cargo: one `test result: ok. 3 passed; 0 failed; 1 ignored; ...` line per test binary.
+const cargo = { passed: 0, failed: 0, skipped: 0 };
+const cargoCode = await run('cargo', ['test', '--workspace'], (line) => {
+  const m = /test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored/.exec(line);
+  if (m) {
+    cargo.passed += Number(m[1]);
+    cargo.failed += Number(m[2]);
+    cargo.skipped += Number(m[3]);
+  }
+});
+if (cargoCode !== 0 && cargo.failed === 0) cargo.failed = 1;
+
+// ava --tap: `ok N - title`, `not ok N - title`, `ok N - title # SKIP`.
+const ava = { passed: 0, failed: 0, skipped: 0 };
+const avaBin = new URL('../node_modules/ava/entrypoints/cli.mjs', import.meta.url);
+const avaCode = await run(process.execPath, [avaBin.pathname, '--tap'], (line) => {
+  if (/^not ok \d+/.test(line)) ava.failed += 1;
+  else if (/^ok \d+.*# (SKIP|TODO)/i.test(line)) ava.skipped += 1;
+  else if (/^ok \d+/.test(line)) ava.passed += 1;
+});
+if (avaCode !== 0 && ava.failed === 0) ava.failed = 1;
+
+for (const r of [cargo, ava]) {
+  total.passed += r.passed;
+  total.failed += r.failed;
+  total.skipped += r.skipped;
+}
+console.log(`\ncargo: ${cargo.passed} passed, ${cargo.failed} failed, ${cargo.skipped} ignored`);
+console.log(`ava: ${ava.passed} passed, ${ava.failed} failed, ${ava.skipped} skipped`);
+const skipped = total.skipped > 0 ? `, ${total.skipped} skipped` : '';
+console.log(`${total.passed} passed, ${total.failed} failed${skipped}`);
+process.exit(total.failed > 0 ? 1 : 0);
