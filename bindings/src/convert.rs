@@ -353,9 +353,9 @@ pub fn to_js_tensor(d: HostData) -> JsTensor {
 pub fn step_report(r: StepReport) -> JsStepReport {
     JsStepReport {
         step: r.step as i64,
-        loss: f64::from(r.loss),
-        lr: f64::from(r.lr),
-        grad_norm: r.grad_norm.map(f64::from),
+        loss: widen(r.loss),
+        lr: widen(r.lr),
+        grad_norm: r.grad_norm.map(widen),
         ms: r.ms,
         outputs: r
             .outputs
@@ -363,6 +363,11 @@ pub fn step_report(r: StepReport) -> JsStepReport {
             .map(|(name, dims, data)| NamedTensor { name, shape: dims_u32(&dims), data: to_js_tensor(data) })
             .collect(),
     }
+}
+
+/// An f32 as the f64 with the same shortest decimal form (0.01f32 -> 0.01, not 0.0099999998).
+fn widen(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
 }
 
 pub fn input_spec(s: &InputSpec) -> JsInputSpec {
