@@ -1,0 +1,121 @@
+/**
+ * The built-in GPT-2: pre-LN blocks, GELU (tanh), learned positions, tied embeddings, biases
+ * everywhere, with Hugging Face GPT-2's parameter names and layouts so that a real GPT-2
+ * `model.safetensors` loads into it.
+ */
+import * as weft from '../index.js';
+
+/** The shape of a GPT-2 model. */
+export interface GptOptions {
+  /** Transformer blocks (`h.0` ... `h.{layers-1}`). */
+  readonly layers: number;
+  readonly heads: number;
+  /** Embedding width C (a multiple of `heads`). */
+  readonly dim: number;
+  /** Context length T: inputs are `[B, T]`. */
+  readonly seq: number;
+  /** Vocabulary size V. */
+  readonly vocab: number;
+  /** Dropout after the embeddings and on each residual branch (default 0). */
+  readonly dropout?: number;
+  /** Also output the `[B*T, V]` logits as `logits` (for sampling). */
+  readonly outputLogits?: boolean;
+}
+
+/**
+ * The build function of a GPT-2 model: inputs `idx` and `targets` (i32 `[B, T]`), returns the
+ * mean next-token cross-entropy.
+ *
+ * @example
+ * const model = weft.model(weft.config(), gptBuild({ layers: 2, heads: 2, dim: 64, seq: 32, vocab: 256 }));
+ */
+export function gptBuild(opts: GptOptions): weft.BuildFn {
+  checkGpt(opts);
+  return (m) => {
+    const idx = m.input('idx', [null, opts.seq], 'i32');
+    const targets = m.input('targets', [null, opts.seq], 'i32');
+    const wte = m.param('wte.weight', [opts.vocab, opts.dim], weft.init.normal(0, 0.02));
+    const wpe = m.param('wpe.weight', [opts.seq, opts.dim], weft.init.normal(0, 0.02));
+    // Inputs always have T = seq, so wpe[0:T] is all of wpe: it broadcasts over the batch.
+    let x = m.op('embedding', [wte, idx]).add(wpe);
+    x = dropout(x, opts.dropout);
+    for (let i = 0; i < opts.layers; i++) x = block(m, x, i, opts);
+    x = m.nn.layerNorm(x, { name: 'ln_f', eps: 1e-5 });
+    const logits = x.reshape([-1, opts.dim]).matmul(wte, { transB: true });
+    if (opts.outputLogits) m.output('logits', logits);
+    return m.losses.softmaxCrossEntropy(logits, targets);
+  };
+}
+
+/**
+ * A GPT-2 model under `cfg` (default: an empty config).
+ *
+ * @example
+ * const trainer = await weft.compile(gpt({ layers: 4, heads: 4, dim: 256, seq: 128, vocab: 4096 }), { batch: 8 });
+ */
+export function gpt(opts: GptOptions, cfg: weft.Config = weft.config()): weft.Model {
+  return weft.model(cfg, gptBuild(opts));
+}
+
+/**
+ * The number of parameters of a GPT-2 of this shape (tied embeddings counted once).
+ *
+ * @example
+ * gptParameterCount({ layers: 4, heads: 4, dim: 256, seq: 128, vocab: 4096 }) // 4240896
+ */
+export function gptParameterCount(opts: GptOptions): number {
+  const c = opts.dim;
+  const perBlock = 2 * c + (3 * c * c + 3 * c) + (c * c + c) + 2 * c + (4 * c * c + 4 * c) + (4 * c * c + c);
+  return opts.vocab * c + opts.seq * c + opts.layers * perBlock + 2 * c;
+}
+
+/** Block `h.{i}`: `x + attn(ln_1(x))`, then `h + mlp(ln_2(h))`. */
+function block(m: weft.ModelBuilder, x: weft.Tensor, i: number, opts: GptOptions): weft.Tensor {
+  return m.scope(`h.${i}`, () => {
+    const a = attention(m, m.nn.layerNorm(x, { name: 'ln_1', eps: 1e-5 }), opts);
+    const h = x.add(dropout(a, opts.dropout));
+    const f = mlp(m, m.nn.layerNorm(h, { name: 'ln_2', eps: 1e-5 }), opts);
+    return h.add(dropout(f, opts.dropout));
+  });
+}
+
+/** `attn.c_attn` (C -> 3C, packed q|k|v), causal multi-head attention, `attn.c_proj` (C -> C). */
+function attention(m: weft.ModelBuilder, x: weft.Tensor, opts: GptOptions): weft.Tensor {
+  return m.scope('attn', () => {
+    const qkv = linear(m, x, 3 * opts.dim, 'c_attn', 0.02);
+    const y = m.op('causal_attention', [qkv], { heads: opts.heads });
+    return linear(m, y, opts.dim, 'c_proj', projStd(opts));
+  });
+}
+
+/** `mlp.c_fc` (C -> 4C), GELU (tanh), `mlp.c_proj` (4C -> C). */
+function mlp(m: weft.ModelBuilder, x: weft.Tensor, opts: GptOptions): weft.Tensor {
+  return m.scope('mlp', () => {
+    const h = linear(m, x, 4 * opts.dim, 'c_fc', 0.02).gelu();
+    return linear(m, h, opts.dim, 'c_proj', projStd(opts));
+  });
+}
+
+/** A Conv1D-layout linear layer with GPT-2's init: weight normal(0, std), bias zero. */
+function linear(m: weft.ModelBuilder, x: weft.Tensor, out: number, name: string, std: number): weft.Tensor {
+  return m.nn.linear(x, out, { name, init: weft.init.normal(0, std), biasInit: weft.init.zeros() });
+}
+
+/** GPT-2 scales the residual output projections by 1/sqrt(2 * layers). */
+function projStd(opts: GptOptions): number {
+  return 0.02 / Math.sqrt(2 * opts.layers);
+}
+
+function dropout(x: weft.Tensor, p: number | undefined): weft.Tensor {
+  return p !== undefined && p > 0 ? x.dropout(p) : x;
+}
+
+function checkGpt(opts: GptOptions): void {
+  for (const key of ['layers', 'heads', 'dim', 'seq', 'vocab'] as const) {
+    const v = opts[key];
+    if (!Number.isInteger(v) || v < 1) throw new weft.WeftShapeError(`gpt: ${key} must be a positive integer, got ${String(v)}`);
+  }
+  if (opts.dim % opts.heads !== 0) {
+    throw new weft.WeftShapeError(`gpt: dim ${opts.dim} must be a multiple of heads ${opts.heads}`);
+  }
+}
