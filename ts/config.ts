@@ -78,10 +78,16 @@ export class Config {
    * const more = base.with({ 'pipeline.num_micro_batch': 8 });
    */
   with(overrides: ConfigInput): Config {
-    return resolve({ ...this.changed, ...flatten(overrides) });
+    const flat = Object.entries(flatten(overrides)).map(([k, v]) => [normaliseKey(k), v] as const);
+    return resolve({ ...this.changed, ...Object.fromEntries(flat) });
   }
 
-  /** The changed keys as `key=value` lines (sorted), the form `--set` reads. */
+  /**
+   * The changed keys as `key=value` lines (sorted), the form `--set` reads.
+   *
+   * @example
+   * String(weft.config({ zero: { level: 'v1' } })) // "zero.level=v1"
+   */
   toString(): string {
     return Object.entries(this.changed)
       .sort(([a], [b]) => a.localeCompare(b))
@@ -89,7 +95,12 @@ export class Config {
       .join('\n');
   }
 
-  /** The flat object of every key. */
+  /**
+   * The flat object of every key.
+   *
+   * @example
+   * JSON.stringify(weft.config()) // {"amp.dtype":...,"pipeline.num_micro_batch":1,...}
+   */
   toJSON(): Record<string, ConfigValue> {
     return { ...this.values };
   }
@@ -107,18 +118,19 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Nested/camelCase -> flat dotted snake_case. Values are passed through for the core to type-check. */
+/**
+ * Nested objects -> flat dotted keys, spelled as written (the core normalises camelCase and
+ * reports unknown or repeated keys in the user's spelling).
+ */
 function flatten(input: unknown, prefix = ''): Record<string, unknown> {
   if (!isPlainObject(input)) {
     throw new WeftConfigError(`config must be an object of keys, got ${JSON.stringify(input)}`);
   }
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(input)) {
-    const key = prefix === '' ? normaliseKey(k) : `${prefix}.${normaliseKey(k)}`;
+    const key = prefix === '' ? k : `${prefix}.${k}`;
     if (isPlainObject(v)) Object.assign(out, flatten(v, key));
-    else if (Object.hasOwn(out, key)) {
-      throw new WeftConfigError(`config key '${key}': given twice`);
-    } else out[key] = v;
+    else out[key] = v;
   }
   return out;
 }

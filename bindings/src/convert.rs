@@ -377,3 +377,75 @@ pub fn input_spec(s: &InputSpec) -> JsInputSpec {
 pub fn dims_u32(dims: &[usize]) -> Vec<u32> {
     dims.iter().map(|&d| d as u32).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn builder_with_x() -> (GraphBuilder, NodeId) {
+        let mut b = GraphBuilder::new();
+        let shape = shape_from_js("input", &[None, Some(3), Some(8)]).unwrap();
+        let x = b.input("x", shape, DType::F32).unwrap();
+        (b, x)
+    }
+
+    #[test]
+    fn null_is_the_batch_dimension() {
+        let s = shape_from_js("input", &[None, Some(4)]).unwrap();
+        assert_eq!(s, Shape(vec![Dim::Batch(1), Dim::Fixed(4)]));
+        let e = shape_from_js("input", &[Some(-2)]).unwrap_err();
+        assert_eq!(e.code(), "WEFT_SHAPE");
+    }
+
+    #[test]
+    fn tensor_info_reports_batch_dims() {
+        let (mut b, x) = builder_with_x();
+        let op = op_from_json(&b, "reshape", &[x], json!({"shape": [-1, 8]})).unwrap();
+        let y = b.op(op, &[x]).unwrap();
+        let info = tensor_info(&b, y).unwrap();
+        assert_eq!(info.shape, vec![None, Some(8)]);
+        assert_eq!(info.dims, vec!["3B".to_string(), "8".to_string()]);
+        assert_eq!(info.dtype, "f32");
+    }
+
+    #[test]
+    fn attributes_become_ops_with_normalised_axes() {
+        let (b, x) = builder_with_x();
+        let op = |kind: &str, attrs: Value| op_from_json(&b, kind, &[x], attrs).unwrap();
+        assert_eq!(op("matmul", json!({"transB": true})), Op::MatMul { trans_a: false, trans_b: true });
+        assert_eq!(op("sum", json!({"axis": -1})), Op::Reduce { op: ReduceOp::Sum, axis: 2, keepdim: false });
+        assert_eq!(op("permute", json!({"perm": [0, -1, 1]})), Op::Permute { perm: vec![0, 2, 1] });
+        assert_eq!(op("slice", json!({"axis": 1, "start": 0, "end": 2})), Op::Slice { axis: 1, start: 0, end: 2 });
+        assert_eq!(op("gelu", json!({})), Op::Unary(UnaryOp::Gelu));
+        assert_eq!(op("gelu_backward", Value::Null), Op::UnaryBackward(UnaryOp::Gelu));
+        assert_eq!(op("layer_norm", json!({})), Op::LayerNorm { eps: 1e-5 });
+        assert_eq!(op("reshape", json!({"shape": [null, 24]})), Op::Reshape { shape: shape_from_js("", &[None, Some(24)]).unwrap() });
+    }
+
+    #[test]
+    fn bad_attributes_are_shape_errors_naming_the_op() {
+        let (b, x) = builder_with_x();
+        let err = |kind: &str, attrs: Value| op_from_json(&b, kind, &[x], attrs).unwrap_err().to_string();
+        assert_eq!(err("matmul", json!({"transpose": true})), "matmul: unknown attribute 'transpose'");
+        assert_eq!(err("sum", json!({"axis": 3})), "sum: axis 3 is out of range for shape [B,3,8]");
+        assert_eq!(err("scale", json!({})), "scale: missing attribute 'factor'");
+        assert_eq!(err("scale", json!({"factor": "2"})), "scale: attribute 'factor' must be a number, got \"2\"");
+        assert_eq!(err("conv2d", json!({})), "conv2d: unknown op kind");
+    }
+
+    #[test]
+    fn initialisers_parse() {
+        assert_eq!(init_from_json(json!({"kind": "normal", "std": 0.02})).unwrap(), Init::Normal { mean: 0.0, std: 0.02 });
+        assert_eq!(init_from_json(json!({"kind": "uniform", "low": -1, "high": 1})).unwrap(), Init::Uniform { low: -1.0, high: 1.0 });
+        assert_eq!(init_from_json(json!({"kind": "zeros"})).unwrap(), Init::Zeros);
+        let e = init_from_json(json!({"kind": "xavier"})).unwrap_err();
+        assert_eq!(e.to_string(), "parameter: unknown init 'xavier' (zeros, ones, constant, normal, uniform)");
+    }
+
+    #[test]
+    fn f32_widens_to_its_shortest_decimal() {
+        assert_eq!(widen(0.1), 0.1);
+        assert!(widen(f32::NAN).is_nan());
+    }
+}

@@ -2,9 +2,12 @@
 //! one core area; `convert` is the one place JS values become core values, `error` the one
 //! place core errors become JS errors.
 
+#![cfg_attr(test, allow(dead_code))] // the #[napi] items are only reachable from JS
+
 #[macro_use]
 extern crate napi_derive;
 
+mod bench;
 mod config;
 mod convert;
 mod data;

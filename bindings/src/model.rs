@@ -100,7 +100,7 @@ impl NativeModel {
                 other => {
                     return Err(Error::Unsupported {
                         feature: format!("strategy '{other}'"),
-                        message: "the strategies are replicate and split".into(),
+                        message: format!("strategy '{other}' is not supported; the strategies are replicate and split"),
                     });
                 }
             };
