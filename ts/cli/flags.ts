@@ -1,0 +1,117 @@
+/**
+ * The CLI's flag table: one entry per flag, grouped as in DESIGN.md, with the value form each
+ * takes. The parser, the help text and the error messages are all generated from this table.
+ */
+
+/** How a flag's value is read. */
+export type FlagKind = 'bool' | 'string' | 'int' | 'number' | 'size' | 'list' | 'choice';
+
+/** One flag of the table. */
+export interface FlagSpec {
+  /** Long name without the leading dashes, kebab-case. */
+  readonly name: string;
+  readonly kind: FlagKind;
+  readonly group: 'model' | 'data' | 'optimizer' | 'run' | 'sample' | 'demo';
+  readonly help: string;
+  /** Placeholder shown in help and in "expected" error messages. */
+  readonly value?: string;
+  readonly choices?: readonly string[];
+  /** Smallest accepted value for int/number flags. */
+  readonly min?: number;
+  /** Minimum is exclusive (for learning rates, temperatures...). */
+  readonly minExclusive?: boolean;
+  readonly repeatable?: boolean;
+}
+
+const MODEL: FlagSpec[] = [
+  { name: 'model', kind: 'choice', group: 'model', choices: ['gpt', 'mlp'], help: 'built-in model' },
+  { name: 'layers', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: transformer blocks' },
+  { name: 'heads', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: attention heads' },
+  { name: 'dim', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: embedding width' },
+  { name: 'seq', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: context length' },
+  { name: 'vocab', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: vocabulary size' },
+  { name: 'sizes', kind: 'list', group: 'model', value: '784,1024,1024,10', help: 'mlp: layer widths' },
+  { name: 'init', kind: 'string', group: 'model', value: 'FILE.safetensors', help: 'initial weights' },
+  { name: 'seed', kind: 'int', group: 'model', min: 0, value: 'N', help: 'seed for init and synthetic data' },
+];
+
+const DATA: FlagSpec[] = [
+  { name: 'data', kind: 'string', group: 'data', value: 'FILE.bin', help: 'llm.c token file (default: built-in corpus / synthetic)' },
+  { name: 'batch', kind: 'int', group: 'data', min: 1, value: 'B', help: 'global batch per optimizer step' },
+];
+
+const OPTIMIZER: FlagSpec[] = [
+  { name: 'optimizer', kind: 'choice', group: 'optimizer', choices: ['adamw', 'adam', 'sgd'], help: 'optimizer' },
+  { name: 'lr', kind: 'number', group: 'optimizer', min: 0, minExclusive: true, value: 'X', help: 'learning rate' },
+  { name: 'beta1', kind: 'number', group: 'optimizer', min: 0, value: 'X', help: 'Adam beta1' },
+  { name: 'beta2', kind: 'number', group: 'optimizer', min: 0, value: 'X', help: 'Adam beta2' },
+  { name: 'eps', kind: 'number', group: 'optimizer', min: 0, minExclusive: true, value: 'X', help: 'Adam epsilon' },
+  { name: 'weight-decay', kind: 'number', group: 'optimizer', min: 0, value: 'X', help: 'decoupled weight decay' },
+  { name: 'momentum', kind: 'number', group: 'optimizer', min: 0, value: 'X', help: 'SGD momentum' },
+  { name: 'grad-clip', kind: 'number', group: 'optimizer', min: 0, value: 'X', help: 'clip the global gradient norm' },
+  { name: 'warmup', kind: 'int', group: 'optimizer', min: 0, value: 'STEPS', help: 'linear warm-up steps' },
+  { name: 'schedule', kind: 'choice', group: 'optimizer', choices: ['constant', 'cosine'], help: 'learning-rate schedule' },
+];
+
+const RUN: FlagSpec[] = [
+  { name: 'steps', kind: 'int', group: 'run', min: 1, value: 'N', help: 'optimizer steps to run' },
+  { name: 'devices', kind: 'string', group: 'run', value: 'cpu:N|cuda:N', help: 'devices to run on' },
+  { name: 'dp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'data-parallel replicas' },
+  { name: 'pp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'pipeline stages' },
+  { name: 'tp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'tensor-parallel width' },
+  { name: 'set', kind: 'string', group: 'run', repeatable: true, value: 'key=value', help: 'config key (repeatable)' },
+  { name: 'config', kind: 'string', group: 'run', value: 'FILE.json', help: 'config file' },
+  { name: 'json', kind: 'bool', group: 'run', help: 'one JSON object per line' },
+  { name: 'save', kind: 'string', group: 'run', value: 'DIR', help: 'save a checkpoint at the end' },
+  { name: 'resume', kind: 'string', group: 'run', value: 'DIR', help: 'load a checkpoint first' },
+  { name: 'trace', kind: 'string', group: 'run', value: 'FILE.json', help: 'write a Chrome trace' },
+  { name: 'memory-limit', kind: 'size', group: 'run', value: 'SIZE', help: 'per-device memory limit, e.g. 4GiB' },
+];
+
+const SAMPLE: FlagSpec[] = [
+  { name: 'checkpoint', kind: 'string', group: 'sample', value: 'DIR', help: 'checkpoint saved by train --save' },
+  { name: 'prompt', kind: 'string', group: 'sample', value: 'TEXT', help: 'text to continue' },
+  { name: 'tokens', kind: 'int', group: 'sample', min: 1, value: 'N', help: 'tokens to generate' },
+  { name: 'temperature', kind: 'number', group: 'sample', min: 0, value: 'T', help: '0 = greedy' },
+  { name: 'top-k', kind: 'int', group: 'sample', min: 0, value: 'K', help: 'sample among the K likeliest (0 = all)' },
+];
+
+const DEMO: FlagSpec[] = [
+  { name: 'out', kind: 'string', group: 'demo', value: 'DIR', help: 'where the demo checkpoint goes' },
+];
+
+const ALL: readonly FlagSpec[] = [...MODEL, ...DATA, ...OPTIMIZER, ...RUN, ...SAMPLE, ...DEMO];
+const SEED = MODEL.filter((f) => f.name === 'seed');
+const STEPS = RUN.filter((f) => f.name === 'steps');
+const JSON_FLAG = RUN.filter((f) => f.name === 'json');
+
+/** The flags each subcommand accepts. */
+export const COMMAND_FLAGS: Readonly<Record<string, readonly FlagSpec[]>> = {
+  train: [...MODEL, ...DATA, ...OPTIMIZER, ...RUN],
+  plan: [...MODEL, ...DATA, ...OPTIMIZER, ...RUN],
+  sample: [...SAMPLE, ...SEED],
+  demo: [...DEMO, ...STEPS, ...SEED, ...JSON_FLAG],
+};
+
+/** Every flag any command knows, for "belongs to another command" hints. */
+export function findFlag(name: string): FlagSpec | undefined {
+  return ALL.find((f) => f.name === name);
+}
+
+/** The expected form of a flag's value, for error messages and help. */
+export function expectedForm(spec: FlagSpec): string {
+  switch (spec.kind) {
+    case 'choice':
+      return (spec.choices ?? []).join('|');
+    case 'int':
+      return spec.min === undefined ? 'an integer' : `an integer >= ${spec.min}`;
+    case 'number':
+      return spec.minExclusive ? `a number > ${spec.min}` : `a number >= ${spec.min ?? '-inf'}`;
+    case 'size':
+      return 'a size such as 512MiB, 4GiB or 1e9 (bytes)';
+    case 'list':
+      return 'comma-separated positive integers such as 784,1024,10';
+    default:
+      return spec.value ?? 'a value';
+  }
+}

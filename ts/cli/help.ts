@@ -1,0 +1,46 @@
+/**
+ * Help text, generated from the flag table so that it cannot drift from what the parser accepts.
+ */
+import { COMMAND_FLAGS, type FlagSpec } from './flags.js';
+
+const SUMMARY: Record<string, string> = {
+  train: 'train a built-in model (gpt or mlp)',
+  plan: 'print the parallel plan and a memory estimate without running',
+  sample: 'generate text from a gpt checkpoint',
+  demo: 'train a small gpt on the built-in corpus for a minute, then sample from it',
+  launch: 'start one process per device (not yet supported)',
+};
+
+const USAGE: Record<string, string> = {
+  train: 'weft train --model gpt|mlp [model flags] [--data FILE.bin] [--steps N] [--json] [--save DIR]',
+  plan: 'weft plan <train flags> [--json]',
+  sample: 'weft sample --checkpoint DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]',
+  demo: 'weft demo [--out DIR] [--steps N]',
+  launch: 'weft launch --nproc-per-node N [--nnodes K --node-rank R --master-addr A --master-port P] -- COMMAND...',
+};
+
+/** The top-level help: commands and one line each. */
+export function mainHelp(): string {
+  const lines = ['weft: EPL-style distributed training for TypeScript', '', 'usage: weft <command> [flags]', '', 'commands:'];
+  for (const [cmd, text] of Object.entries(SUMMARY)) lines.push(`  ${cmd.padEnd(8)} ${text}`);
+  lines.push('', "'weft <command> --help' lists a command's flags; 'weft --version' prints the version.");
+  return lines.join('\n');
+}
+
+/** The help of one subcommand: usage and its flags by group. */
+export function commandHelp(command: string): string {
+  const lines = [`${SUMMARY[command] ?? command}`, '', `usage: ${USAGE[command] ?? `weft ${command}`}`];
+  const groups = new Map<string, FlagSpec[]>();
+  for (const f of COMMAND_FLAGS[command] ?? []) groups.set(f.group, [...(groups.get(f.group) ?? []), f]);
+  for (const [group, flags] of groups) {
+    lines.push('', `${group}:`);
+    for (const f of flags) lines.push(`  ${flagUsage(f).padEnd(32)} ${f.help}`);
+  }
+  return lines.join('\n');
+}
+
+function flagUsage(f: FlagSpec): string {
+  if (f.kind === 'bool') return `--${f.name}`;
+  const value = f.kind === 'choice' ? (f.choices ?? []).join('|') : (f.value ?? 'VALUE');
+  return `--${f.name} ${value}`;
+}

@@ -1,0 +1,77 @@
+/**
+ * How `weft train` reports progress: JSON lines (`--json`), a progress bar on a terminal, or a
+ * plain log line every few steps when the output is piped.
+ */
+import { ProgressBar, formatDuration, formatRate } from './progress.js';
+
+/** One finished step as reported. */
+export interface StepLine {
+  readonly step: number;
+  readonly loss: number;
+  readonly ms: number;
+  readonly tokensPerS: number;
+  /** Steps of this run done so far (1-based). */
+  readonly done: number;
+}
+
+/** A progress reporter. */
+export interface Reporter {
+  step(line: StepLine): void;
+  /** The run ended (normally or not); `summary` is printed in JSON mode. */
+  finish(summary: Record<string, unknown> | undefined): void;
+}
+
+/** A writable text stream (stdout in production, a buffer in tests). */
+export interface Out {
+  write(s: string): unknown;
+  readonly isTTY?: boolean;
+  readonly columns?: number;
+}
+
+/**
+ * Picks the reporter: JSON lines when asked, a bar on a TTY, else a log line every ~5%.
+ *
+ * @example
+ * const rep = reporter(true, 100, process.stdout);
+ */
+export function reporter(json: boolean, total: number, out: Out): Reporter {
+  if (json) return jsonReporter(out);
+  if (out.isTTY) return barReporter(total, out);
+  return logReporter(total, out);
+}
+
+function round(v: number, digits: number): number {
+  return Number.isFinite(v) ? Number(v.toFixed(digits)) : v;
+}
+
+function jsonReporter(out: Out): Reporter {
+  return {
+    step: (l) => {
+      out.write(`${JSON.stringify({ step: l.step, loss: l.loss, ms: round(l.ms, 3), tokens_per_s: round(l.tokensPerS, 1) })}\n`);
+    },
+    finish: (summary) => {
+      if (summary) out.write(`${JSON.stringify({ summary })}\n`);
+    },
+  };
+}
+
+function barReporter(total: number, out: Out): Reporter {
+  const bar = new ProgressBar(total, out);
+  return {
+    step: (l) => bar.update(l.done, l.loss, l.tokensPerS),
+    finish: () => bar.finish(),
+  };
+}
+
+function logReporter(total: number, out: Out): Reporter {
+  const every = Math.max(1, Math.round(total / 20));
+  const started = Date.now();
+  return {
+    step: (l) => {
+      if (l.done % every !== 0 && l.done !== total && l.done !== 1) return;
+      const eta = ((Date.now() - started) / 1000 / l.done) * (total - l.done);
+      out.write(`step ${l.step} (${l.done}/${total})  loss ${l.loss.toFixed(4)}  ${l.ms.toFixed(1)} ms  ${formatRate(l.tokensPerS)} tok/s  ETA ${formatDuration(eta)}\n`);
+    },
+    finish: () => undefined,
+  };
+}

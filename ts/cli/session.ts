@@ -1,0 +1,64 @@
+/**
+ * From a run description to a compiled trainer: build the built-in model, compile it, check the
+ * predicted memory against `--memory-limit`.
+ */
+import * as weft from '../index.js';
+import { gpt } from '../models/gpt.js';
+import { mlp } from '../models/mlp.js';
+import type { ModelSpec, RunSpec } from './run-spec.js';
+
+/**
+ * Builds a built-in model under `cfg`.
+ *
+ * @example
+ * const model = buildModel({ kind: 'mlp', sizes: [784, 10] }, weft.config());
+ */
+export function buildModel(spec: ModelSpec, cfg: weft.Config, outputLogits = false): weft.Model {
+  if (spec.kind === 'mlp') return mlp({ sizes: spec.sizes, outputLogits }, cfg);
+  const { layers, heads, dim, seq, vocab } = spec;
+  return gpt({ layers, heads, dim, seq, vocab, outputLogits }, cfg);
+}
+
+/**
+ * Compiles the run's model for its devices and optimizer.
+ *
+ * @example
+ * const trainer = await compileRun(spec);
+ */
+export async function compileRun(spec: RunSpec): Promise<weft.Trainer> {
+  const model = buildModel(spec.model, spec.config);
+  return weft.compile(model, { batch: spec.batch, devices: spec.devices, optimizer: spec.optimizer, seed: spec.seed });
+}
+
+/** Predicted bytes of one device, as in `plan.json.memory`. */
+interface DeviceMemory {
+  readonly total?: number;
+  readonly params?: number;
+  readonly activations?: number;
+}
+
+/**
+ * The devices whose predicted peak exceeds `limit` bytes, as readable lines (empty: it fits).
+ *
+ * @example
+ * for (const line of overLimit(trainer.plan.json, 2 ** 30)) console.error(line);
+ */
+export function overLimit(planJson: Readonly<Record<string, unknown>>, limit: number): string[] {
+  const memory = (planJson['memory'] ?? {}) as Record<string, DeviceMemory>;
+  const out: string[] = [];
+  for (const [device, m] of Object.entries(memory)) {
+    if ((m.total ?? 0) > limit) {
+      out.push(`${device}: predicted peak ${formatBytes(m.total ?? 0)} exceeds --memory-limit ${formatBytes(limit)}`);
+    }
+  }
+  return out;
+}
+
+/** `162.7 MiB`. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) [v, u] = [v / 1024, u + 1];
+  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
+}

@@ -1,0 +1,145 @@
+/**
+ * `weft train`: build a built-in model, feed it batches for `--steps` optimizer steps, report
+ * progress, and save a checkpoint with its loss curve at the end.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as weft from '../index.js';
+import type { ParsedArgs } from './args.js';
+import { type CliMeta, type SavedRun, readCheckpoint } from './checkpoint.js';
+import { CliError, UsageError } from './cli-error.js';
+import { type BatchSource, batchSource } from './data-source.js';
+import { type Out, type Reporter, reporter } from './report.js';
+import { Flags, type RunSpec, runSpec } from './run-spec.js';
+import { compileRun, overLimit } from './session.js';
+import { type LossPoint, lossChart } from './svg.js';
+
+/** Where the command writes. */
+export interface Io {
+  readonly out: Out;
+  readonly err: Out;
+}
+
+/** A prepared run: compiled, weights loaded, data positioned. */
+interface Prepared {
+  readonly spec: RunSpec;
+  readonly trainer: weft.Trainer;
+  readonly source: BatchSource;
+  readonly curve: LossPoint[];
+}
+
+/**
+ * Runs `weft train`; resolves to the exit code.
+ *
+ * @example
+ * await trainCommand(parseArgs('train', ['--model', 'mlp', '--steps', '5', '--json']), { out: process.stdout, err: process.stderr });
+ */
+export async function trainCommand(args: ParsedArgs, io: Io): Promise<number> {
+  const run = await prepare(new Flags(args), io);
+  const rep = reporter(run.spec.json, run.spec.steps, io.out);
+  const started = Date.now();
+  const lines: { loss: number; ms: number; rate: number }[] = [];
+  for (let done = 1; done <= run.spec.steps; done++) {
+    const r = await stepOrStop(run, rep, io);
+    const rate = (run.source.itemsPerBatch * 1000) / r.ms;
+    lines.push({ loss: r.loss, ms: r.ms, rate });
+    run.curve.push({ step: r.step, loss: r.loss });
+    rep.step({ step: r.step, loss: r.loss, ms: r.ms, tokensPerS: rate, done });
+  }
+  const wall = (Date.now() - started) / 1000;
+  if (run.spec.save !== undefined) await save(run, run.spec.save);
+  rep.finish(summary(run, lines, wall));
+  if (!run.spec.json) io.out.write(closingLine(run, lines, wall));
+  return 0;
+}
+
+/** Compiles, loads `--resume`/`--init`, and positions the data. */
+async function prepare(f: Flags, io: Io): Promise<Prepared> {
+  const resumeDir = f.str('resume');
+  const saved: SavedRun | undefined = resumeDir === undefined ? undefined : readCheckpoint(resumeDir, 'resume');
+  const spec = runSpec(f, saved && { model: saved.meta.model, step: saved.step });
+  if (spec.init !== undefined && saved) throw new UsageError('--init and --resume both set the starting weights; give one of them');
+  const trainer = await compileRun(spec);
+  const over = spec.memoryLimit === undefined ? [] : overLimit(trainer.plan.json, spec.memoryLimit);
+  if (over.length > 0) throw new CliError(over.join('\n'));
+  if (saved) await trainer.load(saved.dir);
+  if (spec.init !== undefined) {
+    const skipped = await trainer.loadWeights(spec.init);
+    if (skipped.length > 0 && !spec.json) io.err.write(`note: ${spec.init}: skipped ${skipped.length} non-parameter tensors (attention-mask buffers)\n`);
+  }
+  const source = batchSource(spec.model, spec.batch, spec.data, spec.seed, saved?.meta.data);
+  const curve = saved ? [...((saved.meta as CliMeta & { curve?: LossPoint[] }).curve ?? [])] : [];
+  return { spec, trainer, source, curve };
+}
+
+/** One step; a non-finite loss ends the run with the step number and exit code 1. */
+async function stepOrStop(run: Prepared, rep: Reporter, io: Io): Promise<weft.StepResult> {
+  try {
+    return await run.trainer.step(run.source.next());
+  } catch (e) {
+    rep.finish(undefined);
+    if (!(e instanceof weft.WeftNonFiniteError)) throw e;
+    const dir = run.spec.save;
+    const kept = dir !== undefined && fs.existsSync(path.join(dir, 'weft.json'));
+    const note = dir === undefined ? '' : kept ? `; the checkpoint in ${dir} was left as it was` : `; nothing was saved to ${dir}`;
+    io.err.write(`error: ${e.message}${note}\n`);
+    throw new CliError('', 1);
+  }
+}
+
+/** At most this many loss points are kept in the checkpoint. */
+const CURVE_POINTS = 2000;
+
+async function save(run: Prepared, dir: string): Promise<void> {
+  const curve = decimate(run.curve, CURVE_POINTS);
+  const meta: CliMeta & { curve: LossPoint[] } = {
+    model: run.spec.model,
+    tokenizer: run.source.tokenizer,
+    data: run.source.state(),
+    optimizer: run.spec.optimizer.kind,
+    seed: run.spec.seed,
+    curve,
+  };
+  await run.trainer.save(dir, meta);
+  const title = `${run.spec.model.kind} training loss (steps 1-${run.trainer.stepCount})`;
+  fs.writeFileSync(path.join(dir, 'loss.svg'), lossChart(run.curve, title));
+}
+
+function decimate<T>(points: readonly T[], max: number): T[] {
+  if (points.length <= max) return [...points];
+  const stride = points.length / max;
+  return Array.from({ length: max }, (_, i) => points[Math.min(points.length - 1, Math.round(i * stride))] as T);
+}
+
+function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+function summary(run: Prepared, lines: readonly { loss: number; ms: number; rate: number }[], wall: number): Record<string, unknown> {
+  const ms = lines.map((l) => l.ms);
+  const medianMs = median(ms);
+  return {
+    model: run.spec.model,
+    steps: lines.length,
+    last_step: run.trainer.stepCount,
+    first_loss: lines[0]?.loss,
+    final_loss: lines[lines.length - 1]?.loss,
+    mean_ms: Number((ms.reduce((a, b) => a + b, 0) / ms.length).toFixed(3)),
+    median_ms: Number(medianMs.toFixed(3)),
+    tokens_per_s: Number(((run.source.itemsPerBatch * 1000) / medianMs).toFixed(1)),
+    wall_s: Number(wall.toFixed(3)),
+    parameters: run.trainer.plan.json['parameters'],
+    devices: run.spec.devices.toString(),
+    memory: run.trainer.memory(),
+    saved: run.spec.save ?? null,
+  };
+}
+
+function closingLine(run: Prepared, lines: readonly { loss: number }[], wall: number): string {
+  const first = lines[0]?.loss ?? NaN;
+  const last = lines[lines.length - 1]?.loss ?? NaN;
+  const saved = run.spec.save === undefined ? '' : `; saved ${run.spec.save} (loss curve: ${path.join(run.spec.save, 'loss.svg')})`;
+  return `trained ${lines.length} steps in ${wall.toFixed(1)} s: loss ${first.toFixed(4)} -> ${last.toFixed(4)}${saved}\n`;
+}
