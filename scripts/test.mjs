@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `npm test`: the Rust tests (`cargo test --workspace`), then the ava specs (`ava --tap`).
+// `npm test`: the Rust tests (`cargo test --workspace`), a type check of the TS sources and
+// specs (`tsc -p tsconfig.test.json`), then the ava specs (`ava --tap`).
 // Output streams through; the last line is the plain summary `N passed, N failed[, N skipped]`
 // over both runners. Exits non-zero when anything failed (a runner that exits non-zero without
 // a parsed failure, e.g. a build error, counts as one failure).
@@ -48,6 +49,12 @@ const cargoCode = await run('cargo', ['test', '--workspace'], (line) => {
 });
 if (cargoCode !== 0 && cargo.failed === 0) cargo.failed = 1;
 
+// tsc: the specs run through tsx, which strips types without checking them.
+const tscBin = new URL('../node_modules/typescript/bin/tsc', import.meta.url);
+const tscCode = await run(process.execPath, [tscBin.pathname, '-p', 'tsconfig.test.json'], () => {});
+// A type error counts as one failure; a clean check adds no count (it is not a test).
+const typecheck = { passed: 0, failed: tscCode === 0 ? 0 : 1, skipped: 0 };
+
 // ava --tap: `ok N - title`, `not ok N - title`, `ok N - title # SKIP`.
 const ava = { passed: 0, failed: 0, skipped: 0 };
 const avaBin = new URL('../node_modules/ava/entrypoints/cli.mjs', import.meta.url);
@@ -58,12 +65,13 @@ const avaCode = await run(process.execPath, [avaBin.pathname, '--tap'], (line) =
 });
 if (avaCode !== 0 && ava.failed === 0) ava.failed = 1;
 
-for (const r of [cargo, ava]) {
+for (const r of [cargo, typecheck, ava]) {
   total.passed += r.passed;
   total.failed += r.failed;
   total.skipped += r.skipped;
 }
 console.log(`\ncargo: ${cargo.passed} passed, ${cargo.failed} failed, ${cargo.skipped} ignored`);
+console.log(`tsc: ${tscCode === 0 ? 'types check' : 'type errors'}`);
 console.log(`ava: ${ava.passed} passed, ${ava.failed} failed, ${ava.skipped} skipped`);
 const skipped = total.skipped > 0 ? `, ${total.skipped} skipped` : '';
 console.log(`${total.passed} passed, ${total.failed} failed${skipped}`);
