@@ -8,6 +8,7 @@ mod memory;
 mod plan;
 
 pub use backend::{Backend, HostData, KernelCtx, TensorRef, UpdateRule};
+pub use cpu::CpuBackend;
 pub use interpreter::{Executor, init_values};
 pub use memory::{Category, MemoryStats};
 pub use plan::{Action, DeviceId, Program, ProgramKind};

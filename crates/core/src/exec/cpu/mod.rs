@@ -1,1 +1,498 @@
-//! CPU backend (being written)
+//! The CPU backend: host memory (`HostData`) and f32 kernels for every op of the IR.
+//!
+//! Table of contents:
+//! - `util`        argument plumbing: typed input views, dtype/shape checks, row-parallel loops
+//! - `math`        vectorisable reductions and a polynomial exp
+//! - `simd`        runtime AVX2 / AVX-512 dispatch for the kernel loops
+//! - `elementwise` unary (+ backward), broadcasting binary, scale, expand, sum_to
+//! - `matmul`      batched matmul through `gemm`; the strided gemm wrapper
+//! - `reduce`      sum / mean / max over one axis, max backward
+//! - `shape`       reshape, permute, slice (+ backward), concat
+//! - `softmax`     softmax and cross-entropy, forward and backward
+//! - `layer_norm`  layer norm forward, backward (dx) and backward weight (dw)
+//! - `embedding`   embedding lookup and its scatter-add backward
+//! - `dropout`     counter-based inverted dropout, forward and backward
+//! - `attention`   fused causal multi-head attention, forward and backward
+//! - `optim`       SGD and Adam/AdamW update math on slices
+//!
+//! This file holds the `Backend` impl: it checks arity and dtypes, picks the kernel for the op,
+//! and runs everything inside the backend's own rayon pool when one was requested.
+
+mod attention;
+mod dropout;
+mod elementwise;
+mod embedding;
+mod layer_norm;
+mod math;
+mod matmul;
+pub mod optim;
+mod reduce;
+mod shape;
+mod simd;
+mod softmax;
+mod util;
+
+#[cfg(test)]
+mod tests;
+
+use crate::error::{Error, Result};
+use crate::exec::{Backend, HostData, KernelCtx, TensorRef, UpdateRule};
+use crate::ir::{DType, Op, Shape};
+use util::{F32In, any_in, check_out_len, f32_in, f32_out, i32_in};
+
+/// The CPU backend. Kernels parallelise with rayon; `threads` pins a private pool size.
+pub struct CpuBackend {
+    /// None: run on rayon's global pool (its default size).
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl CpuBackend {
+    /// A backend running its kernels on `threads` threads; 0 means rayon's default (the global
+    /// pool). Should a private pool fail to start, the global pool is used instead.
+    pub fn new(threads: usize) -> CpuBackend {
+        let pool = (threads > 0)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .ok()
+            })
+            .flatten();
+        CpuBackend { pool }
+    }
+
+    /// Number of threads the kernels use.
+    pub fn threads(&self) -> usize {
+        self.pool
+            .as_ref()
+            .map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
+    }
+
+    /// Runs `f` in this backend's pool, so nested rayon and gemm calls use its threads.
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
+    }
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        CpuBackend::new(0)
+    }
+}
+
+fn mismatch(what: &str, a: usize, b: usize) -> Error {
+    Error::internal(format!("{what}: buffers have {a} and {b} elements"))
+}
+
+/// `Error::shape` unless the op's (possibly batch-symbolic) shape agrees with the concrete one.
+fn check_op_shape(op: &str, declared: &Shape, concrete: &[usize]) -> Result<()> {
+    let fits = declared.rank() == concrete.len()
+        && declared
+            .dims()
+            .iter()
+            .zip(concrete)
+            .all(|(d, &c)| d.fixed().is_none_or(|f| f == c));
+    if !fits {
+        return Err(Error::shape(
+            op,
+            format!("output shape {concrete:?} does not match {declared}"),
+        ));
+    }
+    Ok(())
+}
+
+impl Backend for CpuBackend {
+    type Buffer = HostData;
+
+    fn name(&self) -> String {
+        format!("cpu({} threads)", self.threads())
+    }
+
+    fn alloc(&self, dtype: DType, len: usize) -> Result<HostData> {
+        Ok(HostData::zeros(dtype, len))
+    }
+
+    fn upload(&self, data: &HostData) -> Result<HostData> {
+        Ok(data.clone())
+    }
+
+    fn download(&self, buf: &HostData) -> Result<HostData> {
+        Ok(buf.clone())
+    }
+
+    fn execute(
+        &self,
+        op: &Op,
+        inputs: &[TensorRef<'_, HostData>],
+        out: &mut HostData,
+        out_shape: &[usize],
+        ctx: &KernelCtx,
+    ) -> Result<()> {
+        let name = op.name();
+        match op.arity() {
+            Some(n) if n != inputs.len() => {
+                return Err(Error::shape(
+                    name,
+                    format!("expects {n} inputs, got {}", inputs.len()),
+                ));
+            }
+            None if inputs.is_empty() => {
+                return Err(Error::shape(name, "expects at least one input"));
+            }
+            _ => {}
+        }
+        self.run(|| dispatch(op, inputs, out, out_shape, ctx))
+    }
+
+    fn sum_squares(&self, buf: &HostData) -> Result<f64> {
+        let x = buf.as_f32().ok_or_else(|| Error::DType {
+            what: "sum_squares".into(),
+            expected: "f32".into(),
+            got: buf.dtype().to_string(),
+        })?;
+        Ok(self.run(|| sum_squares_f64(x)))
+    }
+
+    fn scale_inplace(&self, buf: &mut HostData, factor: f32) -> Result<()> {
+        let x = buf
+            .as_f32_mut()
+            .ok_or_else(|| Error::internal("scale_inplace: buffer is not f32"))?;
+        self.run(|| util::for_chunks(x, |_, c| c.iter_mut().for_each(|v| *v *= factor)));
+        Ok(())
+    }
+
+    fn add_inplace(&self, dst: &mut HostData, src: &HostData) -> Result<()> {
+        let s = src
+            .as_f32()
+            .ok_or_else(|| Error::internal("add_inplace: source is not f32"))?;
+        let d = dst
+            .as_f32_mut()
+            .ok_or_else(|| Error::internal("add_inplace: destination is not f32"))?;
+        if d.len() != s.len() {
+            return Err(mismatch("add_inplace", d.len(), s.len()));
+        }
+        self.run(|| {
+            util::for_chunks(d, |start, c| {
+                c.iter_mut().zip(&s[start..]).for_each(|(d, s)| *d += s)
+            })
+        });
+        Ok(())
+    }
+
+    fn update(
+        &self,
+        rule: &UpdateRule,
+        step: u64,
+        param: &mut HostData,
+        grad: &HostData,
+        state: &mut [HostData],
+    ) -> Result<()> {
+        let p = param
+            .as_f32_mut()
+            .ok_or_else(|| Error::internal("update: parameter is not f32"))?;
+        let g = grad
+            .as_f32()
+            .ok_or_else(|| Error::internal("update: gradient is not f32"))?;
+        if g.len() != p.len() {
+            return Err(mismatch("update", p.len(), g.len()));
+        }
+        if state.len() != rule.state_count() {
+            return Err(Error::internal(format!(
+                "update: rule keeps {} state buffers, got {}",
+                rule.state_count(),
+                state.len()
+            )));
+        }
+        let mut bufs = Vec::with_capacity(state.len());
+        for s in state.iter_mut() {
+            let b = s
+                .as_f32_mut()
+                .ok_or_else(|| Error::internal("update: state is not f32"))?;
+            if b.len() != p.len() {
+                return Err(mismatch("update state", p.len(), b.len()));
+            }
+            bufs.push(b);
+        }
+        self.run(|| apply_rule(rule, step, p, g, bufs));
+        Ok(())
+    }
+}
+
+/// Sum of squares in f64. Fixed-size chunks summed in order, so the result does not depend on
+/// the thread count or on rayon's work stealing.
+fn sum_squares_f64(x: &[f32]) -> f64 {
+    use rayon::prelude::*;
+    const CHUNK: usize = 16 * 1024;
+    if x.len() >= util::PAR_MIN_ELEMS && rayon::current_num_threads() > 1 {
+        let parts: Vec<f64> = x.par_chunks(CHUNK).map(math::sum_squares_f64).collect();
+        parts.iter().sum()
+    } else {
+        x.chunks(CHUNK).map(math::sum_squares_f64).sum()
+    }
+}
+
+fn apply_rule(rule: &UpdateRule, step: u64, p: &mut [f32], g: &[f32], mut bufs: Vec<&mut [f32]>) {
+    match *rule {
+        UpdateRule::Sgd {
+            lr,
+            momentum,
+            dampening,
+            nesterov,
+            weight_decay,
+        } => {
+            let h = optim::Sgd {
+                lr,
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+            };
+            optim::sgd_step(&h, p, g, bufs.pop(), step <= 1);
+        }
+        UpdateRule::Adam {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            decoupled,
+        } => {
+            let h = optim::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decoupled,
+            };
+            if let [m, v] = bufs.as_mut_slice() {
+                optim::adam_step(&h, step, p, g, m, v);
+            }
+        }
+    }
+}
+
+/// Picks and runs the kernel for `op` (arity already checked).
+fn dispatch(
+    op: &Op,
+    inputs: &[TensorRef<'_, HostData>],
+    out: &mut HostData,
+    out_shape: &[usize],
+    ctx: &KernelCtx,
+) -> Result<()> {
+    let name = op.name();
+    match op {
+        Op::Input { .. } | Op::Parameter { .. } => Err(Error::internal(format!(
+            "{name}: leaves are fed by the executor, not executed"
+        ))),
+        Op::Reshape { .. }
+        | Op::Permute { .. }
+        | Op::Slice { .. }
+        | Op::SliceBackward { .. }
+        | Op::Concat { .. }
+        | Op::Expand { .. } => dispatch_data_movement(op, inputs, out, out_shape),
+        _ => {
+            let y = f32_out(name, out, out_shape)?;
+            let args = Args {
+                name,
+                inputs,
+                shape: out_shape,
+            };
+            dispatch_tensor(op, &args, y, ctx)
+        }
+    }
+}
+
+/// The inputs and output shape of one f32-output launch, with typed accessors.
+struct Args<'i, 'a> {
+    name: &'static str,
+    inputs: &'i [TensorRef<'a, HostData>],
+    shape: &'i [usize],
+}
+
+impl<'a> Args<'_, 'a> {
+    /// Input `i` as f32 (else `Error::DType` naming the op).
+    fn f(&self, i: usize) -> Result<F32In<'a>> {
+        f32_in(self.name, self.inputs, i)
+    }
+
+    /// Input `i` as i32 indices or labels.
+    fn label(&self, i: usize) -> Result<util::I32In<'a>> {
+        i32_in(self.name, self.inputs, i)
+    }
+
+    /// Input `i` as f32, required to have the output's shape (elementwise ops).
+    fn same(&self, i: usize) -> Result<F32In<'a>> {
+        let x = self.f(i)?;
+        util::expect_shape(self.name, &format!("input {i}"), x.shape, self.shape)?;
+        Ok(x)
+    }
+}
+
+/// General tensor ops: fill, elementwise, reductions, matmul; the rest go to `dispatch_nn`.
+fn dispatch_tensor(op: &Op, a: &Args, y: &mut [f32], ctx: &KernelCtx) -> Result<()> {
+    let shape = a.shape;
+    match *op {
+        Op::Fill {
+            value,
+            shape: ref declared,
+        } => {
+            check_op_shape(a.name, declared, shape)?;
+            y.fill(value);
+        }
+        Op::Unary(u) => elementwise::unary_forward(u, a.same(0)?.data, y),
+        Op::UnaryBackward(u) => elementwise::unary_backward(u, a.same(0)?.data, a.same(1)?.data, y),
+        Op::Binary(b) => elementwise::binary_forward(b, a.f(0)?, a.f(1)?, y, shape)?,
+        Op::Scale { factor } => elementwise::scale(a.same(0)?.data, factor, y),
+        Op::SumTo {
+            shape: ref declared,
+        } => {
+            check_op_shape(a.name, declared, shape)?;
+            elementwise::sum_to(a.f(0)?, y, shape)?;
+        }
+        Op::Reduce {
+            op: r,
+            axis,
+            keepdim,
+        } => reduce::reduce_forward(r, a.f(0)?, axis, keepdim, y, shape)?,
+        Op::MaxBackward { axis, keepdim } => {
+            reduce::max_backward(a.f(0)?, a.f(1)?, axis, keepdim, y, shape)?
+        }
+        Op::MatMul { trans_a, trans_b } => {
+            matmul::matmul_forward(a.f(0)?, a.f(1)?, trans_a, trans_b, y, shape)?
+        }
+        _ => dispatch_nn(op, a, y, ctx)?,
+    }
+    Ok(())
+}
+
+/// Neural-network ops: softmax, layer norm, embedding, attention, cross-entropy, dropout.
+fn dispatch_nn(op: &Op, a: &Args, y: &mut [f32], ctx: &KernelCtx) -> Result<()> {
+    let shape = a.shape;
+    match *op {
+        Op::Softmax => softmax::softmax_forward(a.f(0)?, y, shape),
+        Op::SoftmaxBackward => softmax::softmax_backward(a.f(0)?, a.f(1)?, y, shape),
+        Op::LayerNorm { eps } => {
+            layer_norm::layer_norm_forward(a.f(0)?, a.f(1)?, a.f(2)?, eps, y, shape)
+        }
+        Op::LayerNormBackward { eps } => {
+            layer_norm::layer_norm_backward(a.f(0)?, a.f(1)?, a.f(2)?, eps, y, shape)
+        }
+        Op::LayerNormBackwardWeight { eps } => {
+            layer_norm::layer_norm_backward_weight(a.f(0)?, a.f(1)?, eps, y, shape)
+        }
+        Op::Embedding => embedding::embedding_forward(a.f(0)?, a.label(1)?, y, shape),
+        Op::EmbeddingBackward { vocab } => {
+            embedding::embedding_backward(a.label(0)?, a.f(1)?, vocab, y, shape)
+        }
+        Op::CausalAttention { heads } => {
+            attention::causal_attention_forward(a.f(0)?, heads, y, shape)
+        }
+        Op::CausalAttentionBackward { heads } => {
+            attention::causal_attention_backward(a.f(0)?, a.f(1)?, heads, y, shape)
+        }
+        Op::CrossEntropy => {
+            let (logits, labels) = (a.f(0)?, a.label(1)?);
+            util::expect_shape(a.name, "output", shape, labels.shape)?;
+            softmax::cross_entropy_forward(logits, labels, y)
+        }
+        Op::CrossEntropyBackward => {
+            softmax::cross_entropy_backward(a.f(0)?, a.label(1)?, a.f(2)?, y, shape)
+        }
+        Op::Dropout { p, seed } => dropout::dropout_forward(a.same(0)?.data, p, seed, ctx.step, y),
+        Op::DropoutBackward { p, seed } => {
+            dropout::dropout_backward(a.same(0)?.data, p, seed, ctx.step, y)
+        }
+        _ => Err(Error::internal(format!(
+            "{}: routed to the wrong kernel family",
+            a.name
+        ))),
+    }
+}
+
+/// Dtype-generic data movement: the output has the (common) dtype of the inputs.
+fn dispatch_data_movement(
+    op: &Op,
+    inputs: &[TensorRef<'_, HostData>],
+    out: &mut HostData,
+    out_shape: &[usize],
+) -> Result<()> {
+    let name = op.name();
+    check_out_len(name, out, out_shape)?;
+    let xs = (0..inputs.len())
+        .map(|i| any_in(name, inputs, i))
+        .collect::<Result<Vec<_>>>()?;
+    let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape).collect();
+    match out {
+        HostData::F32(y) => {
+            let data = xs
+                .iter()
+                .map(|x| x.as_f32().ok_or(()))
+                .collect::<Result<Vec<_>, _>>();
+            let data = data.map_err(|_| dtype_mismatch(name, DType::F32))?;
+            move_data(op, &data, &shapes, y, out_shape)
+        }
+        HostData::I32(y) => {
+            let data = xs
+                .iter()
+                .map(|x| x.as_i32().ok_or(()))
+                .collect::<Result<Vec<_>, _>>();
+            let data = data.map_err(|_| dtype_mismatch(name, DType::I32))?;
+            move_data(op, &data, &shapes, y, out_shape)
+        }
+    }
+}
+
+fn dtype_mismatch(op: &str, out: DType) -> Error {
+    let got = if out == DType::F32 {
+        DType::I32
+    } else {
+        DType::F32
+    };
+    Error::DType {
+        what: format!("{op} input"),
+        expected: out.to_string(),
+        got: got.to_string(),
+    }
+}
+
+fn move_data<T: Copy + Default + Send + Sync>(
+    op: &Op,
+    xs: &[&[T]],
+    shapes: &[&[usize]],
+    y: &mut [T],
+    shape: &[usize],
+) -> Result<()> {
+    let (x, xs_shape) = (xs[0], shapes[0]);
+    match *op {
+        Op::Reshape {
+            shape: ref declared,
+        } => {
+            check_op_shape(op.name(), declared, shape)?;
+            shape::reshape(x, y)
+        }
+        Op::Permute { ref perm } => shape::permute(x, xs_shape, perm, y, shape),
+        Op::Slice { axis, start, end } => shape::slice(x, xs_shape, (axis, start, end), y, shape),
+        Op::SliceBackward { axis, start, len } => {
+            shape::slice_backward(x, xs_shape, (axis, start, len), y, shape)
+        }
+        Op::Concat { axis } => {
+            let parts: Vec<(&[T], &[usize])> =
+                xs.iter().copied().zip(shapes.iter().copied()).collect();
+            shape::concat(&parts, axis, y, shape)
+        }
+        Op::Expand {
+            shape: ref declared,
+        } => {
+            check_op_shape(op.name(), declared, shape)?;
+            elementwise::expand(x, xs_shape, y, shape)
+        }
+        _ => Err(Error::internal(format!(
+            "{}: not a data-movement op",
+            op.name()
+        ))),
+    }
+}
