@@ -1,4 +1,102 @@
 #!/usr/bin/env node
-// `npm run bench`: placeholder. The benchmark harness (ratios against a reference run on the
-// same machine, see BENCHMARKS.md) is filled in by its own issue.
-console.log('bench: no benchmarks are defined yet (scripts/bench.mjs is a placeholder)');
+// `npm run bench`: benchmarks W1 (MLP step), W2 (small GPT step) and G (fp32 GEMM) of
+// BENCHMARKS.md for weft and, in the same invocation on the same machine, for the reference
+// (PyTorch eager with 2 threads, numpy/OpenBLAS for G) when benches/reference's virtual
+// environment exists. Prints medians after warm-up and the ratio reference/weft (> 1: weft is
+// faster). Never fails for a missing reference: it says how to install it.
+//   npm run bench [-- --only W1,W2,G] [--quick]
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+const weft = require(join(root, 'dist', 'index.js'));
+const { mlp } = require(join(root, 'dist', 'models', 'mlp.js'));
+const { gpt } = require(join(root, 'dist', 'models', 'gpt.js'));
+const native = require(join(root, 'bindings', 'index.js'));
+
+const args = process.argv.slice(2);
+const only = (args[args.indexOf('--only') + 1] ?? 'W1,W2,G').split(',');
+const quick = args.includes('--quick');
+const python = join(root, '.venv', 'bin', 'python');
+const haveRef = existsSync(python);
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const fmt = (x, d = 1) => (x === undefined ? '—' : x.toFixed(d));
+
+/** Lines of JSON printed by a reference script (empty when it is not installed or fails). */
+function reference(script, extra = []) {
+  if (!haveRef) return [];
+  const env = { ...process.env };
+  // OpenBLAS core-type overrides slow a current numpy (env skill notes); unset for the bench.
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  const r = spawnSync(python, [join(root, 'benches', 'reference', script), '--bench', ...extra], { encoding: 'utf8', env });
+  if (r.status !== 0) {
+    process.stderr.write(`reference ${script} failed:\n${r.stderr}\n`);
+    return [];
+  }
+  return r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+}
+
+/** Median wall ms of `trainer.step` (JS call to resolved promise) and of the native step. */
+async function timeSteps(trainer, batch, warmup, steps) {
+  for (let i = 0; i < warmup; i++) await trainer.step(batch);
+  const wall = [];
+  const native = [];
+  for (let i = 0; i < steps; i++) {
+    const t0 = process.hrtime.bigint();
+    const r = await trainer.step(batch);
+    wall.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    native.push(r.ms);
+  }
+  return { wall: median(wall), native: median(native) };
+}
+
+function randomInts(n, max, seed) {
+  let s = seed >>> 0;
+  return Int32Array.from({ length: n }, () => ((s = (s * 1664525 + 1013904223) >>> 0) % max));
+}
+
+async function w1() {
+  const B = 256;
+  const trainer = await weft.compile(mlp({ sizes: [784, 1024, 1024, 10] }), { batch: B, optimizer: weft.optim.adam({ lr: 1e-3 }) });
+  const x = Float32Array.from(randomInts(B * 784, 1000, 1), (v) => v / 1000);
+  const t = await timeSteps(trainer, { x, y: randomInts(B, 10, 2) }, 3, quick ? 5 : 15);
+  const ref = reference('mlp.py').find((r) => r.workload === 'W1');
+  const overhead = ((t.wall - t.native) / t.wall) * 100;
+  console.log(`W1 mlp 784-1024-1024-10 b256 adam | weft ${fmt(t.wall)} ms/step (${fmt((B * 1000) / t.wall, 0)} samples/s; JS->Rust overhead ${fmt(overhead, 2)}%)` +
+    ` | pytorch ${fmt(ref?.ms_per_step_median)} ms | ratio pytorch/weft ${ref ? fmt(ref.ms_per_step_median / t.wall, 2) : '—'}`);
+}
+
+async function w2() {
+  const cfg = { layers: 4, heads: 4, dim: 256, seq: 128, vocab: 4096 };
+  const B = 8;
+  const trainer = await weft.compile(gpt(cfg), { batch: B, optimizer: weft.optim.adamW({ lr: 3e-4 }) });
+  const batch = { idx: randomInts(B * cfg.seq, cfg.vocab, 3), targets: randomInts(B * cfg.seq, cfg.vocab, 4) };
+  const t = await timeSteps(trainer, batch, 2, quick ? 3 : 8);
+  const ref = reference('gpt2.py', ['--threads', '2']).find((r) => r.workload === 'W2');
+  console.log(`W2 gpt L4 H4 C256 T128 V4096 b8 adamw | weft ${fmt(t.wall)} ms/step (${fmt((B * cfg.seq * 1000) / t.wall, 0)} tokens/s)` +
+    ` | pytorch ${fmt(ref?.ms_per_step_median)} ms | ratio pytorch/weft ${ref ? fmt(ref.ms_per_step_median / t.wall, 2) : '—'}`);
+}
+
+function g() {
+  const refs = reference('gemm.py').filter((r) => r.impl === 'numpy');
+  for (const n of [256, 512, 1024, 2048]) {
+    const reps = n >= 2048 ? 5 : n >= 1024 ? 10 : 30;
+    const gf = native.benchGemm(n, quick ? 3 : reps, 0);
+    const ref = refs.find((r) => r.n === n);
+    console.log(`G  gemm n=${n} | weft ${fmt(gf)} GFLOP/s | numpy ${fmt(ref?.gflops)} GFLOP/s | ratio weft/numpy ${ref ? fmt(gf / ref.gflops, 2) : '—'}`);
+  }
+}
+
+console.log(`weft bench (${new Date().toISOString()}), ${(await import('node:os')).cpus().length} cores, medians after warm-up`);
+if (!haveRef) {
+  console.log('reference not installed: run `bash benches/reference/setup.sh` (a local .venv with torch and numpy from PyPI) to print ratios');
+}
+if (only.includes('W1')) await w1();
+if (only.includes('W2')) await w2();
+if (only.includes('G')) g();

@@ -6,6 +6,7 @@
 
 pub mod autodiff;
 pub mod checkpoint;
+pub mod collectives;
 pub mod config;
 pub mod data;
 pub mod error;
@@ -14,6 +15,8 @@ pub mod ir;
 pub mod optim;
 pub mod passes;
 pub mod rng;
+pub mod schedule;
 pub mod session;
+pub mod strategy;
 
 pub use error::{Error, Result};
