@@ -22,7 +22,7 @@ export interface LossPoint {
 export function lossChart(points: readonly LossPoint[], title = 'training loss'): string {
   const pts = points.filter((p) => Number.isFinite(p.loss));
   const xs = range(pts.map((p) => p.step));
-  const ys = range(pts.map((p) => p.loss));
+  const ys = pad(range(pts.map((p) => p.loss)), 0.05);
   const sx = (x: number): number => PAD.left + ((x - xs.lo) / (xs.hi - xs.lo)) * (W - PAD.left - PAD.right);
   const sy = (y: number): number => H - PAD.bottom - ((y - ys.lo) / (ys.hi - ys.lo)) * (H - PAD.top - PAD.bottom);
   const path = pts.map((p, i) => `${i === 0 ? 'M' : 'L'}${fmt(sx(p.step))},${fmt(sy(p.loss))}`).join(' ');
@@ -75,6 +75,12 @@ function range(values: readonly number[]): Range {
   let hi = Math.max(...values);
   if (hi - lo < 1e-12) [lo, hi] = [lo - 0.5, hi + 0.5];
   return { lo, hi };
+}
+
+/** Widens a range by `frac` of its span on each side, so the curve does not touch the axes. */
+function pad(r: Range, frac: number): Range {
+  const d = (r.hi - r.lo) * frac;
+  return { lo: r.lo - d, hi: r.hi + d };
 }
 
 /** About five round tick values inside the range. */

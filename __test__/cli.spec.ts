@@ -1,0 +1,265 @@
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { nearest, parseArgs, parseSize } from '../ts/cli/args.js';
+import { commandHelp } from '../ts/cli/help.js';
+import { Rng } from '../ts/cli/rng.js';
+import { sampleToken } from '../ts/cli/sampling.js';
+import { lossChart } from '../ts/cli/svg.js';
+
+// The CLI runs as users run it: `node dist/cli/main.js` after `npm run build`.
+const MAIN = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
+const tinyGpt = (dim = 32): string[] => ['--model', 'gpt', '--layers', '1', '--heads', '2', '--dim', String(dim), '--seq', '16', '--vocab', '256', '--batch', '4'];
+const TINY_GPT = tinyGpt();
+const SMALL_MLP = ['--model', 'mlp', '--sizes', '32,64,10', '--batch', '32'];
+
+interface Run {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function weft(...args: string[]): Promise<Run> {
+  if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run 'npm run build' first`);
+  return new Promise((resolve) => {
+    execFile(process.execPath, [MAIN, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const tempDirs: string[] = [];
+
+function tempDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'weft-cli-'));
+  tempDirs.push(dir);
+  return dir;
+}
+
+test.after.always(() => {
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function jsonLines(stdout: string): Record<string, unknown>[] {
+  return stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+// ---- the parser, the chart and the sampler, without a process ----
+
+test('flags parse as --flag value and --flag=value, typed', (t) => {
+  const p = parseArgs('train', ['--model', 'mlp', '--steps=5', '--lr', '1e-3', '--sizes', '4,8,2', '--json', '--set', 'a.b=1', '--set', 'c.d=x']);
+  t.is(p.flags.get('steps'), 5);
+  t.is(p.flags.get('lr'), 1e-3);
+  t.deepEqual(p.flags.get('sizes'), [4, 8, 2]);
+  t.is(p.flags.get('json'), true);
+  t.deepEqual(p.flags.get('set'), ['a.b=1', 'c.d=x']);
+});
+
+test('a misspelt flag suggests the nearest one', (t) => {
+  t.throws(() => parseArgs('train', ['--stpes', '5']), { message: 'unknown flag --stpes; did you mean --steps?' });
+  t.throws(() => parseArgs('train', ['--weight-decy', '0.1']), { message: /did you mean --weight-decay\?/ });
+  t.is(nearest('optimiser', ['optimizer', 'steps']), 'optimizer');
+  t.is(nearest('zzzzzz', ['optimizer', 'steps']), undefined);
+});
+
+test('a bad value names the flag and the expected form', (t) => {
+  t.throws(() => parseArgs('train', ['--steps', 'ten']), { message: "--steps: expected an integer >= 1, got 'ten'" });
+  t.throws(() => parseArgs('train', ['--model', 'bert']), { message: "--model: expected gpt|mlp, got 'bert'" });
+  t.throws(() => parseArgs('train', ['--lr', '0']), { message: "--lr: expected a number > 0, got '0'" });
+  t.throws(() => parseArgs('train', ['--batch']), { message: /--batch needs a value/ });
+  t.throws(() => parseArgs('train', ['--steps', '1', '--steps', '2']), { message: '--steps given twice' });
+  t.throws(() => parseArgs('train', ['--prompt', 'x']), { message: /--prompt is not a flag of 'weft train'/ });
+});
+
+test('sizes read with binary and decimal units', (t) => {
+  t.is(parseSize('4GiB'), 4 * 2 ** 30);
+  t.is(parseSize('512MB'), 512e6);
+  t.is(parseSize('1e9'), 1e9);
+  t.is(parseSize('lots'), undefined);
+});
+
+test('help lists every flag of DESIGN.md\'s table', (t) => {
+  const help = commandHelp('train');
+  const flags = ['model', 'layers', 'heads', 'dim', 'seq', 'vocab', 'sizes', 'init', 'seed', 'data', 'batch', 'optimizer', 'lr',
+    'beta1', 'beta2', 'eps', 'weight-decay', 'momentum', 'grad-clip', 'warmup', 'schedule', 'steps', 'devices', 'dp', 'pp',
+    'tp', 'set', 'config', 'json', 'save', 'resume', 'trace', 'memory-limit'];
+  for (const f of flags) t.true(help.includes(`--${f}`), `--${f} in help`);
+});
+
+test('the loss chart is an SVG with axes, labels and one line', (t) => {
+  const svg = lossChart([1, 2, 3, 4].map((step) => ({ step, loss: 3 / step })));
+  t.true(svg.startsWith('<svg'));
+  t.regex(svg, />step</);
+  t.regex(svg, />loss</);
+  t.is(svg.match(/<path d="M/g)?.length, 2); // the axes and the curve
+});
+
+test('sampling: temperature 0 is greedy, top-k keeps only the K likeliest, a seed repeats', (t) => {
+  const logits = Float32Array.from([0, 3, 1, 2.9]);
+  t.is(sampleToken(logits, { temperature: 0, topK: 0 }, new Rng(1)), 1);
+  const drawn = new Set(Array.from({ length: 200 }, (_, i) => sampleToken(logits, { temperature: 1, topK: 2 }, new Rng(i))));
+  t.deepEqual([...drawn].sort(), [1, 3]);
+  const draws = (rng: Rng): number[] => Array.from({ length: 20 }, () => sampleToken(logits, { temperature: 1, topK: 0 }, rng));
+  t.deepEqual(draws(new Rng(7)), draws(new Rng(7)));
+});
+
+// ---- the command as users run it ----
+
+test('train --model mlp --steps 5 --json prints 5 step lines and a summary with per-device memory', async (t) => {
+  const r = await weft('train', ...SMALL_MLP, '--steps', '5', '--json');
+  t.is(r.code, 0, r.stderr);
+  const lines = jsonLines(r.stdout);
+  t.is(lines.length, 6);
+  lines.slice(0, 5).forEach((l, i) => {
+    t.deepEqual(Object.keys(l), ['step', 'loss', 'ms', 'tokens_per_s']);
+    t.is(l['step'], i + 1);
+    t.true(Number.isFinite(l['loss']));
+  });
+  const summary = lines[5]?.['summary'] as Record<string, unknown>;
+  t.is(summary['steps'], 5);
+  const mem = (summary['memory'] as Record<string, { measured: Record<string, number> }>)['cpu:0'];
+  for (const k of ['params', 'grads', 'optimizer_state', 'activations']) t.true((mem?.measured[k] ?? 0) > 0, k);
+});
+
+test('the mlp\'s synthetic data is learnable: loss falls', async (t) => {
+  const r = await weft('train', ...SMALL_MLP, '--steps', '60', '--lr', '3e-3', '--json');
+  const summary = jsonLines(r.stdout).at(-1)?.['summary'] as { first_loss: number; final_loss: number };
+  t.true(summary.final_loss < summary.first_loss * 0.7, `${summary.first_loss} -> ${summary.final_loss}`);
+});
+
+test('an unknown flag exits 2 and suggests the nearest flag', async (t) => {
+  const r = await weft('train', '--model', 'mlp', '--stpes', '5');
+  t.is(r.code, 2);
+  t.is(r.stderr, 'error: unknown flag --stpes; did you mean --steps?\n');
+});
+
+test('--devices cpu:2 and --pp 2 are refused as not yet supported, never ignored', async (t) => {
+  const a = await weft('train', ...SMALL_MLP, '--devices', 'cpu:2');
+  t.is(a.code, 2);
+  t.regex(a.stderr, /--devices cpu:2: several devices are not yet supported in this build/);
+  const b = await weft('plan', ...SMALL_MLP, '--pp', '2');
+  t.is(b.code, 2);
+  t.regex(b.stderr, /--pp 2: PP > 1 is not yet supported/);
+});
+
+test('--devices cuda:1 reports the API\'s device error', async (t) => {
+  const r = await weft('train', ...SMALL_MLP, '--devices', 'cuda:1', '--steps', '1');
+  t.is(r.code, 1);
+  t.regex(r.stderr, /^error: device: /);
+});
+
+test('weft launch is not yet supported (exit 2)', async (t) => {
+  const r = await weft('launch', '--nproc-per-node', '2', '--', 'weft', 'train');
+  t.is(r.code, 2);
+  t.regex(r.stderr, /'weft launch' is not yet supported/);
+});
+
+test('--set goes through weft.config: a misspelt key names the nearest', async (t) => {
+  const r = await weft('plan', ...SMALL_MLP, '--set', 'pipeline.num_micro_bach=2');
+  t.is(r.code, 2);
+  t.regex(r.stderr, /did you mean 'pipeline\.num_micro_batch'/);
+  const ok = await weft('plan', ...SMALL_MLP, '--set', 'pipeline.num_micro_batch=2', '--json');
+  t.is(ok.code, 0, ok.stderr);
+  t.is((JSON.parse(ok.stdout) as { batch: { micro_batches: number } }).batch.micro_batches, 2);
+});
+
+test('--config FILE.json is read, and --set wins over it', async (t) => {
+  const file = path.join(tempDir(), 'cfg.json');
+  fs.writeFileSync(file, JSON.stringify({ pipeline: { numMicroBatch: 4 } }));
+  const fromFile = await weft('plan', ...SMALL_MLP, '--config', file, '--json');
+  t.is((JSON.parse(fromFile.stdout) as { batch: { micro_batches: number } }).batch.micro_batches, 4);
+  const overridden = await weft('plan', ...SMALL_MLP, '--config', file, '--set', 'pipeline.num_micro_batch=8', '--json');
+  t.is((JSON.parse(overridden.stdout) as { batch: { micro_batches: number } }).batch.micro_batches, 8);
+});
+
+test('plan --json prints the plan of DESIGN.md', async (t) => {
+  const r = await weft('plan', ...TINY_GPT, '--json');
+  t.is(r.code, 0, r.stderr);
+  const plan = JSON.parse(r.stdout) as Record<string, unknown>;
+  for (const key of ['devices', 'taskgraphs', 'schedule', 'memory']) t.true(key in plan, key);
+  t.deepEqual(plan['devices'], ['cpu:0']);
+});
+
+test('plan prints the plan text and a memory estimate; --memory-limit below it fails', async (t) => {
+  const r = await weft('plan', ...TINY_GPT);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /memory estimate \(peak per device\): cpu:0 /);
+  const tight = await weft('plan', ...TINY_GPT, '--memory-limit', '1KiB');
+  t.is(tight.code, 1);
+  t.regex(tight.stderr, /cpu:0: predicted peak .* exceeds --memory-limit 1\.0 KiB/);
+});
+
+test('train --save writes a checkpoint with loss.svg; sample continues a prompt from it', async (t) => {
+  const dir = path.join(tempDir(), 'ckpt');
+  const r = await weft('train', ...TINY_GPT, '--steps', '10', '--lr', '3e-3', '--save', dir);
+  t.is(r.code, 0, r.stderr);
+  for (const f of ['weft.json', 'model.safetensors', 'loss.svg']) t.true(fs.existsSync(path.join(dir, f)), f);
+  t.regex(fs.readFileSync(path.join(dir, 'loss.svg'), 'utf8'), /^<svg[^]*<\/svg>\n$/);
+  const s = await weft('sample', '--checkpoint', dir, '--prompt', 'To be', '--tokens', '20', '--seed', '1');
+  t.is(s.code, 0, s.stderr);
+  t.true(s.stdout.startsWith('To be'));
+  t.true(s.stdout.length > 'To be'.length + 5, JSON.stringify(s.stdout));
+  const again = await weft('sample', '--checkpoint', dir, '--prompt', 'To be', '--tokens', '20', '--seed', '1');
+  t.is(again.stdout, s.stdout, 'the same seed gives the same text');
+});
+
+test('--resume continues from the checkpoint\'s step', async (t) => {
+  const dir = path.join(tempDir(), 'ckpt');
+  await weft('train', ...TINY_GPT, '--steps', '3', '--save', dir);
+  const r = await weft('train', '--resume', dir, '--steps', '2', '--json');
+  t.is(r.code, 0, r.stderr);
+  t.deepEqual(jsonLines(r.stdout).slice(0, 2).map((l) => l['step']), [4, 5]);
+  const clash = await weft('train', '--resume', dir, '--dim', '64', '--steps', '1');
+  t.is(clash.code, 2);
+  t.regex(clash.stderr, /--dim 64 differs from the checkpoint's dim 32/);
+});
+
+test('--data with a bad magic number reports the data error', async (t) => {
+  const file = path.join(tempDir(), 'bad.bin');
+  fs.writeFileSync(file, Buffer.alloc(2048, 7));
+  const r = await weft('train', ...TINY_GPT, '--data', file, '--steps', '1');
+  t.is(r.code, 1);
+  t.regex(r.stderr, /error: data file .*bad\.bin: bad magic number/);
+});
+
+test('the built-in corpus needs --vocab >= 256', async (t) => {
+  const r = await weft('train', '--model', 'gpt', '--vocab', '100', '--steps', '1');
+  t.is(r.code, 2);
+  t.regex(r.stderr, /--vocab 100 is below 256/);
+});
+
+test('a non-finite loss stops with the step number, exit 1, and leaves the last checkpoint intact', async (t) => {
+  const dir = path.join(tempDir(), 'ckpt');
+  await weft('train', ...SMALL_MLP, '--steps', '2', '--save', dir);
+  const before = fs.readFileSync(path.join(dir, 'model.safetensors'));
+  const r = await weft('train', ...SMALL_MLP, '--optimizer', 'sgd', '--lr', '1e30', '--steps', '10', '--save', dir);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /non-finite loss \(\w+\) at step \d+; training stopped; the checkpoint in .* was left as it was/);
+  t.deepEqual(fs.readFileSync(path.join(dir, 'model.safetensors')), before);
+});
+
+test('--init loads weights, and the loader\'s errors are shown verbatim', async (t) => {
+  const dir = path.join(tempDir(), 'ckpt');
+  await weft('train', ...TINY_GPT, '--steps', '1', '--save', dir);
+  const ok = await weft('train', ...TINY_GPT, '--steps', '1', '--init', path.join(dir, 'model.safetensors'));
+  t.is(ok.code, 0, ok.stderr);
+  const bad = await weft('train', ...tinyGpt(64), '--steps', '1', '--init', path.join(dir, 'model.safetensors'));
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, /^error: .*model\.safetensors/);
+});
+
+test('--trace is refused as not yet supported', async (t) => {
+  const r = await weft('train', ...SMALL_MLP, '--trace', 'trace.json');
+  t.is(r.code, 2);
+  t.regex(r.stderr, /--trace is not yet supported/);
+});
+
+test('--version and --help answer without training', async (t) => {
+  t.regex((await weft('--version')).stdout, /^weft \d+\.\d+\.\d+/);
+  const help = await weft('train', '--help');
+  t.is(help.code, 0);
+  t.regex(help.stdout, /--memory-limit SIZE/);
+});
