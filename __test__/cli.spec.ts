@@ -217,6 +217,17 @@ test('--resume continues from the checkpoint\'s step', async (t) => {
   t.regex(clash.stderr, /--dim 64 differs from the checkpoint's dim 32/);
 });
 
+test('--resume keeps the checkpoint\'s optimizer and its options unless flags change them', async (t) => {
+  const dir = path.join(tempDir(), 'ckpt');
+  await weft('train', ...SMALL_MLP, '--optimizer', 'sgd', '--lr', '0.05', '--momentum', '0.9', '--steps', '2', '--save', dir);
+  const r = await weft('train', '--resume', dir, '--steps', '1', '--json');
+  t.is(r.code, 0, r.stderr);
+  t.is(jsonLines(r.stdout)[0]?.['step'], 3);
+  const other = await weft('train', '--resume', dir, '--optimizer', 'adamw', '--steps', '1');
+  t.is(other.code, 1);
+  t.regex(other.stderr, /saved with optimizer 'sgd'/);
+});
+
 test('--data with a bad magic number reports the data error', async (t) => {
   const file = path.join(tempDir(), 'bad.bin');
   fs.writeFileSync(file, Buffer.alloc(2048, 7));

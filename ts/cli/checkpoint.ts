@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type * as weft from '../index.js';
 import { UsageError } from './args.js';
 import type { ModelSpec } from './run-spec.js';
 
@@ -14,7 +15,8 @@ export interface CliMeta {
   /** `byte` when trained on byte-tokenised text (the built-in corpus), else `file`. */
   readonly tokenizer: 'byte' | 'file';
   readonly data: { readonly path: string | null; readonly position: number } | null;
-  readonly optimizer: string;
+  /** The optimizer and its options, the defaults of a resumed run. */
+  readonly optimizer: weft.Optimizer;
   readonly seed: number;
 }
 

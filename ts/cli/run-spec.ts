@@ -92,26 +92,30 @@ export function modelSpec(f: Flags, saved?: ModelSpec): ModelSpec {
   return out;
 }
 
-/** The optimizer from the optimizer flags (AdamW 3e-4 for gpt, Adam 1e-3 for mlp by default). */
-export function optimizerSpec(f: Flags, model: ModelSpec, totalSteps: number): weft.Optimizer {
-  const kind = f.str('optimizer') ?? (model.kind === 'gpt' ? 'adamw' : 'adam');
-  const common = {
-    lr: f.num('lr', model.kind === 'gpt' ? 3e-4 : 1e-3),
-    ...numbers(f, { 'weight-decay': 'weightDecay', 'grad-clip': 'gradClip', warmup: 'warmup' }),
-    ...(f.has('schedule') && { schedule: f.str('schedule') as 'constant' | 'cosine' }),
-    ...(f.str('schedule') === 'cosine' && { totalSteps }),
-  };
-  if (kind === 'sgd') {
-    for (const name of ['beta1', 'beta2', 'eps']) if (f.has(name)) throw new UsageError(`--${name} does not apply to --optimizer sgd`);
-    return weft.optim.sgd({ ...common, ...numbers(f, { momentum: 'momentum' }) });
-  }
-  if (f.has('momentum')) throw new UsageError(`--momentum applies to --optimizer sgd, not ${kind}`);
-  const adam = { ...common, ...numbers(f, { beta1: 'beta1', beta2: 'beta2', eps: 'eps' }) };
-  return kind === 'adam' ? weft.optim.adam(adam) : weft.optim.adamW(adam);
+/** Optimizer flags and the option each sets. */
+const OPTIMIZER_FLAGS = {
+  lr: 'lr', 'weight-decay': 'weightDecay', 'grad-clip': 'gradClip', warmup: 'warmup',
+  beta1: 'beta1', beta2: 'beta2', eps: 'eps', momentum: 'momentum',
+} as const;
+
+/**
+ * The optimizer from the optimizer flags: AdamW 3e-4 for gpt and Adam 1e-3 for mlp by default;
+ * when resuming, the checkpoint's optimizer with any given flag on top.
+ */
+export function optimizerSpec(f: Flags, model: ModelSpec, totalSteps: number, saved?: weft.Optimizer): weft.Optimizer {
+  const kind = (f.str('optimizer') ?? saved?.kind ?? (model.kind === 'gpt' ? 'adamw' : 'adam')) as weft.Optimizer['kind'];
+  const inapplicable = kind === 'sgd' ? ['beta1', 'beta2', 'eps'] : ['momentum'];
+  for (const name of inapplicable) if (f.has(name)) throw new UsageError(`--${name} does not apply to --optimizer ${kind}`);
+  const { kind: _kind, totalSteps: _total, ...base } = saved?.kind === kind ? saved : { kind };
+  const opts: Record<string, unknown> = { lr: model.kind === 'gpt' ? 3e-4 : 1e-3, ...base, ...numbers(f, OPTIMIZER_FLAGS) };
+  if (f.has('schedule')) opts['schedule'] = f.str('schedule');
+  if (opts['schedule'] === 'cosine') opts['totalSteps'] = totalSteps;
+  if (kind === 'sgd') return weft.optim.sgd(opts as weft.SgdOptions);
+  return kind === 'adam' ? weft.optim.adam(opts as weft.AdamOptions) : weft.optim.adamW(opts as weft.AdamOptions);
 }
 
 /** `{flag: key}` -> `{key: value}` for the flags that were given. */
-function numbers(f: Flags, map: Record<string, string>): Record<string, number> {
+function numbers(f: Flags, map: Readonly<Record<string, string>>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [flag, key] of Object.entries(map)) {
     const v = f.num(flag);
@@ -180,7 +184,7 @@ export function devicesSpec(f: Flags): weft.Devices {
 }
 
 /** The whole run from the flags (and a checkpoint's saved model when resuming). */
-export function runSpec(f: Flags, saved?: { model: ModelSpec; step: number }): RunSpec {
+export function runSpec(f: Flags, saved?: { model: ModelSpec; step: number; optimizer?: weft.Optimizer }): RunSpec {
   if (f.has('trace')) throw new UsageError('--trace is not yet supported in this build (tracing lands with the profiling issue)');
   const model = modelSpec(f, saved?.model);
   const steps = f.num('steps', 100);
@@ -196,7 +200,7 @@ export function runSpec(f: Flags, saved?: { model: ModelSpec; step: number }): R
     steps,
     data,
     init: f.str('init'),
-    optimizer: optimizerSpec(f, model, (saved?.step ?? 0) + steps),
+    optimizer: optimizerSpec(f, model, (saved?.step ?? 0) + steps, saved?.optimizer),
     devices: devicesSpec(f),
     config: configSpec(f),
     json: f.bool('json'),

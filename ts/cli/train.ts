@@ -57,7 +57,7 @@ export async function trainCommand(args: ParsedArgs, io: Io): Promise<number> {
 async function prepare(f: Flags, io: Io): Promise<Prepared> {
   const resumeDir = f.str('resume');
   const saved: SavedRun | undefined = resumeDir === undefined ? undefined : readCheckpoint(resumeDir, 'resume');
-  const spec = runSpec(f, saved && { model: saved.meta.model, step: saved.step });
+  const spec = runSpec(f, saved && { model: saved.meta.model, step: saved.step, optimizer: saved.meta.optimizer });
   if (spec.init !== undefined && saved) throw new UsageError('--init and --resume both set the starting weights; give one of them');
   const trainer = await compileRun(spec);
   const over = spec.memoryLimit === undefined ? [] : overLimit(trainer.plan.json, spec.memoryLimit);
@@ -96,7 +96,7 @@ async function save(run: Prepared, dir: string): Promise<void> {
     model: run.spec.model,
     tokenizer: run.source.tokenizer,
     data: run.source.state(),
-    optimizer: run.spec.optimizer.kind,
+    optimizer: run.spec.optimizer,
     seed: run.spec.seed,
     curve,
   };
