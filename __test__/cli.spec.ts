@@ -228,6 +228,20 @@ test('--resume keeps the checkpoint\'s optimizer and its options unless flags ch
   t.regex(other.stderr, /saved with optimizer 'sgd'/);
 });
 
+test('train --init --data reproduces PyTorch\'s GPT-2 losses (HF-named safetensors, llm.c tokens)', async (t) => {
+  // Fixture from benches/reference/gpt2.py: PyTorch GPT-2 init, llm.c token file, AdamW, 5 steps.
+  const dir = path.join(__dirname, '..', 'crates', 'core', 'tests', 'fixtures', 'gpt_tiny');
+  const expected = JSON.parse(fs.readFileSync(path.join(dir, 'expected.json'), 'utf8')) as { config: Record<string, number>; losses: number[] };
+  const c = expected.config;
+  const r = await weft('train', '--model', 'gpt', '--layers', String(c['layers']), '--heads', String(c['heads']), '--dim', String(c['dim']),
+    '--seq', String(c['seq']), '--vocab', String(c['vocab']), '--batch', String(c['batch']), '--data', path.join(dir, 'tokens.bin'),
+    '--init', path.join(dir, 'init.safetensors'), '--optimizer', 'adamw', '--lr', String(c['lr']), '--beta1', String(c['beta1']),
+    '--beta2', String(c['beta2']), '--eps', String(c['eps']), '--weight-decay', String(c['weight_decay']), '--steps', '5', '--json');
+  t.is(r.code, 0, r.stderr);
+  const losses = jsonLines(r.stdout).slice(0, 5).map((l) => l['loss'] as number);
+  losses.forEach((loss, i) => t.true(Math.abs(loss - (expected.losses[i] ?? NaN)) < 1e-4, `step ${i + 1}: ${loss} vs ${expected.losses[i]}`));
+});
+
 test('--data with a bad magic number reports the data error', async (t) => {
   const file = path.join(tempDir(), 'bad.bin');
   fs.writeFileSync(file, Buffer.alloc(2048, 7));
