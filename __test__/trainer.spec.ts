@@ -34,6 +34,14 @@ test('step returns outputs, lr and grad norm', async (t) => {
   t.is(r.outputs.logits?.data.length, BATCH * CLASSES);
 });
 
+test('reading a trainer while a step runs is a typed error, not a race', async (t) => {
+  const trainer = await weft.compile(tinyMlp(), { batch: BATCH });
+  const running = trainer.step(tinyBatch());
+  t.throws(() => trainer.getParameter('fc1.weight'), { instanceOf: weft.WeftUnsupportedError, message: /await it first/ });
+  await running;
+  t.is(trainer.getParameter('fc1.weight').length, FEATURES * 16);
+});
+
 test('a model compiles twice (the second compile rebuilds it)', async (t) => {
   const model = tinyMlp();
   const a = await weft.compile(model, { batch: BATCH, seed: 3 });

@@ -4,7 +4,7 @@
  */
 import type { Config } from './config.js';
 import { type Devices, cpu } from './devices.js';
-import { WeftBatchError, WeftConfigError, WeftDTypeError } from './errors.js';
+import { WeftBatchError, WeftConfigError, WeftDTypeError, WeftUnsupportedError } from './errors.js';
 import type { Model } from './model.js';
 import { type NativeTrainer, call, callAsync, native } from './native.js';
 import type { Optimizer } from './optim.js';
@@ -88,6 +88,7 @@ export class Trainer {
   private readonly nativeTrainer: NativeTrainer;
   private readonly onProgress: ((result: StepResult) => void) | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  private inFlight = 0;
 
   /** @internal Use {@link compile}. */
   constructor(t: NativeTrainer, batch: number, onProgress: ((r: StepResult) => void) | undefined) {
@@ -101,9 +102,20 @@ export class Trainer {
 
   /** Runs `fn` after every earlier call on this trainer has settled. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(fn, fn);
+    this.inFlight += 1;
+    const next = this.queue.then(fn, fn).finally(() => {
+      this.inFlight -= 1;
+    });
     this.queue = next.catch(() => undefined);
     return next;
+  }
+
+  /** Synchronous reads would race a running step: they require an idle trainer. */
+  private idle<T>(what: string, fn: () => T): T {
+    if (this.inFlight > 0) {
+      throw new WeftUnsupportedError(`${what} while a step or checkpoint is running is not supported; await it first`);
+    }
+    return call(fn);
   }
 
   /** Checks names, dtypes and lengths against the compiled inputs; converts plain arrays. */
@@ -216,8 +228,8 @@ export class Trainer {
    * console.log(trainer.plan.toString());
    */
   get plan(): Plan {
-    const text = call(() => this.nativeTrainer.planText());
-    const json = JSON.parse(call(() => this.nativeTrainer.planJson())) as Record<string, unknown>;
+    const text = this.idle('plan', () => this.nativeTrainer.planText());
+    const json = JSON.parse(this.idle('plan', () => this.nativeTrainer.planJson())) as Record<string, unknown>;
     return Object.freeze({ json: Object.freeze(json), toString: () => text });
   }
 
@@ -228,12 +240,12 @@ export class Trainer {
    * console.log(trainer.memory()['cpu:0']);
    */
   memory(): Readonly<Record<string, unknown>> {
-    return JSON.parse(call(() => this.nativeTrainer.memoryJson())) as Record<string, unknown>;
+    return JSON.parse(this.idle('memory()', () => this.nativeTrainer.memoryJson())) as Record<string, unknown>;
   }
 
   /** Optimizer steps taken so far. @example trainer.stepCount */
   get stepCount(): number {
-    return call(() => this.nativeTrainer.stepCount());
+    return this.idle('stepCount', () => this.nativeTrainer.stepCount());
   }
 
   /**
@@ -243,12 +255,12 @@ export class Trainer {
    * for (const p of trainer.parameters()) console.log(p.name, p.shape);
    */
   parameters(): readonly { readonly name: string; readonly shape: readonly number[] }[] {
-    return call(() => this.nativeTrainer.parameters());
+    return this.idle('parameters()', () => this.nativeTrainer.parameters());
   }
 
   /** The parameter names. @example trainer.parameterNames().includes('h.0.attn.c_attn.weight') */
   parameterNames(): readonly string[] {
-    return call(() => this.nativeTrainer.parameterNames());
+    return this.idle('parameterNames()', () => this.nativeTrainer.parameterNames());
   }
 
   /**
@@ -258,7 +270,7 @@ export class Trainer {
    * const w = trainer.getParameter('linear_0.weight');
    */
   getParameter(name: string): Float32Array {
-    const data = call(() => this.nativeTrainer.getParameter(name));
+    const data = this.idle('getParameter()', () => this.nativeTrainer.getParameter(name));
     if (!(data instanceof Float32Array)) throw new WeftDTypeError(`parameter '${name}': expected f32 data`);
     return data;
   }

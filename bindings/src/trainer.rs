@@ -32,9 +32,10 @@ fn lock(t: &Shared) -> Result<MutexGuard<'_, Trainer>> {
 /// Sync accessors must not block the JS thread behind a running task.
 fn try_lock(t: &Shared) -> Result<MutexGuard<'_, Trainer>> {
     t.try_lock().map_err(|e| match e {
-        TryLockError::WouldBlock => {
-            Error::internal("the trainer is busy with a step or checkpoint; await it first")
-        }
+        TryLockError::WouldBlock => Error::Unsupported {
+            feature: "concurrent trainer calls".into(),
+            message: "the trainer is busy with a step or checkpoint; await it before reading from it".into(),
+        },
         TryLockError::Poisoned(_) => poisoned(),
     })
 }
