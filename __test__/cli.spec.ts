@@ -276,6 +276,15 @@ test('--init loads weights, and the loader\'s errors are shown verbatim', async 
   t.regex(bad.stderr, /^error: .*model\.safetensors/);
 });
 
+test('demo trains, saves and prints a sample (few steps here; npm run demo runs 1000)', async (t) => {
+  const out = path.join(tempDir(), 'demo');
+  const r = await weft('demo', '--steps', '3', '--out', out);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /trained 3 steps/);
+  t.regex(r.stdout, /sample \(prompt 'Ham\.'[^]*\nHam\.\n./);
+  t.true(fs.existsSync(path.join(out, 'loss.svg')));
+});
+
 test('--trace is refused as not yet supported', async (t) => {
   const r = await weft('train', ...SMALL_MLP, '--trace', 'trace.json');
   t.is(r.code, 2);

@@ -12,7 +12,7 @@ import { type Io, trainCommand } from './train.js';
 /** The demo model: small enough for two cores, big enough to learn words, names and verse. */
 const SHAPE = { layers: 3, heads: 4, dim: 128, seq: 64, vocab: 256 };
 const DEMO_MODEL = ['--model', 'gpt', ...Object.entries(SHAPE).flatMap(([k, v]) => [`--${k}`, String(v)])];
-const DEMO_TRAINING = ['--batch', '32', '--lr', '3e-3', '--warmup', '50', '--schedule', 'cosine', '--grad-clip', '1'];
+const DEMO_TRAINING = ['--batch', '32', '--lr', '3e-3', '--schedule', 'cosine', '--grad-clip', '1'];
 /** About a minute on two idle cores; the loss reaches about 1.7 nats per byte. */
 const DEMO_STEPS = 1000;
 const PROMPT = 'Ham.\n';
@@ -33,7 +33,8 @@ export async function demoCommand(args: ParsedArgs, io: Io): Promise<number> {
     const millions = (gptParameterCount(SHAPE) / 1e6).toFixed(2);
     io.out.write(`weft demo: a ${SHAPE.layers}-layer GPT (${millions} M parameters) learns byte-level Shakespeare for ${steps} steps on one CPU device\n`);
   }
-  const trainArgs = [...DEMO_MODEL, ...DEMO_TRAINING, '--steps', String(steps), '--seed', String(seed), '--save', out, ...(json ? ['--json'] : [])];
+  const warmup = String(Math.min(50, Math.floor(steps / 10)));
+  const trainArgs = [...DEMO_MODEL, ...DEMO_TRAINING, '--warmup', warmup, '--steps', String(steps), '--seed', String(seed), '--save', out, ...(json ? ['--json'] : [])];
   const code = await trainCommand(parseArgs('train', trainArgs), io);
   if (code !== 0) return code;
   if (!json) io.out.write(`\nsample (prompt 'Ham.', 400 bytes, temperature 0.8, top-k 40; more: weft sample --checkpoint ${out}):\n\n`);

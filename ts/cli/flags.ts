@@ -24,25 +24,25 @@ export interface FlagSpec {
 }
 
 const MODEL: FlagSpec[] = [
-  { name: 'model', kind: 'choice', group: 'model', choices: ['gpt', 'mlp'], help: 'built-in model' },
-  { name: 'layers', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: transformer blocks' },
-  { name: 'heads', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: attention heads' },
-  { name: 'dim', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: embedding width' },
-  { name: 'seq', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: context length' },
-  { name: 'vocab', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: vocabulary size' },
+  { name: 'model', kind: 'choice', group: 'model', choices: ['gpt', 'mlp'], help: 'built-in model (default gpt)' },
+  { name: 'layers', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: transformer blocks (default 4)' },
+  { name: 'heads', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: attention heads (default 4)' },
+  { name: 'dim', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: embedding width (default 256)' },
+  { name: 'seq', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: context length (default 128)' },
+  { name: 'vocab', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: vocabulary size (default 4096)' },
   { name: 'sizes', kind: 'list', group: 'model', value: '784,1024,1024,10', help: 'mlp: layer widths' },
   { name: 'init', kind: 'string', group: 'model', value: 'FILE.safetensors', help: 'initial weights' },
-  { name: 'seed', kind: 'int', group: 'model', min: 0, value: 'N', help: 'seed for init and synthetic data' },
+  { name: 'seed', kind: 'int', group: 'model', min: 0, value: 'N', help: 'seed for init and synthetic data (default 0)' },
 ];
 
 const DATA: FlagSpec[] = [
   { name: 'data', kind: 'string', group: 'data', value: 'FILE.bin', help: 'llm.c token file (default: built-in corpus / synthetic)' },
-  { name: 'batch', kind: 'int', group: 'data', min: 1, value: 'B', help: 'global batch per optimizer step' },
+  { name: 'batch', kind: 'int', group: 'data', min: 1, value: 'B', help: 'global batch per optimizer step (default 8 gpt, 256 mlp)' },
 ];
 
 const OPTIMIZER: FlagSpec[] = [
-  { name: 'optimizer', kind: 'choice', group: 'optimizer', choices: ['adamw', 'adam', 'sgd'], help: 'optimizer' },
-  { name: 'lr', kind: 'number', group: 'optimizer', min: 0, minExclusive: true, value: 'X', help: 'learning rate' },
+  { name: 'optimizer', kind: 'choice', group: 'optimizer', choices: ['adamw', 'adam', 'sgd'], help: 'optimizer (default adamw for gpt, adam for mlp)' },
+  { name: 'lr', kind: 'number', group: 'optimizer', min: 0, minExclusive: true, value: 'X', help: 'learning rate (default 3e-4 gpt, 1e-3 mlp)' },
   { name: 'beta1', kind: 'number', group: 'optimizer', min: 0, value: 'X', help: 'Adam beta1' },
   { name: 'beta2', kind: 'number', group: 'optimizer', min: 0, value: 'X', help: 'Adam beta2' },
   { name: 'eps', kind: 'number', group: 'optimizer', min: 0, minExclusive: true, value: 'X', help: 'Adam epsilon' },
@@ -50,12 +50,12 @@ const OPTIMIZER: FlagSpec[] = [
   { name: 'momentum', kind: 'number', group: 'optimizer', min: 0, value: 'X', help: 'SGD momentum' },
   { name: 'grad-clip', kind: 'number', group: 'optimizer', min: 0, value: 'X', help: 'clip the global gradient norm' },
   { name: 'warmup', kind: 'int', group: 'optimizer', min: 0, value: 'STEPS', help: 'linear warm-up steps' },
-  { name: 'schedule', kind: 'choice', group: 'optimizer', choices: ['constant', 'cosine'], help: 'learning-rate schedule' },
+  { name: 'schedule', kind: 'choice', group: 'optimizer', choices: ['constant', 'cosine'], help: 'learning-rate schedule (default constant)' },
 ];
 
 const RUN: FlagSpec[] = [
-  { name: 'steps', kind: 'int', group: 'run', min: 1, value: 'N', help: 'optimizer steps to run' },
-  { name: 'devices', kind: 'string', group: 'run', value: 'cpu:N|cuda:N', help: 'devices to run on' },
+  { name: 'steps', kind: 'int', group: 'run', min: 1, value: 'N', help: 'optimizer steps to run (default 100)' },
+  { name: 'devices', kind: 'string', group: 'run', value: 'cpu:N|cuda:N', help: 'devices to run on (default cpu:1)' },
   { name: 'dp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'data-parallel replicas' },
   { name: 'pp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'pipeline stages' },
   { name: 'tp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'tensor-parallel width' },
@@ -71,26 +71,27 @@ const RUN: FlagSpec[] = [
 const SAMPLE: FlagSpec[] = [
   { name: 'checkpoint', kind: 'string', group: 'sample', value: 'DIR', help: 'checkpoint saved by train --save' },
   { name: 'prompt', kind: 'string', group: 'sample', value: 'TEXT', help: 'text to continue' },
-  { name: 'tokens', kind: 'int', group: 'sample', min: 1, value: 'N', help: 'tokens to generate' },
-  { name: 'temperature', kind: 'number', group: 'sample', min: 0, value: 'T', help: '0 = greedy' },
-  { name: 'top-k', kind: 'int', group: 'sample', min: 0, value: 'K', help: 'sample among the K likeliest (0 = all)' },
+  { name: 'tokens', kind: 'int', group: 'sample', min: 1, value: 'N', help: 'tokens to generate (default 200)' },
+  { name: 'temperature', kind: 'number', group: 'sample', min: 0, value: 'T', help: 'softmax temperature, 0 = greedy (default 0.8)' },
+  { name: 'seed', kind: 'int', group: 'sample', min: 0, value: 'N', help: 'seed of the sampler (default 0)' },
+  { name: 'top-k', kind: 'int', group: 'sample', min: 0, value: 'K', help: 'sample among the K likeliest, 0 = all (default 40)' },
 ];
 
 const DEMO: FlagSpec[] = [
-  { name: 'out', kind: 'string', group: 'demo', value: 'DIR', help: 'where the demo checkpoint goes' },
+  { name: 'out', kind: 'string', group: 'demo', value: 'DIR', help: 'where the demo checkpoint goes (default out/demo)' },
+  { name: 'steps', kind: 'int', group: 'demo', min: 1, value: 'N', help: 'training steps (default 1000, about a minute)' },
+  { name: 'seed', kind: 'int', group: 'demo', min: 0, value: 'N', help: 'seed of init and sampling (default 0)' },
+  { name: 'json', kind: 'bool', group: 'demo', help: 'training progress as JSON lines (the sample goes to stderr)' },
 ];
 
 const ALL: readonly FlagSpec[] = [...MODEL, ...DATA, ...OPTIMIZER, ...RUN, ...SAMPLE, ...DEMO];
-const SEED = MODEL.filter((f) => f.name === 'seed');
-const STEPS = RUN.filter((f) => f.name === 'steps');
-const JSON_FLAG = RUN.filter((f) => f.name === 'json');
 
 /** The flags each subcommand accepts. */
 export const COMMAND_FLAGS: Readonly<Record<string, readonly FlagSpec[]>> = {
   train: [...MODEL, ...DATA, ...OPTIMIZER, ...RUN],
   plan: [...MODEL, ...DATA, ...OPTIMIZER, ...RUN],
-  sample: [...SAMPLE, ...SEED],
-  demo: [...DEMO, ...STEPS, ...SEED, ...JSON_FLAG],
+  sample: SAMPLE,
+  demo: DEMO,
 };
 
 /** Every flag any command knows, for "belongs to another command" hints. */
