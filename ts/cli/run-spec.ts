@@ -39,24 +39,29 @@ const MLP_DEFAULT_SIZES = [784, 1024, 1024, 10];
 export class Flags {
   constructor(private readonly parsed: ParsedArgs) {}
 
+  /** Whether the flag was given. */
   has(name: string): boolean {
     return this.parsed.flags.has(name);
   }
 
+  /** A numeric flag's value, or `fallback`. */
   num(name: string, fallback: number): number;
   num(name: string): number | undefined;
   num(name: string, fallback?: number): number | undefined {
     return (this.parsed.flags.get(name) as number | undefined) ?? fallback;
   }
 
+  /** A string flag's value. */
   str(name: string): string | undefined {
     return this.parsed.flags.get(name) as string | undefined;
   }
 
+  /** A list or repeatable flag's values. */
   list<T extends FlagValue>(name: string): T | undefined {
     return this.parsed.flags.get(name) as T | undefined;
   }
 
+  /** Whether a boolean flag is set. */
   bool(name: string): boolean {
     return this.parsed.flags.get(name) === true;
   }
