@@ -35,10 +35,12 @@ fn check(name: &str, inputs: BTreeMap<String, HostData>, f: impl Fn(&mut GraphBu
     let flat = b.op(Op::Reshape { shape: flat_shape }, &[prod]).unwrap();
     let loss = b.op(Op::Reduce { op: ReduceOp::Sum, axis: 0, keepdim: false }, &[flat]).unwrap();
     let g = super::differentiate(b.finish(loss).unwrap()).unwrap();
-    let mut ex = Executor::new(CpuBackend::new(1), g, 7).unwrap();
+    let stages = crate::passes::StageMap::single(&g);
+    let mut ex = Executor::new(CpuBackend::new(1), g, &stages, 0, 7).unwrap();
     let ctx = KernelCtx { step: 3 };
-    ex.run(ProgramKind::Train, &inputs, &ctx).unwrap();
-    ex.take_value(loss).unwrap();
+    ex.run(ProgramKind::Forward, 0, &inputs, &ctx, None).unwrap();
+    ex.run(ProgramKind::Backward, 0, &inputs, &ctx, None).unwrap();
+    ex.take_value(0, loss).unwrap();
     for (pname, dims) in ex.parameter_shapes() {
         let grad = ex.read_grad(&pname).unwrap().expect("every parameter reaches the loss");
         let grad = grad.as_f32().unwrap().to_vec();
@@ -50,8 +52,8 @@ fn check(name: &str, inputs: BTreeMap<String, HostData>, f: impl Fn(&mut GraphBu
                 let mut p = base.clone();
                 p[i] += delta;
                 ex.write_parameter(&pname, &HostData::F32(p)).unwrap();
-                ex.run(ProgramKind::Eval, &inputs, &ctx).unwrap();
-                ex.take_value(loss).unwrap().as_f32().unwrap()[0]
+                ex.run(ProgramKind::Eval, 0, &inputs, &ctx, None).unwrap();
+                ex.take_value(0, loss).unwrap().as_f32().unwrap()[0]
             };
             let fd = (eval(eps) - eval(-eps)) / (2.0 * eps);
             let tol = 2e-2 * fd.abs().max(grad[i].abs()) + 2e-2;

@@ -4,20 +4,36 @@
 
 use super::backend::{Backend, HostData, KernelCtx, TensorRef, UpdateRule};
 use super::memory::{Category, MemoryStats, Pool};
-use super::plan::{Action, DeviceId, Program, ProgramKind};
+use super::plan::{Action, Program, ProgramKind};
+use crate::collectives::Communicator;
 use crate::error::{Error, Result};
-use crate::ir::{Graph, Init, NodeId, Op};
+use crate::ir::{DType, Graph, Init, NodeId, Op};
+use crate::passes::StageMap;
 use crate::rng;
 use std::collections::BTreeMap;
+
+/// How a device reaches the other stages of its pipeline replica.
+pub struct Link<'a> {
+    pub comm: &'a dyn Communicator,
+    /// Rank (in `comm`) of each stage of this device's pipeline replica.
+    pub rank_of_stage: &'a [usize],
+}
+
+/// Message tag of a tensor: the micro-batch and the node, so concurrent transfers never mix.
+fn tag(mb: usize, node: NodeId) -> u64 {
+    ((mb as u64) << 32) | u64::from(node.0)
+}
 
 pub struct Executor<B: Backend> {
     pub backend: B,
     graph: Graph,
     /// Concrete dims per node.
     dims: Vec<Vec<usize>>,
-    train: Program,
-    eval: Program,
-    slots: Vec<Option<B::Buffer>>,
+    program: Program,
+    /// Parameters owned by this device's stage (persistent).
+    params: Vec<Option<B::Buffer>>,
+    /// Transient values per micro-batch slot: several micro-batches are in flight under 1F1B.
+    slots: Vec<Vec<Option<B::Buffer>>>,
     /// Accumulated gradient per parameter node (None between steps).
     grads: Vec<Option<B::Buffer>>,
     /// Optimizer state per parameter node, created on its first update.
@@ -25,6 +41,14 @@ pub struct Executor<B: Backend> {
     /// How many readers each gradient node has among `graph.grads` (shared: copy, not move).
     grad_sharers: Vec<usize>,
     pool: Pool<B>,
+}
+
+/// Field-level lookup, so callers can hold it while borrowing the pool or gradients mutably.
+fn lookup<'a, T>(params: &'a [Option<T>], slots: &'a [Vec<Option<T>>], mb: usize, id: NodeId) -> Result<&'a T> {
+    params[id.index()]
+        .as_ref()
+        .or_else(|| slots.get(mb).and_then(|s| s[id.index()].as_ref()))
+        .ok_or_else(|| Error::internal(format!("{id} is not live for micro-batch {mb}")))
 }
 
 fn numel(d: &[usize]) -> usize {
@@ -38,9 +62,9 @@ pub fn init_values(init: &Init, name: &str, len: usize, seed: u64) -> Vec<f32> {
         Init::Zeros => vec![0.0; len],
         Init::Ones => vec![1.0; len],
         Init::Constant(v) => vec![v; len],
-        Init::Normal { mean, std } => (0..len)
-            .map(|i| mean + std * rng::normal(seed, stream, i as u64))
-            .collect(),
+        Init::Normal { mean, std } => {
+            (0..len).map(|i| mean + std * rng::normal(seed, stream, i as u64)).collect()
+        }
         Init::Uniform { low, high } => (0..len)
             .map(|i| low + (high - low) * rng::uniform(seed, stream, i as u64))
             .collect(),
@@ -48,15 +72,11 @@ pub fn init_values(init: &Init, name: &str, len: usize, seed: u64) -> Vec<f32> {
 }
 
 impl<B: Backend> Executor<B> {
-    /// `graph` must be batch-resolved and differentiated. Parameters are initialised here.
-    pub fn new(backend: B, graph: Graph, seed: u64) -> Result<Self> {
-        let dims = graph
-            .nodes
-            .iter()
-            .map(|n| n.shape.concrete())
-            .collect::<Result<Vec<_>>>()?;
-        let train = Program::build(&graph, DeviceId(0), ProgramKind::Train);
-        let eval = Program::build(&graph, DeviceId(0), ProgramKind::Eval);
+    /// `graph` must be batch-resolved and differentiated. The parameters of `stage` are
+    /// initialised here (every replica initialises identically from the seed).
+    pub fn new(backend: B, graph: Graph, stages: &StageMap, stage: usize, seed: u64) -> Result<Self> {
+        let dims = graph.nodes.iter().map(|n| n.shape.concrete()).collect::<Result<Vec<_>>>()?;
+        let program = Program::build(&graph, stages, stage);
         let n = graph.nodes.len();
         let mut grad_sharers = vec![0; n];
         for (_, g) in &graph.grads {
@@ -65,9 +85,9 @@ impl<B: Backend> Executor<B> {
         let mut ex = Executor {
             backend,
             dims,
-            train,
-            eval,
-            slots: (0..n).map(|_| None).collect(),
+            program,
+            params: (0..n).map(|_| None).collect(),
+            slots: Vec::new(),
             grads: (0..n).map(|_| None).collect(),
             state: (0..n).map(|_| Vec::new()).collect(),
             grad_sharers,
@@ -75,15 +95,17 @@ impl<B: Backend> Executor<B> {
             graph,
         };
         for (id, _) in ex.graph.parameters() {
+            if stages.stage_of[id.index()] != stage {
+                continue;
+            }
             let (name, init) = match &ex.graph.node(id).op {
                 Op::Parameter { name, init, .. } => (name.clone(), init.clone()),
                 _ => unreachable!("parameters() returns parameter nodes"),
             };
             let len = numel(&ex.dims[id.index()]);
             let values = HostData::F32(init_values(&init, &name, len, seed));
-            ex.slots[id.index()] = Some(ex.backend.upload(&values)?);
-            ex.pool
-                .adopt(Category::Parameters, crate::ir::DType::F32, len);
+            ex.params[id.index()] = Some(ex.backend.upload(&values)?);
+            ex.pool.adopt(Category::Parameters, DType::F32, len);
         }
         Ok(ex)
     }
@@ -92,11 +114,8 @@ impl<B: Backend> Executor<B> {
         &self.graph
     }
 
-    pub fn program(&self, kind: ProgramKind) -> &Program {
-        match kind {
-            ProgramKind::Train => &self.train,
-            ProgramKind::Eval => &self.eval,
-        }
+    pub fn program(&self) -> &Program {
+        &self.program
     }
 
     pub fn memory(&self) -> &MemoryStats {
@@ -107,22 +126,34 @@ impl<B: Backend> Executor<B> {
         self.pool.reset_peaks();
     }
 
-    /// Run one micro-batch through the train or eval program. `inputs` are keyed by input name
-    /// and already sized for this micro-batch.
+    fn slot(&mut self, mb: usize) -> &mut Vec<Option<B::Buffer>> {
+        while self.slots.len() <= mb {
+            self.slots.push((0..self.graph.nodes.len()).map(|_| None).collect());
+        }
+        &mut self.slots[mb]
+    }
+
+    /// Run one micro-batch through one of this stage's programs. `inputs` are keyed by input
+    /// name and already sized for one micro-batch.
     pub fn run(
         &mut self,
         kind: ProgramKind,
+        mb: usize,
         inputs: &BTreeMap<String, HostData>,
         ctx: &KernelCtx,
+        link: Option<&Link<'_>>,
     ) -> Result<()> {
+        self.slot(mb);
         let actions = std::mem::take(match kind {
-            ProgramKind::Train => &mut self.train.actions,
-            ProgramKind::Eval => &mut self.eval.actions,
+            ProgramKind::Forward => &mut self.program.forward,
+            ProgramKind::Backward => &mut self.program.backward,
+            ProgramKind::Eval => &mut self.program.eval,
         });
-        let result = actions.iter().try_for_each(|a| self.act(a, inputs, ctx));
+        let result = actions.iter().try_for_each(|a| self.act(a, mb, inputs, ctx, link));
         match kind {
-            ProgramKind::Train => self.train.actions = actions,
-            ProgramKind::Eval => self.eval.actions = actions,
+            ProgramKind::Forward => self.program.forward = actions,
+            ProgramKind::Backward => self.program.backward = actions,
+            ProgramKind::Eval => self.program.eval = actions,
         }
         if result.is_err() {
             self.release_transients();
@@ -133,21 +164,45 @@ impl<B: Backend> Executor<B> {
     fn act(
         &mut self,
         action: &Action,
+        mb: usize,
         inputs: &BTreeMap<String, HostData>,
         ctx: &KernelCtx,
+        link: Option<&Link<'_>>,
     ) -> Result<()> {
+        let no_link = || Error::internal("a cross-stage transfer needs a communicator");
         match *action {
-            Action::Load(id) => self.load(id, inputs),
-            Action::Compute(id) => self.compute(id, ctx),
+            Action::Load(id) => self.load(id, mb, inputs),
+            Action::Compute(id) => self.compute(id, mb, ctx),
             Action::Free(id) => {
-                self.free(id);
+                self.free(mb, id);
                 Ok(())
             }
-            Action::AccumulateGrad { param, grad } => self.accumulate(param, grad),
+            Action::AccumulateGrad { param, grad } => self.accumulate(param, grad, mb),
+            Action::Send { node, to_stage } => {
+                let link = link.ok_or_else(no_link)?;
+                let data = self.backend.download(self.value(mb, node)?)?;
+                let buf = data.as_f32().ok_or_else(|| Error::internal("only f32 tensors cross stages"))?;
+                link.comm.send(buf, link.rank_of_stage[to_stage], tag(mb, node))
+            }
+            Action::Recv { node, from_stage } => {
+                let link = link.ok_or_else(no_link)?;
+                let len = numel(&self.dims[node.index()]);
+                let mut buf = vec![0.0f32; len];
+                link.comm.recv(&mut buf, link.rank_of_stage[from_stage], tag(mb, node))?;
+                let b = self.backend.upload(&HostData::F32(buf))?;
+                self.pool.adopt(Category::Activations, DType::F32, len);
+                self.slot(mb)[node.index()] = Some(b);
+                Ok(())
+            }
         }
     }
 
-    fn load(&mut self, id: NodeId, inputs: &BTreeMap<String, HostData>) -> Result<()> {
+    /// The buffer of a value as seen by micro-batch `mb` (local parameters are shared).
+    fn value(&self, mb: usize, id: NodeId) -> Result<&B::Buffer> {
+        lookup(&self.params, &self.slots, mb, id)
+    }
+
+    fn load(&mut self, id: NodeId, mb: usize, inputs: &BTreeMap<String, HostData>) -> Result<()> {
         let node = self.graph.node(id);
         let Op::Input { name, dtype, .. } = &node.op else {
             return Err(Error::internal(format!("load of non-input {id}")));
@@ -164,108 +219,130 @@ impl<B: Backend> Executor<B> {
                 data.len()
             )));
         }
-        self.slots[id.index()] = Some(self.backend.upload(data)?);
-        self.pool.adopt(Category::Activations, *dtype, len);
+        let dtype = *dtype;
+        let b = self.backend.upload(data)?;
+        self.pool.adopt(Category::Activations, dtype, len);
+        self.slot(mb)[id.index()] = Some(b);
         Ok(())
     }
 
-    fn compute(&mut self, id: NodeId, ctx: &KernelCtx) -> Result<()> {
+    fn compute(&mut self, id: NodeId, mb: usize, ctx: &KernelCtx) -> Result<()> {
         let node = &self.graph.nodes[id.index()];
-        let dims = &self.dims;
-        let slots = &self.slots;
         let mut refs = Vec::with_capacity(node.inputs.len());
         for x in &node.inputs {
-            let buf = slots[x.index()]
-                .as_ref()
-                .ok_or_else(|| Error::internal(format!("{id} reads {x}, which is not live")))?;
+            let buf = lookup(&self.params, &self.slots, mb, *x)?;
             let dtype = self.graph.nodes[x.index()].dtype;
-            refs.push(TensorRef {
-                buf,
-                shape: &dims[x.index()],
-                dtype,
-            });
+            refs.push(TensorRef { buf, shape: &self.dims[x.index()], dtype });
         }
-        let len = numel(&dims[id.index()]);
-        let mut out = self
-            .pool
-            .take(&self.backend, Category::Activations, node.dtype, len)?;
-        self.backend
-            .execute(&node.op, &refs, &mut out, &dims[id.index()], ctx)?;
-        self.slots[id.index()] = Some(out);
+        let len = numel(&self.dims[id.index()]);
+        let mut out = self.pool.take(&self.backend, Category::Activations, node.dtype, len)?;
+        self.backend.execute(&node.op, &refs, &mut out, &self.dims[id.index()], ctx)?;
+        self.slots[mb][id.index()] = Some(out);
         Ok(())
     }
 
-    fn free(&mut self, id: NodeId) {
-        if let Some(buf) = self.slots[id.index()].take() {
+    fn free(&mut self, mb: usize, id: NodeId) {
+        if let Some(buf) = self.slots.get_mut(mb).and_then(|s| s[id.index()].take()) {
             let n = self.graph.node(id);
-            self.pool.give(
-                Category::Activations,
-                n.dtype,
-                numel(&self.dims[id.index()]),
-                buf,
-            );
+            self.pool.give(Category::Activations, n.dtype, numel(&self.dims[id.index()]), buf);
         }
     }
 
-    fn accumulate(&mut self, param: NodeId, grad: NodeId) -> Result<()> {
+    fn accumulate(&mut self, param: NodeId, grad: NodeId, mb: usize) -> Result<()> {
         let len = numel(&self.dims[param.index()]);
-        let f32 = crate::ir::DType::F32;
-        if let Some(acc) = self.grads[param.index()].as_mut() {
-            let g = self.slots[grad.index()]
-                .as_ref()
-                .ok_or_else(|| Error::internal("grad not live"))?;
+        let f32 = DType::F32;
+        if self.grads[param.index()].is_some() {
+            let g = lookup(&self.params, &self.slots, mb, grad)?;
+            let acc = self.grads[param.index()].as_mut().expect("checked");
             return self.backend.add_inplace(acc, g);
         }
         if self.grad_sharers[grad.index()] == 1 {
             // Sole reader: move the buffer instead of copying it.
-            let g = self.slots[grad.index()]
-                .take()
-                .ok_or_else(|| Error::internal("grad not live"))?;
+            let g = self.slots[mb][grad.index()].take().ok_or_else(|| Error::internal("grad not live"))?;
             self.pool.drop_buffer(Category::Activations, f32, len);
             self.pool.adopt(Category::Gradients, f32, len);
             self.grads[param.index()] = Some(g);
             return Ok(());
         }
-        let g = self.slots[grad.index()]
-            .as_ref()
-            .ok_or_else(|| Error::internal("grad not live"))?;
-        let mut acc = self
-            .pool
-            .take(&self.backend, Category::Gradients, f32, len)?;
-        let src = TensorRef {
-            buf: g,
-            shape: &self.dims[grad.index()],
-            dtype: f32,
-        };
+        let mut acc = self.pool.take(&self.backend, Category::Gradients, f32, len)?;
+        let g = lookup(&self.params, &self.slots, mb, grad)?;
+        let src = TensorRef { buf: g, shape: &self.dims[grad.index()], dtype: f32 };
         let ctx = KernelCtx::default();
-        self.backend.execute(
-            &Op::Scale { factor: 1.0 },
-            &[src],
-            &mut acc,
-            &self.dims[param.index()],
-            &ctx,
-        )?;
+        self.backend.execute(&Op::Scale { factor: 1.0 }, &[src], &mut acc, &self.dims[param.index()], &ctx)?;
         self.grads[param.index()] = Some(acc);
         Ok(())
     }
 
-    /// Free everything but parameters, gradients and state (after an error mid-program).
-    fn release_transients(&mut self) {
-        for i in 0..self.slots.len() {
-            if !matches!(self.graph.nodes[i].op, Op::Parameter { .. }) {
-                self.free(NodeId(i as u32));
+    /// Free every transient value of every micro-batch (after an error mid-program).
+    pub fn release_transients(&mut self) {
+        for mb in 0..self.slots.len() {
+            for i in 0..self.graph.nodes.len() {
+                self.free(mb, NodeId(i as u32));
             }
         }
     }
 
-    /// Download a value kept by the last program (loss, outputs) and free it.
-    pub fn take_value(&mut self, id: NodeId) -> Result<HostData> {
-        let buf = self.slots[id.index()]
-            .as_ref()
-            .ok_or_else(|| Error::internal(format!("value {id} was not kept")))?;
-        let data = self.backend.download(buf)?;
-        self.free(id);
+    /// Download a value kept by the last program of micro-batch `mb` (loss, outputs) and free it.
+    pub fn take_value(&mut self, mb: usize, id: NodeId) -> Result<HostData> {
+        let data = self.backend.download(self.value(mb, id)?)?;
+        self.free(mb, id);
         Ok(data)
+    }
+
+    /// Sum every accumulated gradient across `group` (the replicas of this stage) in fused
+    /// buckets of about `bucket_bytes`, last layers first, then scale by `scale`.
+    pub fn all_reduce_grads(&mut self, group: &dyn Communicator, bucket_bytes: usize, scale: f32) -> Result<()> {
+        let mut params = self.grad_params();
+        params.reverse();
+        let limit = (bucket_bytes / 4).max(1);
+        let mut start = 0;
+        while start < params.len() {
+            let mut end = start;
+            let mut flat: Vec<f32> = Vec::new();
+            while end < params.len() && (flat.is_empty() || flat.len() + self.grad_len(params[end]) <= limit) {
+                let g = self.backend.download(self.grads[params[end].index()].as_ref().expect("checked"))?;
+                flat.extend_from_slice(g.as_f32().ok_or_else(|| Error::internal("f32 gradient"))?);
+                end += 1;
+            }
+            group.all_reduce(&mut flat, crate::collectives::ReduceOp::Sum)?;
+            let mut offset = 0;
+            for &p in &params[start..end] {
+                let len = self.grad_len(p);
+                let mut part = flat[offset..offset + len].to_vec();
+                if scale != 1.0 {
+                    part.iter_mut().for_each(|x| *x *= scale);
+                }
+                self.grads[p.index()] = Some(self.backend.upload(&HostData::F32(part))?);
+                offset += len;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    fn grad_len(&self, p: NodeId) -> usize {
+        numel(&self.dims[p.index()])
+    }
+
+    /// Make every replica's parameters equal replica 0's (`group` holds this stage's replicas).
+    pub fn broadcast_params(&mut self, group: &dyn Communicator) -> Result<()> {
+        for (id, _) in self.graph.parameters() {
+            let Some(buf) = self.params[id.index()].as_ref() else { continue };
+            let mut data = self.backend.download(buf)?;
+            let v = data.as_f32_mut().ok_or_else(|| Error::internal("f32 parameter"))?;
+            group.broadcast(v, 0)?;
+            self.params[id.index()] = Some(self.backend.upload(&data)?);
+        }
+        Ok(())
+    }
+
+    /// Sum of squares of the accumulated gradients (this device's share of the global norm).
+    pub fn grad_sum_squares(&self) -> Result<f64> {
+        let mut s = 0.0;
+        for p in self.grad_params() {
+            s += self.backend.sum_squares(self.grads[p.index()].as_ref().expect("checked"))?;
+        }
+        Ok(s)
     }
 
     /// Parameter nodes with an accumulated gradient.
@@ -276,17 +353,6 @@ impl<B: Backend> Executor<B> {
             .map(|(p, _)| *p)
             .filter(|p| self.grads[p.index()].is_some())
             .collect()
-    }
-
-    /// Global L2 norm of all accumulated gradients.
-    pub fn grad_norm(&self) -> Result<f64> {
-        let mut s = 0.0;
-        for p in self.grad_params() {
-            s += self
-                .backend
-                .sum_squares(self.grads[p.index()].as_ref().expect("checked"))?;
-        }
-        Ok(s.sqrt())
     }
 
     /// The accumulated gradient of a parameter, if the last step produced one.
@@ -316,7 +382,7 @@ impl<B: Backend> Executor<B> {
                 self.state[p.index()].push(b);
             }
             let grad = self.grads[p.index()].take().expect("checked");
-            let param = self.slots[p.index()].as_mut().expect("parameters are live");
+            let param = self.params[p.index()].as_mut().ok_or_else(|| Error::internal("gradient of a parameter this stage does not own"))?;
             self.backend
                 .update(&rule, step, param, &grad, &mut self.state[p.index()])?;
             self.pool
@@ -354,22 +420,22 @@ impl<B: Backend> Executor<B> {
             })
     }
 
-    /// (name, shape) of every parameter, in creation order.
+    /// (name, shape) of every parameter this device owns, in creation order.
     pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
         self.graph
             .parameters()
             .into_iter()
+            .filter(|(id, _)| self.params[id.index()].is_some())
             .map(|(id, n)| (n.to_string(), self.dims[id.index()].clone()))
             .collect()
     }
 
     pub fn read_parameter(&self, name: &str) -> Result<HostData> {
         let id = self.param_id(name)?;
-        self.backend.download(
-            self.slots[id.index()]
-                .as_ref()
-                .expect("parameters are live"),
-        )
+        let buf = self.params[id.index()]
+            .as_ref()
+            .ok_or_else(|| Error::internal(format!("parameter '{name}' is not on this device")))?;
+        self.backend.download(buf)
     }
 
     pub fn write_parameter(&mut self, name: &str, data: &HostData) -> Result<()> {
@@ -377,7 +443,10 @@ impl<B: Backend> Executor<B> {
         if data.dtype() != crate::ir::DType::F32 || data.len() != numel(&self.dims[id.index()]) {
             return Err(Error::internal(format!("parameter '{name}' size mismatch")));
         }
-        self.slots[id.index()] = Some(self.backend.upload(data)?);
+        if self.params[id.index()].is_none() {
+            return Err(Error::internal(format!("parameter '{name}' is not on this device")));
+        }
+        self.params[id.index()] = Some(self.backend.upload(data)?);
         Ok(())
     }
 

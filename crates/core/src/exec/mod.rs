@@ -3,12 +3,14 @@
 
 mod backend;
 pub mod cpu;
+mod gemm_bench;
 mod interpreter;
 mod memory;
 mod plan;
 
 pub use backend::{Backend, HostData, KernelCtx, TensorRef, UpdateRule};
 pub use cpu::CpuBackend;
-pub use interpreter::{Executor, init_values};
+pub use gemm_bench::cpu_gemm_gflops;
+pub use interpreter::{Executor, Link, init_values};
 pub use memory::{Category, MemoryStats};
 pub use plan::{Action, DeviceId, Program, ProgramKind};

@@ -1,8 +1,10 @@
-//! A device program: the list of actions one device executes for a step, with buffer frees
-//! placed by liveness so the memory planner can reuse buffers. The plan is plain data with a
-//! stable text form; the interpreter executes it and nothing else.
+//! Device programs: for one pipeline stage, the actions that run the forward and the backward of
+//! one micro-batch, and the forward-only evaluation. Cross-stage tensors travel by `send` /
+//! `recv`; batch inputs are loaded by each stage that reads them; every transient buffer is freed
+//! right after its last use. Plain data with a stable text form; the interpreter runs it.
 
 use crate::ir::{Graph, NodeId, Op, Phase};
+use crate::passes::StageMap;
 use std::fmt;
 
 /// Index of a device in the plan's device list.
@@ -13,9 +15,13 @@ pub struct DeviceId(pub u32);
 pub enum Action {
     /// Copy a batch input onto the device.
     Load(NodeId),
+    /// Receive a tensor computed by another stage.
+    Recv { node: NodeId, from_stage: usize },
     /// Run one node's kernel.
     Compute(NodeId),
-    /// Return a node's buffer to the pool (its last reader has run).
+    /// Send a tensor to a stage that reads it (buffered: does not wait for the receiver).
+    Send { node: NodeId, to_stage: usize },
+    /// Return a buffer to the pool (its last reader has run).
     Free(NodeId),
     /// Add this micro-batch's gradient into the parameter's accumulated gradient.
     AccumulateGrad { param: NodeId, grad: NodeId },
@@ -25,104 +31,69 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Action::Load(n) => write!(f, "load {n}"),
+            Action::Recv { node, from_stage } => write!(f, "recv {node} <s{from_stage}"),
             Action::Compute(n) => write!(f, "compute {n}"),
+            Action::Send { node, to_stage } => write!(f, "send {node} >s{to_stage}"),
             Action::Free(n) => write!(f, "free {n}"),
             Action::AccumulateGrad { param, grad } => write!(f, "accumulate {param} += {grad}"),
         }
     }
 }
 
-/// What a program must leave alive after it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which list of a stage's program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProgramKind {
-    /// Forward and backward: keeps loss, outputs and accumulated gradients.
-    Train,
-    /// Forward only: keeps loss and outputs.
+    /// Forward of one micro-batch in training (keeps what backward reads).
+    Forward,
+    /// Backward of one micro-batch, ending with gradient accumulation.
+    Backward,
+    /// Forward only, for evaluation.
     Eval,
 }
 
-/// One device's program for one micro-batch.
+/// One stage's programs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Program {
-    pub device: DeviceId,
-    pub kind: ProgramKind,
-    pub actions: Vec<Action>,
+    pub stage: usize,
+    pub forward: Vec<Action>,
+    pub backward: Vec<Action>,
+    pub eval: Vec<Action>,
 }
 
 impl Program {
-    /// Build the program computing everything `kind` needs, freeing each transient buffer right
-    /// after its last reader. Parameters are persistent and never freed.
-    pub fn build(graph: &Graph, device: DeviceId, kind: ProgramKind) -> Program {
-        let keep = roots(graph, kind);
-        let needed = reachable(graph, &keep, kind);
-        let mut last_use = vec![None; graph.nodes.len()];
-        for id in graph.ids().filter(|i| needed[i.index()]) {
-            for x in &graph.node(id).inputs {
-                last_use[x.index()] = Some(id);
-            }
+    pub fn actions(&self, kind: ProgramKind) -> &[Action] {
+        match kind {
+            ProgramKind::Forward => &self.forward,
+            ProgramKind::Backward => &self.backward,
+            ProgramKind::Eval => &self.eval,
         }
-        let mut actions = Vec::new();
-        let persistent = |id: NodeId| matches!(graph.node(id).op, Op::Parameter { .. });
-        for id in graph.ids().filter(|i| needed[i.index()]) {
-            match graph.node(id).op {
-                Op::Parameter { .. } => continue,
-                Op::Input { .. } => actions.push(Action::Load(id)),
-                _ => actions.push(Action::Compute(id)),
-            }
-            let mut dead: Vec<NodeId> = graph.node(id).inputs.clone();
-            dead.sort();
-            dead.dedup();
-            for x in dead {
-                if last_use[x.index()] == Some(id) && !persistent(x) && !keep.contains(&x) {
-                    actions.push(Action::Free(x));
-                }
-            }
-            if last_use[id.index()].is_none() && !keep.contains(&id) {
-                actions.push(Action::Free(id));
-            }
-        }
-        if kind == ProgramKind::Train {
-            for &(param, grad) in &graph.grads {
-                actions.push(Action::AccumulateGrad { param, grad });
-            }
-            // Two parameters can share one gradient node (`a + b`): free each node once.
-            let mut grads: Vec<NodeId> = graph.grads.iter().map(|(_, g)| *g).collect();
-            grads.sort();
-            grads.dedup();
-            let kept = roots(graph, ProgramKind::Eval);
-            actions.extend(
-                grads
-                    .into_iter()
-                    .filter(|g| !kept.contains(g))
-                    .map(Action::Free),
-            );
-        }
-        Program {
-            device,
-            kind,
-            actions,
-        }
+    }
+
+    pub fn build(graph: &Graph, stages: &StageMap, stage: usize) -> Program {
+        let (forward, backward) = build_list(graph, stages, stage, true);
+        let (eval, _) = build_list(graph, stages, stage, false);
+        Program { stage, forward, backward, eval }
     }
 }
 
-/// Nodes whose values must survive the program.
-fn roots(graph: &Graph, kind: ProgramKind) -> Vec<NodeId> {
+/// Values that must survive a program: loss, outputs and, in training, gradients.
+fn roots(graph: &Graph, train: bool) -> Vec<NodeId> {
     let mut r: Vec<NodeId> = graph.outputs.iter().map(|(_, id)| *id).collect();
     r.extend(graph.loss);
-    if kind == ProgramKind::Train {
+    if train {
         r.extend(graph.grads.iter().map(|(_, g)| *g));
     }
     r
 }
 
-fn reachable(graph: &Graph, roots: &[NodeId], kind: ProgramKind) -> Vec<bool> {
+fn needed(graph: &Graph, train: bool) -> Vec<bool> {
     let mut need = vec![false; graph.nodes.len()];
-    for r in roots {
+    for r in roots(graph, train) {
         need[r.index()] = true;
     }
     for id in graph.ids().rev() {
         let n = graph.node(id);
-        if need[id.index()] && (kind == ProgramKind::Train || n.phase == Phase::Forward) {
+        if need[id.index()] && (train || n.phase == Phase::Forward) {
             for x in &n.inputs {
                 need[x.index()] = true;
             }
@@ -131,17 +102,117 @@ fn reachable(graph: &Graph, roots: &[NodeId], kind: ProgramKind) -> Vec<bool> {
     need
 }
 
+/// The ordered actions of one stage, as (forward-phase actions, backward-phase actions).
+fn build_list(graph: &Graph, map: &StageMap, s: usize, train: bool) -> (Vec<Action>, Vec<Action>) {
+    let need = needed(graph, train);
+    let here = |id: NodeId| map.stage_of[id.index()] == s;
+    // Stages reading each node (a gradient is read by its parameter's stage).
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); graph.nodes.len()];
+    for id in graph.ids().filter(|i| need[i.index()]) {
+        for x in &graph.node(id).inputs {
+            readers[x.index()].push(map.stage_of[id.index()]);
+        }
+    }
+    if train {
+        for &(p, g) in &graph.grads {
+            readers[g.index()].push(map.stage_of[p.index()]);
+        }
+    }
+    let mut have = vec![false; graph.nodes.len()];
+    let mut list: Vec<(Action, bool)> = Vec::new(); // (action, is backward phase)
+    for id in graph.ids().filter(|i| need[i.index()] && here(*i)) {
+        let n = graph.node(id);
+        let bwd = n.phase != Phase::Forward;
+        for &x in &n.inputs {
+            if have[x.index()] {
+                continue;
+            }
+            have[x.index()] = true;
+            match graph.node(x).op {
+                Op::Input { .. } => list.push((Action::Load(x), bwd)),
+                Op::Parameter { .. } if here(x) => {}
+                _ if here(x) => {}
+                _ => list.push((Action::Recv { node: x, from_stage: map.stage_of[x.index()] }, bwd)),
+            }
+        }
+        if !matches!(n.op, Op::Parameter { .. }) && !have[id.index()] {
+            list.push((if matches!(n.op, Op::Input { .. }) { Action::Load(id) } else { Action::Compute(id) }, bwd));
+        }
+        have[id.index()] = true;
+        let mut to: Vec<usize> = readers[id.index()].iter().copied().filter(|&t| t != s).collect();
+        to.sort_unstable();
+        to.dedup();
+        list.extend(to.into_iter().map(|t| (Action::Send { node: id, to_stage: t }, bwd)));
+    }
+    if train {
+        for &(p, g) in graph.grads.iter().filter(|(p, _)| here(*p)) {
+            if !have[g.index()] {
+                have[g.index()] = true;
+                list.push((Action::Recv { node: g, from_stage: map.stage_of[g.index()] }, true));
+            }
+            list.push((Action::AccumulateGrad { param: p, grad: g }, true));
+        }
+    }
+    place_frees(graph, list, &roots(graph, train), s, map)
+}
+
+/// Insert `Free` after each value's last use on this stage, keeping roots and parameters.
+fn place_frees(
+    graph: &Graph,
+    list: Vec<(Action, bool)>,
+    roots: &[NodeId],
+    s: usize,
+    map: &StageMap,
+) -> (Vec<Action>, Vec<Action>) {
+    let roots: Vec<NodeId> = roots.to_vec();
+    let mut last = vec![None; graph.nodes.len()];
+    let mut defined = Vec::new();
+    for (i, (a, _)) in list.iter().enumerate() {
+        match a {
+            Action::Load(x) | Action::Recv { node: x, .. } => defined.push(*x),
+            Action::Compute(x) => {
+                defined.push(*x);
+                for y in &graph.node(*x).inputs {
+                    last[y.index()] = Some(i);
+                }
+            }
+            Action::Send { node, .. } => last[node.index()] = Some(i),
+            Action::AccumulateGrad { grad, .. } => last[grad.index()] = Some(i),
+            Action::Free(_) => {}
+        }
+    }
+    // Loss and outputs stay for the caller to read; gradients are freed once accumulated or sent.
+    let keep = |x: NodeId| roots.contains(&x) && !graph.grads.iter().any(|(_, g)| *g == x);
+    let mut frees_after: Vec<Vec<NodeId>> = vec![Vec::new(); list.len()];
+    for x in defined {
+        if matches!(graph.node(x).op, Op::Parameter { .. }) && map.stage_of[x.index()] == s || keep(x) {
+            continue;
+        }
+        let at = last[x.index()].unwrap_or_else(|| list.iter().position(|(a, _)| defines(a, x)).unwrap_or(0));
+        frees_after[at].push(x);
+    }
+    let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
+    for (i, (a, is_bwd)) in list.into_iter().enumerate() {
+        let out = if is_bwd { &mut bwd } else { &mut fwd };
+        out.push(a);
+        frees_after[i].sort();
+        frees_after[i].dedup();
+        out.extend(frees_after[i].iter().map(|x| Action::Free(*x)));
+    }
+    (fwd, bwd)
+}
+
+fn defines(a: &Action, x: NodeId) -> bool {
+    matches!(a, Action::Load(y) | Action::Compute(y) | Action::Recv { node: y, .. } if *y == x)
+}
+
 impl fmt::Display for Program {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "device {} {:?} ({} actions)",
-            self.device.0,
-            self.kind,
-            self.actions.len()
-        )?;
-        for a in &self.actions {
-            writeln!(f, "  {a}")?;
+        for (name, list) in [("forward", &self.forward), ("backward", &self.backward), ("eval", &self.eval)] {
+            writeln!(f, "stage {} {name} ({} actions)", self.stage, list.len())?;
+            for a in list.iter() {
+                writeln!(f, "  {a}")?;
+            }
         }
         Ok(())
     }

@@ -2,8 +2,10 @@
 //! `verify()` after every one, so a broken pass is caught at the pass, not at run time.
 
 mod resolve_batch;
+mod stages;
 
 pub use resolve_batch::resolve_batch;
+pub use stages::{StageMap, assign_stages};
 
 use crate::error::Result;
 use crate::ir::Graph;

@@ -1,12 +1,16 @@
 //! The session layer: compile options, the `Trainer` (compile, step, evaluate), checkpoints of a
 //! trainer, and its plan and memory reports. This is the API the binding exposes.
 
+mod device;
+mod layout;
 mod options;
 mod persist;
 mod plan;
 mod report;
 mod trainer;
 
+pub use device::Work;
+pub use layout::Layout;
 pub use options::{DeviceSpec, TrainerOptions};
 pub use plan::MemoryEstimate;
 pub use report::StepReport;

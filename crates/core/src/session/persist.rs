@@ -29,8 +29,9 @@ impl Trainer {
         let mut params = Vec::new();
         let mut state = Vec::new();
         for (name, dims) in self.parameter_shapes() {
-            params.push(TensorEntry::new(name.clone(), dims.clone(), self.exec.read_parameter(&name)?));
-            let bufs = self.exec.read_state(&name)?;
+            let exec = &self.devices[self.owners(&name)?[0]].exec;
+            params.push(TensorEntry::new(name.clone(), dims.clone(), exec.read_parameter(&name)?));
+            let bufs = exec.read_state(&name)?;
             for (s, data) in state_names(bufs.len()).iter().zip(bufs) {
                 state.push(TensorEntry::new(format!("{name}.{s}"), dims.clone(), data));
             }
@@ -71,10 +72,12 @@ impl Trainer {
             }
         }
         for t in &ck.params {
-            self.exec.write_parameter(&t.name, &t.data)?;
+            self.write_parameter_everywhere(&t.name, &t.data)?;
         }
         for (name, bufs) in states {
-            self.exec.write_state(&name, &bufs)?;
+            for d in self.owners(&name)? {
+                self.devices[d].exec.write_state(&name, &bufs)?;
+            }
         }
         self.step = ck.step;
         Ok(ck.config.get("meta").cloned().unwrap_or(Value::Null))
@@ -96,8 +99,16 @@ impl Trainer {
                     return Err(Error::Checkpoint { path: file.display().to_string(), message: format!("tensor '{}' is i32; parameters are f32", t.name) });
                 }
             };
-            self.exec.write_parameter(&t.name, &data)?;
+            self.write_parameter_everywhere(&t.name, &data)?;
         }
         Ok(skipped)
+    }
+
+    /// Write a parameter on every replica that holds it.
+    fn write_parameter_everywhere(&mut self, name: &str, data: &HostData) -> Result<()> {
+        for d in self.owners(name)? {
+            self.devices[d].exec.write_parameter(name, data)?;
+        }
+        Ok(())
     }
 }

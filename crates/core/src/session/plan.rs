@@ -1,9 +1,10 @@
 //! The plan of a compiled trainer as text and JSON (`weft plan`, `trainer.plan`), and the
-//! memory prediction made by simulating the device program's liveness.
+//! memory prediction per device made by simulating its programs under the pipeline schedule.
 
+use super::device::Work;
 use super::trainer::Trainer;
-use crate::exec::{Action, ProgramKind};
-use crate::ir::{Graph, Strategy};
+use crate::exec::{Action, Program};
+use crate::ir::{Graph, NodeId, Op, Strategy};
 use serde_json::{Value, json};
 use std::fmt::Write;
 
@@ -29,25 +30,53 @@ impl MemoryEstimate {
     }
 }
 
-/// Walk the train program: live transient bytes at each action, peak of those is the
-/// activation estimate (gradients are counted once they are accumulated).
-fn predict(graph: &Graph, actions: &[Action], state_per_param: usize) -> MemoryEstimate {
-    let bytes = |id: crate::ir::NodeId| {
-        let n = graph.node(id);
-        n.shape.size() * n.dtype.size_bytes()
-    };
-    let params: usize = graph.parameters().iter().map(|(id, _)| bytes(*id)).sum();
-    let grads: usize = graph.grads.iter().map(|(p, _)| bytes(*p)).sum();
-    let (mut live, mut peak) = (0usize, 0usize);
+fn bytes(graph: &Graph, id: NodeId) -> usize {
+    let n = graph.node(id);
+    n.shape.size() * n.dtype.size_bytes()
+}
+
+/// Live transient bytes while walking `actions` from `start`: (peak, live at the end).
+fn walk(graph: &Graph, actions: &[Action], start: usize) -> (usize, usize) {
+    let (mut live, mut peak) = (start, start);
     for a in actions {
         match *a {
-            Action::Load(id) | Action::Compute(id) => live += bytes(id),
-            Action::Free(id) => live = live.saturating_sub(bytes(id)),
-            Action::AccumulateGrad { .. } => {}
+            Action::Load(id) | Action::Compute(id) | Action::Recv { node: id, .. } => live += bytes(graph, id),
+            Action::Free(id) => live = live.saturating_sub(bytes(graph, id)),
+            Action::Send { .. } | Action::AccumulateGrad { .. } => {}
         }
         peak = peak.max(live);
     }
-    MemoryEstimate { params, grads, optimizer_state: grads * state_per_param, activations: peak }
+    (peak, live)
+}
+
+/// Most micro-batches whose forward ran but backward has not, over a stage's work list.
+pub fn max_in_flight(work: &[Work]) -> usize {
+    let (mut open, mut most) = (0usize, 0usize);
+    for w in work {
+        match w {
+            Work::Forward(_) => open += 1,
+            Work::Backward(_) => open = open.saturating_sub(1),
+        }
+        most = most.max(open);
+    }
+    most
+}
+
+/// A stage's prediction: k micro-batches in flight keep k-1 copies of what a forward retains,
+/// on top of the transient peak of one micro-batch's forward and backward.
+fn predict(graph: &Graph, program: &Program, stage_of: &[usize], in_flight: usize, states: usize) -> MemoryEstimate {
+    let local_params: Vec<NodeId> = graph
+        .parameters()
+        .into_iter()
+        .map(|(id, _)| id)
+        .filter(|id| stage_of[id.index()] == program.stage)
+        .collect();
+    let params: usize = local_params.iter().map(|id| bytes(graph, *id)).sum();
+    let grads: usize = graph.grads.iter().filter(|(p, _)| local_params.contains(p)).map(|(p, _)| bytes(graph, *p)).sum();
+    let (peak_f, retained) = walk(graph, &program.forward, 0);
+    let (peak_b, _) = walk(graph, &program.backward, retained);
+    let activations = in_flight.saturating_sub(1) * retained + peak_f.max(peak_b);
+    MemoryEstimate { params, grads, optimizer_state: grads * states, activations }
 }
 
 fn human(bytes: usize) -> String {
@@ -59,38 +88,68 @@ fn human(bytes: usize) -> String {
     }
 }
 
+fn work_label(w: &Work) -> String {
+    match w {
+        Work::Forward(m) => format!("F{m}"),
+        Work::Backward(m) => format!("B{m}"),
+    }
+}
+
 impl Trainer {
-    pub fn memory_estimate(&self) -> MemoryEstimate {
-        let program = self.exec.program(ProgramKind::Train);
+    /// Predicted peak bytes of every device, in device order.
+    pub fn memory_estimates(&self) -> Vec<MemoryEstimate> {
         let states = self.options.optimizer.rule(0.0).state_count();
-        predict(self.exec.graph(), &program.actions, states)
+        self.devices
+            .iter()
+            .map(|d| {
+                let k = max_in_flight(&self.layout.work[d.stage]);
+                predict(&self.compiled, d.exec.program(), &self.stages.stage_of, k, states)
+            })
+            .collect()
     }
 
-    /// Per-device schedule: forward/backward of each micro-batch, then the optimizer step.
-    fn schedule(&self) -> Vec<String> {
-        let mut s: Vec<String> = (0..self.micro_batches).flat_map(|m| [format!("F{m}"), format!("B{m}")]).collect();
+    /// Each device's actions for one step: its stage's work, reduce-grad, optimizer step.
+    fn device_schedule(&self, stage: usize) -> Vec<String> {
+        let mut s: Vec<String> = self.layout.work[stage].iter().map(work_label).collect();
+        if self.layout.replicas > 1 {
+            s.push("ALLREDUCE".into());
+        }
         s.push("STEP".into());
         s
     }
 
+    fn device_name(i: usize) -> String {
+        format!("cpu:{i}")
+    }
+
+    /// Device indices of each stage, [replica][device] as EPL's VirtualDevice slices.
+    fn stage_devices(&self, stage: usize) -> Vec<Vec<usize>> {
+        (0..self.layout.replicas).map(|r| vec![r * self.layout.stages + stage]).collect()
+    }
+
     pub fn plan_json(&self) -> Value {
-        let taskgraphs: Vec<Value> = self
-            .model
-            .taskgraphs
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let strategy = if t.strategy == Strategy::Split { "split" } else { "replicate" };
-                json!({"name": t.name, "index": i, "strategy": strategy, "devices": [[0]]})
+        let taskgraphs: Vec<Value> = (0..self.layout.stages)
+            .map(|s| {
+                let tg = self.model.taskgraphs.iter().find(|t| t.name == self.stages.names[s]);
+                let strategy = if tg.is_some_and(|t| t.strategy == Strategy::Split) { "split" } else { "replicate" };
+                json!({"name": self.stages.names[s], "index": s, "strategy": strategy, "devices": self.stage_devices(s)})
             })
             .collect();
+        let mut schedule = serde_json::Map::new();
+        let mut memory = serde_json::Map::new();
+        for ((i, d), est) in self.devices.iter().enumerate().zip(self.memory_estimates()) {
+            schedule.insert(Self::device_name(i), json!(self.device_schedule(d.stage)));
+            memory.insert(Self::device_name(i), est.to_json());
+        }
+        let (r, m) = (self.layout.replicas, self.layout.micro_batches);
         json!({
-            "devices": ["cpu:0"],
-            "batch": {"global": self.options.batch, "replicas": 1, "micro_batches": self.micro_batches,
-                      "per_micro_batch": self.options.batch / self.micro_batches},
+            "devices": (0..self.devices.len()).map(Self::device_name).collect::<Vec<_>>(),
+            "batch": {"global": self.options.batch, "replicas": r, "micro_batches": m, "per_micro_batch": self.options.batch / (r * m)},
+            "stages": self.layout.stages,
+            "pipeline_strategy": self.options.config.pipeline.strategy.as_str(),
             "taskgraphs": taskgraphs,
-            "schedule": {"cpu:0": self.schedule()},
-            "memory": {"cpu:0": self.memory_estimate().to_json()},
+            "schedule": schedule,
+            "memory": memory,
             "parameters": self.param_count(),
             "config": self.options.config.to_json(),
         })
@@ -98,29 +157,50 @@ impl Trainer {
 
     pub fn plan_text(&self) -> String {
         let mut t = String::new();
-        let m = self.micro_batches;
-        let _ = writeln!(t, "devices: cpu:0 (1 device)");
-        let _ = writeln!(t, "batch: global {} = 1 replica x {m} micro-batch(es) of {}", self.options.batch, self.options.batch / m);
-        for (i, tg) in self.model.taskgraphs.iter().enumerate() {
-            let _ = writeln!(t, "taskgraph {i} '{}' {:?} devices [[0]]", tg.name, tg.strategy);
+        let (s, r, m) = (self.layout.stages, self.layout.replicas, self.layout.micro_batches);
+        let n = self.devices.len();
+        let _ = writeln!(t, "devices: {n} x cpu ({r} replica(s) x {s} stage(s))");
+        let _ = writeln!(t, "batch: global {} = {r} replica(s) x {m} micro-batch(es) x {} rows", self.options.batch, self.options.batch / (r * m));
+        for st in 0..s {
+            let _ = writeln!(t, "taskgraph {st} '{}': devices {:?}", self.stages.names[st], self.stage_devices(st));
         }
         let _ = writeln!(t, "parameters: {}", self.param_count());
-        let _ = writeln!(t, "schedule:");
-        let _ = writeln!(t, "  cpu:0 | {}", self.schedule().join(" "));
-        let e = self.memory_estimate();
-        let _ = writeln!(
-            t,
-            "memory cpu:0: params {}, grads {}, optimizer {}, activations {}, total {}",
-            human(e.params), human(e.grads), human(e.optimizer_state), human(e.activations), human(e.total())
-        );
-        let program = self.exec.program(ProgramKind::Train);
-        let computes = program.actions.iter().filter(|a| matches!(a, Action::Compute(_))).count();
-        let _ = write!(t, "program cpu:0: {} actions ({computes} kernels) per micro-batch", program.actions.len());
+        let _ = writeln!(t, "schedule ({}):", if s > 1 { self.options.config.pipeline.strategy.as_str() } else { "gradient accumulation" });
+        match &self.layout.schedule {
+            Some(sched) => {
+                let _ = writeln!(t, "{}", crate::schedule::render_grid(sched).trim_end());
+            }
+            None => {
+                for i in 0..n {
+                    let _ = writeln!(t, "  cpu:{i} | {}", self.device_schedule(self.devices[i].stage).join(" "));
+                }
+            }
+        }
+        let _ = writeln!(t, "memory (predicted peak per device):");
+        for (i, e) in self.memory_estimates().iter().enumerate() {
+            let _ = writeln!(
+                t,
+                "  cpu:{i}: params {}, grads {}, optimizer {}, activations {}, total {}",
+                human(e.params), human(e.grads), human(e.optimizer_state), human(e.activations), human(e.total())
+            );
+        }
+        let p = self.devices[0].exec.program();
+        let kernels = p.forward.iter().chain(&p.backward).filter(|a| matches!(a, Action::Compute(_))).count();
+        let _ = write!(t, "program cpu:0: {kernels} kernels per micro-batch");
         t
     }
 
-    /// Measured peaks from the executor's allocator, next to the prediction.
+    /// Measured peaks from each device's allocator, next to the prediction.
     pub fn memory_json(&self) -> Value {
-        json!({"cpu:0": {"measured": self.exec.memory().to_json(), "predicted": self.memory_estimate().to_json()}})
+        let mut out = serde_json::Map::new();
+        for ((i, d), est) in self.devices.iter().enumerate().zip(self.memory_estimates()) {
+            out.insert(Self::device_name(i), json!({"measured": d.exec.memory().to_json(), "predicted": est.to_json()}));
+        }
+        Value::Object(out)
+    }
+
+    #[allow(dead_code)]
+    pub(super) fn is_parameter(&self, id: NodeId) -> bool {
+        matches!(self.compiled.node(id).op, Op::Parameter { .. })
     }
 }

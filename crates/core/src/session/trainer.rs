@@ -1,14 +1,18 @@
-//! `Trainer`: compile a model graph for a device layout and run optimizer steps on it.
-//! compile = check config -> resolve the batch -> differentiate -> plan -> executor.
+//! `Trainer`: compile a model for a device layout and run optimizer steps on it.
+//! compile = check config -> stages and replicas -> resolve the batch -> differentiate -> one
+//! executor per device (threads) -> communicators; a step runs every device's pipeline work in
+//! parallel, reduces gradients across replicas, clips by the global norm and updates.
 
+use super::device::{Device, DeviceResult, StepPlan};
+use super::layout::Layout;
 use super::options::{DeviceSpec, TrainerOptions};
 use super::report::StepReport;
 use crate::autodiff::differentiate;
 use crate::error::{Error, Result};
 use crate::exec::cpu::CpuBackend;
-use crate::exec::{Executor, HostData, KernelCtx, ProgramKind};
-use crate::ir::{DType, Dim, Graph, NodeId, Op};
-use crate::passes::{resolve_batch, run_pass};
+use crate::exec::{Executor, HostData, KernelCtx};
+use crate::ir::{DType, Dim, Graph};
+use crate::passes::{StageMap, assign_stages, resolve_batch, run_pass};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -19,16 +23,18 @@ pub struct InputSpec {
     /// Dims for the whole global batch.
     pub dims: Vec<usize>,
     pub dtype: DType,
-    /// Whether axis 0 is the batch (split across micro-batches).
+    /// Whether axis 0 is the batch (split across replicas and micro-batches).
     pub batched: bool,
 }
 
 pub struct Trainer {
     pub(super) model: Graph,
-    pub(super) exec: Executor<CpuBackend>,
+    pub(super) compiled: Graph,
+    pub(super) stages: StageMap,
+    pub(super) layout: Layout,
+    pub(super) devices: Vec<Device>,
     pub(super) options: TrainerOptions,
     pub(super) inputs: Vec<InputSpec>,
-    pub(super) micro_batches: usize,
     pub(super) step: u64,
     pub(super) schedule: crate::optim::LrSchedule,
 }
@@ -47,41 +53,55 @@ fn input_specs(model: &Graph, batch: usize) -> Result<Vec<InputSpec>> {
     Ok(specs)
 }
 
+fn device_count(options: &TrainerOptions) -> Result<usize> {
+    match options.devices {
+        DeviceSpec::Cpu(n) if n <= 16 => Ok(n),
+        DeviceSpec::Cpu(n) => Err(Error::config("devices", format!("devices cpu:{n}: at most 16 CPU virtual devices"))),
+        DeviceSpec::Cuda(_) => Err(Error::Device {
+            message: "no CUDA backend is compiled into this build of weft (weft-cuda is not enabled)".into(),
+        }),
+    }
+}
+
 impl Trainer {
     pub fn compile(model: Graph, options: TrainerOptions) -> Result<Trainer> {
         options.config.check_supported()?;
-        match options.devices {
-            DeviceSpec::Cpu(1) => {}
-            DeviceSpec::Cpu(n) => {
-                return Err(Error::unsupported(
-                    format!("devices cpu:{n}"),
-                    "parallel training on several devices lands with the parallel-training issue; use cpu:1",
-                ));
-            }
-            DeviceSpec::Cuda(_) => {
-                return Err(Error::Device { message: "no CUDA backend is compiled into this build of weft (weft-cuda is not enabled)".into() });
-            }
+        let n = device_count(&options)?;
+        let stage_count = assign_stages(&model)?.stages();
+        let layout = Layout::new(&options, n, stage_count)?;
+        let micro_rows = options.batch / (layout.replicas * layout.micro_batches);
+        let inputs = input_specs(&model, options.batch)?;
+        let resolved = run_pass(model.clone(), |g| resolve_batch(g, micro_rows))?;
+        let compiled = run_pass(resolved, differentiate)?;
+        let stages = assign_stages(&compiled)?;
+        let threads = match options.threads {
+            0 => (std::thread::available_parallelism().map_or(1, |p| p.get()) / n).max(1),
+            t => t,
+        };
+        let mut comms = layout.communicators(&options)?;
+        let mut devices = Vec::with_capacity(n);
+        for rank in 0..layout.replicas * layout.stages {
+            let (replica, stage) = (rank / layout.stages, rank % layout.stages);
+            let exec = Executor::new(CpuBackend::new(threads), compiled.clone(), &stages, stage, options.seed)?;
+            let (world, dp) = comms.take(rank);
+            devices.push(Device { exec, stage, replica, world, dp });
         }
-        if model.taskgraphs.iter().any(|t| t.device_count > 1) {
-            return Err(Error::unsupported(
-                "strategy scopes with deviceCount > 1",
-                "replicate/split across devices land with the parallel-training issue",
-            ));
-        }
-        let m = options.config.pipeline.num_micro_batch.max(1) as usize;
-        let (replicas, b) = (1usize, options.batch);
-        if b % (replicas * m) != 0 {
-            return Err(Error::batch(format!(
-                "global batch B={b} does not split into R={replicas} replicas x M={m} micro-batches"
-            )));
-        }
-        let inputs = input_specs(&model, b)?;
-        let micro = run_pass(model.clone(), |g| resolve_batch(g, b / (replicas * m)))?;
-        let graph = run_pass(micro, differentiate)?;
-        let backend = CpuBackend::new(options.threads);
         let schedule = options.optimizer.lr_schedule()?;
-        let exec = Executor::new(backend, graph, options.seed)?;
-        Ok(Trainer { model, exec, options, inputs, micro_batches: m, step: 0, schedule })
+        let mut t = Trainer { model, compiled, stages, layout, devices, options, inputs, step: 0, schedule };
+        t.broadcast_initial_weights()?;
+        Ok(t)
+    }
+
+    /// Replica 0's initial weights go to every replica (EPL's variable broadcast).
+    fn broadcast_initial_weights(&mut self) -> Result<()> {
+        if self.layout.replicas == 1 {
+            return Ok(());
+        }
+        let results = parallel(&mut self.devices, |d| match d.dp.as_deref() {
+            Some(dp) => d.exec.broadcast_params(dp),
+            None => Ok(()),
+        });
+        results.into_iter().collect()
     }
 
     pub fn inputs(&self) -> &[InputSpec] {
@@ -120,13 +140,18 @@ impl Trainer {
         Ok(())
     }
 
-    /// The m-th contiguous chunk of every batched input (DESIGN.md, batch semantics).
-    fn micro_inputs(&self, batch: &BTreeMap<String, HostData>, m: usize) -> BTreeMap<String, HostData> {
+    /// Chunk `c` of every batched input: replica r, micro-batch m is chunk r*M + m (DESIGN.md).
+    fn chunk(&self, batch: &BTreeMap<String, HostData>, c: usize) -> BTreeMap<String, HostData> {
+        let parts = self.layout.replicas * self.layout.micro_batches;
         let mut out = BTreeMap::new();
         for s in &self.inputs {
             let data = &batch[&s.name];
-            let chunk = data.len() / if s.batched { self.micro_batches } else { 1 };
-            let range = if s.batched { m * chunk..(m + 1) * chunk } else { 0..data.len() };
+            let range = if s.batched {
+                let len = data.len() / parts;
+                c * len..(c + 1) * len
+            } else {
+                0..data.len()
+            };
             let part = match data {
                 HostData::F32(v) => HostData::F32(v[range].to_vec()),
                 HostData::I32(v) => HostData::I32(v[range].to_vec()),
@@ -136,85 +161,145 @@ impl Trainer {
         out
     }
 
-    /// Run every micro-batch through `kind`'s program; returns the mean loss and merged outputs.
-    fn run_micro_batches(&mut self, kind: ProgramKind, batch: &BTreeMap<String, HostData>) -> Result<(f32, Vec<(String, Vec<usize>, HostData)>)> {
+    /// Phase one of a step on every device: pipeline work, then gradient reduction.
+    fn run_devices(&mut self, batch: &BTreeMap<String, HostData>, train: bool) -> Result<Vec<DeviceResult>> {
         self.check_batch(batch)?;
+        let (r_count, m_count) = (self.layout.replicas, self.layout.micro_batches);
+        let per_replica: Vec<Vec<BTreeMap<String, HostData>>> =
+            (0..r_count).map(|r| (0..m_count).map(|m| self.chunk(batch, r * m_count + m)).collect()).collect();
+        let mean = self.options.config.communication.gradients_reduce_method == crate::config::ReduceMethod::Mean;
+        let grad_scale = if mean { 1.0 / (r_count * m_count) as f32 } else { 1.0 };
+        let loss = self.compiled.loss.ok_or_else(|| Error::internal("no loss"))?;
+        let outputs = self.compiled.outputs.clone();
+        let stage_of = self.stages.stage_of.clone();
+        let bucket_bytes = self.options.config.communication.bucket_size_mb * (1 << 20);
         let ctx = KernelCtx { step: self.step + 1 };
-        let loss_id = self.exec.graph().loss.ok_or_else(|| Error::internal("no loss"))?;
-        let outputs: Vec<(String, NodeId)> = self.exec.graph().outputs.clone();
-        let mut loss_sum = 0.0f64;
+        let layout = &self.layout;
+        let results = parallel(&mut self.devices, |d| {
+            let rank_of_stage: Vec<usize> = (0..layout.stages).map(|s| d.replica * layout.stages + s).collect();
+            let plan = StepPlan {
+                work: &layout.work[d.stage],
+                rank_of_stage: &rank_of_stage,
+                micro_inputs: &per_replica[d.replica],
+                loss,
+                outputs: &outputs,
+                ctx,
+                train,
+                grad_scale,
+                bucket_bytes,
+            };
+            d.compute(&plan, &stage_of)
+        });
+        results.into_iter().collect()
+    }
+
+    /// Mean loss over replicas and micro-batches; outputs concatenated in batch-row order.
+    fn merge(&self, results: &[DeviceResult]) -> (f32, Vec<(String, Vec<usize>, HostData)>) {
+        let losses: Vec<f32> = results.iter().flat_map(|r| r.losses.iter().copied()).collect();
+        let loss = (losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len().max(1) as f64) as f32;
         let mut merged: Vec<(String, Vec<usize>, HostData)> = Vec::new();
-        for m in 0..self.micro_batches {
-            let inputs = self.micro_inputs(batch, m);
-            self.exec.run(kind, &inputs, &ctx)?;
-            loss_sum += f64::from(self.exec.take_value(loss_id)?.as_f32().map_or(f32::NAN, |v| v[0]));
-            for (i, (name, id)) in outputs.iter().enumerate() {
-                let data = self.exec.take_value(*id)?;
-                let mut dims = self.exec.graph().node(*id).shape.to_vec();
-                if m == 0 {
-                    merged.push((name.clone(), dims, data));
-                } else {
-                    let (_, d, acc) = &mut merged[i];
-                    d[0] += dims.remove(0);
-                    match (acc, data) {
-                        (HostData::F32(a), HostData::F32(b)) => a.extend(b),
-                        (HostData::I32(a), HostData::I32(b)) => a.extend(b),
-                        _ => return Err(Error::internal("output dtype changed between micro-batches")),
+        for (name, id) in &self.compiled.outputs {
+            let mut dims = self.compiled.node(*id).shape.to_vec();
+            let mut parts: Vec<(usize, usize, &HostData)> = Vec::new();
+            for (d, r) in self.devices.iter().zip(results) {
+                for (mb, n, data) in &r.outputs {
+                    if n == name {
+                        parts.push((d.replica, *mb, data));
                     }
                 }
             }
+            parts.sort_by_key(|(r, m, _)| (*r, *m));
+            if let Some(first) = dims.first_mut() {
+                *first *= parts.len().max(1);
+            }
+            let data = match parts.first().map(|p| p.2) {
+                Some(HostData::I32(_)) => HostData::I32(parts.iter().flat_map(|p| p.2.as_i32().unwrap_or(&[]).to_vec()).collect()),
+                _ => HostData::F32(parts.iter().flat_map(|p| p.2.as_f32().unwrap_or(&[]).to_vec()).collect()),
+            };
+            merged.push((name.clone(), dims, data));
         }
-        Ok(((loss_sum / self.micro_batches as f64) as f32, merged))
+        (loss, merged)
     }
 
     /// One optimizer step on a global batch.
     pub fn step(&mut self, batch: &BTreeMap<String, HostData>) -> Result<StepReport> {
         let t0 = Instant::now();
-        let (loss, outputs) = self.run_micro_batches(ProgramKind::Train, batch)?;
-        let step = self.step + 1;
-        if !loss.is_finite() {
-            self.exec.discard_grads();
-            return Err(Error::NonFinite { step, what: format!("loss ({loss})") });
-        }
-        if self.micro_batches > 1 && self.options.config.communication.gradients_reduce_method == crate::config::ReduceMethod::Mean {
-            self.exec.scale_grads(1.0 / self.micro_batches as f32)?;
-        }
-        let norm = self.exec.grad_norm()?;
-        if !norm.is_finite() {
-            self.exec.discard_grads();
-            return Err(Error::NonFinite { step, what: format!("gradient norm ({norm})") });
-        }
-        if let Some(max) = self.options.optimizer.grad_clip {
-            let coef = crate::optim::clip_coefficient(norm, max);
-            if coef < 1.0 {
-                self.exec.scale_grads(coef)?;
+        let results = match self.run_devices(batch, true) {
+            Ok(r) => r,
+            Err(e) => {
+                self.discard_all();
+                return Err(e);
             }
+        };
+        let (loss, outputs) = self.merge(&results);
+        let step = self.step + 1;
+        // Replicas hold identical reduced gradients: the global norm sums replica 0's stages.
+        let sq: f64 = self.devices.iter().zip(&results).filter(|(d, _)| d.replica == 0).map(|(_, r)| r.sum_squares).sum();
+        let norm = sq.sqrt();
+        if !loss.is_finite() || !norm.is_finite() {
+            self.discard_all();
+            let what = if loss.is_finite() { format!("gradient norm ({norm})") } else { format!("loss ({loss})") };
+            return Err(Error::NonFinite { step, what });
         }
+        let coef = self.options.optimizer.grad_clip.map_or(1.0, |max| crate::optim::clip_coefficient(norm, max));
         let lr = self.schedule.lr_at(step);
-        let opt = self.options.optimizer.clone();
-        self.exec.apply(step, &|_| opt.rule(lr))?;
+        let rule = self.options.optimizer.rule(lr);
+        let results = parallel(&mut self.devices, |d| {
+            if coef < 1.0 {
+                d.exec.scale_grads(coef)?;
+            }
+            d.exec.apply(step, &|_| rule.clone())
+        });
+        results.into_iter().collect::<Result<()>>()?;
         self.step = step;
         Ok(StepReport { step, loss, lr, grad_norm: Some(norm as f32), ms: t0.elapsed().as_secs_f64() * 1e3, outputs })
+    }
+
+    fn discard_all(&mut self) {
+        for d in &mut self.devices {
+            d.exec.discard_grads();
+            d.exec.release_transients();
+        }
     }
 
     /// Loss and outputs on a batch, without updating anything.
     pub fn evaluate(&mut self, batch: &BTreeMap<String, HostData>) -> Result<StepReport> {
         let t0 = Instant::now();
-        let (loss, outputs) = self.run_micro_batches(ProgramKind::Eval, batch)?;
+        let results = self.run_devices(batch, false)?;
+        let (loss, outputs) = self.merge(&results);
         let lr = self.schedule.lr_at(self.step.max(1));
         Ok(StepReport { step: self.step, loss, lr, grad_norm: None, ms: t0.elapsed().as_secs_f64() * 1e3, outputs })
     }
 
-    pub fn parameter_names(&self) -> Vec<String> {
-        self.exec.parameter_shapes().into_iter().map(|(n, _)| n).collect()
+    /// (name, shape) of every parameter, in creation order.
+    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        self.compiled
+            .parameters()
+            .into_iter()
+            .map(|(id, n)| (n.to_string(), self.compiled.node(id).shape.to_vec()))
+            .collect()
     }
 
-    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        self.exec.parameter_shapes()
+    pub fn parameter_names(&self) -> Vec<String> {
+        self.parameter_shapes().into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// The devices holding a parameter: one per replica, replica 0 first.
+    pub(super) fn owners(&self, name: &str) -> Result<Vec<usize>> {
+        let (id, _) = self.compiled.parameters().into_iter().find(|(_, n)| *n == name).ok_or_else(|| {
+            Error::Checkpoint { path: String::new(), message: format!("the model has no parameter '{name}'") }
+        })?;
+        let stage = self.stages.stage_of[id.index()];
+        Ok((0..self.devices.len()).filter(|&i| self.devices[i].stage == stage).collect())
+    }
+
+    /// A parameter as each replica holds it (replica order); replicas must stay identical.
+    pub fn replica_parameters(&self, name: &str) -> Result<Vec<HostData>> {
+        self.owners(name)?.into_iter().map(|d| self.devices[d].exec.read_parameter(name)).collect()
     }
 
     pub fn parameter(&self, name: &str) -> Result<HostData> {
-        self.exec.read_parameter(name)
+        self.devices[self.owners(name)?[0]].exec.read_parameter(name)
     }
 
     /// The user's model graph (before batch resolution and autodiff).
@@ -224,15 +309,24 @@ impl Trainer {
 
     /// The compiled per-device graph (resolved and differentiated).
     pub fn compiled(&self) -> &Graph {
-        self.exec.graph()
+        &self.compiled
     }
 
     pub(super) fn param_count(&self) -> usize {
-        self.exec.parameter_shapes().iter().map(|(_, d)| d.iter().product::<usize>()).sum()
+        self.parameter_shapes().iter().map(|(_, d)| d.iter().product::<usize>()).sum()
     }
+}
 
-    #[allow(dead_code)]
-    pub(super) fn is_parameter(&self, id: NodeId) -> bool {
-        matches!(self.exec.graph().node(id).op, Op::Parameter { .. })
+/// Run `f` on every device, each on its own thread (inline when there is one device).
+pub(super) fn parallel<T: Send>(devices: &mut [Device], f: impl Fn(&mut Device) -> Result<T> + Sync) -> Vec<Result<T>> {
+    if devices.len() == 1 {
+        return vec![f(&mut devices[0])];
     }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = devices.iter_mut().map(|d| s.spawn(|| f(d))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(Error::internal("a device thread panicked"))))
+            .collect()
+    })
 }

@@ -1,0 +1,150 @@
+//! Parity harness: every parallel layout must reproduce single-device training (same init, same
+//! global batch): losses within 1e-5 relative over 5 steps, f32. Layouts: data parallel (2, 4),
+//! pipeline (2, 4 stages; GPipe, 1F1B, 1F1B with extra warm-up; M = 4, 8), DP x PP, gradient
+//! accumulation. The model is a small transformer whose tied embedding crosses stages.
+
+use std::collections::BTreeMap;
+use weft_core::exec::HostData;
+use weft_core::ir::{BinaryOp, DType, Dim, Graph, GraphBuilder, Init, NodeId, Op, ReduceOp, Shape, Strategy, UnaryOp};
+use weft_core::rng;
+use weft_core::session::{Trainer, TrainerOptions};
+
+const T: usize = 8;
+const C: usize = 16;
+const V: usize = 32;
+const BATCH: usize = 8;
+
+fn p(b: &mut GraphBuilder, name: &str, dims: &[usize], init: Init) -> NodeId {
+    b.parameter(name, Shape::fixed(dims), init).unwrap()
+}
+
+fn op(b: &mut GraphBuilder, o: Op, ins: &[NodeId]) -> NodeId {
+    b.op(o, ins).unwrap()
+}
+
+fn linear(b: &mut GraphBuilder, x: NodeId, name: &str, i: usize, o: usize) -> NodeId {
+    let w = p(b, &format!("{name}.weight"), &[i, o], Init::Normal { mean: 0.0, std: 0.2 });
+    let bias = p(b, &format!("{name}.bias"), &[o], Init::Uniform { low: -0.1, high: 0.1 });
+    let y = op(b, Op::MatMul { trans_a: false, trans_b: false }, &[x, w]);
+    op(b, Op::Binary(BinaryOp::Add), &[y, bias])
+}
+
+fn block(b: &mut GraphBuilder, x: NodeId, i: usize) -> NodeId {
+    let lw = p(b, &format!("h.{i}.ln.weight"), &[C], Init::Ones);
+    let lb = p(b, &format!("h.{i}.ln.bias"), &[C], Init::Zeros);
+    let h = op(b, Op::LayerNorm { eps: 1e-5 }, &[x, lw, lb]);
+    let qkv = linear(b, h, &format!("h.{i}.attn"), C, 3 * C);
+    let a = op(b, Op::CausalAttention { heads: 2 }, &[qkv]);
+    let a = linear(b, a, &format!("h.{i}.proj"), C, C);
+    let x = op(b, Op::Binary(BinaryOp::Add), &[x, a]);
+    let f = linear(b, x, &format!("h.{i}.fc"), C, 2 * C);
+    let f = op(b, Op::Unary(UnaryOp::Gelu), &[f]);
+    let f = linear(b, f, &format!("h.{i}.out"), 2 * C, C);
+    op(b, Op::Binary(BinaryOp::Add), &[x, f])
+}
+
+/// A 4-block transformer; `stages` > 1 puts consecutive blocks into that many TaskGraphs.
+fn model(stages: usize) -> Graph {
+    let mut b = GraphBuilder::new();
+    let idx = b.input("idx", Shape(vec![Dim::Batch(1), Dim::Fixed(T)]), DType::I32).unwrap();
+    let tgt = b.input("targets", Shape(vec![Dim::Batch(T)]), DType::I32).unwrap();
+    let scope = |b: &mut GraphBuilder, s: usize| {
+        if stages > 1 {
+            b.open_taskgraph(&format!("stage{s}"), Strategy::Replicate, 1);
+        }
+    };
+    scope(&mut b, 0);
+    let wte = p(&mut b, "wte", &[V, C], Init::Normal { mean: 0.0, std: 0.3 });
+    let mut x = op(&mut b, Op::Embedding, &[wte, idx]);
+    let layers = 4;
+    for i in 0..layers {
+        if i > 0 && i % (layers / stages.max(1)) == 0 {
+            scope(&mut b, i / (layers / stages));
+        }
+        x = block(&mut b, x, i);
+    }
+    let shape = b.reshape_dims(x, &[-1, C as i64]).unwrap();
+    let x = op(&mut b, Op::Reshape { shape }, &[x]);
+    // Tied head: the embedding of stage 0 is read again by the last stage.
+    let logits = op(&mut b, Op::MatMul { trans_a: false, trans_b: true }, &[x, wte]);
+    let ce = op(&mut b, Op::CrossEntropy, &[logits, tgt]);
+    let loss = op(&mut b, Op::Reduce { op: ReduceOp::Mean, axis: 0, keepdim: false }, &[ce]);
+    b.output("logits", logits).unwrap();
+    b.finish(loss).unwrap()
+}
+
+fn batch(step: usize) -> BTreeMap<String, HostData> {
+    let tok = |i: usize, salt: u64| (rng::uniform(5, salt + step as u64, i as u64) * V as f32) as i32;
+    let mut m = BTreeMap::new();
+    m.insert("idx".to_string(), HostData::I32((0..BATCH * T).map(|i| tok(i, 100)).collect()));
+    m.insert("targets".to_string(), HostData::I32((0..BATCH * T).map(|i| tok(i, 200)).collect()));
+    m
+}
+
+fn train(stages: usize, devices: usize, micro: usize, strategy: &str) -> (Vec<f32>, Trainer) {
+    let opts = serde_json::json!({
+        "batch": BATCH, "seed": 3, "devices": format!("cpu:{devices}"), "threads": 1,
+        "optimizer": {"kind": "adamw", "lr": 1e-2, "weight_decay": 0.01, "grad_clip": 1.0},
+        "config": {"pipeline.num_micro_batch": micro, "pipeline.strategy": strategy},
+    });
+    let mut t = Trainer::compile(model(stages), TrainerOptions::from_json(&opts).unwrap()).unwrap();
+    let losses = (0..5).map(|s| t.step(&batch(s)).unwrap().loss).collect();
+    (losses, t)
+}
+
+fn assert_parity(name: &str, stages: usize, devices: usize, micro: usize, strategy: &str) {
+    let (base, base_t) = train(1, 1, 1, "PreferBackward");
+    let (got, t) = train(stages, devices, micro, strategy);
+    for (i, (a, b)) in base.iter().zip(&got).enumerate() {
+        assert!((a - b).abs() <= 1e-5 * a.abs(), "{name}: step {} loss {b} vs single-device {a}", i + 1);
+    }
+    for n in ["wte", "h.3.out.weight"] {
+        let (x, y) = (base_t.parameter(n).unwrap(), t.parameter(n).unwrap());
+        let (x, y) = (x.as_f32().unwrap(), y.as_f32().unwrap());
+        let diff = x.iter().zip(y).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "{name}: parameter {n} differs by {diff}");
+    }
+}
+
+#[test]
+fn data_parallel_2_and_4_match_one_device() {
+    assert_parity("dp2", 1, 2, 1, "PreferBackward");
+    assert_parity("dp4", 1, 4, 1, "PreferBackward");
+}
+
+#[test]
+fn gradient_accumulation_matches_one_device() {
+    assert_parity("ga4", 1, 1, 4, "PreferBackward");
+}
+
+#[test]
+fn pipeline_2_stages_matches_one_device_under_every_schedule() {
+    assert_parity("pp2 gpipe m4", 2, 2, 4, "PreferForward");
+    assert_parity("pp2 1f1b m4", 2, 2, 4, "PreferBackward");
+    assert_parity("pp2 1f1b+warmup m8", 2, 2, 8, "PreferBackwardOptimizer");
+}
+
+#[test]
+fn pipeline_4_stages_matches_one_device() {
+    assert_parity("pp4 1f1b m8", 4, 4, 8, "PreferBackward");
+    assert_parity("pp4 gpipe m4", 4, 4, 4, "PreferForward");
+}
+
+#[test]
+fn data_parallel_times_pipeline_matches_one_device() {
+    assert_parity("dp2 x pp2 m4", 2, 4, 4, "PreferBackward");
+}
+
+#[test]
+fn replicas_stay_bit_identical() {
+    let (_, t) = train(1, 4, 1, "PreferBackward");
+    let _ = t;
+    let (_, t2) = train(2, 4, 2, "PreferBackward");
+    for name in t2.parameter_names() {
+        let copies = t2.replica_parameters(&name).unwrap();
+        for c in &copies[1..] {
+            assert_eq!(c, &copies[0], "parameter {name} differs between replicas");
+        }
+    }
+}
+
