@@ -1,1 +1,27 @@
-//! (being written)
+//! Strategy and cluster: strategy scopes become TaskGraphs, and a cluster of devices is sliced
+//! into one VirtualDevice per TaskGraph exactly as EPL does (layouts `all`, `auto`, `specific`,
+//! `aware_row`). Pure functions over plain data.
+//!
+//! - `cluster`: hosts x devices, global device ids, names, enumeration orders.
+//! - `layout`: the layout kinds and how the config / EPL's JSON form select one.
+//! - `slicing`: `slice` -> `Slicing` (a `VirtualDevice` per TaskGraph) and its checks.
+//! - `aware`: the topology-aware `aware_row` host reordering and slices.
+//! - `render`: the text form (golden-tested) and JSON of a `Slicing`.
+//! - `scopes`: `ScopeStack`, EPL's scope rules (nesting, default strategy, auto-parallel).
+
+mod aware;
+mod cluster;
+mod layout;
+mod render;
+mod scopes;
+mod slicing;
+
+#[cfg(test)]
+mod tests;
+
+pub use aware::aware_host_order;
+pub use cluster::{Cluster, DeviceKind, GlobalDevice, Host};
+pub use layout::{Layout, Slices};
+pub use render::strategy_name;
+pub use scopes::ScopeStack;
+pub use slicing::{Slicing, VirtualDevice, slice, slice_for_config};
