@@ -26,6 +26,8 @@ fn tag(mb: usize, node: NodeId) -> u64 {
 
 pub struct Executor<B: Backend> {
     pub backend: B,
+    /// Time spent blocked in receives (idle time inside pipeline work), for traces.
+    pub recv_wait: std::time::Duration,
     graph: Graph,
     /// Concrete dims per node.
     dims: Vec<Vec<usize>>,
@@ -84,6 +86,7 @@ impl<B: Backend> Executor<B> {
         }
         let mut ex = Executor {
             backend,
+            recv_wait: std::time::Duration::ZERO,
             dims,
             program,
             params: (0..n).map(|_| None).collect(),
@@ -188,7 +191,9 @@ impl<B: Backend> Executor<B> {
                 let link = link.ok_or_else(no_link)?;
                 let len = numel(&self.dims[node.index()]);
                 let mut buf = vec![0.0f32; len];
+                let t0 = std::time::Instant::now();
                 link.comm.recv(&mut buf, link.rank_of_stage[from_stage], tag(mb, node))?;
+                self.recv_wait += t0.elapsed();
                 let b = self.backend.upload(&HostData::F32(buf))?;
                 self.pool.adopt(Category::Activations, DType::F32, len);
                 self.slot(mb)[node.index()] = Some(b);

@@ -6,7 +6,9 @@ use crate::error::Result;
 use crate::exec::cpu::CpuBackend;
 use crate::exec::{Executor, HostData, KernelCtx, Link, ProgramKind};
 use crate::ir::NodeId;
+use super::trace::DeviceTrace;
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 /// One unit of pipeline work for a stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +35,7 @@ pub(super) struct DeviceResult {
     /// Outputs per micro-batch: (name, data) in micro-batch order.
     pub outputs: Vec<(usize, String, HostData)>,
     pub sum_squares: f64,
+    pub trace: DeviceTrace,
 }
 
 pub(super) struct StepPlan<'a> {
@@ -46,6 +49,8 @@ pub(super) struct StepPlan<'a> {
     /// Gradient scale applied after the data-parallel sum (1 / (replicas * micro-batches) for mean).
     pub grad_scale: f32,
     pub bucket_bytes: usize,
+    /// When the step started on the driver (all spans are relative to it).
+    pub epoch: Instant,
 }
 
 impl Device {
@@ -66,7 +71,12 @@ impl Device {
             if !plan.train && kind == ProgramKind::Backward {
                 continue;
             }
+            let (t0, wait0) = (Instant::now(), self.exec.recv_wait);
             self.exec.run(kind, mb, &plan.micro_inputs[mb], &plan.ctx, link.as_ref())?;
+            let category = if kind == ProgramKind::Backward { "backward" } else { "forward" };
+            let label = if kind == ProgramKind::Backward { "B" } else { "F" };
+            out.trace.push(plan.epoch, t0, format!("{label}{mb}"), category);
+            out.trace.recv_wait_us += (self.exec.recv_wait - wait0).as_secs_f64() * 1e6;
             // Backward may still read the loss or an output (e.g. logits): take them after it.
             if kind != ProgramKind::Forward {
                 if self.owns(plan.loss, stage_of) {
@@ -81,11 +91,13 @@ impl Device {
             }
         }
         if plan.train {
+            let t0 = Instant::now();
             match self.dp.as_deref() {
                 Some(dp) => self.exec.all_reduce_grads(dp, plan.bucket_bytes, plan.grad_scale)?,
                 None if plan.grad_scale != 1.0 => self.exec.scale_grads(plan.grad_scale)?,
                 None => {}
             }
+            out.trace.push(plan.epoch, t0, "allreduce".into(), "allreduce");
             out.sum_squares = self.exec.grad_sum_squares()?;
         }
         Ok(out)

@@ -7,6 +7,7 @@ mod options;
 mod persist;
 mod plan;
 mod report;
+mod trace;
 mod trainer;
 
 pub use device::Work;
@@ -14,4 +15,5 @@ pub use layout::Layout;
 pub use options::{DeviceSpec, TrainerOptions};
 pub use plan::MemoryEstimate;
 pub use report::StepReport;
+pub use trace::{DeviceTrace, Span, chrome_trace, ideal_idle, measured_idle};
 pub use trainer::{InputSpec, Trainer};

@@ -14,6 +14,10 @@ pub struct StepReport {
     pub ms: f64,
     /// Named outputs merged across micro-batches: (name, dims, data).
     pub outputs: Vec<(String, Vec<usize>, HostData)>,
+    /// Measured idle fraction of each device over the pipeline phase (training steps only).
+    pub idle: Vec<f64>,
+    /// The pipeline's ideal idle fraction (S-1)/(M+S-1).
+    pub ideal_idle: f64,
 }
 
 impl StepReport {
@@ -30,6 +34,8 @@ impl StepReport {
             })
             .collect();
         json!({
+            "idle": self.idle,
+            "idealIdle": self.ideal_idle,
             "step": self.step,
             "loss": self.loss,
             "lr": self.lr,

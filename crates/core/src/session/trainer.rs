@@ -37,6 +37,8 @@ pub struct Trainer {
     pub(super) inputs: Vec<InputSpec>,
     pub(super) step: u64,
     pub(super) schedule: crate::optim::LrSchedule,
+    /// Spans of every device in the last step (for `--trace` and idle fractions).
+    pub(super) last_trace: Vec<super::trace::DeviceTrace>,
 }
 
 fn input_specs(model: &Graph, batch: usize) -> Result<Vec<InputSpec>> {
@@ -87,7 +89,8 @@ impl Trainer {
             devices.push(Device { exec, stage, replica, world, dp });
         }
         let schedule = options.optimizer.lr_schedule()?;
-        let mut t = Trainer { model, compiled, stages, layout, devices, options, inputs, step: 0, schedule };
+        let last_trace = Vec::new();
+        let mut t = Trainer { model, compiled, stages, layout, devices, options, inputs, step: 0, schedule, last_trace };
         t.broadcast_initial_weights()?;
         Ok(t)
     }
@@ -162,7 +165,7 @@ impl Trainer {
     }
 
     /// Phase one of a step on every device: pipeline work, then gradient reduction.
-    fn run_devices(&mut self, batch: &BTreeMap<String, HostData>, train: bool) -> Result<Vec<DeviceResult>> {
+    fn run_devices(&mut self, batch: &BTreeMap<String, HostData>, train: bool) -> Result<(Vec<DeviceResult>, Instant)> {
         self.check_batch(batch)?;
         let (r_count, m_count) = (self.layout.replicas, self.layout.micro_batches);
         let per_replica: Vec<Vec<BTreeMap<String, HostData>>> =
@@ -174,6 +177,7 @@ impl Trainer {
         let stage_of = self.stages.stage_of.clone();
         let bucket_bytes = self.options.config.communication.bucket_size_mb * (1 << 20);
         let ctx = KernelCtx { step: self.step + 1 };
+        let epoch = Instant::now();
         let layout = &self.layout;
         let results = parallel(&mut self.devices, |d| {
             let rank_of_stage: Vec<usize> = (0..layout.stages).map(|s| d.replica * layout.stages + s).collect();
@@ -187,10 +191,11 @@ impl Trainer {
                 train,
                 grad_scale,
                 bucket_bytes,
+                epoch,
             };
             d.compute(&plan, &stage_of)
         });
-        results.into_iter().collect()
+        Ok((results.into_iter().collect::<Result<Vec<_>>>()?, epoch))
     }
 
     /// Mean loss over replicas and micro-batches; outputs concatenated in batch-row order.
@@ -224,17 +229,17 @@ impl Trainer {
     /// One optimizer step on a global batch.
     pub fn step(&mut self, batch: &BTreeMap<String, HostData>) -> Result<StepReport> {
         let t0 = Instant::now();
-        let results = match self.run_devices(batch, true) {
+        let (device_results, epoch) = match self.run_devices(batch, true) {
             Ok(r) => r,
             Err(e) => {
                 self.discard_all();
                 return Err(e);
             }
         };
-        let (loss, outputs) = self.merge(&results);
+        let (loss, outputs) = self.merge(&device_results);
         let step = self.step + 1;
         // Replicas hold identical reduced gradients: the global norm sums replica 0's stages.
-        let sq: f64 = self.devices.iter().zip(&results).filter(|(d, _)| d.replica == 0).map(|(_, r)| r.sum_squares).sum();
+        let sq: f64 = self.devices.iter().zip(&device_results).filter(|(d, _)| d.replica == 0).map(|(_, r)| r.sum_squares).sum();
         let norm = sq.sqrt();
         if !loss.is_finite() || !norm.is_finite() {
             self.discard_all();
@@ -245,14 +250,25 @@ impl Trainer {
         let lr = self.schedule.lr_at(step);
         let rule = self.options.optimizer.rule(lr);
         let results = parallel(&mut self.devices, |d| {
+            let start = Instant::now();
             if coef < 1.0 {
                 d.exec.scale_grads(coef)?;
             }
-            d.exec.apply(step, &|_| rule.clone())
+            d.exec.apply(step, &|_| rule.clone())?;
+            Ok((start, Instant::now()))
         });
-        results.into_iter().collect::<Result<()>>()?;
+        let times = results.into_iter().collect::<Result<Vec<(Instant, Instant)>>>()?;
+        self.last_trace = device_results.into_iter().map(|r| r.trace).collect();
+        for (trace, (start, end)) in self.last_trace.iter_mut().zip(times) {
+            let start_us = start.duration_since(epoch).as_secs_f64() * 1e6;
+            let dur_us = end.duration_since(start).as_secs_f64() * 1e6;
+            trace.spans.push(super::trace::Span { name: "optimizer".into(), category: "optimizer", start_us, dur_us });
+        }
         self.step = step;
-        Ok(StepReport { step, loss, lr, grad_norm: Some(norm as f32), ms: t0.elapsed().as_secs_f64() * 1e3, outputs })
+        let idle = super::trace::measured_idle(&self.last_trace);
+        let ideal_idle = super::trace::ideal_idle(self.layout.stages, self.layout.micro_batches);
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        Ok(StepReport { step, loss, lr, grad_norm: Some(norm as f32), ms, outputs, idle, ideal_idle })
     }
 
     fn discard_all(&mut self) {
@@ -265,10 +281,11 @@ impl Trainer {
     /// Loss and outputs on a batch, without updating anything.
     pub fn evaluate(&mut self, batch: &BTreeMap<String, HostData>) -> Result<StepReport> {
         let t0 = Instant::now();
-        let results = self.run_devices(batch, false)?;
+        let (results, _) = self.run_devices(batch, false)?;
         let (loss, outputs) = self.merge(&results);
         let lr = self.schedule.lr_at(self.step.max(1));
-        Ok(StepReport { step: self.step, loss, lr, grad_norm: None, ms: t0.elapsed().as_secs_f64() * 1e3, outputs })
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        Ok(StepReport { step: self.step, loss, lr, grad_norm: None, ms, outputs, idle: Vec::new(), ideal_idle: 0.0 })
     }
 
     /// (name, shape) of every parameter, in creation order.
@@ -300,6 +317,12 @@ impl Trainer {
 
     pub fn parameter(&self, name: &str) -> Result<HostData> {
         self.devices[self.owners(name)?[0]].exec.read_parameter(name)
+    }
+
+    /// Chrome/Perfetto trace of the last training step: one track per device.
+    pub fn trace_json(&self) -> serde_json::Value {
+        let names: Vec<String> = (0..self.devices.len()).map(|i| format!("cpu:{i}")).collect();
+        super::trace::chrome_trace(&self.last_trace, &names)
     }
 
     /// The user's model graph (before batch resolution and autodiff).
