@@ -243,4 +243,10 @@ impl NativeTrainer {
     pub fn get_parameter(&self, name: String) -> js::Result<JsTensor> {
         guard(|| Ok(to_js_tensor(try_lock(&self.inner)?.parameter(&name)?)))
     }
+
+    /// Chrome/Perfetto trace of the last training step as JSON text: one track per device.
+    #[napi]
+    pub fn trace_json(&self) -> js::Result<String> {
+        guard(|| Ok(try_lock(&self.inner)?.trace_json().to_string()))
+    }
 }
