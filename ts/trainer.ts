@@ -274,6 +274,17 @@ export class Trainer {
     if (!(data instanceof Float32Array)) throw new WeftDTypeError(`parameter '${name}': expected f32 data`);
     return data;
   }
+
+  /**
+   * The Chrome/Perfetto trace of the last training step (`{traceEvents: [...]}`, one track per
+   * device: forward, backward, all-reduce and optimizer spans); open it in ui.perfetto.dev.
+   *
+   * @example
+   * fs.writeFileSync('trace.json', JSON.stringify(trainer.trace()));
+   */
+  trace(): object {
+    return JSON.parse(this.idle('trace()', () => this.nativeTrainer.traceJson())) as object;
+  }
 }
 
 function toTyped(spec: InputShape, data: unknown): Float32Array | Int32Array {
