@@ -33,6 +33,10 @@ pub enum Error {
     Io { path: String, message: String },
     /// A device or backend could not be used (e.g. CUDA libraries missing).
     Device { message: String },
+    /// A collective or point-to-point transfer failed: a rank did not arrive in time, ranks
+    /// called different collectives, or buffer sizes disagree. The message names the collective,
+    /// its sequence number, the group's ranks and the culprits.
+    Collective { message: String },
     /// An internal invariant broke; a bug in weft.
     Internal { message: String },
 }
@@ -55,6 +59,7 @@ impl Error {
             Error::NonFinite { .. } => "WEFT_NON_FINITE",
             Error::Io { .. } => "WEFT_IO",
             Error::Device { .. } => "WEFT_DEVICE",
+            Error::Collective { .. } => "WEFT_COLLECTIVE",
             Error::Internal { .. } => "WEFT_INTERNAL",
         }
     }
@@ -123,6 +128,7 @@ impl fmt::Display for Error {
             }
             Error::Io { path, message } => write!(f, "{path}: {message}"),
             Error::Device { message } => write!(f, "device: {message}"),
+            Error::Collective { message } => f.write_str(message),
             Error::Internal { message } => write!(f, "internal error (a weft bug): {message}"),
         }
     }

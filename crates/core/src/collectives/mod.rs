@@ -1,1 +1,33 @@
-//! (being written)
+//! Collectives: how ranks (CPU threads, processes, GPUs) exchange tensors.
+//!
+//! - `communicator`: the `Communicator` trait (all_reduce, all_gather, reduce_scatter,
+//!   broadcast, reduce, all_to_all, send, recv, barrier over f32 host slices), `ReduceOp`, and
+//!   the rules every engine shares: the fixed rank-order reduction that makes results identical
+//!   bit for bit, and the buffer-size checks.
+//! - `local`: the in-process engine, ranks as threads of one process (`LocalGroup`); groups and
+//!   subgroups run independently; a rank that does not arrive, or calls the wrong collective,
+//!   fails every waiting rank with a message naming the collective, its number, the group and
+//!   the culprits, instead of hanging.
+//! - `bucket`: gradient fusion, ready-ordered tensors packed into byte-balanced buckets
+//!   (`communication.bucket_size_mb`, `communication.max_splits`), and flatten / unflatten.
+//! - `fp16`: fp16 compression of all-reduce payloads (`communication.fp16`, `fp16_scale`).
+//!
+//! Failures are `Error::Collective` (code `WEFT_COLLECTIVE`).
+
+mod bucket;
+mod communicator;
+mod fp16;
+mod group;
+mod local;
+
+pub use bucket::{Bucket, flatten_into, plan_buckets, unflatten_from};
+pub use communicator::{
+    CollectiveKind, Communicator, ReduceOp, check_buffers, host_f32_mut, reduce_in_rank_order,
+};
+pub use fp16::{all_reduce_fp16, decode_f16, encode_f16, f16_to_f32, f32_to_f16, round_to_f16};
+pub use local::{LocalCommunicator, LocalGroup};
+
+#[cfg(test)]
+mod failure_tests;
+#[cfg(test)]
+mod local_tests;
