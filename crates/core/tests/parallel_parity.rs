@@ -81,13 +81,23 @@ fn batch(step: usize) -> BTreeMap<String, HostData> {
     m
 }
 
-fn train(stages: usize, devices: usize, micro: usize, strategy: &str) -> (Vec<f32>, Trainer) {
+fn options(devices: usize, micro: usize, strategy: &str, extra: serde_json::Value) -> TrainerOptions {
+    let mut config = serde_json::json!({"pipeline.num_micro_batch": micro, "pipeline.strategy": strategy});
+    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     let opts = serde_json::json!({
         "batch": BATCH, "seed": 3, "devices": format!("cpu:{devices}"), "threads": 1,
         "optimizer": {"kind": "adamw", "lr": 1e-2, "weight_decay": 0.01, "grad_clip": 1.0},
-        "config": {"pipeline.num_micro_batch": micro, "pipeline.strategy": strategy},
+        "config": config,
     });
-    let mut t = Trainer::compile(model(stages), TrainerOptions::from_json(&opts).unwrap()).unwrap();
+    TrainerOptions::from_json(&opts).unwrap()
+}
+
+fn train(stages: usize, devices: usize, micro: usize, strategy: &str) -> (Vec<f32>, Trainer) {
+    train_with(stages, devices, micro, strategy, serde_json::json!({}))
+}
+
+fn train_with(stages: usize, devices: usize, micro: usize, strategy: &str, extra: serde_json::Value) -> (Vec<f32>, Trainer) {
+    let mut t = Trainer::compile(model(stages), options(devices, micro, strategy, extra)).unwrap();
     let losses = (0..5).map(|s| t.step(&batch(s)).unwrap().loss).collect();
     (losses, t)
 }
@@ -148,3 +158,76 @@ fn replicas_stay_bit_identical() {
     }
 }
 
+
+#[test]
+fn bucketing_and_channels_do_not_change_the_result() {
+    let (base, _) = train(1, 1, 1, "PreferBackward");
+    let extra = serde_json::json!({"communication.max_splits": 2, "communication.num_communicators": 3, "communication.bucket_size_mb": 1});
+    let (got, _) = train_with(1, 2, 1, "PreferBackward", extra);
+    for (a, b) in base.iter().zip(&got) {
+        assert!((a - b).abs() <= 1e-5 * a.abs(), "{b} vs {a}");
+    }
+}
+
+#[test]
+fn fp16_gradient_compression_stays_close() {
+    let (base, _) = train(1, 1, 1, "PreferBackward");
+    let (got, _) = train_with(1, 2, 1, "PreferBackward", serde_json::json!({"communication.fp16": true}));
+    for (a, b) in base.iter().zip(&got) {
+        assert!((a - b).abs() <= 2e-3 * a.abs(), "{b} vs {a}");
+    }
+}
+
+#[test]
+fn unimplemented_communication_settings_are_refused_not_ignored() {
+    let err = |extra| Trainer::compile(model(1), options(2, 1, "PreferBackward", extra)).err().unwrap().to_string();
+    assert!(err(serde_json::json!({"communication.clip_after_allreduce": false})).starts_with(
+        "communication.clip_after_allreduce=false with gradient clipping is not yet supported"
+    ));
+    // The tied embedding's gradient is dense (it sums the head's), so `false` changes nothing here.
+    assert!(Trainer::compile(model(1), options(2, 1, "PreferBackward", serde_json::json!({"communication.sparse_as_dense": false}))).is_ok());
+    let mut b = GraphBuilder::new();
+    let idx = b.input("idx", Shape(vec![Dim::Batch(1), Dim::Fixed(T)]), DType::I32).unwrap();
+    let table = p(&mut b, "table", &[V, C], Init::Ones);
+    let e = op(&mut b, Op::Embedding, &[table, idx]);
+    let flat = b.reshape_dims(e, &[-1]).unwrap();
+    let flat = op(&mut b, Op::Reshape { shape: flat }, &[e]);
+    let loss = op(&mut b, Op::Reduce { op: ReduceOp::Mean, axis: 0, keepdim: false }, &[flat]);
+    let untied = b.finish(loss).unwrap();
+    let e = Trainer::compile(untied, options(2, 1, "PreferBackward", serde_json::json!({"communication.sparse_as_dense": false})));
+    assert!(e.err().unwrap().to_string().starts_with("communication.sparse_as_dense=false is not yet supported"));
+}
+
+#[test]
+fn bad_layouts_are_errors_that_name_the_numbers() {
+    let err = |stages, devices, micro| {
+        Trainer::compile(model(stages), options(devices, micro, "PreferBackward", serde_json::json!({}))).err().unwrap().to_string()
+    };
+    assert_eq!(err(4, 2, 1), "the model has 4 pipeline stages but only 2 device(s); each stage needs its own device");
+    assert_eq!(err(2, 3, 1), "3 devices do not divide into replicas of 2 stages (3 % 2 = 1)");
+    assert_eq!(
+        err(1, 2, 3),
+        "batch: global batch B=8 does not split into R=2 replicas x M=3 micro-batches (B must be a multiple of R*M=6)"
+    );
+}
+
+#[test]
+fn a_tensor_flowing_back_to_an_earlier_stage_is_named() {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", Shape(vec![Dim::Batch(1), Dim::Fixed(4)]), DType::F32).unwrap();
+    b.open_taskgraph("first", Strategy::Replicate, 1);
+    let w = p(&mut b, "w", &[4, 4], Init::Ones);
+    let h = op(&mut b, Op::MatMul { trans_a: false, trans_b: false }, &[x, w]);
+    let tg_second = b.open_taskgraph("second", Strategy::Replicate, 1);
+    let late = op(&mut b, Op::Unary(UnaryOp::Tanh), &[h]);
+    b.open_taskgraph("third", Strategy::Replicate, 1);
+    let _ = tg_second;
+    b.set_taskgraph(weft_core::ir::TaskGraphId(1)).unwrap();
+    let back = op(&mut b, Op::Binary(BinaryOp::Add), &[h, late]);
+    let flat = b.reshape_dims(back, &[-1]).unwrap();
+    let flat = op(&mut b, Op::Reshape { shape: flat }, &[back]);
+    let loss = op(&mut b, Op::Reduce { op: ReduceOp::Sum, axis: 0, keepdim: false }, &[flat]);
+    let g = b.finish(loss).unwrap();
+    let e = weft_core::passes::assign_stages(&g).unwrap_err().to_string();
+    assert!(e.contains("tensor %3 (`%3 = tanh(%2) : f32[B,4] tg2 fwd`) of stage 1 'second' flows back to stage 0 'first'"), "{e}");
+}

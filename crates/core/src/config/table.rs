@@ -269,9 +269,11 @@ config_table! {
                   them.",
         }
         sparse_as_dense: bool {
-            default: false, min: None, origin: Epl,
+            default: true, min: None, origin: Epl,
             unsupported: None,
-            doc: "Convert sparse (row-slice) gradients to dense before communication.",
+            doc: "Communicate embedding (row-slice) gradients densely. weft's default is true \
+                  (EPL's is false): its embedding gradients are dense tensors, and the sparse \
+                  all-gather path (false) is refused under data parallelism, never ignored.",
         }
         max_splits: usize {
             default: 5, min: Some(1), origin: Epl,
@@ -289,10 +291,11 @@ config_table! {
             doc: "Multiply before the fp16 cast and divide after.",
         }
         clip_after_allreduce: bool {
-            default: false, min: None, origin: Epl,
+            default: true, min: None, origin: Epl,
             unsupported: None,
-            doc: "false: clip local gradients, then all-reduce; true: all-reduce first, clip the \
-                  reduced gradients (ignored with gradient accumulation).",
+            doc: "true: all-reduce first, clip the global norm of the reduced gradients (weft's \
+                  default: equals single-device training); false (EPL's default): clip each \
+                  replica's local gradients first, refused with data parallelism and clipping.",
         }
         gradients_reduce_method: ReduceMethod {
             default: ReduceMethod::Mean, min: None, origin: Epl,

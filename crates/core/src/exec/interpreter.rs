@@ -12,6 +12,19 @@ use crate::passes::StageMap;
 use crate::rng;
 use std::collections::BTreeMap;
 
+/// How gradients are reduced across replicas (`communication.*` config keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradReduce {
+    /// Target bucket size (`communication.bucket_size_mb`).
+    pub bucket_bytes: usize,
+    /// Most buckets (`communication.max_splits`).
+    pub max_splits: usize,
+    /// Some(scale): all-reduce an fp16 payload scaled by it (`communication.fp16`, `fp16_scale`).
+    pub fp16_scale: Option<f32>,
+    /// Applied after the sum (1/(R*M) for the mean).
+    pub scale: f32,
+}
+
 /// How a device reaches the other stages of its pipeline replica.
 pub struct Link<'a> {
     pub comm: &'a dyn Communicator,
@@ -294,33 +307,36 @@ impl<B: Backend> Executor<B> {
         Ok(data)
     }
 
-    /// Sum every accumulated gradient across `group` (the replicas of this stage) in fused
-    /// buckets of about `bucket_bytes`, last layers first, then scale by `scale`.
-    pub fn all_reduce_grads(&mut self, group: &dyn Communicator, bucket_bytes: usize, scale: f32) -> Result<()> {
+    /// Sum every accumulated gradient across this stage's replicas: fused buckets (last layers
+    /// first, as gradients become ready), round-robin over the channels, optionally as fp16, then
+    /// scaled by `opts.scale`. Every replica ends with bit-identical gradients.
+    pub fn all_reduce_grads(&mut self, channels: &[&dyn Communicator], opts: &GradReduce) -> Result<()> {
         let mut params = self.grad_params();
         params.reverse();
-        let limit = (bucket_bytes / 4).max(1);
-        let mut start = 0;
-        while start < params.len() {
-            let mut end = start;
-            let mut flat: Vec<f32> = Vec::new();
-            while end < params.len() && (flat.is_empty() || flat.len() + self.grad_len(params[end]) <= limit) {
-                let g = self.backend.download(self.grads[params[end].index()].as_ref().expect("checked"))?;
+        let sizes: Vec<(usize, usize)> = params.iter().enumerate().map(|(i, p)| (i, self.grad_len(*p))).collect();
+        let buckets = crate::collectives::plan_buckets(&sizes, opts.bucket_bytes, opts.max_splits);
+        for (b, bucket) in buckets.iter().enumerate() {
+            let mut flat: Vec<f32> = Vec::with_capacity(bucket.elements);
+            for &t in &bucket.tensors {
+                let g = self.backend.download(self.grads[params[t].index()].as_ref().expect("checked"))?;
                 flat.extend_from_slice(g.as_f32().ok_or_else(|| Error::internal("f32 gradient"))?);
-                end += 1;
             }
-            group.all_reduce(&mut flat, crate::collectives::ReduceOp::Sum)?;
+            let comm = channels[b % channels.len()];
+            match opts.fp16_scale {
+                Some(scale) => crate::collectives::all_reduce_fp16(comm, &mut flat, crate::collectives::ReduceOp::Sum, scale)?,
+                None => comm.all_reduce(&mut flat, crate::collectives::ReduceOp::Sum)?,
+            }
             let mut offset = 0;
-            for &p in &params[start..end] {
+            for &t in &bucket.tensors {
+                let p = params[t];
                 let len = self.grad_len(p);
                 let mut part = flat[offset..offset + len].to_vec();
-                if scale != 1.0 {
-                    part.iter_mut().for_each(|x| *x *= scale);
+                if opts.scale != 1.0 {
+                    part.iter_mut().for_each(|x| *x *= opts.scale);
                 }
                 self.grads[p.index()] = Some(self.backend.upload(&HostData::F32(part))?);
                 offset += len;
             }
-            start = end;
         }
         Ok(())
     }

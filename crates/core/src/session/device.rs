@@ -4,7 +4,7 @@
 use crate::collectives::Communicator;
 use crate::error::Result;
 use crate::exec::cpu::CpuBackend;
-use crate::exec::{Executor, HostData, KernelCtx, Link, ProgramKind};
+use crate::exec::{Executor, GradReduce, HostData, KernelCtx, Link, ProgramKind};
 use crate::ir::NodeId;
 use super::trace::DeviceTrace;
 use std::collections::BTreeMap;
@@ -23,8 +23,9 @@ pub(super) struct Device {
     pub replica: usize,
     /// All devices; ranks are `replica * stages + stage`.
     pub world: Option<Box<dyn Communicator>>,
-    /// This stage's replicas (data parallelism), when there are several.
-    pub dp: Option<Box<dyn Communicator>>,
+    /// Channels to this stage's replicas (data parallelism; `communication.num_communicators`),
+    /// empty with one replica.
+    pub dp: Vec<Box<dyn Communicator>>,
 }
 
 /// What a device hands back from the compute phase of a step.
@@ -46,9 +47,8 @@ pub(super) struct StepPlan<'a> {
     pub outputs: &'a [(String, NodeId)],
     pub ctx: KernelCtx,
     pub train: bool,
-    /// Gradient scale applied after the data-parallel sum (1 / (replicas * micro-batches) for mean).
-    pub grad_scale: f32,
-    pub bucket_bytes: usize,
+    /// Gradient reduction across replicas; its scale is 1/(R*M) for the mean.
+    pub reduce: GradReduce,
     /// When the step started on the driver (all spans are relative to it).
     pub epoch: Instant,
 }
@@ -92,10 +92,13 @@ impl Device {
         }
         if plan.train {
             let t0 = Instant::now();
-            match self.dp.as_deref() {
-                Some(dp) => self.exec.all_reduce_grads(dp, plan.bucket_bytes, plan.grad_scale)?,
-                None if plan.grad_scale != 1.0 => self.exec.scale_grads(plan.grad_scale)?,
-                None => {}
+            if self.dp.is_empty() {
+                if plan.reduce.scale != 1.0 {
+                    self.exec.scale_grads(plan.reduce.scale)?;
+                }
+            } else {
+                let channels: Vec<&dyn Communicator> = self.dp.iter().map(|c| c.as_ref()).collect();
+                self.exec.all_reduce_grads(&channels, &plan.reduce)?;
             }
             out.trace.push(plan.epoch, t0, "allreduce".into(), "allreduce");
             out.sum_squares = self.exec.grad_sum_squares()?;

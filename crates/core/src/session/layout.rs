@@ -47,12 +47,37 @@ impl Layout {
         Ok(Layout { stages, replicas, micro_batches: m, work, schedule })
     }
 
+    /// Refuse the `communication.*` settings whose behaviour this build does not implement for
+    /// this layout, instead of ignoring them.
+    pub fn check_communication(&self, options: &TrainerOptions, graph: &crate::ir::Graph) -> Result<()> {
+        if self.replicas == 1 {
+            return Ok(());
+        }
+        let comm = &options.config.communication;
+        if !comm.clip_after_allreduce && options.optimizer.grad_clip.is_some() {
+            return Err(Error::unsupported(
+                "communication.clip_after_allreduce=false with gradient clipping",
+                "clipping each replica's local gradients before the all-reduce is not implemented; \
+                 weft clips the global norm of the reduced gradients (set it to true, weft's default)",
+            ));
+        }
+        let sparse = graph.grads.iter().any(|(_, g)| matches!(graph.node(*g).op, crate::ir::Op::EmbeddingBackward { .. }));
+        if !comm.sparse_as_dense && sparse {
+            return Err(Error::unsupported(
+                "communication.sparse_as_dense=false",
+                "the sparse all-gather path for embedding gradients is not implemented; weft \
+                 all-reduces them densely (set it to true, weft's default)",
+            ));
+        }
+        Ok(())
+    }
+
     /// One world communicator per device, and one per stage's replicas when data-parallel.
     pub fn communicators(&self, options: &TrainerOptions) -> Result<Comms> {
         let n = self.stages * self.replicas;
         let timeout = Duration::from_secs(options.config.communication.timeout_s as u64);
         let mut world: Vec<Option<Box<dyn Communicator>>> = (0..n).map(|_| None).collect();
-        let mut dp: Vec<Option<Box<dyn Communicator>>> = (0..n).map(|_| None).collect();
+        let mut dp: Vec<Vec<Box<dyn Communicator>>> = (0..n).map(|_| Vec::new()).collect();
         if n > 1 {
             for (rank, c) in LocalGroup::new(n, timeout).into_iter().enumerate() {
                 world[rank] = Some(Box::new(c));
@@ -61,9 +86,12 @@ impl Layout {
         if self.replicas > 1 {
             let groups: Vec<Vec<usize>> =
                 (0..self.stages).map(|s| (0..self.replicas).map(|r| r * self.stages + s).collect()).collect();
-            for (group, comms) in groups.iter().zip(LocalGroup::subgroups(n, &groups, timeout)?) {
-                for (&rank, c) in group.iter().zip(comms) {
-                    dp[rank] = Some(Box::new(c));
+            // In-process channels run back to back; with NCCL each is its own stream.
+            for _ in 0..options.config.communication.num_communicators.max(1) {
+                for (group, comms) in groups.iter().zip(LocalGroup::subgroups(n, &groups, timeout)?) {
+                    for (&rank, c) in group.iter().zip(comms) {
+                        dp[rank].push(Box::new(c));
+                    }
                 }
             }
         }
@@ -73,13 +101,13 @@ impl Layout {
 
 pub struct Comms {
     world: Vec<Option<Box<dyn Communicator>>>,
-    dp: Vec<Option<Box<dyn Communicator>>>,
+    dp: Vec<Vec<Box<dyn Communicator>>>,
 }
 
 impl Comms {
     #[allow(clippy::type_complexity)]
-    pub fn take(&mut self, rank: usize) -> (Option<Box<dyn Communicator>>, Option<Box<dyn Communicator>>) {
-        (self.world[rank].take(), self.dp[rank].take())
+    pub fn take(&mut self, rank: usize) -> (Option<Box<dyn Communicator>>, Vec<Box<dyn Communicator>>) {
+        (self.world[rank].take(), std::mem::take(&mut self.dp[rank]))
     }
 }
 

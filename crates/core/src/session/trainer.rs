@@ -76,6 +76,7 @@ impl Trainer {
         let resolved = run_pass(model.clone(), |g| resolve_batch(g, micro_rows))?;
         let compiled = run_pass(resolved, differentiate)?;
         let stages = assign_stages(&compiled)?;
+        layout.check_communication(&options, &compiled)?;
         let threads = match options.threads {
             0 => (std::thread::available_parallelism().map_or(1, |p| p.get()) / n).max(1),
             t => t,
@@ -100,8 +101,8 @@ impl Trainer {
         if self.layout.replicas == 1 {
             return Ok(());
         }
-        let results = parallel(&mut self.devices, |d| match d.dp.as_deref() {
-            Some(dp) => d.exec.broadcast_params(dp),
+        let results = parallel(&mut self.devices, |d| match d.dp.first() {
+            Some(dp) => d.exec.broadcast_params(dp.as_ref()),
             None => Ok(()),
         });
         results.into_iter().collect()
@@ -175,7 +176,13 @@ impl Trainer {
         let loss = self.compiled.loss.ok_or_else(|| Error::internal("no loss"))?;
         let outputs = self.compiled.outputs.clone();
         let stage_of = self.stages.stage_of.clone();
-        let bucket_bytes = self.options.config.communication.bucket_size_mb * (1 << 20);
+        let comm = &self.options.config.communication;
+        let reduce = crate::exec::GradReduce {
+            bucket_bytes: comm.bucket_size_mb * (1 << 20),
+            max_splits: comm.max_splits,
+            fp16_scale: comm.fp16.then_some(comm.fp16_scale as f32),
+            scale: grad_scale,
+        };
         let ctx = KernelCtx { step: self.step + 1 };
         let epoch = Instant::now();
         let layout = &self.layout;
@@ -189,8 +196,7 @@ impl Trainer {
                 outputs: &outputs,
                 ctx,
                 train,
-                grad_scale,
-                bucket_bytes,
+                reduce: reduce.clone(),
                 epoch,
             };
             d.compute(&plan, &stage_of)
