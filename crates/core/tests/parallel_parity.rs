@@ -231,3 +231,18 @@ fn a_tensor_flowing_back_to_an_earlier_stage_is_named() {
     let e = weft_core::passes::assign_stages(&g).unwrap_err().to_string();
     assert!(e.contains("tensor %3 (`%3 = tanh(%2) : f32[B,4] tg2 fwd`) of stage 1 'second' flows back to stage 0 'first'"), "{e}");
 }
+
+#[test]
+fn the_plan_shows_epl_slices_the_schedule_grid_and_memory() {
+    let t = Trainer::compile(model(2), options(4, 4, "PreferBackward", serde_json::json!({}))).unwrap();
+    let plan = t.plan_json();
+    assert_eq!(plan["taskgraphs"][0]["devices"], serde_json::json!([[0], [2]]));
+    assert_eq!(plan["taskgraphs"][1]["devices"], serde_json::json!([[1], [3]]));
+    // 1F1B: stage 0 warms up with S-s = 2 forwards; the last stage alternates.
+    assert_eq!(plan["schedule"]["cpu:0"], serde_json::json!(["F0", "F1", "B0", "F2", "B1", "F3", "B2", "B3", "ALLREDUCE", "STEP"]));
+    assert_eq!(plan["schedule"]["cpu:1"], serde_json::json!(["F0", "B0", "F1", "B1", "F2", "B2", "F3", "B3", "ALLREDUCE", "STEP"]));
+    let text = t.plan_text();
+    assert!(text.contains("taskgraph 0 'stage0': devices [[0], [2]]"), "{text}");
+    assert!(text.contains("rank 0 |"), "{text}");
+    eprintln!("{text}");
+}

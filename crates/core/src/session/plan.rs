@@ -118,13 +118,16 @@ impl Trainer {
         s
     }
 
-    fn device_name(i: usize) -> String {
-        format!("cpu:{i}")
+    /// The name of the device running rank `i` (replica-major ranks), from EPL's slicing.
+    pub(super) fn device_name(&self, i: usize) -> String {
+        let (r, s) = (i / self.layout.stages, i % self.layout.stages);
+        let d = self.slicing.taskgraphs[s].replicas[r][0];
+        self.slicing.cluster.device_name(d)
     }
 
     /// Device indices of each stage, [replica][device] as EPL's VirtualDevice slices.
     fn stage_devices(&self, stage: usize) -> Vec<Vec<usize>> {
-        (0..self.layout.replicas).map(|r| vec![r * self.layout.stages + stage]).collect()
+        self.slicing.taskgraphs[stage].replicas.iter().map(|r| r.iter().map(|d| d.index()).collect()).collect()
     }
 
     pub fn plan_json(&self) -> Value {
@@ -138,12 +141,13 @@ impl Trainer {
         let mut schedule = serde_json::Map::new();
         let mut memory = serde_json::Map::new();
         for ((i, d), est) in self.devices.iter().enumerate().zip(self.memory_estimates()) {
-            schedule.insert(Self::device_name(i), json!(self.device_schedule(d.stage)));
-            memory.insert(Self::device_name(i), est.to_json());
+            schedule.insert(self.device_name(i), json!(self.device_schedule(d.stage)));
+            memory.insert(self.device_name(i), est.to_json());
         }
         let (r, m) = (self.layout.replicas, self.layout.micro_batches);
         json!({
-            "devices": (0..self.devices.len()).map(Self::device_name).collect::<Vec<_>>(),
+            "devices": (0..self.devices.len()).map(|i| self.device_name(i)).collect::<Vec<_>>(),
+            "layout": self.slicing.layout.name(),
             "batch": {"global": self.options.batch, "replicas": r, "micro_batches": m, "per_micro_batch": self.options.batch / (r * m)},
             "stages": self.layout.stages,
             "pipeline_strategy": self.options.config.pipeline.strategy.as_str(),
@@ -172,7 +176,7 @@ impl Trainer {
             }
             None => {
                 for i in 0..n {
-                    let _ = writeln!(t, "  cpu:{i} | {}", self.device_schedule(self.devices[i].stage).join(" "));
+                    let _ = writeln!(t, "  {} | {}", self.device_name(i), self.device_schedule(self.devices[i].stage).join(" "));
                 }
             }
         }
@@ -180,8 +184,8 @@ impl Trainer {
         for (i, e) in self.memory_estimates().iter().enumerate() {
             let _ = writeln!(
                 t,
-                "  cpu:{i}: params {}, grads {}, optimizer {}, activations {}, total {}",
-                human(e.params), human(e.grads), human(e.optimizer_state), human(e.activations), human(e.total())
+                "  {}: params {}, grads {}, optimizer {}, activations {}, total {}",
+                self.device_name(i), human(e.params), human(e.grads), human(e.optimizer_state), human(e.activations), human(e.total())
             );
         }
         let p = self.devices[0].exec.program();
@@ -194,7 +198,7 @@ impl Trainer {
     pub fn memory_json(&self) -> Value {
         let mut out = serde_json::Map::new();
         for ((i, d), est) in self.devices.iter().enumerate().zip(self.memory_estimates()) {
-            out.insert(Self::device_name(i), json!({"measured": d.exec.memory().to_json(), "predicted": est.to_json()}));
+            out.insert(self.device_name(i), json!({"measured": d.exec.memory().to_json(), "predicted": est.to_json()}));
         }
         Value::Object(out)
     }

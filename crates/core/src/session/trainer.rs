@@ -37,6 +37,8 @@ pub struct Trainer {
     pub(super) inputs: Vec<InputSpec>,
     pub(super) step: u64,
     pub(super) schedule: crate::optim::LrSchedule,
+    /// EPL's device slices of the stages (names and device lists in plans).
+    pub(super) slicing: crate::strategy::Slicing,
     /// Spans of every device in the last step (for `--trace` and idle fractions).
     pub(super) last_trace: Vec<super::trace::DeviceTrace>,
 }
@@ -71,6 +73,7 @@ impl Trainer {
         let n = device_count(&options)?;
         let stage_count = assign_stages(&model)?.stages();
         let layout = Layout::new(&options, n, stage_count)?;
+        let slicing = stage_slicing(&model, n, &options)?;
         let micro_rows = options.batch / (layout.replicas * layout.micro_batches);
         let inputs = input_specs(&model, options.batch)?;
         let resolved = run_pass(model.clone(), |g| resolve_batch(g, micro_rows))?;
@@ -91,7 +94,7 @@ impl Trainer {
         }
         let schedule = options.optimizer.lr_schedule()?;
         let last_trace = Vec::new();
-        let mut t = Trainer { model, compiled, stages, layout, devices, options, inputs, step: 0, schedule, last_trace };
+        let mut t = Trainer { model, compiled, stages, layout, devices, options, inputs, step: 0, schedule, slicing, last_trace };
         t.broadcast_initial_weights()?;
         Ok(t)
     }
@@ -327,7 +330,7 @@ impl Trainer {
 
     /// Chrome/Perfetto trace of the last training step: one track per device.
     pub fn trace_json(&self) -> serde_json::Value {
-        let names: Vec<String> = (0..self.devices.len()).map(|i| format!("cpu:{i}")).collect();
+        let names: Vec<String> = (0..self.devices.len()).map(|i| self.device_name(i)).collect();
         super::trace::chrome_trace(&self.last_trace, &names)
     }
 
@@ -344,6 +347,22 @@ impl Trainer {
     pub(super) fn param_count(&self) -> usize {
         self.parameter_shapes().iter().map(|(_, d)| d.iter().product::<usize>()).sum()
     }
+}
+
+/// EPL's slicing of the stages (TaskGraphs that compute) over `n` local CPU devices. With
+/// one-device stages it is replica-major, the order of the trainer's device ranks.
+fn stage_slicing(model: &Graph, n: usize, options: &TrainerOptions) -> Result<crate::strategy::Slicing> {
+    let stages = assign_stages(model)?;
+    let tgs: Vec<crate::ir::TaskGraph> = stages
+        .names
+        .iter()
+        .map(|name| model.taskgraphs.iter().find(|t| &t.name == name).cloned().unwrap_or(crate::ir::TaskGraph {
+            name: name.clone(),
+            strategy: crate::ir::Strategy::Replicate,
+            device_count: 1,
+        }))
+        .collect();
+    crate::strategy::slice_for_config(&crate::strategy::Cluster::local(n)?, &tgs, &options.config)
 }
 
 /// Run `f` on every device, each on its own thread (inline when there is one device).
