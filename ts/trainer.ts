@@ -34,12 +34,16 @@ export interface StepResult {
   readonly ms: number;
   /** Global gradient norm before clipping (undefined for evaluation). */
   readonly gradNorm: number | undefined;
+  /** Measured idle fraction of each device over the pipeline phase of this step. */
+  readonly idle: readonly number[];
+  /** The pipeline's ideal idle fraction (S-1)/(M+S-1). */
+  readonly idealIdle: number;
   /** The model's named outputs (`m.output`). */
   readonly outputs: Readonly<Record<string, OutputValue>>;
 }
 
 /** What `evaluate` returns. */
-export type EvalResult = Omit<StepResult, 'gradNorm' | 'lr'>;
+export type EvalResult = Omit<StepResult, 'gradNorm' | 'lr' | 'idle' | 'idealIdle'>;
 
 /** Options of {@link compile}. */
 export interface CompileOptions {
@@ -312,6 +316,8 @@ function report(r: NativeReport): StepResult {
     lr: r.lr,
     ms: r.ms,
     gradNorm: r.gradNorm ?? undefined,
+    idle: r.idle,
+    idealIdle: r.idealIdle,
     outputs: Object.freeze(outputs),
   });
 }

@@ -43,6 +43,10 @@ pub struct JsStepReport {
     pub grad_norm: Option<f64>,
     pub ms: f64,
     pub outputs: Vec<NamedTensor>,
+    /// Measured idle fraction of each device over the pipeline phase (training steps).
+    pub idle: Vec<f64>,
+    /// The pipeline's ideal idle fraction (S-1)/(M+S-1).
+    pub ideal_idle: f64,
 }
 
 /// A compiled model's batch input at the global batch size.
@@ -362,6 +366,8 @@ pub fn step_report(r: StepReport) -> JsStepReport {
             .into_iter()
             .map(|(name, dims, data)| NamedTensor { name, shape: dims_u32(&dims), data: to_js_tensor(data) })
             .collect(),
+        idle: r.idle,
+        ideal_idle: r.ideal_idle,
     }
 }
 
