@@ -1,9 +1,13 @@
 //! Graph-to-graph passes. Each is `Graph -> Result<Graph>` and the pass manager runs
 //! `verify()` after every one, so a broken pass is caught at the pass, not at run time.
 
+mod auto_stage;
 mod resolve_batch;
 mod stages;
 
+pub use auto_stage::{
+    AutoStageReport, StageCost, StagePolicy, auto_stages, equal_op_count_stages, stage_costs,
+};
 pub use resolve_batch::resolve_batch;
 pub use stages::{StageMap, assign_stages};
 
