@@ -103,8 +103,12 @@ fn train_with(stages: usize, devices: usize, micro: usize, strategy: &str, extra
 }
 
 fn assert_parity(name: &str, stages: usize, devices: usize, micro: usize, strategy: &str) {
+    assert_parity_with(name, stages, devices, micro, strategy, serde_json::json!({}));
+}
+
+fn assert_parity_with(name: &str, stages: usize, devices: usize, micro: usize, strategy: &str, extra: serde_json::Value) {
     let (base, base_t) = train(1, 1, 1, "PreferBackward");
-    let (got, t) = train(stages, devices, micro, strategy);
+    let (got, t) = train_with(stages, devices, micro, strategy, extra);
     for (i, (a, b)) in base.iter().zip(&got).enumerate() {
         assert!((a - b).abs() <= 1e-5 * a.abs(), "{name}: step {} loss {b} vs single-device {a}", i + 1);
     }
@@ -138,6 +142,15 @@ fn pipeline_2_stages_matches_one_device_under_every_schedule() {
 fn pipeline_4_stages_matches_one_device() {
     assert_parity("pp4 1f1b m8", 4, 4, 8, "PreferBackward");
     assert_parity("pp4 gpipe m4", 4, 4, 4, "PreferForward");
+}
+
+#[test]
+fn interleaved_virtual_stages_match_one_device() {
+    let v2 = serde_json::json!({"pipeline.num_virtual_stages": 2});
+    // 4 stages on 2 devices (stages 0 and 2 on cpu:0), and 4 stages on 2 devices x 2 replicas.
+    assert_parity_with("interleaved ranks 2 v2 m4", 4, 2, 4, "PreferBackward", v2.clone());
+    assert_parity_with("interleaved ranks 2 v2 m8", 4, 2, 8, "PreferBackward", v2.clone());
+    assert_parity_with("dp2 x interleaved ranks 2 v2 m4", 4, 4, 4, "PreferBackward", v2);
 }
 
 #[test]

@@ -97,11 +97,6 @@ mod tests {
                 "auto_parallel=true",
             ),
             (
-                json!({"pipeline.num_virtual_stages": 2}),
-                "pipeline.num_virtual_stages",
-                "=2",
-            ),
-            (
                 json!({"optimizer.num_apply_group": 3}),
                 "optimizer.num_apply_group",
                 "=3",

@@ -157,9 +157,9 @@ config_table! {
         }
         num_virtual_stages: usize {
             default: 1, min: Some(1), origin: Weft,
-            unsupported: Some("interleaved pipeline schedules land with the schedule issue"),
-            doc: "Virtual stages (model chunks) per device for interleaved 1F1B; 1 = not \
-                  interleaved.",
+            unsupported: None,
+            doc: "Virtual stages (model chunks) per device for interleaved 1F1B: stage s runs on \
+                  device s % (stages / V); 1 = not interleaved.",
         }
     }
     /// Gradient checkpointing (activation recomputation).

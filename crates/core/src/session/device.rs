@@ -1,39 +1,54 @@
-//! One device of a compiled layout: an executor for one stage of one pipeline replica, its
-//! communicators, and what it does in a step (its pipeline work, then gradient reduction).
+//! One device of a compiled layout: the executors of the pipeline stages it hosts (one, or
+//! several with interleaved virtual stages), its communicators, and what it does in a step (its
+//! pipeline work, then gradient reduction across replicas).
 
+use super::trace::DeviceTrace;
 use crate::collectives::Communicator;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::exec::cpu::CpuBackend;
 use crate::exec::{Executor, GradReduce, HostData, KernelCtx, Link, ProgramKind};
 use crate::ir::NodeId;
-use super::trace::DeviceTrace;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// One unit of pipeline work for a stage.
+/// One unit of pipeline work: the forward or backward of a stage for a micro-batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Work {
-    Forward(usize),
-    Backward(usize),
+    Forward { stage: usize, mb: usize },
+    Backward { stage: usize, mb: usize },
+}
+
+impl Work {
+    /// `F3` with one stage per device, `F1.3` (stage 1, micro-batch 3) with several.
+    pub fn label(&self, qualified: bool) -> String {
+        let (l, s, m) = match *self {
+            Work::Forward { stage, mb } => ("F", stage, mb),
+            Work::Backward { stage, mb } => ("B", stage, mb),
+        };
+        if qualified { format!("{l}{s}.{m}") } else { format!("{l}{m}") }
+    }
 }
 
 pub(super) struct Device {
-    pub exec: Executor<CpuBackend>,
-    pub stage: usize,
+    /// One executor per hosted stage, in `stages` order.
+    pub execs: Vec<Executor<CpuBackend>>,
+    pub stages: Vec<usize>,
+    /// This device's rank within its pipeline replica.
+    pub position: usize,
     pub replica: usize,
-    /// All devices; ranks are `replica * stages + stage`.
+    /// All devices; ranks are `replica * ranks_per_replica + position`.
     pub world: Option<Box<dyn Communicator>>,
-    /// Channels to this stage's replicas (data parallelism; `communication.num_communicators`),
-    /// empty with one replica.
+    /// Channels to the devices at the same position in other replicas (data parallelism;
+    /// `communication.num_communicators` of them), empty with one replica.
     pub dp: Vec<Box<dyn Communicator>>,
 }
 
 /// What a device hands back from the compute phase of a step.
 #[derive(Default)]
 pub(super) struct DeviceResult {
-    /// Loss per micro-batch (only on the stage computing the loss).
+    /// Loss per micro-batch (only on the device computing the loss).
     pub losses: Vec<f32>,
-    /// Outputs per micro-batch: (name, data) in micro-batch order.
+    /// Outputs per micro-batch: (micro-batch, name, data).
     pub outputs: Vec<(usize, String, HostData)>,
     pub sum_squares: f64,
     pub trace: DeviceTrace,
@@ -54,54 +69,62 @@ pub(super) struct StepPlan<'a> {
 }
 
 impl Device {
-    fn owns(&self, id: NodeId, stage_of: &[usize]) -> bool {
-        stage_of[id.index()] == self.stage
+    pub fn exec_of(&self, stage: usize) -> Option<&Executor<CpuBackend>> {
+        self.stages.iter().position(|&s| s == stage).map(|i| &self.execs[i])
+    }
+
+    pub fn exec_of_mut(&mut self, stage: usize) -> Option<&mut Executor<CpuBackend>> {
+        self.stages.iter().position(|&s| s == stage).map(move |i| &mut self.execs[i])
     }
 
     /// Run this device's pipeline work for one step, then reduce gradients across replicas.
     pub fn compute(&mut self, plan: &StepPlan<'_>, stage_of: &[usize]) -> Result<DeviceResult> {
         let mut out = DeviceResult::default();
-        let link = self.world.as_deref().map(|comm| Link { comm, rank_of_stage: plan.rank_of_stage });
+        let qualified = self.stages.len() > 1;
         for w in plan.work {
-            let (kind, mb) = match *w {
-                Work::Forward(mb) if plan.train => (ProgramKind::Forward, mb),
-                Work::Forward(mb) => (ProgramKind::Eval, mb),
-                Work::Backward(mb) => (ProgramKind::Backward, mb),
+            let (kind, stage, mb) = match *w {
+                Work::Forward { stage, mb } if plan.train => (ProgramKind::Forward, stage, mb),
+                Work::Forward { stage, mb } => (ProgramKind::Eval, stage, mb),
+                Work::Backward { stage, mb } => (ProgramKind::Backward, stage, mb),
             };
             if !plan.train && kind == ProgramKind::Backward {
                 continue;
             }
-            let (t0, wait0) = (Instant::now(), self.exec.recv_wait);
-            self.exec.run(kind, mb, &plan.micro_inputs[mb], &plan.ctx, link.as_ref())?;
+            let link = self.world.as_deref().map(|comm| Link { comm, rank_of_stage: plan.rank_of_stage });
+            let i = self.stages.iter().position(|&s| s == stage).ok_or_else(|| Error::internal("work for a stage this device does not host"))?;
+            let exec = &mut self.execs[i];
+            let (t0, wait0) = (Instant::now(), exec.recv_wait);
+            exec.run(kind, mb, &plan.micro_inputs[mb], &plan.ctx, link.as_ref())?;
             let category = if kind == ProgramKind::Backward { "backward" } else { "forward" };
-            let label = if kind == ProgramKind::Backward { "B" } else { "F" };
-            out.trace.push(plan.epoch, t0, format!("{label}{mb}"), category);
-            out.trace.recv_wait_us += (self.exec.recv_wait - wait0).as_secs_f64() * 1e6;
+            out.trace.push(plan.epoch, t0, w.label(qualified), category);
+            out.trace.recv_wait_us += (exec.recv_wait - wait0).as_secs_f64() * 1e6;
             // Backward may still read the loss or an output (e.g. logits): take them after it.
             if kind != ProgramKind::Forward {
-                if self.owns(plan.loss, stage_of) {
-                    let l = self.exec.take_value(mb, plan.loss)?;
+                if stage_of[plan.loss.index()] == stage {
+                    let l = exec.take_value(mb, plan.loss)?;
                     out.losses.push(l.as_f32().map_or(f32::NAN, |v| v[0]));
                 }
                 for (name, id) in plan.outputs {
-                    if self.owns(*id, stage_of) {
-                        out.outputs.push((mb, name.clone(), self.exec.take_value(mb, *id)?));
+                    if stage_of[id.index()] == stage {
+                        out.outputs.push((mb, name.clone(), exec.take_value(mb, *id)?));
                     }
                 }
             }
         }
         if plan.train {
             let t0 = Instant::now();
-            if self.dp.is_empty() {
-                if plan.reduce.scale != 1.0 {
-                    self.exec.scale_grads(plan.reduce.scale)?;
+            let channels: Vec<&dyn Communicator> = self.dp.iter().map(|c| c.as_ref()).collect();
+            for exec in &mut self.execs {
+                if channels.is_empty() {
+                    if plan.reduce.scale != 1.0 {
+                        exec.scale_grads(plan.reduce.scale)?;
+                    }
+                } else {
+                    exec.all_reduce_grads(&channels, &plan.reduce)?;
                 }
-            } else {
-                let channels: Vec<&dyn Communicator> = self.dp.iter().map(|c| c.as_ref()).collect();
-                self.exec.all_reduce_grads(&channels, &plan.reduce)?;
+                out.sum_squares += exec.grad_sum_squares()?;
             }
             out.trace.push(plan.epoch, t0, "allreduce".into(), "allreduce");
-            out.sum_squares = self.exec.grad_sum_squares()?;
         }
         Ok(out)
     }

@@ -12,9 +12,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
     pub stages: usize,
+    /// Devices per pipeline replica: `stages / virtual_stages` (stage s runs on rank s % ranks).
+    pub ranks: usize,
+    /// Stages per device (`pipeline.num_virtual_stages`, interleaved 1F1B when > 1).
+    pub virtual_stages: usize,
     pub replicas: usize,
     pub micro_batches: usize,
-    /// Compute work of each stage for one step, in schedule order.
+    /// Compute work of each rank of a pipeline replica for one step, in schedule order.
     pub work: Vec<Vec<Work>>,
     /// The schedule the work came from (rendered by `weft plan`).
     pub schedule: Option<schedule::Schedule>,
@@ -22,19 +26,27 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(options: &TrainerOptions, devices: usize, stages: usize) -> Result<Layout> {
-        if stages > devices {
+        let v = options.config.pipeline.num_virtual_stages.max(1);
+        if stages % v != 0 {
+            return Err(Error::config(
+                "pipeline.num_virtual_stages",
+                format!("pipeline.num_virtual_stages={v} does not divide the model's {stages} stages"),
+            ));
+        }
+        let ranks = stages / v;
+        if ranks > devices {
             return Err(Error::config(
                 "devices",
                 format!("the model has {stages} pipeline stages but only {devices} device(s); each stage needs its own device"),
             ));
         }
-        if devices % stages != 0 {
+        if devices % ranks != 0 {
             return Err(Error::config(
                 "devices",
-                format!("{devices} devices do not divide into replicas of {stages} stages ({devices} % {stages} = {})", devices % stages),
+                format!("{devices} devices do not divide into replicas of {ranks} stages ({devices} % {ranks} = {})", devices % ranks),
             ));
         }
-        let replicas = devices / stages;
+        let replicas = devices / ranks;
         let m = options.config.pipeline.num_micro_batch.max(1);
         let b = options.batch;
         if b % (replicas * m) != 0 {
@@ -43,8 +55,13 @@ impl Layout {
                 replicas * m
             )));
         }
-        let (work, schedule) = pipeline_work(options.config.pipeline.strategy, stages, m)?;
-        Ok(Layout { stages, replicas, micro_batches: m, work, schedule })
+        let (work, schedule) = pipeline_work(options.config.pipeline.strategy, ranks, v, m)?;
+        Ok(Layout { stages, ranks, virtual_stages: v, replicas, micro_batches: m, work, schedule })
+    }
+
+    /// World rank of `stage` in pipeline replica `replica`.
+    pub fn rank_of(&self, replica: usize, stage: usize) -> usize {
+        replica * self.ranks + stage % self.ranks
     }
 
     /// Refuse the `communication.*` settings whose behaviour this build does not implement for
@@ -74,7 +91,7 @@ impl Layout {
 
     /// One world communicator per device, and one per stage's replicas when data-parallel.
     pub fn communicators(&self, options: &TrainerOptions) -> Result<Comms> {
-        let n = self.stages * self.replicas;
+        let n = self.ranks * self.replicas;
         let timeout = Duration::from_secs(options.config.communication.timeout_s as u64);
         let mut world: Vec<Option<Box<dyn Communicator>>> = (0..n).map(|_| None).collect();
         let mut dp: Vec<Vec<Box<dyn Communicator>>> = (0..n).map(|_| Vec::new()).collect();
@@ -85,7 +102,7 @@ impl Layout {
         }
         if self.replicas > 1 {
             let groups: Vec<Vec<usize>> =
-                (0..self.stages).map(|s| (0..self.replicas).map(|r| r * self.stages + s).collect()).collect();
+                (0..self.ranks).map(|p| (0..self.replicas).map(|r| r * self.ranks + p).collect()).collect();
             // In-process channels run back to back; with NCCL each is its own stream.
             for _ in 0..options.config.communication.num_communicators.max(1) {
                 for (group, comms) in groups.iter().zip(LocalGroup::subgroups(n, &groups, timeout)?) {
@@ -111,27 +128,33 @@ impl Comms {
     }
 }
 
-/// Each stage's forward/backward order for one step. One stage: F0 B0 F1 B1 ... (gradient
-/// accumulation); several: the generator `pipeline.strategy` names.
-fn pipeline_work(strategy: PipelineStrategy, stages: usize, m: usize) -> Result<(Vec<Vec<Work>>, Option<schedule::Schedule>)> {
-    if stages == 1 {
-        let work = (0..m).flat_map(|i| [Work::Forward(i), Work::Backward(i)]).collect();
+/// Each rank's forward/backward order for one step. One stage: F0 B0 F1 B1 ... (gradient
+/// accumulation); several: the generator `pipeline.strategy` names, or interleaved 1F1B when
+/// ranks host several virtual stages.
+fn pipeline_work(strategy: PipelineStrategy, ranks: usize, v: usize, m: usize) -> Result<(Vec<Vec<Work>>, Option<schedule::Schedule>)> {
+    if ranks * v == 1 {
+        let work = (0..m).flat_map(|mb| [Work::Forward { stage: 0, mb }, Work::Backward { stage: 0, mb }]).collect();
         return Ok((vec![work], None));
     }
-    let sched = match strategy {
-        PipelineStrategy::PreferForward => schedule::gpipe(stages, m)?,
-        PipelineStrategy::PreferBackward => schedule::one_f_one_b(stages, m)?,
-        PipelineStrategy::PreferBackwardOptimizer => schedule::one_f_one_b_extra_warmup(stages, m)?,
+    let sched = match (v, strategy) {
+        (v, _) if v > 1 => schedule::interleaved(ranks, v, m)?,
+        (_, PipelineStrategy::PreferForward) => schedule::gpipe(ranks, m)?,
+        (_, PipelineStrategy::PreferBackward) => schedule::one_f_one_b(ranks, m)?,
+        (_, PipelineStrategy::PreferBackwardOptimizer) => schedule::one_f_one_b_extra_warmup(ranks, m)?,
     };
-    let mut work = vec![Vec::new(); stages];
-    for program in &sched.programs {
-        for a in program {
-            match *a {
-                ScheduleAction::Forward { stage, mb } => work[stage.index()].push(Work::Forward(mb.index())),
-                ScheduleAction::Backward { stage, mb } => work[stage.index()].push(Work::Backward(mb.index())),
-                _ => {}
-            }
-        }
-    }
+    let work = sched
+        .programs
+        .iter()
+        .map(|program| {
+            program
+                .iter()
+                .filter_map(|a| match *a {
+                    ScheduleAction::Forward { stage, mb } => Some(Work::Forward { stage: stage.index(), mb: mb.index() }),
+                    ScheduleAction::Backward { stage, mb } => Some(Work::Backward { stage: stage.index(), mb: mb.index() }),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
     Ok((work, Some(sched)))
 }

@@ -29,7 +29,7 @@ impl Trainer {
         let mut params = Vec::new();
         let mut state = Vec::new();
         for (name, dims) in self.parameter_shapes() {
-            let exec = &self.devices[self.owners(&name)?[0]].exec;
+            let exec = self.owner_exec(&name)?;
             params.push(TensorEntry::new(name.clone(), dims.clone(), exec.read_parameter(&name)?));
             let bufs = exec.read_state(&name)?;
             for (s, data) in state_names(bufs.len()).iter().zip(bufs) {
@@ -75,9 +75,7 @@ impl Trainer {
             self.write_parameter_everywhere(&t.name, &t.data)?;
         }
         for (name, bufs) in states {
-            for d in self.owners(&name)? {
-                self.devices[d].exec.write_state(&name, &bufs)?;
-            }
+            self.for_each_owner(&name, |e| e.write_state(&name, &bufs))?;
         }
         self.step = ck.step;
         Ok(ck.config.get("meta").cloned().unwrap_or(Value::Null))
@@ -106,9 +104,6 @@ impl Trainer {
 
     /// Write a parameter on every replica that holds it.
     fn write_parameter_everywhere(&mut self, name: &str, data: &HostData) -> Result<()> {
-        for d in self.owners(name)? {
-            self.devices[d].exec.write_parameter(name, data)?;
-        }
-        Ok(())
+        self.for_each_owner(name, |e| e.write_parameter(name, data))
     }
 }

@@ -54,8 +54,8 @@ pub fn max_in_flight(work: &[Work]) -> usize {
     let (mut open, mut most) = (0usize, 0usize);
     for w in work {
         match w {
-            Work::Forward(_) => open += 1,
-            Work::Backward(_) => open = open.saturating_sub(1),
+            Work::Forward { .. } => open += 1,
+            Work::Backward { .. } => open = open.saturating_sub(1),
         }
         most = most.max(open);
     }
@@ -88,29 +88,39 @@ fn human(bytes: usize) -> String {
     }
 }
 
-fn work_label(w: &Work) -> String {
-    match w {
-        Work::Forward(m) => format!("F{m}"),
-        Work::Backward(m) => format!("B{m}"),
+fn work_stage(w: &Work) -> usize {
+    match *w {
+        Work::Forward { stage, .. } | Work::Backward { stage, .. } => stage,
     }
 }
 
 impl Trainer {
-    /// Predicted peak bytes of every device, in device order.
+    /// Predicted peak bytes of every device, in device order (summed over hosted stages).
     pub fn memory_estimates(&self) -> Vec<MemoryEstimate> {
         let states = self.options.optimizer.rule(0.0).state_count();
         self.devices
             .iter()
             .map(|d| {
-                let k = max_in_flight(&self.layout.work[d.stage]);
-                predict(&self.compiled, d.exec.program(), &self.stages.stage_of, k, states)
+                let work = &self.layout.work[d.position];
+                d.execs.iter().fold(MemoryEstimate::default(), |acc, e| {
+                    let stage = e.program().stage;
+                    let mine: Vec<Work> = work.iter().copied().filter(|w| work_stage(w) == stage).collect();
+                    let m = predict(&self.compiled, e.program(), &self.stages.stage_of, max_in_flight(&mine), states);
+                    MemoryEstimate {
+                        params: acc.params + m.params,
+                        grads: acc.grads + m.grads,
+                        optimizer_state: acc.optimizer_state + m.optimizer_state,
+                        activations: acc.activations + m.activations,
+                    }
+                })
             })
             .collect()
     }
 
-    /// Each device's actions for one step: its stage's work, reduce-grad, optimizer step.
-    fn device_schedule(&self, stage: usize) -> Vec<String> {
-        let mut s: Vec<String> = self.layout.work[stage].iter().map(work_label).collect();
+    /// Each device's actions for one step: its pipeline work, reduce-grad, optimizer step.
+    fn device_schedule(&self, position: usize) -> Vec<String> {
+        let qualified = self.layout.virtual_stages > 1;
+        let mut s: Vec<String> = self.layout.work[position].iter().map(|w| w.label(qualified)).collect();
         if self.layout.replicas > 1 {
             s.push("ALLREDUCE".into());
         }
@@ -120,14 +130,17 @@ impl Trainer {
 
     /// The name of the device running rank `i` (replica-major ranks), from EPL's slicing.
     pub(super) fn device_name(&self, i: usize) -> String {
-        let (r, s) = (i / self.layout.stages, i % self.layout.stages);
-        let d = self.slicing.taskgraphs[s].replicas[r][0];
-        self.slicing.cluster.device_name(d)
+        let Some(slicing) = &self.slicing else { return format!("cpu:{i}") };
+        let (r, s) = (i / self.layout.ranks, i % self.layout.ranks);
+        slicing.cluster.device_name(slicing.taskgraphs[s].replicas[r][0])
     }
 
     /// Device indices of each stage, [replica][device] as EPL's VirtualDevice slices.
     fn stage_devices(&self, stage: usize) -> Vec<Vec<usize>> {
-        self.slicing.taskgraphs[stage].replicas.iter().map(|r| r.iter().map(|d| d.index()).collect()).collect()
+        match &self.slicing {
+            Some(sl) => sl.taskgraphs[stage].replicas.iter().map(|r| r.iter().map(|d| d.index()).collect()).collect(),
+            None => (0..self.layout.replicas).map(|r| vec![self.layout.rank_of(r, stage)]).collect(),
+        }
     }
 
     pub fn plan_json(&self) -> Value {
@@ -141,13 +154,14 @@ impl Trainer {
         let mut schedule = serde_json::Map::new();
         let mut memory = serde_json::Map::new();
         for ((i, d), est) in self.devices.iter().enumerate().zip(self.memory_estimates()) {
-            schedule.insert(self.device_name(i), json!(self.device_schedule(d.stage)));
+            schedule.insert(self.device_name(i), json!(self.device_schedule(d.position)));
             memory.insert(self.device_name(i), est.to_json());
         }
         let (r, m) = (self.layout.replicas, self.layout.micro_batches);
         json!({
             "devices": (0..self.devices.len()).map(|i| self.device_name(i)).collect::<Vec<_>>(),
-            "layout": self.slicing.layout.name(),
+            "layout": self.slicing.as_ref().map_or("interleaved", |s| s.layout.name()),
+            "virtual_stages": self.layout.virtual_stages,
             "batch": {"global": self.options.batch, "replicas": r, "micro_batches": m, "per_micro_batch": self.options.batch / (r * m)},
             "stages": self.layout.stages,
             "pipeline_strategy": self.options.config.pipeline.strategy.as_str(),
@@ -163,20 +177,26 @@ impl Trainer {
         let mut t = String::new();
         let (s, r, m) = (self.layout.stages, self.layout.replicas, self.layout.micro_batches);
         let n = self.devices.len();
-        let _ = writeln!(t, "devices: {n} x cpu ({r} replica(s) x {s} stage(s))");
+        let v = self.layout.virtual_stages;
+        let _ = writeln!(t, "devices: {n} x cpu ({r} replica(s) x {} device(s) per replica; {s} stage(s), {v} per device)", self.layout.ranks);
         let _ = writeln!(t, "batch: global {} = {r} replica(s) x {m} micro-batch(es) x {} rows", self.options.batch, self.options.batch / (r * m));
         for st in 0..s {
             let _ = writeln!(t, "taskgraph {st} '{}': devices {:?}", self.stages.names[st], self.stage_devices(st));
         }
         let _ = writeln!(t, "parameters: {}", self.param_count());
-        let _ = writeln!(t, "schedule ({}):", if s > 1 { self.options.config.pipeline.strategy.as_str() } else { "gradient accumulation" });
+        let kind = match (s, v) {
+            (1, _) => "gradient accumulation",
+            (_, 1) => self.options.config.pipeline.strategy.as_str(),
+            _ => "interleaved 1F1B",
+        };
+        let _ = writeln!(t, "schedule ({kind}):");
         match &self.layout.schedule {
             Some(sched) => {
                 let _ = writeln!(t, "{}", crate::schedule::render_grid(sched).trim_end());
             }
             None => {
                 for i in 0..n {
-                    let _ = writeln!(t, "  {} | {}", self.device_name(i), self.device_schedule(self.devices[i].stage).join(" "));
+                    let _ = writeln!(t, "  {} | {}", self.device_name(i), self.device_schedule(self.devices[i].position).join(" "));
                 }
             }
         }
@@ -188,7 +208,7 @@ impl Trainer {
                 self.device_name(i), human(e.params), human(e.grads), human(e.optimizer_state), human(e.activations), human(e.total())
             );
         }
-        let p = self.devices[0].exec.program();
+        let p = self.devices[0].execs[0].program();
         let kernels = p.forward.iter().chain(&p.backward).filter(|a| matches!(a, Action::Compute(_))).count();
         let _ = write!(t, "program cpu:0: {kernels} kernels per micro-batch");
         t
@@ -198,7 +218,9 @@ impl Trainer {
     pub fn memory_json(&self) -> Value {
         let mut out = serde_json::Map::new();
         for ((i, d), est) in self.devices.iter().enumerate().zip(self.memory_estimates()) {
-            out.insert(self.device_name(i), json!({"measured": d.exec.memory().to_json(), "predicted": est.to_json()}));
+            let measured: Vec<Value> = d.execs.iter().map(|e| e.memory().to_json()).collect();
+            let measured = if measured.len() == 1 { measured[0].clone() } else { json!(measured) };
+            out.insert(self.device_name(i), json!({"measured": measured, "predicted": est.to_json()}));
         }
         Value::Object(out)
     }

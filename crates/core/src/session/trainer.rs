@@ -37,8 +37,9 @@ pub struct Trainer {
     pub(super) inputs: Vec<InputSpec>,
     pub(super) step: u64,
     pub(super) schedule: crate::optim::LrSchedule,
-    /// EPL's device slices of the stages (names and device lists in plans).
-    pub(super) slicing: crate::strategy::Slicing,
+    /// EPL's device slices of the stages (names and device lists in plans); None when
+    /// interleaved stages share devices.
+    pub(super) slicing: Option<crate::strategy::Slicing>,
     /// Spans of every device in the last step (for `--trace` and idle fractions).
     pub(super) last_trace: Vec<super::trace::DeviceTrace>,
 }
@@ -73,7 +74,8 @@ impl Trainer {
         let n = device_count(&options)?;
         let stage_count = assign_stages(&model)?.stages();
         let layout = Layout::new(&options, n, stage_count)?;
-        let slicing = stage_slicing(&model, n, &options)?;
+        // EPL's slicer knows one stage per device; interleaved layouts place stages themselves.
+        let slicing = if layout.virtual_stages == 1 { Some(stage_slicing(&model, n, &options)?) } else { None };
         let micro_rows = options.batch / (layout.replicas * layout.micro_batches);
         let inputs = input_specs(&model, options.batch)?;
         let resolved = run_pass(model.clone(), |g| resolve_batch(g, micro_rows))?;
@@ -86,11 +88,15 @@ impl Trainer {
         };
         let mut comms = layout.communicators(&options)?;
         let mut devices = Vec::with_capacity(n);
-        for rank in 0..layout.replicas * layout.stages {
-            let (replica, stage) = (rank / layout.stages, rank % layout.stages);
-            let exec = Executor::new(CpuBackend::new(threads), compiled.clone(), &stages, stage, options.seed)?;
+        for rank in 0..layout.replicas * layout.ranks {
+            let (replica, position) = (rank / layout.ranks, rank % layout.ranks);
+            let hosted: Vec<usize> = (position..layout.stages).step_by(layout.ranks).collect();
+            let execs = hosted
+                .iter()
+                .map(|&s| Executor::new(CpuBackend::new(threads), compiled.clone(), &stages, s, options.seed))
+                .collect::<Result<Vec<_>>>()?;
             let (world, dp) = comms.take(rank);
-            devices.push(Device { exec, stage, replica, world, dp });
+            devices.push(Device { execs, stages: hosted, position, replica, world, dp });
         }
         let schedule = options.optimizer.lr_schedule()?;
         let last_trace = Vec::new();
@@ -104,9 +110,9 @@ impl Trainer {
         if self.layout.replicas == 1 {
             return Ok(());
         }
-        let results = parallel(&mut self.devices, |d| match d.dp.first() {
-            Some(dp) => d.exec.broadcast_params(dp.as_ref()),
-            None => Ok(()),
+        let results = parallel(&mut self.devices, |d| {
+            let Some(dp) = d.dp.first() else { return Ok(()) };
+            d.execs.iter_mut().try_for_each(|e| e.broadcast_params(dp.as_ref()))
         });
         results.into_iter().collect()
     }
@@ -190,9 +196,9 @@ impl Trainer {
         let epoch = Instant::now();
         let layout = &self.layout;
         let results = parallel(&mut self.devices, |d| {
-            let rank_of_stage: Vec<usize> = (0..layout.stages).map(|s| d.replica * layout.stages + s).collect();
+            let rank_of_stage: Vec<usize> = (0..layout.stages).map(|s| layout.rank_of(d.replica, s)).collect();
             let plan = StepPlan {
-                work: &layout.work[d.stage],
+                work: &layout.work[d.position],
                 rank_of_stage: &rank_of_stage,
                 micro_inputs: &per_replica[d.replica],
                 loss,
@@ -260,10 +266,12 @@ impl Trainer {
         let rule = self.options.optimizer.rule(lr);
         let results = parallel(&mut self.devices, |d| {
             let start = Instant::now();
-            if coef < 1.0 {
-                d.exec.scale_grads(coef)?;
+            for exec in &mut d.execs {
+                if coef < 1.0 {
+                    exec.scale_grads(coef)?;
+                }
+                exec.apply(step, &|_| rule.clone())?;
             }
-            d.exec.apply(step, &|_| rule.clone())?;
             Ok((start, Instant::now()))
         });
         let times = results.into_iter().collect::<Result<Vec<(Instant, Instant)>>>()?;
@@ -281,9 +289,9 @@ impl Trainer {
     }
 
     fn discard_all(&mut self) {
-        for d in &mut self.devices {
-            d.exec.discard_grads();
-            d.exec.release_transients();
+        for exec in self.devices.iter_mut().flat_map(|d| d.execs.iter_mut()) {
+            exec.discard_grads();
+            exec.release_transients();
         }
     }
 
@@ -310,28 +318,41 @@ impl Trainer {
         self.parameter_shapes().into_iter().map(|(n, _)| n).collect()
     }
 
-    /// The devices holding a parameter: one per replica, replica 0 first.
-    pub(super) fn owners(&self, name: &str) -> Result<Vec<usize>> {
+    /// The devices holding a parameter (one per replica, replica 0 first) and its stage.
+    pub(super) fn owners(&self, name: &str) -> Result<(Vec<usize>, usize)> {
         let (id, _) = self.compiled.parameters().into_iter().find(|(_, n)| *n == name).ok_or_else(|| {
             Error::Checkpoint { path: String::new(), message: format!("the model has no parameter '{name}'") }
         })?;
         let stage = self.stages.stage_of[id.index()];
-        Ok((0..self.devices.len()).filter(|&i| self.devices[i].stage == stage).collect())
+        Ok(((0..self.devices.len()).filter(|&i| self.devices[i].stages.contains(&stage)).collect(), stage))
+    }
+
+    /// The executor holding a parameter on replica 0.
+    pub(super) fn owner_exec(&self, name: &str) -> Result<&Executor<CpuBackend>> {
+        let (devices, stage) = self.owners(name)?;
+        self.devices[devices[0]].exec_of(stage).ok_or_else(|| Error::internal("owner without its stage"))
     }
 
     /// A parameter as each replica holds it (replica order); replicas must stay identical.
     pub fn replica_parameters(&self, name: &str) -> Result<Vec<HostData>> {
-        self.owners(name)?.into_iter().map(|d| self.devices[d].exec.read_parameter(name)).collect()
+        let (devices, stage) = self.owners(name)?;
+        devices
+            .into_iter()
+            .map(|d| self.devices[d].exec_of(stage).ok_or_else(|| Error::internal("owner without its stage"))?.read_parameter(name))
+            .collect()
     }
 
     pub fn parameter(&self, name: &str) -> Result<HostData> {
-        self.devices[self.owners(name)?[0]].exec.read_parameter(name)
+        self.owner_exec(name)?.read_parameter(name)
     }
 
-    /// Chrome/Perfetto trace of the last training step: one track per device.
-    pub fn trace_json(&self) -> serde_json::Value {
-        let names: Vec<String> = (0..self.devices.len()).map(|i| self.device_name(i)).collect();
-        super::trace::chrome_trace(&self.last_trace, &names)
+    /// Apply `f` to the executor holding `name` on every replica.
+    pub(super) fn for_each_owner(&mut self, name: &str, mut f: impl FnMut(&mut Executor<CpuBackend>) -> Result<()>) -> Result<()> {
+        let (devices, stage) = self.owners(name)?;
+        for d in devices {
+            f(self.devices[d].exec_of_mut(stage).ok_or_else(|| Error::internal("owner without its stage"))?)?;
+        }
+        Ok(())
     }
 
     /// The user's model graph (before batch resolution and autodiff).
@@ -347,6 +368,13 @@ impl Trainer {
     pub(super) fn param_count(&self) -> usize {
         self.parameter_shapes().iter().map(|(_, d)| d.iter().product::<usize>()).sum()
     }
+
+    /// Chrome/Perfetto trace of the last training step: one track per device.
+    pub fn trace_json(&self) -> serde_json::Value {
+        let names: Vec<String> = (0..self.devices.len()).map(|i| self.device_name(i)).collect();
+        super::trace::chrome_trace(&self.last_trace, &names)
+    }
+
 }
 
 /// EPL's slicing of the stages (TaskGraphs that compute) over `n` local CPU devices. With
