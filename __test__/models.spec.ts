@@ -95,6 +95,53 @@ test('the gpt rejects a width that heads do not divide', (t) => {
   t.regex(err?.message ?? '', /dim 18 must be a multiple of heads 4/);
 });
 
+test('gpt with stages 2 keeps Hugging Face GPT-2\'s names, shapes, order and count', (t) => {
+  const o = { ...TINY, layers: 3 };
+  const staged = gpt({ ...o, stages: 2 });
+  t.deepEqual(staged.parameters.map((p) => [p.name, [...p.shape]]), hfGpt2Parameters(o));
+  t.is(count(staged.parameters), count(gpt(o).parameters));
+  t.is(count(staged.parameters), gptParameterCount(o));
+  t.deepEqual(staged.inputs.map((i) => i.name), ['idx', 'targets']);
+});
+
+test('gpt stages are replicate scopes stage0..stageS-1 holding the blocks evenly, head on the last', (t) => {
+  const text = gpt({ ...TINY, layers: 5, stages: 3 }).text();
+  const tgOf = (param: string): string => {
+    const line = text.split('\n').find((l) => l.includes(`{name=${param},`));
+    return / (tg\d+) /.exec(line ?? '')?.[1] ?? `no line for ${param}`;
+  };
+  const names = gpt({ ...TINY, layers: 5, stages: 3 }).taskgraphs.filter((g) => g.name.startsWith('stage')).map((g) => g.name);
+  t.deepEqual(names, ['stage0', 'stage1', 'stage2']);
+  const stage = (p: string): number => Number(tgOf(p).slice(2));
+  // 5 blocks in 3 stages: 2, 2, 1; embeddings first; ln_f last.
+  t.deepEqual(['wte.weight', 'wpe.weight', 'h.0.ln_1.weight', 'h.1.ln_1.weight', 'h.2.ln_1.weight', 'h.3.ln_1.weight', 'h.4.ln_1.weight', 'ln_f.weight'].map(stage).map((s) => s - stage('wte.weight')), [0, 0, 0, 0, 1, 1, 2, 2]);
+});
+
+test('gpt with more stages than layers is an error naming both', (t) => {
+  const err = t.throws(() => gpt({ ...TINY, stages: 3 }));
+  t.true(err instanceof weft.WeftShapeError);
+  t.regex(err?.message ?? '', /gpt: 3 stages for 2 layer\(s\)/);
+});
+
+test('a gpt in 2 stages on 2 devices computes the loss of the unstaged gpt on one', async (t) => {
+  const idx = Int32Array.from({ length: 32 }, (_, i) => (i * 7) % 32);
+  const targets = idx.map((v) => (v + 13) % 32);
+  const one = await weft.compile(gpt(TINY), { batch: 4, seed: 1 });
+  const two = await weft.compile(gpt({ ...TINY, stages: 2 }, weft.config({ pipeline: { numMicroBatch: 2 } })), { batch: 4, seed: 1, devices: weft.cpu(2) });
+  const [a, b] = [(await one.step({ idx, targets })).loss, (await two.step({ idx, targets })).loss];
+  t.true(Math.abs(a - b) <= 1e-5 * a, `${a} vs ${b}`);
+  const [a2, b2] = [(await one.step({ idx, targets })).loss, (await two.step({ idx, targets })).loss];
+  t.true(Math.abs(a2 - b2) <= 1e-5 * a2, `step 2: ${a2} vs ${b2}`);
+});
+
+test('mlp with stages splits its layers evenly and keeps the names fc0, fc1, ...', (t) => {
+  const sizes = [8, 16, 16, 16, 4];
+  const staged = mlp({ sizes, stages: 3 });
+  t.deepEqual(staged.parameters, mlp({ sizes }).parameters);
+  t.deepEqual(staged.taskgraphs.filter((g) => g.name.startsWith('stage')).map((g) => g.name), ['stage0', 'stage1', 'stage2']);
+  t.throws(() => mlp({ sizes, stages: 5 }), { instanceOf: weft.WeftShapeError, message: /mlp: 5 stages for 4 layer\(s\)/ });
+});
+
 test('the mlp names its layers fc0, fc1, ... with [in, out] weights', (t) => {
   const model = mlp({ sizes: [784, 1024, 1024, 10] });
   t.deepEqual(model.parameters.map((p) => [p.name, [...p.shape]]), [

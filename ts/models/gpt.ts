@@ -4,6 +4,7 @@
  * `model.safetensors` loads into it.
  */
 import * as weft from '../index.js';
+import { inStage, stageSizes } from './stages.js';
 
 /** The shape of a GPT-2 model. */
 export interface GptOptions {
@@ -20,6 +21,12 @@ export interface GptOptions {
   readonly dropout?: number;
   /** Also output the `[B*T, V]` logits as `logits` (for sampling). */
   readonly outputLogits?: boolean;
+  /**
+   * Pipeline stages (default 1): the blocks cut as evenly as possible into this many
+   * `m.replicate({ deviceCount: 1, name: 'stage<i>' })` scopes, the embeddings with the first
+   * stage, `ln_f`, the tied head and the loss with the last. Parameter names do not change.
+   */
+  readonly stages?: number;
 }
 
 /**
@@ -31,20 +38,42 @@ export interface GptOptions {
  */
 export function gptBuild(opts: GptOptions): weft.BuildFn {
   checkGpt(opts);
+  const stages = opts.stages ?? 1;
+  const sizes = stageSizes('gpt', opts.layers, stages);
+  const starts = sizes.map((_, s) => sizes.slice(0, s).reduce((a, b) => a + b, 0));
+  const last = stages - 1;
+  // Each input is made in the stage that reads it (idx: the first, targets: the last), so that
+  // only f32 activations cross stages.
   return (m) => {
-    const idx = m.input('idx', [null, opts.seq], 'i32');
-    const targets = m.input('targets', [null, opts.seq], 'i32');
-    const wte = m.param('wte.weight', [opts.vocab, opts.dim], weft.init.normal(0, 0.02));
-    const wpe = m.param('wpe.weight', [opts.seq, opts.dim], weft.init.normal(0, 0.02));
-    // Inputs always have T = seq, so wpe[0:T] is all of wpe: it broadcasts over the batch.
-    let x = m.op('embedding', [wte, idx]).add(wpe);
-    x = dropout(x, opts.dropout);
-    for (let i = 0; i < opts.layers; i++) x = block(m, x, i, opts);
-    x = m.nn.layerNorm(x, { name: 'ln_f', eps: 1e-5 });
-    const logits = x.reshape([-1, opts.dim]).matmul(wte, { transB: true });
-    if (opts.outputLogits) m.output('logits', logits);
-    return m.losses.softmaxCrossEntropy(logits, targets);
+    const blocks = (s: number, x: weft.Tensor): weft.Tensor => {
+      const first = starts[s] as number;
+      for (let i = first; i < first + (sizes[s] as number); i++) x = block(m, x, i, opts);
+      return x;
+    };
+    const [wte, h] = inStage(m, 0, stages, () => {
+      const idx = m.input('idx', [null, opts.seq], 'i32');
+      const wte = m.param('wte.weight', [opts.vocab, opts.dim], weft.init.normal(0, 0.02));
+      const wpe = m.param('wpe.weight', [opts.seq, opts.dim], weft.init.normal(0, 0.02));
+      // Inputs always have T = seq, so wpe[0:T] is all of wpe: it broadcasts over the batch.
+      const x = dropout(m.op('embedding', [wte, idx]).add(wpe), opts.dropout);
+      return [wte, blocks(0, x)] as const;
+    });
+    let x = h;
+    for (let s = 1; s < last; s++) x = inStage(m, s, stages, () => blocks(s, x));
+    // One stage: the head follows the blocks unscoped; several: it joins the last stage's blocks.
+    return inStage(m, last, stages, () => {
+      const y = last > 0 ? blocks(last, x) : x;
+      return head(m, y, wte, m.input('targets', [null, opts.seq], 'i32'), opts);
+    });
   };
+}
+
+/** `ln_f`, the output projection tied to `wte`, and the mean next-token cross-entropy. */
+function head(m: weft.ModelBuilder, x: weft.Tensor, wte: weft.Tensor, targets: weft.Tensor, opts: GptOptions): weft.Tensor {
+  const h = m.nn.layerNorm(x, { name: 'ln_f', eps: 1e-5 });
+  const logits = h.reshape([-1, opts.dim]).matmul(wte, { transB: true });
+  if (opts.outputLogits) m.output('logits', logits);
+  return m.losses.softmaxCrossEntropy(logits, targets);
 }
 
 /**

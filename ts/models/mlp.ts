@@ -3,6 +3,7 @@
  * between them and a softmax cross-entropy loss.
  */
 import * as weft from '../index.js';
+import { inStage, stageSizes } from './stages.js';
 
 /** The shape of an MLP. */
 export interface MlpOptions {
@@ -10,6 +11,12 @@ export interface MlpOptions {
   readonly sizes: readonly number[];
   /** Also output the `[B, classes]` logits as `logits`. */
   readonly outputLogits?: boolean;
+  /**
+   * Pipeline stages (default 1): the linear layers cut as evenly as possible into this many
+   * `m.replicate({ deviceCount: 1, name: 'stage<i>' })` scopes, the loss with the last.
+   * Parameter names do not change.
+   */
+  readonly stages?: number;
 }
 
 /**
@@ -21,16 +28,31 @@ export interface MlpOptions {
  */
 export function mlpBuild(opts: MlpOptions): weft.BuildFn {
   checkSizes(opts.sizes);
+  const sizes = opts.sizes;
+  const layers = sizes.length - 1;
+  const stages = opts.stages ?? 1;
+  const perStage = stageSizes('mlp', layers, stages);
+  const last = stages - 1;
+  // Each input is made in the stage that reads it (x: the first, y: the last).
   return (m) => {
-    const sizes = opts.sizes;
-    let h = m.input('x', [null, sizes[0] as number]);
-    const y = m.input('y', [null], 'i32');
-    for (let i = 1; i < sizes.length; i++) {
-      h = m.nn.linear(h, sizes[i] as number, { name: `fc${i - 1}` });
-      if (i < sizes.length - 1) h = h.relu();
-    }
-    if (opts.outputLogits) m.output('logits', h);
-    return m.losses.softmaxCrossEntropy(h, y);
+    let first = 0;
+    const run = (s: number, h: weft.Tensor): weft.Tensor => {
+      for (let i = first; i < first + (perStage[s] as number); i++) {
+        h = m.nn.linear(h, sizes[i + 1] as number, { name: `fc${i}` });
+        if (i < layers - 1) h = h.relu();
+      }
+      first += perStage[s] as number;
+      return h;
+    };
+    const input = (): weft.Tensor => m.input('x', [null, sizes[0] as number]);
+    let h: weft.Tensor | undefined;
+    for (let s = 0; s < last; s++) h = inStage(m, s, stages, () => run(s, h ?? input()));
+    // The loss joins the last stage's layers.
+    return inStage(m, last, stages, () => {
+      const logits = run(last, h ?? input());
+      if (opts.outputLogits) m.output('logits', logits);
+      return m.losses.softmaxCrossEntropy(logits, m.input('y', [null], 'i32'));
+    });
   };
 }
 
