@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -136,13 +136,87 @@ test('an unknown flag exits 2 and suggests the nearest flag', async (t) => {
   t.is(r.stderr, 'error: unknown flag --stpes; did you mean --steps?\n');
 });
 
-test('--devices cpu:2 and --pp 2 are refused as not yet supported, never ignored', async (t) => {
-  const a = await weft('train', ...SMALL_MLP, '--devices', 'cpu:2');
-  t.is(a.code, 2);
-  t.regex(a.stderr, /--devices cpu:2: several devices are not yet supported in this build/);
-  const b = await weft('plan', ...SMALL_MLP, '--pp', '2');
-  t.is(b.code, 2);
-  t.regex(b.stderr, /--pp 2: PP > 1 is not yet supported/);
+// A gpt with two blocks, so that --pp 2 has a block per stage.
+const PIPE_GPT = ['--model', 'gpt', '--layers', '2', '--heads', '2', '--dim', '32', '--seq', '16', '--vocab', '256', '--batch', '4'];
+
+async function losses(...args: string[]): Promise<{ losses: number[]; summary: Record<string, unknown> }> {
+  const r = await weft('train', ...PIPE_GPT, '--steps', '3', '--json', ...args);
+  if (r.code !== 0) throw new Error(`weft train ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  const lines = jsonLines(r.stdout);
+  return { losses: lines.slice(0, -1).map((l) => l['loss'] as number), summary: lines.at(-1)?.['summary'] as Record<string, unknown> };
+}
+
+function sameLosses(t: ExecutionContext, got: readonly number[], want: readonly number[], what: string): void {
+  t.is(got.length, want.length);
+  got.forEach((loss, i) => {
+    const w = want[i] as number;
+    t.true(Math.abs(loss - w) <= 1e-5 * Math.abs(w), `${what} step ${i + 1}: loss ${loss} vs one device ${w}`);
+  });
+}
+
+test('--pp 2 with 4 micro-batches trains the gpt to the same losses as one device', async (t) => {
+  const one = await losses('--pp', '1');
+  const pp = await losses('--pp', '2', '--set', 'pipeline.num_micro_batch=4');
+  t.log(`pp1 ${one.losses.join(' ')} | pp2 ${pp.losses.join(' ')}`);
+  sameLosses(t, pp.losses, one.losses, 'pp 2');
+  t.is(pp.summary['devices'], 'cpu:2');
+  t.is(pp.summary['pp'], 2);
+  t.is(pp.summary['micro_batches'], 4);
+  t.is(pp.summary['ideal_idle'], 0.2, '(S-1)/(M+S-1) = 1/5');
+  const idle = pp.summary['idle'] as Record<string, number>;
+  t.deepEqual(Object.keys(idle), ['cpu:0', 'cpu:1']);
+  for (const v of Object.values(idle)) t.true(v >= 0 && v <= 1, `idle ${v}`);
+  t.deepEqual(Object.keys(pp.summary['memory'] as object), ['cpu:0', 'cpu:1']);
+});
+
+test('--dp 2 trains the gpt to the same losses as one device, and so does --dp 2 --pp 2', async (t) => {
+  const one = await losses();
+  const dp = await losses('--dp', '2');
+  const both = await losses('--dp', '2', '--pp', '2', '--set', 'pipeline.num_micro_batch=2', '--set', 'pipeline.strategy=PreferForward');
+  t.log(`dp1 ${one.losses.join(' ')} | dp2 ${dp.losses.join(' ')} | dp2 x pp2 ${both.losses.join(' ')}`);
+  sameLosses(t, dp.losses, one.losses, 'dp 2');
+  sameLosses(t, both.losses, one.losses, 'dp 2 x pp 2');
+  t.is(dp.summary['devices'], 'cpu:2');
+  t.is(dp.summary['ideal_idle'], 0);
+  t.is(both.summary['devices'], 'cpu:4');
+});
+
+test('--devices must be dp x pp: cpu:3 with --pp 2 is an error naming both', async (t) => {
+  const r = await weft('train', ...PIPE_GPT, '--steps', '1', '--devices', 'cpu:3', '--pp', '2');
+  t.is(r.code, 2);
+  t.is(r.stderr, 'error: --devices cpu:3 has 3 devices, which --pp 2 does not divide; give a multiple of 2 devices\n');
+  const all = await weft('plan', ...SMALL_MLP, '--devices', 'cpu:4', '--dp', '2', '--pp', '1');
+  t.is(all.code, 2);
+  t.regex(all.stderr, /--devices cpu:4 has 4 devices, but --dp 2 x --pp 1 = 2/);
+  const many = await weft('plan', ...SMALL_MLP, '--devices', 'cpu:17');
+  t.is(many.code, 2);
+  t.regex(many.stderr, /at most 16 CPU devices/);
+});
+
+test('--pp above the layer count, a batch that does not split, and --tp 2 are usage errors', async (t) => {
+  const deep = await weft('plan', ...SMALL_MLP, '--pp', '3');
+  t.is(deep.code, 2);
+  t.regex(deep.stderr, /--pp 3: the mlp has --sizes with 2 layer\(s\)/);
+  const odd = await weft('plan', ...SMALL_MLP, '--dp', '3', '--set', 'pipeline.num_micro_batch=4');
+  t.is(odd.code, 2);
+  t.regex(odd.stderr, /--batch 32 does not split into --dp 3 replica\(s\) x 4 micro-batch\(es\) .*; use a multiple of 12/);
+  const tp = await weft('train', ...SMALL_MLP, '--tp', '2');
+  t.is(tp.code, 2);
+  t.regex(tp.stderr, /--tp 2: tensor parallelism lands with its own issue/);
+});
+
+test('plan --json --pp 2 --dp 2: four devices, stage TaskGraphs on [[0],[2]] and [[1],[3]]', async (t) => {
+  const r = await weft('plan', ...PIPE_GPT, '--pp', '2', '--dp', '2', '--json');
+  t.is(r.code, 0, r.stderr);
+  const plan = JSON.parse(r.stdout) as { devices: string[]; taskgraphs: { name: string; index: number; devices: number[][] }[]; schedule: Record<string, string[]>; memory: Record<string, unknown> };
+  t.deepEqual(plan.devices, ['cpu:0', 'cpu:1', 'cpu:2', 'cpu:3']);
+  t.deepEqual(plan.taskgraphs.map((g) => [g.name, g.index, g.devices]), [['stage0', 0, [[0], [2]]], ['stage1', 1, [[1], [3]]]]);
+  t.deepEqual(Object.keys(plan.schedule), plan.devices);
+  t.deepEqual(Object.keys(plan.memory), plan.devices);
+  const text = await weft('plan', ...SMALL_MLP, '--pp', '2', '--set', 'pipeline.num_micro_batch=4');
+  t.is(text.code, 0, text.stderr);
+  t.regex(text.stdout, /stage0: fc0\n {2}stage1: fc1, loss\n/);
+  t.regex(text.stdout, /cpu:1/);
 });
 
 test('--devices cuda:1 reports the API\'s device error', async (t) => {
@@ -285,10 +359,26 @@ test('demo trains, saves and prints a sample (few steps here; npm run demo runs 
   t.true(fs.existsSync(path.join(out, 'loss.svg')));
 });
 
-test('--trace is refused as not yet supported', async (t) => {
-  const r = await weft('train', ...SMALL_MLP, '--trace', 'trace.json');
-  t.is(r.code, 2);
-  t.regex(r.stderr, /--trace is not yet supported/);
+test('--trace writes the last step\'s Chrome trace: valid JSON, one track per device', async (t) => {
+  const file = path.join(tempDir(), 'trace.json');
+  const r = await weft('train', ...PIPE_GPT, '--steps', '2', '--dp', '2', '--pp', '2', '--set', 'pipeline.num_micro_batch=2', '--trace', file);
+  t.is(r.code, 0, r.stderr);
+  const trace = JSON.parse(fs.readFileSync(file, 'utf8')) as { traceEvents: { name: string; ph: string; tid: number; args?: { name: string } }[] };
+  const tracks = trace.traceEvents.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => e.args?.name);
+  t.deepEqual(tracks, ['cpu:0', 'cpu:1', 'cpu:2', 'cpu:3']);
+  for (let tid = 0; tid < 4; tid++) {
+    const spans = trace.traceEvents.filter((e) => e.ph === 'X' && e.tid === tid).map((e) => e.name);
+    t.true(spans.includes('F0') && spans.includes('B1'), `cpu:${tid}: ${spans.join(' ')}`);
+  }
+  const plan = await weft('plan', ...SMALL_MLP, '--trace', file);
+  t.is(plan.code, 2);
+  t.regex(plan.stderr, /--trace applies to 'weft train'/);
+});
+
+test('the human summary of a parallel run names the layout and the ideal idle fraction', async (t) => {
+  const r = await weft('train', ...SMALL_MLP, '--pp', '2', '--set', 'pipeline.num_micro_batch=4', '--steps', '2');
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /devices: cpu:2 = dp 1 x pp 2, 4 micro-batch\(es\); idle in the last step: cpu:0 \d+\.\d%, cpu:1 \d+\.\d% \(ideal \(S-1\)\/\(M\+S-1\) = 20\.0%\)/);
 });
 
 test('--version and --help answer without training', async (t) => {

@@ -55,16 +55,16 @@ const OPTIMIZER: FlagSpec[] = [
 
 const RUN: FlagSpec[] = [
   { name: 'steps', kind: 'int', group: 'run', min: 1, value: 'N', help: 'optimizer steps to run (default 100)' },
-  { name: 'devices', kind: 'string', group: 'run', value: 'cpu:N|cuda:N', help: 'devices to run on (default cpu:1)' },
-  { name: 'dp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'data-parallel replicas' },
-  { name: 'pp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'pipeline stages' },
-  { name: 'tp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'tensor-parallel width' },
-  { name: 'set', kind: 'string', group: 'run', repeatable: true, value: 'key=value', help: 'config key (repeatable)' },
+  { name: 'devices', kind: 'string', group: 'run', value: 'cpu:N|cuda:N', help: 'devices, at most cpu:16 (default: dp x pp CPU devices)' },
+  { name: 'dp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'data-parallel replicas (default: devices / pp)' },
+  { name: 'pp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'pipeline stages: the model\'s layers cut evenly (default 1)' },
+  { name: 'tp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'tensor-parallel width (1 in this build)' },
+  { name: 'set', kind: 'string', group: 'run', repeatable: true, value: 'key=value', help: 'config key, e.g. pipeline.num_micro_batch=4 (repeatable)' },
   { name: 'config', kind: 'string', group: 'run', value: 'FILE.json', help: 'config file' },
   { name: 'json', kind: 'bool', group: 'run', help: 'one JSON object per line' },
   { name: 'save', kind: 'string', group: 'run', value: 'DIR', help: 'save a checkpoint at the end' },
   { name: 'resume', kind: 'string', group: 'run', value: 'DIR', help: 'load a checkpoint first' },
-  { name: 'trace', kind: 'string', group: 'run', value: 'FILE.json', help: 'write a Chrome trace' },
+  { name: 'trace', kind: 'string', group: 'run', value: 'FILE.json', help: 'train: Chrome/Perfetto trace of the last step' },
   { name: 'memory-limit', kind: 'size', group: 'run', value: 'SIZE', help: 'per-device memory limit, e.g. 4GiB' },
 ];
 

@@ -12,12 +12,28 @@ const SUMMARY: Record<string, string> = {
 };
 
 const USAGE: Record<string, string> = {
-  train: 'weft train --model gpt|mlp [model flags] [--data FILE.bin] [--steps N] [--json] [--save DIR]',
+  train: 'weft train --model gpt|mlp [model flags] [--data FILE.bin] [--devices cpu:N] [--dp N] [--pp N] [--set pipeline.num_micro_batch=M] [--steps N] [--json] [--save DIR] [--trace FILE.json]',
   plan: 'weft plan <train flags> [--json]',
   sample: 'weft sample --checkpoint DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]',
   demo: 'weft demo [--out DIR] [--steps N]',
   launch: 'weft launch --nproc-per-node N [--nnodes K --node-rank R --master-addr A --master-port P] -- COMMAND...',
 };
+
+const PARALLEL = [
+  'parallel training (CPU virtual devices: threads of this process):',
+  '  --pp S cuts the built-in model into S pipeline stages (layers split evenly; gpt: embeddings',
+  '  with the first stage, ln_f, the tied head and the loss with the last); --dp R runs R replicas',
+  '  of them on R x S devices. --devices cpu:N, when given, must equal R x S; with only one of',
+  '  --dp and --pp the other is N divided by it, with neither every device is a replica.',
+  '  --set pipeline.num_micro_batch=M   micro-batches per step (the batch must divide by R x M)',
+  '  --set pipeline.strategy=PreferBackward|PreferForward|PreferBackwardOptimizer',
+  '                                     1F1B (default), GPipe, 1F1B with extra warm-up',
+  '  --json adds each device\'s measured idle fraction next to the ideal (S-1)/(M+S-1).',
+  '  example: weft train --model gpt --pp 2 --dp 2 --set pipeline.num_micro_batch=4 --trace trace.json',
+];
+
+/** Extra sections after the flags. */
+const NOTES: Record<string, readonly string[]> = { train: PARALLEL, plan: PARALLEL };
 
 /** The top-level help: commands and one line each. */
 export function mainHelp(): string {
@@ -36,6 +52,8 @@ export function commandHelp(command: string): string {
     lines.push('', `${group}:`);
     for (const f of flags) lines.push(`  ${flagUsage(f).padEnd(32)} ${f.help}`);
   }
+  const notes = NOTES[command];
+  if (notes) lines.push('', ...notes);
   return lines.join('\n');
 }
 

@@ -3,8 +3,9 @@
  * device slices, schedule, memory estimate) without running a step.
  */
 import type { ParsedArgs } from './args.js';
-import { CliError } from './cli-error.js';
-import { Flags, runSpec } from './run-spec.js';
+import { stageSizes } from '../models/stages.js';
+import { CliError, UsageError } from './cli-error.js';
+import { Flags, type RunSpec, runSpec } from './run-spec.js';
 import { compileRun, formatBytes, overLimit } from './session.js';
 import type { Io } from './train.js';
 
@@ -16,17 +17,41 @@ import type { Io } from './train.js';
  */
 export async function planCommand(args: ParsedArgs, io: Io): Promise<number> {
   const spec = runSpec(new Flags(args));
+  if (spec.trace !== undefined) throw new UsageError("--trace applies to 'weft train': a plan runs no step to trace");
   const trainer = await compileRun(spec);
   const plan = trainer.plan;
   if (spec.json) {
     io.out.write(`${JSON.stringify(plan.json)}\n`);
   } else {
+    io.out.write(stageLines(spec));
     io.out.write(`${plan.toString()}\n`);
     io.out.write(estimateLine(plan.json));
   }
   const over = spec.memoryLimit === undefined ? [] : overLimit(plan.json, spec.memoryLimit);
   if (over.length > 0) throw new CliError(over.join('\n'));
   return 0;
+}
+
+/**
+ * With `--pp` > 1, which layers of the built-in model each stage holds, above the core's plan:
+ * `stages of the gpt (--pp 2; grid rows are stages, every replica runs the same grid):` and one
+ * line per stage.
+ */
+function stageLines(spec: RunSpec): string {
+  const pp = spec.layout.pp;
+  if (pp === 1) return '';
+  const model = spec.model;
+  const layers = model.kind === 'gpt' ? model.layers : model.sizes.length - 1;
+  const lines = [`stages of the ${model.kind} (--pp ${pp}; grid rows are stages${spec.layout.dp > 1 ? ', every replica runs the same grid' : ''}):`];
+  let first = 0;
+  stageSizes(model.kind, layers, pp).forEach((count, s) => {
+    const names = Array.from({ length: count }, (_, i) => (model.kind === 'gpt' ? `h.${first + i}` : `fc${first + i}`));
+    if (s === 0 && model.kind === 'gpt') names.unshift('wte', 'wpe');
+    if (s === pp - 1) names.push(...(model.kind === 'gpt' ? ['ln_f', 'head (tied to wte)', 'loss'] : ['loss']));
+    lines.push(`  stage${s}: ${names.join(', ')}`);
+    first += count;
+  });
+  return `${lines.join('\n')}\n`;
 }
 
 /** `memory estimate: 162.7 MiB peak per device (cpu:0)`. */

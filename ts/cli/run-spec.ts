@@ -22,11 +22,21 @@ export interface RunSpec {
   readonly init: string | undefined;
   readonly optimizer: weft.Optimizer;
   readonly devices: weft.Devices;
+  /** Data-parallel replicas x pipeline stages = the device count. */
+  readonly layout: Layout;
   readonly config: weft.Config;
   readonly json: boolean;
   readonly save: string | undefined;
   readonly resume: string | undefined;
   readonly memoryLimit: number | undefined;
+  /** `--trace FILE.json`: the Chrome trace of the last step goes there. */
+  readonly trace: string | undefined;
+}
+
+/** How the devices are used: `dp` replicas of a `pp`-stage pipeline. */
+export interface Layout {
+  readonly dp: number;
+  readonly pp: number;
 }
 
 /** W2 of BENCHMARKS.md. */
@@ -167,50 +177,100 @@ function parseSetValue(raw: string): weft.ConfigValue {
   return raw;
 }
 
+/** Most CPU virtual devices a run may use. */
+const MAX_CPU_DEVICES = 16;
+
 /**
- * `--devices` and `--dp/--pp/--tp`. Parallel layouts land with the parallel-training issue;
- * until then they are refused here rather than silently run on one device.
+ * `--devices` and `--dp/--pp/--tp`: the devices and how they are used. `--pp` is the built-in
+ * model's pipeline stages and `--dp` its replicas; without `--devices` the run uses dp x pp CPU
+ * devices, with it the device count must be dp x pp (a missing one of dp and pp is derived from
+ * it; both missing: every device is a replica).
+ *
+ * @example
+ * devicesSpec(new Flags(parseArgs('train', ['--dp', '2', '--pp', '2']))) // cpu:4, dp 2, pp 2
  */
-export function devicesSpec(f: Flags): weft.Devices {
-  const text = f.str('devices') ?? 'cpu:1';
-  const m = /^(cpu|cuda):(\d+)$/.exec(text);
-  if (!m || Number(m[2]) < 1) throw new UsageError(`--devices: expected cpu:N or cuda:N with N >= 1, got '${text}'`);
-  const devices = m[1] === 'cpu' ? weft.cpu(Number(m[2])) : weft.cuda(Number(m[2]));
-  if (devices.kind === 'cpu' && devices.count > 1) {
-    throw new UsageError(`--devices ${text}: several devices are not yet supported in this build (parallel training lands with the parallel-training issue); use --devices cpu:1`);
+export function devicesSpec(f: Flags): { devices: weft.Devices; layout: Layout } {
+  const tp = f.num('tp');
+  if (tp !== undefined && tp > 1) {
+    throw new UsageError(`--tp ${tp}: tensor parallelism lands with its own issue; this build trains data- and pipeline-parallel (--dp, --pp)`);
   }
-  for (const name of ['dp', 'pp', 'tp']) {
-    const n = f.num(name);
-    if (n !== undefined && n > 1) {
-      throw new UsageError(`--${name} ${n}: ${name.toUpperCase()} > 1 is not yet supported in this build (parallel training lands with the parallel-training issue)`);
+  const dpFlag = f.num('dp');
+  const ppFlag = f.num('pp');
+  const text = f.str('devices');
+  if (text === undefined) {
+    const dp = dpFlag ?? 1;
+    const pp = ppFlag ?? 1;
+    if (dp * pp > MAX_CPU_DEVICES) {
+      throw new UsageError(`--dp ${dp} x --pp ${pp} = ${dp * pp} devices; at most ${MAX_CPU_DEVICES} CPU devices`);
     }
+    return { devices: weft.cpu(dp * pp), layout: { dp, pp } };
   }
-  return devices;
+  const m = /^(cpu|cuda):(\d+)$/.exec(text);
+  const n = m ? Number(m[2]) : 0;
+  if (!m || n < 1) throw new UsageError(`--devices: expected cpu:N or cuda:N with N >= 1, got '${text}'`);
+  if (m[1] === 'cpu' && n > MAX_CPU_DEVICES) {
+    throw new UsageError(`--devices ${text}: at most ${MAX_CPU_DEVICES} CPU devices (cpu:1 to cpu:${MAX_CPU_DEVICES})`);
+  }
+  const devices = m[1] === 'cpu' ? weft.cpu(n) : weft.cuda(n);
+  if (dpFlag !== undefined && ppFlag !== undefined) {
+    if (dpFlag * ppFlag !== n) {
+      throw new UsageError(`--devices ${text} has ${n} devices, but --dp ${dpFlag} x --pp ${ppFlag} = ${dpFlag * ppFlag}; give dp x pp devices or leave --devices out`);
+    }
+    return { devices, layout: { dp: dpFlag, pp: ppFlag } };
+  }
+  const [name, k] = dpFlag !== undefined ? ['dp', dpFlag] : ['pp', ppFlag ?? 1];
+  if (n % k !== 0) {
+    throw new UsageError(`--devices ${text} has ${n} devices, which --${name} ${k} does not divide; give a multiple of ${k} devices`);
+  }
+  return { devices, layout: dpFlag !== undefined ? { dp: k, pp: n / k } : { dp: n / k, pp: k } };
+}
+
+/** The pipeline stages must not outnumber the model's layers. */
+function checkStages(model: ModelSpec, pp: number): void {
+  const layers = model.kind === 'gpt' ? model.layers : model.sizes.length - 1;
+  if (pp > layers) {
+    const what = model.kind === 'gpt' ? `--layers ${layers}` : `--sizes with ${layers} layer(s)`;
+    throw new UsageError(`--pp ${pp}: the ${model.kind} has ${what}; each pipeline stage needs at least one layer, so --pp must be at most ${layers}`);
+  }
+}
+
+/** The global batch must split into dp replicas x M micro-batches of whole rows. */
+function checkBatch(batch: number, dp: number, config: weft.Config): void {
+  const micro = Math.max(1, Number(config.get('pipeline.num_micro_batch')));
+  if (batch % (dp * micro) !== 0) {
+    throw new UsageError(`--batch ${batch} does not split into --dp ${dp} replica(s) x ${micro} micro-batch(es) (pipeline.num_micro_batch); use a multiple of ${dp * micro}`);
+  }
 }
 
 /** The whole run from the flags (and a checkpoint's saved model when resuming). */
 export function runSpec(f: Flags, saved?: { model: ModelSpec; step: number; optimizer?: weft.Optimizer }): RunSpec {
-  if (f.has('trace')) throw new UsageError('--trace is not yet supported in this build (tracing lands with the profiling issue)');
   const model = modelSpec(f, saved?.model);
+  const { devices, layout } = devicesSpec(f);
+  checkStages(model, layout.pp);
   const steps = f.num('steps', 100);
   const data = f.str('data');
   if (data !== undefined && model.kind === 'mlp') throw new UsageError('--data applies to --model gpt (the mlp trains on seeded synthetic data)');
   if (data === undefined && model.kind === 'gpt' && model.vocab < 256) {
     throw new UsageError(`--vocab ${model.vocab} is below 256, the byte tokenizer's vocabulary used for the built-in corpus; use --vocab 256 or more, or --data FILE.bin`);
   }
+  const batch = f.num('batch', model.kind === 'gpt' ? 8 : 256);
+  const config = configSpec(f);
+  checkBatch(batch, layout.dp, config);
   return {
     model,
-    batch: f.num('batch', model.kind === 'gpt' ? 8 : 256),
+    batch,
     seed: f.num('seed', 0),
     steps,
     data,
     init: f.str('init'),
     optimizer: optimizerSpec(f, model, (saved?.step ?? 0) + steps, saved?.optimizer),
-    devices: devicesSpec(f),
-    config: configSpec(f),
+    devices,
+    layout,
+    config,
     json: f.bool('json'),
     save: f.str('save'),
     resume: f.str('resume'),
     memoryLimit: f.num('memory-limit'),
+    trace: f.str('trace'),
   };
 }

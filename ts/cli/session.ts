@@ -8,25 +8,26 @@ import { mlp } from '../models/mlp.js';
 import type { ModelSpec, RunSpec } from './run-spec.js';
 
 /**
- * Builds a built-in model under `cfg`.
+ * Builds a built-in model under `cfg`, cut into `stages` pipeline stages (default 1).
  *
  * @example
  * const model = buildModel({ kind: 'mlp', sizes: [784, 10] }, weft.config());
  */
-export function buildModel(spec: ModelSpec, cfg: weft.Config, outputLogits = false): weft.Model {
-  if (spec.kind === 'mlp') return mlp({ sizes: spec.sizes, outputLogits }, cfg);
+export function buildModel(spec: ModelSpec, cfg: weft.Config, outputLogits = false, stages = 1): weft.Model {
+  if (spec.kind === 'mlp') return mlp({ sizes: spec.sizes, outputLogits, stages }, cfg);
   const { layers, heads, dim, seq, vocab } = spec;
-  return gpt({ layers, heads, dim, seq, vocab, outputLogits }, cfg);
+  return gpt({ layers, heads, dim, seq, vocab, outputLogits, stages }, cfg);
 }
 
 /**
- * Compiles the run's model for its devices and optimizer.
+ * Compiles the run's model for its devices and optimizer: `--pp` stages of the built-in model,
+ * and the core makes `devices / stages` replicas of them.
  *
  * @example
  * const trainer = await compileRun(spec);
  */
 export async function compileRun(spec: RunSpec): Promise<weft.Trainer> {
-  const model = buildModel(spec.model, spec.config);
+  const model = buildModel(spec.model, spec.config, false, spec.layout.pp);
   return weft.compile(model, { batch: spec.batch, devices: spec.devices, optimizer: spec.optimizer, seed: spec.seed });
 }
 

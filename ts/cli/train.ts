@@ -39,18 +39,52 @@ export async function trainCommand(args: ParsedArgs, io: Io): Promise<number> {
   const rep = reporter(run.spec.json, run.spec.steps, io.out);
   const started = Date.now();
   const lines: { loss: number; ms: number; rate: number }[] = [];
+  let last: weft.StepResult | undefined;
   for (let done = 1; done <= run.spec.steps; done++) {
     const r = await stepOrStop(run, rep, io);
+    last = r;
     const rate = (run.source.itemsPerBatch * 1000) / r.ms;
     lines.push({ loss: r.loss, ms: r.ms, rate });
     run.curve.push({ step: r.step, loss: r.loss });
     rep.step({ step: r.step, loss: r.loss, ms: r.ms, tokensPerS: rate, done });
   }
   const wall = (Date.now() - started) / 1000;
+  if (run.spec.trace !== undefined) writeTrace(run.trainer, run.spec.trace);
   if (run.spec.save !== undefined) await save(run, run.spec.save);
-  rep.finish(summary(run, lines, wall));
-  if (!run.spec.json) io.out.write(closingLine(run, lines, wall));
+  const idle = idleReport(run.trainer, last);
+  rep.finish(summary(run, lines, wall, idle));
+  if (!run.spec.json) io.out.write(closingLine(run, lines, wall, idle));
   return 0;
+}
+
+/** `--trace FILE.json`: the Chrome/Perfetto trace of the last step, one track per device. */
+function writeTrace(trainer: weft.Trainer, file: string): void {
+  try {
+    fs.writeFileSync(file, `${JSON.stringify(trainer.trace())}\n`);
+  } catch (e) {
+    throw new CliError(`--trace ${file}: ${(e as Error).message}`);
+  }
+}
+
+/** The pipeline's idle fractions in the last step: measured per device, and the ideal. */
+interface IdleReport {
+  /** Measured idle fraction of each device, by device name (`cpu:0`, ...). */
+  readonly measured: Readonly<Record<string, number>>;
+  /** (S-1)/(M+S-1) for S stages and M micro-batches. */
+  readonly ideal: number;
+  readonly microBatches: number;
+}
+
+/** The last step report's `idle` (per device, in device order) and `idealIdle`. */
+function idleReport(trainer: weft.Trainer, last: weft.StepResult | undefined): IdleReport {
+  const plan = trainer.plan.json as { devices?: string[]; batch?: { micro_batches?: number } };
+  const names = plan.devices ?? [];
+  const measured = Object.fromEntries((last?.idle ?? []).map((v, i) => [names[i] ?? `cpu:${i}`, roundTo(v, 4)]));
+  return { measured, ideal: roundTo(last?.idealIdle ?? 0, 4), microBatches: plan.batch?.micro_batches ?? 1 };
+}
+
+function roundTo(v: number, digits: number): number {
+  return Number(v.toFixed(digits));
 }
 
 /** Compiles, loads `--resume`/`--init`, and positions the data. */
@@ -117,7 +151,7 @@ function median(values: readonly number[]): number {
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
-function summary(run: Prepared, lines: readonly { loss: number; ms: number; rate: number }[], wall: number): Record<string, unknown> {
+function summary(run: Prepared, lines: readonly { loss: number; ms: number; rate: number }[], wall: number, idle: IdleReport): Record<string, unknown> {
   const ms = lines.map((l) => l.ms);
   const medianMs = median(ms);
   return {
@@ -132,14 +166,30 @@ function summary(run: Prepared, lines: readonly { loss: number; ms: number; rate
     wall_s: Number(wall.toFixed(3)),
     parameters: run.trainer.plan.json['parameters'],
     devices: run.spec.devices.toString(),
+    dp: run.spec.layout.dp,
+    pp: run.spec.layout.pp,
+    micro_batches: idle.microBatches,
+    idle: idle.measured,
+    ideal_idle: idle.ideal,
     memory: run.trainer.memory(),
     saved: run.spec.save ?? null,
   };
 }
 
-function closingLine(run: Prepared, lines: readonly { loss: number }[], wall: number): string {
+function closingLine(run: Prepared, lines: readonly { loss: number }[], wall: number, idle: IdleReport): string {
   const first = lines[0]?.loss ?? NaN;
   const last = lines[lines.length - 1]?.loss ?? NaN;
   const saved = run.spec.save === undefined ? '' : `; saved ${run.spec.save} (loss curve: ${path.join(run.spec.save, 'loss.svg')})`;
-  return `trained ${lines.length} steps in ${wall.toFixed(1)} s: loss ${first.toFixed(4)} -> ${last.toFixed(4)}${saved}\n`;
+  const trace = run.spec.trace === undefined ? '' : `; trace of the last step: ${run.spec.trace}`;
+  const out = [`trained ${lines.length} steps in ${wall.toFixed(1)} s: loss ${first.toFixed(4)} -> ${last.toFixed(4)}${saved}${trace}`];
+  if (run.spec.devices.count > 1) out.push(idleLine(run.spec, idle));
+  return `${out.join('\n')}\n`;
+}
+
+/** `devices: cpu:4 = dp 2 x pp 2, 4 micro-batches; idle in the last step: cpu:0 12.0%, ... (ideal 20.0%)`. */
+function idleLine(spec: RunSpec, idle: IdleReport): string {
+  const pct = (v: number): string => `${(v * 100).toFixed(1)}%`;
+  const measured = `idle in the last step: ${Object.entries(idle.measured).map(([d, v]) => `${d} ${pct(v)}`).join(', ')}`;
+  const ideal = `ideal (S-1)/(M+S-1) = ${pct(idle.ideal)}`;
+  return `devices: ${spec.devices.toString()} = dp ${spec.layout.dp} x pp ${spec.layout.pp}, ${idle.microBatches} micro-batch(es); ${measured} (${ideal})`;
 }
