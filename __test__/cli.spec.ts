@@ -140,7 +140,8 @@ test('an unknown flag exits 2 and suggests the nearest flag', async (t) => {
 const PIPE_GPT = ['--model', 'gpt', '--layers', '2', '--heads', '2', '--dim', '32', '--seq', '16', '--vocab', '256', '--batch', '4'];
 
 async function losses(...args: string[]): Promise<{ losses: number[]; summary: Record<string, unknown> }> {
-  const r = await weft('train', ...PIPE_GPT, '--steps', '3', '--json', ...args);
+  const steps = args.includes('--steps') ? [] : ['--steps', '3'];
+  const r = await weft('train', ...PIPE_GPT, ...steps, '--json', ...args);
   if (r.code !== 0) throw new Error(`weft train ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
   const lines = jsonLines(r.stdout);
   return { losses: lines.slice(0, -1).map((l) => l['loss'] as number), summary: lines.at(-1)?.['summary'] as Record<string, unknown> };
@@ -289,6 +290,17 @@ test('--resume continues from the checkpoint\'s step', async (t) => {
   const clash = await weft('train', '--resume', dir, '--dim', '64', '--steps', '1');
   t.is(clash.code, 2);
   t.regex(clash.stderr, /--dim 64 differs from the checkpoint's dim 32/);
+});
+
+test('a resumed run continues the saved one, in any layout: the losses of an uninterrupted run', async (t) => {
+  const dir = path.join(tempDir(), 'ckpt');
+  const whole = await losses('--steps', '4');
+  const first = await weft('train', ...PIPE_GPT, '--steps', '2', '--pp', '2', '--set', 'pipeline.num_micro_batch=2', '--save', dir, '--json');
+  t.is(first.code, 0, first.stderr);
+  const rest = await weft('train', '--resume', dir, '--steps', '2', '--dp', '2', '--json');
+  t.is(rest.code, 0, rest.stderr);
+  const got = [...jsonLines(first.stdout), ...jsonLines(rest.stdout)].filter((l) => 'loss' in l).map((l) => l['loss'] as number);
+  sameLosses(t, got, whole.losses, 'pp 2 then resumed dp 2');
 });
 
 test('--resume keeps the checkpoint\'s optimizer and its options unless flags change them', async (t) => {

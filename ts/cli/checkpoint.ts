@@ -24,6 +24,8 @@ export interface CliMeta {
 export interface SavedRun {
   readonly dir: string;
   readonly step: number;
+  /** The global batch it was trained with (undefined in checkpoints that do not record it). */
+  readonly batch: number | undefined;
   readonly meta: CliMeta;
 }
 
@@ -35,7 +37,7 @@ export interface SavedRun {
  */
 export function readCheckpoint(dir: string, flag = 'checkpoint'): SavedRun {
   const file = path.join(dir, 'weft.json');
-  let manifest: { step?: unknown; config?: { meta?: unknown } };
+  let manifest: { step?: unknown; config?: { meta?: unknown; batch?: unknown } };
   try {
     manifest = JSON.parse(fs.readFileSync(file, 'utf8')) as typeof manifest;
   } catch (e) {
@@ -46,7 +48,8 @@ export function readCheckpoint(dir: string, flag = 'checkpoint'): SavedRun {
   if (!meta || typeof meta !== 'object' || !meta.model || !['gpt', 'mlp'].includes(meta.model.kind)) {
     throw new UsageError(`--${flag} ${dir}: the checkpoint has no model description (it was not saved by weft train --save)`);
   }
-  return { dir, step: typeof manifest.step === 'number' ? manifest.step : 0, meta };
+  const batch = manifest.config?.batch;
+  return { dir, step: typeof manifest.step === 'number' ? manifest.step : 0, batch: typeof batch === 'number' ? batch : undefined, meta };
 }
 
 /** The weights file inside a checkpoint directory. */

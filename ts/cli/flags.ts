@@ -32,12 +32,12 @@ const MODEL: FlagSpec[] = [
   { name: 'vocab', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: vocabulary size (default 4096)' },
   { name: 'sizes', kind: 'list', group: 'model', value: '784,1024,1024,10', help: 'mlp: layer widths' },
   { name: 'init', kind: 'string', group: 'model', value: 'FILE.safetensors', help: 'initial weights' },
-  { name: 'seed', kind: 'int', group: 'model', min: 0, value: 'N', help: 'seed for init and synthetic data (default 0)' },
+  { name: 'seed', kind: 'int', group: 'model', min: 0, value: 'N', help: 'seed for init and synthetic data (default 0; with --resume the checkpoint\'s)' },
 ];
 
 const DATA: FlagSpec[] = [
   { name: 'data', kind: 'string', group: 'data', value: 'FILE.bin', help: 'llm.c token file (default: built-in corpus / synthetic)' },
-  { name: 'batch', kind: 'int', group: 'data', min: 1, value: 'B', help: 'global batch per optimizer step (default 8 gpt, 256 mlp)' },
+  { name: 'batch', kind: 'int', group: 'data', min: 1, value: 'B', help: 'global batch per optimizer step (default 8 gpt, 256 mlp; with --resume the checkpoint\'s)' },
 ];
 
 const OPTIMIZER: FlagSpec[] = [

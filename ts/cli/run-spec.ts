@@ -242,24 +242,38 @@ function checkBatch(batch: number, dp: number, config: weft.Config): void {
   }
 }
 
-/** The whole run from the flags (and a checkpoint's saved model when resuming). */
-export function runSpec(f: Flags, saved?: { model: ModelSpec; step: number; optimizer?: weft.Optimizer }): RunSpec {
+/** What a resumed run takes from its checkpoint unless a flag says otherwise. */
+export interface SavedDefaults {
+  readonly model: ModelSpec;
+  readonly step: number;
+  readonly optimizer?: weft.Optimizer;
+  readonly batch?: number | undefined;
+  readonly seed?: number;
+  /** The token file it trained on (null: the built-in corpus or synthetic data). */
+  readonly data?: string | null;
+}
+
+/**
+ * The whole run from the flags; when resuming, the checkpoint's model, optimizer, batch, seed
+ * and data are the defaults, so that a resumed run continues the saved one.
+ */
+export function runSpec(f: Flags, saved?: SavedDefaults): RunSpec {
   const model = modelSpec(f, saved?.model);
   const { devices, layout } = devicesSpec(f);
   checkStages(model, layout.pp);
   const steps = f.num('steps', 100);
-  const data = f.str('data');
+  const data = f.str('data') ?? saved?.data ?? undefined;
   if (data !== undefined && model.kind === 'mlp') throw new UsageError('--data applies to --model gpt (the mlp trains on seeded synthetic data)');
   if (data === undefined && model.kind === 'gpt' && model.vocab < 256) {
     throw new UsageError(`--vocab ${model.vocab} is below 256, the byte tokenizer's vocabulary used for the built-in corpus; use --vocab 256 or more, or --data FILE.bin`);
   }
-  const batch = f.num('batch', model.kind === 'gpt' ? 8 : 256);
+  const batch = f.num('batch', saved?.batch ?? (model.kind === 'gpt' ? 8 : 256));
   const config = configSpec(f);
   checkBatch(batch, layout.dp, config);
   return {
     model,
     batch,
-    seed: f.num('seed', 0),
+    seed: f.num('seed', saved?.seed ?? 0),
     steps,
     data,
     init: f.str('init'),

@@ -91,7 +91,9 @@ function roundTo(v: number, digits: number): number {
 async function prepare(f: Flags, io: Io): Promise<Prepared> {
   const resumeDir = f.str('resume');
   const saved: SavedRun | undefined = resumeDir === undefined ? undefined : readCheckpoint(resumeDir, 'resume');
-  const spec = runSpec(f, saved && { model: saved.meta.model, step: saved.step, optimizer: saved.meta.optimizer });
+  const spec = runSpec(f, saved && {
+    model: saved.meta.model, step: saved.step, optimizer: saved.meta.optimizer, batch: saved.batch, seed: saved.meta.seed, data: saved.meta.data?.path,
+  });
   if (spec.init !== undefined && saved) throw new UsageError('--init and --resume both set the starting weights; give one of them');
   const trainer = await compileRun(spec);
   const over = spec.memoryLimit === undefined ? [] : overLimit(trainer.plan.json, spec.memoryLimit);
