@@ -33,3 +33,21 @@ pub fn cpu_gemm_gflops(n: usize, reps: usize, threads: usize) -> Result<f64> {
     let median = times[times.len() / 2];
     Ok(2.0 * (n as f64).powi(3) / median / 1e9)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Prints G figures: `cargo test --release -p weft-core --lib gemm_bench -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a benchmark, run by hand"]
+    fn print_gemm_gflops() {
+        for n in [256, 512, 1024, 2048] {
+            let g = super::cpu_gemm_gflops(n, 5, 0).unwrap();
+            eprintln!("gemm n={n}: {g:.1} GFLOP/s");
+        }
+    }
+
+    #[test]
+    fn gemm_bench_reports_a_positive_rate() {
+        assert!(super::cpu_gemm_gflops(64, 2, 1).unwrap() > 0.0);
+    }
+}
