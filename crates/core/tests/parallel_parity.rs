@@ -259,3 +259,37 @@ fn the_plan_shows_epl_slices_the_schedule_grid_and_memory() {
     assert!(text.contains("rank 0 |"), "{text}");
     eprintln!("{text}");
 }
+
+#[test]
+fn automatic_stages_match_one_device() {
+    let auto = serde_json::json!({"auto.auto_parallel": true, "pipeline.num_stages": 2});
+    assert_parity_with("auto 2 stages m4", 1, 2, 4, "PreferBackward", auto.clone());
+    let t = Trainer::compile(model(1), options(2, 4, "PreferBackward", auto)).unwrap();
+    let text = t.plan_text();
+    assert!(text.contains("taskgraph 1 'stage1'"), "{text}");
+    let scoped = serde_json::json!({"auto.auto_parallel": true, "pipeline.num_stages": 2});
+    let err = Trainer::compile(model(2), options(2, 4, "PreferBackward", scoped)).err().unwrap();
+    assert_eq!(err.code(), "WEFT_CONFIG", "{err}");
+    eprintln!("{text}");
+}
+
+#[test]
+fn inputs_created_in_the_first_stage_are_loaded_by_the_stages_that_read_them() {
+    // `targets` (i32) is created with stage 0 but read by the last stage's loss.
+    let mut b = GraphBuilder::new();
+    b.open_taskgraph("first", Strategy::Replicate, 1);
+    let x = b.input("x", Shape(vec![Dim::Batch(1), Dim::Fixed(4)]), DType::F32).unwrap();
+    let y = b.input("y", Shape(vec![Dim::Batch(1)]), DType::I32).unwrap();
+    let w = p(&mut b, "w", &[4, 4], Init::Normal { mean: 0.0, std: 0.5 });
+    let h = op(&mut b, Op::MatMul { trans_a: false, trans_b: false }, &[x, w]);
+    b.open_taskgraph("second", Strategy::Replicate, 1);
+    let h = op(&mut b, Op::Unary(UnaryOp::Tanh), &[h]);
+    let ce = op(&mut b, Op::CrossEntropy, &[h, y]);
+    let loss = op(&mut b, Op::Reduce { op: ReduceOp::Mean, axis: 0, keepdim: false }, &[ce]);
+    let g = b.finish(loss).unwrap();
+    let mut t = Trainer::compile(g, options(2, 2, "PreferBackward", serde_json::json!({}))).unwrap();
+    let mut batch = BTreeMap::new();
+    batch.insert("x".to_string(), HostData::F32((0..32).map(|i| i as f32 / 32.0).collect()));
+    batch.insert("y".to_string(), HostData::I32((0..8).map(|i| i % 4).collect()));
+    assert!(t.step(&batch).unwrap().loss.is_finite());
+}

@@ -92,11 +92,6 @@ mod tests {
                 "'auto'",
             ),
             (
-                json!({"auto.auto_parallel": true}),
-                "auto.auto_parallel",
-                "auto_parallel=true",
-            ),
-            (
                 json!({"optimizer.num_apply_group": 3}),
                 "optimizer.num_apply_group",
                 "=3",

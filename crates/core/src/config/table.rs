@@ -336,9 +336,10 @@ config_table! {
     auto: AutoConfig {
         auto_parallel: bool {
             default: false, min: None, origin: Epl,
-            unsupported: Some("automatic stage partition lands with the auto-parallel issue"),
-            doc: "Experimental: partition the model into pipeline stages automatically (no \
-                  strategy scopes allowed).",
+            unsupported: None,
+            doc: "Partition the model into pipeline.num_stages contiguous stages automatically: \
+                  repeated blocks when they divide evenly, else a FLOPs cost model solved exactly \
+                  (no strategy scopes allowed).",
         }
     }
 }

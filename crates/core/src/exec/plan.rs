@@ -120,7 +120,9 @@ fn build_list(graph: &Graph, map: &StageMap, s: usize, train: bool) -> (Vec<Acti
     }
     let mut have = vec![false; graph.nodes.len()];
     let mut list: Vec<(Action, bool)> = Vec::new(); // (action, is backward phase)
-    for id in graph.ids().filter(|i| need[i.index()] && here(*i)) {
+    // Batch inputs are loaded by each stage that reads them (below), never sent.
+    let is_input = |id: NodeId| matches!(graph.node(id).op, Op::Input { .. });
+    for id in graph.ids().filter(|i| need[i.index()] && here(*i) && !is_input(*i)) {
         let n = graph.node(id);
         let bwd = n.phase != Phase::Forward;
         for &x in &n.inputs {

@@ -169,6 +169,7 @@ impl Trainer {
             "schedule": schedule,
             "memory": memory,
             "parameters": self.param_count(),
+            "auto_stages": self.auto_report.as_ref().map(|r| r.to_string()),
             "config": self.options.config.to_json(),
         })
     }
@@ -184,6 +185,9 @@ impl Trainer {
             let _ = writeln!(t, "taskgraph {st} '{}': devices {:?}", self.stages.names[st], self.stage_devices(st));
         }
         let _ = writeln!(t, "parameters: {}", self.param_count());
+        if let Some(r) = &self.auto_report {
+            let _ = writeln!(t, "{}", r.to_string().trim_end());
+        }
         let kind = match (s, v) {
             (1, _) => "gradient accumulation",
             (_, 1) => self.options.config.pipeline.strategy.as_str(),

@@ -37,6 +37,8 @@ pub struct Trainer {
     pub(super) inputs: Vec<InputSpec>,
     pub(super) step: u64,
     pub(super) schedule: crate::optim::LrSchedule,
+    /// The automatic stage partition's predicted costs (with `auto.auto_parallel`).
+    pub(super) auto_report: Option<crate::passes::AutoStageReport>,
     /// EPL's device slices of the stages (names and device lists in plans); None when
     /// interleaved stages share devices.
     pub(super) slicing: Option<crate::strategy::Slicing>,
@@ -71,6 +73,7 @@ fn device_count(options: &TrainerOptions) -> Result<usize> {
 impl Trainer {
     pub fn compile(model: Graph, options: TrainerOptions) -> Result<Trainer> {
         options.config.check_supported()?;
+        let (model, auto_report) = auto_partition(model, &options)?;
         let n = device_count(&options)?;
         let stage_count = assign_stages(&model)?.stages();
         let layout = Layout::new(&options, n, stage_count)?;
@@ -100,7 +103,7 @@ impl Trainer {
         }
         let schedule = options.optimizer.lr_schedule()?;
         let last_trace = Vec::new();
-        let mut t = Trainer { model, compiled, stages, layout, devices, options, inputs, step: 0, schedule, slicing, last_trace };
+        let mut t = Trainer { model, compiled, stages, layout, devices, options, inputs, step: 0, schedule, auto_report, slicing, last_trace };
         t.broadcast_initial_weights()?;
         Ok(t)
     }
@@ -375,6 +378,23 @@ impl Trainer {
         super::trace::chrome_trace(&self.last_trace, &names)
     }
 
+}
+
+/// With `auto.auto_parallel`, cut the model into `pipeline.num_stages` stages (EPL's rule: no
+/// strategy scopes; a stage count <= 1 keeps one stage).
+fn auto_partition(model: Graph, options: &TrainerOptions) -> Result<(Graph, Option<crate::passes::AutoStageReport>)> {
+    if !options.config.auto.auto_parallel {
+        return Ok((model, None));
+    }
+    let s = options.config.pipeline.num_stages.max(1) as usize;
+    let (g, report) = run_pass_with(model, |g| crate::passes::auto_stages(g, s))?;
+    Ok((g, Some(report)))
+}
+
+fn run_pass_with<T>(g: Graph, pass: impl FnOnce(Graph) -> Result<(Graph, T)>) -> Result<(Graph, T)> {
+    let (g, t) = pass(g)?;
+    g.verify()?;
+    Ok((g, t))
 }
 
 /// EPL's slicing of the stages (TaskGraphs that compute) over `n` local CPU devices. With
