@@ -201,23 +201,28 @@ struct Choice {
 }
 
 fn choose_stages(costs: &[cost::UnitCost], found: &blocks::Blocks, s: usize) -> Result<Choice> {
-    if found.len() >= blocks::MIN_REPEAT_BLOCKS && found.len().is_multiple_of(s) {
-        return Ok(Choice {
-            unit_stage: found.even_stages(costs.len(), s),
-            policy: StagePolicy::RepeatedBlocks,
-            aligned: true,
-        });
-    }
     let keys: Vec<partition::Key> = costs.iter().map(|c| c.key()).collect();
     let free = partition::min_max_partition(&keys, s, None)
         .ok_or_else(|| Error::internal(format!("no partition of {} ops into {s}", keys.len())))?;
-    let mut best = (free, false);
+    // Cutting between blocks keeps whole layers together (simpler stages, cleaner activation
+    // hand-offs); worth up to 5% on the slowest stage, no more.
+    let within = |bottleneck: f64| bottleneck <= 1.05 * free.bottleneck.0 as f64;
+    if found.len() >= blocks::MIN_REPEAT_BLOCKS && found.len().is_multiple_of(s) {
+        // EPL's rule (layers dealt out evenly), unless a large embedding or head makes it lose
+        // more than 5% to the cost model's optimum (e.g. GPT-2's tied vocabulary head).
+        let unit_stage = found.even_stages(costs.len(), s);
+        let per_stage = (0..s).map(|st| {
+            costs.iter().zip(&unit_stage).filter(|(_, u)| **u == st).map(|(c, _)| c.key().0 as f64).sum::<f64>()
+        });
+        if within(per_stage.fold(0.0, f64::max)) {
+            return Ok(Choice { unit_stage, policy: StagePolicy::RepeatedBlocks, aligned: true });
+        }
+    }
+    let mut best = (free.clone(), false);
     if !found.is_empty() {
         let allowed = found.boundaries(costs.len());
         if let Some(on_blocks) = partition::min_max_partition(&keys, s, Some(&allowed)) {
-            // Cutting between blocks keeps whole layers together (simpler stages, cleaner
-            // activation hand-offs); worth up to 5% on the slowest stage, no more.
-            if (on_blocks.bottleneck.0 as f64) <= 1.05 * best.0.bottleneck.0 as f64 {
+            if within(on_blocks.bottleneck.0 as f64) {
                 best = (on_blocks, true);
             }
         }
