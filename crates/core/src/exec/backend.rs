@@ -142,6 +142,17 @@ pub trait Backend: Send + Sync {
     /// dst += src, in place (gradient accumulation across micro-batches).
     fn add_inplace(&self, dst: &mut Self::Buffer, src: &Self::Buffer) -> Result<()>;
 
+    /// The host memory of an f32 buffer, when this device's memory is the host's (CPU): host
+    /// collectives then read and write it in place instead of through download/upload copies.
+    fn host_f32<'a>(&self, _buf: &'a Self::Buffer) -> Option<&'a [f32]> {
+        None
+    }
+
+    /// Mutable form of `host_f32`.
+    fn host_f32_mut<'a>(&self, _buf: &'a mut Self::Buffer) -> Option<&'a mut [f32]> {
+        None
+    }
+
     /// One optimizer update; `step` is 1-based (Adam's bias correction).
     fn update(
         &self,

@@ -53,8 +53,6 @@ pub struct Executor<B: Backend> {
     grads: Vec<Option<B::Buffer>>,
     /// Optimizer state per parameter node, created on its first update.
     state: Vec<Vec<B::Buffer>>,
-    /// How many readers each gradient node has among `graph.grads` (shared: copy, not move).
-    grad_sharers: Vec<usize>,
     pool: Pool<B>,
 }
 
@@ -93,10 +91,6 @@ impl<B: Backend> Executor<B> {
         let dims = graph.nodes.iter().map(|n| n.shape.concrete()).collect::<Result<Vec<_>>>()?;
         let program = Program::build(&graph, stages, stage);
         let n = graph.nodes.len();
-        let mut grad_sharers = vec![0; n];
-        for (_, g) in &graph.grads {
-            grad_sharers[g.index()] += 1;
-        }
         let mut ex = Executor {
             backend,
             recv_wait: std::time::Duration::ZERO,
@@ -106,7 +100,6 @@ impl<B: Backend> Executor<B> {
             slots: Vec::new(),
             grads: (0..n).map(|_| None).collect(),
             state: (0..n).map(|_| Vec::new()).collect(),
-            grad_sharers,
             pool: Pool::default(),
             graph,
         };
@@ -193,7 +186,7 @@ impl<B: Backend> Executor<B> {
                 self.free(mb, id);
                 Ok(())
             }
-            Action::AccumulateGrad { param, grad } => self.accumulate(param, grad, mb),
+            Action::AccumulateGrad { param, grad, take } => self.accumulate(param, grad, take, mb),
             Action::Send { node, to_stage } => {
                 let link = link.ok_or_else(no_link)?;
                 let data = self.backend.download(self.value(mb, node)?)?;
@@ -266,7 +259,7 @@ impl<B: Backend> Executor<B> {
         }
     }
 
-    fn accumulate(&mut self, param: NodeId, grad: NodeId, mb: usize) -> Result<()> {
+    fn accumulate(&mut self, param: NodeId, grad: NodeId, take: bool, mb: usize) -> Result<()> {
         let len = numel(&self.dims[param.index()]);
         let f32 = DType::F32;
         if self.grads[param.index()].is_some() {
@@ -274,8 +267,8 @@ impl<B: Backend> Executor<B> {
             let acc = self.grads[param.index()].as_mut().expect("checked");
             return self.backend.add_inplace(acc, g);
         }
-        if self.grad_sharers[grad.index()] == 1 {
-            // Sole reader: move the buffer instead of copying it.
+        if take {
+            // Last reader: move the buffer instead of copying it.
             let g = self.slots[mb][grad.index()].take().ok_or_else(|| Error::internal("grad not live"))?;
             self.pool.drop_buffer(Category::Activations, f32, len);
             self.pool.adopt(Category::Gradients, f32, len);
@@ -315,11 +308,15 @@ impl<B: Backend> Executor<B> {
         params.reverse();
         let sizes: Vec<(usize, usize)> = params.iter().enumerate().map(|(i, p)| (i, self.grad_len(*p))).collect();
         let buckets = crate::collectives::plan_buckets(&sizes, opts.bucket_bytes, opts.max_splits);
+        let mut flat: Vec<f32> = Vec::new();
         for (b, bucket) in buckets.iter().enumerate() {
-            let mut flat: Vec<f32> = Vec::with_capacity(bucket.elements);
+            flat.clear();
             for &t in &bucket.tensors {
-                let g = self.backend.download(self.grads[params[t].index()].as_ref().expect("checked"))?;
-                flat.extend_from_slice(g.as_f32().ok_or_else(|| Error::internal("f32 gradient"))?);
+                let g = self.grads[params[t].index()].as_ref().expect("checked");
+                match self.backend.host_f32(g) {
+                    Some(host) => flat.extend_from_slice(host),
+                    None => flat.extend_from_slice(self.backend.download(g)?.as_f32().ok_or_else(|| Error::internal("f32 gradient"))?),
+                }
             }
             let comm = channels[b % channels.len()];
             match opts.fp16_scale {
@@ -330,12 +327,16 @@ impl<B: Backend> Executor<B> {
             for &t in &bucket.tensors {
                 let p = params[t];
                 let len = self.grad_len(p);
-                let mut part = flat[offset..offset + len].to_vec();
-                if opts.scale != 1.0 {
-                    part.iter_mut().for_each(|x| *x *= opts.scale);
-                }
-                self.grads[p.index()] = Some(self.backend.upload(&HostData::F32(part))?);
+                let part = &flat[offset..offset + len];
                 offset += len;
+                let g = self.grads[p.index()].as_mut().expect("checked");
+                // Copy back and scale in one pass; devices without host memory take an upload.
+                if let Some(host) = self.backend.host_f32_mut(g) {
+                    host.iter_mut().zip(part).for_each(|(d, s)| *d = s * opts.scale);
+                } else {
+                    let scaled: Vec<f32> = part.iter().map(|x| x * opts.scale).collect();
+                    *g = self.backend.upload(&HostData::F32(scaled))?;
+                }
             }
         }
         Ok(())

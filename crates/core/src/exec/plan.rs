@@ -23,8 +23,10 @@ pub enum Action {
     Send { node: NodeId, to_stage: usize },
     /// Return a buffer to the pool (its last reader has run).
     Free(NodeId),
-    /// Add this micro-batch's gradient into the parameter's accumulated gradient.
-    AccumulateGrad { param: NodeId, grad: NodeId },
+    /// Add this micro-batch's gradient into the parameter's accumulated gradient, as soon as it
+    /// is final (so its all-reduce bucket can start while backward goes on). `take`: this is the
+    /// gradient's last reader, so its buffer may be moved instead of copied.
+    AccumulateGrad { param: NodeId, grad: NodeId, take: bool },
 }
 
 impl fmt::Display for Action {
@@ -35,7 +37,9 @@ impl fmt::Display for Action {
             Action::Compute(n) => write!(f, "compute {n}"),
             Action::Send { node, to_stage } => write!(f, "send {node} >s{to_stage}"),
             Action::Free(n) => write!(f, "free {n}"),
-            Action::AccumulateGrad { param, grad } => write!(f, "accumulate {param} += {grad}"),
+            Action::AccumulateGrad { param, grad, take } => {
+                write!(f, "accumulate {param} += {grad}{}", if *take { " (move)" } else { "" })
+            }
         }
     }
 }
@@ -145,14 +149,20 @@ fn build_list(graph: &Graph, map: &StageMap, s: usize, train: bool) -> (Vec<Acti
         to.sort_unstable();
         to.dedup();
         list.extend(to.into_iter().map(|t| (Action::Send { node: id, to_stage: t }, bwd)));
+        if train {
+            for &(p, _) in graph.grads.iter().filter(|(p, g)| *g == id && here(*p)) {
+                list.push((Action::AccumulateGrad { param: p, grad: id, take: false }, true));
+            }
+        }
     }
     if train {
-        for &(p, g) in graph.grads.iter().filter(|(p, _)| here(*p)) {
+        // Gradients computed on another stage arrive at the end of this stage's backward.
+        for &(p, g) in graph.grads.iter().filter(|(p, g)| here(*p) && !here(*g)) {
             if !have[g.index()] {
                 have[g.index()] = true;
                 list.push((Action::Recv { node: g, from_stage: map.stage_of[g.index()] }, true));
             }
-            list.push((Action::AccumulateGrad { param: p, grad: g }, true));
+            list.push((Action::AccumulateGrad { param: p, grad: g, take: false }, true));
         }
     }
     place_frees(graph, list, &roots(graph, train), s, map)
@@ -194,7 +204,11 @@ fn place_frees(
         frees_after[at].push(x);
     }
     let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
-    for (i, (a, is_bwd)) in list.into_iter().enumerate() {
+    let sharers = |g: NodeId| graph.grads.iter().filter(|(_, x)| *x == g).count();
+    for (i, (mut a, is_bwd)) in list.into_iter().enumerate() {
+        if let Action::AccumulateGrad { grad, take, .. } = &mut a {
+            *take = last[grad.index()] == Some(i) && sharers(*grad) == 1;
+        }
         let out = if is_bwd { &mut bwd } else { &mut fwd };
         out.push(a);
         frees_after[i].sort();

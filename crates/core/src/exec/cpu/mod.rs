@@ -107,6 +107,14 @@ fn check_op_shape(op: &str, declared: &Shape, concrete: &[usize]) -> Result<()> 
 impl Backend for CpuBackend {
     type Buffer = HostData;
 
+    fn host_f32<'a>(&self, buf: &'a HostData) -> Option<&'a [f32]> {
+        buf.as_f32()
+    }
+
+    fn host_f32_mut<'a>(&self, buf: &'a mut HostData) -> Option<&'a mut [f32]> {
+        buf.as_f32_mut()
+    }
+
     fn name(&self) -> String {
         format!("cpu({} threads)", self.threads())
     }
