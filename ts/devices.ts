@@ -18,14 +18,22 @@ function devices(kind: 'cpu' | 'cuda', count: number): Devices {
   return Object.freeze({ kind, count, toString: () => `${kind}:${count}` });
 }
 
+/** Most CPU virtual devices one process runs. */
+export const MAX_CPU_DEVICES = 16;
+
 /**
- * `n` CPU virtual devices (threads in this process).
+ * `n` CPU virtual devices (threads in this process), 1 <= n <= 16. A model with S pipeline
+ * stages runs n / S data-parallel replicas of the pipeline (n must be a multiple of S).
  *
  * @example
- * await weft.compile(model, { batch: 8, devices: weft.cpu(1) });
+ * await weft.compile(model, { batch: 8, devices: weft.cpu(4) }); // 2 stages x 2 replicas
  */
 export function cpu(n = 1): Devices {
-  return devices('cpu', n);
+  const d = devices('cpu', n);
+  if (n > MAX_CPU_DEVICES) {
+    throw new WeftConfigError(`devices: at most ${MAX_CPU_DEVICES} CPU virtual devices, got cpu(${n})`);
+  }
+  return d;
 }
 
 /**
@@ -48,5 +56,6 @@ export function cuda(n = 1): Devices {
 export function parseDevices(text: string): Devices {
   const m = /^(cpu|cuda)(?::(\d+))?$/.exec(text.trim());
   if (m === null) throw new WeftConfigError(`devices: '${text}' is not of the form cpu:N or cuda:N`);
-  return devices(m[1] as 'cpu' | 'cuda', m[2] === undefined ? 1 : Number(m[2]));
+  const n = m[2] === undefined ? 1 : Number(m[2]);
+  return m[1] === 'cpu' ? cpu(n) : cuda(n);
 }

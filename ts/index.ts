@@ -12,7 +12,7 @@
  */
 export { Config, config, configKeys } from './config.js';
 export type { ConfigInput, ConfigKeyInfo, ConfigValue } from './config.js';
-export { cpu, cuda, parseDevices } from './devices.js';
+export { MAX_CPU_DEVICES, cpu, cuda, parseDevices } from './devices.js';
 export type { Devices } from './devices.js';
 export {
   WeftBatchError,
