@@ -116,19 +116,26 @@ test('strategy scopes record TaskGraphs; deviceCount > 1 is a typed unsupported 
     const h = m.replicate({ deviceCount: 1, name: 'stage0' }, () => m.nn.linear(x, 8).relu());
     return m.split({ name: 'stage1' }, () => m.nn.linear(h, 2)).mean();
   });
+  // The input written before the first scope joins its TaskGraph (EPL: the first scope takes
+  // over TaskGraph 0); the mean after the split scope joins the last replicate TaskGraph.
   t.deepEqual(
     model.taskgraphs.map((g) => [g.name, g.strategy, g.deviceCount]),
     [
-      ['default', 'replicate', 1],
       ['stage0', 'replicate', 1],
       ['stage1', 'split', 1],
     ],
   );
-  t.regex(model.text(), /taskgraph tg1 stage0 Replicate x1/);
+  t.regex(model.text(), /taskgraph tg0 stage0 Replicate x1/);
+  t.regex(model.text(), /taskgraph tg1 stage1 Split x1/);
+  t.regex(model.text(), /%10 = mean\{axis=0,keepdim=false\}\(%9\) : f32\[2\] tg0 fwd/);
   const err = t.throws(
     () => weft.model((m) => m.replicate({ deviceCount: 2 }, () => m.input('x', [null, 4]).mean())),
     { instanceOf: weft.WeftUnsupportedError },
   );
   t.is(err?.code, 'WEFT_UNSUPPORTED');
   t.regex(err?.message ?? '', /deviceCount 2/);
+  t.throws(() => weft.model((m) => m.split({ deviceCount: 2 }, () => m.input('x', [null, 4]).mean())), {
+    instanceOf: weft.WeftUnsupportedError,
+    message: /split scope 'Split' with deviceCount 2/,
+  });
 });

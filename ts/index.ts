@@ -31,15 +31,36 @@ export {
   WeftVerifyError,
 } from './errors.js';
 export type { WeftErrorCode } from './errors.js';
-export { Model, ModelBuilder, model } from './model.js';
-export type { BuildFn, DefaultStrategy, ParameterSpec, StrategyOptions, TaskGraphInfo, TensorSpec } from './model.js';
+export { GraphKeys, Model, ModelBuilder, model, replicate, split } from './model.js';
+export type {
+  BuildFn,
+  CollectionSpec,
+  DefaultStrategy,
+  GraphKey,
+  ParameterSpec,
+  Strategy,
+  StrategyOptions,
+  TaskGraphInfo,
+  TensorSpec,
+} from './model.js';
 export { Nn } from './nn.js';
 export type { AttentionOptions, BlockOptions, EmbeddingOptions, LayerNormOptions, LinearOptions, MlpOptions } from './nn.js';
 export { Losses } from './losses.js';
 export { Tensor } from './tensor.js';
 export type { DType, Dim, MatmulOptions, ReduceOptions, Shape } from './tensor.js';
 export { Trainer, compile } from './trainer.js';
-export type { Batch, BatchTensor, CompileOptions, EvalResult, InputShape, OutputValue, Plan, StepResult } from './trainer.js';
+export type {
+  Batch,
+  BatchTensor,
+  CollectionValue,
+  Collections,
+  CompileOptions,
+  EvalResult,
+  InputShape,
+  OutputValue,
+  Plan,
+  StepResult,
+} from './trainer.js';
 export type { Init } from './init.js';
 export type { Optimizer, AdamOptions, SgdOptions, CommonOptions } from './optim.js';
 export type { TokenBatch, TokenLoader, TokenLoaderOptions } from './data.js';

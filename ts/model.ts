@@ -3,7 +3,7 @@
  * strategy scopes (`m.replicate`, `m.split`) mark the parts weft parallelises.
  */
 import { Config, config as makeConfig } from './config.js';
-import { WeftConfigError, WeftShapeError, WeftUnsupportedError } from './errors.js';
+import { WeftConfigError, WeftDTypeError, WeftShapeError } from './errors.js';
 import type { Init } from './init.js';
 import { Losses } from './losses.js';
 import { type NativeModel, type TensorInfo, call, native } from './native.js';
@@ -12,24 +12,98 @@ import { type DType, type OpAttrs, type OpSink, type Shape, Tensor } from './ten
 
 /** Options of a strategy scope. */
 export interface StrategyOptions {
-  /** Devices this scope spans (default 1). Values above 1 land with the parallel-training issue. */
+  /**
+   * Devices per replica of this TaskGraph (default 1). Replicas come from the devices left over:
+   * `cpu(N)` with S stages runs N / S replicas. Values above 1 need tensor parallelism inside the
+   * TaskGraph, which is not in this build: they are refused with a `WeftUnsupportedError`.
+   */
   readonly deviceCount?: number;
-  /** The TaskGraph's name (default `replicate_N` / `split_N`). */
+  /** The TaskGraph's name (default EPL's `Replicate` / `Split`). */
   readonly name?: string;
 }
 
-/** A strategy for {@link ModelBuilder.setDefaultStrategy}. */
-export interface DefaultStrategy extends StrategyOptions {
+/** A strategy value, made by {@link replicate} / {@link split}, for {@link ModelBuilder.setDefaultStrategy}. */
+export interface Strategy extends StrategyOptions {
   readonly kind: 'replicate' | 'split';
 }
 
-/** A TaskGraph recorded by a strategy scope. */
+/** The former name of {@link Strategy}. */
+export type DefaultStrategy = Strategy;
+
+/**
+ * EPL's `replicate(device_count)` as a value, for {@link ModelBuilder.setDefaultStrategy}.
+ *
+ * @example
+ * m.setDefaultStrategy(weft.replicate({ deviceCount: 1, name: 'stage1' }));
+ */
+export function replicate(options: StrategyOptions = {}): Strategy {
+  return Object.freeze({ ...options, kind: 'replicate' as const });
+}
+
+/**
+ * EPL's `split(device_count)` as a value. Only `replicate` may be the default strategy, so
+ * passing this to `setDefaultStrategy` is an error; it exists for symmetry with EPL.
+ *
+ * @example
+ * const s = weft.split({ deviceCount: 1, name: 'head' });
+ */
+export function split(options: StrategyOptions = {}): Strategy {
+  return Object.freeze({ ...options, kind: 'split' as const });
+}
+
+/** A TaskGraph of a built model: one per strategy scope or default strategy (EPL's TaskGraph). */
 export interface TaskGraphInfo {
   readonly index: number;
   readonly name: string;
   readonly strategy: 'replicate' | 'split';
   readonly deviceCount: number;
+  /** Nodes built in it (parameters and inputs included). */
+  readonly nodes: number;
 }
+
+/**
+ * The collection keys (EPL's `GraphKeys`): a tensor added to a collection comes back from
+ * `trainer.step()` merged over micro-batches and replicas. `*_MEAN` averages, `*_SUM` adds,
+ * `*_CONCAT` concatenates along axis 0 (batch-row order). `GLOBAL_*` merges across every replica;
+ * `LOCAL_*` across this process's replicas only, which in a single process is all of them.
+ * The EPL spellings (`GLOBAL_MEAN_OBJECTS`, ...) are aliases.
+ *
+ * @example
+ * m.addToCollection(loss, weft.GraphKeys.GLOBAL_MEAN, 'loss');
+ * // after a step: result.collections.global_mean?.loss
+ */
+export const GraphKeys = Object.freeze({
+  GLOBAL_MEAN: 'global_mean',
+  GLOBAL_SUM: 'global_sum',
+  GLOBAL_CONCAT: 'global_concat',
+  LOCAL_MEAN: 'local_mean',
+  LOCAL_SUM: 'local_sum',
+  LOCAL_CONCAT: 'local_concat',
+  GLOBAL_MEAN_OBJECTS: 'global_mean',
+  GLOBAL_SUM_OBJECTS: 'global_sum',
+  GLOBAL_CONCAT_OBJECTS: 'global_concat',
+  LOCAL_MEAN_OBJECTS: 'local_mean',
+  LOCAL_SUM_OBJECTS: 'local_sum',
+  LOCAL_CONCAT_OBJECTS: 'local_concat',
+} as const);
+
+/** A collection key: `'global_mean'`, `'global_sum'`, `'global_concat'`, `'local_mean'`, `'local_sum'`, `'local_concat'`. */
+export type GraphKey = (typeof GraphKeys)[keyof typeof GraphKeys];
+
+const GRAPH_KEYS: readonly GraphKey[] = ['global_mean', 'global_sum', 'global_concat', 'local_mean', 'local_sum', 'local_concat'];
+
+/** A tensor registered with {@link ModelBuilder.addToCollection}. */
+export interface CollectionSpec {
+  readonly key: GraphKey;
+  readonly name: string;
+  /** The step output that carries it (an internal name). */
+  readonly output: string;
+  readonly shape: Shape;
+  readonly dims: readonly string[];
+}
+
+/** Step outputs named with this prefix carry collection tensors. */
+const COLLECTION_PREFIX = 'collection:';
 
 /** A named tensor of a built model (an input or an output). */
 export interface TensorSpec {
@@ -56,11 +130,22 @@ function initJson(init: Init): string {
   return JSON.stringify(init);
 }
 
-/** Largest device count the strategy scopes accept in this build. */
-const MAX_SCOPE_DEVICES = 1;
-
 function info(t: TensorInfo): { id: number; shape: Shape; dims: string[]; dtype: DType } {
   return { id: t.id, shape: t.shape.map((d) => d ?? null), dims: t.dims, dtype: t.dtype as DType };
+}
+
+/** A scope's device count and name as the core takes them ('' = EPL's default name). */
+function strategyArgs(kind: 'replicate' | 'split', options: StrategyOptions): { deviceCount: number; name: string } {
+  if (typeof options !== 'object' || options === null) {
+    throw new WeftConfigError(`${kind}: options must be an object like { deviceCount: 1, name: 'stage0' }, got ${String(options)}`);
+  }
+  const deviceCount = options.deviceCount ?? 1;
+  const name = options.name ?? '';
+  if (typeof name !== 'string') throw new WeftConfigError(`${kind}: name must be a string, got ${String(name)}`);
+  if (!Number.isInteger(deviceCount) || deviceCount < 0 || deviceCount > 0xffff_ffff) {
+    throw new WeftConfigError(`${kind} '${name}': deviceCount must be a positive integer, got ${String(deviceCount)}`);
+  }
+  return { deviceCount, name };
 }
 
 function checkShape(what: string, shape: Shape): void {
@@ -86,18 +171,17 @@ export class ModelBuilder implements OpSink {
   private readonly prefix: string[] = [];
   private readonly counters = new Map<string, number>();
   private readonly inputList: TensorSpec[] = [];
-  private readonly outputList: TensorSpec[] = [];
+  private readonly outputList: (TensorSpec & { readonly id: number })[] = [];
   private readonly paramList: ParameterSpec[] = [];
-  private readonly taskgraphList: TaskGraphInfo[] = [
-    { index: 0, name: 'default', strategy: 'replicate', deviceCount: 1 },
-  ];
-  private inScope = false;
+  private readonly collectionList: (CollectionSpec & { readonly id: number })[] = [];
   private dropouts = 0;
 
   /** @internal */
   constructor(cfg: Config) {
     this.config = cfg;
-    this.native = call(() => new (native().NativeModel)());
+    // EPL raises on entering any scope while auto.auto_parallel is true; the core's scope rules need it.
+    const autoParallel = cfg.get('auto.auto_parallel') === true;
+    this.native = call(() => new (native().NativeModel)(autoParallel));
     this.nn = new Nn(this);
     this.losses = new Losses(this);
   }
@@ -171,8 +255,11 @@ export class ModelBuilder implements OpSink {
     if (!(t instanceof Tensor) || t.sink !== this) {
       throw new WeftShapeError(`output '${name}': expected a tensor of this model`);
     }
+    if (typeof name === 'string' && name.startsWith(COLLECTION_PREFIX)) {
+      throw new WeftShapeError(`output '${name}': names starting with '${COLLECTION_PREFIX}' are reserved for collections (m.addToCollection)`);
+    }
     call(() => this.native.output(name, t.id));
-    this.outputList.push({ name, shape: t.shape, dims: t.dims, dtype: t.dtype });
+    this.outputList.push({ name, shape: t.shape, dims: t.dims, dtype: t.dtype, id: t.id });
   }
 
   /**
@@ -191,19 +278,25 @@ export class ModelBuilder implements OpSink {
   }
 
   /**
-   * Data parallelism scope (EPL's `replicate`): the ops built in `fn` form one TaskGraph that is
-   * replicated over `deviceCount` devices.
+   * A `replicate` scope (EPL's `replicate`): the ops built in `fn` form one TaskGraph, a pipeline
+   * stage of its own when the model has several. Data parallelism needs no scope: replicas come
+   * from the devices left over (`cpu(4)` with two stages runs two replicas of the pipeline).
+   * Ops built before the first scope join the first scope's TaskGraph (inputs and parameters
+   * anywhere are placed with their first consumer); ops after a scope join the last replicate
+   * TaskGraph. Scopes do not nest and do not prefix parameter names. A scope that builds no op
+   * is an error, and so is `deviceCount > 1` (tensor parallelism inside a replica).
    *
    * @example
    * const h = m.replicate({ deviceCount: 1, name: 'stage0' }, () => m.nn.linear(x, 1024).relu());
+   * const logits = m.replicate({ deviceCount: 1, name: 'stage1' }, () => m.nn.linear(h, 10));
    */
   replicate<T>(options: StrategyOptions, fn: () => T): T {
     return this.strategyScope('replicate', options, fn);
   }
 
   /**
-   * Tensor parallelism scope (EPL's `split`): the ops built in `fn` are split over `deviceCount`
-   * devices.
+   * A `split` scope (EPL's `split`): recorded as its own TaskGraph. Splitting it over more than
+   * one device (tensor parallelism) is not in this build: `deviceCount > 1` is refused.
    *
    * @example
    * const logits = m.split({ deviceCount: 1 }, () => m.nn.linear(h, vocab));
@@ -214,43 +307,80 @@ export class ModelBuilder implements OpSink {
 
   /**
    * The strategy of ops built outside any scope from here on (EPL's `set_default_strategy`).
+   * Only `replicate` is allowed. Every call opens a new TaskGraph, which is how EPL's BERT
+   * example cuts pipeline stages: call it at each stage boundary inside the layer loop. Inside
+   * an explicit scope the default is suspended, and it applies again after the scope.
    *
    * @example
-   * m.setDefaultStrategy({ kind: 'replicate', deviceCount: 1 });
+   * for (let i = 0; i < layers; i++) {
+   *   if (i % perStage === 0) m.setDefaultStrategy(weft.replicate({ deviceCount: 1, name: `stage${i / perStage}` }));
+   *   x = m.nn.transformerBlock(x, { heads: 4, name: `h.${i}` });
+   * }
    */
-  setDefaultStrategy(strategy: DefaultStrategy): void {
-    if (this.inScope) throw new WeftUnsupportedError('setDefaultStrategy inside a strategy scope is not supported');
-    this.openTaskGraph(strategy.kind, strategy);
-  }
-
-  private openTaskGraph(kind: 'replicate' | 'split', options: StrategyOptions): TaskGraphInfo {
-    const deviceCount = options.deviceCount ?? 1;
-    const name = options.name ?? `${kind}_${this.taskgraphList.length}`;
-    if (!Number.isInteger(deviceCount) || deviceCount < 1) {
-      throw new WeftShapeError(`${kind} '${name}': deviceCount must be a positive integer, got ${deviceCount}`);
+  setDefaultStrategy(strategy: Strategy): void {
+    if (typeof strategy !== 'object' || strategy === null || (strategy.kind !== 'replicate' && strategy.kind !== 'split')) {
+      throw new WeftConfigError(`setDefaultStrategy: expected weft.replicate({...}), got ${JSON.stringify(strategy)}`);
     }
-    if (deviceCount > MAX_SCOPE_DEVICES) {
-      throw new WeftUnsupportedError(
-        `${kind} '${name}' with deviceCount ${deviceCount} is not yet supported: parallel strategy scopes land with the parallel-training issue; use deviceCount 1`,
-      );
-    }
-    const index = call(() => this.native.openTaskgraph(name, kind, deviceCount));
-    const tg = Object.freeze({ index, name, strategy: kind, deviceCount });
-    this.taskgraphList.push(tg);
-    return tg;
+    const { deviceCount, name } = strategyArgs(strategy.kind, strategy);
+    call(() => this.native.setDefaultStrategy(strategy.kind, deviceCount, name));
   }
 
   private strategyScope<T>(kind: 'replicate' | 'split', options: StrategyOptions, fn: () => T): T {
-    if (this.inScope) throw new WeftUnsupportedError(`nesting strategy scopes (${kind} inside another scope) is not supported`);
-    const previous = call(() => this.native.currentTaskgraph());
-    this.openTaskGraph(kind, options);
-    this.inScope = true;
+    if (typeof fn !== 'function') throw new WeftConfigError(`${kind}(options, fn): expected a build function`);
+    const { deviceCount, name } = strategyArgs(kind, options ?? {});
+    call(() => this.native.enterScope(kind, deviceCount, name));
+    let result: T;
     try {
-      return fn();
-    } finally {
-      this.inScope = false;
-      call(() => this.native.setTaskgraph(previous));
+      result = fn();
+    } catch (err) {
+      call(() => this.native.exitScope());
+      throw err;
     }
+    const taskgraph = call(() => this.native.exitScope());
+    if (taskgraph === null || taskgraph === undefined) {
+      const label = name === '' ? (kind === 'replicate' ? 'Replicate' : 'Split') : name;
+      throw new WeftConfigError(
+        `${kind} scope '${label}' built no ops: its TaskGraph would be empty, with nothing to run on its devices; build the stage's layers inside the scope or remove it`,
+      );
+    }
+    return result;
+  }
+
+  /**
+   * Adds `t` to a collection (EPL's `add_to_collection`): `trainer.step()` returns it merged over
+   * micro-batches and replicas under `result.collections[key][name]`. Mean and sum merge
+   * element-wise (a scalar comes back as a number), concat joins along axis 0 in batch-row order.
+   * `name` defaults to the tensor's output name if it has one, else `t<id>`. A tensor may be in
+   * one collection only; collections hold f32 tensors.
+   *
+   * @example
+   * const loss = m.losses.softmaxCrossEntropy(logits, y);
+   * m.addToCollection(loss, weft.GraphKeys.GLOBAL_MEAN, 'loss');
+   */
+  addToCollection(t: Tensor, key: GraphKey, name?: string): void {
+    if (!GRAPH_KEYS.includes(key)) {
+      throw new WeftConfigError(`addToCollection: unknown collection key ${JSON.stringify(key)}; the keys are ${GRAPH_KEYS.join(', ')} (weft.GraphKeys)`);
+    }
+    if (!(t instanceof Tensor) || t.sink !== this) {
+      throw new WeftShapeError(`addToCollection(${key}): expected a tensor of this model`);
+    }
+    const label = name ?? this.outputList.find((o) => o.id === t.id)?.name ?? `t${t.id}`;
+    if (typeof label !== 'string' || label === '') throw new WeftShapeError(`addToCollection(${key}): the name must be a non-empty string`);
+    if (t.dtype !== 'f32') {
+      throw new WeftDTypeError(`addToCollection(${key}): tensor '${label}' is ${t.dtype}; collections hold f32 tensors`);
+    }
+    const previous = this.collectionList.find((c) => c.id === t.id);
+    if (previous !== undefined) {
+      throw new WeftConfigError(
+        `addToCollection: tensor '${label}' ${t.toString()} is already in collection '${previous.key}' as '${previous.name}'; a tensor belongs to one collection (EPL drops a tensor registered under two keys from both)`,
+      );
+    }
+    if (this.collectionList.some((c) => c.key === key && c.name === label)) {
+      throw new WeftConfigError(`addToCollection: collection '${key}' already has a tensor named '${label}'`);
+    }
+    const output = `${COLLECTION_PREFIX}${key}/${label}`;
+    call(() => this.native.output(output, t.id));
+    this.collectionList.push({ key, name: label, output, shape: t.shape, dims: t.dims, id: t.id });
   }
 
   /** @internal `name` under the current scope prefix. */
@@ -267,13 +397,37 @@ export class ModelBuilder implements OpSink {
     return `${kind}_${n}`;
   }
 
+  /** @internal The TaskGraphs so far, as the core's scope rules made them. */
+  taskgraphs(): TaskGraphInfo[] {
+    return call(() => this.native.taskgraphs()).map((g) =>
+      Object.freeze({
+        index: g.index,
+        name: g.name,
+        strategy: g.strategy === 'split' ? ('split' as const) : ('replicate' as const),
+        deviceCount: g.deviceCount,
+        nodes: g.nodes,
+      }),
+    );
+  }
+
   /** @internal */
-  summary(): { inputs: TensorSpec[]; outputs: TensorSpec[]; parameters: ParameterSpec[]; taskgraphs: TaskGraphInfo[] } {
+  summary(): {
+    inputs: TensorSpec[];
+    outputs: TensorSpec[];
+    parameters: ParameterSpec[];
+    taskgraphs: TaskGraphInfo[];
+    collections: CollectionSpec[];
+  } {
+    const strip = <X extends { id: number }>(x: X): Omit<X, 'id'> => {
+      const { id: _id, ...rest } = x;
+      return Object.freeze(rest);
+    };
     return {
       inputs: [...this.inputList],
-      outputs: [...this.outputList],
+      outputs: this.outputList.map(strip),
       parameters: [...this.paramList],
-      taskgraphs: [...this.taskgraphList],
+      taskgraphs: this.taskgraphs(),
+      collections: this.collectionList.map(strip),
     };
   }
 }
@@ -284,7 +438,10 @@ export class Model {
   readonly inputs: readonly TensorSpec[];
   readonly outputs: readonly TensorSpec[];
   readonly parameters: readonly ParameterSpec[];
+  /** The TaskGraphs in index order; with several holding computation, each is a pipeline stage. */
   readonly taskgraphs: readonly TaskGraphInfo[];
+  /** Tensors added with `m.addToCollection`, in registration order. */
+  readonly collections: readonly CollectionSpec[];
   /** The loss tensor's node id. */
   readonly lossId: number;
   private readonly build: BuildFn;
@@ -301,6 +458,7 @@ export class Model {
     this.outputs = Object.freeze(s.outputs);
     this.parameters = Object.freeze(s.parameters);
     this.taskgraphs = Object.freeze(s.taskgraphs);
+    this.collections = Object.freeze(s.collections);
     this.lossId = loss.id;
     this.graphText = call(() => builder.native.text());
     this.pending = builder;
@@ -314,6 +472,14 @@ export class Model {
     }
     if (loss.dtype !== 'f32' || loss.rank !== 0) {
       throw new WeftShapeError(`loss: the loss must be an f32 scalar, got ${loss.dtype}[${loss.dims.join(',')}] (reduce it with .mean())`);
+    }
+    // Only setDefaultStrategy opens a TaskGraph before its first op; an empty scope threw already.
+    const empty = builder.taskgraphs().filter((g) => g.nodes === 0);
+    if (empty.length > 0) {
+      const names = empty.map((g) => `${g.index} '${g.name}'`).join(', ');
+      throw new WeftConfigError(
+        `TaskGraph ${names} built no ops: setDefaultStrategy opened it but no op was built outside scopes afterwards, so it would be empty; call setDefaultStrategy where the stage's ops begin`,
+      );
     }
     return { builder, loss };
   }

@@ -4,8 +4,8 @@
  */
 import type { Config } from './config.js';
 import { type Devices, cpu } from './devices.js';
-import { WeftBatchError, WeftConfigError, WeftDTypeError, WeftUnsupportedError } from './errors.js';
-import type { Model } from './model.js';
+import { WeftBatchError, WeftConfigError, WeftDTypeError, WeftInternalError, WeftUnsupportedError } from './errors.js';
+import type { CollectionSpec, GraphKey, Model } from './model.js';
 import { type NativeTrainer, call, callAsync, native } from './native.js';
 import type { Optimizer } from './optim.js';
 import type { DType } from './tensor.js';
@@ -16,7 +16,12 @@ export type BatchTensor = Float32Array | Int32Array | readonly number[];
 /** One global batch: a value for every model input, by name. */
 export type Batch = Readonly<Record<string, BatchTensor>>;
 
-/** A named output's value for the whole global batch. */
+/**
+ * A named output's value for the whole global batch: the per-micro-batch values concatenated
+ * along axis 0 in batch-row order (replica by replica, micro-batch by micro-batch). A scalar
+ * output has one value per micro-batch per replica, so its shape is `[R*M]` (`[]` on one device
+ * without accumulation).
+ */
 export interface OutputValue {
   readonly shape: readonly number[];
   readonly data: Float32Array | Int32Array;
@@ -40,7 +45,18 @@ export interface StepResult {
   readonly idealIdle: number;
   /** The model's named outputs (`m.output`). */
   readonly outputs: Readonly<Record<string, OutputValue>>;
+  /**
+   * Tensors of `m.addToCollection`, merged over micro-batches and replicas, by key and name:
+   * `collections.global_mean?.loss`. A scalar merged by mean or sum is a number.
+   */
+  readonly collections: Collections;
 }
+
+/** A merged collection tensor: a number for a scalar merged by mean or sum, else its values. */
+export type CollectionValue = number | Float32Array;
+
+/** `step()`'s collections: key -> tensor name -> merged value (keys with no tensor are absent). */
+export type Collections = Readonly<Partial<Record<GraphKey, Readonly<Record<string, CollectionValue>>>>>;
 
 /** What `evaluate` returns. */
 export type EvalResult = Omit<StepResult, 'gradNorm' | 'lr' | 'idle' | 'idealIdle'>;
@@ -91,14 +107,24 @@ export class Trainer {
   readonly batch: number;
   private readonly nativeTrainer: NativeTrainer;
   private readonly onProgress: ((result: StepResult) => void) | undefined;
+  private readonly merge: OutputMerge;
   private queue: Promise<unknown> = Promise.resolve();
   private inFlight = 0;
 
   /** @internal Use {@link compile}. */
-  constructor(t: NativeTrainer, batch: number, onProgress: ((r: StepResult) => void) | undefined) {
+  constructor(
+    t: NativeTrainer,
+    batch: number,
+    onProgress: ((r: StepResult) => void) | undefined,
+    collections: readonly CollectionSpec[] = [],
+  ) {
     this.nativeTrainer = t;
     this.batch = batch;
     this.onProgress = onProgress;
+    const plan = JSON.parse(call(() => t.planJson())) as { batch?: { replicas?: unknown; micro_batches?: unknown } };
+    const replicas = Number(plan.batch?.replicas ?? 1);
+    const microBatches = Number(plan.batch?.micro_batches ?? 1);
+    this.merge = { parts: replicas * microBatches, collections };
     this.inputs = Object.freeze(
       call(() => t.inputs()).map((s) => Object.freeze({ name: s.name, shape: Object.freeze([...s.shape]), dtype: s.dtype as DType })),
     );
@@ -164,7 +190,7 @@ export class Trainer {
     }
     return this.serial(async () => {
       const r = await callAsync(() => call(() => this.nativeTrainer.step(inputs)));
-      const result = report(r);
+      const result = report(r, this.merge);
       this.onProgress?.(result);
       return result;
     });
@@ -184,8 +210,8 @@ export class Trainer {
       return Promise.reject(err);
     }
     return this.serial(async () => {
-      const { step, loss, ms, outputs } = report(await callAsync(() => call(() => this.nativeTrainer.evaluate(inputs))));
-      return { step, loss, ms, outputs };
+      const r = report(await callAsync(() => call(() => this.nativeTrainer.evaluate(inputs))), this.merge);
+      return Object.freeze({ step: r.step, loss: r.loss, ms: r.ms, outputs: r.outputs, collections: r.collections });
     });
   }
 
@@ -307,9 +333,59 @@ function toTyped(spec: InputShape, data: unknown): Float32Array | Int32Array {
 
 type NativeReport = Awaited<ReturnType<NativeTrainer['step']>>;
 
-function report(r: NativeReport): StepResult {
+/** What a trainer needs to merge outputs: R*M (the core's parts) and the collection tensors. */
+interface OutputMerge {
+  readonly parts: number;
+  readonly collections: readonly CollectionSpec[];
+}
+
+/**
+ * Merges one collection tensor. `data` is what the core returns for every output: the R*M
+ * per-micro-batch values concatenated in (replica, micro-batch) order.
+ */
+function mergeCollection(spec: CollectionSpec, data: Float32Array, parts: number): CollectionValue {
+  const op = spec.key.slice(spec.key.indexOf('_') + 1);
+  if (op === 'concat') return Float32Array.from(data);
+  const len = data.length / parts;
+  if (!Number.isInteger(len)) {
+    throw new WeftInternalError(`collection ${spec.key}/${spec.name}: ${data.length} values do not split into ${parts} micro-batch parts`);
+  }
+  const acc = new Float64Array(len);
+  for (let p = 0; p < parts; p++) {
+    for (let i = 0; i < len; i++) acc[i] = (acc[i] as number) + (data[p * len + i] as number);
+  }
+  if (op === 'mean') for (let i = 0; i < len; i++) acc[i] = (acc[i] as number) / parts;
+  if (spec.shape.length === 0) return shortestF32(acc[0] as number);
+  return Float32Array.from(acc);
+}
+
+/** `x` rounded to f32, as the shortest decimal that reads back as that f32 (how the loss is reported). */
+function shortestF32(x: number): number {
+  const f = Math.fround(x);
+  if (!Number.isFinite(f)) return f;
+  for (let digits = 1; digits < 9; digits++) {
+    const d = Number(f.toPrecision(digits));
+    if (Math.fround(d) === f) return d;
+  }
+  return f;
+}
+
+function report(r: NativeReport, merge: OutputMerge): StepResult {
   const outputs: Record<string, OutputValue> = {};
-  for (const o of r.outputs) outputs[o.name] = Object.freeze({ shape: Object.freeze([...o.shape]), data: o.data });
+  const collections: Partial<Record<GraphKey, Record<string, CollectionValue>>> = {};
+  for (const o of r.outputs) {
+    const spec = merge.collections.find((c) => c.output === o.name);
+    if (spec !== undefined) {
+      if (!(o.data instanceof Float32Array)) throw new WeftInternalError(`collection ${spec.key}/${spec.name}: expected f32 data`);
+      const bucket = (collections[spec.key] ??= {});
+      bucket[spec.name] = mergeCollection(spec, o.data, merge.parts);
+      continue;
+    }
+    // A scalar output carries one value per micro-batch per replica.
+    const shape = o.shape.length === 0 && o.data.length > 1 ? [o.data.length] : [...o.shape];
+    outputs[o.name] = Object.freeze({ shape: Object.freeze(shape), data: o.data });
+  }
+  for (const bucket of Object.values(collections)) Object.freeze(bucket);
   return Object.freeze({
     step: r.step,
     loss: r.loss,
@@ -319,6 +395,7 @@ function report(r: NativeReport): StepResult {
     idle: r.idle,
     idealIdle: r.idealIdle,
     outputs: Object.freeze(outputs),
+    collections: Object.freeze(collections),
   });
 }
 
@@ -352,5 +429,5 @@ export async function compile(model: Model, options: CompileOptions): Promise<Tr
   });
   const nativeModel = model.takeNative();
   const t = await callAsync(() => call(() => native().compile(nativeModel, model.lossId, json)));
-  return new Trainer(t, batch, onProgress);
+  return new Trainer(t, batch, onProgress, model.collections);
 }

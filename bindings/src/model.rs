@@ -1,15 +1,72 @@
 //! `NativeModel`: the core `GraphBuilder` as a JS class. The TS `weft.model()` drives it; every
 //! node is typed on insertion, so shape errors surface where the model is written.
+//!
+//! Strategy scopes go through the core's `ScopeStack` (EPL's rules: no nesting, only replicate
+//! as the default strategy, no scopes under `auto.auto_parallel`, ops outside scopes join the
+//! default or the last replicate TaskGraph). Before every node the stack says which TaskGraph
+//! it belongs to; the builder mirrors the stack's TaskGraphs, and `finish` hands the graph the
+//! stack's list (the stack may rename TaskGraph 0 when the first scope takes it over).
 
 use crate::convert::{TensorInfo, init_from_json, op_from_json, parse_dtype, parse_json, shape_from_js, tensor_info};
 use crate::error::{self as js, guard};
-use weft_core::ir::{Graph, GraphBuilder, NodeId, Strategy, TaskGraphId};
+use weft_core::ir::{Graph, GraphBuilder, Node, NodeId, Op, Phase, Strategy, TaskGraph, TaskGraphId};
+use weft_core::strategy::{ScopeStack, strategy_name};
 use weft_core::{Error, Result};
+
+/// A TaskGraph of the model being built, as JS sees it.
+#[napi(object)]
+pub struct JsTaskGraph {
+    pub index: u32,
+    pub name: String,
+    /// `"replicate"` or `"split"`.
+    pub strategy: String,
+    pub device_count: u32,
+    /// Nodes created in it so far.
+    pub nodes: u32,
+}
 
 #[napi]
 pub struct NativeModel {
     /// `None` once the model has been finished into a graph.
     builder: Option<GraphBuilder>,
+    scopes: ScopeStack,
+    /// TaskGraphs the builder holds; it starts with its own TaskGraph 0.
+    mirrored: usize,
+    /// Nodes per TaskGraph of the stack.
+    nodes: Vec<u32>,
+}
+
+fn parse_strategy(strategy: &str) -> Result<Strategy> {
+    match strategy {
+        "replicate" => Ok(Strategy::Replicate),
+        "split" => Ok(Strategy::Split),
+        other => Err(Error::Unsupported {
+            feature: format!("strategy '{other}'"),
+            message: format!("strategy '{other}' is not supported; the strategies are replicate and split"),
+        }),
+    }
+}
+
+/// The core runs one device per TaskGraph replica; more needs tensor parallelism inside the
+/// TaskGraph, which is not there yet. Never silently ignored.
+fn check_device_count(strategy: Strategy, device_count: u32, name: &str) -> Result<()> {
+    if device_count <= 1 {
+        return Ok(());
+    }
+    let kind = strategy_name(strategy);
+    let name = if name.is_empty() { if strategy == Strategy::Split { "Split" } else { "Replicate" } } else { name };
+    let message = match strategy {
+        Strategy::Replicate => format!(
+            "{kind} scope '{name}' with deviceCount {device_count}: a replicate TaskGraph with deviceCount > 1 \
+             needs tensor parallelism inside, which lands with the split issue; use deviceCount 1 \
+             (replicas come from the devices left over: cpu:N runs N / stages replicas)"
+        ),
+        Strategy::Split => format!(
+            "{kind} scope '{name}' with deviceCount {device_count}: splitting a TaskGraph over more than \
+             one device is tensor parallelism, which lands with its own issue; use deviceCount 1"
+        ),
+    };
+    Err(Error::Unsupported { feature: format!("{kind} deviceCount > 1"), message })
 }
 
 impl NativeModel {
@@ -21,11 +78,69 @@ impl NativeModel {
         self.builder.as_mut().ok_or_else(finished)
     }
 
+    /// Select the TaskGraph the next node belongs to (opening it in the builder if the stack
+    /// just opened it); returns its index.
+    fn place(&mut self) -> Result<usize> {
+        let b = self.builder.as_mut().ok_or_else(finished)?;
+        let tg = self.scopes.op_taskgraph()?;
+        let specs = self.scopes.taskgraphs();
+        while self.mirrored < specs.len() {
+            let s = &specs[self.mirrored];
+            b.open_taskgraph(&s.name, s.strategy, s.device_count);
+            self.mirrored += 1;
+        }
+        b.set_taskgraph(tg)?;
+        Ok(tg.0 as usize)
+    }
+
+    /// Count a node created in TaskGraph `tg`.
+    fn count(&mut self, tg: usize) {
+        if self.nodes.len() <= tg {
+            self.nodes.resize(tg + 1, 0);
+        }
+        self.nodes[tg] += 1;
+    }
+
+    /// The TaskGraphs so far: the stack's, or the builder's default before any node exists.
+    fn taskgraph_specs(&self) -> Vec<TaskGraph> {
+        if self.scopes.taskgraphs().is_empty() {
+            vec![TaskGraph { name: "default".into(), strategy: Strategy::Replicate, device_count: 1 }]
+        } else {
+            self.scopes.taskgraphs().to_vec()
+        }
+    }
+
     /// Finish the model into a training graph with `loss` as its objective. The builder is
     /// consumed: a model compiles once (the TS layer rebuilds it for a second compile).
     pub fn finish(&mut self, loss: u32) -> Result<Graph> {
+        if let Some(open) = self.scopes.open_scope() {
+            return Err(Error::internal(format!("the {} scope '{}' is still open", strategy_name(open.strategy), open.name)));
+        }
         let b = self.builder.take().ok_or_else(finished)?;
-        b.finish(NodeId(loss))
+        let mut g = b.finish(NodeId(loss))?;
+        g.taskgraphs = self.taskgraph_specs();
+        distinct_outputs(&mut g);
+        g.verify()?;
+        Ok(g)
+    }
+}
+
+/// The core hands each micro-batch's value of the loss and of every output back once (it frees
+/// the value as it takes it), so a node that is the loss and an output, or two outputs (e.g. a
+/// tensor under `m.output` and in a collection), fails with "not live". Until the core reads a
+/// node once per use, such an output reads an identity copy (a reshape to its own shape) in the
+/// same TaskGraph.
+fn distinct_outputs(g: &mut Graph) {
+    let mut taken: Vec<NodeId> = g.loss.into_iter().collect();
+    for i in 0..g.outputs.len() {
+        let id = g.outputs[i].1;
+        if taken.contains(&id) {
+            let n = g.node(id).clone();
+            let copy = Node { op: Op::Reshape { shape: n.shape.clone() }, inputs: vec![id], phase: Phase::Forward, ..n };
+            g.outputs[i].1 = g.push(copy);
+        } else {
+            taken.push(id);
+        }
     }
 }
 
@@ -35,9 +150,18 @@ fn finished() -> Error {
 
 #[napi]
 impl NativeModel {
+    /// `autoParallel` is the model config's `auto.auto_parallel`: strategy scopes are then
+    /// refused.
     #[napi(constructor)]
-    pub fn new() -> js::Result<Self> {
-        guard(|| Ok(NativeModel { builder: Some(GraphBuilder::new()) }))
+    pub fn new(auto_parallel: Option<bool>) -> js::Result<Self> {
+        guard(|| {
+            Ok(NativeModel {
+                builder: Some(GraphBuilder::new()),
+                scopes: ScopeStack::new(auto_parallel.unwrap_or(false)),
+                mirrored: 1,
+                nodes: Vec::new(),
+            })
+        })
     }
 
     /// A batch input; `null` in `shape` is the batch dimension.
@@ -46,9 +170,12 @@ impl NativeModel {
         guard(|| {
             let shape = shape_from_js("input", &shape)?;
             let dtype = parse_dtype(&format!("input '{name}'"), &dtype)?;
+            let tg = self.place()?;
             let b = self.builder_mut()?;
             let id = b.input(&name, shape, dtype)?;
-            tensor_info(b, id)
+            let info = tensor_info(b, id)?;
+            self.count(tg);
+            Ok(info)
         })
     }
 
@@ -58,9 +185,12 @@ impl NativeModel {
         guard(|| {
             let shape = shape_from_js("parameter", &shape)?;
             let init = init_from_json(parse_json("init", &init_json)?)?;
+            let tg = self.place()?;
             let b = self.builder_mut()?;
             let id = b.parameter(&name, shape, init)?;
-            tensor_info(b, id)
+            let info = tensor_info(b, id)?;
+            self.count(tg);
+            Ok(info)
         })
     }
 
@@ -70,10 +200,13 @@ impl NativeModel {
         guard(|| {
             let attrs = parse_json("attributes", &attrs_json)?;
             let inputs: Vec<NodeId> = inputs.into_iter().map(NodeId).collect();
+            let op = op_from_json(self.builder()?, &kind, &inputs, attrs)?;
+            let tg = self.place()?;
             let b = self.builder_mut()?;
-            let op = op_from_json(b, &kind, &inputs, attrs)?;
             let id = b.op(op, &inputs)?;
-            tensor_info(b, id)
+            let info = tensor_info(b, id)?;
+            self.count(tg);
+            Ok(info)
         })
     }
 
@@ -89,39 +222,76 @@ impl NativeModel {
         guard(|| self.builder_mut()?.output(&name, NodeId(id)))
     }
 
-    /// Open a TaskGraph (strategy scope); `strategy` is `"replicate"` or `"split"`. Nodes added
-    /// afterwards belong to it until `setTaskgraph` selects another. Returns its index.
+    /// Enter a `replicate` / `split` scope (EPL's rules, see the module doc); `name` may be
+    /// empty for EPL's default (`Replicate` / `Split`). Returns the index its TaskGraph takes
+    /// when its first op arrives.
     #[napi]
-    pub fn open_taskgraph(&mut self, name: String, strategy: String, device_count: u32) -> js::Result<u32> {
+    pub fn enter_scope(&mut self, strategy: String, device_count: u32, name: String) -> js::Result<u32> {
         guard(|| {
-            let strategy = match strategy.as_str() {
-                "replicate" => Strategy::Replicate,
-                "split" => Strategy::Split,
-                other => {
-                    return Err(Error::Unsupported {
-                        feature: format!("strategy '{other}'"),
-                        message: format!("strategy '{other}' is not supported; the strategies are replicate and split"),
-                    });
-                }
-            };
-            let b = self.builder_mut()?;
-            Ok(b.open_taskgraph(&name, strategy, device_count as usize).0)
+            self.builder()?;
+            let strategy = parse_strategy(&strategy)?;
+            let mut trial = self.scopes.clone();
+            let tg = trial.enter(strategy, device_count as usize, &name)?;
+            check_device_count(strategy, device_count, &name)?;
+            self.scopes = trial;
+            Ok(tg.0)
         })
     }
 
+    /// Leave the open scope; returns its TaskGraph, or `null` when no op was created in it.
     #[napi]
-    pub fn set_taskgraph(&mut self, id: u32) -> js::Result<()> {
-        guard(|| self.builder_mut()?.set_taskgraph(TaskGraphId(id)))
+    pub fn exit_scope(&mut self) -> js::Result<Option<u32>> {
+        guard(|| Ok(self.scopes.exit()?.map(|tg: TaskGraphId| tg.0)))
     }
 
+    /// EPL's `set_default_strategy`: opens a new TaskGraph now that every op outside explicit
+    /// scopes joins from here on. Returns its index.
     #[napi]
-    pub fn current_taskgraph(&self) -> js::Result<u32> {
-        guard(|| Ok(self.builder()?.current_taskgraph().0))
+    pub fn set_default_strategy(&mut self, strategy: String, device_count: u32, name: String) -> js::Result<u32> {
+        guard(|| {
+            self.builder()?;
+            let strategy = parse_strategy(&strategy)?;
+            let mut trial = self.scopes.clone();
+            let tg = trial.set_default(strategy, device_count as usize, &name)?;
+            check_device_count(strategy, device_count, &name)?;
+            self.scopes = trial;
+            Ok(tg.0)
+        })
     }
 
-    /// The graph's stable text form.
+    /// The TaskGraphs so far, in index order, with their node counts.
+    #[napi]
+    pub fn taskgraphs(&self) -> js::Result<Vec<JsTaskGraph>> {
+        guard(|| {
+            Ok(self
+                .taskgraph_specs()
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| JsTaskGraph {
+                    index: i as u32,
+                    name: t.name,
+                    strategy: strategy_name(t.strategy).to_string(),
+                    device_count: t.device_count as u32,
+                    nodes: self.nodes.get(i).copied().unwrap_or(0),
+                })
+                .collect())
+        })
+    }
+
+    /// The graph's stable text form, headed by the TaskGraphs as the scopes define them.
     #[napi]
     pub fn text(&self) -> js::Result<String> {
-        guard(|| Ok(self.builder()?.text()))
+        guard(|| {
+            let body = self.builder()?.text();
+            let mut out = String::new();
+            for (i, tg) in self.taskgraph_specs().iter().enumerate() {
+                out.push_str(&format!("taskgraph tg{i} {} {:?} x{}\n", tg.name, tg.strategy, tg.device_count));
+            }
+            for line in body.lines().filter(|l| !l.starts_with("taskgraph tg")) {
+                out.push_str(line);
+                out.push('\n');
+            }
+            Ok(out)
+        })
     }
 }
