@@ -4,7 +4,9 @@
 // (PyTorch eager with 2 threads, numpy/OpenBLAS for G) when benches/reference's virtual
 // environment exists. Prints medians after warm-up and the ratio reference/weft (> 1: weft is
 // faster). Never fails for a missing reference: it says how to install it.
-//   npm run bench [-- --only W1,W2,G] [--quick]
+// P (pipeline idle vs ideal) and D (data-parallel scaling) run weft alone: their reference is
+// the ideal bubble and the same model on one device.
+//   npm run bench [-- --only W1,W2,G,P,D] [--quick]
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -19,7 +21,7 @@ const { gpt } = require(join(root, 'dist', 'models', 'gpt.js'));
 const native = require(join(root, 'bindings', 'index.js'));
 
 const args = process.argv.slice(2);
-const only = (args[args.indexOf('--only') + 1] ?? 'W1,W2,G').split(',');
+const only = (args.includes('--only') ? args[args.indexOf('--only') + 1] : 'W1,W2,G,P,D').split(',');
 const quick = args.includes('--quick');
 const python = join(root, '.venv', 'bin', 'python');
 const haveRef = existsSync(python);
@@ -93,6 +95,48 @@ function g() {
   }
 }
 
+const W2 = { layers: 4, heads: 4, dim: 256, seq: 128, vocab: 4096 };
+
+function gptBatch(b, seed) {
+  return { idx: randomInts(b * W2.seq, W2.vocab, seed), targets: randomInts(b * W2.seq, W2.vocab, seed + 1) };
+}
+
+// P: W2 cut into S stages by the cost-model partitioner (auto.auto_parallel: stages balanced by
+// FLOPs, which the ideal bubble assumes), M micro-batches, 1F1B; global batch 16 so that
+// M = 16 divides it.
+async function p() {
+  const B = 16;
+  for (const S of [2, 4]) {
+    for (const M of [4, 8, 16]) {
+      const cfg = weft.config({ auto: { autoParallel: true }, pipeline: { numStages: S, numMicroBatch: M, strategy: 'PreferBackward' } });
+      const trainer = await weft.compile(gpt(W2, cfg), { batch: B, devices: weft.cpu(S), threads: 1, optimizer: weft.optim.adamW({ lr: 3e-4 }) });
+      const batch = gptBatch(B, 7);
+      await trainer.step(batch);
+      const idles = [];
+      let ideal = 0;
+      for (let i = 0; i < (quick ? 1 : 3); i++) {
+        const r = await trainer.step(batch);
+        idles.push(Math.max(...r.idle));
+        ideal = r.idealIdle;
+      }
+      const idle = median(idles);
+      console.log(`P  W2 S=${S} M=${M} 1F1B | worst-device idle ${fmt(idle * 100)}% | ideal ${fmt(ideal * 100)}% | excess ${fmt((idle - ideal) * 100)} points`);
+    }
+  }
+}
+
+// D: W2 on 2 devices x 1 thread (data parallel) vs 1 device x 2 threads, same global batch.
+async function d() {
+  const B = 8;
+  const run = async (devices, threads) => {
+    const trainer = await weft.compile(gpt(W2), { batch: B, devices: weft.cpu(devices), threads, optimizer: weft.optim.adamW({ lr: 3e-4 }) });
+    return (await timeSteps(trainer, gptBatch(B, 9), 2, quick ? 3 : 6)).wall;
+  };
+  const one = await run(1, 2);
+  const two = await run(2, 1);
+  console.log(`D  W2 b8 | 1 device x 2 threads ${fmt(one)} ms/step | 2 devices x 1 thread ${fmt(two)} ms/step | throughput ratio ${fmt(one / two, 2)}`);
+}
+
 console.log(`weft bench (${new Date().toISOString()}), ${(await import('node:os')).cpus().length} cores, medians after warm-up`);
 if (!haveRef) {
   console.log('reference not installed: run `bash benches/reference/setup.sh` (a local .venv with torch and numpy from PyPI) to print ratios');
@@ -100,3 +144,5 @@ if (!haveRef) {
 if (only.includes('W1')) await w1();
 if (only.includes('W2')) await w2();
 if (only.includes('G')) g();
+if (only.includes('P')) await p();
+if (only.includes('D')) await d();

@@ -11,6 +11,7 @@ export type WeftErrorCode =
   | 'WEFT_VERIFY'
   | 'WEFT_CONFIG'
   | 'WEFT_UNSUPPORTED'
+  | 'WEFT_COLLECTIVE'
   | 'WEFT_BATCH'
   | 'WEFT_CHECKPOINT'
   | 'WEFT_DATA'
@@ -68,6 +69,13 @@ export class WeftConfigError extends WeftError {
 export class WeftUnsupportedError extends WeftError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('WEFT_UNSUPPORTED', message, options);
+  }
+}
+
+/** A collective or transfer between devices failed (a timeout names the ranks that did not arrive). */
+export class WeftCollectiveError extends WeftError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('WEFT_COLLECTIVE', message, options);
   }
 }
 
@@ -135,6 +143,7 @@ const CLASSES: Readonly<Record<WeftErrorCode, ErrorClass>> = {
   WEFT_VERIFY: WeftVerifyError,
   WEFT_CONFIG: WeftConfigError,
   WEFT_UNSUPPORTED: WeftUnsupportedError,
+  WEFT_COLLECTIVE: WeftCollectiveError,
   WEFT_BATCH: WeftBatchError,
   WEFT_CHECKPOINT: WeftCheckpointError,
   WEFT_DATA: WeftDataError,

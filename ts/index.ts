@@ -16,6 +16,7 @@ export { MAX_CPU_DEVICES, cpu, cuda, parseDevices } from './devices.js';
 export type { Devices } from './devices.js';
 export {
   WeftBatchError,
+  WeftCollectiveError,
   WeftCheckpointError,
   WeftConfigError,
   WeftDTypeError,

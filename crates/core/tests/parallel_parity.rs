@@ -293,3 +293,36 @@ fn inputs_created_in_the_first_stage_are_loaded_by_the_stages_that_read_them() {
     batch.insert("y".to_string(), HostData::I32((0..8).map(|i| i % 4).collect()));
     assert!(t.step(&batch).unwrap().loss.is_finite());
 }
+
+#[test]
+fn a_failing_device_fails_its_peers_at_once_and_the_trainer_recovers() {
+    let (_, mut t) = train(2, 4, 2, "PreferBackward");
+    let mut bad = batch(0);
+    if let Some(HostData::I32(idx)) = bad.get_mut("idx") {
+        *idx.last_mut().unwrap() = 999; // outside the vocabulary, in replica 1's rows only
+    }
+    let started = std::time::Instant::now();
+    let err = t.step(&bad).unwrap_err();
+    assert_eq!(err.code(), "WEFT_BATCH", "{err}");
+    assert!(started.elapsed().as_secs() < 30, "peers waited for the timeout");
+    assert!(t.step(&batch(1)).unwrap().loss.is_finite(), "the trainer is usable after the error");
+}
+
+#[test]
+fn a_node_that_is_the_loss_and_an_output_is_read_once() {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", Shape(vec![Dim::Batch(1), Dim::Fixed(4)]), DType::F32).unwrap();
+    let w = p(&mut b, "w", &[4, 1], Init::Ones);
+    let y = op(&mut b, Op::MatMul { trans_a: false, trans_b: false }, &[x, w]);
+    let flat = b.reshape_dims(y, &[-1]).unwrap();
+    let y = op(&mut b, Op::Reshape { shape: flat }, &[y]);
+    let loss = op(&mut b, Op::Reduce { op: ReduceOp::Mean, axis: 0, keepdim: false }, &[y]);
+    b.output("loss", loss).unwrap();
+    b.output("again", loss).unwrap();
+    let mut t = Trainer::compile(b.finish(loss).unwrap(), options(2, 2, "PreferBackward", serde_json::json!({}))).unwrap();
+    let mut batch = BTreeMap::new();
+    batch.insert("x".to_string(), HostData::F32(vec![1.0; 32]));
+    let r = t.step(&batch).unwrap();
+    assert_eq!(r.outputs.len(), 2);
+    assert_eq!(r.outputs[0].2, HostData::F32(vec![4.0; 4]));
+}

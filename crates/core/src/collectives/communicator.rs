@@ -110,6 +110,12 @@ pub trait Communicator: Send + Sync {
     fn recv(&self, buf: &mut [f32], from: usize, tag: u64) -> Result<()>;
     /// Wait until every rank of the group has arrived.
     fn barrier(&self) -> Result<()>;
+
+    /// This rank failed outside communication (a bad batch, a kernel error): peers waiting on
+    /// it fail at once with `reason` instead of waiting out the timeout. The group stays failed.
+    fn abort(&self, reason: &str) {
+        let _ = reason;
+    }
 }
 
 /// The canonical reduction: `out = inputs[0] op inputs[1] op ...` in rank order, in f32, then

@@ -383,4 +383,12 @@ impl Communicator for LocalCommunicator {
             None,
         )
     }
+
+    fn abort(&self, reason: &str) {
+        let mut st = self.group.lock();
+        if st.failed.is_none() {
+            st.failed = Some(format!("rank {} failed: {reason}", self.global_rank()));
+        }
+        self.group.changed.notify_all();
+    }
 }

@@ -12,6 +12,9 @@ use crate::passes::StageMap;
 use crate::rng;
 use std::collections::BTreeMap;
 
+/// Called with (parameter, its accumulated gradient) after every gradient accumulation.
+pub type GradHook<'a> = dyn FnMut(NodeId, &[f32]) -> Result<()> + 'a;
+
 /// How gradients are reduced across replicas (`communication.*` config keys).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GradReduce {
@@ -152,13 +155,33 @@ impl<B: Backend> Executor<B> {
         ctx: &KernelCtx,
         link: Option<&Link<'_>>,
     ) -> Result<()> {
+        self.run_with(kind, mb, inputs, ctx, link, None)
+    }
+
+    /// `run`, calling `on_grad(param, gradient)` each time a parameter's accumulated gradient is
+    /// updated (the data-parallel reducer starts a bucket's all-reduce once all of it is final).
+    pub fn run_with(
+        &mut self,
+        kind: ProgramKind,
+        mb: usize,
+        inputs: &BTreeMap<String, HostData>,
+        ctx: &KernelCtx,
+        link: Option<&Link<'_>>,
+        mut on_grad: Option<&mut GradHook<'_>>,
+    ) -> Result<()> {
         self.slot(mb);
         let actions = std::mem::take(match kind {
             ProgramKind::Forward => &mut self.program.forward,
             ProgramKind::Backward => &mut self.program.backward,
             ProgramKind::Eval => &mut self.program.eval,
         });
-        let result = actions.iter().try_for_each(|a| self.act(a, mb, inputs, ctx, link));
+        let result = actions.iter().try_for_each(|a| {
+            self.act(a, mb, inputs, ctx, link)?;
+            match (a, on_grad.as_deref_mut()) {
+                (Action::AccumulateGrad { param, .. }, Some(hook)) => self.notify(*param, hook),
+                _ => Ok(()),
+            }
+        });
         match kind {
             ProgramKind::Forward => self.program.forward = actions,
             ProgramKind::Backward => self.program.backward = actions,
@@ -168,6 +191,36 @@ impl<B: Backend> Executor<B> {
             self.release_transients();
         }
         result
+    }
+
+    fn notify(&self, param: NodeId, hook: &mut GradHook<'_>) -> Result<()> {
+        let g = self.grads[param.index()].as_ref().ok_or_else(|| Error::internal("no gradient"))?;
+        match self.backend.host_f32(g) {
+            Some(host) => hook(param, host),
+            None => hook(param, self.backend.download(g)?.as_f32().ok_or_else(|| Error::internal("f32 gradient"))?),
+        }
+    }
+
+    /// Parameters this device owns that take a gradient, in the order their gradients become
+    /// final in backward (reverse creation order): the order of all-reduce buckets.
+    pub fn grad_order(&self) -> Vec<(NodeId, usize)> {
+        let mut ps: Vec<NodeId> = self.graph.grads.iter().map(|(p, _)| *p).filter(|p| self.params[p.index()].is_some()).collect();
+        ps.sort();
+        ps.dedup();
+        ps.reverse();
+        ps.into_iter().map(|p| (p, self.grad_len(p))).collect()
+    }
+
+    /// Overwrite a parameter's accumulated gradient with `values * scale` (reduced elsewhere).
+    pub fn write_grad_scaled(&mut self, param: NodeId, values: &[f32], scale: f32) -> Result<()> {
+        let g = self.grads[param.index()].as_mut().ok_or_else(|| Error::internal("no gradient to write"))?;
+        if let Some(host) = self.backend.host_f32_mut(g) {
+            host.iter_mut().zip(values).for_each(|(d, s)| *d = s * scale);
+            return Ok(());
+        }
+        let scaled: Vec<f32> = values.iter().map(|x| x * scale).collect();
+        *g = self.backend.upload(&HostData::F32(scaled))?;
+        Ok(())
     }
 
     fn act(

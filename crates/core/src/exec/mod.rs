@@ -11,6 +11,6 @@ mod plan;
 pub use backend::{Backend, HostData, KernelCtx, TensorRef, UpdateRule};
 pub use cpu::CpuBackend;
 pub use gemm_bench::cpu_gemm_gflops;
-pub use interpreter::{Executor, GradReduce, Link, init_values};
+pub use interpreter::{Executor, GradHook, GradReduce, Link, init_values};
 pub use memory::{Category, MemoryStats};
 pub use plan::{Action, DeviceId, Program, ProgramKind};

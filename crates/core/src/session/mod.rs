@@ -4,6 +4,7 @@
 mod device;
 mod layout;
 mod options;
+mod overlap;
 mod persist;
 mod plan;
 mod report;

@@ -75,6 +75,12 @@ impl Trainer {
         options.config.check_supported()?;
         let (model, auto_report) = auto_partition(model, &options)?;
         let n = device_count(&options)?;
+        if let Some(tg) = model.taskgraphs.iter().find(|t| t.device_count > 1) {
+            return Err(Error::unsupported(
+                format!("TaskGraph '{}' with deviceCount {}", tg.name, tg.device_count),
+                "several devices per replica of one TaskGraph need tensor parallelism, which lands with the split issue",
+            ));
+        }
         let stage_count = assign_stages(&model)?.stages();
         let layout = Layout::new(&options, n, stage_count)?;
         // EPL's slicer knows one stage per device; interleaved layouts place stages themselves.
@@ -211,9 +217,29 @@ impl Trainer {
                 reduce: reduce.clone(),
                 epoch,
             };
-            d.compute(&plan, &stage_of)
+            let r = d.compute(&plan, &stage_of);
+            if let Err(e) = &r {
+                d.abort(&e.to_string());
+            }
+            r
         });
+        if results.iter().any(|r| r.is_err()) {
+            // Report the cause, not a peer's "the group failed" echo; then give the devices
+            // fresh communicators so the trainer stays usable (the failed groups stay failed).
+            let errors: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
+            let cause = errors.iter().find(|e| e.code() != "WEFT_COLLECTIVE").unwrap_or(&errors[0]).clone();
+            self.renew_communicators()?;
+            return Err(cause);
+        }
         Ok((results.into_iter().collect::<Result<Vec<_>>>()?, epoch))
+    }
+
+    fn renew_communicators(&mut self) -> Result<()> {
+        let mut comms = self.layout.communicators(&self.options)?;
+        for (rank, d) in self.devices.iter_mut().enumerate() {
+            (d.world, d.dp) = comms.take(rank);
+        }
+        Ok(())
     }
 
     /// Mean loss over replicas and micro-batches; outputs concatenated in batch-row order.

@@ -1,0 +1,106 @@
+//! Data-parallel gradient reduction overlapped with backward. During a stage's last
+//! micro-batch, every parameter's gradient is final once it is accumulated; when all gradients
+//! of a fused bucket are final, the bucket goes to its channel's communication thread (one per
+//! `communication.num_communicators` channel, so every replica issues each channel's buckets in
+//! the same order) while backward computes the earlier layers.
+
+use crate::collectives::{Communicator, ReduceOp, all_reduce_fp16, plan_buckets};
+use crate::error::{Error, Result};
+use crate::exec::{Executor, GradReduce};
+use crate::exec::cpu::CpuBackend;
+use crate::ir::NodeId;
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::thread::{Scope, ScopedJoinHandle};
+
+type Reduced = Result<Vec<(usize, Vec<f32>)>>;
+
+pub(super) struct Overlap<'scope> {
+    /// Where each parameter's gradient goes: (bucket, offset, length).
+    slot_of: HashMap<NodeId, (usize, usize, usize)>,
+    flats: Vec<Vec<f32>>,
+    remaining: Vec<usize>,
+    senders: Vec<mpsc::Sender<(usize, Vec<f32>)>>,
+    workers: Vec<ScopedJoinHandle<'scope, Reduced>>,
+}
+
+impl<'scope> Overlap<'scope> {
+    /// Plan buckets over `order` (parameters in the order their gradients become final) and
+    /// start one communication thread per channel.
+    pub fn start<'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        channels: &[&'env dyn Communicator],
+        order: &[(NodeId, usize)],
+        reduce: &GradReduce,
+    ) -> Overlap<'scope> {
+        let sizes: Vec<(usize, usize)> = order.iter().enumerate().map(|(i, (_, n))| (i, *n)).collect();
+        let buckets = plan_buckets(&sizes, reduce.bucket_bytes, reduce.max_splits);
+        let mut slot_of = HashMap::new();
+        for (b, bucket) in buckets.iter().enumerate() {
+            let mut offset = 0;
+            for &t in &bucket.tensors {
+                let (p, n) = order[t];
+                slot_of.insert(p, (b, offset, n));
+                offset += n;
+            }
+        }
+        let mut senders = Vec::new();
+        let mut workers = Vec::new();
+        for &comm in channels {
+            let (tx, rx) = mpsc::channel::<(usize, Vec<f32>)>();
+            let fp16 = reduce.fp16_scale;
+            senders.push(tx);
+            workers.push(scope.spawn(move || {
+                let mut done = Vec::new();
+                for (b, mut flat) in rx {
+                    match fp16 {
+                        Some(scale) => all_reduce_fp16(comm, &mut flat, ReduceOp::Sum, scale)?,
+                        None => comm.all_reduce(&mut flat, ReduceOp::Sum)?,
+                    }
+                    done.push((b, flat));
+                }
+                Ok(done)
+            }));
+        }
+        Overlap {
+            slot_of,
+            flats: buckets.iter().map(|b| vec![0.0; b.elements]).collect(),
+            remaining: buckets.iter().map(|b| b.tensors.len()).collect(),
+            senders,
+            workers,
+        }
+    }
+
+    /// A parameter's gradient is final: copy it into its bucket; launch the bucket when full.
+    pub fn ready(&mut self, param: NodeId, grad: &[f32]) -> Result<()> {
+        let Some(&(b, offset, n)) = self.slot_of.get(&param) else { return Ok(()) };
+        self.flats[b][offset..offset + n].copy_from_slice(grad);
+        self.remaining[b] -= 1;
+        if self.remaining[b] == 0 {
+            let flat = std::mem::take(&mut self.flats[b]);
+            let tx = &self.senders[b % self.senders.len()];
+            tx.send((b, flat)).map_err(|_| Error::internal("a gradient communication thread stopped"))?;
+        }
+        Ok(())
+    }
+
+    /// Wait for every bucket and write the reduced, scaled gradients back.
+    pub fn finish(self, exec: &mut Executor<CpuBackend>, scale: f32) -> Result<()> {
+        if let Some(b) = self.remaining.iter().position(|&r| r > 0) {
+            return Err(Error::internal(format!("gradient bucket {b} never became final")));
+        }
+        drop(self.senders);
+        let mut reduced: Vec<Option<Vec<f32>>> = (0..self.flats.len()).map(|_| None).collect();
+        for w in self.workers {
+            let done = w.join().unwrap_or_else(|_| Err(Error::internal("a communication thread panicked")))?;
+            for (b, flat) in done {
+                reduced[b] = Some(flat);
+            }
+        }
+        for (p, (b, offset, n)) in self.slot_of {
+            let flat = reduced[b].as_ref().ok_or_else(|| Error::internal("a bucket was not reduced"))?;
+            exec.write_grad_scaled(p, &flat[offset..offset + n], scale)?;
+        }
+        Ok(())
+    }
+}
