@@ -7,8 +7,10 @@
 use napi::bindgen_prelude::{Either, Float32Array, Int32Array};
 use serde_json::{Map, Value};
 use weft_core::exec::HostData;
+use weft_core::ir::{
+    BinaryOp, DType, Dim, GraphBuilder, Init, NodeId, Op, ReduceOp, Shape, UnaryOp,
+};
 use weft_core::session::{InputSpec, StepReport};
-use weft_core::ir::{BinaryOp, DType, Dim, GraphBuilder, Init, NodeId, Op, ReduceOp, Shape, UnaryOp};
 use weft_core::{Error, Result};
 
 /// What JS sees of a tensor: its node id, shape (`null` for batch dims), dim strings
@@ -78,7 +80,10 @@ pub fn shape_from_js(what: &str, dims: &[Option<i64>]) -> Result<Shape> {
         .map(|d| match *d {
             None => Ok(Dim::Batch(1)),
             Some(n) if n >= 0 => Ok(Dim::Fixed(n as usize)),
-            Some(n) => Err(Error::shape(what, format!("invalid dimension {n} in shape {dims:?}"))),
+            Some(n) => Err(Error::shape(
+                what,
+                format!("invalid dimension {n} in shape {dims:?}"),
+            )),
         })
         .collect::<Result<Vec<_>>>()
         .map(Shape)
@@ -89,16 +94,15 @@ fn shape_from_json(what: &str, v: &Value) -> Result<Shape> {
     let arr = v
         .as_array()
         .ok_or_else(|| Error::shape(what, format!("shape must be an array, got {v}")))?;
-    let dims = arr
-        .iter()
-        .map(|d| match d {
-            Value::Null => Ok(None),
-            d => d
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| Error::shape(what, format!("invalid dimension {d} in shape {v}"))),
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let dims =
+        arr.iter()
+            .map(|d| match d {
+                Value::Null => Ok(None),
+                d => d.as_i64().map(Some).ok_or_else(|| {
+                    Error::shape(what, format!("invalid dimension {d} in shape {v}"))
+                }),
+            })
+            .collect::<Result<Vec<_>>>()?;
     shape_from_js(what, &dims)
 }
 
@@ -115,7 +119,12 @@ pub fn tensor_info(b: &GraphBuilder, id: NodeId) -> Result<TensorInfo> {
     let n = b.node(id)?;
     Ok(TensorInfo {
         id: id.0,
-        shape: n.shape.dims().iter().map(|d| d.fixed().map(|x| x as u32)).collect(),
+        shape: n
+            .shape
+            .dims()
+            .iter()
+            .map(|d| d.fixed().map(|x| x as u32))
+            .collect(),
         dims: n.shape.dims().iter().map(|d| d.to_string()).collect(),
         dtype: n.dtype.name().to_string(),
     })
@@ -132,13 +141,22 @@ impl<'a> Attrs<'a> {
     fn new(op: &'a str, v: Value) -> Result<Self> {
         match v {
             Value::Object(map) => Ok(Attrs { op, map }),
-            Value::Null => Ok(Attrs { op, map: Map::new() }),
-            other => Err(Error::shape(op, format!("attributes must be an object, got {other}"))),
+            Value::Null => Ok(Attrs {
+                op,
+                map: Map::new(),
+            }),
+            other => Err(Error::shape(
+                op,
+                format!("attributes must be an object, got {other}"),
+            )),
         }
     }
 
     fn bad(&self, key: &str, want: &str, v: &Value) -> Error {
-        Error::shape(self.op, format!("attribute '{key}' must be {want}, got {v}"))
+        Error::shape(
+            self.op,
+            format!("attribute '{key}' must be {want}, got {v}"),
+        )
     }
 
     fn take(&mut self, key: &str) -> Option<Value> {
@@ -157,12 +175,16 @@ impl<'a> Attrs<'a> {
 
     fn usize(&mut self, key: &str) -> Result<usize> {
         let v = self.need(key)?;
-        v.as_u64().map(|x| x as usize).ok_or_else(|| self.bad(key, "a non-negative integer", &v))
+        v.as_u64()
+            .map(|x| x as usize)
+            .ok_or_else(|| self.bad(key, "a non-negative integer", &v))
     }
 
     fn f32(&mut self, key: &str) -> Result<f32> {
         let v = self.need(key)?;
-        v.as_f64().map(|x| x as f32).ok_or_else(|| self.bad(key, "a number", &v))
+        v.as_f64()
+            .map(|x| x as f32)
+            .ok_or_else(|| self.bad(key, "a number", &v))
     }
 
     fn f32_or(&mut self, key: &str, default: f32) -> Result<f32> {
@@ -183,7 +205,9 @@ impl<'a> Attrs<'a> {
     fn u64_or(&mut self, key: &str, default: u64) -> Result<u64> {
         match self.take(key) {
             None => Ok(default),
-            Some(v) => v.as_u64().ok_or_else(|| self.bad(key, "a non-negative integer", &v)),
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| self.bad(key, "a non-negative integer", &v)),
         }
     }
 
@@ -217,8 +241,14 @@ pub fn init_from_json(v: Value) -> Result<Init> {
         "zeros" => Init::Zeros,
         "ones" => Init::Ones,
         "constant" => Init::Constant(a.f32("value")?),
-        "normal" => Init::Normal { mean: a.f32_or("mean", 0.0)?, std: a.f32("std")? },
-        "uniform" => Init::Uniform { low: a.f32("low")?, high: a.f32("high")? },
+        "normal" => Init::Normal {
+            mean: a.f32_or("mean", 0.0)?,
+            std: a.f32("std")?,
+        },
+        "uniform" => Init::Uniform {
+            low: a.f32("low")?,
+            high: a.f32("high")?,
+        },
         other => {
             return Err(Error::shape(
                 "parameter",
@@ -234,12 +264,13 @@ pub fn init_from_json(v: Value) -> Result<Init> {
 /// (normalised against the first input's shape); a reshape target may use `-1` (resolved by
 /// the builder, absorbing the batch) or `null` (the batch dimension itself).
 pub fn op_from_json(b: &GraphBuilder, kind: &str, inputs: &[NodeId], attrs: Value) -> Result<Op> {
-    let first = match inputs.first() {
-        Some(&id) => Some(b.node(id).map_err(|_| {
-            Error::shape(kind, format!("input {id} does not exist in this model"))
-        })?),
-        None => None,
-    };
+    let first =
+        match inputs.first() {
+            Some(&id) => Some(b.node(id).map_err(|_| {
+                Error::shape(kind, format!("input {id} does not exist in this model"))
+            })?),
+            None => None,
+        };
     let first_shape = first.map(|n| n.shape.clone()).unwrap_or_default();
     let mut a = Attrs::new(kind, attrs)?;
     let op = if let Some(u) = UnaryOp::parse(kind) {
@@ -250,19 +281,31 @@ pub fn op_from_json(b: &GraphBuilder, kind: &str, inputs: &[NodeId], attrs: Valu
         Op::Binary(o)
     } else {
         match kind {
-            "fill" => Op::Fill { value: a.f32("value")?, shape: a.shape("shape")? },
-            "scale" => Op::Scale { factor: a.f32("factor")? },
+            "fill" => Op::Fill {
+                value: a.f32("value")?,
+                shape: a.shape("shape")?,
+            },
+            "scale" => Op::Scale {
+                factor: a.f32("factor")?,
+            },
             "reshape" => {
                 let v = a.need("shape")?;
-                let wildcard = v.as_array().is_some_and(|d| d.iter().any(|x| x.as_i64() == Some(-1)));
+                let wildcard = v
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|x| x.as_i64() == Some(-1)));
                 let shape = if wildcard {
                     let dims = v
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .map(|d| d.as_i64().ok_or_else(|| a.bad("shape", "numbers with one -1", &v)))
+                        .map(|d| {
+                            d.as_i64()
+                                .ok_or_else(|| a.bad("shape", "numbers with one -1", &v))
+                        })
                         .collect::<Result<Vec<_>>>()?;
-                    let x = *inputs.first().ok_or_else(|| Error::shape(kind, "takes 1 input, got 0"))?;
+                    let x = *inputs
+                        .first()
+                        .ok_or_else(|| Error::shape(kind, "takes 1 input, got 0"))?;
                     b.reshape_dims(x, &dims)?
                 } else {
                     shape_from_json(kind, &v)?
@@ -293,9 +336,15 @@ pub fn op_from_json(b: &GraphBuilder, kind: &str, inputs: &[NodeId], attrs: Valu
                 start: a.usize("start")?,
                 len: a.usize("len")?,
             },
-            "concat" => Op::Concat { axis: a.axis("axis", &first_shape)? },
-            "expand" => Op::Expand { shape: a.shape("shape")? },
-            "sum_to" => Op::SumTo { shape: a.shape("shape")? },
+            "concat" => Op::Concat {
+                axis: a.axis("axis", &first_shape)?,
+            },
+            "expand" => Op::Expand {
+                shape: a.shape("shape")?,
+            },
+            "sum_to" => Op::SumTo {
+                shape: a.shape("shape")?,
+            },
             "sum" | "mean" | "max" => Op::Reduce {
                 op: match kind {
                     "sum" => ReduceOp::Sum,
@@ -315,21 +364,40 @@ pub fn op_from_json(b: &GraphBuilder, kind: &str, inputs: &[NodeId], attrs: Valu
             },
             "softmax" => Op::Softmax,
             "softmax_backward" => Op::SoftmaxBackward,
-            "layer_norm" => Op::LayerNorm { eps: a.f32_or("eps", 1e-5)? },
-            "layer_norm_backward" => Op::LayerNormBackward { eps: a.f32_or("eps", 1e-5)? },
-            "layer_norm_backward_weight" => {
-                Op::LayerNormBackwardWeight { eps: a.f32_or("eps", 1e-5)? }
-            }
+            "layer_norm" => Op::LayerNorm {
+                eps: a.f32_or("eps", 1e-5)?,
+            },
+            "layer_norm_backward" => Op::LayerNormBackward {
+                eps: a.f32_or("eps", 1e-5)?,
+            },
+            "layer_norm_backward_weight" => Op::LayerNormBackwardWeight {
+                eps: a.f32_or("eps", 1e-5)?,
+            },
             "embedding" => Op::Embedding,
-            "embedding_backward" => Op::EmbeddingBackward { vocab: a.usize("vocab")? },
-            "causal_attention" => Op::CausalAttention { heads: a.usize("heads")? },
-            "causal_attention_backward" => Op::CausalAttentionBackward { heads: a.usize("heads")? },
+            "embedding_backward" => Op::EmbeddingBackward {
+                vocab: a.usize("vocab")?,
+            },
+            "causal_attention" => Op::CausalAttention {
+                heads: a.usize("heads")?,
+            },
+            "causal_attention_backward" => Op::CausalAttentionBackward {
+                heads: a.usize("heads")?,
+            },
             "cross_entropy" => Op::CrossEntropy,
             "cross_entropy_backward" => Op::CrossEntropyBackward,
-            "dropout" => Op::Dropout { p: a.f32("p")?, seed: a.u64_or("seed", 0)? },
-            "dropout_backward" => Op::DropoutBackward { p: a.f32("p")?, seed: a.u64_or("seed", 0)? },
+            "dropout" => Op::Dropout {
+                p: a.f32("p")?,
+                seed: a.u64_or("seed", 0)?,
+            },
+            "dropout_backward" => Op::DropoutBackward {
+                p: a.f32("p")?,
+                seed: a.u64_or("seed", 0)?,
+            },
             "input" | "parameter" => {
-                return Err(Error::shape(kind, format!("use the model's {kind}() method")));
+                return Err(Error::shape(
+                    kind,
+                    format!("use the model's {kind}() method"),
+                ));
             }
             other => return Err(Error::shape(other, "unknown op kind")),
         }
@@ -364,7 +432,11 @@ pub fn step_report(r: StepReport) -> JsStepReport {
         outputs: r
             .outputs
             .into_iter()
-            .map(|(name, dims, data)| NamedTensor { name, shape: dims_u32(&dims), data: to_js_tensor(data) })
+            .map(|(name, dims, data)| NamedTensor {
+                name,
+                shape: dims_u32(&dims),
+                data: to_js_tensor(data),
+            })
             .collect(),
         idle: r.idle,
         ideal_idle: r.ideal_idle,
@@ -377,7 +449,12 @@ fn widen(x: f32) -> f64 {
 }
 
 pub fn input_spec(s: &InputSpec) -> JsInputSpec {
-    JsInputSpec { name: s.name.clone(), shape: dims_u32(&s.dims), dtype: s.dtype.name().into(), batched: s.batched }
+    JsInputSpec {
+        name: s.name.clone(),
+        shape: dims_u32(&s.dims),
+        dtype: s.dtype.name().into(),
+        batched: s.batched,
+    }
 }
 
 pub fn dims_u32(dims: &[usize]) -> Vec<u32> {
@@ -419,34 +496,95 @@ mod tests {
     fn attributes_become_ops_with_normalised_axes() {
         let (b, x) = builder_with_x();
         let op = |kind: &str, attrs: Value| op_from_json(&b, kind, &[x], attrs).unwrap();
-        assert_eq!(op("matmul", json!({"transB": true})), Op::MatMul { trans_a: false, trans_b: true });
-        assert_eq!(op("sum", json!({"axis": -1})), Op::Reduce { op: ReduceOp::Sum, axis: 2, keepdim: false });
-        assert_eq!(op("permute", json!({"perm": [0, -1, 1]})), Op::Permute { perm: vec![0, 2, 1] });
-        assert_eq!(op("slice", json!({"axis": 1, "start": 0, "end": 2})), Op::Slice { axis: 1, start: 0, end: 2 });
+        assert_eq!(
+            op("matmul", json!({"transB": true})),
+            Op::MatMul {
+                trans_a: false,
+                trans_b: true
+            }
+        );
+        assert_eq!(
+            op("sum", json!({"axis": -1})),
+            Op::Reduce {
+                op: ReduceOp::Sum,
+                axis: 2,
+                keepdim: false
+            }
+        );
+        assert_eq!(
+            op("permute", json!({"perm": [0, -1, 1]})),
+            Op::Permute {
+                perm: vec![0, 2, 1]
+            }
+        );
+        assert_eq!(
+            op("slice", json!({"axis": 1, "start": 0, "end": 2})),
+            Op::Slice {
+                axis: 1,
+                start: 0,
+                end: 2
+            }
+        );
         assert_eq!(op("gelu", json!({})), Op::Unary(UnaryOp::Gelu));
-        assert_eq!(op("gelu_backward", Value::Null), Op::UnaryBackward(UnaryOp::Gelu));
+        assert_eq!(
+            op("gelu_backward", Value::Null),
+            Op::UnaryBackward(UnaryOp::Gelu)
+        );
         assert_eq!(op("layer_norm", json!({})), Op::LayerNorm { eps: 1e-5 });
-        assert_eq!(op("reshape", json!({"shape": [null, 24]})), Op::Reshape { shape: shape_from_js("", &[None, Some(24)]).unwrap() });
+        assert_eq!(
+            op("reshape", json!({"shape": [null, 24]})),
+            Op::Reshape {
+                shape: shape_from_js("", &[None, Some(24)]).unwrap()
+            }
+        );
     }
 
     #[test]
     fn bad_attributes_are_shape_errors_naming_the_op() {
         let (b, x) = builder_with_x();
-        let err = |kind: &str, attrs: Value| op_from_json(&b, kind, &[x], attrs).unwrap_err().to_string();
-        assert_eq!(err("matmul", json!({"transpose": true})), "matmul: unknown attribute 'transpose'");
-        assert_eq!(err("sum", json!({"axis": 3})), "sum: axis 3 is out of range for shape [B,3,8]");
+        let err =
+            |kind: &str, attrs: Value| op_from_json(&b, kind, &[x], attrs).unwrap_err().to_string();
+        assert_eq!(
+            err("matmul", json!({"transpose": true})),
+            "matmul: unknown attribute 'transpose'"
+        );
+        assert_eq!(
+            err("sum", json!({"axis": 3})),
+            "sum: axis 3 is out of range for shape [B,3,8]"
+        );
         assert_eq!(err("scale", json!({})), "scale: missing attribute 'factor'");
-        assert_eq!(err("scale", json!({"factor": "2"})), "scale: attribute 'factor' must be a number, got \"2\"");
+        assert_eq!(
+            err("scale", json!({"factor": "2"})),
+            "scale: attribute 'factor' must be a number, got \"2\""
+        );
         assert_eq!(err("conv2d", json!({})), "conv2d: unknown op kind");
     }
 
     #[test]
     fn initialisers_parse() {
-        assert_eq!(init_from_json(json!({"kind": "normal", "std": 0.02})).unwrap(), Init::Normal { mean: 0.0, std: 0.02 });
-        assert_eq!(init_from_json(json!({"kind": "uniform", "low": -1, "high": 1})).unwrap(), Init::Uniform { low: -1.0, high: 1.0 });
-        assert_eq!(init_from_json(json!({"kind": "zeros"})).unwrap(), Init::Zeros);
+        assert_eq!(
+            init_from_json(json!({"kind": "normal", "std": 0.02})).unwrap(),
+            Init::Normal {
+                mean: 0.0,
+                std: 0.02
+            }
+        );
+        assert_eq!(
+            init_from_json(json!({"kind": "uniform", "low": -1, "high": 1})).unwrap(),
+            Init::Uniform {
+                low: -1.0,
+                high: 1.0
+            }
+        );
+        assert_eq!(
+            init_from_json(json!({"kind": "zeros"})).unwrap(),
+            Init::Zeros
+        );
         let e = init_from_json(json!({"kind": "xavier"})).unwrap_err();
-        assert_eq!(e.to_string(), "parameter: unknown init 'xavier' (zeros, ones, constant, normal, uniform)");
+        assert_eq!(
+            e.to_string(),
+            "parameter: unknown init 'xavier' (zeros, ones, constant, normal, uniform)"
+        );
     }
 
     #[test]

@@ -4,12 +4,18 @@
 use crate::error::{self as js, guard};
 use napi::bindgen_prelude::{Int32Array, Uint16Array};
 use std::path::Path;
-use weft_core::data::{TokenFile, TokenLoader, builtin_corpus, builtin_tokens, tokenizer, write_tokens};
+use weft_core::data::{
+    TokenFile, TokenLoader, builtin_corpus, builtin_tokens, tokenizer, write_tokens,
+};
 
 /// The tokens of an llm.c `.bin` file.
 #[napi]
 pub fn read_tokens(path: String) -> js::Result<Uint16Array> {
-    guard(|| Ok(Uint16Array::new(TokenFile::open(Path::new(&path))?.tokens().to_vec())))
+    guard(|| {
+        Ok(Uint16Array::new(
+            TokenFile::open(Path::new(&path))?.tokens().to_vec(),
+        ))
+    })
 }
 
 /// Write tokens as an llm.c version-1 `.bin` file (atomically).
@@ -65,7 +71,9 @@ impl NativeTokenLoader {
                 Some(p) => TokenFile::open(Path::new(&p))?,
                 None => TokenFile::from_tokens("<built-in corpus>", builtin_tokens()),
             };
-            Ok(NativeTokenLoader { inner: TokenLoader::new(file, batch as usize, seq as usize)? })
+            Ok(NativeTokenLoader {
+                inner: TokenLoader::new(file, batch as usize, seq as usize)?,
+            })
         })
     }
 

@@ -7,9 +7,13 @@
 //! it belongs to; the builder mirrors the stack's TaskGraphs, and `finish` hands the graph the
 //! stack's list (the stack may rename TaskGraph 0 when the first scope takes it over).
 
-use crate::convert::{TensorInfo, init_from_json, op_from_json, parse_dtype, parse_json, shape_from_js, tensor_info};
+use crate::convert::{
+    TensorInfo, init_from_json, op_from_json, parse_dtype, parse_json, shape_from_js, tensor_info,
+};
 use crate::error::{self as js, guard};
-use weft_core::ir::{Graph, GraphBuilder, Node, NodeId, Op, Phase, Strategy, TaskGraph, TaskGraphId};
+use weft_core::ir::{
+    Graph, GraphBuilder, Node, NodeId, Op, Phase, Strategy, TaskGraph, TaskGraphId,
+};
 use weft_core::strategy::{ScopeStack, strategy_name};
 use weft_core::{Error, Result};
 
@@ -42,7 +46,9 @@ fn parse_strategy(strategy: &str) -> Result<Strategy> {
         "split" => Ok(Strategy::Split),
         other => Err(Error::Unsupported {
             feature: format!("strategy '{other}'"),
-            message: format!("strategy '{other}' is not supported; the strategies are replicate and split"),
+            message: format!(
+                "strategy '{other}' is not supported; the strategies are replicate and split"
+            ),
         }),
     }
 }
@@ -54,7 +60,15 @@ fn check_device_count(strategy: Strategy, device_count: u32, name: &str) -> Resu
         return Ok(());
     }
     let kind = strategy_name(strategy);
-    let name = if name.is_empty() { if strategy == Strategy::Split { "Split" } else { "Replicate" } } else { name };
+    let name = if name.is_empty() {
+        if strategy == Strategy::Split {
+            "Split"
+        } else {
+            "Replicate"
+        }
+    } else {
+        name
+    };
     let message = match strategy {
         Strategy::Replicate => format!(
             "{kind} scope '{name}' with deviceCount {device_count}: a replicate TaskGraph with deviceCount > 1 \
@@ -66,7 +80,10 @@ fn check_device_count(strategy: Strategy, device_count: u32, name: &str) -> Resu
              one device is tensor parallelism, which lands with its own issue; use deviceCount 1"
         ),
     };
-    Err(Error::Unsupported { feature: format!("{kind} deviceCount > 1"), message })
+    Err(Error::Unsupported {
+        feature: format!("{kind} deviceCount > 1"),
+        message,
+    })
 }
 
 impl NativeModel {
@@ -104,7 +121,11 @@ impl NativeModel {
     /// The TaskGraphs so far: the stack's, or the builder's default before any node exists.
     fn taskgraph_specs(&self) -> Vec<TaskGraph> {
         if self.scopes.taskgraphs().is_empty() {
-            vec![TaskGraph { name: "default".into(), strategy: Strategy::Replicate, device_count: 1 }]
+            vec![TaskGraph {
+                name: "default".into(),
+                strategy: Strategy::Replicate,
+                device_count: 1,
+            }]
         } else {
             self.scopes.taskgraphs().to_vec()
         }
@@ -114,7 +135,11 @@ impl NativeModel {
     /// consumed: a model compiles once (the TS layer rebuilds it for a second compile).
     pub fn finish(&mut self, loss: u32) -> Result<Graph> {
         if let Some(open) = self.scopes.open_scope() {
-            return Err(Error::internal(format!("the {} scope '{}' is still open", strategy_name(open.strategy), open.name)));
+            return Err(Error::internal(format!(
+                "the {} scope '{}' is still open",
+                strategy_name(open.strategy),
+                open.name
+            )));
         }
         let b = self.builder.take().ok_or_else(finished)?;
         let mut g = b.finish(NodeId(loss))?;
@@ -136,7 +161,14 @@ fn distinct_outputs(g: &mut Graph) {
         let id = g.outputs[i].1;
         if taken.contains(&id) {
             let n = g.node(id).clone();
-            let copy = Node { op: Op::Reshape { shape: n.shape.clone() }, inputs: vec![id], phase: Phase::Forward, ..n };
+            let copy = Node {
+                op: Op::Reshape {
+                    shape: n.shape.clone(),
+                },
+                inputs: vec![id],
+                phase: Phase::Forward,
+                ..n
+            };
             g.outputs[i].1 = g.push(copy);
         } else {
             taken.push(id);
@@ -166,7 +198,12 @@ impl NativeModel {
 
     /// A batch input; `null` in `shape` is the batch dimension.
     #[napi]
-    pub fn input(&mut self, name: String, shape: Vec<Option<i64>>, dtype: String) -> js::Result<TensorInfo> {
+    pub fn input(
+        &mut self,
+        name: String,
+        shape: Vec<Option<i64>>,
+        dtype: String,
+    ) -> js::Result<TensorInfo> {
         guard(|| {
             let shape = shape_from_js("input", &shape)?;
             let dtype = parse_dtype(&format!("input '{name}'"), &dtype)?;
@@ -181,7 +218,12 @@ impl NativeModel {
 
     /// A trainable f32 parameter; `initJson` is `{"kind":"normal","mean":0,"std":0.02}` etc.
     #[napi]
-    pub fn parameter(&mut self, name: String, shape: Vec<Option<i64>>, init_json: String) -> js::Result<TensorInfo> {
+    pub fn parameter(
+        &mut self,
+        name: String,
+        shape: Vec<Option<i64>>,
+        init_json: String,
+    ) -> js::Result<TensorInfo> {
         guard(|| {
             let shape = shape_from_js("parameter", &shape)?;
             let init = init_from_json(parse_json("init", &init_json)?)?;
@@ -196,7 +238,12 @@ impl NativeModel {
 
     /// Add an op by its stable name (`"matmul"`, `"layer_norm"`, ...) with JSON attributes.
     #[napi]
-    pub fn op(&mut self, kind: String, inputs: Vec<u32>, attrs_json: String) -> js::Result<TensorInfo> {
+    pub fn op(
+        &mut self,
+        kind: String,
+        inputs: Vec<u32>,
+        attrs_json: String,
+    ) -> js::Result<TensorInfo> {
         guard(|| {
             let attrs = parse_json("attributes", &attrs_json)?;
             let inputs: Vec<NodeId> = inputs.into_iter().map(NodeId).collect();
@@ -226,7 +273,12 @@ impl NativeModel {
     /// empty for EPL's default (`Replicate` / `Split`). Returns the index its TaskGraph takes
     /// when its first op arrives.
     #[napi]
-    pub fn enter_scope(&mut self, strategy: String, device_count: u32, name: String) -> js::Result<u32> {
+    pub fn enter_scope(
+        &mut self,
+        strategy: String,
+        device_count: u32,
+        name: String,
+    ) -> js::Result<u32> {
         guard(|| {
             self.builder()?;
             let strategy = parse_strategy(&strategy)?;
@@ -247,7 +299,12 @@ impl NativeModel {
     /// EPL's `set_default_strategy`: opens a new TaskGraph now that every op outside explicit
     /// scopes joins from here on. Returns its index.
     #[napi]
-    pub fn set_default_strategy(&mut self, strategy: String, device_count: u32, name: String) -> js::Result<u32> {
+    pub fn set_default_strategy(
+        &mut self,
+        strategy: String,
+        device_count: u32,
+        name: String,
+    ) -> js::Result<u32> {
         guard(|| {
             self.builder()?;
             let strategy = parse_strategy(&strategy)?;
@@ -285,7 +342,10 @@ impl NativeModel {
             let body = self.builder()?.text();
             let mut out = String::new();
             for (i, tg) in self.taskgraph_specs().iter().enumerate() {
-                out.push_str(&format!("taskgraph tg{i} {} {:?} x{}\n", tg.name, tg.strategy, tg.device_count));
+                out.push_str(&format!(
+                    "taskgraph tg{i} {} {:?} x{}\n",
+                    tg.name, tg.strategy, tg.device_count
+                ));
             }
             for line in body.lines().filter(|l| !l.starts_with("taskgraph tg")) {
                 out.push_str(line);

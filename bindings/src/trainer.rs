@@ -3,8 +3,8 @@
 //! owned `Vec`s on the JS thread before a task leaves it.
 
 use crate::convert::{
-    JsInputSpec, JsStepReport, JsTensor, ParameterInfo, dims_u32, host_data, input_spec, parse_json,
-    step_report, to_js_tensor,
+    JsInputSpec, JsStepReport, JsTensor, ParameterInfo, dims_u32, host_data, input_spec,
+    parse_json, step_report, to_js_tensor,
 };
 use crate::error::{self as js, catch, guard, reject};
 use crate::model::NativeModel;
@@ -34,24 +34,35 @@ fn try_lock(t: &Shared) -> Result<MutexGuard<'_, Trainer>> {
     t.try_lock().map_err(|e| match e {
         TryLockError::WouldBlock => Error::Unsupported {
             feature: "concurrent trainer calls".into(),
-            message: "the trainer is busy with a step or checkpoint; await it before reading from it".into(),
+            message:
+                "the trainer is busy with a step or checkpoint; await it before reading from it"
+                    .into(),
         },
         TryLockError::Poisoned(_) => poisoned(),
     })
 }
 
 fn batch_map(inputs: &HashMap<String, JsTensor>) -> BTreeMap<String, HostData> {
-    inputs.iter().map(|(k, v)| (k.clone(), host_data(v))).collect()
+    inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), host_data(v)))
+        .collect()
 }
 
 /// Finish `model` with `lossId` as the loss and compile it with `optionsJson`
 /// (`{batch, seed, threads, devices: "cpu:N", optimizer: {...}, config: {...}}`).
 #[napi(ts_return_type = "Promise<NativeTrainer>")]
-pub fn compile(model: &mut NativeModel, loss_id: u32, options_json: String) -> js::Result<AsyncTask<CompileTask>> {
+pub fn compile(
+    model: &mut NativeModel,
+    loss_id: u32,
+    options_json: String,
+) -> js::Result<AsyncTask<CompileTask>> {
     guard(|| {
         let options = TrainerOptions::from_json(&parse_json("compile options", &options_json)?)?;
         let graph = model.finish(loss_id)?;
-        Ok(AsyncTask::new(CompileTask { job: Some((graph, options)) }))
+        Ok(AsyncTask::new(CompileTask {
+            job: Some((graph, options)),
+        }))
     })
 }
 
@@ -66,13 +77,21 @@ impl Task for CompileTask {
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
         Ok(catch(|| {
-            let (graph, options) = self.job.take().ok_or_else(|| Error::internal("compile ran twice"))?;
+            let (graph, options) = self
+                .job
+                .take()
+                .ok_or_else(|| Error::internal("compile ran twice"))?;
             Trainer::compile(graph, options)
         }))
     }
 
     fn resolve(&mut self, env: Env, out: Self::Output) -> napi::Result<NativeTrainer> {
-        catch(|| out.map(|t| NativeTrainer { inner: Arc::new(Mutex::new(t)) })).map_err(|e| reject(&env, e))
+        catch(|| {
+            out.map(|t| NativeTrainer {
+                inner: Arc::new(Mutex::new(t)),
+            })
+        })
+        .map_err(|e| reject(&env, e))
     }
 }
 
@@ -91,7 +110,11 @@ impl Task for StepTask {
     fn compute(&mut self) -> napi::Result<Self::Output> {
         Ok(catch(|| {
             let mut t = lock(&self.trainer)?;
-            if self.train { t.step(&self.batch) } else { t.evaluate(&self.batch) }
+            if self.train {
+                t.step(&self.batch)
+            } else {
+                t.evaluate(&self.batch)
+            }
         }))
     }
 
@@ -120,7 +143,10 @@ impl Task for IoTask {
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
         Ok(catch(|| {
-            let job = self.job.take().ok_or_else(|| Error::internal("task ran twice"))?;
+            let job = self
+                .job
+                .take()
+                .ok_or_else(|| Error::internal("task ran twice"))?;
             let mut t = lock(&self.trainer)?;
             Ok(match job {
                 Io::Save(dir, meta) => {
@@ -146,11 +172,18 @@ pub struct NativeTrainer {
 
 impl NativeTrainer {
     fn step_task(&self, inputs: &HashMap<String, JsTensor>, train: bool) -> AsyncTask<StepTask> {
-        AsyncTask::new(StepTask { trainer: self.inner.clone(), batch: batch_map(inputs), train })
+        AsyncTask::new(StepTask {
+            trainer: self.inner.clone(),
+            batch: batch_map(inputs),
+            train,
+        })
     }
 
     fn io_task(&self, job: Io) -> AsyncTask<IoTask> {
-        AsyncTask::new(IoTask { trainer: self.inner.clone(), job: Some(job) })
+        AsyncTask::new(IoTask {
+            trainer: self.inner.clone(),
+            job: Some(job),
+        })
     }
 }
 
@@ -196,7 +229,13 @@ impl NativeTrainer {
     /// The batch inputs at the global batch size, in model order.
     #[napi]
     pub fn inputs(&self) -> js::Result<Vec<JsInputSpec>> {
-        guard(|| Ok(try_lock(&self.inner)?.inputs().iter().map(input_spec).collect()))
+        guard(|| {
+            Ok(try_lock(&self.inner)?
+                .inputs()
+                .iter()
+                .map(input_spec)
+                .collect())
+        })
     }
 
     /// Optimizer steps taken so far (restored by `load`).
@@ -233,7 +272,10 @@ impl NativeTrainer {
             let t = try_lock(&self.inner)?;
             Ok(t.parameter_shapes()
                 .into_iter()
-                .map(|(name, dims)| ParameterInfo { name, shape: dims_u32(&dims) })
+                .map(|(name, dims)| ParameterInfo {
+                    name,
+                    shape: dims_u32(&dims),
+                })
                 .collect())
         })
     }

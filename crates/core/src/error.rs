@@ -85,7 +85,10 @@ impl Error {
 
     /// A config error; `message` is a full sentence naming the key.
     pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Config { key: key.into(), message: message.into() }
+        Error::Config {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 
     /// A parsed-but-not-implemented feature, refused with a reason (never silently ignored).

@@ -9,24 +9,63 @@ use weft_core::ir::{BinaryOp, DType, Dim, GraphBuilder, Init, Op, ReduceOp, Shap
 use weft_core::session::{Trainer, TrainerOptions};
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mlp_tiny").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/mlp_tiny")
+        .join(name)
 }
 
 fn mlp(sizes: &[usize]) -> weft_core::ir::Graph {
     let mut b = GraphBuilder::new();
-    let mut h = b.input("x", Shape(vec![Dim::Batch(1), Dim::Fixed(sizes[0])]), DType::F32).unwrap();
-    let y = b.input("y", Shape(vec![Dim::Batch(1)]), DType::I32).unwrap();
+    let mut h = b
+        .input(
+            "x",
+            Shape(vec![Dim::Batch(1), Dim::Fixed(sizes[0])]),
+            DType::F32,
+        )
+        .unwrap();
+    let y = b
+        .input("y", Shape(vec![Dim::Batch(1)]), DType::I32)
+        .unwrap();
     for i in 0..sizes.len() - 1 {
-        let w = b.parameter(&format!("fc{i}.weight"), Shape::fixed(&[sizes[i], sizes[i + 1]]), Init::Zeros).unwrap();
-        let bias = b.parameter(&format!("fc{i}.bias"), Shape::fixed(&[sizes[i + 1]]), Init::Zeros).unwrap();
-        h = b.op(Op::MatMul { trans_a: false, trans_b: false }, &[h, w]).unwrap();
+        let w = b
+            .parameter(
+                &format!("fc{i}.weight"),
+                Shape::fixed(&[sizes[i], sizes[i + 1]]),
+                Init::Zeros,
+            )
+            .unwrap();
+        let bias = b
+            .parameter(
+                &format!("fc{i}.bias"),
+                Shape::fixed(&[sizes[i + 1]]),
+                Init::Zeros,
+            )
+            .unwrap();
+        h = b
+            .op(
+                Op::MatMul {
+                    trans_a: false,
+                    trans_b: false,
+                },
+                &[h, w],
+            )
+            .unwrap();
         h = b.op(Op::Binary(BinaryOp::Add), &[h, bias]).unwrap();
         if i + 2 < sizes.len() {
             h = b.op(Op::Unary(UnaryOp::Relu), &[h]).unwrap();
         }
     }
     let ce = b.op(Op::CrossEntropy, &[h, y]).unwrap();
-    let loss = b.op(Op::Reduce { op: ReduceOp::Mean, axis: 0, keepdim: false }, &[ce]).unwrap();
+    let loss = b
+        .op(
+            Op::Reduce {
+                op: ReduceOp::Mean,
+                axis: 0,
+                keepdim: false,
+            },
+            &[ce],
+        )
+        .unwrap();
     b.finish(loss).unwrap()
 }
 
@@ -38,7 +77,8 @@ fn run(micro_batches: u64) -> Vec<f64> {
         "optimizer": {"kind": "adam", "lr": 1e-3},
         "config": {"pipeline.num_micro_batch": micro_batches},
     });
-    let mut t = Trainer::compile(mlp(&[8, 16, 4]), TrainerOptions::from_json(&opts).unwrap()).unwrap();
+    let mut t =
+        Trainer::compile(mlp(&[8, 16, 4]), TrainerOptions::from_json(&opts).unwrap()).unwrap();
     t.load_weights(&fixture("init.safetensors")).unwrap();
     let data = safetensors::read(&fixture("inputs.safetensors")).unwrap();
     let x = data.get("x").unwrap().data.as_f32().unwrap().to_vec();
@@ -46,11 +86,21 @@ fn run(micro_batches: u64) -> Vec<f64> {
     let mut losses = Vec::new();
     for (step, want) in expected["losses"].as_array().unwrap().iter().enumerate() {
         let mut batch = BTreeMap::new();
-        batch.insert("x".to_string(), HostData::F32(x[step * 32..(step + 1) * 32].to_vec()));
-        batch.insert("y".to_string(), HostData::I32(y[step * 4..(step + 1) * 4].to_vec()));
+        batch.insert(
+            "x".to_string(),
+            HostData::F32(x[step * 32..(step + 1) * 32].to_vec()),
+        );
+        batch.insert(
+            "y".to_string(),
+            HostData::I32(y[step * 4..(step + 1) * 4].to_vec()),
+        );
         let r = t.step(&batch).unwrap();
         let want = want.as_f64().unwrap();
-        assert!((f64::from(r.loss) - want).abs() < 1e-5, "step {step}: weft {} vs pytorch {want}", r.loss);
+        assert!(
+            (f64::from(r.loss) - want).abs() < 1e-5,
+            "step {step}: weft {} vs pytorch {want}",
+            r.loss
+        );
         losses.push(f64::from(r.loss));
     }
     losses

@@ -11,40 +11,72 @@ use crate::rng;
 use std::collections::BTreeMap;
 
 fn param(b: &mut GraphBuilder, name: &str, dims: &[usize], low: f32, high: f32) -> NodeId {
-    b.parameter(name, Shape::fixed(dims), Init::Uniform { low, high }).unwrap()
+    b.parameter(name, Shape::fixed(dims), Init::Uniform { low, high })
+        .unwrap()
 }
 
-fn labels(b: &mut GraphBuilder, name: &str, values: &[i32], inputs: &mut BTreeMap<String, HostData>) -> NodeId {
+fn labels(
+    b: &mut GraphBuilder,
+    name: &str,
+    values: &[i32],
+    inputs: &mut BTreeMap<String, HostData>,
+) -> NodeId {
     inputs.insert(name.into(), HostData::I32(values.to_vec()));
-    b.input(name, Shape::fixed(&[values.len()]), DType::I32).unwrap()
+    b.input(name, Shape::fixed(&[values.len()]), DType::I32)
+        .unwrap()
 }
 
 /// Build `out = f(params)`, take loss = sum(out * r) for a fixed random r, and compare every
 /// parameter's gradient with central differences.
-fn check(name: &str, inputs: BTreeMap<String, HostData>, f: impl Fn(&mut GraphBuilder, &mut BTreeMap<String, HostData>) -> NodeId) {
+fn check(
+    name: &str,
+    inputs: BTreeMap<String, HostData>,
+    f: impl Fn(&mut GraphBuilder, &mut BTreeMap<String, HostData>) -> NodeId,
+) {
     let mut inputs = inputs;
     let mut b = GraphBuilder::new();
     let out = f(&mut b, &mut inputs);
     let shape = b.node(out).unwrap().shape.clone();
     let n = shape.size();
-    let r: Vec<f32> = (0..n).map(|i| rng::uniform(11, 5, i as u64) * 2.0 - 1.0).collect();
+    let r: Vec<f32> = (0..n)
+        .map(|i| rng::uniform(11, 5, i as u64) * 2.0 - 1.0)
+        .collect();
     inputs.insert("__r".into(), HostData::F32(r));
     let rin = b.input("__r", shape, DType::F32).unwrap();
     let prod = b.op(Op::Binary(BinaryOp::Mul), &[out, rin]).unwrap();
     let flat_shape = b.reshape_dims(prod, &[-1]).unwrap();
     let flat = b.op(Op::Reshape { shape: flat_shape }, &[prod]).unwrap();
-    let loss = b.op(Op::Reduce { op: ReduceOp::Sum, axis: 0, keepdim: false }, &[flat]).unwrap();
+    let loss = b
+        .op(
+            Op::Reduce {
+                op: ReduceOp::Sum,
+                axis: 0,
+                keepdim: false,
+            },
+            &[flat],
+        )
+        .unwrap();
     let g = super::differentiate(b.finish(loss).unwrap()).unwrap();
     let stages = crate::passes::StageMap::single(&g);
     let mut ex = Executor::new(CpuBackend::new(1), g, &stages, 0, 7).unwrap();
     let ctx = KernelCtx { step: 3 };
-    ex.run(ProgramKind::Forward, 0, &inputs, &ctx, None).unwrap();
-    ex.run(ProgramKind::Backward, 0, &inputs, &ctx, None).unwrap();
+    ex.run(ProgramKind::Forward, 0, &inputs, &ctx, None)
+        .unwrap();
+    ex.run(ProgramKind::Backward, 0, &inputs, &ctx, None)
+        .unwrap();
     ex.take_value(0, loss).unwrap();
     for (pname, dims) in ex.parameter_shapes() {
-        let grad = ex.read_grad(&pname).unwrap().expect("every parameter reaches the loss");
+        let grad = ex
+            .read_grad(&pname)
+            .unwrap()
+            .expect("every parameter reaches the loss");
         let grad = grad.as_f32().unwrap().to_vec();
-        let base = ex.read_parameter(&pname).unwrap().as_f32().unwrap().to_vec();
+        let base = ex
+            .read_parameter(&pname)
+            .unwrap()
+            .as_f32()
+            .unwrap()
+            .to_vec();
         let count: usize = dims.iter().product();
         let eps = 1e-2f32;
         for i in (0..count).step_by((count / 24).max(1)) {
@@ -120,11 +152,23 @@ fn scale_reshape_permute_gradients() {
     });
     check("reshape", none(), |b, _| {
         let x = param(b, "x", &[2, 6], -1.0, 1.0);
-        b.op(Op::Reshape { shape: Shape::fixed(&[3, 4]) }, &[x]).unwrap()
+        b.op(
+            Op::Reshape {
+                shape: Shape::fixed(&[3, 4]),
+            },
+            &[x],
+        )
+        .unwrap()
     });
     check("permute", none(), |b, _| {
         let x = param(b, "x", &[2, 3, 4], -1.0, 1.0);
-        b.op(Op::Permute { perm: vec![2, 0, 1] }, &[x]).unwrap()
+        b.op(
+            Op::Permute {
+                perm: vec![2, 0, 1],
+            },
+            &[x],
+        )
+        .unwrap()
     });
 }
 
@@ -132,11 +176,27 @@ fn scale_reshape_permute_gradients() {
 fn slice_concat_expand_sum_to_gradients() {
     check("slice", none(), |b, _| {
         let x = param(b, "x", &[4, 6], -1.0, 1.0);
-        b.op(Op::Slice { axis: 1, start: 1, end: 4 }, &[x]).unwrap()
+        b.op(
+            Op::Slice {
+                axis: 1,
+                start: 1,
+                end: 4,
+            },
+            &[x],
+        )
+        .unwrap()
     });
     check("slice_backward", none(), |b, _| {
         let x = param(b, "x", &[4, 2], -1.0, 1.0);
-        b.op(Op::SliceBackward { axis: 1, start: 3, len: 6 }, &[x]).unwrap()
+        b.op(
+            Op::SliceBackward {
+                axis: 1,
+                start: 3,
+                len: 6,
+            },
+            &[x],
+        )
+        .unwrap()
     });
     check("concat", none(), |b, _| {
         let x = param(b, "x", &[2, 3], -1.0, 1.0);
@@ -145,20 +205,45 @@ fn slice_concat_expand_sum_to_gradients() {
     });
     check("expand", none(), |b, _| {
         let x = param(b, "x", &[3, 1], -1.0, 1.0);
-        b.op(Op::Expand { shape: Shape::fixed(&[2, 3, 4]) }, &[x]).unwrap()
+        b.op(
+            Op::Expand {
+                shape: Shape::fixed(&[2, 3, 4]),
+            },
+            &[x],
+        )
+        .unwrap()
     });
     check("sum_to", none(), |b, _| {
         let x = param(b, "x", &[2, 3, 4], -1.0, 1.0);
-        b.op(Op::SumTo { shape: Shape::fixed(&[3, 1]) }, &[x]).unwrap()
+        b.op(
+            Op::SumTo {
+                shape: Shape::fixed(&[3, 1]),
+            },
+            &[x],
+        )
+        .unwrap()
     });
 }
 
 #[test]
 fn reduce_gradients() {
-    for (op, keepdim) in [(ReduceOp::Sum, false), (ReduceOp::Mean, true), (ReduceOp::Max, false), (ReduceOp::Max, true)] {
+    for (op, keepdim) in [
+        (ReduceOp::Sum, false),
+        (ReduceOp::Mean, true),
+        (ReduceOp::Max, false),
+        (ReduceOp::Max, true),
+    ] {
         check(op.name(), none(), |b, _| {
             let x = param(b, "x", &[3, 5, 2], -1.0, 1.0);
-            b.op(Op::Reduce { op, axis: 1, keepdim }, &[x]).unwrap()
+            b.op(
+                Op::Reduce {
+                    op,
+                    axis: 1,
+                    keepdim,
+                },
+                &[x],
+            )
+            .unwrap()
         });
     }
 }
@@ -169,23 +254,51 @@ fn matmul_gradients_for_every_transpose_and_batch_layout() {
         check("matmul", none(), |b, _| {
             let a = param(b, "a", if ta { &[4, 3] } else { &[3, 4] }, -1.0, 1.0);
             let c = param(b, "c", if tb { &[5, 4] } else { &[4, 5] }, -1.0, 1.0);
-            b.op(Op::MatMul { trans_a: ta, trans_b: tb }, &[a, c]).unwrap()
+            b.op(
+                Op::MatMul {
+                    trans_a: ta,
+                    trans_b: tb,
+                },
+                &[a, c],
+            )
+            .unwrap()
         });
         check("matmul_shared_rhs", none(), |b, _| {
             let a = param(b, "a", if ta { &[2, 4, 3] } else { &[2, 3, 4] }, -1.0, 1.0);
             let c = param(b, "c", if tb { &[5, 4] } else { &[4, 5] }, -1.0, 1.0);
-            b.op(Op::MatMul { trans_a: ta, trans_b: tb }, &[a, c]).unwrap()
+            b.op(
+                Op::MatMul {
+                    trans_a: ta,
+                    trans_b: tb,
+                },
+                &[a, c],
+            )
+            .unwrap()
         });
     }
     check("matmul_batched", none(), |b, _| {
         let a = param(b, "a", &[2, 3, 4], -1.0, 1.0);
         let c = param(b, "c", &[2, 4, 5], -1.0, 1.0);
-        b.op(Op::MatMul { trans_a: false, trans_b: false }, &[a, c]).unwrap()
+        b.op(
+            Op::MatMul {
+                trans_a: false,
+                trans_b: false,
+            },
+            &[a, c],
+        )
+        .unwrap()
     });
     check("matmul_shared_lhs", none(), |b, _| {
         let a = param(b, "a", &[3, 4], -1.0, 1.0);
         let c = param(b, "c", &[2, 4, 5], -1.0, 1.0);
-        b.op(Op::MatMul { trans_a: false, trans_b: false }, &[a, c]).unwrap()
+        b.op(
+            Op::MatMul {
+                trans_a: false,
+                trans_b: false,
+            },
+            &[a, c],
+        )
+        .unwrap()
     });
 }
 
@@ -248,7 +361,16 @@ fn second_order_gradients_are_refused_by_name() {
     let mut b = GraphBuilder::new();
     let x = param(&mut b, "x", &[3], -1.0, 1.0);
     let y = b.op(Op::UnaryBackward(UnaryOp::Relu), &[x, x]).unwrap();
-    let s = b.op(Op::Reduce { op: ReduceOp::Sum, axis: 0, keepdim: false }, &[y]).unwrap();
+    let s = b
+        .op(
+            Op::Reduce {
+                op: ReduceOp::Sum,
+                axis: 0,
+                keepdim: false,
+            },
+            &[y],
+        )
+        .unwrap();
     let err: Result<_> = super::differentiate(b.finish(s).unwrap());
     assert_eq!(
         err.unwrap_err().to_string(),

@@ -192,10 +192,12 @@ fn reduce(
         &[dy],
     )?;
     if r == ReduceOp::Mean {
-        let n = shape.0[axis].fixed().ok_or_else(|| Error::unsupported(
+        let n = shape.0[axis].fixed().ok_or_else(|| {
+            Error::unsupported(
                 "mean over the batch dimension inside the model",
                 format!("reduce over a fixed axis of {shape}"),
-            ))?;
+            )
+        })?;
         return ad.emit(
             Op::Scale {
                 factor: 1.0 / n as f32,

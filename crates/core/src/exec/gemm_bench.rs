@@ -11,17 +11,30 @@ use std::time::Instant;
 /// threads (0: all cores).
 pub fn cpu_gemm_gflops(n: usize, reps: usize, threads: usize) -> Result<f64> {
     let backend = CpuBackend::new(threads);
-    let data: Vec<f32> = (0..n * n).map(|i| ((i % 97) as f32 - 48.0) / 97.0).collect();
+    let data: Vec<f32> = (0..n * n)
+        .map(|i| ((i % 97) as f32 - 48.0) / 97.0)
+        .collect();
     let a = backend.upload(&HostData::F32(data))?;
     let dims = [n, n];
     let mut out = backend.alloc(DType::F32, n * n)?;
-    let op = Op::MatMul { trans_a: false, trans_b: false };
+    let op = Op::MatMul {
+        trans_a: false,
+        trans_b: false,
+    };
     let ctx = KernelCtx::default();
     let mut times = Vec::with_capacity(reps);
     for i in 0..=reps {
         let inputs = [
-            TensorRef { buf: &a, shape: &dims, dtype: DType::F32 },
-            TensorRef { buf: &a, shape: &dims, dtype: DType::F32 },
+            TensorRef {
+                buf: &a,
+                shape: &dims,
+                dtype: DType::F32,
+            },
+            TensorRef {
+                buf: &a,
+                shape: &dims,
+                dtype: DType::F32,
+            },
         ];
         let t0 = Instant::now();
         backend.execute(&op, &inputs, &mut out, &dims, &ctx)?;

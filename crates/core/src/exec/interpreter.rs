@@ -60,7 +60,12 @@ pub struct Executor<B: Backend> {
 }
 
 /// Field-level lookup, so callers can hold it while borrowing the pool or gradients mutably.
-fn lookup<'a, T>(params: &'a [Option<T>], slots: &'a [Vec<Option<T>>], mb: usize, id: NodeId) -> Result<&'a T> {
+fn lookup<'a, T>(
+    params: &'a [Option<T>],
+    slots: &'a [Vec<Option<T>>],
+    mb: usize,
+    id: NodeId,
+) -> Result<&'a T> {
     params[id.index()]
         .as_ref()
         .or_else(|| slots.get(mb).and_then(|s| s[id.index()].as_ref()))
@@ -78,9 +83,9 @@ pub fn init_values(init: &Init, name: &str, len: usize, seed: u64) -> Vec<f32> {
         Init::Zeros => vec![0.0; len],
         Init::Ones => vec![1.0; len],
         Init::Constant(v) => vec![v; len],
-        Init::Normal { mean, std } => {
-            (0..len).map(|i| mean + std * rng::normal(seed, stream, i as u64)).collect()
-        }
+        Init::Normal { mean, std } => (0..len)
+            .map(|i| mean + std * rng::normal(seed, stream, i as u64))
+            .collect(),
         Init::Uniform { low, high } => (0..len)
             .map(|i| low + (high - low) * rng::uniform(seed, stream, i as u64))
             .collect(),
@@ -90,8 +95,18 @@ pub fn init_values(init: &Init, name: &str, len: usize, seed: u64) -> Vec<f32> {
 impl<B: Backend> Executor<B> {
     /// `graph` must be batch-resolved and differentiated. The parameters of `stage` are
     /// initialised here (every replica initialises identically from the seed).
-    pub fn new(backend: B, graph: Graph, stages: &StageMap, stage: usize, seed: u64) -> Result<Self> {
-        let dims = graph.nodes.iter().map(|n| n.shape.concrete()).collect::<Result<Vec<_>>>()?;
+    pub fn new(
+        backend: B,
+        graph: Graph,
+        stages: &StageMap,
+        stage: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let dims = graph
+            .nodes
+            .iter()
+            .map(|n| n.shape.concrete())
+            .collect::<Result<Vec<_>>>()?;
         let program = Program::build(&graph, stages, stage);
         let n = graph.nodes.len();
         let mut ex = Executor {
@@ -140,7 +155,8 @@ impl<B: Backend> Executor<B> {
 
     fn slot(&mut self, mb: usize) -> &mut Vec<Option<B::Buffer>> {
         while self.slots.len() <= mb {
-            self.slots.push((0..self.graph.nodes.len()).map(|_| None).collect());
+            self.slots
+                .push((0..self.graph.nodes.len()).map(|_| None).collect());
         }
         &mut self.slots[mb]
     }
@@ -170,11 +186,8 @@ impl<B: Backend> Executor<B> {
         mut on_grad: Option<&mut GradHook<'_>>,
     ) -> Result<()> {
         self.slot(mb);
-        let actions = std::mem::take(match kind {
-            ProgramKind::Forward => &mut self.program.forward,
-            ProgramKind::Backward => &mut self.program.backward,
-            ProgramKind::Eval => &mut self.program.eval,
-        });
+        // Taken out for the run so `act` can borrow the executor mutably; put back after.
+        let actions = std::mem::take(self.program.list_mut(kind));
         let result = actions.iter().try_for_each(|a| {
             self.act(a, mb, inputs, ctx, link)?;
             match (a, on_grad.as_deref_mut()) {
@@ -182,11 +195,7 @@ impl<B: Backend> Executor<B> {
                 _ => Ok(()),
             }
         });
-        match kind {
-            ProgramKind::Forward => self.program.forward = actions,
-            ProgramKind::Backward => self.program.backward = actions,
-            ProgramKind::Eval => self.program.eval = actions,
-        }
+        *self.program.list_mut(kind) = actions;
         if result.is_err() {
             self.release_transients();
         }
@@ -194,17 +203,31 @@ impl<B: Backend> Executor<B> {
     }
 
     fn notify(&self, param: NodeId, hook: &mut GradHook<'_>) -> Result<()> {
-        let g = self.grads[param.index()].as_ref().ok_or_else(|| Error::internal("no gradient"))?;
+        let g = self.grads[param.index()]
+            .as_ref()
+            .ok_or_else(|| Error::internal("no gradient"))?;
         match self.backend.host_f32(g) {
             Some(host) => hook(param, host),
-            None => hook(param, self.backend.download(g)?.as_f32().ok_or_else(|| Error::internal("f32 gradient"))?),
+            None => hook(
+                param,
+                self.backend
+                    .download(g)?
+                    .as_f32()
+                    .ok_or_else(|| Error::internal("f32 gradient"))?,
+            ),
         }
     }
 
     /// Parameters this device owns that take a gradient, in the order their gradients become
     /// final in backward (reverse creation order): the order of all-reduce buckets.
     pub fn grad_order(&self) -> Vec<(NodeId, usize)> {
-        let mut ps: Vec<NodeId> = self.graph.grads.iter().map(|(p, _)| *p).filter(|p| self.params[p.index()].is_some()).collect();
+        let mut ps: Vec<NodeId> = self
+            .graph
+            .grads
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| self.params[p.index()].is_some())
+            .collect();
         ps.sort();
         ps.dedup();
         ps.reverse();
@@ -213,9 +236,13 @@ impl<B: Backend> Executor<B> {
 
     /// Overwrite a parameter's accumulated gradient with `values * scale` (reduced elsewhere).
     pub fn write_grad_scaled(&mut self, param: NodeId, values: &[f32], scale: f32) -> Result<()> {
-        let g = self.grads[param.index()].as_mut().ok_or_else(|| Error::internal("no gradient to write"))?;
+        let g = self.grads[param.index()]
+            .as_mut()
+            .ok_or_else(|| Error::internal("no gradient to write"))?;
         if let Some(host) = self.backend.host_f32_mut(g) {
-            host.iter_mut().zip(values).for_each(|(d, s)| *d = s * scale);
+            host.iter_mut()
+                .zip(values)
+                .for_each(|(d, s)| *d = s * scale);
             return Ok(());
         }
         let scaled: Vec<f32> = values.iter().map(|x| x * scale).collect();
@@ -243,15 +270,19 @@ impl<B: Backend> Executor<B> {
             Action::Send { node, to_stage } => {
                 let link = link.ok_or_else(no_link)?;
                 let data = self.backend.download(self.value(mb, node)?)?;
-                let buf = data.as_f32().ok_or_else(|| Error::internal("only f32 tensors cross stages"))?;
-                link.comm.send(buf, link.rank_of_stage[to_stage], tag(mb, node))
+                let buf = data
+                    .as_f32()
+                    .ok_or_else(|| Error::internal("only f32 tensors cross stages"))?;
+                link.comm
+                    .send(buf, link.rank_of_stage[to_stage], tag(mb, node))
             }
             Action::Recv { node, from_stage } => {
                 let link = link.ok_or_else(no_link)?;
                 let len = numel(&self.dims[node.index()]);
                 let mut buf = vec![0.0f32; len];
                 let t0 = std::time::Instant::now();
-                link.comm.recv(&mut buf, link.rank_of_stage[from_stage], tag(mb, node))?;
+                link.comm
+                    .recv(&mut buf, link.rank_of_stage[from_stage], tag(mb, node))?;
                 self.recv_wait += t0.elapsed();
                 let b = self.backend.upload(&HostData::F32(buf))?;
                 self.pool.adopt(Category::Activations, DType::F32, len);
@@ -296,11 +327,18 @@ impl<B: Backend> Executor<B> {
         for x in &node.inputs {
             let buf = lookup(&self.params, &self.slots, mb, *x)?;
             let dtype = self.graph.nodes[x.index()].dtype;
-            refs.push(TensorRef { buf, shape: &self.dims[x.index()], dtype });
+            refs.push(TensorRef {
+                buf,
+                shape: &self.dims[x.index()],
+                dtype,
+            });
         }
         let len = numel(&self.dims[id.index()]);
-        let mut out = self.pool.take(&self.backend, Category::Activations, node.dtype, len)?;
-        self.backend.execute(&node.op, &refs, &mut out, &self.dims[id.index()], ctx)?;
+        let mut out = self
+            .pool
+            .take(&self.backend, Category::Activations, node.dtype, len)?;
+        self.backend
+            .execute(&node.op, &refs, &mut out, &self.dims[id.index()], ctx)?;
         self.slots[mb][id.index()] = Some(out);
         Ok(())
     }
@@ -308,7 +346,12 @@ impl<B: Backend> Executor<B> {
     fn free(&mut self, mb: usize, id: NodeId) {
         if let Some(buf) = self.slots.get_mut(mb).and_then(|s| s[id.index()].take()) {
             let n = self.graph.node(id);
-            self.pool.give(Category::Activations, n.dtype, numel(&self.dims[id.index()]), buf);
+            self.pool.give(
+                Category::Activations,
+                n.dtype,
+                numel(&self.dims[id.index()]),
+                buf,
+            );
         }
     }
 
@@ -322,17 +365,31 @@ impl<B: Backend> Executor<B> {
         }
         if take {
             // Last reader: move the buffer instead of copying it.
-            let g = self.slots[mb][grad.index()].take().ok_or_else(|| Error::internal("grad not live"))?;
+            let g = self.slots[mb][grad.index()]
+                .take()
+                .ok_or_else(|| Error::internal("grad not live"))?;
             self.pool.drop_buffer(Category::Activations, f32, len);
             self.pool.adopt(Category::Gradients, f32, len);
             self.grads[param.index()] = Some(g);
             return Ok(());
         }
-        let mut acc = self.pool.take(&self.backend, Category::Gradients, f32, len)?;
+        let mut acc = self
+            .pool
+            .take(&self.backend, Category::Gradients, f32, len)?;
         let g = lookup(&self.params, &self.slots, mb, grad)?;
-        let src = TensorRef { buf: g, shape: &self.dims[grad.index()], dtype: f32 };
+        let src = TensorRef {
+            buf: g,
+            shape: &self.dims[grad.index()],
+            dtype: f32,
+        };
         let ctx = KernelCtx::default();
-        self.backend.execute(&Op::Scale { factor: 1.0 }, &[src], &mut acc, &self.dims[param.index()], &ctx)?;
+        self.backend.execute(
+            &Op::Scale { factor: 1.0 },
+            &[src],
+            &mut acc,
+            &self.dims[param.index()],
+            &ctx,
+        )?;
         self.grads[param.index()] = Some(acc);
         Ok(())
     }
@@ -356,10 +413,18 @@ impl<B: Backend> Executor<B> {
     /// Sum every accumulated gradient across this stage's replicas: fused buckets (last layers
     /// first, as gradients become ready), round-robin over the channels, optionally as fp16, then
     /// scaled by `opts.scale`. Every replica ends with bit-identical gradients.
-    pub fn all_reduce_grads(&mut self, channels: &[&dyn Communicator], opts: &GradReduce) -> Result<()> {
+    pub fn all_reduce_grads(
+        &mut self,
+        channels: &[&dyn Communicator],
+        opts: &GradReduce,
+    ) -> Result<()> {
         let mut params = self.grad_params();
         params.reverse();
-        let sizes: Vec<(usize, usize)> = params.iter().enumerate().map(|(i, p)| (i, self.grad_len(*p))).collect();
+        let sizes: Vec<(usize, usize)> = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i, self.grad_len(*p)))
+            .collect();
         let buckets = crate::collectives::plan_buckets(&sizes, opts.bucket_bytes, opts.max_splits);
         let mut flat: Vec<f32> = Vec::new();
         for (b, bucket) in buckets.iter().enumerate() {
@@ -368,12 +433,22 @@ impl<B: Backend> Executor<B> {
                 let g = self.grads[params[t].index()].as_ref().expect("checked");
                 match self.backend.host_f32(g) {
                     Some(host) => flat.extend_from_slice(host),
-                    None => flat.extend_from_slice(self.backend.download(g)?.as_f32().ok_or_else(|| Error::internal("f32 gradient"))?),
+                    None => flat.extend_from_slice(
+                        self.backend
+                            .download(g)?
+                            .as_f32()
+                            .ok_or_else(|| Error::internal("f32 gradient"))?,
+                    ),
                 }
             }
             let comm = channels[b % channels.len()];
             match opts.fp16_scale {
-                Some(scale) => crate::collectives::all_reduce_fp16(comm, &mut flat, crate::collectives::ReduceOp::Sum, scale)?,
+                Some(scale) => crate::collectives::all_reduce_fp16(
+                    comm,
+                    &mut flat,
+                    crate::collectives::ReduceOp::Sum,
+                    scale,
+                )?,
                 None => comm.all_reduce(&mut flat, crate::collectives::ReduceOp::Sum)?,
             }
             let mut offset = 0;
@@ -385,7 +460,9 @@ impl<B: Backend> Executor<B> {
                 let g = self.grads[p.index()].as_mut().expect("checked");
                 // Copy back and scale in one pass; devices without host memory take an upload.
                 if let Some(host) = self.backend.host_f32_mut(g) {
-                    host.iter_mut().zip(part).for_each(|(d, s)| *d = s * opts.scale);
+                    host.iter_mut()
+                        .zip(part)
+                        .for_each(|(d, s)| *d = s * opts.scale);
                 } else {
                     let scaled: Vec<f32> = part.iter().map(|x| x * opts.scale).collect();
                     *g = self.backend.upload(&HostData::F32(scaled))?;
@@ -402,9 +479,13 @@ impl<B: Backend> Executor<B> {
     /// Make every replica's parameters equal replica 0's (`group` holds this stage's replicas).
     pub fn broadcast_params(&mut self, group: &dyn Communicator) -> Result<()> {
         for (id, _) in self.graph.parameters() {
-            let Some(buf) = self.params[id.index()].as_ref() else { continue };
+            let Some(buf) = self.params[id.index()].as_ref() else {
+                continue;
+            };
             let mut data = self.backend.download(buf)?;
-            let v = data.as_f32_mut().ok_or_else(|| Error::internal("f32 parameter"))?;
+            let v = data
+                .as_f32_mut()
+                .ok_or_else(|| Error::internal("f32 parameter"))?;
             group.broadcast(v, 0)?;
             self.params[id.index()] = Some(self.backend.upload(&data)?);
         }
@@ -415,7 +496,9 @@ impl<B: Backend> Executor<B> {
     pub fn grad_sum_squares(&self) -> Result<f64> {
         let mut s = 0.0;
         for p in self.grad_params() {
-            s += self.backend.sum_squares(self.grads[p.index()].as_ref().expect("checked"))?;
+            s += self
+                .backend
+                .sum_squares(self.grads[p.index()].as_ref().expect("checked"))?;
         }
         Ok(s)
     }
@@ -433,7 +516,10 @@ impl<B: Backend> Executor<B> {
     /// The accumulated gradient of a parameter, if the last step produced one.
     pub fn read_grad(&self, name: &str) -> Result<Option<HostData>> {
         let id = self.param_id(name)?;
-        self.grads[id.index()].as_ref().map(|g| self.backend.download(g)).transpose()
+        self.grads[id.index()]
+            .as_ref()
+            .map(|g| self.backend.download(g))
+            .transpose()
     }
 
     pub fn scale_grads(&mut self, factor: f32) -> Result<()> {
@@ -457,7 +543,9 @@ impl<B: Backend> Executor<B> {
                 self.state[p.index()].push(b);
             }
             let grad = self.grads[p.index()].take().expect("checked");
-            let param = self.params[p.index()].as_mut().ok_or_else(|| Error::internal("gradient of a parameter this stage does not own"))?;
+            let param = self.params[p.index()].as_mut().ok_or_else(|| {
+                Error::internal("gradient of a parameter this stage does not own")
+            })?;
             self.backend
                 .update(&rule, step, param, &grad, &mut self.state[p.index()])?;
             self.pool
@@ -519,7 +607,9 @@ impl<B: Backend> Executor<B> {
             return Err(Error::internal(format!("parameter '{name}' size mismatch")));
         }
         if self.params[id.index()].is_none() {
-            return Err(Error::internal(format!("parameter '{name}' is not on this device")));
+            return Err(Error::internal(format!(
+                "parameter '{name}' is not on this device"
+            )));
         }
         self.params[id.index()] = Some(self.backend.upload(data)?);
         Ok(())

@@ -26,7 +26,11 @@ pub enum Action {
     /// Add this micro-batch's gradient into the parameter's accumulated gradient, as soon as it
     /// is final (so its all-reduce bucket can start while backward goes on). `take`: this is the
     /// gradient's last reader, so its buffer may be moved instead of copied.
-    AccumulateGrad { param: NodeId, grad: NodeId, take: bool },
+    AccumulateGrad {
+        param: NodeId,
+        grad: NodeId,
+        take: bool,
+    },
 }
 
 impl fmt::Display for Action {
@@ -38,7 +42,11 @@ impl fmt::Display for Action {
             Action::Send { node, to_stage } => write!(f, "send {node} >s{to_stage}"),
             Action::Free(n) => write!(f, "free {n}"),
             Action::AccumulateGrad { param, grad, take } => {
-                write!(f, "accumulate {param} += {grad}{}", if *take { " (move)" } else { "" })
+                write!(
+                    f,
+                    "accumulate {param} += {grad}{}",
+                    if *take { " (move)" } else { "" }
+                )
             }
         }
     }
@@ -73,10 +81,23 @@ impl Program {
         }
     }
 
+    pub fn list_mut(&mut self, kind: ProgramKind) -> &mut Vec<Action> {
+        match kind {
+            ProgramKind::Forward => &mut self.forward,
+            ProgramKind::Backward => &mut self.backward,
+            ProgramKind::Eval => &mut self.eval,
+        }
+    }
+
     pub fn build(graph: &Graph, stages: &StageMap, stage: usize) -> Program {
         let (forward, backward) = build_list(graph, stages, stage, true);
         let (eval, _) = build_list(graph, stages, stage, false);
-        Program { stage, forward, backward, eval }
+        Program {
+            stage,
+            forward,
+            backward,
+            eval,
+        }
     }
 }
 
@@ -126,7 +147,10 @@ fn build_list(graph: &Graph, map: &StageMap, s: usize, train: bool) -> (Vec<Acti
     let mut list: Vec<(Action, bool)> = Vec::new(); // (action, is backward phase)
     // Batch inputs are loaded by each stage that reads them (below), never sent.
     let is_input = |id: NodeId| matches!(graph.node(id).op, Op::Input { .. });
-    for id in graph.ids().filter(|i| need[i.index()] && here(*i) && !is_input(*i)) {
+    for id in graph
+        .ids()
+        .filter(|i| need[i.index()] && here(*i) && !is_input(*i))
+    {
         let n = graph.node(id);
         let bwd = n.phase != Phase::Forward;
         for &x in &n.inputs {
@@ -138,20 +162,52 @@ fn build_list(graph: &Graph, map: &StageMap, s: usize, train: bool) -> (Vec<Acti
                 Op::Input { .. } => list.push((Action::Load(x), bwd)),
                 Op::Parameter { .. } if here(x) => {}
                 _ if here(x) => {}
-                _ => list.push((Action::Recv { node: x, from_stage: map.stage_of[x.index()] }, bwd)),
+                _ => list.push((
+                    Action::Recv {
+                        node: x,
+                        from_stage: map.stage_of[x.index()],
+                    },
+                    bwd,
+                )),
             }
         }
         if !matches!(n.op, Op::Parameter { .. }) && !have[id.index()] {
-            list.push((if matches!(n.op, Op::Input { .. }) { Action::Load(id) } else { Action::Compute(id) }, bwd));
+            list.push((
+                if matches!(n.op, Op::Input { .. }) {
+                    Action::Load(id)
+                } else {
+                    Action::Compute(id)
+                },
+                bwd,
+            ));
         }
         have[id.index()] = true;
-        let mut to: Vec<usize> = readers[id.index()].iter().copied().filter(|&t| t != s).collect();
+        let mut to: Vec<usize> = readers[id.index()]
+            .iter()
+            .copied()
+            .filter(|&t| t != s)
+            .collect();
         to.sort_unstable();
         to.dedup();
-        list.extend(to.into_iter().map(|t| (Action::Send { node: id, to_stage: t }, bwd)));
+        list.extend(to.into_iter().map(|t| {
+            (
+                Action::Send {
+                    node: id,
+                    to_stage: t,
+                },
+                bwd,
+            )
+        }));
         if train {
             for &(p, _) in graph.grads.iter().filter(|(p, g)| *g == id && here(*p)) {
-                list.push((Action::AccumulateGrad { param: p, grad: id, take: false }, true));
+                list.push((
+                    Action::AccumulateGrad {
+                        param: p,
+                        grad: id,
+                        take: false,
+                    },
+                    true,
+                ));
             }
         }
     }
@@ -160,9 +216,22 @@ fn build_list(graph: &Graph, map: &StageMap, s: usize, train: bool) -> (Vec<Acti
         for &(p, g) in graph.grads.iter().filter(|(p, g)| here(*p) && !here(*g)) {
             if !have[g.index()] {
                 have[g.index()] = true;
-                list.push((Action::Recv { node: g, from_stage: map.stage_of[g.index()] }, true));
+                list.push((
+                    Action::Recv {
+                        node: g,
+                        from_stage: map.stage_of[g.index()],
+                    },
+                    true,
+                ));
             }
-            list.push((Action::AccumulateGrad { param: p, grad: g, take: false }, true));
+            list.push((
+                Action::AccumulateGrad {
+                    param: p,
+                    grad: g,
+                    take: false,
+                },
+                true,
+            ));
         }
     }
     place_frees(graph, list, &roots(graph, train), s, map)
@@ -197,10 +266,13 @@ fn place_frees(
     let keep = |x: NodeId| roots.contains(&x) && !graph.grads.iter().any(|(_, g)| *g == x);
     let mut frees_after: Vec<Vec<NodeId>> = vec![Vec::new(); list.len()];
     for x in defined {
-        if matches!(graph.node(x).op, Op::Parameter { .. }) && map.stage_of[x.index()] == s || keep(x) {
+        if matches!(graph.node(x).op, Op::Parameter { .. }) && map.stage_of[x.index()] == s
+            || keep(x)
+        {
             continue;
         }
-        let at = last[x.index()].unwrap_or_else(|| list.iter().position(|(a, _)| defines(a, x)).unwrap_or(0));
+        let at = last[x.index()]
+            .unwrap_or_else(|| list.iter().position(|(a, _)| defines(a, x)).unwrap_or(0));
         frees_after[at].push(x);
     }
     let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
@@ -224,7 +296,11 @@ fn defines(a: &Action, x: NodeId) -> bool {
 
 impl fmt::Display for Program {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (name, list) in [("forward", &self.forward), ("backward", &self.backward), ("eval", &self.eval)] {
+        for (name, list) in [
+            ("forward", &self.forward),
+            ("backward", &self.backward),
+            ("eval", &self.eval),
+        ] {
             writeln!(f, "stage {} {name} ({} actions)", self.stage, list.len())?;
             for a in list.iter() {
                 writeln!(f, "  {a}")?;

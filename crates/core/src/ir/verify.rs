@@ -43,12 +43,12 @@ impl Graph {
     fn verify_roots(&self) -> Result<()> {
         let n = self.nodes.len();
         let ok = |id: NodeId| id.index() < n;
-        if let Some(l) = self.loss {
-            if !ok(l) || self.node(l).shape.rank() != 0 {
-                return Err(Error::Verify {
-                    message: format!("loss {l} is not a scalar node"),
-                });
-            }
+        if let Some(l) = self.loss
+            && (!ok(l) || self.node(l).shape.rank() != 0)
+        {
+            return Err(Error::Verify {
+                message: format!("loss {l} is not a scalar node"),
+            });
         }
         for (name, id) in &self.outputs {
             if !ok(*id) {

@@ -20,8 +20,14 @@ impl StageMap {
 
     /// Every node on stage 0 (single-stage layouts).
     pub fn single(graph: &Graph) -> StageMap {
-        let name = graph.taskgraphs.first().map_or("default".to_string(), |t| t.name.clone());
-        StageMap { stage_of: vec![0; graph.nodes.len()], names: vec![name] }
+        let name = graph
+            .taskgraphs
+            .first()
+            .map_or("default".to_string(), |t| t.name.clone());
+        StageMap {
+            stage_of: vec![0; graph.nodes.len()],
+            names: vec![name],
+        }
     }
 }
 
@@ -48,7 +54,10 @@ pub fn assign_stages(graph: &Graph) -> Result<StageMap> {
         }
     }
     if names.is_empty() {
-        return Err(Error::shape("stages", "the model computes nothing: every TaskGraph is empty"));
+        return Err(Error::shape(
+            "stages",
+            "the model computes nothing: every TaskGraph is empty",
+        ));
     }
     let mut stage_of = vec![usize::MAX; graph.nodes.len()];
     for (i, n) in graph.nodes.iter().enumerate() {

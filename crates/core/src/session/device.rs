@@ -26,7 +26,11 @@ impl Work {
             Work::Forward { stage, mb } => ("F", stage, mb),
             Work::Backward { stage, mb } => ("B", stage, mb),
         };
-        if qualified { format!("{l}{s}.{m}") } else { format!("{l}{m}") }
+        if qualified {
+            format!("{l}{s}.{m}")
+        } else {
+            format!("{l}{m}")
+        }
     }
 }
 
@@ -79,22 +83,38 @@ impl Device {
     }
 
     pub fn exec_of(&self, stage: usize) -> Option<&Executor<CpuBackend>> {
-        self.stages.iter().position(|&s| s == stage).map(|i| &self.execs[i])
+        self.stages
+            .iter()
+            .position(|&s| s == stage)
+            .map(|i| &self.execs[i])
     }
 
     pub fn exec_of_mut(&mut self, stage: usize) -> Option<&mut Executor<CpuBackend>> {
-        self.stages.iter().position(|&s| s == stage).map(move |i| &mut self.execs[i])
+        self.stages
+            .iter()
+            .position(|&s| s == stage)
+            .map(move |i| &mut self.execs[i])
     }
 
     /// Run this device's pipeline work for one step; gradients are reduced across replicas
     /// bucket by bucket during each stage's last backward (overlapping its computation).
     pub fn compute(&mut self, plan: &StepPlan<'_>, stage_of: &[usize]) -> Result<DeviceResult> {
-        let Device { execs, stages, world, dp, .. } = self;
+        let Device {
+            execs,
+            stages,
+            world,
+            dp,
+            ..
+        } = self;
         let channels: Vec<&dyn Communicator> = dp.iter().map(|c| c.as_ref()).collect();
         let overlap = plan.train && !channels.is_empty();
         let last_backward: Vec<Option<usize>> = stages
             .iter()
-            .map(|&st| plan.work.iter().rposition(|w| matches!(*w, Work::Backward { stage, .. } if stage == st)))
+            .map(|&st| {
+                plan.work
+                    .iter()
+                    .rposition(|w| matches!(*w, Work::Backward { stage, .. } if stage == st))
+            })
             .collect();
         let qualified = stages.len() > 1;
         std::thread::scope(|scope| {
@@ -110,33 +130,51 @@ impl Device {
                 if !plan.train && kind == ProgramKind::Backward {
                     continue;
                 }
-                let link = world.as_deref().map(|comm| Link { comm, rank_of_stage: plan.rank_of_stage });
-                let i = stages.iter().position(|&s| s == stage).ok_or_else(|| Error::internal("work for a stage this device does not host"))?;
+                let link = world.as_deref().map(|comm| Link {
+                    comm,
+                    rank_of_stage: plan.rank_of_stage,
+                });
+                let i = stages
+                    .iter()
+                    .position(|&s| s == stage)
+                    .ok_or_else(|| Error::internal("work for a stage this device does not host"))?;
                 let exec = &mut execs[i];
                 let (t0, wait0) = (Instant::now(), exec.recv_wait);
                 if overlap && kind == ProgramKind::Backward && last_backward[i] == Some(wi) {
                     let mut r = Overlap::start(scope, &channels, &exec.grad_order(), &plan.reduce);
-                    exec.run_with(kind, mb, &plan.micro_inputs[mb], &plan.ctx, link.as_ref(), Some(&mut |p, g| r.ready(p, g)))?;
+                    exec.run_with(
+                        kind,
+                        mb,
+                        &plan.micro_inputs[mb],
+                        &plan.ctx,
+                        link.as_ref(),
+                        Some(&mut |p, g| r.ready(p, g)),
+                    )?;
                     reducers[i] = Some(r);
                     reduce_start.get_or_insert(t0);
                 } else {
                     exec.run(kind, mb, &plan.micro_inputs[mb], &plan.ctx, link.as_ref())?;
                 }
-                let category = if kind == ProgramKind::Backward { "backward" } else { "forward" };
+                let category = if kind == ProgramKind::Backward {
+                    "backward"
+                } else {
+                    "forward"
+                };
                 out.trace.push(plan.epoch, t0, w.label(qualified), category);
                 out.trace.recv_wait_us += (exec.recv_wait - wait0).as_secs_f64() * 1e6;
                 // Backward may still read the loss or an output (e.g. logits): take them after it.
                 if kind != ProgramKind::Forward {
                     // One node may be the loss and outputs at once: download each node once.
                     let mut taken: Vec<(NodeId, HostData)> = Vec::new();
-                    let mut take = |id: NodeId, exec: &mut Executor<CpuBackend>| -> Result<HostData> {
-                        if let Some((_, d)) = taken.iter().find(|(n, _)| *n == id) {
-                            return Ok(d.clone());
-                        }
-                        let d = exec.take_value(mb, id)?;
-                        taken.push((id, d.clone()));
-                        Ok(d)
-                    };
+                    let mut take =
+                        |id: NodeId, exec: &mut Executor<CpuBackend>| -> Result<HostData> {
+                            if let Some((_, d)) = taken.iter().find(|(n, _)| *n == id) {
+                                return Ok(d.clone());
+                            }
+                            let d = exec.take_value(mb, id)?;
+                            taken.push((id, d.clone()));
+                            Ok(d)
+                        };
                     if stage_of[plan.loss.index()] == stage {
                         let l = take(plan.loss, exec)?;
                         out.losses.push(l.as_f32().map_or(f32::NAN, |v| v[0]));
@@ -153,13 +191,20 @@ impl Device {
                 for (exec, reducer) in execs.iter_mut().zip(reducers) {
                     match reducer {
                         Some(r) => r.finish(exec, plan.reduce.scale)?,
-                        None if channels.is_empty() && plan.reduce.scale != 1.0 => exec.scale_grads(plan.reduce.scale)?,
+                        None if channels.is_empty() && plan.reduce.scale != 1.0 => {
+                            exec.scale_grads(plan.reduce.scale)?
+                        }
                         None if channels.is_empty() => {}
                         None => exec.all_reduce_grads(&channels, &plan.reduce)?,
                     }
                     out.sum_squares += exec.grad_sum_squares()?;
                 }
-                out.trace.push(plan.epoch, t0, "allreduce (overlapped from here)".into(), "allreduce");
+                out.trace.push(
+                    plan.epoch,
+                    t0,
+                    "allreduce (overlapped from here)".into(),
+                    "allreduce",
+                );
             }
             Ok(out)
         })

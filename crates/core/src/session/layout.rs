@@ -27,36 +27,51 @@ pub struct Layout {
 impl Layout {
     pub fn new(options: &TrainerOptions, devices: usize, stages: usize) -> Result<Layout> {
         let v = options.config.pipeline.num_virtual_stages.max(1);
-        if stages % v != 0 {
+        if !stages.is_multiple_of(v) {
             return Err(Error::config(
                 "pipeline.num_virtual_stages",
-                format!("pipeline.num_virtual_stages={v} does not divide the model's {stages} stages"),
+                format!(
+                    "pipeline.num_virtual_stages={v} does not divide the model's {stages} stages"
+                ),
             ));
         }
         let ranks = stages / v;
         if ranks > devices {
             return Err(Error::config(
                 "devices",
-                format!("the model has {stages} pipeline stages but only {devices} device(s); each stage needs its own device"),
+                format!(
+                    "the model has {stages} pipeline stages but only {devices} device(s); each stage needs its own device"
+                ),
             ));
         }
-        if devices % ranks != 0 {
+        if !devices.is_multiple_of(ranks) {
             return Err(Error::config(
                 "devices",
-                format!("{devices} devices do not divide into replicas of {ranks} stages ({devices} % {ranks} = {})", devices % ranks),
+                format!(
+                    "{devices} devices do not divide into replicas of {ranks} stages ({devices} % {ranks} = {})",
+                    devices % ranks
+                ),
             ));
         }
         let replicas = devices / ranks;
         let m = options.config.pipeline.num_micro_batch.max(1);
         let b = options.batch;
-        if b % (replicas * m) != 0 {
+        if !b.is_multiple_of(replicas * m) {
             return Err(Error::batch(format!(
                 "global batch B={b} does not split into R={replicas} replicas x M={m} micro-batches (B must be a multiple of R*M={})",
                 replicas * m
             )));
         }
         let (work, schedule) = pipeline_work(options.config.pipeline.strategy, ranks, v, m)?;
-        Ok(Layout { stages, ranks, virtual_stages: v, replicas, micro_batches: m, work, schedule })
+        Ok(Layout {
+            stages,
+            ranks,
+            virtual_stages: v,
+            replicas,
+            micro_batches: m,
+            work,
+            schedule,
+        })
     }
 
     /// World rank of `stage` in pipeline replica `replica`.
@@ -66,7 +81,11 @@ impl Layout {
 
     /// Refuse the `communication.*` settings whose behaviour this build does not implement for
     /// this layout, instead of ignoring them.
-    pub fn check_communication(&self, options: &TrainerOptions, graph: &crate::ir::Graph) -> Result<()> {
+    pub fn check_communication(
+        &self,
+        options: &TrainerOptions,
+        graph: &crate::ir::Graph,
+    ) -> Result<()> {
         if self.replicas == 1 {
             return Ok(());
         }
@@ -78,7 +97,10 @@ impl Layout {
                  weft clips the global norm of the reduced gradients (set it to true, weft's default)",
             ));
         }
-        let sparse = graph.grads.iter().any(|(_, g)| matches!(graph.node(*g).op, crate::ir::Op::EmbeddingBackward { .. }));
+        let sparse = graph
+            .grads
+            .iter()
+            .any(|(_, g)| matches!(graph.node(*g).op, crate::ir::Op::EmbeddingBackward { .. }));
         if !comm.sparse_as_dense && sparse {
             return Err(Error::unsupported(
                 "communication.sparse_as_dense=false",
@@ -101,11 +123,15 @@ impl Layout {
             }
         }
         if self.replicas > 1 {
-            let groups: Vec<Vec<usize>> =
-                (0..self.ranks).map(|p| (0..self.replicas).map(|r| r * self.ranks + p).collect()).collect();
+            let groups: Vec<Vec<usize>> = (0..self.ranks)
+                .map(|p| (0..self.replicas).map(|r| r * self.ranks + p).collect())
+                .collect();
             // In-process channels run back to back; with NCCL each is its own stream.
             for _ in 0..options.config.communication.num_communicators.max(1) {
-                for (group, comms) in groups.iter().zip(LocalGroup::subgroups(n, &groups, timeout)?) {
+                for (group, comms) in groups
+                    .iter()
+                    .zip(LocalGroup::subgroups(n, &groups, timeout)?)
+                {
                     for (&rank, c) in group.iter().zip(comms) {
                         dp[rank].push(Box::new(c));
                     }
@@ -123,7 +149,10 @@ pub struct Comms {
 
 impl Comms {
     #[allow(clippy::type_complexity)]
-    pub fn take(&mut self, rank: usize) -> (Option<Box<dyn Communicator>>, Vec<Box<dyn Communicator>>) {
+    pub fn take(
+        &mut self,
+        rank: usize,
+    ) -> (Option<Box<dyn Communicator>>, Vec<Box<dyn Communicator>>) {
         (self.world[rank].take(), std::mem::take(&mut self.dp[rank]))
     }
 }
@@ -131,16 +160,30 @@ impl Comms {
 /// Each rank's forward/backward order for one step. One stage: F0 B0 F1 B1 ... (gradient
 /// accumulation); several: the generator `pipeline.strategy` names, or interleaved 1F1B when
 /// ranks host several virtual stages.
-fn pipeline_work(strategy: PipelineStrategy, ranks: usize, v: usize, m: usize) -> Result<(Vec<Vec<Work>>, Option<schedule::Schedule>)> {
+fn pipeline_work(
+    strategy: PipelineStrategy,
+    ranks: usize,
+    v: usize,
+    m: usize,
+) -> Result<(Vec<Vec<Work>>, Option<schedule::Schedule>)> {
     if ranks * v == 1 {
-        let work = (0..m).flat_map(|mb| [Work::Forward { stage: 0, mb }, Work::Backward { stage: 0, mb }]).collect();
+        let work = (0..m)
+            .flat_map(|mb| {
+                [
+                    Work::Forward { stage: 0, mb },
+                    Work::Backward { stage: 0, mb },
+                ]
+            })
+            .collect();
         return Ok((vec![work], None));
     }
     let sched = match (v, strategy) {
         (v, _) if v > 1 => schedule::interleaved(ranks, v, m)?,
         (_, PipelineStrategy::PreferForward) => schedule::gpipe(ranks, m)?,
         (_, PipelineStrategy::PreferBackward) => schedule::one_f_one_b(ranks, m)?,
-        (_, PipelineStrategy::PreferBackwardOptimizer) => schedule::one_f_one_b_extra_warmup(ranks, m)?,
+        (_, PipelineStrategy::PreferBackwardOptimizer) => {
+            schedule::one_f_one_b_extra_warmup(ranks, m)?
+        }
     };
     let work = sched
         .programs
@@ -149,8 +192,14 @@ fn pipeline_work(strategy: PipelineStrategy, ranks: usize, v: usize, m: usize) -
             program
                 .iter()
                 .filter_map(|a| match *a {
-                    ScheduleAction::Forward { stage, mb } => Some(Work::Forward { stage: stage.index(), mb: mb.index() }),
-                    ScheduleAction::Backward { stage, mb } => Some(Work::Backward { stage: stage.index(), mb: mb.index() }),
+                    ScheduleAction::Forward { stage, mb } => Some(Work::Forward {
+                        stage: stage.index(),
+                        mb: mb.index(),
+                    }),
+                    ScheduleAction::Backward { stage, mb } => Some(Work::Backward {
+                        stage: stage.index(),
+                        mb: mb.index(),
+                    }),
                     _ => None,
                 })
                 .collect()

@@ -15,7 +15,12 @@ pub enum DeviceSpec {
 impl DeviceSpec {
     /// `cpu:N` or `cuda:N` (N >= 1; a bare `cpu` means one device).
     pub fn parse(text: &str) -> Result<DeviceSpec> {
-        let bad = || Error::config("devices", format!("devices '{text}' is not of the form cpu:N or cuda:N"));
+        let bad = || {
+            Error::config(
+                "devices",
+                format!("devices '{text}' is not of the form cpu:N or cuda:N"),
+            )
+        };
         let (kind, n) = text.split_once(':').unwrap_or((text, "1"));
         let n: usize = n.parse().map_err(|_| bad())?;
         if n == 0 {
@@ -46,35 +51,52 @@ const KEYS: [&str; 6] = ["batch", "seed", "threads", "devices", "optimizer", "co
 impl TrainerOptions {
     /// Parse `{batch, seed?, threads?, devices?, optimizer?, config?}`; unknown keys are errors.
     pub fn from_json(v: &Value) -> Result<TrainerOptions> {
-        let obj = v.as_object().ok_or_else(|| Error::config("options", "compile options must be a JSON object"))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| Error::config("options", "compile options must be a JSON object"))?;
         for k in obj.keys() {
             if !KEYS.contains(&k.as_str()) {
-                return Err(Error::config(k, format!("unknown compile option '{k}'; expected one of {KEYS:?}")));
+                return Err(Error::config(
+                    k,
+                    format!("unknown compile option '{k}'; expected one of {KEYS:?}"),
+                ));
             }
         }
         let uint = |k: &str, default: u64| -> Result<u64> {
             match obj.get(k) {
                 None | Some(Value::Null) => Ok(default),
-                Some(x) => x
-                    .as_u64()
-                    .ok_or_else(|| Error::config(k, format!("{k} must be a non-negative integer, got {x}"))),
+                Some(x) => x.as_u64().ok_or_else(|| {
+                    Error::config(k, format!("{k} must be a non-negative integer, got {x}"))
+                }),
             }
         };
         let batch = uint("batch", 0)? as usize;
         if batch == 0 {
-            return Err(Error::config("batch", "batch (the global batch) must be a positive integer"));
+            return Err(Error::config(
+                "batch",
+                "batch (the global batch) must be a positive integer",
+            ));
         }
         let devices = match obj.get("devices") {
             None | Some(Value::Null) => DeviceSpec::Cpu(1),
             Some(Value::String(s)) => DeviceSpec::parse(s)?,
-            Some(x) => return Err(Error::config("devices", format!("devices must be a string like \"cpu:1\", got {x}"))),
+            Some(x) => {
+                return Err(Error::config(
+                    "devices",
+                    format!("devices must be a string like \"cpu:1\", got {x}"),
+                ));
+            }
         };
         let optimizer = match obj.get("optimizer") {
-            None | Some(Value::Null) => OptimizerConfig::from_json(&serde_json::json!({"kind": "adamw"}))?,
+            None | Some(Value::Null) => {
+                OptimizerConfig::from_json(&serde_json::json!({"kind": "adamw"}))?
+            }
             Some(o) => OptimizerConfig::from_json(o)?,
         };
         // Environment variables first, explicit values win (DESIGN.md).
-        let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("WEFT_")).collect();
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("WEFT_"))
+            .collect();
         let explicit = match obj.get("config") {
             None | Some(Value::Null) => Vec::new(),
             Some(c) => crate::config::flatten_json(c)?,

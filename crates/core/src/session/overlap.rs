@@ -6,8 +6,8 @@
 
 use crate::collectives::{Communicator, ReduceOp, all_reduce_fp16, plan_buckets};
 use crate::error::{Error, Result};
-use crate::exec::{Executor, GradReduce};
 use crate::exec::cpu::CpuBackend;
+use crate::exec::{Executor, GradReduce};
 use crate::ir::NodeId;
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -33,7 +33,11 @@ impl<'scope> Overlap<'scope> {
         order: &[(NodeId, usize)],
         reduce: &GradReduce,
     ) -> Overlap<'scope> {
-        let sizes: Vec<(usize, usize)> = order.iter().enumerate().map(|(i, (_, n))| (i, *n)).collect();
+        let sizes: Vec<(usize, usize)> = order
+            .iter()
+            .enumerate()
+            .map(|(i, (_, n))| (i, *n))
+            .collect();
         let buckets = plan_buckets(&sizes, reduce.bucket_bytes, reduce.max_splits);
         let mut slot_of = HashMap::new();
         for (b, bucket) in buckets.iter().enumerate() {
@@ -73,13 +77,16 @@ impl<'scope> Overlap<'scope> {
 
     /// A parameter's gradient is final: copy it into its bucket; launch the bucket when full.
     pub fn ready(&mut self, param: NodeId, grad: &[f32]) -> Result<()> {
-        let Some(&(b, offset, n)) = self.slot_of.get(&param) else { return Ok(()) };
+        let Some(&(b, offset, n)) = self.slot_of.get(&param) else {
+            return Ok(());
+        };
         self.flats[b][offset..offset + n].copy_from_slice(grad);
         self.remaining[b] -= 1;
         if self.remaining[b] == 0 {
             let flat = std::mem::take(&mut self.flats[b]);
             let tx = &self.senders[b % self.senders.len()];
-            tx.send((b, flat)).map_err(|_| Error::internal("a gradient communication thread stopped"))?;
+            tx.send((b, flat))
+                .map_err(|_| Error::internal("a gradient communication thread stopped"))?;
         }
         Ok(())
     }
@@ -87,18 +94,24 @@ impl<'scope> Overlap<'scope> {
     /// Wait for every bucket and write the reduced, scaled gradients back.
     pub fn finish(self, exec: &mut Executor<CpuBackend>, scale: f32) -> Result<()> {
         if let Some(b) = self.remaining.iter().position(|&r| r > 0) {
-            return Err(Error::internal(format!("gradient bucket {b} never became final")));
+            return Err(Error::internal(format!(
+                "gradient bucket {b} never became final"
+            )));
         }
         drop(self.senders);
         let mut reduced: Vec<Option<Vec<f32>>> = (0..self.flats.len()).map(|_| None).collect();
         for w in self.workers {
-            let done = w.join().unwrap_or_else(|_| Err(Error::internal("a communication thread panicked")))?;
+            let done = w
+                .join()
+                .unwrap_or_else(|_| Err(Error::internal("a communication thread panicked")))?;
             for (b, flat) in done {
                 reduced[b] = Some(flat);
             }
         }
         for (p, (b, offset, n)) in self.slot_of {
-            let flat = reduced[b].as_ref().ok_or_else(|| Error::internal("a bucket was not reduced"))?;
+            let flat = reduced[b]
+                .as_ref()
+                .ok_or_else(|| Error::internal("a bucket was not reduced"))?;
             exec.write_grad_scaled(p, &flat[offset..offset + n], scale)?;
         }
         Ok(())

@@ -30,7 +30,11 @@ impl Trainer {
         let mut state = Vec::new();
         for (name, dims) in self.parameter_shapes() {
             let exec = self.owner_exec(&name)?;
-            params.push(TensorEntry::new(name.clone(), dims.clone(), exec.read_parameter(&name)?));
+            params.push(TensorEntry::new(
+                name.clone(),
+                dims.clone(),
+                exec.read_parameter(&name)?,
+            ));
             let bufs = exec.read_state(&name)?;
             for (s, data) in state_names(bufs.len()).iter().zip(bufs) {
                 state.push(TensorEntry::new(format!("{name}.{s}"), dims.clone(), data));
@@ -42,8 +46,19 @@ impl Trainer {
             "seed": self.options.seed,
             "config": self.options.config.to_json(),
         });
-        let optimizer = Some(OptimizerState { name: self.options.optimizer.kind.as_str().to_string(), tensors: state });
-        checkpoint::save_dir(dir, &CheckpointData { step: self.step, config, params, optimizer })
+        let optimizer = Some(OptimizerState {
+            name: self.options.optimizer.kind.as_str().to_string(),
+            tensors: state,
+        });
+        checkpoint::save_dir(
+            dir,
+            &CheckpointData {
+                step: self.step,
+                config,
+                params,
+                optimizer,
+            },
+        )
     }
 
     /// Load a directory written by `save`: parameters, optimizer state and step. Returns the
@@ -51,14 +66,21 @@ impl Trainer {
     pub fn load(&mut self, dir: &Path) -> Result<Value> {
         let ck = checkpoint::load_dir(dir)?;
         let path = dir.join("model.safetensors");
-        let file = checkpoint::SafeTensors { tensors: ck.params.clone(), metadata: Default::default() };
+        let file = checkpoint::SafeTensors {
+            tensors: ck.params.clone(),
+            metadata: Default::default(),
+        };
         check_against(&self.parameter_shapes(), &file, &path)?;
         let mut states: Vec<(String, Vec<HostData>)> = Vec::new();
         if let Some(opt) = &ck.optimizer {
             if opt.name != self.options.optimizer.kind.as_str() {
                 return Err(Error::Checkpoint {
                     path: dir.display().to_string(),
-                    message: format!("saved with optimizer '{}', this trainer uses '{}'", opt.name, self.options.optimizer.kind.as_str()),
+                    message: format!(
+                        "saved with optimizer '{}', this trainer uses '{}'",
+                        opt.name,
+                        self.options.optimizer.kind.as_str()
+                    ),
                 });
             }
             for (name, _) in self.parameter_shapes() {
@@ -87,14 +109,22 @@ impl Trainer {
     /// so the caller can report them.
     pub fn load_weights(&mut self, file: &Path) -> Result<Vec<String>> {
         let mut st = checkpoint::safetensors::read(file)?;
-        let skipped: Vec<String> = st.tensors.iter().filter(|t| is_hf_mask_buffer(t)).map(|t| t.name.clone()).collect();
+        let skipped: Vec<String> = st
+            .tensors
+            .iter()
+            .filter(|t| is_hf_mask_buffer(t))
+            .map(|t| t.name.clone())
+            .collect();
         st.tensors.retain(|t| !is_hf_mask_buffer(t));
         check_against(&self.parameter_shapes(), &st, file)?;
         for t in &st.tensors {
             let data = match &t.data {
                 HostData::F32(_) => t.data.clone(),
                 HostData::I32(_) => {
-                    return Err(Error::Checkpoint { path: file.display().to_string(), message: format!("tensor '{}' is i32; parameters are f32", t.name) });
+                    return Err(Error::Checkpoint {
+                        path: file.display().to_string(),
+                        message: format!("tensor '{}' is i32; parameters are f32", t.name),
+                    });
                 }
             };
             self.write_parameter_everywhere(&t.name, &data)?;

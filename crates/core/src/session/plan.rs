@@ -40,7 +40,9 @@ fn walk(graph: &Graph, actions: &[Action], start: usize) -> (usize, usize) {
     let (mut live, mut peak) = (start, start);
     for a in actions {
         match *a {
-            Action::Load(id) | Action::Compute(id) | Action::Recv { node: id, .. } => live += bytes(graph, id),
+            Action::Load(id) | Action::Compute(id) | Action::Recv { node: id, .. } => {
+                live += bytes(graph, id)
+            }
             Action::Free(id) => live = live.saturating_sub(bytes(graph, id)),
             Action::Send { .. } | Action::AccumulateGrad { .. } => {}
         }
@@ -64,7 +66,13 @@ pub fn max_in_flight(work: &[Work]) -> usize {
 
 /// A stage's prediction: k micro-batches in flight keep k-1 copies of what a forward retains,
 /// on top of the transient peak of one micro-batch's forward and backward.
-fn predict(graph: &Graph, program: &Program, stage_of: &[usize], in_flight: usize, states: usize) -> MemoryEstimate {
+fn predict(
+    graph: &Graph,
+    program: &Program,
+    stage_of: &[usize],
+    in_flight: usize,
+    states: usize,
+) -> MemoryEstimate {
     let local_params: Vec<NodeId> = graph
         .parameters()
         .into_iter()
@@ -72,11 +80,21 @@ fn predict(graph: &Graph, program: &Program, stage_of: &[usize], in_flight: usiz
         .filter(|id| stage_of[id.index()] == program.stage)
         .collect();
     let params: usize = local_params.iter().map(|id| bytes(graph, *id)).sum();
-    let grads: usize = graph.grads.iter().filter(|(p, _)| local_params.contains(p)).map(|(p, _)| bytes(graph, *p)).sum();
+    let grads: usize = graph
+        .grads
+        .iter()
+        .filter(|(p, _)| local_params.contains(p))
+        .map(|(p, _)| bytes(graph, *p))
+        .sum();
     let (peak_f, retained) = walk(graph, &program.forward, 0);
     let (peak_b, _) = walk(graph, &program.backward, retained);
     let activations = in_flight.saturating_sub(1) * retained + peak_f.max(peak_b);
-    MemoryEstimate { params, grads, optimizer_state: grads * states, activations }
+    MemoryEstimate {
+        params,
+        grads,
+        optimizer_state: grads * states,
+        activations,
+    }
 }
 
 fn human(bytes: usize) -> String {
@@ -104,8 +122,18 @@ impl Trainer {
                 let work = &self.layout.work[d.position];
                 d.execs.iter().fold(MemoryEstimate::default(), |acc, e| {
                     let stage = e.program().stage;
-                    let mine: Vec<Work> = work.iter().copied().filter(|w| work_stage(w) == stage).collect();
-                    let m = predict(&self.compiled, e.program(), &self.stages.stage_of, max_in_flight(&mine), states);
+                    let mine: Vec<Work> = work
+                        .iter()
+                        .copied()
+                        .filter(|w| work_stage(w) == stage)
+                        .collect();
+                    let m = predict(
+                        &self.compiled,
+                        e.program(),
+                        &self.stages.stage_of,
+                        max_in_flight(&mine),
+                        states,
+                    );
                     MemoryEstimate {
                         params: acc.params + m.params,
                         grads: acc.grads + m.grads,
@@ -120,7 +148,10 @@ impl Trainer {
     /// Each device's actions for one step: its pipeline work, reduce-grad, optimizer step.
     fn device_schedule(&self, position: usize) -> Vec<String> {
         let qualified = self.layout.virtual_stages > 1;
-        let mut s: Vec<String> = self.layout.work[position].iter().map(|w| w.label(qualified)).collect();
+        let mut s: Vec<String> = self.layout.work[position]
+            .iter()
+            .map(|w| w.label(qualified))
+            .collect();
         if self.layout.replicas > 1 {
             s.push("ALLREDUCE".into());
         }
@@ -130,16 +161,26 @@ impl Trainer {
 
     /// The name of the device running rank `i` (replica-major ranks), from EPL's slicing.
     pub(super) fn device_name(&self, i: usize) -> String {
-        let Some(slicing) = &self.slicing else { return format!("cpu:{i}") };
+        let Some(slicing) = &self.slicing else {
+            return format!("cpu:{i}");
+        };
         let (r, s) = (i / self.layout.ranks, i % self.layout.ranks);
-        slicing.cluster.device_name(slicing.taskgraphs[s].replicas[r][0])
+        slicing
+            .cluster
+            .device_name(slicing.taskgraphs[s].replicas[r][0])
     }
 
     /// Device indices of each stage, [replica][device] as EPL's VirtualDevice slices.
     fn stage_devices(&self, stage: usize) -> Vec<Vec<usize>> {
         match &self.slicing {
-            Some(sl) => sl.taskgraphs[stage].replicas.iter().map(|r| r.iter().map(|d| d.index()).collect()).collect(),
-            None => (0..self.layout.replicas).map(|r| vec![self.layout.rank_of(r, stage)]).collect(),
+            Some(sl) => sl.taskgraphs[stage]
+                .replicas
+                .iter()
+                .map(|r| r.iter().map(|d| d.index()).collect())
+                .collect(),
+            None => (0..self.layout.replicas)
+                .map(|r| vec![self.layout.rank_of(r, stage)])
+                .collect(),
         }
     }
 
@@ -176,13 +217,31 @@ impl Trainer {
 
     pub fn plan_text(&self) -> String {
         let mut t = String::new();
-        let (s, r, m) = (self.layout.stages, self.layout.replicas, self.layout.micro_batches);
+        let (s, r, m) = (
+            self.layout.stages,
+            self.layout.replicas,
+            self.layout.micro_batches,
+        );
         let n = self.devices.len();
         let v = self.layout.virtual_stages;
-        let _ = writeln!(t, "devices: {n} x cpu ({r} replica(s) x {} device(s) per replica; {s} stage(s), {v} per device)", self.layout.ranks);
-        let _ = writeln!(t, "batch: global {} = {r} replica(s) x {m} micro-batch(es) x {} rows", self.options.batch, self.options.batch / (r * m));
+        let _ = writeln!(
+            t,
+            "devices: {n} x cpu ({r} replica(s) x {} device(s) per replica; {s} stage(s), {v} per device)",
+            self.layout.ranks
+        );
+        let _ = writeln!(
+            t,
+            "batch: global {} = {r} replica(s) x {m} micro-batch(es) x {} rows",
+            self.options.batch,
+            self.options.batch / (r * m)
+        );
         for st in 0..s {
-            let _ = writeln!(t, "taskgraph {st} '{}': devices {:?}", self.stages.names[st], self.stage_devices(st));
+            let _ = writeln!(
+                t,
+                "taskgraph {st} '{}': devices {:?}",
+                self.stages.names[st],
+                self.stage_devices(st)
+            );
         }
         let _ = writeln!(t, "parameters: {}", self.param_count());
         if let Some(r) = &self.auto_report {
@@ -200,7 +259,12 @@ impl Trainer {
             }
             None => {
                 for i in 0..n {
-                    let _ = writeln!(t, "  {} | {}", self.device_name(i), self.device_schedule(self.devices[i].position).join(" "));
+                    let _ = writeln!(
+                        t,
+                        "  {} | {}",
+                        self.device_name(i),
+                        self.device_schedule(self.devices[i].position).join(" ")
+                    );
                 }
             }
         }
@@ -209,11 +273,21 @@ impl Trainer {
             let _ = writeln!(
                 t,
                 "  {}: params {}, grads {}, optimizer {}, activations {}, total {}",
-                self.device_name(i), human(e.params), human(e.grads), human(e.optimizer_state), human(e.activations), human(e.total())
+                self.device_name(i),
+                human(e.params),
+                human(e.grads),
+                human(e.optimizer_state),
+                human(e.activations),
+                human(e.total())
             );
         }
         let p = self.devices[0].execs[0].program();
-        let kernels = p.forward.iter().chain(&p.backward).filter(|a| matches!(a, Action::Compute(_))).count();
+        let kernels = p
+            .forward
+            .iter()
+            .chain(&p.backward)
+            .filter(|a| matches!(a, Action::Compute(_)))
+            .count();
         let _ = write!(t, "program cpu:0: {kernels} kernels per micro-batch");
         t
     }
@@ -223,8 +297,15 @@ impl Trainer {
         let mut out = serde_json::Map::new();
         for ((i, d), est) in self.devices.iter().enumerate().zip(self.memory_estimates()) {
             let measured: Vec<Value> = d.execs.iter().map(|e| e.memory().to_json()).collect();
-            let measured = if measured.len() == 1 { measured[0].clone() } else { json!(measured) };
-            out.insert(self.device_name(i), json!({"measured": measured, "predicted": est.to_json()}));
+            let measured = if measured.len() == 1 {
+                measured[0].clone()
+            } else {
+                json!(measured)
+            };
+            out.insert(
+                self.device_name(i),
+                json!({"measured": measured, "predicted": est.to_json()}),
+            );
         }
         Value::Object(out)
     }

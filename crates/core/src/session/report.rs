@@ -30,7 +30,10 @@ impl StepReport {
                     HostData::F32(v) => json!(v),
                     HostData::I32(v) => json!(v),
                 };
-                (n.clone(), json!({"shape": d, "dtype": data.dtype().name(), "data": values}))
+                (
+                    n.clone(),
+                    json!({"shape": d, "dtype": data.dtype().name(), "data": values}),
+                )
             })
             .collect();
         json!({

@@ -27,12 +27,22 @@ impl DeviceTrace {
     pub fn push(&mut self, epoch: Instant, start: Instant, name: String, category: &'static str) {
         let start_us = start.duration_since(epoch).as_secs_f64() * 1e6;
         let dur_us = start.elapsed().as_secs_f64() * 1e6;
-        self.spans.push(Span { name, category, start_us, dur_us });
+        self.spans.push(Span {
+            name,
+            category,
+            start_us,
+            dur_us,
+        });
     }
 
     /// Busy time in the pipeline phase: forward and backward work minus receive waits.
     fn pipeline_busy_us(&self) -> f64 {
-        let work: f64 = self.spans.iter().filter(|s| matches!(s.category, "forward" | "backward")).map(|s| s.dur_us).sum();
+        let work: f64 = self
+            .spans
+            .iter()
+            .filter(|s| matches!(s.category, "forward" | "backward"))
+            .map(|s| s.dur_us)
+            .sum();
         (work - self.recv_wait_us).max(0.0)
     }
 
@@ -53,10 +63,19 @@ pub fn ideal_idle(stages: usize, micro_batches: usize) -> f64 {
 /// Measured idle fraction of each device over the pipeline phase (start of the step to the end
 /// of the last forward/backward on any device).
 pub fn measured_idle(traces: &[DeviceTrace]) -> Vec<f64> {
-    let makespan = traces.iter().map(DeviceTrace::pipeline_end_us).fold(0.0, f64::max);
+    let makespan = traces
+        .iter()
+        .map(DeviceTrace::pipeline_end_us)
+        .fold(0.0, f64::max);
     traces
         .iter()
-        .map(|t| if makespan > 0.0 { 1.0 - t.pipeline_busy_us() / makespan } else { 0.0 })
+        .map(|t| {
+            if makespan > 0.0 {
+                1.0 - t.pipeline_busy_us() / makespan
+            } else {
+                0.0
+            }
+        })
         .collect()
 }
 
@@ -64,7 +83,9 @@ pub fn measured_idle(traces: &[DeviceTrace]) -> Vec<f64> {
 pub fn chrome_trace(traces: &[DeviceTrace], names: &[String]) -> Value {
     let mut events = Vec::new();
     for (tid, (t, name)) in traces.iter().zip(names).enumerate() {
-        events.push(json!({"name": "thread_name", "ph": "M", "pid": 0, "tid": tid, "args": {"name": name}}));
+        events.push(
+            json!({"name": "thread_name", "ph": "M", "pid": 0, "tid": tid, "args": {"name": name}}),
+        );
         for s in &t.spans {
             events.push(json!({"name": s.name, "cat": s.category, "ph": "X", "pid": 0, "tid": tid, "ts": s.start_us, "dur": s.dur_us}));
         }
@@ -77,15 +98,29 @@ mod tests {
     use super::*;
 
     fn span(category: &'static str, start_us: f64, dur_us: f64) -> Span {
-        Span { name: category.into(), category, start_us, dur_us }
+        Span {
+            name: category.into(),
+            category,
+            start_us,
+            dur_us,
+        }
     }
 
     #[test]
     fn idle_is_the_share_of_the_makespan_not_spent_computing() {
-        let a = DeviceTrace { spans: vec![span("forward", 0.0, 10.0), span("backward", 10.0, 30.0)], recv_wait_us: 0.0 };
-        let b = DeviceTrace { spans: vec![span("forward", 0.0, 20.0), span("backward", 20.0, 20.0)], recv_wait_us: 10.0 };
+        let a = DeviceTrace {
+            spans: vec![span("forward", 0.0, 10.0), span("backward", 10.0, 30.0)],
+            recv_wait_us: 0.0,
+        };
+        let b = DeviceTrace {
+            spans: vec![span("forward", 0.0, 20.0), span("backward", 20.0, 20.0)],
+            recv_wait_us: 10.0,
+        };
         let idle = measured_idle(&[a, b]);
-        assert!((idle[0] - 0.0).abs() < 1e-12 && (idle[1] - 0.25).abs() < 1e-12, "{idle:?}");
+        assert!(
+            (idle[0] - 0.0).abs() < 1e-12 && (idle[1] - 0.25).abs() < 1e-12,
+            "{idle:?}"
+        );
         assert!((ideal_idle(4, 8) - 3.0 / 11.0).abs() < 1e-12);
     }
 }

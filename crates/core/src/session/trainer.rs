@@ -52,10 +52,21 @@ fn input_specs(model: &Graph, batch: usize) -> Result<Vec<InputSpec>> {
         let n = model.node(id);
         let dims = n.shape.dims();
         if dims.iter().skip(1).any(|d| matches!(d, Dim::Batch(_))) {
-            return Err(Error::shape("input", format!("input '{name}': only axis 0 may be the batch, got {}", n.shape)));
+            return Err(Error::shape(
+                "input",
+                format!(
+                    "input '{name}': only axis 0 may be the batch, got {}",
+                    n.shape
+                ),
+            ));
         }
         let batched = matches!(dims.first(), Some(Dim::Batch(_)));
-        specs.push(InputSpec { name: name.to_string(), dims: n.shape.resolve(batch).to_vec(), dtype: n.dtype, batched });
+        specs.push(InputSpec {
+            name: name.to_string(),
+            dims: n.shape.resolve(batch).to_vec(),
+            dtype: n.dtype,
+            batched,
+        });
     }
     Ok(specs)
 }
@@ -63,9 +74,14 @@ fn input_specs(model: &Graph, batch: usize) -> Result<Vec<InputSpec>> {
 fn device_count(options: &TrainerOptions) -> Result<usize> {
     match options.devices {
         DeviceSpec::Cpu(n) if n <= 16 => Ok(n),
-        DeviceSpec::Cpu(n) => Err(Error::config("devices", format!("devices cpu:{n}: at most 16 CPU virtual devices"))),
+        DeviceSpec::Cpu(n) => Err(Error::config(
+            "devices",
+            format!("devices cpu:{n}: at most 16 CPU virtual devices"),
+        )),
         DeviceSpec::Cuda(_) => Err(Error::Device {
-            message: "no CUDA backend is compiled into this build of weft (weft-cuda is not enabled)".into(),
+            message:
+                "no CUDA backend is compiled into this build of weft (weft-cuda is not enabled)"
+                    .into(),
         }),
     }
 }
@@ -77,14 +93,21 @@ impl Trainer {
         let n = device_count(&options)?;
         if let Some(tg) = model.taskgraphs.iter().find(|t| t.device_count > 1) {
             return Err(Error::unsupported(
-                format!("TaskGraph '{}' with deviceCount {}", tg.name, tg.device_count),
+                format!(
+                    "TaskGraph '{}' with deviceCount {}",
+                    tg.name, tg.device_count
+                ),
                 "several devices per replica of one TaskGraph need tensor parallelism, which lands with the split issue",
             ));
         }
         let stage_count = assign_stages(&model)?.stages();
         let layout = Layout::new(&options, n, stage_count)?;
         // EPL's slicer knows one stage per device; interleaved layouts place stages themselves.
-        let slicing = if layout.virtual_stages == 1 { Some(stage_slicing(&model, n, &options)?) } else { None };
+        let slicing = if layout.virtual_stages == 1 {
+            Some(stage_slicing(&model, n, &options)?)
+        } else {
+            None
+        };
         let micro_rows = options.batch / (layout.replicas * layout.micro_batches);
         let inputs = input_specs(&model, options.batch)?;
         let resolved = run_pass(model.clone(), |g| resolve_batch(g, micro_rows))?;
@@ -102,14 +125,42 @@ impl Trainer {
             let hosted: Vec<usize> = (position..layout.stages).step_by(layout.ranks).collect();
             let execs = hosted
                 .iter()
-                .map(|&s| Executor::new(CpuBackend::new(threads), compiled.clone(), &stages, s, options.seed))
+                .map(|&s| {
+                    Executor::new(
+                        CpuBackend::new(threads),
+                        compiled.clone(),
+                        &stages,
+                        s,
+                        options.seed,
+                    )
+                })
                 .collect::<Result<Vec<_>>>()?;
             let (world, dp) = comms.take(rank);
-            devices.push(Device { execs, stages: hosted, position, replica, world, dp });
+            devices.push(Device {
+                execs,
+                stages: hosted,
+                position,
+                replica,
+                world,
+                dp,
+            });
         }
         let schedule = options.optimizer.lr_schedule()?;
         let last_trace = Vec::new();
-        let mut t = Trainer { model, compiled, stages, layout, devices, options, inputs, step: 0, schedule, auto_report, slicing, last_trace };
+        let mut t = Trainer {
+            model,
+            compiled,
+            stages,
+            layout,
+            devices,
+            options,
+            inputs,
+            step: 0,
+            schedule,
+            auto_report,
+            slicing,
+            last_trace,
+        };
         t.broadcast_initial_weights()?;
         Ok(t)
     }
@@ -120,8 +171,12 @@ impl Trainer {
             return Ok(());
         }
         let results = parallel(&mut self.devices, |d| {
-            let Some(dp) = d.dp.first() else { return Ok(()) };
-            d.execs.iter_mut().try_for_each(|e| e.broadcast_params(dp.as_ref()))
+            let Some(dp) = d.dp.first() else {
+                return Ok(());
+            };
+            d.execs
+                .iter_mut()
+                .try_for_each(|e| e.broadcast_params(dp.as_ref()))
         });
         results.into_iter().collect()
     }
@@ -143,19 +198,30 @@ impl Trainer {
         for name in batch.keys() {
             if !self.inputs.iter().any(|s| &s.name == name) {
                 let known: Vec<&str> = self.inputs.iter().map(|s| s.name.as_str()).collect();
-                return Err(Error::batch(format!("unknown input '{name}'; the model's inputs are {known:?}")));
+                return Err(Error::batch(format!(
+                    "unknown input '{name}'; the model's inputs are {known:?}"
+                )));
             }
         }
         for s in &self.inputs {
-            let data = batch.get(&s.name).ok_or_else(|| Error::batch(format!("missing input '{}'", s.name)))?;
+            let data = batch
+                .get(&s.name)
+                .ok_or_else(|| Error::batch(format!("missing input '{}'", s.name)))?;
             let len: usize = s.dims.iter().product();
             if data.dtype() != s.dtype {
-                return Err(Error::DType { what: format!("input '{}'", s.name), expected: s.dtype.to_string(), got: data.dtype().to_string() });
+                return Err(Error::DType {
+                    what: format!("input '{}'", s.name),
+                    expected: s.dtype.to_string(),
+                    got: data.dtype().to_string(),
+                });
             }
             if data.len() != len {
                 return Err(Error::batch(format!(
                     "input '{}' must have shape {:?} ({len} elements) for global batch {}, got {} elements",
-                    s.name, s.dims, self.options.batch, data.len()
+                    s.name,
+                    s.dims,
+                    self.options.batch,
+                    data.len()
                 )));
             }
         }
@@ -184,14 +250,31 @@ impl Trainer {
     }
 
     /// Phase one of a step on every device: pipeline work, then gradient reduction.
-    fn run_devices(&mut self, batch: &BTreeMap<String, HostData>, train: bool) -> Result<(Vec<DeviceResult>, Instant)> {
+    fn run_devices(
+        &mut self,
+        batch: &BTreeMap<String, HostData>,
+        train: bool,
+    ) -> Result<(Vec<DeviceResult>, Instant)> {
         self.check_batch(batch)?;
         let (r_count, m_count) = (self.layout.replicas, self.layout.micro_batches);
-        let per_replica: Vec<Vec<BTreeMap<String, HostData>>> =
-            (0..r_count).map(|r| (0..m_count).map(|m| self.chunk(batch, r * m_count + m)).collect()).collect();
-        let mean = self.options.config.communication.gradients_reduce_method == crate::config::ReduceMethod::Mean;
-        let grad_scale = if mean { 1.0 / (r_count * m_count) as f32 } else { 1.0 };
-        let loss = self.compiled.loss.ok_or_else(|| Error::internal("no loss"))?;
+        let per_replica: Vec<Vec<BTreeMap<String, HostData>>> = (0..r_count)
+            .map(|r| {
+                (0..m_count)
+                    .map(|m| self.chunk(batch, r * m_count + m))
+                    .collect()
+            })
+            .collect();
+        let mean = self.options.config.communication.gradients_reduce_method
+            == crate::config::ReduceMethod::Mean;
+        let grad_scale = if mean {
+            1.0 / (r_count * m_count) as f32
+        } else {
+            1.0
+        };
+        let loss = self
+            .compiled
+            .loss
+            .ok_or_else(|| Error::internal("no loss"))?;
         let outputs = self.compiled.outputs.clone();
         let stage_of = self.stages.stage_of.clone();
         let comm = &self.options.config.communication;
@@ -201,11 +284,15 @@ impl Trainer {
             fp16_scale: comm.fp16.then_some(comm.fp16_scale as f32),
             scale: grad_scale,
         };
-        let ctx = KernelCtx { step: self.step + 1 };
+        let ctx = KernelCtx {
+            step: self.step + 1,
+        };
         let epoch = Instant::now();
         let layout = &self.layout;
         let results = parallel(&mut self.devices, |d| {
-            let rank_of_stage: Vec<usize> = (0..layout.stages).map(|s| layout.rank_of(d.replica, s)).collect();
+            let rank_of_stage: Vec<usize> = (0..layout.stages)
+                .map(|s| layout.rank_of(d.replica, s))
+                .collect();
             let plan = StepPlan {
                 work: &layout.work[d.position],
                 rank_of_stage: &rank_of_stage,
@@ -227,7 +314,11 @@ impl Trainer {
             // Report the cause, not a peer's "the group failed" echo; then give the devices
             // fresh communicators so the trainer stays usable (the failed groups stay failed).
             let errors: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
-            let cause = errors.iter().find(|e| e.code() != "WEFT_COLLECTIVE").unwrap_or(&errors[0]).clone();
+            let cause = errors
+                .iter()
+                .find(|e| e.code() != "WEFT_COLLECTIVE")
+                .unwrap_or(&errors[0])
+                .clone();
             self.renew_communicators()?;
             return Err(cause);
         }
@@ -244,8 +335,12 @@ impl Trainer {
 
     /// Mean loss over replicas and micro-batches; outputs concatenated in batch-row order.
     fn merge(&self, results: &[DeviceResult]) -> (f32, Vec<(String, Vec<usize>, HostData)>) {
-        let losses: Vec<f32> = results.iter().flat_map(|r| r.losses.iter().copied()).collect();
-        let loss = (losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len().max(1) as f64) as f32;
+        let losses: Vec<f32> = results
+            .iter()
+            .flat_map(|r| r.losses.iter().copied())
+            .collect();
+        let loss =
+            (losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len().max(1) as f64) as f32;
         let mut merged: Vec<(String, Vec<usize>, HostData)> = Vec::new();
         for (name, id) in &self.compiled.outputs {
             let mut dims = self.compiled.node(*id).shape.to_vec();
@@ -262,8 +357,18 @@ impl Trainer {
                 *first *= parts.len().max(1);
             }
             let data = match parts.first().map(|p| p.2) {
-                Some(HostData::I32(_)) => HostData::I32(parts.iter().flat_map(|p| p.2.as_i32().unwrap_or(&[]).to_vec()).collect()),
-                _ => HostData::F32(parts.iter().flat_map(|p| p.2.as_f32().unwrap_or(&[]).to_vec()).collect()),
+                Some(HostData::I32(_)) => HostData::I32(
+                    parts
+                        .iter()
+                        .flat_map(|p| p.2.as_i32().unwrap_or(&[]).to_vec())
+                        .collect(),
+                ),
+                _ => HostData::F32(
+                    parts
+                        .iter()
+                        .flat_map(|p| p.2.as_f32().unwrap_or(&[]).to_vec())
+                        .collect(),
+                ),
             };
             merged.push((name.clone(), dims, data));
         }
@@ -283,14 +388,28 @@ impl Trainer {
         let (loss, outputs) = self.merge(&device_results);
         let step = self.step + 1;
         // Replicas hold identical reduced gradients: the global norm sums replica 0's stages.
-        let sq: f64 = self.devices.iter().zip(&device_results).filter(|(d, _)| d.replica == 0).map(|(_, r)| r.sum_squares).sum();
+        let sq: f64 = self
+            .devices
+            .iter()
+            .zip(&device_results)
+            .filter(|(d, _)| d.replica == 0)
+            .map(|(_, r)| r.sum_squares)
+            .sum();
         let norm = sq.sqrt();
         if !loss.is_finite() || !norm.is_finite() {
             self.discard_all();
-            let what = if loss.is_finite() { format!("gradient norm ({norm})") } else { format!("loss ({loss})") };
+            let what = if loss.is_finite() {
+                format!("gradient norm ({norm})")
+            } else {
+                format!("loss ({loss})")
+            };
             return Err(Error::NonFinite { step, what });
         }
-        let coef = self.options.optimizer.grad_clip.map_or(1.0, |max| crate::optim::clip_coefficient(norm, max));
+        let coef = self
+            .options
+            .optimizer
+            .grad_clip
+            .map_or(1.0, |max| crate::optim::clip_coefficient(norm, max));
         let lr = self.schedule.lr_at(step);
         let rule = self.options.optimizer.rule(lr);
         let results = parallel(&mut self.devices, |d| {
@@ -303,18 +422,34 @@ impl Trainer {
             }
             Ok((start, Instant::now()))
         });
-        let times = results.into_iter().collect::<Result<Vec<(Instant, Instant)>>>()?;
+        let times = results
+            .into_iter()
+            .collect::<Result<Vec<(Instant, Instant)>>>()?;
         self.last_trace = device_results.into_iter().map(|r| r.trace).collect();
         for (trace, (start, end)) in self.last_trace.iter_mut().zip(times) {
             let start_us = start.duration_since(epoch).as_secs_f64() * 1e6;
             let dur_us = end.duration_since(start).as_secs_f64() * 1e6;
-            trace.spans.push(super::trace::Span { name: "optimizer".into(), category: "optimizer", start_us, dur_us });
+            trace.spans.push(super::trace::Span {
+                name: "optimizer".into(),
+                category: "optimizer",
+                start_us,
+                dur_us,
+            });
         }
         self.step = step;
         let idle = super::trace::measured_idle(&self.last_trace);
         let ideal_idle = super::trace::ideal_idle(self.layout.stages, self.layout.micro_batches);
         let ms = t0.elapsed().as_secs_f64() * 1e3;
-        Ok(StepReport { step, loss, lr, grad_norm: Some(norm as f32), ms, outputs, idle, ideal_idle })
+        Ok(StepReport {
+            step,
+            loss,
+            lr,
+            grad_norm: Some(norm as f32),
+            ms,
+            outputs,
+            idle,
+            ideal_idle,
+        })
     }
 
     fn discard_all(&mut self) {
@@ -331,7 +466,16 @@ impl Trainer {
         let (loss, outputs) = self.merge(&results);
         let lr = self.schedule.lr_at(self.step.max(1));
         let ms = t0.elapsed().as_secs_f64() * 1e3;
-        Ok(StepReport { step: self.step, loss, lr, grad_norm: None, ms, outputs, idle: Vec::new(), ideal_idle: 0.0 })
+        Ok(StepReport {
+            step: self.step,
+            loss,
+            lr,
+            grad_norm: None,
+            ms,
+            outputs,
+            idle: Vec::new(),
+            ideal_idle: 0.0,
+        })
     }
 
     /// (name, shape) of every parameter, in creation order.
@@ -344,22 +488,38 @@ impl Trainer {
     }
 
     pub fn parameter_names(&self) -> Vec<String> {
-        self.parameter_shapes().into_iter().map(|(n, _)| n).collect()
+        self.parameter_shapes()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
     }
 
     /// The devices holding a parameter (one per replica, replica 0 first) and its stage.
     pub(super) fn owners(&self, name: &str) -> Result<(Vec<usize>, usize)> {
-        let (id, _) = self.compiled.parameters().into_iter().find(|(_, n)| *n == name).ok_or_else(|| {
-            Error::Checkpoint { path: String::new(), message: format!("the model has no parameter '{name}'") }
-        })?;
+        let (id, _) = self
+            .compiled
+            .parameters()
+            .into_iter()
+            .find(|(_, n)| *n == name)
+            .ok_or_else(|| Error::Checkpoint {
+                path: String::new(),
+                message: format!("the model has no parameter '{name}'"),
+            })?;
         let stage = self.stages.stage_of[id.index()];
-        Ok(((0..self.devices.len()).filter(|&i| self.devices[i].stages.contains(&stage)).collect(), stage))
+        Ok((
+            (0..self.devices.len())
+                .filter(|&i| self.devices[i].stages.contains(&stage))
+                .collect(),
+            stage,
+        ))
     }
 
     /// The executor holding a parameter on replica 0.
     pub(super) fn owner_exec(&self, name: &str) -> Result<&Executor<CpuBackend>> {
         let (devices, stage) = self.owners(name)?;
-        self.devices[devices[0]].exec_of(stage).ok_or_else(|| Error::internal("owner without its stage"))
+        self.devices[devices[0]]
+            .exec_of(stage)
+            .ok_or_else(|| Error::internal("owner without its stage"))
     }
 
     /// A parameter as each replica holds it (replica order); replicas must stay identical.
@@ -367,7 +527,12 @@ impl Trainer {
         let (devices, stage) = self.owners(name)?;
         devices
             .into_iter()
-            .map(|d| self.devices[d].exec_of(stage).ok_or_else(|| Error::internal("owner without its stage"))?.read_parameter(name))
+            .map(|d| {
+                self.devices[d]
+                    .exec_of(stage)
+                    .ok_or_else(|| Error::internal("owner without its stage"))?
+                    .read_parameter(name)
+            })
             .collect()
     }
 
@@ -376,10 +541,16 @@ impl Trainer {
     }
 
     /// Apply `f` to the executor holding `name` on every replica.
-    pub(super) fn for_each_owner(&mut self, name: &str, mut f: impl FnMut(&mut Executor<CpuBackend>) -> Result<()>) -> Result<()> {
+    pub(super) fn for_each_owner(
+        &mut self,
+        name: &str,
+        mut f: impl FnMut(&mut Executor<CpuBackend>) -> Result<()>,
+    ) -> Result<()> {
         let (devices, stage) = self.owners(name)?;
         for d in devices {
-            f(self.devices[d].exec_of_mut(stage).ok_or_else(|| Error::internal("owner without its stage"))?)?;
+            f(self.devices[d]
+                .exec_of_mut(stage)
+                .ok_or_else(|| Error::internal("owner without its stage"))?)?;
         }
         Ok(())
     }
@@ -395,20 +566,27 @@ impl Trainer {
     }
 
     pub(super) fn param_count(&self) -> usize {
-        self.parameter_shapes().iter().map(|(_, d)| d.iter().product::<usize>()).sum()
+        self.parameter_shapes()
+            .iter()
+            .map(|(_, d)| d.iter().product::<usize>())
+            .sum()
     }
 
     /// Chrome/Perfetto trace of the last training step: one track per device.
     pub fn trace_json(&self) -> serde_json::Value {
-        let names: Vec<String> = (0..self.devices.len()).map(|i| self.device_name(i)).collect();
+        let names: Vec<String> = (0..self.devices.len())
+            .map(|i| self.device_name(i))
+            .collect();
         super::trace::chrome_trace(&self.last_trace, &names)
     }
-
 }
 
 /// With `auto.auto_parallel`, cut the model into `pipeline.num_stages` stages (EPL's rule: no
 /// strategy scopes; a stage count <= 1 keeps one stage).
-fn auto_partition(model: Graph, options: &TrainerOptions) -> Result<(Graph, Option<crate::passes::AutoStageReport>)> {
+fn auto_partition(
+    model: Graph,
+    options: &TrainerOptions,
+) -> Result<(Graph, Option<crate::passes::AutoStageReport>)> {
     if !options.config.auto.auto_parallel {
         return Ok((model, None));
     }
@@ -417,7 +595,10 @@ fn auto_partition(model: Graph, options: &TrainerOptions) -> Result<(Graph, Opti
     Ok((g, Some(report)))
 }
 
-fn run_pass_with<T>(g: Graph, pass: impl FnOnce(Graph) -> Result<(Graph, T)>) -> Result<(Graph, T)> {
+fn run_pass_with<T>(
+    g: Graph,
+    pass: impl FnOnce(Graph) -> Result<(Graph, T)>,
+) -> Result<(Graph, T)> {
     let (g, t) = pass(g)?;
     g.verify()?;
     Ok((g, t))
@@ -425,22 +606,36 @@ fn run_pass_with<T>(g: Graph, pass: impl FnOnce(Graph) -> Result<(Graph, T)>) ->
 
 /// EPL's slicing of the stages (TaskGraphs that compute) over `n` local CPU devices. With
 /// one-device stages it is replica-major, the order of the trainer's device ranks.
-fn stage_slicing(model: &Graph, n: usize, options: &TrainerOptions) -> Result<crate::strategy::Slicing> {
+fn stage_slicing(
+    model: &Graph,
+    n: usize,
+    options: &TrainerOptions,
+) -> Result<crate::strategy::Slicing> {
     let stages = assign_stages(model)?;
     let tgs: Vec<crate::ir::TaskGraph> = stages
         .names
         .iter()
-        .map(|name| model.taskgraphs.iter().find(|t| &t.name == name).cloned().unwrap_or(crate::ir::TaskGraph {
-            name: name.clone(),
-            strategy: crate::ir::Strategy::Replicate,
-            device_count: 1,
-        }))
+        .map(|name| {
+            model
+                .taskgraphs
+                .iter()
+                .find(|t| &t.name == name)
+                .cloned()
+                .unwrap_or(crate::ir::TaskGraph {
+                    name: name.clone(),
+                    strategy: crate::ir::Strategy::Replicate,
+                    device_count: 1,
+                })
+        })
         .collect();
     crate::strategy::slice_for_config(&crate::strategy::Cluster::local(n)?, &tgs, &options.config)
 }
 
 /// Run `f` on every device, each on its own thread (inline when there is one device).
-pub(super) fn parallel<T: Send>(devices: &mut [Device], f: impl Fn(&mut Device) -> Result<T> + Sync) -> Vec<Result<T>> {
+pub(super) fn parallel<T: Send>(
+    devices: &mut [Device],
+    f: impl Fn(&mut Device) -> Result<T> + Sync,
+) -> Vec<Result<T>> {
     if devices.len() == 1 {
         return vec![f(&mut devices[0])];
     }
@@ -448,7 +643,10 @@ pub(super) fn parallel<T: Send>(devices: &mut [Device], f: impl Fn(&mut Device) 
         let handles: Vec<_> = devices.iter_mut().map(|d| s.spawn(|| f(d))).collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(Error::internal("a device thread panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::internal("a device thread panicked")))
+            })
             .collect()
     })
 }

@@ -212,19 +212,28 @@ fn choose_stages(costs: &[cost::UnitCost], found: &blocks::Blocks, s: usize) -> 
         // more than 5% to the cost model's optimum (e.g. GPT-2's tied vocabulary head).
         let unit_stage = found.even_stages(costs.len(), s);
         let per_stage = (0..s).map(|st| {
-            costs.iter().zip(&unit_stage).filter(|(_, u)| **u == st).map(|(c, _)| c.key().0 as f64).sum::<f64>()
+            costs
+                .iter()
+                .zip(&unit_stage)
+                .filter(|(_, u)| **u == st)
+                .map(|(c, _)| c.key().0 as f64)
+                .sum::<f64>()
         });
         if within(per_stage.fold(0.0, f64::max)) {
-            return Ok(Choice { unit_stage, policy: StagePolicy::RepeatedBlocks, aligned: true });
+            return Ok(Choice {
+                unit_stage,
+                policy: StagePolicy::RepeatedBlocks,
+                aligned: true,
+            });
         }
     }
     let mut best = (free.clone(), false);
     if !found.is_empty() {
         let allowed = found.boundaries(costs.len());
-        if let Some(on_blocks) = partition::min_max_partition(&keys, s, Some(&allowed)) {
-            if within(on_blocks.bottleneck.0 as f64) {
-                best = (on_blocks, true);
-            }
+        if let Some(on_blocks) = partition::min_max_partition(&keys, s, Some(&allowed))
+            && within(on_blocks.bottleneck.0 as f64)
+        {
+            best = (on_blocks, true);
         }
     }
     Ok(Choice {
