@@ -57,7 +57,8 @@ pub(super) struct Round {
     pub(super) inputs: Vec<Option<Vec<f32>>>,
     pub(super) arrived: usize,
     /// The reduction or concatenation, computed once by the last rank to arrive.
-    pub(super) result: Vec<f32>,
+    /// Shared so ranks copy their share out after releasing the group lock.
+    pub(super) result: Arc<Vec<f32>>,
     pub(super) complete: bool,
     pub(super) departed: usize,
 }
@@ -143,7 +144,7 @@ impl Group {
             first: (me, call),
             inputs: vec![None; n],
             arrived: 0,
-            result: Vec::new(),
+            result: Arc::new(Vec::new()),
             complete: false,
             departed: 0,
         });
@@ -225,9 +226,9 @@ impl Round {
             CollectiveKind::AllReduce | CollectiveKind::Reduce | CollectiveKind::ReduceScatter => {
                 let mut result = vec![0.0; call.count];
                 reduce_in_rank_order(&inputs, call.op.unwrap_or(ReduceOp::Sum), &mut result);
-                self.result = result;
+                self.result = Arc::new(result);
             }
-            CollectiveKind::AllGather => self.result = inputs.concat(),
+            CollectiveKind::AllGather => self.result = Arc::new(inputs.concat()),
             CollectiveKind::Broadcast | CollectiveKind::AllToAll | CollectiveKind::Barrier => {}
         }
         self.complete = true;
