@@ -139,3 +139,15 @@ test('strategy scopes record TaskGraphs; deviceCount > 1 is a typed unsupported 
     message: /split scope 'Split' with deviceCount 2/,
   });
 });
+
+test('split cuts a tensor into slices that add up to the axis, and refuses sizes that do not', (t) => {
+  weft.model(weft.config(), (m) => {
+    const x = m.input('x', [null, 6]);
+    const [a, b] = x.split([2, 4], -1);
+    t.deepEqual(a?.shape, [null, 2]);
+    t.deepEqual(b?.shape, [null, 4]);
+    const err = t.throws(() => x.split([2, 3], 1), { instanceOf: weft.WeftShapeError });
+    t.is(err?.message, 'split: sizes [2, 3] (sum 5) do not cover axis 1 of shape [B,6]');
+    return m.losses.meanSquaredError(x, x);
+  });
+});

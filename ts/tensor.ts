@@ -220,6 +220,29 @@ export class Tensor {
   }
 
   /**
+   * Splits this tensor along `axis` into pieces of the given sizes (which must add up to the
+   * axis length), each a `slice`, so the gradient of every piece flows back to its range.
+   *
+   * @example
+   * const [q, k, v] = qkv.split([c, c, c], -1);
+   */
+  split(sizes: readonly number[], axis: number): Tensor[] {
+    const a = axis < 0 ? axis + this.shape.length : axis;
+    const dim = this.shape[a];
+    const total = sizes.reduce((x, y) => x + y, 0);
+    if (typeof dim !== 'number' || total !== dim) {
+      throw new WeftShapeError(`split: sizes [${sizes.join(', ')}] (sum ${total}) do not cover axis ${axis} of shape [${this.dims.join(',')}]`);
+    }
+    const pieces: Tensor[] = [];
+    let start = 0;
+    for (const size of sizes) {
+      pieces.push(this.slice(axis, start, start + size));
+      start += size;
+    }
+    return pieces;
+  }
+
+  /**
    * Concatenates this tensor and `others` along `axis`.
    *
    * @example
