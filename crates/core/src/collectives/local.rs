@@ -174,7 +174,8 @@ impl LocalCommunicator {
             if let Some(round) = st.rounds.get_mut(&seq).filter(|r| r.complete) {
                 // All-reduce copies its (large) result after releasing the lock, so the ranks
                 // copy in parallel instead of one after another.
-                let shared = (call.kind == CollectiveKind::AllReduce).then(|| Arc::clone(&round.result));
+                let shared =
+                    (call.kind == CollectiveKind::AllReduce).then(|| Arc::clone(&round.result));
                 if shared.is_none() {
                     round.deliver(call, self.rank, output);
                 }

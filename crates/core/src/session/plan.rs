@@ -4,7 +4,7 @@
 use super::device::Work;
 use super::trainer::Trainer;
 use crate::exec::{Action, Program};
-use crate::ir::{Graph, NodeId, Op, Strategy};
+use crate::ir::{Graph, NodeId, Strategy};
 use serde_json::{Value, json};
 use std::fmt::Write;
 
@@ -308,10 +308,5 @@ impl Trainer {
             );
         }
         Value::Object(out)
-    }
-
-    #[allow(dead_code)]
-    pub(super) fn is_parameter(&self, id: NodeId) -> bool {
-        matches!(self.compiled.node(id).op, Op::Parameter { .. })
     }
 }
