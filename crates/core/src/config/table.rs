@@ -295,7 +295,8 @@ config_table! {
             unsupported: None,
             doc: "true: all-reduce first, clip the global norm of the reduced gradients (weft's \
                   default: equals single-device training); false (EPL's default): clip each \
-                  replica's local gradients first, refused with data parallelism and clipping.",
+                  replica's local gradients, then all-reduce (data parallelism with one device \
+                  per replica; refused with pipeline stages).",
         }
         gradients_reduce_method: ReduceMethod {
             default: ReduceMethod::Mean, min: None, origin: Epl,

@@ -48,6 +48,14 @@ pub(super) struct Device {
     pub dp: Vec<Box<dyn Communicator>>,
 }
 
+/// Local clipping before the all-reduce (see `StepPlan::local_clip`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct LocalClip {
+    pub max_norm: f32,
+    pub micro_scale: f32,
+    pub replica_scale: f32,
+}
+
 /// What a device hands back from the compute phase of a step.
 #[derive(Default)]
 pub(super) struct DeviceResult {
@@ -69,6 +77,10 @@ pub(super) struct StepPlan<'a> {
     pub train: bool,
     /// Gradient reduction across replicas; its scale is 1/(R*M) for the mean.
     pub reduce: GradReduce,
+    /// EPL's `communication.clip_after_allreduce=false`: clip each replica's local gradient to
+    /// this norm before the all-reduce (replicas of one device only). Holds (max norm, the
+    /// micro-batch scale applied first, the replica scale applied after the sum).
+    pub local_clip: Option<LocalClip>,
     /// When the step started on the driver (all spans are relative to it).
     pub epoch: Instant,
 }
@@ -107,7 +119,8 @@ impl Device {
             ..
         } = self;
         let channels: Vec<&dyn Communicator> = dp.iter().map(|c| c.as_ref()).collect();
-        let overlap = plan.train && !channels.is_empty();
+        // Local clipping needs the whole local gradient before anything is reduced.
+        let overlap = plan.train && !channels.is_empty() && plan.local_clip.is_none();
         let last_backward: Vec<Option<usize>> = stages
             .iter()
             .map(|&st| {
@@ -186,7 +199,28 @@ impl Device {
                     }
                 }
             }
-            if plan.train {
+            if let (true, Some(clip)) = (plan.train, plan.local_clip) {
+                let t0 = Instant::now();
+                let mut local = 0.0;
+                for exec in execs.iter_mut() {
+                    exec.scale_grads(clip.micro_scale)?;
+                    local += exec.grad_sum_squares()?;
+                }
+                let coef = crate::optim::clip_coefficient(local.sqrt(), clip.max_norm);
+                let reduce = GradReduce {
+                    scale: clip.replica_scale,
+                    ..plan.reduce.clone()
+                };
+                for exec in execs.iter_mut() {
+                    if coef < 1.0 {
+                        exec.scale_grads(coef)?;
+                    }
+                    exec.all_reduce_grads(&channels, &reduce)?;
+                    out.sum_squares += exec.grad_sum_squares()?;
+                }
+                out.trace
+                    .push(plan.epoch, t0, "clip + allreduce".into(), "allreduce");
+            } else if plan.train {
                 let t0 = reduce_start.unwrap_or_else(Instant::now);
                 for (exec, reducer) in execs.iter_mut().zip(reducers) {
                     match reducer {

@@ -90,11 +90,12 @@ impl Layout {
             return Ok(());
         }
         let comm = &options.config.communication;
-        if !comm.clip_after_allreduce && options.optimizer.grad_clip.is_some() {
+        if !comm.clip_after_allreduce && options.optimizer.grad_clip.is_some() && self.ranks > 1 {
             return Err(Error::unsupported(
-                "communication.clip_after_allreduce=false with gradient clipping",
-                "clipping each replica's local gradients before the all-reduce is not implemented; \
-                 weft clips the global norm of the reduced gradients (set it to true, weft's default)",
+                "communication.clip_after_allreduce=false with gradient clipping and pipeline stages",
+                "each replica's local norm would span its stages' devices; local clipping is \
+                 implemented for data parallelism with one device per replica (or set it to true, \
+                 weft's default: clip the global norm of the reduced gradients)",
             ));
         }
         let sparse = graph

@@ -3,7 +3,7 @@
 //! executor per device (threads) -> communicators; a step runs every device's pipeline work in
 //! parallel, reduces gradients across replicas, clips by the global norm and updates.
 
-use super::device::{Device, DeviceResult, StepPlan};
+use super::device::{Device, DeviceResult, LocalClip, StepPlan};
 use super::layout::Layout;
 use super::options::{DeviceSpec, TrainerOptions};
 use super::report::StepReport;
@@ -284,6 +284,7 @@ impl Trainer {
             fp16_scale: comm.fp16.then_some(comm.fp16_scale as f32),
             scale: grad_scale,
         };
+        let local_clip = self.local_clip(mean);
         let ctx = KernelCtx {
             step: self.step + 1,
         };
@@ -302,6 +303,7 @@ impl Trainer {
                 ctx,
                 train,
                 reduce: reduce.clone(),
+                local_clip,
                 epoch,
             };
             let r = d.compute(&plan, &stage_of);
@@ -323,6 +325,24 @@ impl Trainer {
             return Err(cause);
         }
         Ok((results.into_iter().collect::<Result<Vec<_>>>()?, epoch))
+    }
+
+    /// EPL's `communication.clip_after_allreduce=false` with clipping and several replicas.
+    fn local_clip(&self, mean: bool) -> Option<LocalClip> {
+        let max_norm = self.options.optimizer.grad_clip?;
+        if self.options.config.communication.clip_after_allreduce || self.layout.replicas == 1 {
+            return None;
+        }
+        let (r, m) = (
+            self.layout.replicas as f32,
+            self.layout.micro_batches as f32,
+        );
+        let (micro_scale, replica_scale) = if mean { (1.0 / m, 1.0 / r) } else { (1.0, 1.0) };
+        Some(LocalClip {
+            max_norm,
+            micro_scale,
+            replica_scale,
+        })
     }
 
     fn renew_communicators(&mut self) -> Result<()> {
@@ -405,11 +425,13 @@ impl Trainer {
             };
             return Err(Error::NonFinite { step, what });
         }
-        let coef = self
-            .options
-            .optimizer
-            .grad_clip
-            .map_or(1.0, |max| crate::optim::clip_coefficient(norm, max));
+        // With local clipping each replica clipped before the all-reduce; nothing more here.
+        let coef = match self.options.optimizer.grad_clip {
+            Some(max) if self.local_clip(true).is_none() => {
+                crate::optim::clip_coefficient(norm, max)
+            }
+            _ => 1.0,
+        };
         let lr = self.schedule.lr_at(step);
         let rule = self.options.optimizer.rule(lr);
         let results = parallel(&mut self.devices, |d| {
