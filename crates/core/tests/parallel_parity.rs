@@ -315,12 +315,6 @@ fn fp16_gradient_compression_stays_close() {
 
 #[test]
 fn unimplemented_communication_settings_are_refused_not_ignored() {
-    let err = |extra| {
-        Trainer::compile(model(1), options(2, 1, "PreferBackward", extra))
-            .err()
-            .unwrap()
-            .to_string()
-    };
     let local = serde_json::json!({"communication.clip_after_allreduce": false});
     let piped = Trainer::compile(model(2), options(4, 2, "PreferBackward", local))
         .err()
