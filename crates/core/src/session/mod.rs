@@ -1,10 +1,12 @@
 //! The session layer: compile options, the `Trainer` (compile, step, evaluate), checkpoints of a
 //! trainer, and its plan and memory reports. This is the API the binding exposes.
 
+mod compile;
 mod device;
 mod layout;
 mod options;
 mod overlap;
+mod params;
 mod persist;
 mod plan;
 mod report;

@@ -3,15 +3,16 @@
 //! executor per device (threads) -> communicators; a step runs every device's pipeline work in
 //! parallel, reduces gradients across replicas, clips by the global norm and updates.
 
+use super::compile::{auto_partition, device_count, input_specs, stage_slicing};
 use super::device::{Device, DeviceResult, LocalClip, StepPlan};
 use super::layout::Layout;
-use super::options::{DeviceSpec, TrainerOptions};
+use super::options::TrainerOptions;
 use super::report::StepReport;
 use crate::autodiff::differentiate;
 use crate::error::{Error, Result};
 use crate::exec::cpu::CpuBackend;
 use crate::exec::{Executor, HostData, KernelCtx};
-use crate::ir::{DType, Dim, Graph};
+use crate::ir::{DType, Graph};
 use crate::passes::{StageMap, assign_stages, resolve_batch, run_pass};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -44,46 +45,6 @@ pub struct Trainer {
     pub(super) slicing: Option<crate::strategy::Slicing>,
     /// Spans of every device in the last step (for `--trace` and idle fractions).
     pub(super) last_trace: Vec<super::trace::DeviceTrace>,
-}
-
-fn input_specs(model: &Graph, batch: usize) -> Result<Vec<InputSpec>> {
-    let mut specs = Vec::new();
-    for (id, name) in model.inputs() {
-        let n = model.node(id);
-        let dims = n.shape.dims();
-        if dims.iter().skip(1).any(|d| matches!(d, Dim::Batch(_))) {
-            return Err(Error::shape(
-                "input",
-                format!(
-                    "input '{name}': only axis 0 may be the batch, got {}",
-                    n.shape
-                ),
-            ));
-        }
-        let batched = matches!(dims.first(), Some(Dim::Batch(_)));
-        specs.push(InputSpec {
-            name: name.to_string(),
-            dims: n.shape.resolve(batch).to_vec(),
-            dtype: n.dtype,
-            batched,
-        });
-    }
-    Ok(specs)
-}
-
-fn device_count(options: &TrainerOptions) -> Result<usize> {
-    match options.devices {
-        DeviceSpec::Cpu(n) if n <= 16 => Ok(n),
-        DeviceSpec::Cpu(n) => Err(Error::config(
-            "devices",
-            format!("devices cpu:{n}: at most 16 CPU virtual devices"),
-        )),
-        DeviceSpec::Cuda(_) => Err(Error::Device {
-            message:
-                "no CUDA backend is compiled into this build of weft (weft-cuda is not enabled)"
-                    .into(),
-        }),
-    }
 }
 
 impl Trainer {
@@ -500,100 +461,6 @@ impl Trainer {
         })
     }
 
-    /// (name, shape) of every parameter, in creation order.
-    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        self.compiled
-            .parameters()
-            .into_iter()
-            .map(|(id, n)| (n.to_string(), self.compiled.node(id).shape.to_vec()))
-            .collect()
-    }
-
-    pub fn parameter_names(&self) -> Vec<String> {
-        self.parameter_shapes()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect()
-    }
-
-    /// The devices holding a parameter (one per replica, replica 0 first) and its stage.
-    pub(super) fn owners(&self, name: &str) -> Result<(Vec<usize>, usize)> {
-        let (id, _) = self
-            .compiled
-            .parameters()
-            .into_iter()
-            .find(|(_, n)| *n == name)
-            .ok_or_else(|| Error::Checkpoint {
-                path: String::new(),
-                message: format!("the model has no parameter '{name}'"),
-            })?;
-        let stage = self.stages.stage_of[id.index()];
-        Ok((
-            (0..self.devices.len())
-                .filter(|&i| self.devices[i].stages.contains(&stage))
-                .collect(),
-            stage,
-        ))
-    }
-
-    /// The executor holding a parameter on replica 0.
-    pub(super) fn owner_exec(&self, name: &str) -> Result<&Executor<CpuBackend>> {
-        let (devices, stage) = self.owners(name)?;
-        self.devices[devices[0]]
-            .exec_of(stage)
-            .ok_or_else(|| Error::internal("owner without its stage"))
-    }
-
-    /// A parameter as each replica holds it (replica order); replicas must stay identical.
-    pub fn replica_parameters(&self, name: &str) -> Result<Vec<HostData>> {
-        let (devices, stage) = self.owners(name)?;
-        devices
-            .into_iter()
-            .map(|d| {
-                self.devices[d]
-                    .exec_of(stage)
-                    .ok_or_else(|| Error::internal("owner without its stage"))?
-                    .read_parameter(name)
-            })
-            .collect()
-    }
-
-    pub fn parameter(&self, name: &str) -> Result<HostData> {
-        self.owner_exec(name)?.read_parameter(name)
-    }
-
-    /// Apply `f` to the executor holding `name` on every replica.
-    pub(super) fn for_each_owner(
-        &mut self,
-        name: &str,
-        mut f: impl FnMut(&mut Executor<CpuBackend>) -> Result<()>,
-    ) -> Result<()> {
-        let (devices, stage) = self.owners(name)?;
-        for d in devices {
-            f(self.devices[d]
-                .exec_of_mut(stage)
-                .ok_or_else(|| Error::internal("owner without its stage"))?)?;
-        }
-        Ok(())
-    }
-
-    /// The user's model graph (before batch resolution and autodiff).
-    pub fn model(&self) -> &Graph {
-        &self.model
-    }
-
-    /// The compiled per-device graph (resolved and differentiated).
-    pub fn compiled(&self) -> &Graph {
-        &self.compiled
-    }
-
-    pub(super) fn param_count(&self) -> usize {
-        self.parameter_shapes()
-            .iter()
-            .map(|(_, d)| d.iter().product::<usize>())
-            .sum()
-    }
-
     /// Chrome/Perfetto trace of the last training step: one track per device.
     pub fn trace_json(&self) -> serde_json::Value {
         let names: Vec<String> = (0..self.devices.len())
@@ -601,56 +468,6 @@ impl Trainer {
             .collect();
         super::trace::chrome_trace(&self.last_trace, &names)
     }
-}
-
-/// With `auto.auto_parallel`, cut the model into `pipeline.num_stages` stages (EPL's rule: no
-/// strategy scopes; a stage count <= 1 keeps one stage).
-fn auto_partition(
-    model: Graph,
-    options: &TrainerOptions,
-) -> Result<(Graph, Option<crate::passes::AutoStageReport>)> {
-    if !options.config.auto.auto_parallel {
-        return Ok((model, None));
-    }
-    let s = options.config.pipeline.num_stages.max(1) as usize;
-    let (g, report) = run_pass_with(model, |g| crate::passes::auto_stages(g, s))?;
-    Ok((g, Some(report)))
-}
-
-fn run_pass_with<T>(
-    g: Graph,
-    pass: impl FnOnce(Graph) -> Result<(Graph, T)>,
-) -> Result<(Graph, T)> {
-    let (g, t) = pass(g)?;
-    g.verify()?;
-    Ok((g, t))
-}
-
-/// EPL's slicing of the stages (TaskGraphs that compute) over `n` local CPU devices. With
-/// one-device stages it is replica-major, the order of the trainer's device ranks.
-fn stage_slicing(
-    model: &Graph,
-    n: usize,
-    options: &TrainerOptions,
-) -> Result<crate::strategy::Slicing> {
-    let stages = assign_stages(model)?;
-    let tgs: Vec<crate::ir::TaskGraph> = stages
-        .names
-        .iter()
-        .map(|name| {
-            model
-                .taskgraphs
-                .iter()
-                .find(|t| &t.name == name)
-                .cloned()
-                .unwrap_or(crate::ir::TaskGraph {
-                    name: name.clone(),
-                    strategy: crate::ir::Strategy::Replicate,
-                    device_count: 1,
-                })
-        })
-        .collect();
-    crate::strategy::slice_for_config(&crate::strategy::Cluster::local(n)?, &tgs, &options.config)
 }
 
 /// Run `f` on every device, each on its own thread (inline when there is one device).

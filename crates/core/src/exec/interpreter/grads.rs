@@ -1,0 +1,272 @@
+//! The executor's persistent state: accumulated gradients (reduction across replicas,
+//! clipping, the optimizer update), parameters and optimizer state (checkpoints).
+
+use super::*;
+
+impl<B: Backend> Executor<B> {
+    /// Parameters this device owns that take a gradient, in the order their gradients become
+    /// final in backward (reverse creation order): the order of all-reduce buckets.
+    pub fn grad_order(&self) -> Vec<(NodeId, usize)> {
+        let mut ps: Vec<NodeId> = self
+            .graph
+            .grads
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| self.params[p.index()].is_some())
+            .collect();
+        ps.sort();
+        ps.dedup();
+        ps.reverse();
+        ps.into_iter().map(|p| (p, self.grad_len(p))).collect()
+    }
+
+    /// Overwrite a parameter's accumulated gradient with `values * scale` (reduced elsewhere).
+    pub fn write_grad_scaled(&mut self, param: NodeId, values: &[f32], scale: f32) -> Result<()> {
+        let g = self.grads[param.index()]
+            .as_mut()
+            .ok_or_else(|| Error::internal("no gradient to write"))?;
+        if let Some(host) = self.backend.host_f32_mut(g) {
+            host.iter_mut()
+                .zip(values)
+                .for_each(|(d, s)| *d = s * scale);
+            return Ok(());
+        }
+        let scaled: Vec<f32> = values.iter().map(|x| x * scale).collect();
+        *g = self.backend.upload(&HostData::F32(scaled))?;
+        Ok(())
+    }
+
+    /// Sum every accumulated gradient across this stage's replicas: fused buckets (last layers
+    /// first, as gradients become ready), round-robin over the channels, optionally as fp16, then
+    /// scaled by `opts.scale`. Every replica ends with bit-identical gradients.
+    pub fn all_reduce_grads(
+        &mut self,
+        channels: &[&dyn Communicator],
+        opts: &GradReduce,
+    ) -> Result<()> {
+        let mut params = self.grad_params();
+        params.reverse();
+        let sizes: Vec<(usize, usize)> = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i, self.grad_len(*p)))
+            .collect();
+        let buckets = crate::collectives::plan_buckets(&sizes, opts.bucket_bytes, opts.max_splits);
+        let mut flat: Vec<f32> = Vec::new();
+        for (b, bucket) in buckets.iter().enumerate() {
+            flat.clear();
+            for &t in &bucket.tensors {
+                let g = self.grads[params[t].index()].as_ref().expect("checked");
+                match self.backend.host_f32(g) {
+                    Some(host) => flat.extend_from_slice(host),
+                    None => flat.extend_from_slice(
+                        self.backend
+                            .download(g)?
+                            .as_f32()
+                            .ok_or_else(|| Error::internal("f32 gradient"))?,
+                    ),
+                }
+            }
+            let comm = channels[b % channels.len()];
+            match opts.fp16_scale {
+                Some(scale) => crate::collectives::all_reduce_fp16(
+                    comm,
+                    &mut flat,
+                    crate::collectives::ReduceOp::Sum,
+                    scale,
+                )?,
+                None => comm.all_reduce(&mut flat, crate::collectives::ReduceOp::Sum)?,
+            }
+            let mut offset = 0;
+            for &t in &bucket.tensors {
+                let p = params[t];
+                let len = self.grad_len(p);
+                let part = &flat[offset..offset + len];
+                offset += len;
+                let g = self.grads[p.index()].as_mut().expect("checked");
+                // Copy back and scale in one pass; devices without host memory take an upload.
+                if let Some(host) = self.backend.host_f32_mut(g) {
+                    host.iter_mut()
+                        .zip(part)
+                        .for_each(|(d, s)| *d = s * opts.scale);
+                } else {
+                    let scaled: Vec<f32> = part.iter().map(|x| x * opts.scale).collect();
+                    *g = self.backend.upload(&HostData::F32(scaled))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn grad_len(&self, p: NodeId) -> usize {
+        numel(&self.dims[p.index()])
+    }
+
+    /// Make every replica's parameters equal replica 0's (`group` holds this stage's replicas).
+    pub fn broadcast_params(&mut self, group: &dyn Communicator) -> Result<()> {
+        for (id, _) in self.graph.parameters() {
+            let Some(buf) = self.params[id.index()].as_ref() else {
+                continue;
+            };
+            let mut data = self.backend.download(buf)?;
+            let v = data
+                .as_f32_mut()
+                .ok_or_else(|| Error::internal("f32 parameter"))?;
+            group.broadcast(v, 0)?;
+            self.params[id.index()] = Some(self.backend.upload(&data)?);
+        }
+        Ok(())
+    }
+
+    /// Sum of squares of the accumulated gradients (this device's share of the global norm).
+    pub fn grad_sum_squares(&self) -> Result<f64> {
+        let mut s = 0.0;
+        for p in self.grad_params() {
+            s += self
+                .backend
+                .sum_squares(self.grads[p.index()].as_ref().expect("checked"))?;
+        }
+        Ok(s)
+    }
+
+    /// Parameter nodes with an accumulated gradient.
+    fn grad_params(&self) -> Vec<NodeId> {
+        self.graph
+            .grads
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| self.grads[p.index()].is_some())
+            .collect()
+    }
+
+    /// The accumulated gradient of a parameter, if the last step produced one.
+    pub fn read_grad(&self, name: &str) -> Result<Option<HostData>> {
+        let id = self.param_id(name)?;
+        self.grads[id.index()]
+            .as_ref()
+            .map(|g| self.backend.download(g))
+            .transpose()
+    }
+
+    pub fn scale_grads(&mut self, factor: f32) -> Result<()> {
+        for p in self.grad_params() {
+            self.backend
+                .scale_inplace(self.grads[p.index()].as_mut().expect("checked"), factor)?;
+        }
+        Ok(())
+    }
+
+    /// Apply `rule_for(param name)` to every parameter with a gradient, then drop the gradients.
+    pub fn apply(&mut self, step: u64, rule_for: &dyn Fn(&str) -> UpdateRule) -> Result<()> {
+        for p in self.grad_params() {
+            let name = self.param_name(p).to_string();
+            let rule = rule_for(&name);
+            let len = numel(&self.dims[p.index()]);
+            while self.state[p.index()].len() < rule.state_count() {
+                let b = self.backend.alloc(crate::ir::DType::F32, len)?;
+                self.pool
+                    .adopt(Category::OptimizerState, crate::ir::DType::F32, len);
+                self.state[p.index()].push(b);
+            }
+            let grad = self.grads[p.index()].take().expect("checked");
+            let param = self.params[p.index()].as_mut().ok_or_else(|| {
+                Error::internal("gradient of a parameter this stage does not own")
+            })?;
+            self.backend
+                .update(&rule, step, param, &grad, &mut self.state[p.index()])?;
+            self.pool
+                .give(Category::Gradients, crate::ir::DType::F32, len, grad);
+        }
+        Ok(())
+    }
+
+    /// Drop accumulated gradients without applying them (a skipped step).
+    pub fn discard_grads(&mut self) {
+        for p in self.grad_params() {
+            let len = numel(&self.dims[p.index()]);
+            let g = self.grads[p.index()].take().expect("checked");
+            self.pool
+                .give(Category::Gradients, crate::ir::DType::F32, len, g);
+        }
+    }
+
+    fn param_name(&self, id: NodeId) -> &str {
+        match &self.graph.node(id).op {
+            Op::Parameter { name, .. } => name,
+            _ => "",
+        }
+    }
+
+    fn param_id(&self, name: &str) -> Result<NodeId> {
+        self.graph
+            .parameters()
+            .into_iter()
+            .find(|(_, n)| *n == name)
+            .map(|(id, _)| id)
+            .ok_or_else(|| Error::Checkpoint {
+                path: String::new(),
+                message: format!("no parameter '{name}'"),
+            })
+    }
+
+    /// (name, shape) of every parameter this device owns, in creation order.
+    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        self.graph
+            .parameters()
+            .into_iter()
+            .filter(|(id, _)| self.params[id.index()].is_some())
+            .map(|(id, n)| (n.to_string(), self.dims[id.index()].clone()))
+            .collect()
+    }
+
+    pub fn read_parameter(&self, name: &str) -> Result<HostData> {
+        let id = self.param_id(name)?;
+        let buf = self.params[id.index()]
+            .as_ref()
+            .ok_or_else(|| Error::internal(format!("parameter '{name}' is not on this device")))?;
+        self.backend.download(buf)
+    }
+
+    pub fn write_parameter(&mut self, name: &str, data: &HostData) -> Result<()> {
+        let id = self.param_id(name)?;
+        if data.dtype() != crate::ir::DType::F32 || data.len() != numel(&self.dims[id.index()]) {
+            return Err(Error::internal(format!("parameter '{name}' size mismatch")));
+        }
+        if self.params[id.index()].is_none() {
+            return Err(Error::internal(format!(
+                "parameter '{name}' is not on this device"
+            )));
+        }
+        self.params[id.index()] = Some(self.backend.upload(data)?);
+        Ok(())
+    }
+
+    /// Optimizer state buffers of a parameter (empty before its first update).
+    pub fn read_state(&self, name: &str) -> Result<Vec<HostData>> {
+        let id = self.param_id(name)?;
+        self.state[id.index()]
+            .iter()
+            .map(|b| self.backend.download(b))
+            .collect()
+    }
+
+    pub fn write_state(&mut self, name: &str, state: &[HostData]) -> Result<()> {
+        let id = self.param_id(name)?;
+        let len = numel(&self.dims[id.index()]);
+        let mut bufs = Vec::new();
+        for s in state {
+            if s.len() != len {
+                return Err(Error::internal(format!(
+                    "state of '{name}' has the wrong size"
+                )));
+            }
+            bufs.push(self.backend.upload(s)?);
+        }
+        for _ in self.state[id.index()].len()..bufs.len() {
+            self.pool
+                .adopt(Category::OptimizerState, crate::ir::DType::F32, len);
+        }
+        self.state[id.index()] = bufs;
+        Ok(())
+    }
+}

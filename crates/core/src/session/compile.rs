@@ -1,0 +1,98 @@
+//! Compile-time helpers of the trainer: batch inputs, the device count, the automatic stage
+//! partition and EPL's device slicing of the stages.
+
+use super::options::{DeviceSpec, TrainerOptions};
+use super::trainer::InputSpec;
+use crate::error::{Error, Result};
+use crate::ir::{Dim, Graph};
+use crate::passes::assign_stages;
+
+pub(super) fn input_specs(model: &Graph, batch: usize) -> Result<Vec<InputSpec>> {
+    let mut specs = Vec::new();
+    for (id, name) in model.inputs() {
+        let n = model.node(id);
+        let dims = n.shape.dims();
+        if dims.iter().skip(1).any(|d| matches!(d, Dim::Batch(_))) {
+            return Err(Error::shape(
+                "input",
+                format!(
+                    "input '{name}': only axis 0 may be the batch, got {}",
+                    n.shape
+                ),
+            ));
+        }
+        let batched = matches!(dims.first(), Some(Dim::Batch(_)));
+        specs.push(InputSpec {
+            name: name.to_string(),
+            dims: n.shape.resolve(batch).to_vec(),
+            dtype: n.dtype,
+            batched,
+        });
+    }
+    Ok(specs)
+}
+
+pub(super) fn device_count(options: &TrainerOptions) -> Result<usize> {
+    match options.devices {
+        DeviceSpec::Cpu(n) if n <= 16 => Ok(n),
+        DeviceSpec::Cpu(n) => Err(Error::config(
+            "devices",
+            format!("devices cpu:{n}: at most 16 CPU virtual devices"),
+        )),
+        DeviceSpec::Cuda(_) => Err(Error::Device {
+            message:
+                "no CUDA backend is compiled into this build of weft (weft-cuda is not enabled)"
+                    .into(),
+        }),
+    }
+}
+
+/// With `auto.auto_parallel`, cut the model into `pipeline.num_stages` stages (EPL's rule: no
+/// strategy scopes; a stage count <= 1 keeps one stage).
+pub(super) fn auto_partition(
+    model: Graph,
+    options: &TrainerOptions,
+) -> Result<(Graph, Option<crate::passes::AutoStageReport>)> {
+    if !options.config.auto.auto_parallel {
+        return Ok((model, None));
+    }
+    let s = options.config.pipeline.num_stages.max(1) as usize;
+    let (g, report) = run_pass_with(model, |g| crate::passes::auto_stages(g, s))?;
+    Ok((g, Some(report)))
+}
+
+fn run_pass_with<T>(
+    g: Graph,
+    pass: impl FnOnce(Graph) -> Result<(Graph, T)>,
+) -> Result<(Graph, T)> {
+    let (g, t) = pass(g)?;
+    g.verify()?;
+    Ok((g, t))
+}
+
+/// EPL's slicing of the stages (TaskGraphs that compute) over `n` local CPU devices. With
+/// one-device stages it is replica-major, the order of the trainer's device ranks.
+pub(super) fn stage_slicing(
+    model: &Graph,
+    n: usize,
+    options: &TrainerOptions,
+) -> Result<crate::strategy::Slicing> {
+    let stages = assign_stages(model)?;
+    let tgs: Vec<crate::ir::TaskGraph> = stages
+        .names
+        .iter()
+        .map(|name| {
+            model
+                .taskgraphs
+                .iter()
+                .find(|t| &t.name == name)
+                .cloned()
+                .unwrap_or(crate::ir::TaskGraph {
+                    name: name.clone(),
+                    strategy: crate::ir::Strategy::Replicate,
+                    device_count: 1,
+                })
+        })
+        .collect();
+    crate::strategy::slice_for_config(&crate::strategy::Cluster::local(n)?, &tgs, &options.config)
+}

@@ -1,0 +1,104 @@
+//! Parameter access on a trainer: names and shapes, which devices hold a parameter, reading
+//! and writing it on every replica.
+
+use super::trainer::Trainer;
+use crate::error::{Error, Result};
+use crate::exec::cpu::CpuBackend;
+use crate::exec::{Executor, HostData};
+use crate::ir::Graph;
+
+impl Trainer {
+    /// (name, shape) of every parameter, in creation order.
+    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        self.compiled
+            .parameters()
+            .into_iter()
+            .map(|(id, n)| (n.to_string(), self.compiled.node(id).shape.to_vec()))
+            .collect()
+    }
+
+    pub fn parameter_names(&self) -> Vec<String> {
+        self.parameter_shapes()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// The devices holding a parameter (one per replica, replica 0 first) and its stage.
+    pub(super) fn owners(&self, name: &str) -> Result<(Vec<usize>, usize)> {
+        let (id, _) = self
+            .compiled
+            .parameters()
+            .into_iter()
+            .find(|(_, n)| *n == name)
+            .ok_or_else(|| Error::Checkpoint {
+                path: String::new(),
+                message: format!("the model has no parameter '{name}'"),
+            })?;
+        let stage = self.stages.stage_of[id.index()];
+        Ok((
+            (0..self.devices.len())
+                .filter(|&i| self.devices[i].stages.contains(&stage))
+                .collect(),
+            stage,
+        ))
+    }
+
+    /// The executor holding a parameter on replica 0.
+    pub(super) fn owner_exec(&self, name: &str) -> Result<&Executor<CpuBackend>> {
+        let (devices, stage) = self.owners(name)?;
+        self.devices[devices[0]]
+            .exec_of(stage)
+            .ok_or_else(|| Error::internal("owner without its stage"))
+    }
+
+    /// A parameter as each replica holds it (replica order); replicas must stay identical.
+    pub fn replica_parameters(&self, name: &str) -> Result<Vec<HostData>> {
+        let (devices, stage) = self.owners(name)?;
+        devices
+            .into_iter()
+            .map(|d| {
+                self.devices[d]
+                    .exec_of(stage)
+                    .ok_or_else(|| Error::internal("owner without its stage"))?
+                    .read_parameter(name)
+            })
+            .collect()
+    }
+
+    pub fn parameter(&self, name: &str) -> Result<HostData> {
+        self.owner_exec(name)?.read_parameter(name)
+    }
+
+    /// Apply `f` to the executor holding `name` on every replica.
+    pub(super) fn for_each_owner(
+        &mut self,
+        name: &str,
+        mut f: impl FnMut(&mut Executor<CpuBackend>) -> Result<()>,
+    ) -> Result<()> {
+        let (devices, stage) = self.owners(name)?;
+        for d in devices {
+            f(self.devices[d]
+                .exec_of_mut(stage)
+                .ok_or_else(|| Error::internal("owner without its stage"))?)?;
+        }
+        Ok(())
+    }
+
+    /// The user's model graph (before batch resolution and autodiff).
+    pub fn model(&self) -> &Graph {
+        &self.model
+    }
+
+    /// The compiled per-device graph (resolved and differentiated).
+    pub fn compiled(&self) -> &Graph {
+        &self.compiled
+    }
+
+    pub(super) fn param_count(&self) -> usize {
+        self.parameter_shapes()
+            .iter()
+            .map(|(_, d)| d.iter().product::<usize>())
+            .sum()
+    }
+}
