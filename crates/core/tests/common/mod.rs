@@ -1,0 +1,216 @@
+//! Shared by the parallel test files: a small transformer whose tied embedding crosses stages,
+//! seeded batches, and trainers for any layout.
+#![allow(dead_code)] // each test file uses a different part
+
+pub use std::collections::BTreeMap;
+pub use weft_core::exec::HostData;
+pub use weft_core::ir::{
+    BinaryOp, DType, Dim, Graph, GraphBuilder, Init, NodeId, Op, ReduceOp, Shape, Strategy, UnaryOp,
+};
+pub use weft_core::rng;
+pub use weft_core::session::{Trainer, TrainerOptions};
+
+pub const T: usize = 8;
+pub const C: usize = 16;
+pub const V: usize = 32;
+pub const BATCH: usize = 8;
+
+pub fn p(b: &mut GraphBuilder, name: &str, dims: &[usize], init: Init) -> NodeId {
+    b.parameter(name, Shape::fixed(dims), init).unwrap()
+}
+
+pub fn op(b: &mut GraphBuilder, o: Op, ins: &[NodeId]) -> NodeId {
+    b.op(o, ins).unwrap()
+}
+
+pub fn linear(b: &mut GraphBuilder, x: NodeId, name: &str, i: usize, o: usize) -> NodeId {
+    let w = p(
+        b,
+        &format!("{name}.weight"),
+        &[i, o],
+        Init::Normal {
+            mean: 0.0,
+            std: 0.2,
+        },
+    );
+    let bias = p(
+        b,
+        &format!("{name}.bias"),
+        &[o],
+        Init::Uniform {
+            low: -0.1,
+            high: 0.1,
+        },
+    );
+    let y = op(
+        b,
+        Op::MatMul {
+            trans_a: false,
+            trans_b: false,
+        },
+        &[x, w],
+    );
+    op(b, Op::Binary(BinaryOp::Add), &[y, bias])
+}
+
+pub fn block(b: &mut GraphBuilder, x: NodeId, i: usize) -> NodeId {
+    let lw = p(b, &format!("h.{i}.ln.weight"), &[C], Init::Ones);
+    let lb = p(b, &format!("h.{i}.ln.bias"), &[C], Init::Zeros);
+    let h = op(b, Op::LayerNorm { eps: 1e-5 }, &[x, lw, lb]);
+    let qkv = linear(b, h, &format!("h.{i}.attn"), C, 3 * C);
+    let a = op(b, Op::CausalAttention { heads: 2 }, &[qkv]);
+    let a = linear(b, a, &format!("h.{i}.proj"), C, C);
+    let x = op(b, Op::Binary(BinaryOp::Add), &[x, a]);
+    let f = linear(b, x, &format!("h.{i}.fc"), C, 2 * C);
+    let f = op(b, Op::Unary(UnaryOp::Gelu), &[f]);
+    let f = linear(b, f, &format!("h.{i}.out"), 2 * C, C);
+    op(b, Op::Binary(BinaryOp::Add), &[x, f])
+}
+
+/// A 4-block transformer; `stages` > 1 puts consecutive blocks into that many TaskGraphs.
+pub fn model(stages: usize) -> Graph {
+    let mut b = GraphBuilder::new();
+    let idx = b
+        .input("idx", Shape(vec![Dim::Batch(1), Dim::Fixed(T)]), DType::I32)
+        .unwrap();
+    let tgt = b
+        .input("targets", Shape(vec![Dim::Batch(T)]), DType::I32)
+        .unwrap();
+    let scope = |b: &mut GraphBuilder, s: usize| {
+        if stages > 1 {
+            b.open_taskgraph(&format!("stage{s}"), Strategy::Replicate, 1);
+        }
+    };
+    scope(&mut b, 0);
+    let wte = p(
+        &mut b,
+        "wte",
+        &[V, C],
+        Init::Normal {
+            mean: 0.0,
+            std: 0.3,
+        },
+    );
+    let mut x = op(&mut b, Op::Embedding, &[wte, idx]);
+    let layers = 4;
+    for i in 0..layers {
+        if i > 0 && i % (layers / stages.max(1)) == 0 {
+            scope(&mut b, i / (layers / stages));
+        }
+        x = block(&mut b, x, i);
+    }
+    let shape = b.reshape_dims(x, &[-1, C as i64]).unwrap();
+    let x = op(&mut b, Op::Reshape { shape }, &[x]);
+    // Tied head: the embedding of stage 0 is read again by the last stage.
+    let logits = op(
+        &mut b,
+        Op::MatMul {
+            trans_a: false,
+            trans_b: true,
+        },
+        &[x, wte],
+    );
+    let ce = op(&mut b, Op::CrossEntropy, &[logits, tgt]);
+    let loss = op(
+        &mut b,
+        Op::Reduce {
+            op: ReduceOp::Mean,
+            axis: 0,
+            keepdim: false,
+        },
+        &[ce],
+    );
+    b.output("logits", logits).unwrap();
+    b.finish(loss).unwrap()
+}
+
+pub fn batch(step: usize) -> BTreeMap<String, HostData> {
+    let tok =
+        |i: usize, salt: u64| (rng::uniform(5, salt + step as u64, i as u64) * V as f32) as i32;
+    let mut m = BTreeMap::new();
+    m.insert(
+        "idx".to_string(),
+        HostData::I32((0..BATCH * T).map(|i| tok(i, 100)).collect()),
+    );
+    m.insert(
+        "targets".to_string(),
+        HostData::I32((0..BATCH * T).map(|i| tok(i, 200)).collect()),
+    );
+    m
+}
+
+pub fn options(
+    devices: usize,
+    micro: usize,
+    strategy: &str,
+    extra: serde_json::Value,
+) -> TrainerOptions {
+    let mut config =
+        serde_json::json!({"pipeline.num_micro_batch": micro, "pipeline.strategy": strategy});
+    config
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let opts = serde_json::json!({
+        "batch": BATCH, "seed": 3, "devices": format!("cpu:{devices}"), "threads": 1,
+        "optimizer": {"kind": "adamw", "lr": 1e-2, "weight_decay": 0.01, "grad_clip": 1.0},
+        "config": config,
+    });
+    TrainerOptions::from_json(&opts).unwrap()
+}
+
+pub fn train(stages: usize, devices: usize, micro: usize, strategy: &str) -> (Vec<f32>, Trainer) {
+    train_with(stages, devices, micro, strategy, serde_json::json!({}))
+}
+
+pub fn train_with(
+    stages: usize,
+    devices: usize,
+    micro: usize,
+    strategy: &str,
+    extra: serde_json::Value,
+) -> (Vec<f32>, Trainer) {
+    let mut t = Trainer::compile(model(stages), options(devices, micro, strategy, extra)).unwrap();
+    let losses = (0..5).map(|s| t.step(&batch(s)).unwrap().loss).collect();
+    (losses, t)
+}
+
+pub fn assert_parity(name: &str, stages: usize, devices: usize, micro: usize, strategy: &str) {
+    assert_parity_with(
+        name,
+        stages,
+        devices,
+        micro,
+        strategy,
+        serde_json::json!({}),
+    );
+}
+
+pub fn assert_parity_with(
+    name: &str,
+    stages: usize,
+    devices: usize,
+    micro: usize,
+    strategy: &str,
+    extra: serde_json::Value,
+) {
+    let (base, base_t) = train(1, 1, 1, "PreferBackward");
+    let (got, t) = train_with(stages, devices, micro, strategy, extra);
+    for (i, (a, b)) in base.iter().zip(&got).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs(),
+            "{name}: step {} loss {b} vs single-device {a}",
+            i + 1
+        );
+    }
+    for n in ["wte", "h.3.out.weight"] {
+        let (x, y) = (base_t.parameter(n).unwrap(), t.parameter(n).unwrap());
+        let (x, y) = (x.as_f32().unwrap(), y.as_f32().unwrap());
+        let diff = x
+            .iter()
+            .zip(y)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "{name}: parameter {n} differs by {diff}");
+    }
+}
