@@ -47,6 +47,32 @@ pub(super) struct State {
     pub(super) left: Vec<bool>,
     /// (sender, receiver, tag) -> messages in send order.
     pub(super) mailboxes: HashMap<(usize, usize, u64), VecDeque<Vec<f32>>>,
+    /// Staging and result buffers of finished rounds, reused so a training step does not
+    /// allocate (and page-fault) fresh megabytes for every all-reduce.
+    pub(super) spare: Vec<Vec<f32>>,
+}
+
+/// At most this many spare buffers are kept per group.
+const MAX_SPARE: usize = 8;
+
+impl State {
+    /// A buffer holding a copy of `data`, reusing a spare one when there is one.
+    pub(super) fn staged(&mut self, data: &[f32]) -> Vec<f32> {
+        let mut v = self.spare.pop().unwrap_or_default();
+        v.clear();
+        v.extend_from_slice(data);
+        v
+    }
+
+    /// Keep a finished round's buffers for reuse.
+    pub(super) fn recycle(&mut self, round: Round) {
+        let result = Arc::try_unwrap(round.result).ok();
+        for v in round.inputs.into_iter().flatten().chain(result) {
+            if self.spare.len() < MAX_SPARE && v.capacity() > 0 {
+                self.spare.push(v);
+            }
+        }
+    }
 }
 
 /// One collective in progress: the staging area shared by all ranks.
@@ -71,6 +97,7 @@ impl Group {
             failed: None,
             left: vec![false; n],
             mailboxes: HashMap::new(),
+            spare: Vec::new(),
         };
         Arc::new(Group {
             ranks,
@@ -175,7 +202,9 @@ impl Group {
         round.inputs[me] = Some(input);
         round.arrived += 1;
         if round.arrived == n {
-            round.complete(call);
+            let spare = st.spare.pop();
+            let round = st.rounds.get_mut(&seq).expect("the round just arrived at");
+            round.complete(call, spare);
             self.changed.notify_all();
         }
         Ok(())
@@ -216,7 +245,7 @@ impl Group {
 impl Round {
     /// Compute what the ranks will copy out. Broadcast and all-to-all copy straight from the
     /// inputs; a barrier moves nothing.
-    pub(super) fn complete(&mut self, call: Call) {
+    pub(super) fn complete(&mut self, call: Call, spare: Option<Vec<f32>>) {
         let inputs: Vec<&[f32]> = self
             .inputs
             .iter()
@@ -224,7 +253,9 @@ impl Round {
             .collect();
         match call.kind {
             CollectiveKind::AllReduce | CollectiveKind::Reduce | CollectiveKind::ReduceScatter => {
-                let mut result = vec![0.0; call.count];
+                let mut result = spare.unwrap_or_default();
+                result.clear();
+                result.resize(call.count, 0.0);
                 reduce_in_rank_order(&inputs, call.op.unwrap_or(ReduceOp::Sum), &mut result);
                 self.result = Arc::new(result);
             }

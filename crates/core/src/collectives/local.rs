@@ -180,8 +180,10 @@ impl LocalCommunicator {
                     round.deliver(call, self.rank, output);
                 }
                 round.departed += 1;
-                if round.departed == g.n() {
-                    st.rounds.remove(&seq);
+                if round.departed == g.n()
+                    && let Some(done) = st.rounds.remove(&seq)
+                {
+                    st.recycle(done);
                 }
                 drop(st);
                 if let Some(result) = shared {
@@ -287,7 +289,7 @@ impl Communicator for LocalCommunicator {
             op: Some(op),
             ..Call::new(CollectiveKind::AllReduce, buf.len())
         };
-        let input = buf.to_vec();
+        let input = self.group.lock().staged(buf);
         self.run(call, || input, buf, None)
     }
 

@@ -305,9 +305,11 @@ config_table! {
                   divides by num_micro_batch).",
         }
         bucket_size_mb: usize {
-            default: 25, min: Some(1), origin: Weft,
+            default: 4, min: Some(1), origin: Weft,
             unsupported: None,
-            doc: "Target size of one gradient all-reduce bucket, in MiB.",
+            doc: "Target size of one gradient all-reduce bucket, in MiB (at most \
+                  communication.max_splits buckets). Buckets start while backward runs, so \
+                  several small ones overlap communication with compute where one big one cannot.",
         }
         timeout_s: usize {
             default: 300, min: Some(1), origin: Weft,
@@ -450,7 +452,7 @@ mod tests {
         expect("communication.max_splits", ConfigValue::Int(5));
         expect("communication.fp16_scale", ConfigValue::Int(128));
         expect("communication.gradients_reduce_method", s("mean"));
-        expect("communication.bucket_size_mb", ConfigValue::Int(25));
+        expect("communication.bucket_size_mb", ConfigValue::Int(4));
         expect("communication.timeout_s", ConfigValue::Int(300));
         expect("amp.dtype", s("bf16"));
         expect("cluster.layout", s("auto"));

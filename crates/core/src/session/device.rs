@@ -46,6 +46,8 @@ pub(super) struct Device {
     /// Channels to the devices at the same position in other replicas (data parallelism;
     /// `communication.num_communicators` of them), empty with one replica.
     pub dp: Vec<Box<dyn Communicator>>,
+    /// Gradient bucket buffers kept between steps.
+    pub spare: Vec<Vec<f32>>,
 }
 
 /// Local clipping before the all-reduce (see `StepPlan::local_clip`).
@@ -116,6 +118,7 @@ impl Device {
             stages,
             world,
             dp,
+            spare,
             ..
         } = self;
         let channels: Vec<&dyn Communicator> = dp.iter().map(|c| c.as_ref()).collect();
@@ -154,7 +157,8 @@ impl Device {
                 let exec = &mut execs[i];
                 let (t0, wait0) = (Instant::now(), exec.recv_wait);
                 if overlap && kind == ProgramKind::Backward && last_backward[i] == Some(wi) {
-                    let mut r = Overlap::start(scope, &channels, &exec.grad_order(), &plan.reduce);
+                    let mut r =
+                        Overlap::start(scope, &channels, &exec.grad_order(), &plan.reduce, spare);
                     exec.run_with(
                         kind,
                         mb,
@@ -224,7 +228,7 @@ impl Device {
                 let t0 = reduce_start.unwrap_or_else(Instant::now);
                 for (exec, reducer) in execs.iter_mut().zip(reducers) {
                     match reducer {
-                        Some(r) => r.finish(exec, plan.reduce.scale)?,
+                        Some(r) => r.finish(exec, plan.reduce.scale, spare)?,
                         None if channels.is_empty() && plan.reduce.scale != 1.0 => {
                             exec.scale_grads(plan.reduce.scale)?
                         }

@@ -32,6 +32,7 @@ impl<'scope> Overlap<'scope> {
         channels: &[&'env dyn Communicator],
         order: &[(NodeId, usize)],
         reduce: &GradReduce,
+        spare: &mut Vec<Vec<f32>>,
     ) -> Overlap<'scope> {
         let sizes: Vec<(usize, usize)> = order
             .iter()
@@ -68,7 +69,15 @@ impl<'scope> Overlap<'scope> {
         }
         Overlap {
             slot_of,
-            flats: buckets.iter().map(|b| vec![0.0; b.elements]).collect(),
+            // Reuse last step's bucket buffers: fresh megabytes would page-fault every step.
+            flats: buckets
+                .iter()
+                .map(|b| {
+                    let mut v = spare.pop().unwrap_or_default();
+                    v.resize(b.elements, 0.0);
+                    v
+                })
+                .collect(),
             remaining: buckets.iter().map(|b| b.tensors.len()).collect(),
             senders,
             workers,
@@ -91,8 +100,14 @@ impl<'scope> Overlap<'scope> {
         Ok(())
     }
 
-    /// Wait for every bucket and write the reduced, scaled gradients back.
-    pub fn finish(self, exec: &mut Executor<CpuBackend>, scale: f32) -> Result<()> {
+    /// Wait for every bucket, write the reduced, scaled gradients back, and return the bucket
+    /// buffers to `spare`.
+    pub fn finish(
+        self,
+        exec: &mut Executor<CpuBackend>,
+        scale: f32,
+        spare: &mut Vec<Vec<f32>>,
+    ) -> Result<()> {
         if let Some(b) = self.remaining.iter().position(|&r| r > 0) {
             return Err(Error::internal(format!(
                 "gradient bucket {b} never became final"
@@ -114,6 +129,7 @@ impl<'scope> Overlap<'scope> {
                 .ok_or_else(|| Error::internal("a bucket was not reduced"))?;
             exec.write_grad_scaled(p, &flat[offset..offset + n], scale)?;
         }
+        spare.extend(reduced.into_iter().flatten());
         Ok(())
     }
 }

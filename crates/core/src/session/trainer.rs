@@ -104,6 +104,7 @@ impl Trainer {
                 replica,
                 world,
                 dp,
+                spare: Vec::new(),
             });
         }
         let schedule = options.optimizer.lr_schedule()?;
