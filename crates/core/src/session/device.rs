@@ -203,46 +203,45 @@ impl Device {
                     }
                 }
             }
-            if let (true, Some(clip)) = (plan.train, plan.local_clip) {
-                let t0 = Instant::now();
-                let mut local = 0.0;
-                for exec in execs.iter_mut() {
-                    exec.scale_grads(clip.micro_scale)?;
-                    local += exec.grad_sum_squares()?;
-                }
-                let coef = crate::optim::clip_coefficient(local.sqrt(), clip.max_norm);
-                let reduce = GradReduce {
-                    scale: clip.replica_scale,
-                    ..plan.reduce.clone()
-                };
-                for exec in execs.iter_mut() {
-                    if coef < 1.0 {
-                        exec.scale_grads(coef)?;
+            if plan.train {
+                let t0 = reduce_start.unwrap_or_else(Instant::now);
+                // EPL's local clipping: each replica clips its own gradient before the sum.
+                let scale = match plan.local_clip {
+                    Some(clip) => {
+                        let mut local = 0.0;
+                        for exec in execs.iter_mut() {
+                            exec.scale_grads(clip.micro_scale)?;
+                            local += exec.grad_sum_squares()?;
+                        }
+                        let coef = crate::optim::clip_coefficient(local.sqrt(), clip.max_norm);
+                        if coef < 1.0 {
+                            execs.iter_mut().try_for_each(|e| e.scale_grads(coef))?;
+                        }
+                        clip.replica_scale
                     }
-                    exec.all_reduce_grads(&channels, &reduce)?;
+                    None => plan.reduce.scale,
+                };
+                for (exec, reducer) in execs.iter_mut().zip(reducers) {
+                    match reducer {
+                        Some(r) => r.finish(exec, scale, spare)?,
+                        None if channels.is_empty() => {
+                            if scale != 1.0 {
+                                exec.scale_grads(scale)?;
+                            }
+                        }
+                        // Not overlapped (local clipping): the same reducer, fed all at once.
+                        None => {
+                            let order = exec.grad_order();
+                            let mut r =
+                                Overlap::start(scope, &channels, &order, &plan.reduce, spare);
+                            exec.each_grad(&mut |p, g| r.ready(p, g))?;
+                            r.finish(exec, scale, spare)?;
+                        }
+                    }
                     out.sum_squares += exec.grad_sum_squares()?;
                 }
                 out.trace
-                    .push(plan.epoch, t0, "clip + allreduce".into(), "allreduce");
-            } else if plan.train {
-                let t0 = reduce_start.unwrap_or_else(Instant::now);
-                for (exec, reducer) in execs.iter_mut().zip(reducers) {
-                    match reducer {
-                        Some(r) => r.finish(exec, plan.reduce.scale, spare)?,
-                        None if channels.is_empty() && plan.reduce.scale != 1.0 => {
-                            exec.scale_grads(plan.reduce.scale)?
-                        }
-                        None if channels.is_empty() => {}
-                        None => exec.all_reduce_grads(&channels, &plan.reduce)?,
-                    }
-                    out.sum_squares += exec.grad_sum_squares()?;
-                }
-                out.trace.push(
-                    plan.epoch,
-                    t0,
-                    "allreduce (overlapped from here)".into(),
-                    "allreduce",
-                );
+                    .push(plan.epoch, t0, "allreduce".into(), "allreduce");
             }
             Ok(out)
         })

@@ -36,63 +36,12 @@ impl<B: Backend> Executor<B> {
         Ok(())
     }
 
-    /// Sum every accumulated gradient across this stage's replicas: fused buckets (last layers
-    /// first, as gradients become ready), round-robin over the channels, optionally as fp16, then
-    /// scaled by `opts.scale`. Every replica ends with bit-identical gradients.
-    pub fn all_reduce_grads(
-        &mut self,
-        channels: &[&dyn Communicator],
-        opts: &GradReduce,
-    ) -> Result<()> {
-        let mut params = self.grad_params();
-        params.reverse();
-        let sizes: Vec<(usize, usize)> = params
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (i, self.grad_len(*p)))
-            .collect();
-        let buckets = crate::collectives::plan_buckets(&sizes, opts.bucket_bytes, opts.max_splits);
-        let mut flat: Vec<f32> = Vec::new();
-        for (b, bucket) in buckets.iter().enumerate() {
-            flat.clear();
-            for &t in &bucket.tensors {
-                let g = self.grads[params[t].index()].as_ref().expect("checked");
-                match self.backend.host_f32(g) {
-                    Some(host) => flat.extend_from_slice(host),
-                    None => flat.extend_from_slice(
-                        self.backend
-                            .download(g)?
-                            .as_f32()
-                            .ok_or_else(|| Error::internal("f32 gradient"))?,
-                    ),
-                }
-            }
-            let comm = channels[b % channels.len()];
-            match opts.fp16_scale {
-                Some(scale) => crate::collectives::all_reduce_fp16(
-                    comm,
-                    &mut flat,
-                    crate::collectives::ReduceOp::Sum,
-                    scale,
-                )?,
-                None => comm.all_reduce(&mut flat, crate::collectives::ReduceOp::Sum)?,
-            }
-            let mut offset = 0;
-            for &t in &bucket.tensors {
-                let p = params[t];
-                let len = self.grad_len(p);
-                let part = &flat[offset..offset + len];
-                offset += len;
-                let g = self.grads[p.index()].as_mut().expect("checked");
-                // Copy back and scale in one pass; devices without host memory take an upload.
-                if let Some(host) = self.backend.host_f32_mut(g) {
-                    host.iter_mut()
-                        .zip(part)
-                        .for_each(|(d, s)| *d = s * opts.scale);
-                } else {
-                    let scaled: Vec<f32> = part.iter().map(|x| x * opts.scale).collect();
-                    *g = self.backend.upload(&HostData::F32(scaled))?;
-                }
+    /// Call `hook(param, gradient)` for every accumulated gradient, in `grad_order` (how a
+    /// reduction started after backward is fed the same way as one overlapped with it).
+    pub fn each_grad(&self, hook: &mut GradHook<'_>) -> Result<()> {
+        for (p, _) in self.grad_order() {
+            if self.grads[p.index()].is_some() {
+                self.notify(p, hook)?;
             }
         }
         Ok(())
