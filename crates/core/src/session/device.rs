@@ -78,7 +78,7 @@ pub(super) struct StepPlan<'a> {
     pub ctx: KernelCtx,
     pub train: bool,
     /// Gradient reduction across replicas; its scale is 1/(R*M) for the mean.
-    pub reduce: GradReduce,
+    pub reduce: &'a GradReduce,
     /// EPL's `communication.clip_after_allreduce=false`: clip each replica's local gradient to
     /// this norm before the all-reduce (replicas of one device only). Holds (max norm, the
     /// micro-batch scale applied first, the replica scale applied after the sum).
@@ -158,7 +158,7 @@ impl Device {
                 let (t0, wait0) = (Instant::now(), exec.recv_wait);
                 if overlap && kind == ProgramKind::Backward && last_backward[i] == Some(wi) {
                     let mut r =
-                        Overlap::start(scope, &channels, &exec.grad_order(), &plan.reduce, spare);
+                        Overlap::start(scope, &channels, &exec.grad_order(), plan.reduce, spare);
                     exec.run_with(
                         kind,
                         mb,
@@ -233,7 +233,7 @@ impl Device {
                         None => {
                             let order = exec.grad_order();
                             let mut r =
-                                Overlap::start(scope, &channels, &order, &plan.reduce, spare);
+                                Overlap::start(scope, &channels, &order, plan.reduce, spare);
                             exec.each_grad(&mut |p, g| r.ready(p, g))?;
                             r.finish(exec, scale, spare)?;
                         }

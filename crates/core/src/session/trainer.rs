@@ -237,8 +237,8 @@ impl Trainer {
             .compiled
             .loss
             .ok_or_else(|| Error::internal("no loss"))?;
-        let outputs = self.compiled.outputs.clone();
-        let stage_of = self.stages.stage_of.clone();
+        let outputs = &self.compiled.outputs;
+        let stage_of = &self.stages.stage_of;
         let comm = &self.options.config.communication;
         let reduce = crate::exec::GradReduce {
             bucket_bytes: comm.bucket_size_mb * (1 << 20),
@@ -261,14 +261,14 @@ impl Trainer {
                 rank_of_stage: &rank_of_stage,
                 micro_inputs: &per_replica[d.replica],
                 loss,
-                outputs: &outputs,
+                outputs,
                 ctx,
                 train,
-                reduce: reduce.clone(),
+                reduce: &reduce,
                 local_clip,
                 epoch,
             };
-            let r = d.compute(&plan, &stage_of);
+            let r = d.compute(&plan, stage_of);
             if let Err(e) = &r {
                 d.abort(&e.to_string());
             }
@@ -289,12 +289,20 @@ impl Trainer {
         Ok((results.into_iter().collect::<Result<Vec<_>>>()?, epoch))
     }
 
-    /// EPL's `communication.clip_after_allreduce=false` with clipping and several replicas.
+    /// EPL's `communication.clip_after_allreduce=false` with clipping and several replicas:
+    /// each replica clips its local gradient, so the driver clips nothing afterwards.
+    fn clips_locally(&self) -> bool {
+        self.options.optimizer.grad_clip.is_some()
+            && !self.options.config.communication.clip_after_allreduce
+            && self.layout.replicas > 1
+    }
+
     fn local_clip(&self, mean: bool) -> Option<LocalClip> {
-        let max_norm = self.options.optimizer.grad_clip?;
-        if self.options.config.communication.clip_after_allreduce || self.layout.replicas == 1 {
-            return None;
-        }
+        let max_norm = self
+            .options
+            .optimizer
+            .grad_clip
+            .filter(|_| self.clips_locally())?;
         let (r, m) = (
             self.layout.replicas as f32,
             self.layout.micro_batches as f32,
@@ -389,9 +397,7 @@ impl Trainer {
         }
         // With local clipping each replica clipped before the all-reduce; nothing more here.
         let coef = match self.options.optimizer.grad_clip {
-            Some(max) if self.local_clip(true).is_none() => {
-                crate::optim::clip_coefficient(norm, max)
-            }
+            Some(max) if !self.clips_locally() => crate::optim::clip_coefficient(norm, max),
             _ => 1.0,
         };
         let lr = self.schedule.lr_at(step);
