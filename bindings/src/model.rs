@@ -14,7 +14,7 @@ use crate::error::{self as js, guard};
 use weft_core::ir::{
     Graph, GraphBuilder, Node, NodeId, Op, Phase, Strategy, TaskGraph, TaskGraphId,
 };
-use weft_core::strategy::{ScopeStack, strategy_name};
+use weft_core::strategy::{ScopeStack, check_device_count, strategy_name};
 use weft_core::{Error, Result};
 
 /// A TaskGraph of the model being built, as JS sees it.
@@ -51,39 +51,6 @@ fn parse_strategy(strategy: &str) -> Result<Strategy> {
             ),
         }),
     }
-}
-
-/// The core runs one device per TaskGraph replica; more needs tensor parallelism inside the
-/// TaskGraph, which is not there yet. Never silently ignored.
-fn check_device_count(strategy: Strategy, device_count: u32, name: &str) -> Result<()> {
-    if device_count <= 1 {
-        return Ok(());
-    }
-    let kind = strategy_name(strategy);
-    let name = if name.is_empty() {
-        if strategy == Strategy::Split {
-            "Split"
-        } else {
-            "Replicate"
-        }
-    } else {
-        name
-    };
-    let message = match strategy {
-        Strategy::Replicate => format!(
-            "{kind} scope '{name}' with deviceCount {device_count}: a replicate TaskGraph with deviceCount > 1 \
-             needs tensor parallelism inside, which lands with the split issue; use deviceCount 1 \
-             (replicas come from the devices left over: cpu:N runs N / stages replicas)"
-        ),
-        Strategy::Split => format!(
-            "{kind} scope '{name}' with deviceCount {device_count}: splitting a TaskGraph over more than \
-             one device is tensor parallelism, which lands with its own issue; use deviceCount 1"
-        ),
-    };
-    Err(Error::Unsupported {
-        feature: format!("{kind} deviceCount > 1"),
-        message,
-    })
 }
 
 impl NativeModel {
@@ -284,7 +251,7 @@ impl NativeModel {
             let strategy = parse_strategy(&strategy)?;
             let mut trial = self.scopes.clone();
             let tg = trial.enter(strategy, device_count as usize, &name)?;
-            check_device_count(strategy, device_count, &name)?;
+            check_device_count(strategy, device_count as usize, &name)?;
             self.scopes = trial;
             Ok(tg.0)
         })
@@ -310,7 +277,7 @@ impl NativeModel {
             let strategy = parse_strategy(&strategy)?;
             let mut trial = self.scopes.clone();
             let tg = trial.set_default(strategy, device_count as usize, &name)?;
-            check_device_count(strategy, device_count, &name)?;
+            check_device_count(strategy, device_count as usize, &name)?;
             self.scopes = trial;
             Ok(tg.0)
         })

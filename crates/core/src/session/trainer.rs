@@ -52,14 +52,9 @@ impl Trainer {
         options.config.check_supported()?;
         let (model, auto_report) = auto_partition(model, &options)?;
         let n = device_count(&options)?;
-        if let Some(tg) = model.taskgraphs.iter().find(|t| t.device_count > 1) {
-            return Err(Error::unsupported(
-                format!(
-                    "TaskGraph '{}' with deviceCount {}",
-                    tg.name, tg.device_count
-                ),
-                "several devices per replica of one TaskGraph need tensor parallelism, which lands with the split issue",
-            ));
+        // The rule the scopes enforce when the model is built, for graphs built directly too.
+        for tg in &model.taskgraphs {
+            crate::strategy::check_device_count(tg.strategy, tg.device_count, &tg.name)?;
         }
         let stage_count = assign_stages(&model)?.stages();
         let layout = Layout::new(&options, n, stage_count)?;

@@ -23,5 +23,5 @@ pub use aware::aware_host_order;
 pub use cluster::{Cluster, DeviceKind, GlobalDevice, Host};
 pub use layout::{Layout, Slices};
 pub use render::strategy_name;
-pub use scopes::ScopeStack;
+pub use scopes::{ScopeStack, check_device_count};
 pub use slicing::{Slicing, VirtualDevice, slice, slice_for_config};
