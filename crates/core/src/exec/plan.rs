@@ -234,25 +234,24 @@ fn build_list(graph: &Graph, map: &StageMap, s: usize, train: bool) -> (Vec<Acti
             ));
         }
     }
-    place_frees(graph, list, &roots(graph, train), s, map)
+    place_frees(graph, list, &roots(graph, false))
 }
 
-/// Insert `Free` after each value's last use on this stage, keeping roots and parameters.
+/// Insert `Free` after each value's last use on this stage. `kept` (loss and outputs) stay for
+/// the caller to read; gradients go once accumulated or sent. Local parameters are never
+/// loaded, received or computed, so they are never freed.
 fn place_frees(
     graph: &Graph,
     list: Vec<(Action, bool)>,
-    roots: &[NodeId],
-    s: usize,
-    map: &StageMap,
+    kept: &[NodeId],
 ) -> (Vec<Action>, Vec<Action>) {
-    let roots: Vec<NodeId> = roots.to_vec();
     let mut last = vec![None; graph.nodes.len()];
-    let mut defined = Vec::new();
+    let mut defined = Vec::new(); // (value, index of the action defining it)
     for (i, (a, _)) in list.iter().enumerate() {
         match a {
-            Action::Load(x) | Action::Recv { node: x, .. } => defined.push(*x),
+            Action::Load(x) | Action::Recv { node: x, .. } => defined.push((*x, i)),
             Action::Compute(x) => {
-                defined.push(*x);
+                defined.push((*x, i));
                 for y in &graph.node(*x).inputs {
                     last[y.index()] = Some(i);
                 }
@@ -262,18 +261,9 @@ fn place_frees(
             Action::Free(_) => {}
         }
     }
-    // Loss and outputs stay for the caller to read; gradients are freed once accumulated or sent.
-    let keep = |x: NodeId| roots.contains(&x) && !graph.grads.iter().any(|(_, g)| *g == x);
     let mut frees_after: Vec<Vec<NodeId>> = vec![Vec::new(); list.len()];
-    for x in defined {
-        if matches!(graph.node(x).op, Op::Parameter { .. }) && map.stage_of[x.index()] == s
-            || keep(x)
-        {
-            continue;
-        }
-        let at = last[x.index()]
-            .unwrap_or_else(|| list.iter().position(|(a, _)| defines(a, x)).unwrap_or(0));
-        frees_after[at].push(x);
+    for (x, at) in defined.into_iter().filter(|(x, _)| !kept.contains(x)) {
+        frees_after[last[x.index()].unwrap_or(at)].push(x);
     }
     let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
     let sharers = |g: NodeId| graph.grads.iter().filter(|(_, x)| *x == g).count();
@@ -288,10 +278,6 @@ fn place_frees(
         out.extend(frees_after[i].iter().map(|x| Action::Free(*x)));
     }
     (fwd, bwd)
-}
-
-fn defines(a: &Action, x: NodeId) -> bool {
-    matches!(a, Action::Load(y) | Action::Compute(y) | Action::Recv { node: y, .. } if *y == x)
 }
 
 impl fmt::Display for Program {
