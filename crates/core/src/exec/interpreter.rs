@@ -208,15 +208,20 @@ impl<B: Backend> Executor<B> {
         let g = self.grads[param.index()]
             .as_ref()
             .ok_or_else(|| Error::internal("no gradient"))?;
-        match self.backend.host_f32(g) {
-            Some(host) => hook(param, host),
-            None => hook(
-                param,
-                self.backend
-                    .download(g)?
+        self.read_f32(g, |host| hook(param, host))
+    }
+
+    /// Hand an f32 buffer's values to `f`: in place on host-memory devices, through a download
+    /// elsewhere.
+    fn read_f32<R>(&self, buf: &B::Buffer, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+        match self.backend.host_f32(buf) {
+            Some(host) => f(host),
+            None => {
+                let data = self.backend.download(buf)?;
+                f(data
                     .as_f32()
-                    .ok_or_else(|| Error::internal("f32 gradient"))?,
-            ),
+                    .ok_or_else(|| Error::internal("expected an f32 buffer"))?)
+            }
         }
     }
 
@@ -239,12 +244,10 @@ impl<B: Backend> Executor<B> {
             Action::AccumulateGrad { param, grad, take } => self.accumulate(param, grad, take, mb),
             Action::Send { node, to_stage } => {
                 let link = link.ok_or_else(no_link)?;
-                let data = self.backend.download(self.value(mb, node)?)?;
-                let buf = data
-                    .as_f32()
-                    .ok_or_else(|| Error::internal("only f32 tensors cross stages"))?;
-                link.comm
-                    .send(buf, link.rank_of_stage[to_stage], tag(mb, node))
+                let to = link.rank_of_stage[to_stage];
+                self.read_f32(self.value(mb, node)?, |buf| {
+                    link.comm.send(buf, to, tag(mb, node))
+                })
             }
             Action::Recv { node, from_stage } => {
                 let link = link.ok_or_else(no_link)?;
