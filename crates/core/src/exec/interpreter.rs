@@ -220,7 +220,7 @@ impl<B: Backend> Executor<B> {
                 let data = self.backend.download(buf)?;
                 f(data
                     .as_f32()
-                    .ok_or_else(|| Error::internal("expected an f32 buffer"))?)
+                    .ok_or_else(|| Error::internal("only f32 tensors cross stages and replicas"))?)
             }
         }
     }
