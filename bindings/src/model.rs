@@ -54,6 +54,26 @@ fn parse_strategy(strategy: &str) -> Result<Strategy> {
 }
 
 impl NativeModel {
+    /// Open a scope or a default strategy on a copy of the scope stack, keeping it only when
+    /// both EPL's rules and the deviceCount rule accept it (a refused call changes nothing).
+    fn open_scope(
+        &mut self,
+        strategy: &str,
+        device_count: u32,
+        name: &str,
+        open: fn(&mut ScopeStack, Strategy, usize, &str) -> Result<TaskGraphId>,
+    ) -> js::Result<u32> {
+        guard(|| {
+            self.builder()?;
+            let strategy = parse_strategy(strategy)?;
+            let mut trial = self.scopes.clone();
+            let tg = open(&mut trial, strategy, device_count as usize, name)?;
+            check_device_count(strategy, device_count as usize, name)?;
+            self.scopes = trial;
+            Ok(tg.0)
+        })
+    }
+
     fn builder(&self) -> Result<&GraphBuilder> {
         self.builder.as_ref().ok_or_else(finished)
     }
@@ -246,15 +266,7 @@ impl NativeModel {
         device_count: u32,
         name: String,
     ) -> js::Result<u32> {
-        guard(|| {
-            self.builder()?;
-            let strategy = parse_strategy(&strategy)?;
-            let mut trial = self.scopes.clone();
-            let tg = trial.enter(strategy, device_count as usize, &name)?;
-            check_device_count(strategy, device_count as usize, &name)?;
-            self.scopes = trial;
-            Ok(tg.0)
-        })
+        self.open_scope(&strategy, device_count, &name, ScopeStack::enter)
     }
 
     /// Leave the open scope; returns its TaskGraph, or `null` when no op was created in it.
@@ -272,15 +284,7 @@ impl NativeModel {
         device_count: u32,
         name: String,
     ) -> js::Result<u32> {
-        guard(|| {
-            self.builder()?;
-            let strategy = parse_strategy(&strategy)?;
-            let mut trial = self.scopes.clone();
-            let tg = trial.set_default(strategy, device_count as usize, &name)?;
-            check_device_count(strategy, device_count as usize, &name)?;
-            self.scopes = trial;
-            Ok(tg.0)
-        })
+        self.open_scope(&strategy, device_count, &name, ScopeStack::set_default)
     }
 
     /// The TaskGraphs so far, in index order, with their node counts.
