@@ -42,6 +42,24 @@ test('reading a trainer while a step runs is a typed error, not a race', async (
   t.is(trainer.getParameter('fc1.weight').length, FEATURES * 16);
 });
 
+test('stepSync trains exactly like step, and refuses to run beside an asynchronous call', async (t) => {
+  const options = { batch: BATCH, seed: 3, optimizer: weft.optim.adamW({ lr: 5e-2 }) };
+  const [a, b] = [await weft.compile(tinyMlp(), options), await weft.compile(tinyMlp(), options)];
+  const batch = tinyBatch();
+  for (let i = 0; i < 3; i++) {
+    const [ra, rb] = [await a.step(batch), b.stepSync(batch)];
+    t.is(rb.step, i + 1);
+    t.is(rb.loss, ra.loss);
+    t.deepEqual(rb.outputs.logits?.data, ra.outputs.logits?.data);
+  }
+  t.deepEqual(b.getParameter('fc1.weight'), a.getParameter('fc1.weight'));
+  const running = a.step(batch);
+  t.throws(() => a.stepSync(batch), { instanceOf: weft.WeftUnsupportedError, message: /stepSync while a step/ });
+  await running;
+  t.throws(() => a.stepSync({ x: batch.x }), { instanceOf: weft.WeftBatchError, message: /missing input 'y'/ });
+  t.is(a.stepCount, 4);
+});
+
 test('a model compiles twice (the second compile rebuilds it)', async (t) => {
   const model = tinyMlp();
   const a = await weft.compile(model, { batch: BATCH, seed: 3 });

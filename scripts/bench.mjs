@@ -44,18 +44,23 @@ function reference(script, extra = []) {
   return r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
 }
 
-/** Median wall ms of `trainer.step` (JS call to resolved promise) and of the native step. */
-async function timeSteps(trainer, batch, warmup, steps) {
-  for (let i = 0; i < warmup; i++) await trainer.step(batch);
+/**
+ * Median wall ms of `trainer.step` (JS call to resolved promise; or `stepSync`, call to return)
+ * and median per-step overhead: wall minus the native step's own time.
+ */
+async function timeSteps(trainer, batch, warmup, steps, sync = false) {
+  const run = sync ? (b) => trainer.stepSync(b) : (b) => trainer.step(b);
+  for (let i = 0; i < warmup; i++) await run(batch);
   const wall = [];
-  const native = [];
+  const overhead = [];
   for (let i = 0; i < steps; i++) {
     const t0 = process.hrtime.bigint();
-    const r = await trainer.step(batch);
-    wall.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    native.push(r.ms);
+    const r = await run(batch);
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    wall.push(ms);
+    overhead.push(ms - r.ms);
   }
-  return { wall: median(wall), native: median(native) };
+  return { wall: median(wall), overhead: median(overhead) };
 }
 
 function randomInts(n, max, seed) {
@@ -67,21 +72,25 @@ async function w1() {
   const B = 256;
   const trainer = await weft.compile(mlp({ sizes: [784, 1024, 1024, 10] }), { batch: B, optimizer: weft.optim.adam({ lr: 1e-3 }) });
   const x = Float32Array.from(randomInts(B * 784, 1000, 1), (v) => v / 1000);
-  const t = await timeSteps(trainer, { x, y: randomInts(B, 10, 2) }, 3, quick ? 5 : 15);
+  const batch = { x, y: randomInts(B, 10, 2) };
+  const t = await timeSteps(trainer, batch, 3, quick ? 5 : 30);
+  const s = await timeSteps(trainer, batch, 3, quick ? 5 : 30, true);
   const ref = reference('mlp.py').find((r) => r.workload === 'W1');
-  const overhead = ((t.wall - t.native) / t.wall) * 100;
-  console.log(`W1 mlp 784-1024-1024-10 b256 adam | weft ${fmt(t.wall)} ms/step (${fmt((B * 1000) / t.wall, 0)} samples/s; JS->Rust overhead ${fmt(overhead, 2)}%)` +
+  const pct = (o, w) => `${fmt((o / w) * 100, 2)}% (${fmt(o * 1000, 0)} us)`;
+  console.log(`W1 mlp 784-1024-1024-10 b256 adam | weft ${fmt(t.wall)} ms/step (${fmt((B * 1000) / t.wall, 0)} samples/s)` +
     ` | pytorch ${fmt(ref?.ms_per_step_median)} ms | ratio pytorch/weft ${ref ? fmt(ref.ms_per_step_median / t.wall, 2) : '—'}`);
+  console.log(`W1 JS->Rust overhead per step | stepSync ${pct(s.overhead, s.wall)} | step (async: copy + 2 thread hand-offs) ${pct(t.overhead, t.wall)}`);
 }
 
-async function w2() {
+/** W2 with `threads` compute threads for weft and for PyTorch alike. */
+async function w2(threads) {
   const cfg = { layers: 4, heads: 4, dim: 256, seq: 128, vocab: 4096 };
   const B = 8;
-  const trainer = await weft.compile(gpt(cfg), { batch: B, optimizer: weft.optim.adamW({ lr: 3e-4 }) });
+  const trainer = await weft.compile(gpt(cfg), { batch: B, threads, optimizer: weft.optim.adamW({ lr: 3e-4 }) });
   const batch = { idx: randomInts(B * cfg.seq, cfg.vocab, 3), targets: randomInts(B * cfg.seq, cfg.vocab, 4) };
   const t = await timeSteps(trainer, batch, 2, quick ? 3 : 8);
-  const ref = reference('gpt2.py', ['--threads', '2']).find((r) => r.workload === 'W2');
-  console.log(`W2 gpt L4 H4 C256 T128 V4096 b8 adamw | weft ${fmt(t.wall)} ms/step (${fmt((B * cfg.seq * 1000) / t.wall, 0)} tokens/s)` +
+  const ref = reference('gpt2.py', ['--threads', String(threads)]).find((r) => r.workload === 'W2');
+  console.log(`W2 gpt L4 H4 C256 T128 V4096 b8 adamw ${threads} thread${threads > 1 ? 's' : ''} | weft ${fmt(t.wall)} ms/step (${fmt((B * cfg.seq * 1000) / t.wall, 0)} tokens/s)` +
     ` | pytorch ${fmt(ref?.ms_per_step_median)} ms | ratio pytorch/weft ${ref ? fmt(ref.ms_per_step_median / t.wall, 2) : '—'}`);
 }
 
@@ -142,7 +151,10 @@ if (!haveRef) {
   console.log('reference not installed: run `bash benches/reference/setup.sh` (a local .venv with torch and numpy from PyPI) to print ratios');
 }
 if (only.includes('W1')) await w1();
-if (only.includes('W2')) await w2();
+if (only.includes('W2')) {
+  await w2(2);
+  await w2(1);
+}
 if (only.includes('G')) g();
 if (only.includes('P')) await p();
 if (only.includes('D')) await d();

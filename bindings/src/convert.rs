@@ -4,9 +4,9 @@
 //! Every conversion failure is a core `Error` with the group the user would expect (a bad
 //! dtype name is `WEFT_DTYPE`, a bad axis is `WEFT_SHAPE`), so the TS layer sees one error model.
 
-use napi::bindgen_prelude::{Either, Float32Array, Int32Array};
+use napi::bindgen_prelude::{Either, Float32Array, Float32ArraySlice, Int32Array, Int32ArraySlice};
 use serde_json::{Map, Value};
-use weft_core::exec::HostData;
+use weft_core::exec::{HostData, HostView};
 use weft_core::ir::{
     BinaryOp, DType, Dim, GraphBuilder, Init, NodeId, Op, ReduceOp, Shape, UnaryOp,
 };
@@ -25,6 +25,8 @@ pub struct TensorInfo {
 
 /// A batch tensor as JS hands it over.
 pub type JsTensor = Either<Float32Array, Int32Array>;
+/// A batch tensor borrowed for the length of one synchronous call.
+pub type JsTensorView<'a> = Either<Float32ArraySlice<'a>, Int32ArraySlice<'a>>;
 
 /// One named output of a step: concrete dims and a fresh typed array.
 #[napi(object)]
@@ -411,6 +413,28 @@ pub fn host_data(t: &JsTensor) -> HostData {
     match t {
         Either::A(f) => HostData::F32(f.to_vec()),
         Either::B(i) => HostData::I32(i.to_vec()),
+    }
+}
+
+pub fn host_view<'a>(t: &'a JsTensorView<'_>) -> HostView<'a> {
+    match t {
+        Either::A(f) => HostView::F32(f),
+        Either::B(i) => HostView::I32(i),
+    }
+}
+
+/// Overwrites `buf` with `t`, keeping its allocation when the dtype matches.
+pub fn copy_into(buf: &mut HostData, t: &JsTensor) {
+    match (buf, t) {
+        (HostData::F32(v), Either::A(f)) => {
+            v.clear();
+            v.extend_from_slice(f);
+        }
+        (HostData::I32(v), Either::B(i)) => {
+            v.clear();
+            v.extend_from_slice(i);
+        }
+        (buf, t) => *buf = host_data(t),
     }
 }
 

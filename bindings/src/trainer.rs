@@ -3,23 +3,24 @@
 //! owned `Vec`s on the JS thread before a task leaves it.
 
 use crate::convert::{
-    JsInputSpec, JsStepReport, JsTensor, ParameterInfo, dims_u32, host_data, input_spec,
-    parse_json, step_report, to_js_tensor,
+    JsInputSpec, JsStepReport, JsTensor, JsTensorView, ParameterInfo, copy_into, dims_u32,
+    host_data, host_view, input_spec, parse_json, step_report, to_js_tensor,
 };
 use crate::error::{self as js, catch, guard, reject};
 use crate::model::NativeModel;
 use napi::Task;
 use napi::bindgen_prelude::{AsyncTask, Env};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
-use weft_core::exec::HostData;
+use weft_core::exec::{HostData, HostView};
 use weft_core::ir::Graph;
 use weft_core::session::{StepReport, Trainer, TrainerOptions};
 use weft_core::{Error, Result};
 
 type Shared = Arc<Mutex<Trainer>>;
+type Staging = Arc<Mutex<BTreeMap<String, HostData>>>;
 
 fn poisoned() -> Error {
     Error::internal("the trainer is unusable after an earlier internal error")
@@ -42,11 +43,34 @@ fn try_lock(t: &Shared) -> Result<MutexGuard<'_, Trainer>> {
     })
 }
 
-fn batch_map(inputs: &HashMap<String, JsTensor>) -> BTreeMap<String, HostData> {
-    inputs
-        .iter()
-        .map(|(k, v)| (k.clone(), host_data(v)))
-        .collect()
+/// Batch tensors (one per input, in `names` order) copied into `staging`'s buffers. Reusing
+/// them across steps matters: a fresh multi-megabyte `Vec` per step is a fresh `mmap`, and its
+/// page faults cost more than the copy.
+fn batch_map(
+    names: &[String],
+    inputs: &[JsTensor],
+    mut staging: BTreeMap<String, HostData>,
+) -> Result<BTreeMap<String, HostData>> {
+    check_count(names, inputs.len())?;
+    for (name, v) in names.iter().zip(inputs) {
+        match staging.get_mut(name) {
+            Some(buf) => copy_into(buf, v),
+            None => {
+                staging.insert(name.clone(), host_data(v));
+            }
+        }
+    }
+    Ok(staging)
+}
+
+fn check_count(names: &[String], got: usize) -> Result<()> {
+    if got == names.len() {
+        return Ok(());
+    }
+    Err(Error::batch(format!(
+        "{got} batch tensors for the model's {} inputs {names:?}",
+        names.len()
+    )))
 }
 
 /// Finish `model` with `lossId` as the loss and compile it with `optionsJson`
@@ -88,7 +112,9 @@ impl Task for CompileTask {
     fn resolve(&mut self, env: Env, out: Self::Output) -> napi::Result<NativeTrainer> {
         catch(|| {
             out.map(|t| NativeTrainer {
+                input_names: t.inputs().iter().map(|s| s.name.clone()).collect(),
                 inner: Arc::new(Mutex::new(t)),
+                staging: Staging::default(),
             })
         })
         .map_err(|e| reject(&env, e))
@@ -99,6 +125,8 @@ impl Task for CompileTask {
 pub struct StepTask {
     trainer: Shared,
     batch: BTreeMap<String, HostData>,
+    /// Where `batch`'s buffers go back to when the task resolves, for the next step to reuse.
+    staging: Staging,
     train: bool,
 }
 
@@ -119,6 +147,9 @@ impl Task for StepTask {
     }
 
     fn resolve(&mut self, env: Env, out: Self::Output) -> napi::Result<JsStepReport> {
+        if let Ok(mut slot) = self.staging.lock() {
+            *slot = std::mem::take(&mut self.batch);
+        }
         catch(|| out.map(step_report)).map_err(|e| reject(&env, e))
     }
 }
@@ -168,15 +199,26 @@ impl Task for IoTask {
 #[napi]
 pub struct NativeTrainer {
     inner: Shared,
+    /// Batch buffers of the last step (empty while a step holds them).
+    staging: Staging,
+    /// The model's inputs in order: batches arrive as one tensor per input in this order.
+    input_names: Vec<String>,
 }
 
 impl NativeTrainer {
-    fn step_task(&self, inputs: &HashMap<String, JsTensor>, train: bool) -> AsyncTask<StepTask> {
-        AsyncTask::new(StepTask {
+    fn step_task(&self, inputs: &[JsTensor], train: bool) -> Result<AsyncTask<StepTask>> {
+        // A step still holding the buffers (calls not awaited) leaves an empty map: fresh ones.
+        let reuse = self
+            .staging
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        Ok(AsyncTask::new(StepTask {
             trainer: self.inner.clone(),
-            batch: batch_map(inputs),
+            batch: batch_map(&self.input_names, inputs, reuse)?,
+            staging: self.staging.clone(),
             train,
-        })
+        }))
     }
 
     fn io_task(&self, job: Io) -> AsyncTask<IoTask> {
@@ -189,16 +231,33 @@ impl NativeTrainer {
 
 #[napi]
 impl NativeTrainer {
-    /// One optimizer step on a global batch.
-    #[napi(ts_args_type = "inputs: Record<string, Float32Array | Int32Array>")]
-    pub fn step(&self, inputs: HashMap<String, JsTensor>) -> js::Result<AsyncTask<StepTask>> {
-        guard(|| Ok(self.step_task(&inputs, true)))
+    /// One optimizer step on a global batch: one tensor per input, in `inputs()` order.
+    #[napi(ts_args_type = "inputs: Array<Float32Array | Int32Array>")]
+    pub fn step(&self, inputs: Vec<JsTensor>) -> js::Result<AsyncTask<StepTask>> {
+        guard(|| self.step_task(&inputs, true))
+    }
+
+    /// One optimizer step on the calling (JS) thread: the batch's typed arrays (one per input,
+    /// in `inputs()` order) are read in place, nothing copied or queued, and the event loop
+    /// waits for the step, as a PyTorch step does. For loops that need no event loop meanwhile.
+    #[napi(ts_args_type = "inputs: Array<Float32Array | Int32Array>")]
+    pub fn step_sync(&self, inputs: Vec<JsTensorView<'_>>) -> js::Result<JsStepReport> {
+        guard(|| {
+            check_count(&self.input_names, inputs.len())?;
+            let batch: BTreeMap<String, HostView<'_>> = self
+                .input_names
+                .iter()
+                .zip(&inputs)
+                .map(|(name, v)| (name.clone(), host_view(v)))
+                .collect();
+            Ok(step_report(try_lock(&self.inner)?.step(&batch)?))
+        })
     }
 
     /// Loss and outputs on a global batch, without updating anything.
-    #[napi(ts_args_type = "inputs: Record<string, Float32Array | Int32Array>")]
-    pub fn evaluate(&self, inputs: HashMap<String, JsTensor>) -> js::Result<AsyncTask<StepTask>> {
-        guard(|| Ok(self.step_task(&inputs, false)))
+    #[napi(ts_args_type = "inputs: Array<Float32Array | Int32Array>")]
+    pub fn evaluate(&self, inputs: Vec<JsTensor>) -> js::Result<AsyncTask<StepTask>> {
+        guard(|| self.step_task(&inputs, false))
     }
 
     /// Write a checkpoint directory (parameters, optimizer state, step, and `metaJson`).

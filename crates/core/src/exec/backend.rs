@@ -64,6 +64,61 @@ impl HostData {
     }
 }
 
+/// Borrowed host data: what a step reads its batch from, owned by the caller (a `HostData`, or
+/// a JS typed array during a synchronous call) so that nothing is copied on the way in.
+#[derive(Debug, Clone, Copy)]
+pub enum HostView<'a> {
+    F32(&'a [f32]),
+    I32(&'a [i32]),
+}
+
+impl HostView<'_> {
+    pub fn dtype(&self) -> DType {
+        match self {
+            HostView::F32(_) => DType::F32,
+            HostView::I32(_) => DType::I32,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            HostView::F32(v) => v.len(),
+            HostView::I32(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Self {
+        match self {
+            HostView::F32(v) => HostView::F32(&v[range]),
+            HostView::I32(v) => HostView::I32(&v[range]),
+        }
+    }
+}
+
+/// Anything a batch tensor can be read from.
+pub trait AsHostView {
+    fn view(&self) -> HostView<'_>;
+}
+
+impl AsHostView for HostData {
+    fn view(&self) -> HostView<'_> {
+        match self {
+            HostData::F32(v) => HostView::F32(v),
+            HostData::I32(v) => HostView::I32(v),
+        }
+    }
+}
+
+impl AsHostView for HostView<'_> {
+    fn view(&self) -> HostView<'_> {
+        *self
+    }
+}
+
 /// Per-launch context a kernel may need besides its tensors.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KernelCtx {
@@ -119,6 +174,10 @@ pub trait Backend: Send + Sync {
     fn alloc(&self, dtype: DType, len: usize) -> Result<Self::Buffer>;
 
     fn upload(&self, data: &HostData) -> Result<Self::Buffer>;
+
+    /// Overwrite `buf` (same dtype and length) with host data: an upload into a pooled buffer,
+    /// so that a step's inputs cost one copy and no allocation.
+    fn write(&self, buf: &mut Self::Buffer, data: HostView<'_>) -> Result<()>;
 
     fn download(&self, buf: &Self::Buffer) -> Result<HostData>;
 

@@ -2,7 +2,7 @@
 //! goes through the `Backend`; all buffers through the pool. Parameters, accumulated gradients
 //! and optimizer state persist across steps; everything else is freed at its last use.
 
-use super::backend::{Backend, HostData, KernelCtx, TensorRef, UpdateRule};
+use super::backend::{AsHostView, Backend, HostData, HostView, KernelCtx, TensorRef, UpdateRule};
 use super::memory::{Category, MemoryStats, Pool};
 use super::plan::{Action, Program, ProgramKind};
 use crate::collectives::Communicator;
@@ -165,11 +165,11 @@ impl<B: Backend> Executor<B> {
 
     /// Run one micro-batch through one of this stage's programs. `inputs` are keyed by input
     /// name and already sized for one micro-batch.
-    pub fn run(
+    pub fn run<D: AsHostView>(
         &mut self,
         kind: ProgramKind,
         mb: usize,
-        inputs: &BTreeMap<String, HostData>,
+        inputs: &BTreeMap<String, D>,
         ctx: &KernelCtx,
         link: Option<&Link<'_>>,
     ) -> Result<()> {
@@ -178,11 +178,11 @@ impl<B: Backend> Executor<B> {
 
     /// `run`, calling `on_grad(param, gradient)` each time a parameter's accumulated gradient is
     /// updated (the data-parallel reducer starts a bucket's all-reduce once all of it is final).
-    pub fn run_with(
+    pub fn run_with<D: AsHostView>(
         &mut self,
         kind: ProgramKind,
         mb: usize,
-        inputs: &BTreeMap<String, HostData>,
+        inputs: &BTreeMap<String, D>,
         ctx: &KernelCtx,
         link: Option<&Link<'_>>,
         mut on_grad: Option<&mut GradHook<'_>>,
@@ -225,11 +225,26 @@ impl<B: Backend> Executor<B> {
         }
     }
 
-    fn act(
+    /// Let `f` fill an f32 buffer: in place on host-memory devices, through an upload elsewhere.
+    fn write_f32(
+        &self,
+        buf: &mut B::Buffer,
+        len: usize,
+        f: impl FnOnce(&mut [f32]) -> Result<()>,
+    ) -> Result<()> {
+        if let Some(host) = self.backend.host_f32_mut(buf) {
+            return f(host);
+        }
+        let mut host = vec![0.0f32; len];
+        f(&mut host)?;
+        self.backend.write(buf, HostView::F32(&host))
+    }
+
+    fn act<D: AsHostView>(
         &mut self,
         action: &Action,
         mb: usize,
-        inputs: &BTreeMap<String, HostData>,
+        inputs: &BTreeMap<String, D>,
         ctx: &KernelCtx,
         link: Option<&Link<'_>>,
     ) -> Result<()> {
@@ -252,13 +267,18 @@ impl<B: Backend> Executor<B> {
             Action::Recv { node, from_stage } => {
                 let link = link.ok_or_else(no_link)?;
                 let len = numel(&self.dims[node.index()]);
-                let mut buf = vec![0.0f32; len];
+                let mut b =
+                    self.pool
+                        .take(&self.backend, Category::Activations, DType::F32, len)?;
                 let t0 = std::time::Instant::now();
-                link.comm
-                    .recv(&mut buf, link.rank_of_stage[from_stage], tag(mb, node))?;
+                let from = link.rank_of_stage[from_stage];
+                let got =
+                    self.write_f32(&mut b, len, |buf| link.comm.recv(buf, from, tag(mb, node)));
                 self.recv_wait += t0.elapsed();
-                let b = self.backend.upload(&HostData::F32(buf))?;
-                self.pool.adopt(Category::Activations, DType::F32, len);
+                if let Err(e) = got {
+                    self.pool.give(Category::Activations, DType::F32, len, b);
+                    return Err(e);
+                }
                 self.slot(mb)[node.index()] = Some(b);
                 Ok(())
             }
@@ -270,14 +290,20 @@ impl<B: Backend> Executor<B> {
         lookup(&self.params, &self.slots, mb, id)
     }
 
-    fn load(&mut self, id: NodeId, mb: usize, inputs: &BTreeMap<String, HostData>) -> Result<()> {
+    fn load<D: AsHostView>(
+        &mut self,
+        id: NodeId,
+        mb: usize,
+        inputs: &BTreeMap<String, D>,
+    ) -> Result<()> {
         let node = self.graph.node(id);
         let Op::Input { name, dtype, .. } = &node.op else {
             return Err(Error::internal(format!("load of non-input {id}")));
         };
         let data = inputs
             .get(name)
-            .ok_or_else(|| Error::batch(format!("missing input '{name}'")))?;
+            .ok_or_else(|| Error::batch(format!("missing input '{name}'")))?
+            .view();
         let len = numel(&self.dims[id.index()]);
         if data.dtype() != *dtype || data.len() != len {
             return Err(Error::batch(format!(
@@ -288,8 +314,13 @@ impl<B: Backend> Executor<B> {
             )));
         }
         let dtype = *dtype;
-        let b = self.backend.upload(data)?;
-        self.pool.adopt(Category::Activations, dtype, len);
+        let mut b = self
+            .pool
+            .take(&self.backend, Category::Activations, dtype, len)?;
+        if let Err(e) = self.backend.write(&mut b, data) {
+            self.pool.give(Category::Activations, dtype, len, b);
+            return Err(e);
+        }
         self.slot(mb)[id.index()] = Some(b);
         Ok(())
     }

@@ -8,7 +8,7 @@ mod interpreter;
 mod memory;
 mod plan;
 
-pub use backend::{Backend, HostData, KernelCtx, TensorRef, UpdateRule};
+pub use backend::{AsHostView, Backend, HostData, HostView, KernelCtx, TensorRef, UpdateRule};
 pub use cpu::CpuBackend;
 pub use gemm_bench::cpu_gemm_gflops;
 pub use interpreter::{Executor, GradHook, GradReduce, Link, init_values};

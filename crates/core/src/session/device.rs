@@ -7,7 +7,7 @@ use super::trace::DeviceTrace;
 use crate::collectives::Communicator;
 use crate::error::{Error, Result};
 use crate::exec::cpu::CpuBackend;
-use crate::exec::{Executor, GradReduce, HostData, KernelCtx, Link, ProgramKind};
+use crate::exec::{Executor, GradReduce, HostData, HostView, KernelCtx, Link, ProgramKind};
 use crate::ir::NodeId;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -72,7 +72,7 @@ pub(super) struct DeviceResult {
 pub(super) struct StepPlan<'a> {
     pub work: &'a [Work],
     pub rank_of_stage: &'a [usize],
-    pub micro_inputs: &'a [BTreeMap<String, HostData>],
+    pub micro_inputs: &'a [BTreeMap<String, HostView<'a>>],
     pub loss: NodeId,
     pub outputs: &'a [(String, NodeId)],
     pub ctx: KernelCtx,

@@ -11,11 +11,18 @@ use super::report::StepReport;
 use crate::autodiff::differentiate;
 use crate::error::{Error, Result};
 use crate::exec::cpu::CpuBackend;
-use crate::exec::{Executor, HostData, KernelCtx};
+use crate::exec::{AsHostView, Executor, HostData, HostView, KernelCtx};
 use crate::ir::{DType, Graph};
 use crate::passes::{StageMap, assign_stages, resolve_batch, run_pass};
 use std::collections::BTreeMap;
 use std::time::Instant;
+
+/// A global batch as the step reads it: input name -> borrowed data.
+type Batch<'a> = BTreeMap<&'a str, HostView<'a>>;
+
+fn views<D: AsHostView>(batch: &BTreeMap<String, D>) -> Batch<'_> {
+    batch.iter().map(|(k, v)| (k.as_str(), v.view())).collect()
+}
 
 /// One batch input of the compiled model, at the global batch size.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,7 +158,7 @@ impl Trainer {
     }
 
     /// Check names, dtypes and sizes of a global batch before anything runs.
-    fn check_batch(&self, batch: &BTreeMap<String, HostData>) -> Result<()> {
+    fn check_batch(&self, batch: &Batch<'_>) -> Result<()> {
         for name in batch.keys() {
             if !self.inputs.iter().any(|s| &s.name == name) {
                 let known: Vec<&str> = self.inputs.iter().map(|s| s.name.as_str()).collect();
@@ -162,7 +169,7 @@ impl Trainer {
         }
         for s in &self.inputs {
             let data = batch
-                .get(&s.name)
+                .get(s.name.as_str())
                 .ok_or_else(|| Error::batch(format!("missing input '{}'", s.name)))?;
             let len: usize = s.dims.iter().product();
             if data.dtype() != s.dtype {
@@ -186,22 +193,18 @@ impl Trainer {
     }
 
     /// Chunk `c` of every batched input: replica r, micro-batch m is chunk r*M + m (DESIGN.md).
-    fn chunk(&self, batch: &BTreeMap<String, HostData>, c: usize) -> BTreeMap<String, HostData> {
+    fn chunk<'a>(&self, batch: &Batch<'a>, c: usize) -> BTreeMap<String, HostView<'a>> {
         let parts = self.layout.replicas * self.layout.micro_batches;
         let mut out = BTreeMap::new();
         for s in &self.inputs {
-            let data = &batch[&s.name];
+            let data = batch[s.name.as_str()];
             let range = if s.batched {
                 let len = data.len() / parts;
                 c * len..(c + 1) * len
             } else {
                 0..data.len()
             };
-            let part = match data {
-                HostData::F32(v) => HostData::F32(v[range].to_vec()),
-                HostData::I32(v) => HostData::I32(v[range].to_vec()),
-            };
-            out.insert(s.name.clone(), part);
+            out.insert(s.name.clone(), data.slice(range));
         }
         out
     }
@@ -209,12 +212,12 @@ impl Trainer {
     /// Phase one of a step on every device: pipeline work, then gradient reduction.
     fn run_devices(
         &mut self,
-        batch: &BTreeMap<String, HostData>,
+        batch: &Batch<'_>,
         train: bool,
     ) -> Result<(Vec<DeviceResult>, Instant)> {
         self.check_batch(batch)?;
         let (r_count, m_count) = (self.layout.replicas, self.layout.micro_batches);
-        let per_replica: Vec<Vec<BTreeMap<String, HostData>>> = (0..r_count)
+        let per_replica: Vec<Vec<BTreeMap<String, HostView<'_>>>> = (0..r_count)
             .map(|r| {
                 (0..m_count)
                     .map(|m| self.chunk(batch, r * m_count + m))
@@ -361,9 +364,9 @@ impl Trainer {
     }
 
     /// One optimizer step on a global batch.
-    pub fn step(&mut self, batch: &BTreeMap<String, HostData>) -> Result<StepReport> {
+    pub fn step<D: AsHostView>(&mut self, batch: &BTreeMap<String, D>) -> Result<StepReport> {
         let t0 = Instant::now();
-        let (device_results, epoch) = match self.run_devices(batch, true) {
+        let (device_results, epoch) = match self.run_devices(&views(batch), true) {
             Ok(r) => r,
             Err(e) => {
                 self.discard_all();
@@ -445,9 +448,9 @@ impl Trainer {
     }
 
     /// Loss and outputs on a batch, without updating anything.
-    pub fn evaluate(&mut self, batch: &BTreeMap<String, HostData>) -> Result<StepReport> {
+    pub fn evaluate<D: AsHostView>(&mut self, batch: &BTreeMap<String, D>) -> Result<StepReport> {
         let t0 = Instant::now();
-        let (results, _) = self.run_devices(batch, false)?;
+        let (results, _) = self.run_devices(&views(batch), false)?;
         let (loss, outputs) = self.merge(&results);
         let lr = self.schedule.lr_at(self.step.max(1));
         let ms = t0.elapsed().as_secs_f64() * 1e3;

@@ -36,7 +36,7 @@ mod util;
 mod tests;
 
 use crate::error::{Error, Result};
-use crate::exec::{Backend, HostData, KernelCtx, TensorRef, UpdateRule};
+use crate::exec::{Backend, HostData, HostView, KernelCtx, TensorRef, UpdateRule};
 use crate::ir::{DType, Op, Shape};
 use util::{F32In, any_in, check_out_len, f32_in, f32_out, i32_in};
 
@@ -125,6 +125,23 @@ impl Backend for CpuBackend {
 
     fn upload(&self, data: &HostData) -> Result<HostData> {
         Ok(data.clone())
+    }
+
+    fn write(&self, buf: &mut HostData, data: HostView<'_>) -> Result<()> {
+        match (buf, data) {
+            (HostData::F32(b), HostView::F32(d)) if b.len() == d.len() => b.copy_from_slice(d),
+            (HostData::I32(b), HostView::I32(d)) if b.len() == d.len() => b.copy_from_slice(d),
+            (b, d) => {
+                return Err(Error::internal(format!(
+                    "write of {} x {} into a {} x {} buffer",
+                    d.dtype(),
+                    d.len(),
+                    b.dtype(),
+                    b.len()
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn download(&self, buf: &HostData) -> Result<HostData> {
