@@ -60,9 +60,9 @@ pub struct AutoStageReport {
 }
 
 impl AutoStageReport {
-    /// The slowest stage's training FLOPs: what bounds the pipeline's throughput.
-    pub fn bottleneck_flops(&self) -> f64 {
-        self.stages.iter().map(|s| s.flops).fold(0.0, f64::max)
+    /// The slowest stage's estimated training time: what bounds the pipeline's throughput.
+    pub fn bottleneck_ms(&self) -> f64 {
+        self.stages.iter().map(|s| s.time_ms).fold(0.0, f64::max)
     }
 }
 
