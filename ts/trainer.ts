@@ -108,6 +108,8 @@ export class Trainer {
   private readonly nativeTrainer: NativeTrainer;
   private readonly onProgress: ((result: StepResult) => void) | undefined;
   private readonly merge: OutputMerge;
+  /** Element count of each input at the global batch, in `inputs` order. */
+  private readonly lengths: readonly number[];
   private queue: Promise<unknown> = Promise.resolve();
   private inFlight = 0;
 
@@ -128,6 +130,7 @@ export class Trainer {
     this.inputs = Object.freeze(
       call(() => t.inputs()).map((s) => Object.freeze({ name: s.name, shape: Object.freeze([...s.shape]), dtype: s.dtype as DType })),
     );
+    this.lengths = this.inputs.map((spec) => spec.shape.reduce((a, b) => a * b, 1));
   }
 
   /** Runs `fn` after every earlier call on this trainer has settled. */
@@ -162,18 +165,26 @@ export class Trainer {
         throw new WeftBatchError(`batch has unknown input '${key}'; the model's inputs are ${names}`);
       }
     }
-    return this.inputs.map((spec) => {
-      const len = spec.shape.reduce((a, b) => a * b, 1);
-      // Built only for a message: a step must not pay for it.
-      const want = () => `${spec.dtype} [${spec.shape.join(', ')}] = ${len} values for global batch ${this.batch}`;
+    // A plain loop with no closures: this runs on every step, right after the step has
+    // flushed the caches, where every touched object costs.
+    const out = new Array<Float32Array | Int32Array>(this.inputs.length);
+    for (let i = 0; i < out.length; i++) {
+      const spec = this.inputs[i] as InputShape;
       const data: unknown = batch[spec.name];
-      if (data === undefined) throw new WeftBatchError(`batch is missing input '${spec.name}' (expected ${want()})`);
+      if (data === undefined) throw new WeftBatchError(`batch is missing input '${spec.name}' (expected ${this.want(i)})`);
       const typed = toTyped(spec, data);
-      if (typed.length !== len) {
-        throw new WeftBatchError(`input '${spec.name}' has ${typed.length} values, expected ${want()}`);
+      if (typed.length !== this.lengths[i]) {
+        throw new WeftBatchError(`input '${spec.name}' has ${typed.length} values, expected ${this.want(i)}`);
       }
-      return typed;
-    });
+      out[i] = typed;
+    }
+    return out;
+  }
+
+  /** Input `i`'s expected dtype, shape and size, for messages. */
+  private want(i: number): string {
+    const spec = this.inputs[i] as InputShape;
+    return `${spec.dtype} [${spec.shape.join(', ')}] = ${String(this.lengths[i])} values for global batch ${this.batch}`;
   }
 
   /**
