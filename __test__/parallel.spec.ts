@@ -239,6 +239,27 @@ test('layout errors name the numbers: batch vs replicas x micro-batches, stages 
   });
 });
 
+test('ZeRO v0 trains like plain DP with half the optimizer state per replica; without replicas it is refused', async (t) => {
+  const run = async (devices: number, level: '' | 'v0') => {
+    const trainer = await weft.compile(mlp('none'), {
+      batch: BATCH,
+      devices: weft.cpu(devices),
+      seed: 3,
+      threads: 1,
+      optimizer: weft.optim.adamW({ lr: 1e-2 }),
+      config: weft.config({ zero: { level } }),
+    });
+    const losses: number[] = [];
+    for (let s = 0; s < 3; s++) losses.push((await trainer.step(batch(s))).loss);
+    const state = (d: string) => ((trainer.memory()[d] as { measured: { optimizer_state: number } }).measured.optimizer_state);
+    return { losses, state: [state('cpu:0'), state('cpu:1')] };
+  };
+  const [plain, zero] = [await run(2, ''), await run(2, 'v0')];
+  t.deepEqual(zero.losses, plain.losses);
+  for (const bytes of zero.state) t.true(Math.abs(bytes - (plain.state[0] as number) / 2) <= 8, `${bytes} vs ${String(plain.state[0])}`);
+  await t.throwsAsync(run(1, 'v0'), { instanceOf: weft.WeftConfigError, message: /zero.level='v0' shards optimizer state across data-parallel replicas, but this layout has 1 replica/ });
+});
+
 test('weft.cpu(n) takes 1..16 devices', (t) => {
   t.is(String(weft.cpu(16)), 'cpu:16');
   t.is(weft.cpu(4).count, 4);

@@ -65,19 +65,6 @@ mod tests {
     }
 
     #[test]
-    fn zero_message_is_exact() {
-        assert_eq!(
-            unsupported(json!({"zero.level": "v1"})),
-            (
-                "zero.level".to_string(),
-                "zero.level='v1' is not yet supported by this build \
-                 (ZeRO lands with the memory issue)"
-                    .to_string()
-            )
-        );
-    }
-
-    #[test]
     fn each_unsupported_key_is_named() {
         let cases = [
             (
@@ -111,7 +98,7 @@ mod tests {
 
     #[test]
     fn all_unsupported_keys_are_listed_in_table_order() {
-        let c = config(json!({"io.slicing": true, "zero.level": "v0", "amp.level": "o1"}));
+        let c = config(json!({"io.slicing": true, "offload.level": "v0", "amp.level": "o1"}));
         let features: Vec<String> = c
             .unsupported_features()
             .into_iter()
@@ -120,8 +107,8 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(features, ["zero.level", "amp.level", "io.slicing"]);
-        let (first, _) = unsupported(json!({"io.slicing": true, "zero.level": "v0"}));
-        assert_eq!(first, "zero.level");
+        assert_eq!(features, ["offload.level", "amp.level", "io.slicing"]);
+        let (first, _) = unsupported(json!({"io.slicing": true, "offload.level": "v0"}));
+        assert_eq!(first, "offload.level");
     }
 }

@@ -187,9 +187,10 @@ config_table! {
     zero: ZeroConfig {
         level: ZeroLevel {
             default: ZeroLevel::Off, min: None, origin: Epl,
-            unsupported: Some("ZeRO lands with the memory issue"),
-            doc: "Off when empty; 'v0': shard optimizer states; 'v1': shard optimizer states and \
-                  gradients. Data parallelism only.",
+            unsupported: None,
+            doc: "Off when empty; 'v0': shard optimizer states across data-parallel replicas \
+                  (with accumulation and pipeline stages too); 'v1': also gradients (not yet \
+                  implemented: refused). Needs more than one replica.",
         }
     }
     /// Offloading weights to host memory.
@@ -506,7 +507,7 @@ mod tests {
                 .unsupported
                 .is_none()
         );
-        assert!(lookup("zero.level").unwrap().unsupported.is_some());
+        assert!(lookup("zero.level").unwrap().unsupported.is_none());
     }
 
     #[test]

@@ -212,7 +212,9 @@ pub trait Backend: Send + Sync {
         None
     }
 
-    /// One optimizer update; `step` is 1-based (Adam's bias correction).
+    /// One optimizer update of `param[range]` from `grad[range]`; `state` buffers hold
+    /// `range.len()` elements (the whole parameter, or a ZeRO shard of it). `step` is 1-based
+    /// (Adam's bias correction).
     fn update(
         &self,
         rule: &UpdateRule,
@@ -220,5 +222,6 @@ pub trait Backend: Send + Sync {
         param: &mut Self::Buffer,
         grad: &Self::Buffer,
         state: &mut [Self::Buffer],
+        range: std::ops::Range<usize>,
     ) -> Result<()>;
 }

@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, Init, NodeId, Op};
 use crate::passes::StageMap;
 use crate::rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 
 mod grads;
 
@@ -56,8 +57,11 @@ pub struct Executor<B: Backend> {
     slots: Vec<Vec<Option<B::Buffer>>>,
     /// Accumulated gradient per parameter node (None between steps).
     grads: Vec<Option<B::Buffer>>,
-    /// Optimizer state per parameter node, created on its first update.
+    /// Optimizer state per parameter node, created on its first update; each buffer covers
+    /// the parameter's `owned` range.
     state: Vec<Vec<B::Buffer>>,
+    /// Under ZeRO, the range of each parameter this replica updates (None: all of every one).
+    owned: Option<HashMap<NodeId, Range<usize>>>,
     pool: Pool<B>,
 }
 
@@ -120,6 +124,7 @@ impl<B: Backend> Executor<B> {
             slots: Vec::new(),
             grads: (0..n).map(|_| None).collect(),
             state: (0..n).map(|_| Vec::new()).collect(),
+            owned: None,
             pool: Pool::default(),
             graph,
         };

@@ -4,6 +4,7 @@
 
 use super::overlap::Overlap;
 use super::trace::DeviceTrace;
+use super::zero::ShardPlan;
 use crate::collectives::Communicator;
 use crate::error::{Error, Result};
 use crate::exec::cpu::CpuBackend;
@@ -48,6 +49,8 @@ pub(super) struct Device {
     pub dp: Vec<Box<dyn Communicator>>,
     /// Gradient bucket buffers kept between steps.
     pub spare: Vec<Vec<f32>>,
+    /// ZeRO: how each hosted stage's parameters are sharded over the replicas (`execs` order).
+    pub zero: Vec<Option<ShardPlan>>,
 }
 
 /// Local clipping before the all-reduce (see `StepPlan::local_clip`).

@@ -81,6 +81,30 @@ impl Layout {
 
     /// Refuse the `communication.*` settings whose behaviour this build does not implement for
     /// this layout, instead of ignoring them.
+    /// ZeRO shards across data-parallel replicas: it needs more than one, and this build
+    /// implements v0 (optimizer state) only. Never a silent no-op.
+    pub fn check_zero(&self, options: &TrainerOptions) -> Result<()> {
+        use crate::config::ZeroLevel;
+        match options.config.zero.level {
+            ZeroLevel::Off => Ok(()),
+            ZeroLevel::V1 => Err(Error::unsupported(
+                "zero.level='v1'",
+                "sharding gradients (reduce-scatter instead of all-reduce) is not implemented; \
+                 'v0' shards optimizer state",
+            )),
+            ZeroLevel::V0 if self.replicas == 1 => Err(Error::config(
+                "zero.level",
+                format!(
+                    "zero.level='v0' shards optimizer state across data-parallel replicas, but \
+                     this layout has 1 replica ({} stage(s) on {} device(s)); give it more devices \
+                     than its stages need, or unset zero.level",
+                    self.stages, self.ranks
+                ),
+            )),
+            ZeroLevel::V0 => Ok(()),
+        }
+    }
+
     pub fn check_communication(
         &self,
         options: &TrainerOptions,

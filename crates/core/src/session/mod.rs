@@ -12,6 +12,7 @@ mod plan;
 mod report;
 mod trace;
 mod trainer;
+mod zero;
 
 pub use device::Work;
 pub use layout::Layout;

@@ -66,6 +66,35 @@ impl Trainer {
             .collect()
     }
 
+    /// A parameter's whole optimizer state (`len` elements per buffer; empty before its first
+    /// update): replica 0's, or under ZeRO every replica's shard put back in place.
+    pub(super) fn full_state(&self, name: &str, len: usize) -> Result<Vec<HostData>> {
+        let (devices, stage) = self.owners(name)?;
+        let mut full: Vec<Vec<f32>> = Vec::new();
+        for d in devices {
+            let exec = self.devices[d]
+                .exec_of(stage)
+                .ok_or_else(|| Error::internal("owner without its stage"))?;
+            let range = exec.state_range(name)?;
+            for (i, buf) in exec.read_state(name)?.iter().enumerate() {
+                let part = buf
+                    .as_f32()
+                    .filter(|v| v.len() == range.len() && range.end <= len)
+                    .ok_or_else(|| {
+                        Error::internal(format!("state of '{name}' has the wrong size"))
+                    })?;
+                if full.len() <= i {
+                    full.push(vec![0.0; len]);
+                }
+                full[i][range.clone()].copy_from_slice(part);
+            }
+            if range.len() == len {
+                break; // not sharded: replica 0 holds it all
+            }
+        }
+        Ok(full.into_iter().map(HostData::F32).collect())
+    }
+
     pub fn parameter(&self, name: &str) -> Result<HostData> {
         self.owner_exec(name)?.read_parameter(name)
     }

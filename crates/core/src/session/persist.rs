@@ -35,7 +35,7 @@ impl Trainer {
                 dims.clone(),
                 exec.read_parameter(&name)?,
             ));
-            let bufs = exec.read_state(&name)?;
+            let bufs = self.full_state(&name, dims.iter().product())?;
             for (s, data) in state_names(bufs.len()).iter().zip(bufs) {
                 state.push(TensorEntry::new(format!("{name}.{s}"), dims.clone(), data));
             }

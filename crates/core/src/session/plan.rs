@@ -120,20 +120,24 @@ impl Trainer {
             .iter()
             .map(|d| {
                 let work = &self.layout.work[d.position];
-                d.execs.iter().fold(MemoryEstimate::default(), |acc, e| {
+                let execs = d.execs.iter().zip(&d.zero);
+                execs.fold(MemoryEstimate::default(), |acc, (e, zero)| {
                     let stage = e.program().stage;
                     let mine: Vec<Work> = work
                         .iter()
                         .copied()
                         .filter(|w| work_stage(w) == stage)
                         .collect();
-                    let m = predict(
+                    let mut m = predict(
                         &self.compiled,
                         e.program(),
                         &self.stages.stage_of,
                         max_in_flight(&mine),
                         states,
                     );
+                    if let Some(plan) = zero {
+                        m.optimizer_state = plan.owned_elements(d.replica) * 4 * states;
+                    }
                     MemoryEstimate {
                         params: acc.params + m.params,
                         grads: acc.grads + m.grads,

@@ -8,6 +8,7 @@ use super::device::{Device, DeviceResult, LocalClip, StepPlan};
 use super::layout::Layout;
 use super::options::TrainerOptions;
 use super::report::StepReport;
+use super::zero::ShardPlan;
 use crate::autodiff::differentiate;
 use crate::error::{Error, Result};
 use crate::exec::cpu::CpuBackend;
@@ -16,6 +17,25 @@ use crate::ir::{DType, Graph};
 use crate::passes::{StageMap, assign_stages, resolve_batch, run_pass};
 use std::collections::BTreeMap;
 use std::time::Instant;
+
+/// ZeRO v0: each hosted stage's shard plan, with its executor told which shard it updates.
+fn shard_plans(
+    execs: &mut [Executor<CpuBackend>],
+    options: &TrainerOptions,
+    replica: usize,
+    replicas: usize,
+) -> Vec<Option<ShardPlan>> {
+    execs
+        .iter_mut()
+        .map(|exec| {
+            (options.config.zero.level == crate::config::ZeroLevel::V0).then(|| {
+                let plan = ShardPlan::new(exec.grad_order(), replicas);
+                exec.set_owned(plan.owned(replica));
+                plan
+            })
+        })
+        .collect()
+}
 
 /// A global batch as the step reads it: input name -> borrowed data.
 type Batch<'a> = BTreeMap<&'a str, HostView<'a>>;
@@ -77,6 +97,7 @@ impl Trainer {
         let compiled = run_pass(resolved, differentiate)?;
         let stages = assign_stages(&compiled)?;
         layout.check_communication(&options, &compiled)?;
+        layout.check_zero(&options)?;
         let threads = match options.threads {
             0 => (std::thread::available_parallelism().map_or(1, |p| p.get()) / n).max(1),
             t => t,
@@ -99,6 +120,8 @@ impl Trainer {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let (world, dp) = comms.take(rank);
+            let mut execs = execs;
+            let zero = shard_plans(&mut execs, &options, replica, layout.replicas);
             devices.push(Device {
                 execs,
                 stages: hosted,
@@ -107,6 +130,7 @@ impl Trainer {
                 world,
                 dp,
                 spare: Vec::new(),
+                zero,
             });
         }
         let schedule = options.optimizer.lr_schedule()?;
@@ -402,11 +426,17 @@ impl Trainer {
         let rule = self.options.optimizer.rule(lr);
         let results = parallel(&mut self.devices, |d| {
             let start = Instant::now();
-            for exec in &mut d.execs {
+            for (exec, zero) in d.execs.iter_mut().zip(&d.zero) {
                 if coef < 1.0 {
                     exec.scale_grads(coef)?;
                 }
                 exec.apply(step, &|_| rule.clone())?;
+                if let Some(plan) = zero {
+                    let group = d.dp.first().ok_or_else(|| {
+                        Error::internal("ZeRO without a data-parallel communicator")
+                    })?;
+                    plan.gather(d.replica, &mut exec.params_host_mut()?, group.as_ref())?;
+                }
             }
             Ok((start, Instant::now()))
         });

@@ -214,6 +214,7 @@ impl Backend for CpuBackend {
         param: &mut HostData,
         grad: &HostData,
         state: &mut [HostData],
+        range: std::ops::Range<usize>,
     ) -> Result<()> {
         let p = param
             .as_f32_mut()
@@ -224,6 +225,10 @@ impl Backend for CpuBackend {
         if g.len() != p.len() {
             return Err(mismatch("update", p.len(), g.len()));
         }
+        if range.end > p.len() {
+            return Err(mismatch("update range", p.len(), range.end));
+        }
+        let (p, g) = (&mut p[range.clone()], &g[range]);
         if state.len() != rule.state_count() {
             return Err(Error::internal(format!(
                 "update: rule keeps {} state buffers, got {}",

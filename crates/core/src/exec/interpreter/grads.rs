@@ -111,22 +111,67 @@ impl<B: Backend> Executor<B> {
             let name = self.param_name(p).to_string();
             let rule = rule_for(&name);
             let len = numel(&self.dims[p.index()]);
-            while self.state[p.index()].len() < rule.state_count() {
-                let b = self.backend.alloc(crate::ir::DType::F32, len)?;
-                self.pool
-                    .adopt(Category::OptimizerState, crate::ir::DType::F32, len);
-                self.state[p.index()].push(b);
-            }
+            let range = self.owned_range(p);
             let grad = self.grads[p.index()].take().expect("checked");
-            let param = self.params[p.index()].as_mut().ok_or_else(|| {
-                Error::internal("gradient of a parameter this stage does not own")
-            })?;
-            self.backend
-                .update(&rule, step, param, &grad, &mut self.state[p.index()])?;
+            if !range.is_empty() {
+                while self.state[p.index()].len() < rule.state_count() {
+                    let b = self.backend.alloc(crate::ir::DType::F32, range.len())?;
+                    self.pool
+                        .adopt(Category::OptimizerState, crate::ir::DType::F32, range.len());
+                    self.state[p.index()].push(b);
+                }
+                let param = self.params[p.index()].as_mut().ok_or_else(|| {
+                    Error::internal("gradient of a parameter this stage does not own")
+                })?;
+                let state = &mut self.state[p.index()];
+                self.backend
+                    .update(&rule, step, param, &grad, state, range)?;
+            }
             self.pool
                 .give(Category::Gradients, crate::ir::DType::F32, len, grad);
         }
         Ok(())
+    }
+
+    /// ZeRO: from now on this executor updates, and keeps optimizer state for, only `owned`'s
+    /// range of each parameter (a parameter absent from it not at all).
+    pub fn set_owned(&mut self, owned: HashMap<NodeId, std::ops::Range<usize>>) {
+        self.owned = Some(owned);
+    }
+
+    /// The range of a parameter this executor updates.
+    fn owned_range(&self, p: NodeId) -> std::ops::Range<usize> {
+        match &self.owned {
+            Some(owned) => owned.get(&p).cloned().unwrap_or(0..0),
+            None => 0..numel(&self.dims[p.index()]),
+        }
+    }
+
+    /// The range of a parameter's optimizer state this executor holds (`read_state`).
+    pub fn state_range(&self, name: &str) -> Result<std::ops::Range<usize>> {
+        Ok(self.owned_range(self.param_id(name)?))
+    }
+
+    /// Every parameter of this stage as host f32, in place, by node (ZeRO's gather of updated
+    /// shards writes into them directly).
+    pub fn params_host_mut(&mut self) -> Result<HashMap<NodeId, &mut [f32]>> {
+        let backend = &self.backend;
+        let mut out = HashMap::new();
+        for (i, buf) in self.params.iter_mut().enumerate() {
+            if let Some(buf) = buf {
+                let host = backend
+                    .host_f32_mut(buf)
+                    .ok_or_else(|| Error::Unsupported {
+                        feature: "zero.level".into(),
+                        message: format!(
+                            "ZeRO needs host-visible parameters on {}",
+                            backend.name()
+                        ),
+                    })?;
+                out.insert(NodeId(i as u32), host);
+            }
+        }
+        Ok(out)
     }
 
     /// Drop accumulated gradients without applying them (a skipped step).
@@ -199,21 +244,37 @@ impl<B: Backend> Executor<B> {
             .collect()
     }
 
+    /// Restore a parameter's whole optimizer state (each buffer the parameter's full size);
+    /// under ZeRO only the owned range is kept.
     pub fn write_state(&mut self, name: &str, state: &[HostData]) -> Result<()> {
         let id = self.param_id(name)?;
         let len = numel(&self.dims[id.index()]);
+        let range = self.owned_range(id);
         let mut bufs = Vec::new();
         for s in state {
-            if s.len() != len {
-                return Err(Error::internal(format!(
-                    "state of '{name}' has the wrong size"
-                )));
+            let data = match s.as_f32() {
+                Some(v) if v.len() == len => v,
+                _ => {
+                    return Err(Error::internal(format!(
+                        "state of '{name}' has the wrong size"
+                    )));
+                }
+            };
+            if !range.is_empty() {
+                bufs.push(
+                    self.backend
+                        .upload(&HostData::F32(data[range.clone()].to_vec()))?,
+                );
             }
-            bufs.push(self.backend.upload(s)?);
         }
-        for _ in self.state[id.index()].len()..bufs.len() {
+        let held = self.state[id.index()].len();
+        for _ in held..bufs.len() {
             self.pool
-                .adopt(Category::OptimizerState, crate::ir::DType::F32, len);
+                .adopt(Category::OptimizerState, crate::ir::DType::F32, range.len());
+        }
+        for _ in bufs.len()..held {
+            self.pool
+                .drop_buffer(Category::OptimizerState, crate::ir::DType::F32, range.len());
         }
         self.state[id.index()] = bufs;
         Ok(())

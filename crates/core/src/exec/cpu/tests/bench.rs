@@ -216,7 +216,7 @@ fn adamw() {
     let mut times = Vec::new();
     for s in 1..10 {
         let t0 = Instant::now();
-        be.update(&rule, s, &mut p, &g, &mut st).unwrap();
+        be.update(&rule, s, &mut p, &g, &mut st, 0..np).unwrap();
         times.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);

@@ -23,6 +23,7 @@ fn two_steps(rule: &UpdateRule) -> (Vec<f32>, Vec<Vec<f32>>) {
             &mut p,
             &HostData::F32(g.to_vec()),
             &mut state,
+            0..3,
         )
         .unwrap();
     }
@@ -165,6 +166,7 @@ fn large_tensors_update_like_small_ones() {
             &mut p,
             &HostData::F32(g.clone()),
             &mut state,
+            0..n,
         )
         .unwrap();
     }
@@ -181,6 +183,7 @@ fn large_tensors_update_like_small_ones() {
                 &mut ps,
                 &HostData::F32(vec![g[j]]),
                 &mut ss,
+                0..1,
             )
             .unwrap();
         }
@@ -198,14 +201,75 @@ fn update_checks_state_and_lengths() {
     let mut p = HostData::F32(vec![0.0; 3]);
     let g = HostData::F32(vec![0.0; 3]);
     let err = be
-        .update(&adam(0.0, false), 1, &mut p, &g, &mut [])
+        .update(&adam(0.0, false), 1, &mut p, &g, &mut [], 0..3)
         .unwrap_err();
     assert!(matches!(err, Error::Internal { .. }), "{err}");
     let short = HostData::F32(vec![0.0; 2]);
     let err = be
-        .update(&sgd(0.1, 0.0, 0.0, false, 0.0), 1, &mut p, &short, &mut [])
+        .update(
+            &sgd(0.1, 0.0, 0.0, false, 0.0),
+            1,
+            &mut p,
+            &short,
+            &mut [],
+            0..3,
+        )
         .unwrap_err();
     assert!(matches!(err, Error::Internal { .. }), "{err}");
+    let err = be
+        .update(
+            &sgd(0.1, 0.0, 0.0, false, 0.0),
+            1,
+            &mut p,
+            &g,
+            &mut [],
+            1..4,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Internal { .. }), "{err}");
+}
+
+#[test]
+fn a_ranged_update_is_the_full_update_on_its_range_and_leaves_the_rest() {
+    // ZeRO updates a shard of a parameter with a shard-sized state.
+    let be = backend();
+    let rule = adam(0.01, true);
+    let (n, range) = (10, 3..7);
+    let p0: Vec<f32> = (0..n).map(|i| i as f32 * 0.1 - 0.3).collect();
+    let grads: Vec<Vec<f32>> = (0..2)
+        .map(|k| (0..n).map(|i| ((i * 7 + k) % 5) as f32 - 2.0).collect())
+        .collect();
+    let (mut full, mut part) = (HostData::F32(p0.clone()), HostData::F32(p0.clone()));
+    let mut full_state = vec![
+        HostData::zeros(DType::F32, n),
+        HostData::zeros(DType::F32, n),
+    ];
+    let mut part_state = vec![
+        HostData::zeros(DType::F32, 4),
+        HostData::zeros(DType::F32, 4),
+    ];
+    for (i, g) in grads.iter().enumerate() {
+        let g = HostData::F32(g.clone());
+        be.update(&rule, i as u64 + 1, &mut full, &g, &mut full_state, 0..n)
+            .unwrap();
+        be.update(
+            &rule,
+            i as u64 + 1,
+            &mut part,
+            &g,
+            &mut part_state,
+            range.clone(),
+        )
+        .unwrap();
+    }
+    let (full, part) = (full.as_f32().unwrap(), part.as_f32().unwrap());
+    assert_eq!(&part[range.clone()], &full[range.clone()]);
+    assert_eq!(&part[..3], &p0[..3]);
+    assert_eq!(&part[7..], &p0[7..]);
+    assert_eq!(
+        part_state[1].as_f32().unwrap(),
+        &full_state[1].as_f32().unwrap()[range]
+    );
 }
 
 #[test]
