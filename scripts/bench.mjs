@@ -6,7 +6,8 @@
 // faster). Never fails for a missing reference: it says how to install it.
 // P (pipeline idle vs ideal) and D (data-parallel scaling) run weft alone: their reference is
 // the ideal bubble and the same model on one device.
-//   npm run bench [-- --only W1,W2,G,P,D] [--quick]
+// M (memory) compares ZeRO against plain data parallelism in the same run.
+//   npm run bench [-- --only W1,W2,G,P,D,M] [--quick]
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -21,7 +22,7 @@ const { gpt } = require(join(root, 'dist', 'models', 'gpt.js'));
 const native = require(join(root, 'bindings', 'index.js'));
 
 const args = process.argv.slice(2);
-const only = (args.includes('--only') ? args[args.indexOf('--only') + 1] : 'W1,W2,G,P,D').split(',');
+const only = (args.includes('--only') ? args[args.indexOf('--only') + 1] : 'W1,W2,G,P,D,M').split(',');
 const quick = args.includes('--quick');
 const python = join(root, '.venv', 'bin', 'python');
 const haveRef = existsSync(python);
@@ -155,6 +156,27 @@ async function d() {
   console.log(`D  W2 b8 | 1 device x 2 threads ${fmt(one)} ms/step | 2 devices x 1 thread ${fmt(two)} ms/step | throughput ratio ${fmt(one / two, 2)}`);
 }
 
+// M: W2 on 2 devices x 1 thread, batch 8: per-device optimizer-state bytes (the allocator's
+// measured peak) and step time under ZeRO v0 against plain data parallelism.
+async function m() {
+  const B = 8;
+  const run = async (level) => {
+    const trainer = await weft.compile(gpt(W2), {
+      batch: B, devices: weft.cpu(2), threads: 1, optimizer: weft.optim.adamW({ lr: 3e-4 }),
+      config: weft.config({ zero: { level } }),
+    });
+    const t = await timeSteps(trainer, gptBatch(B, 9), 2, quick ? 3 : 6);
+    const mem = trainer.memory();
+    const state = Object.values(mem).map((d) => d.measured.optimizer_state);
+    return { ms: t.wall, state: Math.max(...state), predicted: Math.max(...Object.values(mem).map((d) => d.predicted.optimizer_state)) };
+  };
+  const plain = await run('');
+  const zero = await run('v0');
+  const mib = (b) => `${fmt(b / 2 ** 20, 2)} MiB`;
+  console.log(`M  W2 dp2 zero v0 | optimizer state per device ${mib(zero.state)} (predicted ${mib(zero.predicted)}) vs ${mib(plain.state)}: ratio ${fmt(zero.state / plain.state, 3)} (ideal 0.5)` +
+    ` | step ${fmt(zero.ms)} vs ${fmt(plain.ms)} ms`);
+}
+
 console.log(`weft bench (${new Date().toISOString()}), ${(await import('node:os')).cpus().length} cores, medians after warm-up`);
 if (!haveRef) {
   console.log('reference not installed: run `bash benches/reference/setup.sh` (a local .venv with torch and numpy from PyPI) to print ratios');
@@ -167,3 +189,4 @@ if (only.includes('W2')) {
 if (only.includes('G')) g();
 if (only.includes('P')) await p();
 if (only.includes('D')) await d();
+if (only.includes('M')) await m();

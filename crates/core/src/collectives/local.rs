@@ -172,10 +172,10 @@ impl LocalCommunicator {
         let deadline = Instant::now() + g.timeout;
         loop {
             if let Some(round) = st.rounds.get_mut(&seq).filter(|r| r.complete) {
-                // All-reduce copies its (large) result after releasing the lock, so the ranks
-                // copy in parallel instead of one after another.
-                let shared =
-                    (call.kind == CollectiveKind::AllReduce).then(|| Arc::clone(&round.result));
+                // All-reduce and all-gather copy their (large) result after releasing the lock,
+                // so the ranks copy in parallel instead of one after another.
+                let whole = matches!(call.kind, CollectiveKind::AllReduce | CollectiveKind::AllGather);
+                let shared = whole.then(|| Arc::clone(&round.result));
                 if shared.is_none() {
                     round.deliver(call, self.rank, output);
                 }
@@ -296,7 +296,8 @@ impl Communicator for LocalCommunicator {
     fn all_gather(&self, input: &[f32], output: &mut [f32]) -> Result<()> {
         let call = Call::new(CollectiveKind::AllGather, input.len());
         let len = output.len();
-        self.run(call, || input.to_vec(), output, Some(len))
+        let input = self.group.lock().staged(input);
+        self.run(call, || input, output, Some(len))
     }
 
     fn reduce_scatter(&self, input: &[f32], output: &mut [f32], op: ReduceOp) -> Result<()> {
@@ -305,7 +306,8 @@ impl Communicator for LocalCommunicator {
             ..Call::new(CollectiveKind::ReduceScatter, input.len())
         };
         let len = output.len();
-        self.run(call, || input.to_vec(), output, Some(len))
+        let input = self.group.lock().staged(input);
+        self.run(call, || input, output, Some(len))
     }
 
     fn broadcast(&self, buf: &mut [f32], root: usize) -> Result<()> {

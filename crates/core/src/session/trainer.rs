@@ -426,7 +426,7 @@ impl Trainer {
         let rule = self.options.optimizer.rule(lr);
         let results = parallel(&mut self.devices, |d| {
             let start = Instant::now();
-            for (exec, zero) in d.execs.iter_mut().zip(&d.zero) {
+            for (exec, zero) in d.execs.iter_mut().zip(&mut d.zero) {
                 if coef < 1.0 {
                     exec.scale_grads(coef)?;
                 }

@@ -16,13 +16,16 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 /// How a stage's parameters are sharded over its data-parallel replicas.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(super) struct ShardPlan {
     /// Parameters end to end: (parameter, element count), flat offsets by prefix sum.
     order: Vec<(NodeId, usize)>,
     replicas: usize,
     /// Elements per replica (the last chunk may be short; the gather pads it).
     chunk: usize,
+    /// The gather's buffers (own shard, all shards), kept between steps: fresh megabytes
+    /// would page-fault on every step.
+    scratch: (Vec<f32>, Vec<f32>),
 }
 
 impl ShardPlan {
@@ -32,6 +35,7 @@ impl ShardPlan {
             order,
             replicas,
             chunk: total.div_ceil(replicas.max(1)),
+            scratch: (Vec::new(), Vec::new()),
         }
     }
 
@@ -67,13 +71,15 @@ impl ShardPlan {
     /// After each replica updated its shard: all-gather the shards so that every replica's
     /// `params` hold the whole updated parameters.
     pub fn gather(
-        &self,
+        &mut self,
         replica: usize,
         params: &mut HashMap<NodeId, &mut [f32]>,
         group: &dyn Communicator,
     ) -> Result<()> {
         let mine = self.replica_range(replica);
-        let mut shard = vec![0.0f32; self.chunk];
+        let (mut shard, mut all) = std::mem::take(&mut self.scratch);
+        shard.resize(self.chunk, 0.0);
+        all.resize(self.chunk * self.replicas, 0.0);
         for (p, span) in self.spans() {
             let (lo, hi) = (span.start.max(mine.start), span.end.min(mine.end));
             if lo < hi {
@@ -82,12 +88,13 @@ impl ShardPlan {
                     .copy_from_slice(&values[lo - span.start..hi - span.start]);
             }
         }
-        let mut all = vec![0.0f32; self.chunk * self.replicas];
-        group.all_gather(&shard, &mut all)?;
-        for (p, span) in self.spans() {
-            param(params, p)?.copy_from_slice(&all[span]);
-        }
-        Ok(())
+        let gathered = group.all_gather(&shard, &mut all);
+        let written = gathered.and_then(|()| {
+            self.spans()
+                .try_for_each(|(p, span)| Ok(param(params, p)?.copy_from_slice(&all[span])))
+        });
+        self.scratch = (shard, all);
+        written
     }
 }
 
@@ -133,7 +140,7 @@ mod tests {
                 .into_iter()
                 .enumerate()
                 .map(|(r, comm)| {
-                    let p = &p;
+                    let mut p = p.clone();
                     s.spawn(move || {
                         // Each replica "updated" its own shard to 100*(r+1) + flat index.
                         let mut bufs = vec![vec![-1.0f32; 10], vec![-1.0; 3], vec![-1.0; 7]];
