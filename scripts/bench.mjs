@@ -156,8 +156,9 @@ async function d() {
   console.log(`D  W2 b8 | 1 device x 2 threads ${fmt(one)} ms/step | 2 devices x 1 thread ${fmt(two)} ms/step | throughput ratio ${fmt(one / two, 2)}`);
 }
 
-// M: W2 on 2 devices x 1 thread, batch 8: per-device optimizer-state bytes (the allocator's
-// measured peak) and step time under ZeRO v0 against plain data parallelism.
+// M: W2 on 2 devices x 1 thread, batch 8: per-device optimizer-state and gradient bytes (the
+// allocator's measured peaks) and step time under ZeRO v0 and v1 against plain data
+// parallelism.
 async function m() {
   const B = 8;
   const run = async (level) => {
@@ -166,15 +167,23 @@ async function m() {
       config: weft.config({ zero: { level } }),
     });
     const t = await timeSteps(trainer, gptBatch(B, 9), 2, quick ? 3 : 6);
-    const mem = trainer.memory();
-    const state = Object.values(mem).map((d) => d.measured.optimizer_state);
-    return { ms: t.wall, state: Math.max(...state), predicted: Math.max(...Object.values(mem).map((d) => d.predicted.optimizer_state)) };
+    const devices = Object.values(trainer.memory());
+    const most = (f) => Math.max(...devices.map(f));
+    return {
+      ms: t.wall,
+      state: most((d) => d.measured.optimizer_state),
+      statePredicted: most((d) => d.predicted.optimizer_state),
+      grads: most((d) => d.measured.grads),
+      gradsPredicted: most((d) => d.predicted.grads),
+    };
   };
   const plain = await run('');
-  const zero = await run('v0');
   const mib = (b) => `${fmt(b / 2 ** 20, 2)} MiB`;
-  console.log(`M  W2 dp2 zero v0 | optimizer state per device ${mib(zero.state)} (predicted ${mib(zero.predicted)}) vs ${mib(plain.state)}: ratio ${fmt(zero.state / plain.state, 3)} (ideal 0.5)` +
-    ` | step ${fmt(zero.ms)} vs ${fmt(plain.ms)} ms`);
+  for (const level of ['v0', 'v1']) {
+    const z = await run(level);
+    console.log(`M  W2 dp2 zero ${level} | optimizer state per device ${mib(z.state)} (predicted ${mib(z.statePredicted)}) vs ${mib(plain.state)}: ratio ${fmt(z.state / plain.state, 3)}` +
+      ` | gradients ${mib(z.grads)} (predicted ${mib(z.gradsPredicted)}) vs ${mib(plain.grads)}: ratio ${fmt(z.grads / plain.grads, 3)} | step ${fmt(z.ms)} vs ${fmt(plain.ms)} ms`);
+  }
 }
 
 console.log(`weft bench (${new Date().toISOString()}), ${(await import('node:os')).cpus().length} cores, medians after warm-up`);

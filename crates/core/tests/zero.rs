@@ -1,7 +1,8 @@
-//! ZeRO v0 (optimizer state sharded across data-parallel replicas): the parity harness's
-//! single-device losses under DP, DP with accumulation and DP x PP; bit-identical to plain data
-//! parallelism; 1/R of the optimizer state per device, measured and predicted; checkpoints that
-//! move between ZeRO and plain layouts; and the refusals.
+//! ZeRO v0 (optimizer state sharded across data-parallel replicas) and v1 (gradients too): the
+//! parity harness's single-device losses under DP, DP with accumulation and DP x PP;
+//! bit-identical to plain data parallelism; 1/R of the optimizer state (and for v1 of the
+//! gradients) per device, measured and predicted; checkpoints that move between ZeRO and plain
+//! layouts; and the refusals.
 
 mod common;
 
@@ -14,40 +15,96 @@ fn zero() -> Value {
     json!({"zero.level": "v0"})
 }
 
-#[test]
-fn zero_v0_matches_one_device_under_dp_accumulation_and_pipelines() {
-    assert_parity_with("dp2 zero", 1, 2, 1, "PreferBackward", zero());
-    assert_parity_with("dp4 zero", 1, 4, 1, "PreferBackward", zero());
-    assert_parity_with("dp2 x ga2 zero", 1, 2, 2, "PreferBackward", zero());
-    assert_parity_with("dp2 x pp2 m4 zero", 2, 4, 4, "PreferBackward", zero());
+fn zero1() -> Value {
+    json!({"zero.level": "v1"})
 }
 
 #[test]
-fn zero_v0_is_bit_identical_to_plain_data_parallelism() {
-    let (plain, pt) = train_with(1, 2, 1, "PreferBackward", json!({}));
-    let (sharded, zt) = train_with(1, 2, 1, "PreferBackward", zero());
-    assert_eq!(plain, sharded);
-    for (name, _) in pt.parameter_shapes() {
-        assert_eq!(
-            pt.replica_parameters(&name).unwrap(),
-            zt.replica_parameters(&name).unwrap(),
-            "{name}"
+fn zero_matches_one_device_under_dp_accumulation_and_pipelines() {
+    for (level, extra) in [("v0", zero()), ("v1", zero1())] {
+        assert_parity_with(
+            &format!("dp2 {level}"),
+            1,
+            2,
+            1,
+            "PreferBackward",
+            extra.clone(),
+        );
+        assert_parity_with(
+            &format!("dp4 {level}"),
+            1,
+            4,
+            1,
+            "PreferBackward",
+            extra.clone(),
+        );
+        assert_parity_with(
+            &format!("dp2 x ga2 {level}"),
+            1,
+            2,
+            2,
+            "PreferBackward",
+            extra.clone(),
+        );
+        assert_parity_with(
+            &format!("dp2 x pp2 m4 {level}"),
+            2,
+            4,
+            4,
+            "PreferBackward",
+            extra,
         );
     }
 }
 
-fn optimizer_bytes(t: &Trainer) -> Vec<(u64, u64)> {
+#[test]
+fn zero_is_bit_identical_to_plain_data_parallelism() {
+    let (plain, pt) = train_with(1, 2, 1, "PreferBackward", json!({}));
+    for extra in [zero(), zero1()] {
+        let (sharded, zt) = train_with(1, 2, 1, "PreferBackward", extra.clone());
+        assert_eq!(plain, sharded, "{extra}");
+        for (name, _) in pt.parameter_shapes() {
+            assert_eq!(
+                pt.replica_parameters(&name).unwrap(),
+                zt.replica_parameters(&name).unwrap(),
+                "{extra}: {name}"
+            );
+        }
+    }
+}
+
+/// (measured, predicted) bytes of one category on each device.
+fn bytes_of(t: &Trainer, category: &str) -> Vec<(u64, u64)> {
     let m = t.memory_json();
     m.as_object()
         .unwrap()
         .values()
         .map(|d| {
             (
-                d["measured"]["optimizer_state"].as_u64().unwrap(),
-                d["predicted"]["optimizer_state"].as_u64().unwrap(),
+                d["measured"][category].as_u64().unwrap(),
+                d["predicted"][category].as_u64().unwrap(),
             )
         })
         .collect()
+}
+
+fn optimizer_bytes(t: &Trainer) -> Vec<(u64, u64)> {
+    bytes_of(t, "optimizer_state")
+}
+
+#[test]
+fn zero_v1_keeps_a_quarter_of_the_gradients_too() {
+    let (_, plain) = train_with(1, 4, 1, "PreferBackward", json!({}));
+    let (_, sharded) = train_with(1, 4, 1, "PreferBackward", zero1());
+    let whole = bytes_of(&plain, "grads")[0].0;
+    for (measured, predicted) in bytes_of(&sharded, "grads") {
+        // The replica's chunks, or one whole gradient on its way into a bucket if larger.
+        assert!(measured * 3 < whole, "{measured} vs {whole}");
+        assert!(
+            predicted.abs_diff(measured) * 10 <= measured,
+            "{predicted} vs {measured}"
+        );
+    }
 }
 
 #[test]
@@ -68,6 +125,8 @@ fn checkpoints_move_between_zero_and_plain_layouts() {
     let dir = tempdir("zero-ckpt");
     let (_, z) = train_with(1, 2, 1, "PreferBackward", zero());
     z.save(&dir.join("z"), Value::Null).unwrap();
+    let (_, z1) = train_with(1, 2, 1, "PreferBackward", zero1());
+    z1.save(&dir.join("z1"), Value::Null).unwrap();
     let (_, p) = train_with(1, 2, 1, "PreferBackward", json!({}));
     p.save(&dir.join("p"), Value::Null).unwrap();
     // Shards are gathered on save: the two checkpoints hold the same optimizer state.
@@ -76,17 +135,26 @@ fn checkpoints_move_between_zero_and_plain_layouts() {
             .unwrap()
             .tensors
     };
-    let (zs, ps) = (read("z"), read("p"));
-    assert_eq!(zs.len(), ps.len());
-    assert!(zs.len() >= 2, "AdamW keeps two buffers per parameter");
-    for (a, b) in zs.iter().zip(&ps) {
-        assert!(a.name == b.name && a.data == b.data, "{} differs", a.name);
+    let ps = read("p");
+    assert!(ps.len() >= 2, "AdamW keeps two buffers per parameter");
+    for zs in [read("z"), read("z1")] {
+        assert_eq!(zs.len(), ps.len());
+        for (a, b) in zs.iter().zip(&ps) {
+            assert!(a.name == b.name && a.data == b.data, "{} differs", a.name);
+        }
     }
     // ... and re-split on load: every layout continues exactly like the plain run.
     let next =
         |mut t: Trainer| -> Vec<f32> { (5..8).map(|s| t.step(&batch(s)).unwrap().loss).collect() };
     let want = next(p);
-    for (from, extra, devices) in [("z", json!({}), 1), ("z", zero(), 2), ("p", zero(), 4)] {
+    let cases = [
+        ("z", json!({}), 1),
+        ("z", zero(), 2),
+        ("p", zero(), 4),
+        ("z", zero1(), 4),
+        ("z1", zero(), 2),
+    ];
+    for (from, extra, devices) in cases {
         let mut t = Trainer::compile(
             model(1),
             options(devices, 1, "PreferBackward", extra.clone()),
@@ -104,7 +172,7 @@ fn checkpoints_move_between_zero_and_plain_layouts() {
 }
 
 #[test]
-fn zero_without_replicas_and_zero_v1_are_refused_by_name() {
+fn zero_without_replicas_and_v1_with_fp16_or_local_clipping_are_refused_by_name() {
     let compile = |devices: usize, stages: usize, level: &str| {
         Trainer::compile(
             model(stages),
@@ -124,15 +192,22 @@ fn zero_without_replicas_and_zero_v1_are_refused_by_name() {
          replicas, but this layout has 1 replica (2 stage(s) on 2 device(s)); give it more \
          devices than its stages need, or unset zero.level"
     );
-    let err = compile(2, 1, "v1");
-    assert!(
-        matches!(&err, Error::Unsupported { feature, .. } if feature == "zero.level='v1'"),
-        "{err:?}"
-    );
+    let refused = |extra: Value| {
+        Trainer::compile(model(1), options(2, 1, "PreferBackward", extra))
+            .err()
+            .expect("refused")
+    };
+    let err = refused(json!({"zero.level": "v1", "communication.fp16": true}));
     assert_eq!(
         err.to_string(),
-        "zero.level='v1' is not yet supported: sharding gradients (reduce-scatter instead of \
-         all-reduce) is not implemented; 'v0' shards optimizer state"
+        "zero.level='v1' with communication.fp16 is not yet supported: the fp16 payload is \
+         implemented for all-reduce, not for v1's reduce-scatter"
+    );
+    let err = refused(json!({"zero.level": "v1", "communication.clip_after_allreduce": false}));
+    assert!(
+        matches!(&err, Error::Unsupported { feature, .. }
+            if feature == "zero.level='v1' with communication.clip_after_allreduce=false"),
+        "{err:?}"
     );
 }
 

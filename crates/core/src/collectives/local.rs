@@ -174,7 +174,10 @@ impl LocalCommunicator {
             if let Some(round) = st.rounds.get_mut(&seq).filter(|r| r.complete) {
                 // All-reduce and all-gather copy their (large) result after releasing the lock,
                 // so the ranks copy in parallel instead of one after another.
-                let whole = matches!(call.kind, CollectiveKind::AllReduce | CollectiveKind::AllGather);
+                let whole = matches!(
+                    call.kind,
+                    CollectiveKind::AllReduce | CollectiveKind::AllGather
+                );
                 let shared = whole.then(|| Arc::clone(&round.result));
                 if shared.is_none() {
                     round.deliver(call, self.rank, output);

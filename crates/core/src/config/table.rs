@@ -188,9 +188,9 @@ config_table! {
         level: ZeroLevel {
             default: ZeroLevel::Off, min: None, origin: Epl,
             unsupported: None,
-            doc: "Off when empty; 'v0': shard optimizer states across data-parallel replicas \
-                  (with accumulation and pipeline stages too); 'v1': also gradients (not yet \
-                  implemented: refused). Needs more than one replica.",
+            doc: "Off when empty; 'v0': shard optimizer states across data-parallel replicas; \
+                  'v1': also gradients (reduce-scatter instead of all-reduce). Both work with \
+                  accumulation and pipeline stages; they need more than one replica.",
         }
     }
     /// Offloading weights to host memory.

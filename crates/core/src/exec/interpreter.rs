@@ -62,6 +62,10 @@ pub struct Executor<B: Backend> {
     state: Vec<Vec<B::Buffer>>,
     /// Under ZeRO, the range of each parameter this replica updates (None: all of every one).
     owned: Option<HashMap<NodeId, Range<usize>>>,
+    /// ZeRO v1: gradients are freed once handed to the reduction hook.
+    release_notified: bool,
+    /// Parameters whose gradient buffer holds only their owned range (ZeRO v1, after reduction).
+    shard_grads: std::collections::HashSet<NodeId>,
     pool: Pool<B>,
 }
 
@@ -125,6 +129,8 @@ impl<B: Backend> Executor<B> {
             grads: (0..n).map(|_| None).collect(),
             state: (0..n).map(|_| Vec::new()).collect(),
             owned: None,
+            release_notified: false,
+            shard_grads: Default::default(),
             pool: Pool::default(),
             graph,
         };
@@ -198,7 +204,13 @@ impl<B: Backend> Executor<B> {
         let result = actions.iter().try_for_each(|a| {
             self.act(a, mb, inputs, ctx, link)?;
             match (a, on_grad.as_deref_mut()) {
-                (Action::AccumulateGrad { param, .. }, Some(hook)) => self.notify(*param, hook),
+                (Action::AccumulateGrad { param, .. }, Some(hook)) => {
+                    self.notify(*param, hook)?;
+                    if self.release_notified {
+                        self.release_grad(*param);
+                    }
+                    Ok(())
+                }
                 _ => Ok(()),
             }
         });

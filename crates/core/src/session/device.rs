@@ -3,6 +3,7 @@
 //! pipeline work, then gradient reduction across replicas).
 
 use super::overlap::Overlap;
+use super::overlap::ShardOf;
 use super::trace::DeviceTrace;
 use super::zero::ShardPlan;
 use crate::collectives::Communicator;
@@ -88,6 +89,8 @@ pub(super) struct StepPlan<'a> {
     pub local_clip: Option<LocalClip>,
     /// When the step started on the driver (all spans are relative to it).
     pub epoch: Instant,
+    /// ZeRO v1: reduce-scatter gradients, this device keeping its replica's chunks.
+    pub grad_shard: ShardOf,
 }
 
 impl Device {
@@ -160,8 +163,14 @@ impl Device {
                 let exec = &mut execs[i];
                 let (t0, wait0) = (Instant::now(), exec.recv_wait);
                 if overlap && kind == ProgramKind::Backward && last_backward[i] == Some(wi) {
-                    let mut r =
-                        Overlap::start(scope, &channels, &exec.grad_order(), plan.reduce, spare);
+                    let mut r = Overlap::start(
+                        scope,
+                        &channels,
+                        &exec.grad_order(),
+                        plan.reduce,
+                        plan.grad_shard,
+                        spare,
+                    );
                     exec.run_with(
                         kind,
                         mb,
@@ -235,8 +244,14 @@ impl Device {
                         // Not overlapped (local clipping): the same reducer, fed all at once.
                         None => {
                             let order = exec.grad_order();
-                            let mut r =
-                                Overlap::start(scope, &channels, &order, plan.reduce, spare);
+                            let mut r = Overlap::start(
+                                scope,
+                                &channels,
+                                &order,
+                                plan.reduce,
+                                plan.grad_shard,
+                                spare,
+                            );
                             exec.each_grad(&mut |p, g| r.ready(p, g))?;
                             r.finish(exec, scale, spare)?;
                         }

@@ -81,28 +81,42 @@ impl Layout {
 
     /// Refuse the `communication.*` settings whose behaviour this build does not implement for
     /// this layout, instead of ignoring them.
-    /// ZeRO shards across data-parallel replicas: it needs more than one, and this build
-    /// implements v0 (optimizer state) only. Never a silent no-op.
+    /// ZeRO shards across data-parallel replicas: it needs more than one (never a silent
+    /// no-op), and v1 refuses what its reduce-scatter cannot do yet.
     pub fn check_zero(&self, options: &TrainerOptions) -> Result<()> {
         use crate::config::ZeroLevel;
-        match options.config.zero.level {
-            ZeroLevel::Off => Ok(()),
-            ZeroLevel::V1 => Err(Error::unsupported(
-                "zero.level='v1'",
-                "sharding gradients (reduce-scatter instead of all-reduce) is not implemented; \
-                 'v0' shards optimizer state",
-            )),
-            ZeroLevel::V0 if self.replicas == 1 => Err(Error::config(
+        let level = options.config.zero.level;
+        let name = match level {
+            ZeroLevel::Off => return Ok(()),
+            ZeroLevel::V0 => "v0",
+            ZeroLevel::V1 => "v1",
+        };
+        let comm = &options.config.communication;
+        if self.replicas == 1 {
+            return Err(Error::config(
                 "zero.level",
                 format!(
-                    "zero.level='v0' shards optimizer state across data-parallel replicas, but \
-                     this layout has 1 replica ({} stage(s) on {} device(s)); give it more devices \
-                     than its stages need, or unset zero.level",
+                    "zero.level='{name}' shards optimizer state across data-parallel replicas, \
+                     but this layout has 1 replica ({} stage(s) on {} device(s)); give it more \
+                     devices than its stages need, or unset zero.level",
                     self.stages, self.ranks
                 ),
-            )),
-            ZeroLevel::V0 => Ok(()),
+            ));
         }
+        if level == ZeroLevel::V1 && comm.fp16 {
+            return Err(Error::unsupported(
+                "zero.level='v1' with communication.fp16",
+                "the fp16 payload is implemented for all-reduce, not for v1's reduce-scatter",
+            ));
+        }
+        if level == ZeroLevel::V1 && !comm.clip_after_allreduce {
+            return Err(Error::unsupported(
+                "zero.level='v1' with communication.clip_after_allreduce=false",
+                "local clipping needs each replica's whole gradient before the reduction; v1 \
+                 frees it bucket by bucket",
+            ));
+        }
+        Ok(())
     }
 
     pub fn check_communication(

@@ -2,9 +2,10 @@
 //! micro-batch, every parameter's gradient is final once it is accumulated; when all gradients
 //! of a fused bucket are final, the bucket goes to its channel's communication thread (one per
 //! `communication.num_communicators` channel, so every replica issues each channel's buckets in
-//! the same order) while backward computes the earlier layers.
+//! the same order) while backward computes the earlier layers. Under ZeRO v1 a bucket is
+//! reduce-scattered instead: replica r keeps the r-th of R equal chunks of every bucket.
 
-use crate::collectives::{Communicator, ReduceOp, all_reduce_fp16, plan_buckets};
+use crate::collectives::{Bucket, Communicator, ReduceOp, all_reduce_fp16, plan_buckets};
 use crate::error::{Error, Result};
 use crate::exec::cpu::CpuBackend;
 use crate::exec::{Executor, GradReduce};
@@ -15,9 +16,36 @@ use std::thread::{Scope, ScopedJoinHandle};
 
 type Reduced = Result<Vec<(usize, Vec<f32>)>>;
 
+/// Where each parameter's gradient goes: (bucket, offset in it, length).
+pub(super) type Slots = HashMap<NodeId, (usize, usize, usize)>;
+
+/// The buckets over `order` (parameters in the order their gradients become final) and each
+/// parameter's place in them: shared by the reducer and ZeRO's shard plan, which must agree.
+pub(super) fn bucket_slots(order: &[(NodeId, usize)], reduce: &GradReduce) -> (Vec<Bucket>, Slots) {
+    let sizes: Vec<(usize, usize)> = order
+        .iter()
+        .enumerate()
+        .map(|(i, (_, n))| (i, *n))
+        .collect();
+    let buckets = plan_buckets(&sizes, reduce.bucket_bytes, reduce.max_splits);
+    let mut slot_of = HashMap::new();
+    for (b, bucket) in buckets.iter().enumerate() {
+        let mut offset = 0;
+        for &t in &bucket.tensors {
+            let (p, n) = order[t];
+            slot_of.insert(p, (b, offset, n));
+            offset += n;
+        }
+    }
+    (buckets, slot_of)
+}
+
+/// ZeRO v1: this replica's index and the replica count (chunk r of R of each bucket).
+pub(super) type ShardOf = Option<(usize, usize)>;
+
 pub(super) struct Overlap<'scope> {
-    /// Where each parameter's gradient goes: (bucket, offset, length).
-    slot_of: HashMap<NodeId, (usize, usize, usize)>,
+    slot_of: Slots,
+    shard: ShardOf,
     flats: Vec<Vec<f32>>,
     remaining: Vec<usize>,
     senders: Vec<mpsc::Sender<(usize, Vec<f32>)>>,
@@ -32,23 +60,10 @@ impl<'scope> Overlap<'scope> {
         channels: &[&'env dyn Communicator],
         order: &[(NodeId, usize)],
         reduce: &GradReduce,
+        shard: ShardOf,
         spare: &mut Vec<Vec<f32>>,
     ) -> Overlap<'scope> {
-        let sizes: Vec<(usize, usize)> = order
-            .iter()
-            .enumerate()
-            .map(|(i, (_, n))| (i, *n))
-            .collect();
-        let buckets = plan_buckets(&sizes, reduce.bucket_bytes, reduce.max_splits);
-        let mut slot_of = HashMap::new();
-        for (b, bucket) in buckets.iter().enumerate() {
-            let mut offset = 0;
-            for &t in &bucket.tensors {
-                let (p, n) = order[t];
-                slot_of.insert(p, (b, offset, n));
-                offset += n;
-            }
-        }
+        let (buckets, slot_of) = bucket_slots(order, reduce);
         let mut senders = Vec::new();
         let mut workers = Vec::new();
         for &comm in channels {
@@ -57,10 +72,23 @@ impl<'scope> Overlap<'scope> {
             senders.push(tx);
             workers.push(scope.spawn(move || {
                 let mut done = Vec::new();
+                let mut mine = Vec::new();
                 for (b, mut flat) in rx {
-                    match fp16 {
-                        Some(scale) => all_reduce_fp16(comm, &mut flat, ReduceOp::Sum, scale)?,
-                        None => comm.all_reduce(&mut flat, ReduceOp::Sum)?,
+                    match (shard, fp16) {
+                        (Some((_, replicas)), _) => {
+                            // Padded to R equal chunks; this replica's chunk comes back in
+                            // the bucket's own buffer (truncated, so its memory is reused).
+                            let chunk = flat.len().div_ceil(replicas);
+                            flat.resize(chunk * replicas, 0.0);
+                            mine.resize(chunk, 0.0);
+                            comm.reduce_scatter(&flat, &mut mine, ReduceOp::Sum)?;
+                            flat.truncate(chunk);
+                            flat.copy_from_slice(&mine);
+                        }
+                        (None, Some(scale)) => {
+                            all_reduce_fp16(comm, &mut flat, ReduceOp::Sum, scale)?
+                        }
+                        (None, None) => comm.all_reduce(&mut flat, ReduceOp::Sum)?,
                     }
                     done.push((b, flat));
                 }
@@ -69,6 +97,7 @@ impl<'scope> Overlap<'scope> {
         }
         Overlap {
             slot_of,
+            shard,
             // Reuse last step's bucket buffers: fresh megabytes would page-fault every step.
             flats: buckets
                 .iter()
@@ -127,7 +156,23 @@ impl<'scope> Overlap<'scope> {
             let flat = reduced[b]
                 .as_ref()
                 .ok_or_else(|| Error::internal("a bucket was not reduced"))?;
-            exec.write_grad_scaled(p, &flat[offset..offset + n], scale)?;
+            let Some((me, _)) = self.shard else {
+                exec.write_grad_scaled(p, 0..n, &flat[offset..offset + n], scale)?;
+                continue;
+            };
+            // `flat` is this replica's chunk of the bucket: keep the part inside p.
+            let start = me * flat.len();
+            let (lo, hi) = (offset.max(start), (offset + n).min(start + flat.len()));
+            if lo < hi {
+                exec.write_grad_scaled(
+                    p,
+                    lo - offset..hi - offset,
+                    &flat[lo - start..hi - start],
+                    scale,
+                )?;
+            } else {
+                exec.release_grad(p);
+            }
         }
         spare.extend(reduced.into_iter().flatten());
         Ok(())

@@ -116,6 +116,7 @@ impl Trainer {
     /// Predicted peak bytes of every device, in device order (summed over hosted stages).
     pub fn memory_estimates(&self) -> Vec<MemoryEstimate> {
         let states = self.options.optimizer.rule(0.0).state_count();
+        let v1 = self.options.config.zero.level == crate::config::ZeroLevel::V1;
         self.devices
             .iter()
             .map(|d| {
@@ -136,7 +137,13 @@ impl Trainer {
                         states,
                     );
                     if let Some(plan) = zero {
-                        m.optimizer_state = plan.owned_elements(d.replica) * 4 * states;
+                        let owned = plan.owned_elements(d.replica);
+                        m.optimizer_state = owned * 4 * states;
+                        // v1 frees each gradient into its bucket and keeps its chunks; with
+                        // accumulation the whole gradients still build up over micro-batches.
+                        if v1 && self.layout.micro_batches == 1 {
+                            m.grads = owned.max(plan.largest()) * 4;
+                        }
                     }
                     MemoryEstimate {
                         params: acc.params + m.params,

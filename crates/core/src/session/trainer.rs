@@ -10,15 +10,28 @@ use super::options::TrainerOptions;
 use super::report::StepReport;
 use super::zero::ShardPlan;
 use crate::autodiff::differentiate;
+use crate::config::ZeroLevel;
 use crate::error::{Error, Result};
 use crate::exec::cpu::CpuBackend;
-use crate::exec::{AsHostView, Executor, HostData, HostView, KernelCtx};
+use crate::exec::{AsHostView, Executor, GradReduce, HostData, HostView, KernelCtx};
 use crate::ir::{DType, Graph};
 use crate::passes::{StageMap, assign_stages, resolve_batch, run_pass};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// ZeRO v0: each hosted stage's shard plan, with its executor told which shard it updates.
+/// How gradients are bucketed and reduced (`scale` is applied after the sum).
+fn grad_reduce(options: &TrainerOptions, scale: f32) -> GradReduce {
+    let comm = &options.config.communication;
+    GradReduce {
+        bucket_bytes: comm.bucket_size_mb * (1 << 20),
+        max_splits: comm.max_splits,
+        fp16_scale: comm.fp16.then_some(comm.fp16_scale as f32),
+        scale,
+    }
+}
+
+/// ZeRO: each hosted stage's shard plan, with its executor told which shard it updates (and,
+/// for v1, to free each gradient once it is in its bucket).
 fn shard_plans(
     execs: &mut [Executor<CpuBackend>],
     options: &TrainerOptions,
@@ -28,9 +41,13 @@ fn shard_plans(
     execs
         .iter_mut()
         .map(|exec| {
-            (options.config.zero.level == crate::config::ZeroLevel::V0).then(|| {
-                let plan = ShardPlan::new(exec.grad_order(), replicas);
+            let level = options.config.zero.level;
+            (level != ZeroLevel::Off).then(|| {
+                let plan = ShardPlan::new(&exec.grad_order(), &grad_reduce(options, 1.0), replicas);
                 exec.set_owned(plan.owned(replica));
+                if level == ZeroLevel::V1 {
+                    exec.set_release_notified();
+                }
                 plan
             })
         })
@@ -261,19 +278,14 @@ impl Trainer {
             .ok_or_else(|| Error::internal("no loss"))?;
         let outputs = &self.compiled.outputs;
         let stage_of = &self.stages.stage_of;
-        let comm = &self.options.config.communication;
-        let reduce = crate::exec::GradReduce {
-            bucket_bytes: comm.bucket_size_mb * (1 << 20),
-            max_splits: comm.max_splits,
-            fp16_scale: comm.fp16.then_some(comm.fp16_scale as f32),
-            scale: grad_scale,
-        };
+        let reduce = grad_reduce(&self.options, grad_scale);
         let local_clip = self.local_clip(mean);
         let ctx = KernelCtx {
             step: self.step + 1,
         };
         let epoch = Instant::now();
         let layout = &self.layout;
+        let zero = self.options.config.zero.level;
         let results = parallel(&mut self.devices, |d| {
             let rank_of_stage: Vec<usize> = (0..layout.stages)
                 .map(|s| layout.rank_of(d.replica, s))
@@ -289,6 +301,7 @@ impl Trainer {
                 reduce: &reduce,
                 local_clip,
                 epoch,
+                grad_shard: (zero == ZeroLevel::V1).then_some((d.replica, layout.replicas)),
             };
             let r = d.compute(&plan, stage_of);
             if let Err(e) = &r {
@@ -399,12 +412,14 @@ impl Trainer {
         };
         let (loss, outputs) = self.merge(&device_results);
         let step = self.step + 1;
-        // Replicas hold identical reduced gradients: the global norm sums replica 0's stages.
+        // Replicas hold identical reduced gradients: the global norm sums replica 0's stages;
+        // under ZeRO v1 each holds its own chunks, which together make the whole.
+        let sharded_grads = self.options.config.zero.level == ZeroLevel::V1;
         let sq: f64 = self
             .devices
             .iter()
             .zip(&device_results)
-            .filter(|(d, _)| d.replica == 0)
+            .filter(|(d, _)| d.replica == 0 || sharded_grads)
             .map(|(_, r)| r.sum_squares)
             .sum();
         let norm = sq.sqrt();

@@ -3,14 +3,20 @@
 //! (keeping Adam's moments for that shard alone) and an all-gather gives every replica the
 //! whole updated parameters again.
 //!
-//! A stage's parameters are laid end to end in `grad_order` (identical on every replica) and
-//! the flat range is cut into `replicas` equal chunks: replica r owns chunk r, whatever
-//! parameters it crosses, so each replica holds 1/R of the state to within one element.
-//! Because the update is elementwise, a shard's update equals the same elements of the whole
-//! update: ZeRO training is bit-identical to plain data parallelism.
+//! ZeRO v1 also shards gradients: each gradient bucket is reduce-scattered instead of
+//! all-reduced, and a replica keeps only its chunk of the reduced gradient.
+//!
+//! Ownership follows the reducer's buckets (identical on every replica): each bucket is cut
+//! into `replicas` equal chunks and replica r owns chunk r of every bucket, whatever parameters
+//! it crosses, so each replica holds 1/R of the state to within one element per bucket, and
+//! v1's reduce-scatter hands each replica exactly the gradient it updates. Because the update
+//! is elementwise, a shard's update equals the same elements of the whole update: ZeRO
+//! training is bit-identical to plain data parallelism.
 
+use super::overlap::bucket_slots;
 use crate::collectives::Communicator;
 use crate::error::{Error, Result};
+use crate::exec::GradReduce;
 use crate::ir::NodeId;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -18,54 +24,74 @@ use std::ops::Range;
 /// How a stage's parameters are sharded over its data-parallel replicas.
 #[derive(Debug, Clone)]
 pub(super) struct ShardPlan {
-    /// Parameters end to end: (parameter, element count), flat offsets by prefix sum.
-    order: Vec<(NodeId, usize)>,
+    /// Each parameter's (bucket, offset in the bucket, length), in bucket order.
+    slots: Vec<(NodeId, (usize, usize, usize))>,
+    /// Each bucket's chunk (elements per replica) and where it sits in a replica's shard.
+    chunks: Vec<(usize, usize)>,
     replicas: usize,
-    /// Elements per replica (the last chunk may be short; the gather pads it).
-    chunk: usize,
+    /// Elements of one replica's shard (the sum of the chunks).
+    shard_len: usize,
     /// The gather's buffers (own shard, all shards), kept between steps: fresh megabytes
     /// would page-fault on every step.
     scratch: (Vec<f32>, Vec<f32>),
 }
 
 impl ShardPlan {
-    pub fn new(order: Vec<(NodeId, usize)>, replicas: usize) -> ShardPlan {
-        let total: usize = order.iter().map(|(_, n)| n).sum();
+    /// The plan for parameters `order` (`grad_order`), bucketed as the reducer buckets them.
+    pub fn new(order: &[(NodeId, usize)], reduce: &GradReduce, replicas: usize) -> ShardPlan {
+        let (buckets, slot_of) = bucket_slots(order, reduce);
+        let mut slots: Vec<(NodeId, (usize, usize, usize))> = slot_of.into_iter().collect();
+        slots.sort_by_key(|&(_, (b, offset, _))| (b, offset));
+        let mut chunks = Vec::with_capacity(buckets.len());
+        let mut shard_len = 0;
+        for b in &buckets {
+            let chunk = b.elements.div_ceil(replicas.max(1));
+            chunks.push((chunk, shard_len));
+            shard_len += chunk;
+        }
         ShardPlan {
-            order,
+            slots,
+            chunks,
             replicas,
-            chunk: total.div_ceil(replicas.max(1)),
+            shard_len,
             scratch: (Vec::new(), Vec::new()),
         }
     }
 
-    /// Each parameter's flat range.
-    fn spans(&self) -> impl Iterator<Item = (NodeId, Range<usize>)> + '_ {
-        self.order.iter().scan(0, |offset, &(p, n)| {
-            let start = *offset;
-            *offset += n;
-            Some((p, start..start + n))
-        })
-    }
-
-    fn replica_range(&self, replica: usize) -> Range<usize> {
-        replica * self.chunk..(replica + 1) * self.chunk
+    /// Replica `r`'s part of the parameter in `slot`: its range in the parameter and where
+    /// it sits in `r`'s shard. Replica r owns the r-th chunk of every bucket.
+    fn piece(
+        &self,
+        r: usize,
+        (b, offset, n): (usize, usize, usize),
+    ) -> Option<(Range<usize>, usize)> {
+        let (chunk, at) = self.chunks[b];
+        let start = r * chunk;
+        let (lo, hi) = (offset.max(start), (offset + n).min(start + chunk));
+        (lo < hi).then(|| (lo - offset..hi - offset, at + lo - start))
     }
 
     /// Replica `replica`'s range of each parameter it owns part of (parameter coordinates).
     pub fn owned(&self, replica: usize) -> HashMap<NodeId, Range<usize>> {
-        let mine = self.replica_range(replica);
-        self.spans()
-            .filter_map(|(p, span)| {
-                let (lo, hi) = (span.start.max(mine.start), span.end.min(mine.end));
-                (lo < hi).then(|| (p, lo - span.start..hi - span.start))
-            })
+        self.slots
+            .iter()
+            .filter_map(|&(p, slot)| self.piece(replica, slot).map(|(range, _)| (p, range)))
             .collect()
     }
 
     /// Elements of optimizer state a replica keeps per state buffer (for the memory plan).
     pub fn owned_elements(&self, replica: usize) -> usize {
         self.owned(replica).values().map(Range::len).sum()
+    }
+
+    /// The largest parameter: under v1 one whole gradient at a time lives until it is copied
+    /// into its bucket (for the memory plan).
+    pub fn largest(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|&(_, (_, _, n))| n)
+            .max()
+            .unwrap_or(0)
     }
 
     /// After each replica updated its shard: all-gather the shards so that every replica's
@@ -76,22 +102,27 @@ impl ShardPlan {
         params: &mut HashMap<NodeId, &mut [f32]>,
         group: &dyn Communicator,
     ) -> Result<()> {
-        let mine = self.replica_range(replica);
         let (mut shard, mut all) = std::mem::take(&mut self.scratch);
-        shard.resize(self.chunk, 0.0);
-        all.resize(self.chunk * self.replicas, 0.0);
-        for (p, span) in self.spans() {
-            let (lo, hi) = (span.start.max(mine.start), span.end.min(mine.end));
-            if lo < hi {
-                let values = param(params, p)?;
-                shard[lo - mine.start..hi - mine.start]
-                    .copy_from_slice(&values[lo - span.start..hi - span.start]);
+        shard.resize(self.shard_len, 0.0);
+        all.resize(self.shard_len * self.replicas, 0.0);
+        let packed = self.slots.iter().try_for_each(|&(p, slot)| {
+            if let Some((range, at)) = self.piece(replica, slot) {
+                shard[at..at + range.len()].copy_from_slice(&param(params, p)?[range]);
             }
-        }
-        let gathered = group.all_gather(&shard, &mut all);
+            Ok(())
+        });
+        let gathered = packed.and_then(|()| group.all_gather(&shard, &mut all));
         let written = gathered.and_then(|()| {
-            self.spans()
-                .try_for_each(|(p, span)| Ok(param(params, p)?.copy_from_slice(&all[span])))
+            (0..self.replicas).try_for_each(|r| {
+                let theirs = &all[r * self.shard_len..(r + 1) * self.shard_len];
+                self.slots.iter().try_for_each(|&(p, slot)| {
+                    if let Some((range, at)) = self.piece(r, slot) {
+                        let len = range.len();
+                        param(params, p)?[range].copy_from_slice(&theirs[at..at + len]);
+                    }
+                    Ok(())
+                })
+            })
         });
         self.scratch = (shard, all);
         written
@@ -110,8 +141,15 @@ mod tests {
     use super::*;
 
     fn plan() -> ShardPlan {
-        // 10 + 3 + 7 = 20 elements over 3 replicas: chunks of 7 (the last holds 6).
-        ShardPlan::new(vec![(NodeId(5), 10), (NodeId(2), 3), (NodeId(9), 7)], 3)
+        // 10 + 3 + 7 = 20 elements in one bucket over 3 replicas: chunks of 7 (the last 6).
+        let one_bucket = GradReduce {
+            bucket_bytes: 1 << 20,
+            max_splits: 1,
+            fp16_scale: None,
+            scale: 1.0,
+        };
+        let order = [(NodeId(5), 10), (NodeId(2), 3), (NodeId(9), 7)];
+        ShardPlan::new(&order, &one_bucket, 3)
     }
 
     #[test]
@@ -128,6 +166,45 @@ mod tests {
             (0..3).map(|r| p.owned_elements(r)).collect::<Vec<_>>(),
             [7, 7, 6]
         );
+    }
+
+    #[test]
+    fn over_several_buckets_the_replicas_ranges_partition_every_parameter() {
+        let order: Vec<(NodeId, usize)> = [40, 3, 17, 64, 1, 9]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (NodeId(i as u32), n))
+            .collect();
+        for (bucket_bytes, max_splits, replicas) in
+            [(64, 8, 2), (100, 3, 3), (4, 20, 4), (1 << 20, 1, 5)]
+        {
+            let reduce = GradReduce {
+                bucket_bytes,
+                max_splits,
+                fp16_scale: None,
+                scale: 1.0,
+            };
+            let plan = ShardPlan::new(&order, &reduce, replicas);
+            for &(p, n) in &order {
+                let mut covered = vec![0; n];
+                for r in 0..replicas {
+                    if let Some(range) = plan.owned(r).get(&p) {
+                        range.clone().for_each(|i| covered[i] += 1);
+                    }
+                }
+                assert!(
+                    covered.iter().all(|&c| c == 1),
+                    "{p} {bucket_bytes} {max_splits} {replicas}: {covered:?}"
+                );
+            }
+            let sizes: Vec<usize> = (0..replicas).map(|r| plan.owned_elements(r)).collect();
+            let buckets = plan.chunks.len();
+            // Per bucket the pieces differ by less than R (the padding of its last chunk).
+            assert!(
+                sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= buckets * replicas,
+                "{sizes:?}"
+            );
+        }
     }
 
     #[test]

@@ -222,13 +222,16 @@ impl Backend for CpuBackend {
         let g = grad
             .as_f32()
             .ok_or_else(|| Error::internal("update: gradient is not f32"))?;
-        if g.len() != p.len() {
-            return Err(mismatch("update", p.len(), g.len()));
-        }
         if range.end > p.len() {
             return Err(mismatch("update range", p.len(), range.end));
         }
-        let (p, g) = (&mut p[range.clone()], &g[range]);
+        // The whole gradient, or (ZeRO v1) just the range's.
+        let g = match g.len() {
+            n if n == p.len() => &g[range.clone()],
+            n if n == range.len() => g,
+            n => return Err(mismatch("update", p.len(), n)),
+        };
+        let p = &mut p[range];
         if state.len() != rule.state_count() {
             return Err(Error::internal(format!(
                 "update: rule keeps {} state buffers, got {}",

@@ -20,8 +20,33 @@ impl<B: Backend> Executor<B> {
         ps.into_iter().map(|p| (p, self.grad_len(p))).collect()
     }
 
-    /// Overwrite a parameter's accumulated gradient with `values * scale` (reduced elsewhere).
-    pub fn write_grad_scaled(&mut self, param: NodeId, values: &[f32], scale: f32) -> Result<()> {
+    /// Set a parameter's gradient to `values * scale` (reduced elsewhere) over `range`: the
+    /// whole parameter overwrites the accumulated gradient; a part of it (ZeRO v1: this
+    /// replica's shard) replaces it with a buffer of just that part.
+    pub fn write_grad_scaled(
+        &mut self,
+        param: NodeId,
+        range: std::ops::Range<usize>,
+        values: &[f32],
+        scale: f32,
+    ) -> Result<()> {
+        let whole = range.len() == self.grad_len(param);
+        if !whole || self.grads[param.index()].is_none() {
+            // A shard, or a whole gradient already freed into its bucket (ZeRO v1).
+            self.release_grad(param);
+            let f32 = crate::ir::DType::F32;
+            let mut b = self
+                .pool
+                .take(&self.backend, Category::Gradients, f32, range.len())?;
+            let scaled: Vec<f32> = values.iter().map(|x| x * scale).collect();
+            self.backend
+                .write(&mut b, crate::exec::HostView::F32(&scaled))?;
+            self.grads[param.index()] = Some(b);
+            if !whole {
+                self.shard_grads.insert(param);
+            }
+            return Ok(());
+        }
         let g = self.grads[param.index()]
             .as_mut()
             .ok_or_else(|| Error::internal("no gradient to write"))?;
@@ -34,6 +59,31 @@ impl<B: Backend> Executor<B> {
         let scaled: Vec<f32> = values.iter().map(|x| x * scale).collect();
         *g = self.backend.upload(&HostData::F32(scaled))?;
         Ok(())
+    }
+
+    /// Free a parameter's gradient (ZeRO v1: once it is in its bucket, or not this replica's).
+    pub fn release_grad(&mut self, param: NodeId) {
+        if let Some(g) = self.take_grad(param) {
+            let len = g.1;
+            self.pool
+                .give(Category::Gradients, crate::ir::DType::F32, len, g.0);
+        }
+    }
+
+    /// A parameter's gradient buffer and its length (the owned range for a ZeRO v1 shard).
+    fn take_grad(&mut self, param: NodeId) -> Option<(B::Buffer, usize)> {
+        let g = self.grads[param.index()].take()?;
+        let len = if self.shard_grads.remove(&param) {
+            self.owned_range(param).len()
+        } else {
+            self.grad_len(param)
+        };
+        Some((g, len))
+    }
+
+    /// ZeRO v1: free each gradient as soon as the reduction hook has copied it.
+    pub fn set_release_notified(&mut self) {
+        self.release_notified = true;
     }
 
     /// Call `hook(param, gradient)` for every accumulated gradient, in `grad_order` (how a
@@ -110,9 +160,8 @@ impl<B: Backend> Executor<B> {
         for p in self.grad_params() {
             let name = self.param_name(p).to_string();
             let rule = rule_for(&name);
-            let len = numel(&self.dims[p.index()]);
             let range = self.owned_range(p);
-            let grad = self.grads[p.index()].take().expect("checked");
+            let (grad, len) = self.take_grad(p).expect("checked");
             if !range.is_empty() {
                 while self.state[p.index()].len() < rule.state_count() {
                     let b = self.backend.alloc(crate::ir::DType::F32, range.len())?;
@@ -177,10 +226,7 @@ impl<B: Backend> Executor<B> {
     /// Drop accumulated gradients without applying them (a skipped step).
     pub fn discard_grads(&mut self) {
         for p in self.grad_params() {
-            let len = numel(&self.dims[p.index()]);
-            let g = self.grads[p.index()].take().expect("checked");
-            self.pool
-                .give(Category::Gradients, crate::ir::DType::F32, len, g);
+            self.release_grad(p);
         }
     }
 
