@@ -186,6 +186,32 @@ async function m() {
   }
 }
 
+// M, prediction: each layout's predicted per-device peak (`weft plan`) against the peak the
+// allocator measured over two steps of W2.
+async function memoryPrediction() {
+  const B = 8;
+  const layouts = [
+    ['1 device', 1, {}],
+    ['dp2', 2, {}],
+    ['pp2 m4', 2, { auto: { autoParallel: true }, pipeline: { numStages: 2, numMicroBatch: 4 } }],
+    ['accumulation m4', 1, { pipeline: { numMicroBatch: 4 } }],
+    ['dp2 zero v0', 2, { zero: { level: 'v0' } }],
+    ['dp2 zero v1', 2, { zero: { level: 'v1' } }],
+  ];
+  for (const [name, devices, cfg] of layouts) {
+    const trainer = await weft.compile(gpt(W2, weft.config(cfg)), {
+      batch: B, devices: weft.cpu(devices), threads: 1, optimizer: weft.optim.adamW({ lr: 3e-4 }),
+    });
+    for (let i = 0; i < 2; i++) await trainer.step(gptBatch(B, 11));
+    const worst = Object.values(trainer.memory()).map((d) => {
+      const measured = [d.measured].flat().reduce((a, x) => a + x.peak_total, 0);
+      return { measured, predicted: d.predicted.total, error: d.predicted.total / measured - 1 };
+    }).sort((a, b) => Math.abs(b.error) - Math.abs(a.error))[0];
+    const mib = (b) => `${fmt(b / 2 ** 20, 1)} MiB`;
+    console.log(`M  W2 ${name} | peak per device predicted ${mib(worst.predicted)} measured ${mib(worst.measured)} | error ${fmt(worst.error * 100, 1)}%`);
+  }
+}
+
 console.log(`weft bench (${new Date().toISOString()}), ${(await import('node:os')).cpus().length} cores, medians after warm-up`);
 if (!haveRef) {
   console.log('reference not installed: run `bash benches/reference/setup.sh` (a local .venv with torch and numpy from PyPI) to print ratios');
@@ -198,4 +224,7 @@ if (only.includes('W2')) {
 if (only.includes('G')) g();
 if (only.includes('P')) await p();
 if (only.includes('D')) await d();
-if (only.includes('M')) await m();
+if (only.includes('M')) {
+  await m();
+  await memoryPrediction();
+}

@@ -6,20 +6,25 @@ use super::trainer::Trainer;
 use crate::exec::{Action, Program};
 use crate::ir::{Graph, NodeId, Strategy};
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
-/// Predicted peak bytes per category for one device.
+/// Predicted peak bytes per category for one device, and of all of them at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MemoryEstimate {
     pub params: usize,
     pub grads: usize,
     pub optimizer_state: usize,
     pub activations: usize,
+    /// Peak of activations and gradients together: lower than the sum of their peaks when
+    /// backward frees activations as gradients appear (one micro-batch per step).
+    pub transient: usize,
 }
 
 impl MemoryEstimate {
+    /// Predicted peak of the device's allocator (what a memory limit is checked against).
     pub fn total(&self) -> usize {
-        self.params + self.grads + self.optimizer_state + self.activations
+        self.params + self.optimizer_state + self.transient
     }
 
     pub fn to_json(&self) -> Value {
@@ -37,18 +42,50 @@ fn bytes(graph: &Graph, id: NodeId) -> usize {
 
 /// Live transient bytes while walking `actions` from `start`: (peak, live at the end).
 fn walk(graph: &Graph, actions: &[Action], start: usize) -> (usize, usize) {
-    let (mut live, mut peak) = (start, start);
+    let (peak, _, live) = walk_with_grads(graph, actions, start, None);
+    (peak, live)
+}
+
+/// `walk`, also counting gradients as backward creates them when `grads` is given (the
+/// parameters holding one already, and whether a gradient is freed once handed to the reducer
+/// as ZeRO v1 does): (peak of activations + gradients, gradient bytes at the end, activations
+/// at the end).
+fn walk_with_grads(
+    graph: &Graph,
+    actions: &[Action],
+    start: usize,
+    mut grads: Option<(&mut BTreeSet<NodeId>, bool)>,
+) -> (usize, usize, usize) {
+    let (mut live, mut held, mut peak) = (start, 0usize, start);
+    let mut moved = BTreeSet::new();
     for a in actions {
         match *a {
             Action::Load(id) | Action::Compute(id) | Action::Recv { node: id, .. } => {
                 live += bytes(graph, id)
             }
-            Action::Free(id) => live = live.saturating_sub(bytes(graph, id)),
-            Action::Send { .. } | Action::AccumulateGrad { .. } => {}
+            Action::Free(id) if !moved.contains(&id) => {
+                live = live.saturating_sub(bytes(graph, id))
+            }
+            Action::AccumulateGrad { param, grad, take } => {
+                if let Some((have, released)) = grads.as_mut()
+                    && have.insert(param)
+                {
+                    // The first gradient of a parameter: moved out of the activations, or
+                    // copied into a new buffer; ZeRO v1 frees it once in its bucket.
+                    if take {
+                        moved.insert(grad);
+                        live = live.saturating_sub(bytes(graph, grad));
+                    }
+                    if !*released {
+                        held += bytes(graph, param);
+                    }
+                }
+            }
+            Action::Free(_) | Action::Send { .. } => {}
         }
-        peak = peak.max(live);
+        peak = peak.max(live + held);
     }
-    (peak, live)
+    (peak, held, live)
 }
 
 /// Most micro-batches whose forward ran but backward has not, over a stage's work list.
@@ -72,6 +109,7 @@ fn predict(
     stage_of: &[usize],
     in_flight: usize,
     states: usize,
+    accumulates: bool,
 ) -> MemoryEstimate {
     let local_params: Vec<NodeId> = graph
         .parameters()
@@ -88,12 +126,24 @@ fn predict(
         .sum();
     let (peak_f, retained) = walk(graph, &program.forward, 0);
     let (peak_b, _) = walk(graph, &program.backward, retained);
-    let activations = in_flight.saturating_sub(1) * retained + peak_f.max(peak_b);
+    let earlier = in_flight.saturating_sub(1) * retained;
+    let activations = earlier + peak_f.max(peak_b);
+    // With accumulation every micro-batch after the first runs beside the whole gradients;
+    // with one micro-batch they appear only as backward frees the activations.
+    let transient = if accumulates {
+        activations + grads
+    } else {
+        let mut have = BTreeSet::new();
+        let (joint_b, _, _) =
+            walk_with_grads(graph, &program.backward, retained, Some((&mut have, false)));
+        earlier + peak_f.max(joint_b)
+    };
     MemoryEstimate {
         params,
         grads,
         optimizer_state: grads * states,
         activations,
+        transient,
     }
 }
 
@@ -129,20 +179,34 @@ impl Trainer {
                         .copied()
                         .filter(|w| work_stage(w) == stage)
                         .collect();
+                    let accumulates = self.layout.micro_batches > 1;
                     let mut m = predict(
                         &self.compiled,
                         e.program(),
                         &self.stages.stage_of,
                         max_in_flight(&mine),
                         states,
+                        accumulates,
                     );
                     if let Some(plan) = zero {
                         let owned = plan.owned_elements(d.replica);
                         m.optimizer_state = owned * 4 * states;
                         // v1 frees each gradient into its bucket and keeps its chunks; with
                         // accumulation the whole gradients still build up over micro-batches.
-                        if v1 && self.layout.micro_batches == 1 {
+                        if v1 && !accumulates {
                             m.grads = owned.max(plan.largest()) * 4;
+                            let p = e.program();
+                            let (_, retained) = walk(&self.compiled, &p.forward, 0);
+                            let mut have = BTreeSet::new();
+                            let (joint_b, _, _) = walk_with_grads(
+                                &self.compiled,
+                                &p.backward,
+                                retained,
+                                Some((&mut have, true)),
+                            );
+                            // A whole gradient is moved out of the activations, copied into its
+                            // bucket and freed; the chunks arrive once backward is done.
+                            m.transient = joint_b.max(m.grads);
                         }
                     }
                     MemoryEstimate {
@@ -150,6 +214,7 @@ impl Trainer {
                         grads: acc.grads + m.grads,
                         optimizer_state: acc.optimizer_state + m.optimizer_state,
                         activations: acc.activations + m.activations,
+                        transient: acc.transient + m.transient,
                     }
                 })
             })
