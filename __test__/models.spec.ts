@@ -166,3 +166,24 @@ test('the mlp learns a fixed batch', async (t) => {
 test('the mlp rejects fewer than two sizes', (t) => {
   t.throws(() => mlp({ sizes: [10] }), { instanceOf: weft.WeftShapeError });
 });
+
+test('recomputing activations (auto, and the gpt\'s block checkpoints) trains exactly like keeping them, dropout included', async (t) => {
+  const opts = { ...TINY, dropout: 0.2 };
+  const idx = Int32Array.from({ length: 4 * TINY.seq }, (_, i) => (i * 7) % TINY.vocab);
+  const targets = Int32Array.from({ length: 4 * TINY.seq }, (_, i) => (i * 5 + 1) % TINY.vocab);
+  const run = async (type: '' | 'auto' | 'collection') => {
+    const trainer = await weft.compile(gpt(opts, weft.config({ gradientCheckpoint: { type } })), {
+      batch: 4, seed: 5, optimizer: weft.optim.adamW({ lr: 1e-2 }),
+    });
+    const losses: number[] = [];
+    for (let s = 0; s < 3; s++) losses.push((await trainer.step({ idx, targets })).loss);
+    const act = (trainer.memory()['cpu:0'] as { measured: { activations: number } }).measured.activations;
+    return { losses, act };
+  };
+  const plain = await run('');
+  for (const type of ['auto', 'collection'] as const) {
+    const r = await run(type);
+    t.deepEqual(r.losses, plain.losses, type);
+    t.true(r.act < plain.act, `${type}: ${r.act} vs ${plain.act} activation bytes`);
+  }
+});

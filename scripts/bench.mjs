@@ -186,6 +186,24 @@ async function m() {
   }
 }
 
+// M, recomputation: W2 on one device (2 threads), activation peak and step time with
+// gradient_checkpoint.type='auto' against keeping every activation.
+async function recomputeBench() {
+  const B = 8;
+  const run = async (type) => {
+    const trainer = await weft.compile(gpt(W2, weft.config({ gradientCheckpoint: { type } })), {
+      batch: B, optimizer: weft.optim.adamW({ lr: 3e-4 }),
+    });
+    const t = await timeSteps(trainer, gptBatch(B, 13), 2, quick ? 3 : 6);
+    return { ms: t.wall, act: trainer.memory()['cpu:0'].measured.activations };
+  };
+  const plain = await run('');
+  const auto = await run('auto');
+  const mib = (b) => `${fmt(b / 2 ** 20, 1)} MiB`;
+  console.log(`M  W2 recompute auto | activations ${mib(auto.act)} vs ${mib(plain.act)}: cut ${fmt((1 - auto.act / plain.act) * 100, 1)}%` +
+    ` | step ${fmt(auto.ms)} vs ${fmt(plain.ms)} ms: +${fmt((auto.ms / plain.ms - 1) * 100, 1)}%`);
+}
+
 // M, prediction: each layout's predicted per-device peak (`weft plan`) against the peak the
 // allocator measured over two steps of W2.
 async function memoryPrediction() {
@@ -197,6 +215,8 @@ async function memoryPrediction() {
     ['accumulation m4', 1, { pipeline: { numMicroBatch: 4 } }],
     ['dp2 zero v0', 2, { zero: { level: 'v0' } }],
     ['dp2 zero v1', 2, { zero: { level: 'v1' } }],
+    ['recompute auto', 1, { gradientCheckpoint: { type: 'auto' } }],
+    ['dp2 x pp2 m4 zero v1 recompute', 4, { auto: { autoParallel: true }, pipeline: { numStages: 2, numMicroBatch: 4 }, zero: { level: 'v1' }, gradientCheckpoint: { type: 'auto' } }],
   ];
   for (const [name, devices, cfg] of layouts) {
     const trainer = await weft.compile(gpt(W2, weft.config(cfg)), {
@@ -226,5 +246,6 @@ if (only.includes('P')) await p();
 if (only.includes('D')) await d();
 if (only.includes('M')) {
   await m();
+  await recomputeBench();
   await memoryPrediction();
 }

@@ -263,6 +263,23 @@ export class ModelBuilder implements OpSink {
   }
 
   /**
+   * Marks a tensor as a recomputation checkpoint, EPL's `gradient_checkpoint` collection: with
+   * `gradient_checkpoint.type='collection'` backward keeps the marked tensors and recomputes
+   * every other activation from them (fewer activations kept, one more forward per segment).
+   * Returns the tensor, so it can wrap an expression.
+   *
+   * @example
+   * x = m.checkpoint(block(x)); // keep each block's output, recompute inside the blocks
+   */
+  checkpoint(t: Tensor): Tensor {
+    if (!(t instanceof Tensor) || t.sink !== this) {
+      throw new WeftShapeError('checkpoint: expected a tensor of this model');
+    }
+    call(() => this.native.checkpoint(t.id));
+    return t;
+  }
+
+  /**
    * Prefixes the names of parameters created inside `fn` with `name.`.
    *
    * @example

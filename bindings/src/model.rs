@@ -256,6 +256,13 @@ impl NativeModel {
         guard(|| self.builder_mut()?.output(&name, NodeId(id)))
     }
 
+    /// Mark a computed node as a recomputation checkpoint (`gradient_checkpoint.type=
+    /// 'collection'`).
+    #[napi]
+    pub fn checkpoint(&mut self, id: u32) -> js::Result<()> {
+        guard(|| self.builder_mut()?.checkpoint(NodeId(id)))
+    }
+
     /// Enter a `replicate` / `split` scope (EPL's rules, see the module doc); `name` may be
     /// empty for EPL's default (`Replicate` / `Split`). Returns the index its TaskGraph takes
     /// when its first op arrives.

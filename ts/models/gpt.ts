@@ -47,7 +47,8 @@ export function gptBuild(opts: GptOptions): weft.BuildFn {
   return (m) => {
     const blocks = (s: number, x: weft.Tensor): weft.Tensor => {
       const first = starts[s] as number;
-      for (let i = first; i < first + (sizes[s] as number); i++) x = block(m, x, i, opts);
+      // Each block's output is a recomputation checkpoint (used by gradient_checkpoint.type='collection').
+      for (let i = first; i < first + (sizes[s] as number); i++) x = m.checkpoint(block(m, x, i, opts));
       return x;
     };
     const [wte, h] = inStage(m, 0, stages, () => {

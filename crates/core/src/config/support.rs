@@ -74,11 +74,6 @@ mod tests {
             ),
             (json!({"amp.level": "O1"}), "amp.level", "amp.level='o1'"),
             (
-                json!({"gradient_checkpoint.type": "auto"}),
-                "gradient_checkpoint.type",
-                "'auto'",
-            ),
-            (
                 json!({"optimizer.num_apply_group": 3}),
                 "optimizer.num_apply_group",
                 "=3",

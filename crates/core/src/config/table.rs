@@ -166,9 +166,10 @@ config_table! {
     gradient_checkpoint: GradientCheckpointConfig {
         kind as "type": GcType {
             default: GcType::Off, min: None, origin: Epl,
-            unsupported: Some("gradient checkpointing lands with the memory issue"),
-            doc: "Off when empty; 'collection': checkpoint the tensors the user marked; 'auto': \
-                  search checkpoints automatically.",
+            unsupported: None,
+            doc: "Off when empty; 'collection': keep the tensors marked with m.checkpoint(t) and \
+                  recompute the other activations in backward; 'auto': keep the values live \
+                  across each repeated block's end (else across about sqrt(L) segments).",
         }
         end_taskgraph: i64 {
             default: -1, min: Some(-1), origin: Epl,

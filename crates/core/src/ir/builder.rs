@@ -181,6 +181,25 @@ impl GraphBuilder {
         Ok(())
     }
 
+    /// Mark a computed value as a recomputation checkpoint (`gradient_checkpoint.type=
+    /// 'collection'`): backward keeps it and recomputes the rest from such marks.
+    pub fn checkpoint(&mut self, id: NodeId) -> Result<()> {
+        let n = self.node(id)?;
+        if n.op.is_leaf() {
+            return Err(Error::shape(
+                "checkpoint",
+                format!(
+                    "{id} is a {} (kept anyway); mark a computed tensor instead",
+                    n.op.name()
+                ),
+            ));
+        }
+        if !self.graph.checkpoints.contains(&id) {
+            self.graph.checkpoints.push(id);
+        }
+        Ok(())
+    }
+
     pub fn text(&self) -> String {
         self.graph.to_string()
     }

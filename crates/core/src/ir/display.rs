@@ -40,6 +40,10 @@ impl fmt::Display for Graph {
         if let Some(l) = self.loss {
             writeln!(f, "loss = {l}")?;
         }
+        if !self.checkpoints.is_empty() {
+            let ids: Vec<String> = self.checkpoints.iter().map(|c| c.to_string()).collect();
+            writeln!(f, "checkpoints {}", ids.join(" "))?;
+        }
         for (p, g) in &self.grads {
             writeln!(f, "grad {p} = {g}")?;
         }

@@ -79,6 +79,9 @@ pub struct Graph {
     pub outputs: Vec<(String, NodeId)>,
     pub loss: Option<NodeId>,
     pub grads: Vec<(NodeId, NodeId)>,
+    /// Forward values the user marked for activation recomputation (`m.checkpoint(t)`): kept
+    /// for backward when `gradient_checkpoint.type='collection'`, everything else recomputed.
+    pub checkpoints: Vec<NodeId>,
 }
 
 impl Graph {

@@ -57,6 +57,13 @@ impl Graph {
                 });
             }
         }
+        for c in &self.checkpoints {
+            if !ok(*c) || self.node(*c).op.is_leaf() {
+                return Err(Error::Verify {
+                    message: format!("checkpoint {c} is not a computed value"),
+                });
+            }
+        }
         for (p, g) in &self.grads {
             if !ok(*p) || !ok(*g) || self.node(*p).shape != self.node(*g).shape {
                 return Err(Error::Verify {

@@ -2,12 +2,15 @@
 //! `verify()` after every one, so a broken pass is caught at the pass, not at run time.
 
 mod auto_stage;
+mod recompute;
 mod resolve_batch;
 mod stages;
 
+pub use auto_stage::block_ends;
 pub use auto_stage::{
     AutoStageReport, StageCost, StagePolicy, auto_stages, equal_op_count_stages, stage_costs,
 };
+pub use recompute::{live_across, recompute, sqrt_segment_ends};
 pub use resolve_batch::resolve_batch;
 pub use stages::{StageMap, assign_stages};
 

@@ -3,9 +3,13 @@
 
 use super::options::{DeviceSpec, TrainerOptions};
 use super::trainer::InputSpec;
+use crate::config::GcType;
 use crate::error::{Error, Result};
 use crate::ir::{Dim, Graph};
-use crate::passes::assign_stages;
+use crate::passes::{
+    assign_stages, block_ends, live_across, recompute, run_pass, sqrt_segment_ends,
+};
+use std::collections::BTreeSet;
 
 pub(super) fn input_specs(model: &Graph, batch: usize) -> Result<Vec<InputSpec>> {
     let mut specs = Vec::new();
@@ -95,4 +99,69 @@ pub(super) fn stage_slicing(
         })
         .collect();
     crate::strategy::slice_for_config(&crate::strategy::Cluster::local(n)?, &tgs, &options.config)
+}
+
+/// `gradient_checkpoint`: the differentiated graph with backward recomputing every forward
+/// value but the checkpoints (see `passes::recompute`).
+pub(super) fn recompute_activations(graph: Graph, options: &TrainerOptions) -> Result<Graph> {
+    let gc = &options.config.gradient_checkpoint;
+    let (keep, end) = match gc.kind {
+        GcType::Off => return Ok(graph),
+        GcType::Collection if graph.checkpoints.is_empty() => {
+            return Err(Error::config(
+                "gradient_checkpoint.type",
+                "gradient_checkpoint.type='collection' keeps the tensors marked with \
+                 m.checkpoint(t) and recomputes the rest, but no tensor is marked",
+            ));
+        }
+        GcType::Collection => (graph.checkpoints.iter().copied().collect(), None),
+        GcType::Auto => {
+            let mut ends = block_ends(&graph);
+            if ends.is_empty() {
+                ends = sqrt_segment_ends(&graph);
+            }
+            let end = usize::try_from(gc.end_taskgraph).ok();
+            (live_across(&graph, &ends), end)
+        }
+    };
+    let keep: BTreeSet<_> = keep;
+    let before = gc.check_gradients.then(|| graph.clone());
+    let after = run_pass(graph, |g| recompute(g, &keep, end))?;
+    if let Some(before) = before {
+        check_same_gradients(&before, &after)?;
+    }
+    Ok(after)
+}
+
+/// `gradient_checkpoint.check_gradients`: the recomputed graph has the same gradients as the
+/// plain one, in count, shape and op kind.
+fn check_same_gradients(before: &Graph, after: &Graph) -> Result<()> {
+    let kinds = |g: &Graph| -> Vec<(String, String)> {
+        g.grads
+            .iter()
+            .map(|&(_, x)| (g.node(x).op.name().to_string(), g.node(x).shape.to_string()))
+            .collect()
+    };
+    let (a, b) = (kinds(before), kinds(after));
+    if a.len() != b.len() {
+        return Err(Error::internal(format!(
+            "gradient_checkpoint.check_gradients: {} gradients without recomputation, {} with",
+            a.len(),
+            b.len()
+        )));
+    }
+    for (((p, _), x), y) in before.grads.iter().zip(&a).zip(&b) {
+        if x != y {
+            return Err(Error::internal(format!(
+                "gradient_checkpoint.check_gradients: the gradient of {} is {} {} without \
+                 recomputation and {} {} with",
+                before.node_line(*p),
+                x.0,
+                x.1,
+                y.0,
+                y.1
+            )));
+        }
+    }
+    Ok(())
 }

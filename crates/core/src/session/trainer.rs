@@ -3,7 +3,9 @@
 //! executor per device (threads) -> communicators; a step runs every device's pipeline work in
 //! parallel, reduces gradients across replicas, clips by the global norm and updates.
 
-use super::compile::{auto_partition, device_count, input_specs, stage_slicing};
+use super::compile::{
+    auto_partition, device_count, input_specs, recompute_activations, stage_slicing,
+};
 use super::device::{Device, DeviceResult, LocalClip, StepPlan};
 use super::layout::Layout;
 use super::options::TrainerOptions;
@@ -112,6 +114,7 @@ impl Trainer {
         let inputs = input_specs(&model, options.batch)?;
         let resolved = run_pass(model.clone(), |g| resolve_batch(g, micro_rows))?;
         let compiled = run_pass(resolved, differentiate)?;
+        let compiled = recompute_activations(compiled, &options)?;
         let stages = assign_stages(&compiled)?;
         layout.check_communication(&options, &compiled)?;
         layout.check_zero(&options)?;

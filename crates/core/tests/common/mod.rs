@@ -69,6 +69,11 @@ pub fn block(b: &mut GraphBuilder, x: NodeId, i: usize) -> NodeId {
 
 /// A 4-block transformer; `stages` > 1 puts consecutive blocks into that many TaskGraphs.
 pub fn model(stages: usize) -> Graph {
+    model_with(stages, false)
+}
+
+/// `model`, with each block's output marked as a recomputation checkpoint when `mark`.
+pub fn model_with(stages: usize, mark: bool) -> Graph {
     let mut b = GraphBuilder::new();
     let idx = b
         .input("idx", Shape(vec![Dim::Batch(1), Dim::Fixed(T)]), DType::I32)
@@ -98,6 +103,9 @@ pub fn model(stages: usize) -> Graph {
             scope(&mut b, i / (layers / stages));
         }
         x = block(&mut b, x, i);
+        if mark {
+            b.checkpoint(x).unwrap();
+        }
     }
     let shape = b.reshape_dims(x, &[-1, C as i64]).unwrap();
     let x = op(&mut b, Op::Reshape { shape }, &[x]);

@@ -119,6 +119,20 @@ pub fn equal_op_count_stages(graph: &Graph, num_stages: usize) -> Vec<usize> {
     spread_to_leaves(graph, &units, &unit_stage)
 }
 
+/// The last forward op of each repeated block (EPL's rule), in order; empty without blocks.
+pub fn block_ends(graph: &Graph) -> Vec<NodeId> {
+    let units: Vec<NodeId> = compute_units(graph)
+        .into_iter()
+        .filter(|&id| graph.node(id).phase == crate::ir::Phase::Forward)
+        .collect();
+    let found = blocks::find_repeated_blocks(graph, &units);
+    found
+        .list
+        .iter()
+        .filter_map(|b| b.units.iter().max().map(|&u| units[u]))
+        .collect()
+}
+
 /// The forward compute nodes (non-leaves) in node order: the units stages are cut from.
 fn compute_units(graph: &Graph) -> Vec<NodeId> {
     graph
