@@ -161,10 +161,10 @@ async function d() {
 // parallelism.
 async function m() {
   const B = 8;
-  const run = async (level) => {
+  const run = async (level, numApplyGroup = 1) => {
     const trainer = await weft.compile(gpt(W2), {
       batch: B, devices: weft.cpu(2), threads: 1, optimizer: weft.optim.adamW({ lr: 3e-4 }),
-      config: weft.config({ zero: { level } }),
+      config: weft.config({ zero: { level }, optimizer: { numApplyGroup } }),
     });
     const t = await timeSteps(trainer, gptBatch(B, 9), 2, quick ? 3 : 6);
     const devices = Object.values(trainer.memory());
@@ -175,6 +175,7 @@ async function m() {
       statePredicted: most((d) => d.predicted.optimizer_state),
       grads: most((d) => d.measured.grads),
       gradsPredicted: most((d) => d.predicted.grads),
+      gather: most((d) => d.zero_gather_bytes?.measured ?? 0),
     };
   };
   const plain = await run('');
@@ -184,6 +185,8 @@ async function m() {
     console.log(`M  W2 dp2 zero ${level} | optimizer state per device ${mib(z.state)} (predicted ${mib(z.statePredicted)}) vs ${mib(plain.state)}: ratio ${fmt(z.state / plain.state, 3)}` +
       ` | gradients ${mib(z.grads)} (predicted ${mib(z.gradsPredicted)}) vs ${mib(plain.grads)}: ratio ${fmt(z.grads / plain.grads, 3)} | step ${fmt(z.ms)} vs ${fmt(plain.ms)} ms`);
   }
+  const [one, four] = [await run('v0', 1), await run('v0', 4)];
+  console.log(`M  W2 dp2 zero v0 num_apply_group 4 | all-gather buffers ${mib(four.gather)} vs ${mib(one.gather)} with 1 group: ratio ${fmt(four.gather / one.gather, 3)} | step ${fmt(four.ms)} vs ${fmt(one.ms)} ms`);
 }
 
 // M, recomputation: W2 on one device (2 threads), activation peak and step time with

@@ -217,3 +217,43 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[test]
+fn grouped_apply_is_identical_and_cuts_zeros_gather_buffers() {
+    // Without ZeRO parameters update one at a time in place: groups change nothing.
+    let (plain, pt) = train_with(1, 2, 1, "PreferBackward", json!({}));
+    let (grouped, gt) = train_with(
+        1,
+        2,
+        1,
+        "PreferBackward",
+        json!({"optimizer.num_apply_group": 3}),
+    );
+    assert_eq!(plain, grouped);
+    let gather = |t: &Trainer| -> (u64, u64) {
+        let m = t.memory_json();
+        let d = &m["cpu:0"]["zero_gather_bytes"];
+        (
+            d["measured"].as_u64().unwrap(),
+            d["predicted"].as_u64().unwrap(),
+        )
+    };
+    assert!(gt.memory_json()["cpu:0"].get("zero_gather_bytes").is_none());
+    let many = json!({"zero.level": "v0"});
+    let (one, ot) = train_with(1, 2, 1, "PreferBackward", many.clone());
+    let mut grouped = many;
+    grouped["optimizer.num_apply_group"] = json!(4);
+    let (four, ft) = train_with(1, 2, 1, "PreferBackward", grouped);
+    assert_eq!(one, plain);
+    assert_eq!(four, plain);
+    for (name, _) in pt.parameter_shapes() {
+        assert_eq!(
+            ft.replica_parameters(&name).unwrap(),
+            pt.replica_parameters(&name).unwrap()
+        );
+    }
+    let ((m1, p1), (m4, p4)) = (gather(&ot), gather(&ft));
+    assert_eq!((m1, m4), (p1, p4));
+    // Groups are whole parameters, so the largest one (the tied embedding) bounds the cut.
+    assert!(m4 * 10 < m1 * 7, "grouped gather {m4} vs {m1}");
+}

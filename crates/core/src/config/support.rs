@@ -73,11 +73,6 @@ mod tests {
                 "offload.level='v0'",
             ),
             (json!({"amp.level": "O1"}), "amp.level", "amp.level='o1'"),
-            (
-                json!({"optimizer.num_apply_group": 3}),
-                "optimizer.num_apply_group",
-                "=3",
-            ),
             (json!({"io.slicing": true}), "io.slicing", "io.slicing=true"),
         ];
         for (input, key, fragment) in cases {

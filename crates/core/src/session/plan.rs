@@ -378,10 +378,19 @@ impl Trainer {
             } else {
                 json!(measured)
             };
-            out.insert(
-                self.device_name(i),
-                json!({"measured": measured, "predicted": est.to_json()}),
-            );
+            let mut entry = json!({"measured": measured, "predicted": est.to_json()});
+            // ZeRO's all-gather buffers after the update (outside the allocator's categories).
+            let zero: Vec<_> = d.zero.iter().flatten().collect();
+            if !zero.is_empty() {
+                let sum = |f: &dyn Fn(&super::zero::ShardPlan) -> usize| -> usize {
+                    zero.iter().map(|z| f(z)).sum()
+                };
+                entry["zero_gather_bytes"] = json!({
+                    "measured": sum(&|z| z.peak_gather_bytes),
+                    "predicted": sum(&|z| z.gather_bytes()),
+                });
+            }
+            out.insert(self.device_name(i), entry);
         }
         Value::Object(out)
     }

@@ -45,7 +45,9 @@ fn shard_plans(
         .map(|exec| {
             let level = options.config.zero.level;
             (level != ZeroLevel::Off).then(|| {
-                let plan = ShardPlan::new(&exec.grad_order(), &grad_reduce(options, 1.0), replicas);
+                let groups = options.config.optimizer.num_apply_group;
+                let reduce = grad_reduce(options, 1.0);
+                let plan = ShardPlan::new(&exec.grad_order(), &reduce, replicas, groups);
                 exec.set_owned(plan.owned(replica));
                 if level == ZeroLevel::V1 {
                     exec.set_release_notified();
@@ -448,12 +450,20 @@ impl Trainer {
                 if coef < 1.0 {
                     exec.scale_grads(coef)?;
                 }
-                exec.apply(step, &|_| rule.clone())?;
-                if let Some(plan) = zero {
-                    let group = d.dp.first().ok_or_else(|| {
-                        Error::internal("ZeRO without a data-parallel communicator")
-                    })?;
-                    plan.gather(d.replica, &mut exec.params_host_mut()?, group.as_ref())?;
+                let rule_for = |_: &str| rule.clone();
+                // Without ZeRO parameters update one at a time in place: no temporaries, so
+                // apply groups change nothing. With it, each group is updated, then gathered.
+                let Some(plan) = zero else {
+                    exec.apply(step, &rule_for)?;
+                    continue;
+                };
+                let group = d
+                    .dp
+                    .first()
+                    .ok_or_else(|| Error::internal("ZeRO without a data-parallel communicator"))?;
+                for g in 0..plan.group_count() {
+                    exec.apply_where(step, &rule_for, &|p| plan.in_group(p, g))?;
+                    plan.gather(d.replica, g, &mut exec.params_host_mut()?, group.as_ref())?;
                 }
             }
             Ok((start, Instant::now()))

@@ -26,56 +26,99 @@ use std::ops::Range;
 pub(super) struct ShardPlan {
     /// Each parameter's (bucket, offset in the bucket, length), in bucket order.
     slots: Vec<(NodeId, (usize, usize, usize))>,
-    /// Each bucket's chunk (elements per replica) and where it sits in a replica's shard.
-    chunks: Vec<(usize, usize)>,
+    /// Each bucket's chunk: the elements of it each replica owns (the last may own fewer).
+    chunks: Vec<usize>,
     replicas: usize,
-    /// Elements of one replica's shard (the sum of the chunks).
-    shard_len: usize,
+    /// `optimizer.num_apply_group`: contiguous runs of `slots` updated and gathered in turn.
+    groups: Vec<Range<usize>>,
+    /// Most bytes the gather's buffers held at once (measured).
+    pub peak_gather_bytes: usize,
     /// The gather's buffers (own shard, all shards), kept between steps: fresh megabytes
     /// would page-fault on every step.
     scratch: (Vec<f32>, Vec<f32>),
 }
 
 impl ShardPlan {
-    /// The plan for parameters `order` (`grad_order`), bucketed as the reducer buckets them.
-    pub fn new(order: &[(NodeId, usize)], reduce: &GradReduce, replicas: usize) -> ShardPlan {
+    /// The plan for parameters `order` (`grad_order`), bucketed as the reducer buckets them,
+    /// applied in `groups` runs of buckets balanced by size.
+    pub fn new(
+        order: &[(NodeId, usize)],
+        reduce: &GradReduce,
+        replicas: usize,
+        groups: usize,
+    ) -> ShardPlan {
         let (buckets, slot_of) = bucket_slots(order, reduce);
         let mut slots: Vec<(NodeId, (usize, usize, usize))> = slot_of.into_iter().collect();
         slots.sort_by_key(|&(_, (b, offset, _))| (b, offset));
-        let mut chunks = Vec::with_capacity(buckets.len());
-        let mut shard_len = 0;
-        for b in &buckets {
-            let chunk = b.elements.div_ceil(replicas.max(1));
-            chunks.push((chunk, shard_len));
-            shard_len += chunk;
-        }
+        let chunks = buckets
+            .iter()
+            .map(|b| b.elements.div_ceil(replicas.max(1)))
+            .collect();
+        let sizes: Vec<usize> = slots.iter().map(|&(_, (_, _, n))| n).collect();
         ShardPlan {
             slots,
             chunks,
             replicas,
-            shard_len,
+            groups: balanced_runs(&sizes, groups),
+            peak_gather_bytes: 0,
             scratch: (Vec::new(), Vec::new()),
         }
     }
 
-    /// Replica `r`'s part of the parameter in `slot`: its range in the parameter and where
-    /// it sits in `r`'s shard. Replica r owns the r-th chunk of every bucket.
-    fn piece(
-        &self,
-        r: usize,
-        (b, offset, n): (usize, usize, usize),
-    ) -> Option<(Range<usize>, usize)> {
-        let (chunk, at) = self.chunks[b];
-        let start = r * chunk;
-        let (lo, hi) = (offset.max(start), (offset + n).min(start + chunk));
-        (lo < hi).then(|| (lo - offset..hi - offset, at + lo - start))
+    /// Apply groups: each a run of buckets.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Whether parameter `p` is updated in group `g`.
+    pub fn in_group(&self, p: NodeId, g: usize) -> bool {
+        self.slots[self.groups[g].clone()]
+            .iter()
+            .any(|&(q, _)| q == p)
+    }
+
+    /// Bytes of the gather's buffers for the largest group (the optimizer's temporaries,
+    /// predicted).
+    pub fn gather_bytes(&self) -> usize {
+        (0..self.groups.len())
+            .map(|g| self.group_len(g) * (1 + self.replicas) * 4)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Elements each replica contributes to group `g`'s all-gather: the most any replica
+    /// owns in it (the others pad).
+    fn group_len(&self, g: usize) -> usize {
+        (0..self.replicas)
+            .map(|r| {
+                self.pieces(r, g)
+                    .map(|(_, range)| range.len())
+                    .sum::<usize>()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Replica `r`'s pieces of group `g`'s parameters, in slot order.
+    fn pieces(&self, r: usize, g: usize) -> impl Iterator<Item = (NodeId, Range<usize>)> + '_ {
+        self.slots[self.groups[g].clone()]
+            .iter()
+            .filter_map(move |&(p, slot)| self.piece(r, slot).map(|range| (p, range)))
+    }
+
+    /// Replica `r`'s range of the parameter in `slot`: replica r owns the r-th chunk of every
+    /// bucket.
+    fn piece(&self, r: usize, (b, offset, n): (usize, usize, usize)) -> Option<Range<usize>> {
+        let start = r * self.chunks[b];
+        let (lo, hi) = (offset.max(start), (offset + n).min(start + self.chunks[b]));
+        (lo < hi).then(|| lo - offset..hi - offset)
     }
 
     /// Replica `replica`'s range of each parameter it owns part of (parameter coordinates).
     pub fn owned(&self, replica: usize) -> HashMap<NodeId, Range<usize>> {
         self.slots
             .iter()
-            .filter_map(|&(p, slot)| self.piece(replica, slot).map(|(range, _)| (p, range)))
+            .filter_map(|&(p, slot)| self.piece(replica, slot).map(|range| (p, range)))
             .collect()
     }
 
@@ -99,27 +142,33 @@ impl ShardPlan {
     pub fn gather(
         &mut self,
         replica: usize,
+        apply_group: usize,
         params: &mut HashMap<NodeId, &mut [f32]>,
         group: &dyn Communicator,
     ) -> Result<()> {
+        let len = self.group_len(apply_group);
         let (mut shard, mut all) = std::mem::take(&mut self.scratch);
-        shard.resize(self.shard_len, 0.0);
-        all.resize(self.shard_len * self.replicas, 0.0);
-        let packed = self.slots.iter().try_for_each(|&(p, slot)| {
-            if let Some((range, at)) = self.piece(replica, slot) {
-                shard[at..at + range.len()].copy_from_slice(&param(params, p)?[range]);
-            }
-            Ok(())
-        });
+        shard.resize(len, 0.0);
+        all.resize(len * self.replicas, 0.0);
+        // What a group needs: buffers left larger by an earlier group are not in use.
+        self.peak_gather_bytes = self.peak_gather_bytes.max(len * (1 + self.replicas) * 4);
+        let mut at = 0;
+        let packed = self
+            .pieces(replica, apply_group)
+            .try_for_each(|(p, range)| {
+                let n = range.len();
+                shard[at..at + n].copy_from_slice(&param(params, p)?[range]);
+                at += n;
+                Ok(())
+            });
         let gathered = packed.and_then(|()| group.all_gather(&shard, &mut all));
         let written = gathered.and_then(|()| {
             (0..self.replicas).try_for_each(|r| {
-                let theirs = &all[r * self.shard_len..(r + 1) * self.shard_len];
-                self.slots.iter().try_for_each(|&(p, slot)| {
-                    if let Some((range, at)) = self.piece(r, slot) {
-                        let len = range.len();
-                        param(params, p)?[range].copy_from_slice(&theirs[at..at + len]);
-                    }
+                let mut at = r * len;
+                self.pieces(r, apply_group).try_for_each(|(p, range)| {
+                    let n = range.len();
+                    param(params, p)?[range].copy_from_slice(&all[at..at + n]);
+                    at += n;
                     Ok(())
                 })
             })
@@ -127,6 +176,27 @@ impl ShardPlan {
         self.scratch = (shard, all);
         written
     }
+}
+
+/// `count` contiguous runs of `sizes` (at least one item each, fewer runs than `count` when
+/// there are fewer items) with about equal sums: run k ends once the running total reaches
+/// k/count of the whole.
+fn balanced_runs(sizes: &[usize], count: usize) -> Vec<Range<usize>> {
+    let count = count.clamp(1, sizes.len().max(1));
+    let total: usize = sizes.iter().sum();
+    let mut runs = Vec::with_capacity(count);
+    let (mut start, mut acc) = (0, 0);
+    for (i, &n) in sizes.iter().enumerate() {
+        acc += n;
+        let left = sizes.len() - i - 1;
+        let runs_left = count - runs.len() - 1;
+        if runs_left > 0 && (acc * count >= total * (runs.len() + 1) || left == runs_left) {
+            runs.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    runs.push(start..sizes.len());
+    runs
 }
 
 fn param<'a>(params: &'a mut HashMap<NodeId, &mut [f32]>, p: NodeId) -> Result<&'a mut [f32]> {
@@ -149,7 +219,7 @@ mod tests {
             scale: 1.0,
         };
         let order = [(NodeId(5), 10), (NodeId(2), 3), (NodeId(9), 7)];
-        ShardPlan::new(&order, &one_bucket, 3)
+        ShardPlan::new(&order, &one_bucket, 3, 1)
     }
 
     #[test]
@@ -184,7 +254,7 @@ mod tests {
                 fp16_scale: None,
                 scale: 1.0,
             };
-            let plan = ShardPlan::new(&order, &reduce, replicas);
+            let plan = ShardPlan::new(&order, &reduce, replicas, 1);
             for &(p, n) in &order {
                 let mut covered = vec![0; n];
                 for r in 0..replicas {
@@ -235,7 +305,7 @@ mod tests {
                             .copied()
                             .zip(bufs.iter_mut().map(|b| b.as_mut_slice()))
                             .collect();
-                        p.gather(r, &mut map, &comm).unwrap();
+                        p.gather(r, 0, &mut map, &comm).unwrap();
                         bufs
                     })
                 })

@@ -157,7 +157,17 @@ impl<B: Backend> Executor<B> {
 
     /// Apply `rule_for(param name)` to every parameter with a gradient, then drop the gradients.
     pub fn apply(&mut self, step: u64, rule_for: &dyn Fn(&str) -> UpdateRule) -> Result<()> {
-        for p in self.grad_params() {
+        self.apply_where(step, rule_for, &|_| true)
+    }
+
+    /// `apply` for the parameters `which` selects (one group of a grouped apply).
+    pub fn apply_where(
+        &mut self,
+        step: u64,
+        rule_for: &dyn Fn(&str) -> UpdateRule,
+        which: &dyn Fn(NodeId) -> bool,
+    ) -> Result<()> {
+        for p in self.grad_params().into_iter().filter(|&p| which(p)) {
             let name = self.param_name(p).to_string();
             let rule = rule_for(&name);
             let range = self.owned_range(p);
