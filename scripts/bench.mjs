@@ -207,6 +207,23 @@ async function recomputeBench() {
     ` | step ${fmt(auto.ms)} vs ${fmt(plain.ms)} ms: +${fmt((auto.ms / plain.ms - 1) * 100, 1)}%`);
 }
 
+// M, offload: W2 on one device, device peak and host bytes with offload.level='v0'.
+async function offloadBench() {
+  const B = 8;
+  const run = async (level) => {
+    const trainer = await weft.compile(gpt(W2, weft.config({ offload: { level } })), {
+      batch: B, optimizer: weft.optim.adamW({ lr: 3e-4 }),
+    });
+    const t = await timeSteps(trainer, gptBatch(B, 13), 2, quick ? 3 : 6);
+    const d = trainer.memory()['cpu:0'].measured;
+    return { ms: t.wall, device: d.peak_total, params: d.params + d.optimizer_state, host: d.host };
+  };
+  const [plain, off] = [await run(''), await run('v0')];
+  const mib = (b) => `${fmt(b / 2 ** 20, 1)} MiB`;
+  console.log(`M  W2 offload v0 | device peak ${mib(off.device)} vs ${mib(plain.device)} | parameters + optimizer state on the device ${mib(off.params)} vs ${mib(plain.params)}, host ${mib(off.host)}` +
+    ` | step ${fmt(off.ms)} vs ${fmt(plain.ms)} ms`);
+}
+
 // M, prediction: each layout's predicted per-device peak (`weft plan`) against the peak the
 // allocator measured over two steps of W2.
 async function memoryPrediction() {
@@ -219,6 +236,7 @@ async function memoryPrediction() {
     ['dp2 zero v0', 2, { zero: { level: 'v0' } }],
     ['dp2 zero v1', 2, { zero: { level: 'v1' } }],
     ['recompute auto', 1, { gradientCheckpoint: { type: 'auto' } }],
+    ['offload v0', 1, { offload: { level: 'v0' } }],
     ['dp2 x pp2 m4 zero v1 recompute', 4, { auto: { autoParallel: true }, pipeline: { numStages: 2, numMicroBatch: 4 }, zero: { level: 'v1' }, gradientCheckpoint: { type: 'auto' } }],
   ];
   for (const [name, devices, cfg] of layouts) {
@@ -250,5 +268,6 @@ if (only.includes('D')) await d();
 if (only.includes('M')) {
   await m();
   await recomputeBench();
+  await offloadBench();
   await memoryPrediction();
 }

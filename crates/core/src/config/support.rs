@@ -67,11 +67,6 @@ mod tests {
     #[test]
     fn each_unsupported_key_is_named() {
         let cases = [
-            (
-                json!({"offload.level": "v0"}),
-                "offload.level",
-                "offload.level='v0'",
-            ),
             (json!({"amp.level": "O1"}), "amp.level", "amp.level='o1'"),
             (json!({"io.slicing": true}), "io.slicing", "io.slicing=true"),
         ];
@@ -88,7 +83,7 @@ mod tests {
 
     #[test]
     fn all_unsupported_keys_are_listed_in_table_order() {
-        let c = config(json!({"io.slicing": true, "offload.level": "v0", "amp.level": "o1"}));
+        let c = config(json!({"io.slicing": true, "amp.level": "o1"}));
         let features: Vec<String> = c
             .unsupported_features()
             .into_iter()
@@ -97,8 +92,8 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(features, ["offload.level", "amp.level", "io.slicing"]);
-        let (first, _) = unsupported(json!({"io.slicing": true, "offload.level": "v0"}));
-        assert_eq!(first, "offload.level");
+        assert_eq!(features, ["amp.level", "io.slicing"]);
+        let (first, _) = unsupported(json!({"io.slicing": true, "amp.level": "o1"}));
+        assert_eq!(first, "amp.level");
     }
 }

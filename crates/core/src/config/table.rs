@@ -198,9 +198,11 @@ config_table! {
     offload: OffloadConfig {
         level: OffloadLevel {
             default: OffloadLevel::Off, min: None, origin: Epl,
-            unsupported: Some("offload lands with the memory issue"),
-            doc: "Off when empty; 'v0': keep all variables (and their updates) on the host and \
-                  stream them to the device.",
+            unsupported: None,
+            doc: "Off when empty; 'v0': keep parameters and optimizer state in host memory and \
+                  copy each parameter to the device right before the program that reads it, \
+                  freeing it after its last reader (on CPU devices the host pool is accounted \
+                  separately).",
         }
     }
     /// Automatic mixed precision.

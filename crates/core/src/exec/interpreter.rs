@@ -66,6 +66,8 @@ pub struct Executor<B: Backend> {
     release_notified: bool,
     /// Parameters whose gradient buffer holds only their owned range (ZeRO v1, after reduction).
     shard_grads: std::collections::HashSet<NodeId>,
+    /// `offload.level='v0'`: `params` and `state` are host memory; programs fetch parameters.
+    offload: bool,
     pool: Pool<B>,
 }
 
@@ -76,9 +78,11 @@ fn lookup<'a, T>(
     mb: usize,
     id: NodeId,
 ) -> Result<&'a T> {
-    params[id.index()]
-        .as_ref()
-        .or_else(|| slots.get(mb).and_then(|s| s[id.index()].as_ref()))
+    // A parameter fetched for this program (offload) is read from its slot.
+    slots
+        .get(mb)
+        .and_then(|s| s[id.index()].as_ref())
+        .or_else(|| params[id.index()].as_ref())
         .ok_or_else(|| Error::internal(format!("{id} is not live for micro-batch {mb}")))
 }
 
@@ -112,12 +116,25 @@ impl<B: Backend> Executor<B> {
         stage: usize,
         seed: u64,
     ) -> Result<Self> {
+        Self::with_offload(backend, graph, stages, stage, seed, false)
+    }
+
+    /// `new`; with `offload` (`offload.level='v0'`) parameters and optimizer state live in host
+    /// memory and each program fetches the parameters it reads right before use.
+    pub fn with_offload(
+        backend: B,
+        graph: Graph,
+        stages: &StageMap,
+        stage: usize,
+        seed: u64,
+        offload: bool,
+    ) -> Result<Self> {
         let dims = graph
             .nodes
             .iter()
             .map(|n| n.shape.concrete())
             .collect::<Result<Vec<_>>>()?;
-        let program = Program::build(&graph, stages, stage);
+        let program = Program::build(&graph, stages, stage, offload);
         let n = graph.nodes.len();
         let mut ex = Executor {
             backend,
@@ -131,6 +148,7 @@ impl<B: Backend> Executor<B> {
             owned: None,
             release_notified: false,
             shard_grads: Default::default(),
+            offload,
             pool: Pool::default(),
             graph,
         };
@@ -145,7 +163,8 @@ impl<B: Backend> Executor<B> {
             let len = numel(&ex.dims[id.index()]);
             let values = HostData::F32(init_values(&init, &name, len, seed));
             ex.params[id.index()] = Some(ex.backend.upload(&values)?);
-            ex.pool.adopt(Category::Parameters, DType::F32, len);
+            let home = ex.home(Category::Parameters);
+            ex.pool.adopt(home, DType::F32, len);
         }
         Ok(ex)
     }
@@ -273,6 +292,7 @@ impl<B: Backend> Executor<B> {
                 self.free(mb, id);
                 Ok(())
             }
+            Action::Fetch(p) => self.fetch(p, mb),
             Action::AccumulateGrad { param, grad, take } => self.accumulate(param, grad, take, mb),
             Action::Send { node, to_stage } => {
                 let link = link.ok_or_else(no_link)?;
@@ -364,15 +384,48 @@ impl<B: Backend> Executor<B> {
         Ok(())
     }
 
+    /// Offload: a device copy of a host parameter, for this micro-batch's program.
+    fn fetch(&mut self, p: NodeId, mb: usize) -> Result<()> {
+        let len = numel(&self.dims[p.index()]);
+        let f32 = DType::F32;
+        let mut b = self
+            .pool
+            .take(&self.backend, Category::Parameters, f32, len)?;
+        let host = self.params[p.index()].as_ref().ok_or_else(|| {
+            Error::internal(format!("fetch of {p}: not a parameter of this stage"))
+        })?;
+        let copied = match self.backend.host_f32(host) {
+            Some(v) => self.backend.write(&mut b, HostView::F32(v)),
+            None => self
+                .backend
+                .download(host)
+                .and_then(|d| self.backend.write(&mut b, d.view())),
+        };
+        if let Err(e) = copied {
+            self.pool.give(Category::Parameters, f32, len, b);
+            return Err(e);
+        }
+        self.slot(mb)[p.index()] = Some(b);
+        Ok(())
+    }
+
+    /// Where a persistent buffer of category `c` is accounted: host memory under offload.
+    pub(crate) fn home(&self, c: Category) -> Category {
+        match c {
+            Category::Parameters | Category::OptimizerState if self.offload => Category::Host,
+            c => c,
+        }
+    }
+
     fn free(&mut self, mb: usize, id: NodeId) {
         if let Some(buf) = self.slots.get_mut(mb).and_then(|s| s[id.index()].take()) {
             let n = self.graph.node(id);
-            self.pool.give(
-                Category::Activations,
-                n.dtype,
-                numel(&self.dims[id.index()]),
-                buf,
-            );
+            let category = match n.op {
+                Op::Parameter { .. } => Category::Parameters,
+                _ => Category::Activations,
+            };
+            self.pool
+                .give(category, n.dtype, numel(&self.dims[id.index()]), buf);
         }
     }
 

@@ -14,14 +14,17 @@ pub enum Category {
     Gradients,
     OptimizerState,
     Activations,
+    /// Host memory under `offload.level='v0'` (master parameters and optimizer state); not
+    /// part of the device's total.
+    Host,
 }
 
 /// Bytes per category: current and peak.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MemoryStats {
-    pub live: [usize; 4],
-    pub peak: [usize; 4],
-    /// Peak of the sum over all categories (not the sum of per-category peaks).
+    pub live: [usize; 5],
+    pub peak: [usize; 5],
+    /// Peak of the sum over the device's categories (not the sum of per-category peaks).
     pub peak_total: usize,
     live_total: usize,
 }
@@ -30,14 +33,18 @@ impl MemoryStats {
     fn add(&mut self, c: Category, bytes: usize) {
         let i = c as usize;
         self.live[i] += bytes;
-        self.live_total += bytes;
         self.peak[i] = self.peak[i].max(self.live[i]);
-        self.peak_total = self.peak_total.max(self.live_total);
+        if c != Category::Host {
+            self.live_total += bytes;
+            self.peak_total = self.peak_total.max(self.live_total);
+        }
     }
 
     fn sub(&mut self, c: Category, bytes: usize) {
         self.live[c as usize] -= bytes;
-        self.live_total -= bytes;
+        if c != Category::Host {
+            self.live_total -= bytes;
+        }
     }
 
     pub fn peak_of(&self, c: Category) -> usize {
@@ -50,6 +57,7 @@ impl MemoryStats {
             "grads": self.peak[1],
             "optimizer_state": self.peak[2],
             "activations": self.peak[3],
+            "host": self.peak[4],
             "peak_total": self.peak_total,
         })
     }

@@ -23,6 +23,9 @@ pub enum Action {
     Send { node: NodeId, to_stage: usize },
     /// Return a buffer to the pool (its last reader has run).
     Free(NodeId),
+    /// Copy a parameter from host memory onto the device for this program (offload); freed
+    /// after its last reader in the same program.
+    Fetch(NodeId),
     /// Add this micro-batch's gradient into the parameter's accumulated gradient, as soon as it
     /// is final (so its all-reduce bucket can start while backward goes on). `take`: this is the
     /// gradient's last reader, so its buffer may be moved instead of copied.
@@ -41,6 +44,7 @@ impl fmt::Display for Action {
             Action::Compute(n) => write!(f, "compute {n}"),
             Action::Send { node, to_stage } => write!(f, "send {node} >s{to_stage}"),
             Action::Free(n) => write!(f, "free {n}"),
+            Action::Fetch(n) => write!(f, "fetch {n}"),
             Action::AccumulateGrad { param, grad, take } => {
                 write!(
                     f,
@@ -89,9 +93,10 @@ impl Program {
         }
     }
 
-    pub fn build(graph: &Graph, stages: &StageMap, stage: usize) -> Program {
-        let (forward, backward) = build_list(graph, stages, stage, true);
-        let (eval, _) = build_list(graph, stages, stage, false);
+    /// `offload`: parameters live in host memory and each program fetches what it reads.
+    pub fn build(graph: &Graph, stages: &StageMap, stage: usize, offload: bool) -> Program {
+        let (forward, backward) = build_list(graph, stages, stage, true, offload);
+        let (eval, _) = build_list(graph, stages, stage, false, offload);
         Program {
             stage,
             forward,
@@ -128,7 +133,13 @@ fn needed(graph: &Graph, train: bool) -> Vec<bool> {
 }
 
 /// The ordered actions of one stage, as (forward-phase actions, backward-phase actions).
-fn build_list(graph: &Graph, map: &StageMap, s: usize, train: bool) -> (Vec<Action>, Vec<Action>) {
+fn build_list(
+    graph: &Graph,
+    map: &StageMap,
+    s: usize,
+    train: bool,
+    offload: bool,
+) -> (Vec<Action>, Vec<Action>) {
     let need = needed(graph, train);
     let here = |id: NodeId| map.stage_of[id.index()] == s;
     // Stages reading each node (a gradient is read by its parameter's stage).
@@ -144,6 +155,16 @@ fn build_list(graph: &Graph, map: &StageMap, s: usize, train: bool) -> (Vec<Acti
         }
     }
     let mut have = vec![false; graph.nodes.len()];
+    // Offload: parameters fetched so far, per phase (backward fetches again what it reads).
+    let mut fetched = [
+        vec![false; graph.nodes.len()],
+        vec![false; graph.nodes.len()],
+    ];
+    let mut fetch = |x: NodeId, bwd: bool, list: &mut Vec<(Action, bool)>| {
+        if offload && !std::mem::replace(&mut fetched[bwd as usize][x.index()], true) {
+            list.push((Action::Fetch(x), bwd));
+        }
+    };
     let mut list: Vec<(Action, bool)> = Vec::new(); // (action, is backward phase)
     // Batch inputs are loaded by each stage that reads them (below), never sent.
     let is_input = |id: NodeId| matches!(graph.node(id).op, Op::Input { .. });
@@ -154,6 +175,9 @@ fn build_list(graph: &Graph, map: &StageMap, s: usize, train: bool) -> (Vec<Acti
         let n = graph.node(id);
         let bwd = n.phase != Phase::Forward;
         for &x in &n.inputs {
+            if matches!(graph.node(x).op, Op::Parameter { .. }) && here(x) {
+                fetch(x, bwd, &mut list);
+            }
             if have[x.index()] {
                 continue;
             }
@@ -189,6 +213,9 @@ fn build_list(graph: &Graph, map: &StageMap, s: usize, train: bool) -> (Vec<Acti
             .collect();
         to.sort_unstable();
         to.dedup();
+        if !to.is_empty() && matches!(n.op, Op::Parameter { .. }) {
+            fetch(id, bwd, &mut list);
+        }
         list.extend(to.into_iter().map(|t| {
             (
                 Action::Send {
@@ -234,7 +261,44 @@ fn build_list(graph: &Graph, map: &StageMap, s: usize, train: bool) -> (Vec<Acti
             ));
         }
     }
-    place_frees(graph, list, &roots(graph, false))
+    let (fwd, bwd) = place_frees(graph, list, &roots(graph, false));
+    (free_fetched(graph, fwd), free_fetched(graph, bwd))
+}
+
+/// Offload: free each fetched parameter after its last reader in the same list.
+fn free_fetched(graph: &Graph, list: Vec<Action>) -> Vec<Action> {
+    let mut last: std::collections::HashMap<NodeId, usize> = Default::default();
+    for (i, a) in list.iter().enumerate() {
+        match a {
+            Action::Fetch(p) => {
+                last.insert(*p, i);
+            }
+            Action::Compute(x) => {
+                for y in &graph.node(*x).inputs {
+                    if let Some(l) = last.get_mut(y) {
+                        *l = i;
+                    }
+                }
+            }
+            Action::Send { node, .. } => {
+                if let Some(l) = last.get_mut(node) {
+                    *l = i;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut frees_after: Vec<Vec<NodeId>> = vec![Vec::new(); list.len()];
+    for (p, i) in last {
+        frees_after[i].push(p);
+    }
+    let mut out = Vec::with_capacity(list.len() + frees_after.len());
+    for (a, mut frees) in list.into_iter().zip(frees_after) {
+        out.push(a);
+        frees.sort();
+        out.extend(frees.into_iter().map(Action::Free));
+    }
+    out
 }
 
 /// Insert `Free` after each value's last use on this stage. `kept` (loss and outputs) stay for
@@ -258,7 +322,7 @@ fn place_frees(
             }
             Action::Send { node, .. } => last[node.index()] = Some(i),
             Action::AccumulateGrad { grad, .. } => last[grad.index()] = Some(i),
-            Action::Free(_) => {}
+            Action::Free(_) | Action::Fetch(_) => {}
         }
     }
     let mut frees_after: Vec<Vec<NodeId>> = vec![Vec::new(); list.len()];

@@ -4,7 +4,7 @@
 use super::device::Work;
 use super::trainer::Trainer;
 use crate::exec::{Action, Program};
-use crate::ir::{Graph, NodeId, Strategy};
+use crate::ir::{Graph, NodeId, Op, Strategy};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -16,21 +16,26 @@ pub struct MemoryEstimate {
     pub grads: usize,
     pub optimizer_state: usize,
     pub activations: usize,
-    /// Peak of activations and gradients together: lower than the sum of their peaks when
-    /// backward frees activations as gradients appear (one micro-batch per step).
+    /// Peak of activations, gradients and fetched parameters together: lower than the sum of
+    /// their peaks when backward frees activations as gradients appear (one micro-batch per
+    /// step).
     pub transient: usize,
+    /// Host memory under offload: master parameters and optimizer state.
+    pub host: usize,
 }
 
 impl MemoryEstimate {
-    /// Predicted peak of the device's allocator (what a memory limit is checked against).
+    /// Predicted peak of the device's allocator (what a memory limit is checked against);
+    /// offloaded parameters are in `transient` as fetched.
     pub fn total(&self) -> usize {
-        self.params + self.optimizer_state + self.transient
+        let resident = if self.host > 0 { 0 } else { self.params };
+        resident + self.optimizer_state + self.transient
     }
 
     pub fn to_json(&self) -> Value {
         json!({
             "params": self.params, "grads": self.grads, "optimizer_state": self.optimizer_state,
-            "activations": self.activations, "total": self.total(),
+            "activations": self.activations, "host": self.host, "total": self.total(),
         })
     }
 }
@@ -42,27 +47,47 @@ fn bytes(graph: &Graph, id: NodeId) -> usize {
 
 /// Live transient bytes while walking `actions` from `start`: (peak, live at the end).
 fn walk(graph: &Graph, actions: &[Action], start: usize) -> (usize, usize) {
-    let (peak, _, live) = walk_with_grads(graph, actions, start, None);
-    (peak, live)
+    let w = walk_with_grads(graph, actions, start, None);
+    (w.activations, w.end)
+}
+
+/// What a walk over a program finds.
+struct Walk {
+    /// Peak of activations alone.
+    activations: usize,
+    /// Peak of activations, gradients and fetched parameters together.
+    joint: usize,
+    /// Peak of parameters fetched from host memory (offload).
+    fetched: usize,
+    /// Activations live at the end.
+    end: usize,
 }
 
 /// `walk`, also counting gradients as backward creates them when `grads` is given (the
 /// parameters holding one already, and whether a gradient is freed once handed to the reducer
-/// as ZeRO v1 does): (peak of activations + gradients, gradient bytes at the end, activations
-/// at the end).
+/// as ZeRO v1 does), and parameters fetched from host memory.
 fn walk_with_grads(
     graph: &Graph,
     actions: &[Action],
     start: usize,
     mut grads: Option<(&mut BTreeSet<NodeId>, bool)>,
-) -> (usize, usize, usize) {
-    let (mut live, mut held, mut peak) = (start, 0usize, start);
+) -> Walk {
+    let (mut live, mut held, mut fetched) = (start, 0usize, 0usize);
+    let mut w = Walk {
+        activations: start,
+        joint: start,
+        fetched: 0,
+        end: 0,
+    };
     let mut moved = BTreeSet::new();
+    let is_param = |id: NodeId| matches!(graph.node(id).op, Op::Parameter { .. });
     for a in actions {
         match *a {
             Action::Load(id) | Action::Compute(id) | Action::Recv { node: id, .. } => {
                 live += bytes(graph, id)
             }
+            Action::Fetch(id) => fetched += bytes(graph, id),
+            Action::Free(id) if is_param(id) => fetched = fetched.saturating_sub(bytes(graph, id)),
             Action::Free(id) if !moved.contains(&id) => {
                 live = live.saturating_sub(bytes(graph, id))
             }
@@ -83,9 +108,12 @@ fn walk_with_grads(
             }
             Action::Free(_) | Action::Send { .. } => {}
         }
-        peak = peak.max(live + held);
+        w.activations = w.activations.max(live);
+        w.fetched = w.fetched.max(fetched);
+        w.joint = w.joint.max(live + held + fetched);
     }
-    (peak, held, live)
+    w.end = live;
+    w
 }
 
 /// Most micro-batches whose forward ran but backward has not, over a stage's work list.
@@ -102,7 +130,8 @@ pub fn max_in_flight(work: &[Work]) -> usize {
 }
 
 /// A stage's prediction: k micro-batches in flight keep k-1 copies of what a forward retains,
-/// on top of the transient peak of one micro-batch's forward and backward.
+/// on top of the transient peak of one micro-batch's forward and backward. `offload`:
+/// parameters and optimizer state are host memory, parameters fetched by each program.
 fn predict(
     graph: &Graph,
     program: &Program,
@@ -110,6 +139,7 @@ fn predict(
     in_flight: usize,
     states: usize,
     accumulates: bool,
+    offload: bool,
 ) -> MemoryEstimate {
     let local_params: Vec<NodeId> = graph
         .parameters()
@@ -124,26 +154,27 @@ fn predict(
         .filter(|(p, _)| local_params.contains(p))
         .map(|(p, _)| bytes(graph, *p))
         .sum();
-    let (peak_f, retained) = walk(graph, &program.forward, 0);
-    let (peak_b, _) = walk(graph, &program.backward, retained);
-    let earlier = in_flight.saturating_sub(1) * retained;
-    let activations = earlier + peak_f.max(peak_b);
+    let wf = walk_with_grads(graph, &program.forward, 0, None);
+    let mut have = BTreeSet::new();
+    let wb = walk_with_grads(graph, &program.backward, wf.end, Some((&mut have, false)));
+    let earlier = in_flight.saturating_sub(1) * wf.end;
+    let activations = earlier + wf.activations.max(wb.activations);
+    let fetched = wf.fetched.max(wb.fetched);
     // With accumulation every micro-batch after the first runs beside the whole gradients;
     // with one micro-batch they appear only as backward frees the activations.
     let transient = if accumulates {
-        activations + grads
+        activations + grads + fetched
     } else {
-        let mut have = BTreeSet::new();
-        let (joint_b, _, _) =
-            walk_with_grads(graph, &program.backward, retained, Some((&mut have, false)));
-        earlier + peak_f.max(joint_b)
+        earlier + wf.joint.max(wb.joint)
     };
+    let optimizer_state = grads * states;
     MemoryEstimate {
-        params,
+        params: if offload { fetched } else { params },
         grads,
-        optimizer_state: grads * states,
+        optimizer_state: if offload { 0 } else { optimizer_state },
         activations,
         transient,
+        host: if offload { params + optimizer_state } else { 0 },
     }
 }
 
@@ -167,6 +198,7 @@ impl Trainer {
     pub fn memory_estimates(&self) -> Vec<MemoryEstimate> {
         let states = self.options.optimizer.rule(0.0).state_count();
         let v1 = self.options.config.zero.level == crate::config::ZeroLevel::V1;
+        let offload = self.options.config.offload.level == crate::config::OffloadLevel::V0;
         self.devices
             .iter()
             .map(|d| {
@@ -187,10 +219,16 @@ impl Trainer {
                         max_in_flight(&mine),
                         states,
                         accumulates,
+                        offload,
                     );
                     if let Some(plan) = zero {
                         let owned = plan.owned_elements(d.replica);
-                        m.optimizer_state = owned * 4 * states;
+                        let state = owned * 4 * states;
+                        if offload {
+                            m.host = m.host + state - m.grads * states;
+                        } else {
+                            m.optimizer_state = state;
+                        }
                         // v1 frees each gradient into its bucket and keeps its chunks; with
                         // accumulation the whole gradients still build up over micro-batches.
                         if v1 && !accumulates {
@@ -198,12 +236,13 @@ impl Trainer {
                             let p = e.program();
                             let (_, retained) = walk(&self.compiled, &p.forward, 0);
                             let mut have = BTreeSet::new();
-                            let (joint_b, _, _) = walk_with_grads(
+                            let joint_b = walk_with_grads(
                                 &self.compiled,
                                 &p.backward,
                                 retained,
                                 Some((&mut have, true)),
-                            );
+                            )
+                            .joint;
                             // A whole gradient is moved out of the activations, copied into its
                             // bucket and freed; the chunks arrive once backward is done.
                             m.transient = joint_b.max(m.grads);
@@ -215,6 +254,7 @@ impl Trainer {
                         optimizer_state: acc.optimizer_state + m.optimizer_state,
                         activations: acc.activations + m.activations,
                         transient: acc.transient + m.transient,
+                        host: acc.host + m.host,
                     }
                 })
             })

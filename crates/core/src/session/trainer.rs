@@ -132,12 +132,13 @@ impl Trainer {
             let execs = hosted
                 .iter()
                 .map(|&s| {
-                    Executor::new(
+                    Executor::with_offload(
                         CpuBackend::new(threads),
                         compiled.clone(),
                         &stages,
                         s,
                         options.seed,
+                        options.config.offload.level == crate::config::OffloadLevel::V0,
                     )
                 })
                 .collect::<Result<Vec<_>>>()?;

@@ -175,8 +175,8 @@ impl<B: Backend> Executor<B> {
             if !range.is_empty() {
                 while self.state[p.index()].len() < rule.state_count() {
                     let b = self.backend.alloc(crate::ir::DType::F32, range.len())?;
-                    self.pool
-                        .adopt(Category::OptimizerState, crate::ir::DType::F32, range.len());
+                    let home = self.home(Category::OptimizerState);
+                    self.pool.adopt(home, crate::ir::DType::F32, range.len());
                     self.state[p.index()].push(b);
                 }
                 let param = self.params[p.index()].as_mut().ok_or_else(|| {
@@ -324,13 +324,13 @@ impl<B: Backend> Executor<B> {
             }
         }
         let held = self.state[id.index()].len();
+        let home = self.home(Category::OptimizerState);
         for _ in held..bufs.len() {
-            self.pool
-                .adopt(Category::OptimizerState, crate::ir::DType::F32, range.len());
+            self.pool.adopt(home, crate::ir::DType::F32, range.len());
         }
         for _ in bufs.len()..held {
             self.pool
-                .drop_buffer(Category::OptimizerState, crate::ir::DType::F32, range.len());
+                .drop_buffer(home, crate::ir::DType::F32, range.len());
         }
         self.state[id.index()] = bufs;
         Ok(())
