@@ -420,9 +420,13 @@ impl<B: Backend> Executor<B> {
     fn free(&mut self, mb: usize, id: NodeId) {
         if let Some(buf) = self.slots.get_mut(mb).and_then(|s| s[id.index()].take()) {
             let n = self.graph.node(id);
-            let category = match n.op {
-                Op::Parameter { .. } => Category::Parameters,
-                _ => Category::Activations,
+            // A local parameter fetched from host memory (offload); a parameter received from
+            // another stage is an activation like any received value.
+            let fetched = matches!(n.op, Op::Parameter { .. }) && self.params[id.index()].is_some();
+            let category = if fetched {
+                Category::Parameters
+            } else {
+                Category::Activations
             };
             self.pool
                 .give(category, n.dtype, numel(&self.dims[id.index()]), buf);

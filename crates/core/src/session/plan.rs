@@ -4,7 +4,7 @@
 use super::device::Work;
 use super::trainer::Trainer;
 use crate::exec::{Action, Program};
-use crate::ir::{Graph, NodeId, Op, Strategy};
+use crate::ir::{Graph, NodeId, Strategy};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -79,15 +79,19 @@ fn walk_with_grads(
         fetched: 0,
         end: 0,
     };
-    let mut moved = BTreeSet::new();
-    let is_param = |id: NodeId| matches!(graph.node(id).op, Op::Parameter { .. });
+    let (mut moved, mut on_loan) = (BTreeSet::new(), BTreeSet::new());
     for a in actions {
         match *a {
             Action::Load(id) | Action::Compute(id) | Action::Recv { node: id, .. } => {
                 live += bytes(graph, id)
             }
-            Action::Fetch(id) => fetched += bytes(graph, id),
-            Action::Free(id) if is_param(id) => fetched = fetched.saturating_sub(bytes(graph, id)),
+            Action::Fetch(id) => {
+                on_loan.insert(id);
+                fetched += bytes(graph, id)
+            }
+            Action::Free(id) if on_loan.remove(&id) => {
+                fetched = fetched.saturating_sub(bytes(graph, id))
+            }
             Action::Free(id) if !moved.contains(&id) => {
                 live = live.saturating_sub(bytes(graph, id))
             }

@@ -58,6 +58,13 @@ fn shard_plans(
         .collect()
 }
 
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic payload".into())
+}
+
 /// A global batch as the step reads it: input name -> borrowed data.
 type Batch<'a> = BTreeMap<&'a str, HostView<'a>>;
 
@@ -309,7 +316,16 @@ impl Trainer {
                 epoch,
                 grad_shard: (zero == ZeroLevel::V1).then_some((d.replica, layout.replicas)),
             };
-            let r = d.compute(&plan, stage_of);
+            // A panic on one device must fail its peers' collectives, not leave them waiting.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                d.compute(&plan, stage_of)
+            }))
+            .unwrap_or_else(|p| {
+                Err(Error::internal(format!(
+                    "a device thread panicked: {}",
+                    panic_text(&p)
+                )))
+            });
             if let Err(e) = &r {
                 d.abort(&e.to_string());
             }
