@@ -390,9 +390,14 @@ impl Trainer {
         }
         let _ = writeln!(t, "memory (predicted peak per device):");
         for (i, e) in self.memory_estimates().iter().enumerate() {
+            let host = if e.host > 0 {
+                format!(" (host: parameters and optimizer {})", human(e.host))
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 t,
-                "  {}: params {}, grads {}, optimizer {}, activations {}, total {}",
+                "  {}: params {}, grads {}, optimizer {}, activations {}, total {}{host}",
                 self.device_name(i),
                 human(e.params),
                 human(e.grads),
