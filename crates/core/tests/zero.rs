@@ -172,7 +172,7 @@ fn checkpoints_move_between_zero_and_plain_layouts() {
 }
 
 #[test]
-fn zero_without_replicas_and_v1_with_fp16_or_local_clipping_are_refused_by_name() {
+fn zero_without_replicas_is_refused_by_name() {
     let compile = |devices: usize, stages: usize, level: &str| {
         Trainer::compile(
             model(stages),
@@ -192,23 +192,27 @@ fn zero_without_replicas_and_v1_with_fp16_or_local_clipping_are_refused_by_name(
          replicas, but this layout has 1 replica (2 stage(s) on 2 device(s)); give it more \
          devices than its stages need, or unset zero.level"
     );
-    let refused = |extra: Value| {
-        Trainer::compile(model(1), options(2, 1, "PreferBackward", extra))
-            .err()
-            .expect("refused")
-    };
-    let err = refused(json!({"zero.level": "v1", "communication.fp16": true}));
-    assert_eq!(
-        err.to_string(),
-        "zero.level='v1' with communication.fp16 is not yet supported: the fp16 payload is \
-         implemented for all-reduce, not for v1's reduce-scatter"
-    );
-    let err = refused(json!({"zero.level": "v1", "communication.clip_after_allreduce": false}));
-    assert!(
-        matches!(&err, Error::Unsupported { feature, .. }
-            if feature == "zero.level='v1' with communication.clip_after_allreduce=false"),
-        "{err:?}"
-    );
+}
+
+#[test]
+fn zero_v1_combines_with_fp16_communication_and_local_clipping() {
+    for extra in [
+        json!({"communication.fp16": true, "communication.fp16_scale": 1024.0}),
+        json!({"communication.clip_after_allreduce": false}),
+    ] {
+        let (plain, pt) = train_with(1, 2, 1, "PreferBackward", extra.clone());
+        let mut with = extra.clone();
+        with["zero.level"] = json!("v1");
+        let (sharded, zt) = train_with(1, 2, 1, "PreferBackward", with);
+        assert_eq!(sharded, plain, "{extra}");
+        for (name, _) in pt.parameter_shapes() {
+            assert_eq!(
+                zt.parameter(&name).unwrap(),
+                pt.parameter(&name).unwrap(),
+                "{extra}: {name}"
+            );
+        }
+    }
 }
 
 fn tempdir(tag: &str) -> std::path::PathBuf {

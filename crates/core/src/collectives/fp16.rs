@@ -106,6 +106,31 @@ pub fn all_reduce_fp16(
     Ok(())
 }
 
+/// Reduce-scatter `input` as an fp16 reduce-scatter with `scale` would (see `all_reduce_fp16`):
+/// each rank's `output` is exactly its chunk of `all_reduce_fp16`'s result. `input` is left
+/// scaled and rounded.
+pub fn reduce_scatter_fp16(
+    comm: &dyn Communicator,
+    input: &mut [f32],
+    output: &mut [f32],
+    op: ReduceOp,
+    scale: f32,
+) -> Result<()> {
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(collective_error(format!(
+            "reduce_scatter_fp16 ({} f32): the fp16 scale must be a positive finite number, \
+             got {scale}",
+            input.len()
+        )));
+    }
+    input.iter_mut().for_each(|x| *x = round_to_f16(*x * scale));
+    comm.reduce_scatter(input, output, op)?;
+    output
+        .iter_mut()
+        .for_each(|x| *x = round_to_f16(*x) / scale);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -243,5 +268,43 @@ mod tests {
 
     fn bits(v: &[f32]) -> Vec<u32> {
         v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn reduce_scatter_fp16_gives_each_rank_its_chunk_of_the_fp16_all_reduce() {
+        let n = 3;
+        let data = |r: usize| -> Vec<f32> {
+            (0..12)
+                .map(|i| (i as f32 * 0.37 + r as f32) * 1e-3)
+                .collect()
+        };
+        let run = |scatter: bool| -> Vec<Vec<f32>> {
+            let comms = LocalGroup::new(n, Duration::from_secs(5));
+            std::thread::scope(|s| {
+                let hs: Vec<_> = comms
+                    .into_iter()
+                    .enumerate()
+                    .map(|(r, c)| {
+                        s.spawn(move || {
+                            let mut buf = data(r);
+                            if scatter {
+                                let mut out = vec![0.0; 4];
+                                reduce_scatter_fp16(&c, &mut buf, &mut out, ReduceOp::Sum, 1024.0)
+                                    .unwrap();
+                                out
+                            } else {
+                                all_reduce_fp16(&c, &mut buf, ReduceOp::Sum, 1024.0).unwrap();
+                                buf
+                            }
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            })
+        };
+        let (whole, chunks) = (run(false), run(true));
+        for (r, chunk) in chunks.iter().enumerate() {
+            assert_eq!(chunk.as_slice(), &whole[0][r * 4..(r + 1) * 4]);
+        }
     }
 }

@@ -24,7 +24,10 @@ pub use bucket::{Bucket, flatten_into, plan_buckets, unflatten_from};
 pub use communicator::{
     CollectiveKind, Communicator, ReduceOp, check_buffers, host_f32_mut, reduce_in_rank_order,
 };
-pub use fp16::{all_reduce_fp16, decode_f16, encode_f16, f16_to_f32, f32_to_f16, round_to_f16};
+pub use fp16::{
+    all_reduce_fp16, decode_f16, encode_f16, f16_to_f32, f32_to_f16, reduce_scatter_fp16,
+    round_to_f16,
+};
 pub use local::{LocalCommunicator, LocalGroup};
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ impl Layout {
     /// Refuse the `communication.*` settings whose behaviour this build does not implement for
     /// this layout, instead of ignoring them.
     /// ZeRO shards across data-parallel replicas: it needs more than one (never a silent
-    /// no-op), and v1 refuses what its reduce-scatter cannot do yet.
+    /// no-op).
     pub fn check_zero(&self, options: &TrainerOptions) -> Result<()> {
         use crate::config::ZeroLevel;
         let level = options.config.zero.level;
@@ -91,7 +91,6 @@ impl Layout {
             ZeroLevel::V0 => "v0",
             ZeroLevel::V1 => "v1",
         };
-        let comm = &options.config.communication;
         if self.replicas == 1 {
             return Err(Error::config(
                 "zero.level",
@@ -101,19 +100,6 @@ impl Layout {
                      devices than its stages need, or unset zero.level",
                     self.stages, self.ranks
                 ),
-            ));
-        }
-        if level == ZeroLevel::V1 && comm.fp16 {
-            return Err(Error::unsupported(
-                "zero.level='v1' with communication.fp16",
-                "the fp16 payload is implemented for all-reduce, not for v1's reduce-scatter",
-            ));
-        }
-        if level == ZeroLevel::V1 && !comm.clip_after_allreduce {
-            return Err(Error::unsupported(
-                "zero.level='v1' with communication.clip_after_allreduce=false",
-                "local clipping needs each replica's whole gradient before the reduction; v1 \
-                 frees it bucket by bucket",
             ));
         }
         Ok(())

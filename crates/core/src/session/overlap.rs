@@ -5,7 +5,9 @@
 //! the same order) while backward computes the earlier layers. Under ZeRO v1 a bucket is
 //! reduce-scattered instead: replica r keeps the r-th of R equal chunks of every bucket.
 
-use crate::collectives::{Bucket, Communicator, ReduceOp, all_reduce_fp16, plan_buckets};
+use crate::collectives::{
+    Bucket, Communicator, ReduceOp, all_reduce_fp16, plan_buckets, reduce_scatter_fp16,
+};
 use crate::error::{Error, Result};
 use crate::exec::cpu::CpuBackend;
 use crate::exec::{Executor, GradReduce};
@@ -81,7 +83,16 @@ impl<'scope> Overlap<'scope> {
                             let chunk = flat.len().div_ceil(replicas);
                             flat.resize(chunk * replicas, 0.0);
                             mine.resize(chunk, 0.0);
-                            comm.reduce_scatter(&flat, &mut mine, ReduceOp::Sum)?;
+                            match fp16 {
+                                Some(scale) => reduce_scatter_fp16(
+                                    comm,
+                                    &mut flat,
+                                    &mut mine,
+                                    ReduceOp::Sum,
+                                    scale,
+                                )?,
+                                None => comm.reduce_scatter(&flat, &mut mine, ReduceOp::Sum)?,
+                            }
                             flat.truncate(chunk);
                             flat.copy_from_slice(&mine);
                         }
