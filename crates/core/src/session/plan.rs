@@ -167,7 +167,12 @@ fn predict(
     // With accumulation every micro-batch after the first runs beside the whole gradients;
     // with one micro-batch they appear only as backward frees the activations.
     let transient = if accumulates {
-        activations + grads + fetched
+        // The last micro-batches run beside the whole accumulated gradients: a backward then
+        // adds into them instead of moving its gradients out of the activations.
+        let mut all: BTreeSet<NodeId> = local_params.iter().copied().collect();
+        let wb_full = walk_with_grads(graph, &program.backward, wf.end, Some((&mut all, false)));
+        let first = earlier + wf.joint.max(wb.joint);
+        first.max(earlier + wf.joint.max(wb_full.joint) + grads)
     } else {
         earlier + wf.joint.max(wb.joint)
     };
