@@ -27,11 +27,7 @@ pub fn to_js(e: weft_core::Error) -> napi::Error<Code> {
 
 /// A panic payload as a core internal error.
 pub fn panic_error(payload: Box<dyn std::any::Any + Send>) -> weft_core::Error {
-    let msg = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic payload".into());
+    let msg = weft_core::error::panic_message(payload.as_ref());
     weft_core::Error::internal(format!("panic: {msg}"))
 }
 

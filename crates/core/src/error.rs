@@ -44,6 +44,15 @@ pub enum Error {
 /// The core crate's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The text of a caught panic's payload (a `String` or `&str`, as `panic!` makes them).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic payload".into())
+}
+
 impl Error {
     /// Stable machine-readable code, used by the binding and the TS error classes.
     pub fn code(&self) -> &'static str {

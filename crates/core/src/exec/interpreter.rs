@@ -262,7 +262,7 @@ impl<B: Backend> Executor<B> {
     }
 
     /// Let `f` fill an f32 buffer: in place on host-memory devices, through an upload elsewhere.
-    fn write_f32(
+    pub(crate) fn write_f32(
         &self,
         buf: &mut B::Buffer,
         len: usize,
@@ -394,13 +394,7 @@ impl<B: Backend> Executor<B> {
         let host = self.params[p.index()].as_ref().ok_or_else(|| {
             Error::internal(format!("fetch of {p}: not a parameter of this stage"))
         })?;
-        let copied = match self.backend.host_f32(host) {
-            Some(v) => self.backend.write(&mut b, HostView::F32(v)),
-            None => self
-                .backend
-                .download(host)
-                .and_then(|d| self.backend.write(&mut b, d.view())),
-        };
+        let copied = self.read_f32(host, |v| self.backend.write(&mut b, HostView::F32(v)));
         if let Err(e) = copied {
             self.pool.give(Category::Parameters, f32, len, b);
             return Err(e);

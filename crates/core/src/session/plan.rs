@@ -45,12 +45,6 @@ fn bytes(graph: &Graph, id: NodeId) -> usize {
     n.shape.size() * n.dtype.size_bytes()
 }
 
-/// Live transient bytes while walking `actions` from `start`: (peak, live at the end).
-fn walk(graph: &Graph, actions: &[Action], start: usize) -> (usize, usize) {
-    let w = walk_with_grads(graph, actions, start, None);
-    (w.activations, w.end)
-}
-
 /// What a walk over a program finds.
 struct Walk {
     /// Peak of activations alone.
@@ -133,18 +127,30 @@ pub fn max_in_flight(work: &[Work]) -> usize {
     most
 }
 
-/// A stage's prediction: k micro-batches in flight keep k-1 copies of what a forward retains,
-/// on top of the transient peak of one micro-batch's forward and backward. `offload`:
-/// parameters and optimizer state are host memory, parameters fetched by each program.
-fn predict(
-    graph: &Graph,
-    program: &Program,
-    stage_of: &[usize],
+/// How a stage runs, as far as its memory goes.
+struct Mode {
+    /// Micro-batches whose forward ran but backward has not, at most.
     in_flight: usize,
+    /// Optimizer state buffers per parameter.
     states: usize,
+    /// More than one micro-batch per step (gradients accumulate).
     accumulates: bool,
+    /// Parameters and optimizer state are host memory; programs fetch the parameters.
     offload: bool,
-) -> MemoryEstimate {
+    /// ZeRO v1: each gradient is freed once handed to the reducer.
+    grads_released: bool,
+}
+
+/// A stage's prediction: k micro-batches in flight keep k-1 copies of what a forward retains,
+/// on top of the transient peak of one micro-batch's forward and backward.
+fn predict(graph: &Graph, program: &Program, stage_of: &[usize], mode: &Mode) -> MemoryEstimate {
+    let Mode {
+        in_flight,
+        states,
+        accumulates,
+        offload,
+        grads_released,
+    } = *mode;
     let local_params: Vec<NodeId> = graph
         .parameters()
         .into_iter()
@@ -160,7 +166,15 @@ fn predict(
         .sum();
     let wf = walk_with_grads(graph, &program.forward, 0, None);
     let mut have = BTreeSet::new();
-    let wb = walk_with_grads(graph, &program.backward, wf.end, Some((&mut have, false)));
+    // ZeRO v1 frees gradients into buckets in the last micro-batch only; with accumulation
+    // the earlier ones keep them.
+    let released = grads_released && !accumulates;
+    let wb = walk_with_grads(
+        graph,
+        &program.backward,
+        wf.end,
+        Some((&mut have, released)),
+    );
     let earlier = in_flight.saturating_sub(1) * wf.end;
     let activations = earlier + wf.activations.max(wb.activations);
     let fetched = wf.fetched.max(wb.fetched);
@@ -220,16 +234,14 @@ impl Trainer {
                         .copied()
                         .filter(|w| work_stage(w) == stage)
                         .collect();
-                    let accumulates = self.layout.micro_batches > 1;
-                    let mut m = predict(
-                        &self.compiled,
-                        e.program(),
-                        &self.stages.stage_of,
-                        max_in_flight(&mine),
+                    let mode = Mode {
+                        in_flight: max_in_flight(&mine),
                         states,
-                        accumulates,
+                        accumulates: self.layout.micro_batches > 1,
                         offload,
-                    );
+                        grads_released: v1,
+                    };
+                    let mut m = predict(&self.compiled, e.program(), &self.stages.stage_of, &mode);
                     if let Some(plan) = zero {
                         let owned = plan.owned_elements(d.replica);
                         let state = owned * 4 * states;
@@ -240,21 +252,11 @@ impl Trainer {
                         }
                         // v1 frees each gradient into its bucket and keeps its chunks; with
                         // accumulation the whole gradients still build up over micro-batches.
-                        if v1 && !accumulates {
+                        // v1 keeps its chunks (or one whole gradient on its way into a
+                        // bucket, if larger) once backward is done.
+                        if v1 && !mode.accumulates {
                             m.grads = owned.max(plan.largest()) * 4;
-                            let p = e.program();
-                            let (_, retained) = walk(&self.compiled, &p.forward, 0);
-                            let mut have = BTreeSet::new();
-                            let joint_b = walk_with_grads(
-                                &self.compiled,
-                                &p.backward,
-                                retained,
-                                Some((&mut have, true)),
-                            )
-                            .joint;
-                            // A whole gradient is moved out of the activations, copied into its
-                            // bucket and freed; the chunks arrive once backward is done.
-                            m.transient = joint_b.max(m.grads);
+                            m.transient = m.transient.max(m.grads);
                         }
                     }
                     MemoryEstimate {

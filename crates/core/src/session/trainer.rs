@@ -58,13 +58,6 @@ fn shard_plans(
         .collect()
 }
 
-fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic payload".into())
-}
-
 /// A global batch as the step reads it: input name -> borrowed data.
 type Batch<'a> = BTreeMap<&'a str, HostView<'a>>;
 
@@ -323,7 +316,7 @@ impl Trainer {
             .unwrap_or_else(|p| {
                 Err(Error::internal(format!(
                     "a device thread panicked: {}",
-                    panic_text(&p)
+                    crate::error::panic_message(p.as_ref())
                 )))
             });
             if let Err(e) = &r {

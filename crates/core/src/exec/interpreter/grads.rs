@@ -31,34 +31,28 @@ impl<B: Backend> Executor<B> {
         scale: f32,
     ) -> Result<()> {
         let whole = range.len() == self.grad_len(param);
-        if !whole || self.grads[param.index()].is_none() {
+        let mut g = match self.grads[param.index()].take() {
+            Some(g) if whole => g,
             // A shard, or a whole gradient already freed into its bucket (ZeRO v1).
-            self.release_grad(param);
-            let f32 = crate::ir::DType::F32;
-            let mut b = self
-                .pool
-                .take(&self.backend, Category::Gradients, f32, range.len())?;
-            let scaled: Vec<f32> = values.iter().map(|x| x * scale).collect();
-            self.backend
-                .write(&mut b, crate::exec::HostView::F32(&scaled))?;
-            self.grads[param.index()] = Some(b);
-            if !whole {
-                self.shard_grads.insert(param);
+            held => {
+                if let Some(g) = held {
+                    self.grads[param.index()] = Some(g);
+                    self.release_grad(param);
+                }
+                let f32 = crate::ir::DType::F32;
+                if !whole {
+                    self.shard_grads.insert(param);
+                }
+                self.pool
+                    .take(&self.backend, Category::Gradients, f32, range.len())?
             }
-            return Ok(());
-        }
-        let g = self.grads[param.index()]
-            .as_mut()
-            .ok_or_else(|| Error::internal("no gradient to write"))?;
-        if let Some(host) = self.backend.host_f32_mut(g) {
-            host.iter_mut()
-                .zip(values)
-                .for_each(|(d, s)| *d = s * scale);
-            return Ok(());
-        }
-        let scaled: Vec<f32> = values.iter().map(|x| x * scale).collect();
-        *g = self.backend.upload(&HostData::F32(scaled))?;
-        Ok(())
+        };
+        let written = self.write_f32(&mut g, range.len(), |d| {
+            d.iter_mut().zip(values).for_each(|(d, s)| *d = s * scale);
+            Ok(())
+        });
+        self.grads[param.index()] = Some(g);
+        written
     }
 
     /// Free a parameter's gradient (ZeRO v1: once it is in its bucket, or not this replica's).
