@@ -442,7 +442,7 @@ impl Trainer {
                     zero.iter().map(|z| f(z)).sum()
                 };
                 entry["zero_gather_bytes"] = json!({
-                    "measured": sum(&|z| z.peak_gather_bytes),
+                    "measured": sum(&|z| z.gather_buffer_bytes()),
                     "predicted": sum(&|z| z.gather_bytes()),
                 });
             }

@@ -31,8 +31,6 @@ pub(super) struct ShardPlan {
     replicas: usize,
     /// `optimizer.num_apply_group`: contiguous runs of `slots` updated and gathered in turn.
     groups: Vec<Range<usize>>,
-    /// Most bytes the gather's buffers held at once (measured).
-    pub peak_gather_bytes: usize,
     /// The gather's buffers (own shard, all shards), kept between steps: fresh megabytes
     /// would page-fault on every step.
     scratch: (Vec<f32>, Vec<f32>),
@@ -40,7 +38,7 @@ pub(super) struct ShardPlan {
 
 impl ShardPlan {
     /// The plan for parameters `order` (`grad_order`), bucketed as the reducer buckets them,
-    /// applied in `groups` runs of buckets balanced by size.
+    /// applied in `groups` runs of parameters balanced by size.
     pub fn new(
         order: &[(NodeId, usize)],
         reduce: &GradReduce,
@@ -60,12 +58,11 @@ impl ShardPlan {
             chunks,
             replicas,
             groups: balanced_runs(&sizes, groups),
-            peak_gather_bytes: 0,
             scratch: (Vec::new(), Vec::new()),
         }
     }
 
-    /// Apply groups: each a run of buckets.
+    /// Apply groups: each a run of parameters in bucket order.
     pub fn group_count(&self) -> usize {
         self.groups.len()
     }
@@ -122,6 +119,11 @@ impl ShardPlan {
             .collect()
     }
 
+    /// Bytes the gather's buffers hold (measured: they keep the largest group's size).
+    pub fn gather_buffer_bytes(&self) -> usize {
+        (self.scratch.0.capacity() + self.scratch.1.capacity()) * 4
+    }
+
     /// Elements of optimizer state a replica keeps per state buffer (for the memory plan).
     pub fn owned_elements(&self, replica: usize) -> usize {
         self.owned(replica).values().map(Range::len).sum()
@@ -148,10 +150,8 @@ impl ShardPlan {
     ) -> Result<()> {
         let len = self.group_len(apply_group);
         let (mut shard, mut all) = std::mem::take(&mut self.scratch);
-        shard.resize(len, 0.0);
-        all.resize(len * self.replicas, 0.0);
-        // What a group needs: buffers left larger by an earlier group are not in use.
-        self.peak_gather_bytes = self.peak_gather_bytes.max(len * (1 + self.replicas) * 4);
+        grow_exact(&mut shard, len);
+        grow_exact(&mut all, len * self.replicas);
         let mut at = 0;
         let packed = self
             .pieces(replica, apply_group)
@@ -176,6 +176,14 @@ impl ShardPlan {
         self.scratch = (shard, all);
         written
     }
+}
+
+/// `v` resized to `len`, growing its allocation to exactly what the largest use needs.
+fn grow_exact(v: &mut Vec<f32>, len: usize) {
+    if len > v.capacity() {
+        v.reserve_exact(len - v.len());
+    }
+    v.resize(len, 0.0);
 }
 
 /// `count` contiguous runs of `sizes` (at least one item each, fewer runs than `count` when
