@@ -85,13 +85,11 @@ async function w1() {
 
 /** W2 with `threads` compute threads for weft and for PyTorch alike. */
 async function w2(threads) {
-  const cfg = { layers: 4, heads: 4, dim: 256, seq: 128, vocab: 4096 };
   const B = 8;
-  const trainer = await weft.compile(gpt(cfg), { batch: B, threads, optimizer: weft.optim.adamW({ lr: 3e-4 }) });
-  const batch = { idx: randomInts(B * cfg.seq, cfg.vocab, 3), targets: randomInts(B * cfg.seq, cfg.vocab, 4) };
-  const t = await timeSteps(trainer, batch, 2, quick ? 3 : 8);
+  const trainer = await w2Trainer({ threads, batch: B });
+  const t = await timeSteps(trainer, gptBatch(B, 3), 2, quick ? 3 : 8);
   const ref = reference('gpt2.py', ['--threads', String(threads)]).find((r) => r.workload === 'W2');
-  console.log(`W2 gpt L4 H4 C256 T128 V4096 b8 adamw ${threads} thread${threads > 1 ? 's' : ''} | weft ${fmt(t.wall)} ms/step (${fmt((B * cfg.seq * 1000) / t.wall, 0)} tokens/s)` +
+  console.log(`W2 gpt L4 H4 C256 T128 V4096 b8 adamw ${threads} thread${threads > 1 ? 's' : ''} | weft ${fmt(t.wall)} ms/step (${fmt((B * W2.seq * 1000) / t.wall, 0)} tokens/s)` +
     ` | pytorch ${fmt(ref?.ms_per_step_median)} ms | ratio pytorch/weft ${ref ? fmt(ref.ms_per_step_median / t.wall, 2) : '—'}`);
 }
 
@@ -120,15 +118,24 @@ function gptBatch(b, seed) {
   return { idx: randomInts(b * W2.seq, W2.vocab, seed), targets: randomInts(b * W2.seq, W2.vocab, seed + 1) };
 }
 
+/** W2 with AdamW(3e-4), compiled for `devices` CPU devices (`threads` each; default: all cores). */
+function w2Trainer({ config = {}, devices = 1, threads, batch = 8 } = {}) {
+  return weft.compile(gpt(W2, weft.config(config)), {
+    batch, devices: weft.cpu(devices), threads, optimizer: weft.optim.adamW({ lr: 3e-4 }),
+  });
+}
+
+const mib = (bytes, digits = 1) => `${fmt(bytes / 2 ** 20, digits)} MiB`;
+
 // P: W2 cut into S stages by the cost-model partitioner (auto.auto_parallel: stages balanced by
-// FLOPs, which the ideal bubble assumes), M micro-batches, 1F1B; global batch 16 so that
-// M = 16 divides it.
+// its roofline time estimate, as the ideal bubble assumes), M micro-batches, 1F1B; global
+// batch 16 so that M = 16 divides it.
 async function p() {
   const B = 16;
   for (const S of [2, 4]) {
     for (const M of [4, 8, 16]) {
-      const cfg = weft.config({ auto: { autoParallel: true }, pipeline: { numStages: S, numMicroBatch: M, strategy: 'PreferBackward' } });
-      const trainer = await weft.compile(gpt(W2, cfg), { batch: B, devices: weft.cpu(S), threads: 1, optimizer: weft.optim.adamW({ lr: 3e-4 }) });
+      const config = { auto: { autoParallel: true }, pipeline: { numStages: S, numMicroBatch: M, strategy: 'PreferBackward' } };
+      const trainer = await w2Trainer({ config, devices: S, threads: 1, batch: B });
       const batch = gptBatch(B, 7);
       await trainer.step(batch);
       const idles = [];
@@ -148,7 +155,7 @@ async function p() {
 async function d() {
   const B = 8;
   const run = async (devices, threads) => {
-    const trainer = await weft.compile(gpt(W2), { batch: B, devices: weft.cpu(devices), threads, optimizer: weft.optim.adamW({ lr: 3e-4 }) });
+    const trainer = await w2Trainer({ devices, threads, batch: B });
     return (await timeSteps(trainer, gptBatch(B, 9), 2, quick ? 3 : 6)).wall;
   };
   const one = await run(1, 2);
@@ -158,15 +165,12 @@ async function d() {
 
 // M: W2 on 2 devices x 1 thread, batch 8: per-device optimizer-state and gradient bytes (the
 // allocator's measured peaks) and step time under ZeRO v0 and v1 against plain data
-// parallelism.
+// parallelism, and ZeRO v0's all-gather buffers with 4 apply groups against 1.
 async function m() {
-  const B = 8;
   const run = async (level, numApplyGroup = 1) => {
-    const trainer = await weft.compile(gpt(W2), {
-      batch: B, devices: weft.cpu(2), threads: 1, optimizer: weft.optim.adamW({ lr: 3e-4 }),
-      config: weft.config({ zero: { level }, optimizer: { numApplyGroup } }),
-    });
-    const t = await timeSteps(trainer, gptBatch(B, 9), 2, quick ? 3 : 6);
+    const config = { zero: { level }, optimizer: { numApplyGroup } };
+    const trainer = await w2Trainer({ config, devices: 2, threads: 1 });
+    const t = await timeSteps(trainer, gptBatch(8, 9), 2, quick ? 3 : 6);
     const devices = Object.values(trainer.memory());
     const most = (f) => Math.max(...devices.map(f));
     return {
@@ -179,55 +183,45 @@ async function m() {
     };
   };
   const plain = await run('');
-  const mib = (b) => `${fmt(b / 2 ** 20, 2)} MiB`;
-  for (const level of ['v0', 'v1']) {
-    const z = await run(level);
-    console.log(`M  W2 dp2 zero ${level} | optimizer state per device ${mib(z.state)} (predicted ${mib(z.statePredicted)}) vs ${mib(plain.state)}: ratio ${fmt(z.state / plain.state, 3)}` +
-      ` | gradients ${mib(z.grads)} (predicted ${mib(z.gradsPredicted)}) vs ${mib(plain.grads)}: ratio ${fmt(z.grads / plain.grads, 3)} | step ${fmt(z.ms)} vs ${fmt(plain.ms)} ms`);
+  const zero = { v0: await run('v0'), v1: await run('v1') };
+  for (const [level, z] of Object.entries(zero)) {
+    console.log(`M  W2 dp2 zero ${level} | optimizer state per device ${mib(z.state, 2)} (predicted ${mib(z.statePredicted, 2)}) vs ${mib(plain.state, 2)}: ratio ${fmt(z.state / plain.state, 3)}` +
+      ` | gradients ${mib(z.grads, 2)} (predicted ${mib(z.gradsPredicted, 2)}) vs ${mib(plain.grads, 2)}: ratio ${fmt(z.grads / plain.grads, 3)} | step ${fmt(z.ms)} vs ${fmt(plain.ms)} ms`);
   }
-  const [one, four] = [await run('v0', 1), await run('v0', 4)];
-  console.log(`M  W2 dp2 zero v0 num_apply_group 4 | all-gather buffers ${mib(four.gather)} vs ${mib(one.gather)} with 1 group: ratio ${fmt(four.gather / one.gather, 3)} | step ${fmt(four.ms)} vs ${fmt(one.ms)} ms`);
+  const [one, four] = [zero.v0, await run('v0', 4)];
+  console.log(`M  W2 dp2 zero v0 num_apply_group 4 | all-gather buffers ${mib(four.gather, 2)} vs ${mib(one.gather, 2)} with 1 group: ratio ${fmt(four.gather / one.gather, 3)} | step ${fmt(four.ms)} vs ${fmt(one.ms)} ms`);
+}
+
+/** Median step time and the measured memory of cpu:0 for W2 on one device with `config`. */
+async function w2OneDevice(config) {
+  const trainer = await w2Trainer({ config });
+  const t = await timeSteps(trainer, gptBatch(8, 13), 2, quick ? 3 : 6);
+  return { ms: t.wall, memory: trainer.memory()['cpu:0'].measured };
 }
 
 // M, recomputation: W2 on one device (2 threads), activation peak and step time with
 // gradient_checkpoint.type='auto' against keeping every activation.
 async function recomputeBench() {
-  const B = 8;
-  const run = async (type) => {
-    const trainer = await weft.compile(gpt(W2, weft.config({ gradientCheckpoint: { type } })), {
-      batch: B, optimizer: weft.optim.adamW({ lr: 3e-4 }),
-    });
-    const t = await timeSteps(trainer, gptBatch(B, 13), 2, quick ? 3 : 6);
-    return { ms: t.wall, act: trainer.memory()['cpu:0'].measured.activations };
-  };
-  const plain = await run('');
-  const auto = await run('auto');
-  const mib = (b) => `${fmt(b / 2 ** 20, 1)} MiB`;
-  console.log(`M  W2 recompute auto | activations ${mib(auto.act)} vs ${mib(plain.act)}: cut ${fmt((1 - auto.act / plain.act) * 100, 1)}%` +
+  const plain = await w2OneDevice({});
+  const auto = await w2OneDevice({ gradientCheckpoint: { type: 'auto' } });
+  const [a, p] = [auto.memory.activations, plain.memory.activations];
+  console.log(`M  W2 recompute auto | activations ${mib(a)} vs ${mib(p)}: cut ${fmt((1 - a / p) * 100, 1)}%` +
     ` | step ${fmt(auto.ms)} vs ${fmt(plain.ms)} ms: +${fmt((auto.ms / plain.ms - 1) * 100, 1)}%`);
 }
 
 // M, offload: W2 on one device, device peak and host bytes with offload.level='v0'.
 async function offloadBench() {
-  const B = 8;
-  const run = async (level) => {
-    const trainer = await weft.compile(gpt(W2, weft.config({ offload: { level } })), {
-      batch: B, optimizer: weft.optim.adamW({ lr: 3e-4 }),
-    });
-    const t = await timeSteps(trainer, gptBatch(B, 13), 2, quick ? 3 : 6);
-    const d = trainer.memory()['cpu:0'].measured;
-    return { ms: t.wall, device: d.peak_total, params: d.params + d.optimizer_state, host: d.host };
-  };
-  const [plain, off] = [await run(''), await run('v0')];
-  const mib = (b) => `${fmt(b / 2 ** 20, 1)} MiB`;
-  console.log(`M  W2 offload v0 | device peak ${mib(off.device)} vs ${mib(plain.device)} | parameters + optimizer state on the device ${mib(off.params)} vs ${mib(plain.params)}, host ${mib(off.host)}` +
+  const plain = await w2OneDevice({});
+  const off = await w2OneDevice({ offload: { level: 'v0' } });
+  const resident = (m) => m.params + m.optimizer_state;
+  console.log(`M  W2 offload v0 | device peak ${mib(off.memory.peak_total)} vs ${mib(plain.memory.peak_total)}` +
+    ` | parameters + optimizer state on the device ${mib(resident(off.memory))} vs ${mib(resident(plain.memory))}, host ${mib(off.memory.host)}` +
     ` | step ${fmt(off.ms)} vs ${fmt(plain.ms)} ms`);
 }
 
 // M, prediction: each layout's predicted per-device peak (`weft plan`) against the peak the
 // allocator measured over two steps of W2.
 async function memoryPrediction() {
-  const B = 8;
   const layouts = [
     ['1 device', 1, {}],
     ['dp2', 2, {}],
@@ -239,16 +233,13 @@ async function memoryPrediction() {
     ['offload v0', 1, { offload: { level: 'v0' } }],
     ['dp2 x pp2 m4 zero v1 recompute', 4, { auto: { autoParallel: true }, pipeline: { numStages: 2, numMicroBatch: 4 }, zero: { level: 'v1' }, gradientCheckpoint: { type: 'auto' } }],
   ];
-  for (const [name, devices, cfg] of layouts) {
-    const trainer = await weft.compile(gpt(W2, weft.config(cfg)), {
-      batch: B, devices: weft.cpu(devices), threads: 1, optimizer: weft.optim.adamW({ lr: 3e-4 }),
-    });
-    for (let i = 0; i < 2; i++) await trainer.step(gptBatch(B, 11));
+  for (const [name, devices, config] of layouts) {
+    const trainer = await w2Trainer({ config, devices, threads: 1 });
+    for (let i = 0; i < 2; i++) await trainer.step(gptBatch(8, 11));
     const worst = Object.values(trainer.memory()).map((d) => {
       const measured = [d.measured].flat().reduce((a, x) => a + x.peak_total, 0);
       return { measured, predicted: d.predicted.total, error: d.predicted.total / measured - 1 };
     }).sort((a, b) => Math.abs(b.error) - Math.abs(a.error))[0];
-    const mib = (b) => `${fmt(b / 2 ** 20, 1)} MiB`;
     console.log(`M  W2 ${name} | peak per device predicted ${mib(worst.predicted)} measured ${mib(worst.measured)} | error ${fmt(worst.error * 100, 1)}%`);
   }
 }
