@@ -6,11 +6,11 @@ mod recompute;
 mod resolve_batch;
 mod stages;
 
-pub use auto_stage::block_ends;
 pub use auto_stage::{
-    AutoStageReport, StageCost, StagePolicy, auto_stages, equal_op_count_stages, stage_costs,
+    AutoStageReport, StageCost, StagePolicy, auto_stages, block_ends, equal_op_count_stages,
+    sqrt_segment_ends, stage_costs,
 };
-pub use recompute::{live_across, recompute, sqrt_segment_ends};
+pub use recompute::{live_across, recompute};
 pub use resolve_batch::resolve_batch;
 pub use stages::{StageMap, assign_stages};
 

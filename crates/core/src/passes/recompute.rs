@@ -6,10 +6,11 @@
 //!
 //! Checkpoints are the user's marks (`collection`: `m.checkpoint(t)`) or, for `auto`, the
 //! forward values live across each repeated block's end (the residual stream between layers),
-//! else across √L segments balanced by activation bytes. A recomputed dropout draws the same
-//! mask: its seed is part of the op, so the copy is the same op. Values never recomputed: the
-//! checkpoints, leaves, the loss and the outputs (kept anyway), values of TaskGraphs after
-//! `end_taskgraph`, and a value read from another TaskGraph (it crossed stages).
+//! else across √L segments balanced by activation bytes (both cut by `auto_stage`). A
+//! recomputed dropout draws the same mask: its seed is part of the op, so the copy is the same
+//! op. Values never recomputed: the checkpoints, leaves, the loss and the outputs (kept
+//! anyway), values of TaskGraphs after `end_taskgraph`, and a value read from another TaskGraph
+//! (it crossed stages).
 
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Node, NodeId, Phase};
@@ -135,30 +136,4 @@ pub fn live_across(graph: &Graph, ends: &[NodeId]) -> BTreeSet<NodeId> {
         }
     }
     out
-}
-
-/// Ends of about √L segments of the forward compute ops, balanced by activation bytes.
-pub fn sqrt_segment_ends(graph: &Graph) -> Vec<NodeId> {
-    let units: Vec<NodeId> = graph
-        .ids()
-        .filter(|&id| {
-            let n = graph.node(id);
-            n.phase == Phase::Forward && !n.op.is_leaf()
-        })
-        .collect();
-    let bytes = |id: NodeId| {
-        let n = graph.node(id);
-        n.shape.resolve(1).to_vec().iter().product::<usize>() * n.dtype.size_bytes()
-    };
-    let total: usize = units.iter().map(|&u| bytes(u)).sum();
-    let segments = (units.len() as f64).sqrt().round().max(1.0) as usize;
-    let mut ends = Vec::new();
-    let mut acc = 0;
-    for &u in &units {
-        acc += bytes(u);
-        if acc * segments >= total * (ends.len() + 1) && ends.len() + 1 < segments {
-            ends.push(u);
-        }
-    }
-    ends
 }

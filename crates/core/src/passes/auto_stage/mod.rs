@@ -133,6 +133,24 @@ pub fn block_ends(graph: &Graph) -> Vec<NodeId> {
         .collect()
 }
 
+/// Ends of about √L contiguous segments of the forward compute ops, cut by the exact min-max
+/// partition so the largest segment keeps as few activation bytes as possible (activation
+/// recomputation's fallback when the model has no repeated blocks).
+pub fn sqrt_segment_ends(graph: &Graph) -> Vec<NodeId> {
+    let units: Vec<NodeId> = compute_units(graph)
+        .into_iter()
+        .filter(|&id| graph.node(id).phase == crate::ir::Phase::Forward)
+        .collect();
+    let segments = (units.len() as f64).sqrt().round().max(1.0) as usize;
+    let keys: Vec<partition::Key> = cost::unit_costs(graph, &units)
+        .iter()
+        .map(|c| (c.activation_bytes, 0))
+        .collect();
+    partition::min_max_partition(&keys, segments, None)
+        .map(|p| p.starts[1..].iter().map(|&s| units[s - 1]).collect())
+        .unwrap_or_default()
+}
+
 /// The forward compute nodes (non-leaves) in node order: the units stages are cut from.
 fn compute_units(graph: &Graph) -> Vec<NodeId> {
     graph

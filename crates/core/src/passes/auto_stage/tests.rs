@@ -461,3 +461,17 @@ fn balance_op_num_matches_epl() {
     assert_eq!(partition_balance(&[1; 3], 5), vec![0, 1, 2]);
     assert_eq!(partition_balance(&[1; 5], 1), vec![0]);
 }
+
+#[test]
+fn sqrt_segments_cut_the_forward_ops_into_about_sqrt_l_runs_by_activation_bytes() {
+    let g = gpt(4, 64);
+    let units: Vec<NodeId> = compute_units(&g);
+    let ends = sqrt_segment_ends(&g);
+    let segments = (units.len() as f64).sqrt().round() as usize;
+    assert_eq!(ends.len(), segments - 1, "{ends:?}");
+    assert!(ends.windows(2).all(|w| w[0] < w[1]), "{ends:?}");
+    assert!(
+        ends.iter()
+            .all(|e| units.contains(e) && *e != *units.last().unwrap())
+    );
+}
