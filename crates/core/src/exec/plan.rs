@@ -5,6 +5,7 @@
 
 use crate::ir::{Graph, NodeId, Op, Phase};
 use crate::passes::StageMap;
+use std::collections::HashMap;
 use std::fmt;
 
 /// Index of a device in the plan's device list.
@@ -261,84 +262,66 @@ fn build_list(
             ));
         }
     }
-    let (fwd, bwd) = place_frees(graph, list, &roots(graph, false));
-    (free_fetched(graph, fwd), free_fetched(graph, bwd))
-}
-
-/// Offload: free each fetched parameter after its last reader in the same list.
-fn free_fetched(graph: &Graph, list: Vec<Action>) -> Vec<Action> {
-    let mut last: std::collections::HashMap<NodeId, usize> = Default::default();
-    for (i, a) in list.iter().enumerate() {
-        match a {
-            Action::Fetch(p) => {
-                last.insert(*p, i);
-            }
-            Action::Compute(x) => {
-                for y in &graph.node(*x).inputs {
-                    if let Some(l) = last.get_mut(y) {
-                        *l = i;
-                    }
-                }
-            }
-            Action::Send { node, .. } => {
-                if let Some(l) = last.get_mut(node) {
-                    *l = i;
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut frees_after: Vec<Vec<NodeId>> = vec![Vec::new(); list.len()];
-    for (p, i) in last {
-        frees_after[i].push(p);
-    }
-    let mut out = Vec::with_capacity(list.len() + frees_after.len());
-    for (a, mut frees) in list.into_iter().zip(frees_after) {
-        out.push(a);
-        frees.sort();
-        out.extend(frees.into_iter().map(Action::Free));
-    }
-    out
+    place_frees(graph, list, &roots(graph, false))
 }
 
 /// Insert `Free` after each value's last use on this stage. `kept` (loss and outputs) stay for
 /// the caller to read; gradients go once accumulated or sent. Local parameters are never
-/// loaded, received or computed, so they are never freed.
+/// loaded, received or computed, so they are never freed, unless fetched from host memory
+/// (offload): liveness is per definition, and each phase's `Fetch` defines the parameter again,
+/// freed after that phase's last reader.
 fn place_frees(
     graph: &Graph,
     list: Vec<(Action, bool)>,
     kept: &[NodeId],
 ) -> (Vec<Action>, Vec<Action>) {
-    let mut last = vec![None; graph.nodes.len()];
-    let mut defined = Vec::new(); // (value, index of the action defining it)
+    // (value, index of the action defining it, index of its last reader)
+    let mut defs: Vec<(NodeId, usize, Option<usize>)> = Vec::new();
+    let mut current: HashMap<NodeId, usize> = HashMap::new();
+    // The definition each gradient accumulation read, to decide whether it may move it.
+    let mut accumulated: HashMap<usize, usize> = HashMap::new();
     for (i, (a, _)) in list.iter().enumerate() {
+        let mut read = |x: NodeId| current.get(&x).map(|&d| defs[d].2 = Some(i));
         match a {
-            Action::Load(x) | Action::Recv { node: x, .. } => defined.push((*x, i)),
             Action::Compute(x) => {
-                defined.push((*x, i));
-                for y in &graph.node(*x).inputs {
-                    last[y.index()] = Some(i);
+                for &y in &graph.node(*x).inputs {
+                    read(y);
                 }
             }
-            Action::Send { node, .. } => last[node.index()] = Some(i),
-            Action::AccumulateGrad { grad, .. } => last[grad.index()] = Some(i),
-            Action::Free(_) | Action::Fetch(_) => {}
+            Action::Send { node, .. } => {
+                read(*node);
+            }
+            Action::AccumulateGrad { grad, .. } => {
+                if let Some(&d) = current.get(grad) {
+                    defs[d].2 = Some(i);
+                    accumulated.insert(i, d);
+                }
+            }
+            Action::Load(_) | Action::Recv { .. } | Action::Fetch(_) | Action::Free(_) => {}
+        }
+        if let Action::Load(x)
+        | Action::Recv { node: x, .. }
+        | Action::Compute(x)
+        | Action::Fetch(x) = a
+        {
+            current.insert(*x, defs.len());
+            defs.push((*x, i, None));
         }
     }
     let mut frees_after: Vec<Vec<NodeId>> = vec![Vec::new(); list.len()];
-    for (x, at) in defined.into_iter().filter(|(x, _)| !kept.contains(x)) {
-        frees_after[last[x.index()].unwrap_or(at)].push(x);
+    for &(x, at, last) in defs.iter().filter(|(x, _, _)| !kept.contains(x)) {
+        frees_after[last.unwrap_or(at)].push(x);
     }
     let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
     let sharers = |g: NodeId| graph.grads.iter().filter(|(_, x)| *x == g).count();
     for (i, (mut a, is_bwd)) in list.into_iter().enumerate() {
         if let Action::AccumulateGrad { grad, take, .. } = &mut a {
-            *take = last[grad.index()] == Some(i) && sharers(*grad) == 1;
+            let last = accumulated.get(&i).and_then(|&d| defs[d].2);
+            *take = last == Some(i) && sharers(*grad) == 1;
         }
         let out = if is_bwd { &mut bwd } else { &mut fwd };
         out.push(a);
         frees_after[i].sort();
-        frees_after[i].dedup();
         out.extend(frees_after[i].iter().map(|x| Action::Free(*x)));
     }
     (fwd, bwd)
