@@ -159,7 +159,7 @@ export class Trainer {
     if (typeof batch !== 'object' || batch === null) {
       throw new WeftBatchError(`batch must be an object of input name -> typed array, got ${String(batch)}`);
     }
-    for (const key in batch) {
+    for (const key of Object.keys(batch)) {
       if (!this.inputs.some((i) => i.name === key)) {
         const names = this.inputs.map((i) => `'${i.name}'`).join(', ');
         throw new WeftBatchError(`batch has unknown input '${key}'; the model's inputs are ${names}`);
@@ -212,8 +212,9 @@ export class Trainer {
   /**
    * `step` on the calling thread, for scripts that need no event loop while training: the
    * batch's arrays are read in place (no copy, no thread hand-off), so its overhead over the
-   * native step is a few microseconds instead of `step`'s two thread wake-ups. It blocks the
-   * event loop for the step, and throws while an asynchronous call is still running.
+   * native step is about 70 us on W1 instead of `step`'s 250 us (a copy and two thread
+   * wake-ups). It blocks the event loop for the step, and throws while an asynchronous call
+   * is still running.
    *
    * @example
    * const { loss } = trainer.stepSync({ x: new Float32Array(8 * 784), y: new Int32Array(8) });
