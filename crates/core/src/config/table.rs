@@ -212,9 +212,11 @@ config_table! {
     amp: AmpConfig {
         level: AmpLevel {
             default: AmpLevel::Off, min: None, origin: Epl,
-            unsupported: Some("mixed precision lands with the AMP issue"),
-            doc: "Off when empty; 'o1' (any case): memory-efficient mixed precision by graph \
-                  rewrite, no low-precision weight copies.",
+            unsupported: None,
+            doc: "Off when empty; 'o1' (any case): mixed precision by graph rewrite: matmuls \
+                  and attention in amp.dtype, softmax, norms, losses and reductions in f32, \
+                  elementwise ops following their inputs; casts inserted just in time, f32 \
+                  master weights and optimizer state, no low-precision weight copies.",
         }
         debug_log: bool {
             default: false, min: None, origin: Epl,

@@ -119,10 +119,14 @@ impl Trainer {
         for t in &st.tensors {
             let data = match &t.data {
                 HostData::F32(_) => t.data.clone(),
-                HostData::I32(_) => {
+                other => {
                     return Err(Error::Checkpoint {
                         path: file.display().to_string(),
-                        message: format!("tensor '{}' is i32; parameters are f32", t.name),
+                        message: format!(
+                            "tensor '{}' is {}; parameters are f32",
+                            t.name,
+                            other.dtype()
+                        ),
                     });
                 }
             };
