@@ -410,7 +410,9 @@ impl Trainer {
                 a.low, a.full, a.casts
             );
             if self.options.config.amp.debug_log {
-                a.decisions.iter().for_each(|d| drop(writeln!(t, "  {d}")));
+                for d in &a.decisions {
+                    let _ = writeln!(t, "  {d}");
+                }
             }
         }
         for w in &self.warnings {
