@@ -14,3 +14,5 @@ mod data;
 mod error;
 mod model;
 mod trainer;
+#[cfg(all(target_os = "wasi", not(target_feature = "atomics")))]
+mod wasi_threads;
