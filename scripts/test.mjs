@@ -65,7 +65,18 @@ const avaCode = await run(process.execPath, [avaBin.pathname, '--tap'], (line) =
 });
 if (avaCode !== 0 && ava.failed === 0) ava.failed = 1;
 
-for (const r of [cargo, typecheck, ava]) {
+// The WASM build's tests (scripts/test-wasm.mjs), when asked for: `wasm: N passed, N failed`.
+const wasm = { passed: 0, failed: 0, skipped: 0 };
+if (process.env.WEFT_TEST_WASM === '1') {
+  const wasmScript = new URL('./test-wasm.mjs', import.meta.url).pathname;
+  const wasmCode = await run(process.execPath, [wasmScript], (line) => {
+    const m = /^wasm: (\d+) passed, (\d+) failed/.exec(line);
+    if (m) [wasm.passed, wasm.failed] = [Number(m[1]), Number(m[2])];
+  });
+  if (wasmCode !== 0 && wasm.failed === 0) wasm.failed = 1;
+}
+
+for (const r of [cargo, typecheck, ava, wasm]) {
   total.passed += r.passed;
   total.failed += r.failed;
   total.skipped += r.skipped;
@@ -73,6 +84,7 @@ for (const r of [cargo, typecheck, ava]) {
 console.log(`\ncargo: ${cargo.passed} passed, ${cargo.failed} failed, ${cargo.skipped} ignored`);
 console.log(`tsc: ${tscCode === 0 ? 'types check' : 'type errors'}`);
 console.log(`ava: ${ava.passed} passed, ${ava.failed} failed, ${ava.skipped} skipped`);
+if (process.env.WEFT_TEST_WASM === '1') console.log(`wasm: ${wasm.passed} passed, ${wasm.failed} failed`);
 const skipped = total.skipped > 0 ? `, ${total.skipped} skipped` : '';
 console.log(`${total.passed} passed, ${total.failed} failed${skipped}`);
 process.exit(total.failed > 0 ? 1 : 0);

@@ -44,8 +44,9 @@ pub fn guard<T>(f: impl FnOnce() -> weft_core::Result<T>) -> Result<T> {
 /// For `Task::resolve`: the rejection value of a failed async task. napi-rs tasks reject with
 /// `napi::Error<Status>`, whose `code` would be a napi status; so the coded JS error object is
 /// created here on the JS thread and handed back by reference, which napi-rs rejects with
-/// verbatim.
+/// verbatim. `from_unknown_without_coercion` keeps the object itself on every target; the plain
+/// `From<Unknown>` keeps only its message on WASM, which would drop the code.
 pub fn reject(env: &Env, e: weft_core::Error) -> napi::Error {
     let value: Unknown<'_> = JsError::from(to_js(e)).into_unknown(*env);
-    napi::Error::from(value)
+    napi::Error::from_unknown_without_coercion(value)
 }

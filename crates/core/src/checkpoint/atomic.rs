@@ -15,8 +15,17 @@ pub fn temp_path(path: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_default();
-    name.push(format!(".tmp-{}", std::process::id()));
+    name.push(format!(".tmp-{}", process_id()));
     path.with_file_name(name)
+}
+
+/// This process's id; 0 on WASI, which has no pids (`std::process::id` panics there) and where
+/// the instance is the only writer its sandbox sees.
+pub fn process_id() -> u32 {
+    #[cfg(target_os = "wasi")]
+    return 0;
+    #[cfg(not(target_os = "wasi"))]
+    std::process::id()
 }
 
 /// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync of the directory.

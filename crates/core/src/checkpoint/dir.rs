@@ -126,7 +126,7 @@ fn new_save_id() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{:x}-{nanos:x}-{n:x}", std::process::id())
+    format!("{:x}-{nanos:x}-{n:x}", atomic::process_id())
 }
 
 /// State tensors must be named `<param>.<state>` for a parameter of the model, or a restore

@@ -106,6 +106,7 @@ impl Trainer {
         options.config.check_supported()?;
         let (model, auto_report) = auto_partition(model, &options)?;
         let n = device_count(&options)?;
+        check_threads_for(n)?;
         // The rule the scopes enforce when the model is built, for graphs built directly too.
         for tg in &model.taskgraphs {
             crate::strategy::check_device_count(tg.strategy, tg.device_count, &tg.name)?;
@@ -573,6 +574,19 @@ impl Trainer {
             .collect();
         super::trace::chrome_trace(&self.last_trace, &names)
     }
+}
+
+/// Devices run on threads of their own, and a single-threaded WASM build (`wasm32-wasip1`) cannot
+/// start any: a multi-device plan is refused at compile there instead of aborting mid-step.
+fn check_threads_for(devices: usize) -> Result<()> {
+    let single_threaded = cfg!(all(target_family = "wasm", not(target_feature = "atomics")));
+    if single_threaded && devices > 1 {
+        return Err(Error::unsupported(
+            "multi-device plans on the single-threaded WASM build",
+            format!("{devices} devices need a thread each; run one device, or the native addon"),
+        ));
+    }
+    Ok(())
 }
 
 /// Run `f` on every device, each on its own thread (inline when there is one device).
