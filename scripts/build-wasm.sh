@@ -48,7 +48,10 @@ LIBC="$TC/wasi-libc"
 if [ ! -f "$LIBC/usr/lib/$TARGET/crt1-reactor.o" ]; then
   APT="$TC/apt"
   mkdir -p "$APT/lists/partial" "$APT/archives/partial"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
+  # The same Debian mirror the system's apt uses (its main archive, not the security one).
+  mirror=$(apt-get indextargets --format '$(SITE) $(RELEASE)' | awk '$2 !~ /-/ {print $1; exit}')
+  [ -n "$mirror" ] || { say "no Debian archive in the system's apt sources"; exit 1; }
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" \
     >"$APT/sources.list"
   aptopts=(-o "Dir::Etc::SourceList=$APT/sources.list" -o Dir::Etc::SourceParts=/dev/null
     -o "Dir::State::Lists=$APT/lists" -o "Dir::Cache=$APT" -o Debug::NoLocking=1
