@@ -96,6 +96,8 @@ replace-with = "weft-wasm-vendor"
 directory = "$VENDOR"
 [target.$TARGET]
 linker = "$WASM_LD"
+# 128-bit SIMD (every current browser and Node >= 16): gemm's wasm kernels use it.
+rustflags = ["-C", "target-feature=+simd128"]
 EOF
 
 # --- 5. napi build ------------------------------------------------------------------------------
