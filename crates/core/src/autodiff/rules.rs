@@ -103,6 +103,24 @@ pub(crate) fn vjp(ad: &mut Ad<'_>, id: NodeId, dy: NodeId) -> Result<Grads> {
                 ad.emit(Op::DropoutBackward { p: *p, seed: *seed }, &[dy])?,
             )]
         }
+        // Tensor-parallel collectives come in conjugate pairs (Megatron's f and g): the
+        // gradient of a replicated value read by every shard is the sum of their gradients.
+        Op::TpCopy => vec![Some(ad.emit(Op::TpReduce, &[dy])?)],
+        Op::TpReduce => vec![Some(ad.emit(Op::TpCopy, &[dy])?)],
+        Op::TpGather { cut, index } => {
+            let op = Op::TpShard {
+                cut: *cut,
+                index: *index,
+            };
+            vec![Some(ad.emit(op, &[dy])?)]
+        }
+        Op::TpShard { cut, index } => {
+            let op = Op::TpGather {
+                cut: *cut,
+                index: *index,
+            };
+            vec![Some(ad.emit(op, &[dy])?)]
+        }
         Op::Input { .. } | Op::Parameter { .. } | Op::Fill { .. } => vec![],
         Op::UnaryBackward(_)
         | Op::MaxBackward { .. }

@@ -36,6 +36,8 @@ pub struct Link<'a> {
     pub comm: &'a dyn Communicator,
     /// Rank (in `comm`) of each stage of this device's pipeline replica.
     pub rank_of_stage: &'a [usize],
+    /// The tensor-parallel group of this device (`TpReduce` and `TpGather` run on it).
+    pub tp: Option<&'a dyn Communicator>,
 }
 
 /// Message tag of a tensor: the micro-batch and the node, so concurrent transfers never mix.
@@ -94,6 +96,16 @@ fn numel(d: &[usize]) -> usize {
 pub fn init_values(init: &Init, name: &str, len: usize, seed: u64) -> Vec<f32> {
     let stream = rng::hash_name(name);
     match *init {
+        // The whole tensor, cut: a shard starts as that part of the unsplit parameter.
+        Init::Shard {
+            ref base,
+            ref full,
+            cut,
+            index,
+        } => {
+            let whole = init_values(base, name, full.iter().product(), seed);
+            super::tp::cut(&whole, full, cut, index).unwrap_or_else(|_| vec![f32::NAN; len])
+        }
         Init::Zeros => vec![0.0; len],
         Init::Ones => vec![1.0; len],
         Init::Constant(v) => vec![v; len],
@@ -287,7 +299,10 @@ impl<B: Backend> Executor<B> {
         let no_link = || Error::internal("a cross-stage transfer needs a communicator");
         match *action {
             Action::Load(id) => self.load(id, mb, inputs),
-            Action::Compute(id) => self.compute(id, mb, ctx),
+            Action::Compute(id) => match self.graph.node(id).op {
+                Op::TpReduce | Op::TpGather { .. } => self.tp_collective(id, mb, link),
+                _ => self.compute(id, mb, ctx),
+            },
             Action::Free(id) => {
                 self.free(mb, id);
                 Ok(())
@@ -381,6 +396,43 @@ impl<B: Backend> Executor<B> {
         self.backend
             .execute(&node.op, &refs, &mut out, &self.dims[id.index()], ctx)?;
         self.slots[mb][id.index()] = Some(out);
+        Ok(())
+    }
+
+    /// A tensor-parallel collective node: all-reduce (`TpReduce`) or all-gather (`TpGather`)
+    /// of its input over the device's tensor-parallel group.
+    fn tp_collective(&mut self, id: NodeId, mb: usize, link: Option<&Link<'_>>) -> Result<()> {
+        let node = &self.graph.nodes[id.index()];
+        let op = node.op.clone();
+        let x = node.inputs[0];
+        let comm = link.and_then(|l| l.tp).ok_or_else(|| {
+            Error::internal(format!(
+                "{id} {}: a tensor-parallel collective needs the device's tensor-parallel group",
+                op.name()
+            ))
+        })?;
+        let input = self.read_f32(self.value(mb, x)?, |v| Ok(v.to_vec()))?;
+        let dims = self.dims[id.index()].clone();
+        let len = numel(&dims);
+        let mut out = self
+            .pool
+            .take(&self.backend, Category::Activations, DType::F32, len)?;
+        let done = self.write_f32(&mut out, len, |y| match op {
+            Op::TpGather { cut, .. } => {
+                let mut shards = vec![0.0; len];
+                comm.all_gather(&input, &mut shards)?;
+                super::tp::assemble(&shards, &dims, cut, y)
+            }
+            _ => {
+                y.copy_from_slice(&input);
+                comm.all_reduce(y, crate::collectives::ReduceOp::Sum)
+            }
+        });
+        if let Err(e) = done {
+            self.pool.give(Category::Activations, DType::F32, len, out);
+            return Err(e);
+        }
+        self.slot(mb)[id.index()] = Some(out);
         Ok(())
     }
 

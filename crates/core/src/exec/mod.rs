@@ -7,6 +7,7 @@ mod gemm_bench;
 mod interpreter;
 mod memory;
 mod plan;
+pub mod tp;
 
 pub use backend::{AsHostView, Backend, HostData, HostView, KernelCtx, TensorRef, UpdateRule};
 pub use cpu::CpuBackend;

@@ -79,7 +79,13 @@ pub fn infer(op: &Op, ins: &[TensorType]) -> Result<TensorType> {
             want_dtype(op, "input", &ins[0], DType::F32)?;
             Ok(ins[0].clone())
         }
-        Op::DropoutBackward { .. } => Ok(ins[0].clone()),
+        Op::DropoutBackward { .. } | Op::TpCopy | Op::TpReduce => Ok(ins[0].clone()),
+        Op::TpGather { cut, index } | Op::TpShard { cut, index } if *index >= cut.parts => err(
+            op,
+            format!("shard index {index} out of {} parts", cut.parts),
+        ),
+        Op::TpGather { cut, .. } => infer_cut(op, &ins[0], *cut, true),
+        Op::TpShard { cut, .. } => infer_cut(op, &ins[0], *cut, false),
         Op::UnaryBackward(_) | Op::SoftmaxBackward => {
             same_shape(op, &ins[0], &ins[1])?;
             Ok(ins[0].clone())
@@ -422,4 +428,32 @@ fn infer_cross_entropy(op: &Op, logits: &TensorType, labels: &TensorType) -> Res
         );
     }
     Ok(f32_of(labels.shape.clone()))
+}
+
+/// The type of a tensor-parallel gather (`whole`: the shard's axis times `parts`) or shard (the
+/// axis divided by `parts`, which must divide into `groups x parts` equal chunks).
+fn infer_cut(op: &Op, t: &TensorType, cut: crate::ir::Cut, whole: bool) -> Result<TensorType> {
+    let mut dims = t.shape.0.clone();
+    let Some(Dim::Fixed(n)) = dims.get(cut.axis).copied() else {
+        return err(
+            op,
+            format!("axis {} must be a fixed dim of {}", cut.axis, t.shape),
+        );
+    };
+    let step = if whole {
+        cut.groups
+    } else {
+        cut.groups * cut.parts
+    };
+    if cut.parts == 0 || step == 0 || !n.is_multiple_of(step) {
+        return err(
+            op,
+            format!("axis {} of {} does not cut as {cut}", cut.axis, t.shape),
+        );
+    }
+    dims[cut.axis] = Dim::Fixed(if whole { n * cut.parts } else { n / cut.parts });
+    Ok(TensorType {
+        shape: Shape(dims),
+        dtype: t.dtype,
+    })
 }

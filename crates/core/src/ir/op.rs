@@ -43,8 +43,42 @@ pub enum Init {
     Zeros,
     Ones,
     Constant(f32),
-    Normal { mean: f32, std: f32 },
-    Uniform { low: f32, high: f32 },
+    Normal {
+        mean: f32,
+        std: f32,
+    },
+    Uniform {
+        low: f32,
+        high: f32,
+    },
+    /// One tensor-parallel shard of the parameter `base` would initialise at `full` dims: the
+    /// values are generated whole and cut, so a split model starts equal to the unsplit one.
+    Shard {
+        base: Box<Init>,
+        full: Vec<usize>,
+        cut: Cut,
+        index: usize,
+    },
+}
+
+/// How a tensor-parallel placement cuts one axis: the axis is read as `[groups, parts, chunk]`
+/// and part `i` keeps `[groups, chunk]` (groups > 1 for packed tensors such as attention's
+/// q|k|v, so each device gets whole heads of each of q, k and v).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cut {
+    pub axis: usize,
+    pub groups: usize,
+    pub parts: usize,
+}
+
+impl fmt::Display for Cut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "axis={},groups={},parts={}",
+            self.axis, self.groups, self.parts
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -145,6 +179,19 @@ pub enum Op {
     Dropout { p: f32, seed: u64 },
     /// (dy) -> dx with the same mask as the forward of the same (p, seed).
     DropoutBackward { p: f32, seed: u64 },
+
+    // ---- tensor-parallel collectives (inserted by `passes::tensor_split`) ----
+    /// Identity forward; backward all-reduces the gradient over the tensor-parallel group
+    /// (Megatron's `f`: a replicated value read by sharded computation).
+    TpCopy,
+    /// All-reduce (sum) over the tensor-parallel group; backward is `TpCopy` (Megatron's `g`).
+    TpReduce,
+    /// All-gather the shards of `cut` into the whole tensor (this device holds shard `index`);
+    /// backward is `TpShard`.
+    TpGather { cut: Cut, index: usize },
+    /// This device's shard `index` of a replicated tensor (no communication); backward is
+    /// `TpGather`.
+    TpShard { cut: Cut, index: usize },
 }
 
 impl Op {
@@ -181,6 +228,10 @@ impl Op {
             Op::CrossEntropyBackward => "cross_entropy_backward",
             Op::Dropout { .. } => "dropout",
             Op::DropoutBackward { .. } => "dropout_backward",
+            Op::TpCopy => "tp_copy",
+            Op::TpReduce => "tp_reduce",
+            Op::TpGather { .. } => "tp_gather",
+            Op::TpShard { .. } => "tp_shard",
         }
     }
 
@@ -201,7 +252,11 @@ impl Op {
             | Op::Softmax
             | Op::CausalAttention { .. }
             | Op::Dropout { .. }
-            | Op::DropoutBackward { .. } => 1,
+            | Op::DropoutBackward { .. }
+            | Op::TpCopy
+            | Op::TpReduce
+            | Op::TpGather { .. }
+            | Op::TpShard { .. } => 1,
             Op::UnaryBackward(_)
             | Op::Binary(_)
             | Op::MaxBackward { .. }
@@ -302,6 +357,12 @@ impl fmt::Display for Init {
             Init::Constant(v) => write!(f, "constant({v})"),
             Init::Normal { mean, std } => write!(f, "normal({mean},{std})"),
             Init::Uniform { low, high } => write!(f, "uniform({low},{high})"),
+            Init::Shard {
+                base,
+                full,
+                cut,
+                index,
+            } => write!(f, "shard({base},full={full:?},{cut},index={index})"),
         }
     }
 }
@@ -331,6 +392,9 @@ pub fn attrs(op: &Op) -> String {
         }
         Op::Dropout { p, seed } | Op::DropoutBackward { p, seed } => {
             format!("{{p={p},seed={seed}}}")
+        }
+        Op::TpGather { cut, index } | Op::TpShard { cut, index } => {
+            format!("{{{cut},index={index}}}")
         }
         _ => String::new(),
     }

@@ -5,6 +5,7 @@ mod auto_stage;
 mod recompute;
 mod resolve_batch;
 mod stages;
+mod tensor_split;
 
 pub use auto_stage::{
     AutoStageReport, StageCost, StagePolicy, auto_stages, block_ends, equal_op_count_stages,
@@ -13,6 +14,7 @@ pub use auto_stage::{
 pub use recompute::{live_across, recompute};
 pub use resolve_batch::resolve_batch;
 pub use stages::{StageMap, assign_stages};
+pub use tensor_split::{is_shard, tensor_split, tp_width};
 
 use crate::error::Result;
 use crate::ir::Graph;

@@ -48,6 +48,10 @@ pub(super) struct Device {
     /// Channels to the devices at the same position in other replicas (data parallelism;
     /// `communication.num_communicators` of them), empty with one replica.
     pub dp: Vec<Box<dyn Communicator>>,
+    /// This device's index in its tensor-parallel group (0 without tensor parallelism).
+    pub tp_rank: usize,
+    /// The tensor-parallel group of this device's stage replica (None without).
+    pub tp: Option<Box<dyn Communicator>>,
     /// Gradient bucket buffers kept between steps.
     pub spare: Vec<Vec<f32>>,
     /// ZeRO: how each hosted stage's parameters are sharded over the replicas (`execs` order).
@@ -100,6 +104,9 @@ impl Device {
             w.abort(reason);
         }
         self.dp.iter().for_each(|c| c.abort(reason));
+        if let Some(t) = &self.tp {
+            t.abort(reason);
+        }
     }
 
     pub fn exec_of(&self, stage: usize) -> Option<&Executor<CpuBackend>> {
@@ -124,6 +131,8 @@ impl Device {
             stages,
             world,
             dp,
+            tp,
+            tp_rank,
             spare,
             ..
         } = self;
@@ -155,6 +164,7 @@ impl Device {
                 let link = world.as_deref().map(|comm| Link {
                     comm,
                     rank_of_stage: plan.rank_of_stage,
+                    tp: tp.as_deref(),
                 });
                 let i = stages
                     .iter()
@@ -256,7 +266,12 @@ impl Device {
                             r.finish(exec, scale, spare)?;
                         }
                     }
-                    out.sum_squares += exec.grad_sum_squares()?;
+                    out.sum_squares += if *tp_rank == 0 {
+                        exec.grad_sum_squares()?
+                    } else {
+                        let graph = exec.graph();
+                        exec.grad_sum_squares_of(|p| crate::passes::is_shard(graph, p))?
+                    };
                 }
                 out.trace
                     .push(plan.epoch, t0, "allreduce".into(), "allreduce");

@@ -17,6 +17,9 @@ pub struct Layout {
     /// Stages per device (`pipeline.num_virtual_stages`, interleaved 1F1B when > 1).
     pub virtual_stages: usize,
     pub replicas: usize,
+    /// Tensor-parallel devices per stage (the deviceCount of the model's split scopes; 1
+    /// without them): the innermost axis of the device ranks.
+    pub tp: usize,
     pub micro_batches: usize,
     /// Compute work of each rank of a pipeline replica for one step, in schedule order.
     pub work: Vec<Vec<Work>>,
@@ -25,7 +28,12 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(options: &TrainerOptions, devices: usize, stages: usize) -> Result<Layout> {
+    pub fn new(
+        options: &TrainerOptions,
+        devices: usize,
+        stages: usize,
+        tp: usize,
+    ) -> Result<Layout> {
         let v = options.config.pipeline.num_virtual_stages.max(1);
         if !stages.is_multiple_of(v) {
             return Err(Error::config(
@@ -36,6 +44,17 @@ impl Layout {
             ));
         }
         let ranks = stages / v;
+        if tp > 1 && !devices.is_multiple_of(ranks * tp) {
+            return Err(Error::config(
+                "devices",
+                format!(
+                    "{devices} devices do not divide into replicas of {ranks} stage(s) x {tp}                      tensor-parallel devices ({devices} % {} = {})",
+                    ranks * tp,
+                    devices % (ranks * tp)
+                ),
+            ));
+        }
+        let devices = devices / tp;
         if ranks > devices {
             return Err(Error::config(
                 "devices",
@@ -68,15 +87,29 @@ impl Layout {
             ranks,
             virtual_stages: v,
             replicas,
+            tp,
             micro_batches: m,
             work,
             schedule,
         })
     }
 
-    /// World rank of `stage` in pipeline replica `replica`.
+    /// World rank of `stage` in pipeline replica `replica`, tensor-parallel index 0.
     pub fn rank_of(&self, replica: usize, stage: usize) -> usize {
-        replica * self.ranks + stage % self.ranks
+        self.rank_of_tp(replica, stage, 0)
+    }
+
+    /// World rank of tensor-parallel device `t` of `stage` in pipeline replica `replica`:
+    /// ranks are replica-major, then stage, then tensor-parallel index.
+    pub fn rank_of_tp(&self, replica: usize, stage: usize, t: usize) -> usize {
+        (replica * self.ranks + stage % self.ranks) * self.tp + t
+    }
+
+    /// (replica, position in the pipeline, tensor-parallel index) of world rank `rank`.
+    pub fn coordinates(&self, rank: usize) -> (usize, usize, usize) {
+        let t = rank % self.tp;
+        let r = rank / self.tp;
+        (r / self.ranks, r % self.ranks, t)
     }
 
     /// Refuse the `communication.*` settings whose behaviour this build does not implement for
@@ -136,9 +169,10 @@ impl Layout {
         Ok(())
     }
 
-    /// One world communicator per device, and one per stage's replicas when data-parallel.
+    /// One world communicator per device, one per stage's replicas when data-parallel, and
+    /// one per tensor-parallel group.
     pub fn communicators(&self, options: &TrainerOptions) -> Result<Comms> {
-        let n = self.ranks * self.replicas;
+        let n = self.ranks * self.replicas * self.tp;
         let timeout = Duration::from_secs(options.config.communication.timeout_s as u64);
         let mut world: Vec<Option<Box<dyn Communicator>>> = (0..n).map(|_| None).collect();
         let mut dp: Vec<Vec<Box<dyn Communicator>>> = (0..n).map(|_| Vec::new()).collect();
@@ -148,8 +182,13 @@ impl Layout {
             }
         }
         if self.replicas > 1 {
-            let groups: Vec<Vec<usize>> = (0..self.ranks)
-                .map(|p| (0..self.replicas).map(|r| r * self.ranks + p).collect())
+            let groups: Vec<Vec<usize>> = (0..self.ranks * self.tp)
+                .map(|pt| {
+                    let (p, t) = (pt / self.tp, pt % self.tp);
+                    (0..self.replicas)
+                        .map(|r| self.rank_of_tp(r, p, t))
+                        .collect()
+                })
                 .collect();
             // In-process channels run back to back; with NCCL each is its own stream.
             for _ in 0..options.config.communication.num_communicators.max(1) {
@@ -163,22 +202,45 @@ impl Layout {
                 }
             }
         }
-        Ok(Comms { world, dp })
+        let mut tp: Vec<Option<Box<dyn Communicator>>> = (0..n).map(|_| None).collect();
+        if self.tp > 1 {
+            let groups: Vec<Vec<usize>> = (0..n / self.tp)
+                .map(|g| (g * self.tp..(g + 1) * self.tp).collect())
+                .collect();
+            for (group, comms) in groups
+                .iter()
+                .zip(LocalGroup::subgroups(n, &groups, timeout)?)
+            {
+                for (&rank, c) in group.iter().zip(comms) {
+                    tp[rank] = Some(Box::new(c));
+                }
+            }
+        }
+        Ok(Comms { world, dp, tp })
     }
 }
 
 pub struct Comms {
     world: Vec<Option<Box<dyn Communicator>>>,
     dp: Vec<Vec<Box<dyn Communicator>>>,
+    tp: Vec<Option<Box<dyn Communicator>>>,
 }
 
+/// One device's communicators: world (pipeline transfers), data-parallel channels, and its
+/// tensor-parallel group.
+pub type DeviceComms = (
+    Option<Box<dyn Communicator>>,
+    Vec<Box<dyn Communicator>>,
+    Option<Box<dyn Communicator>>,
+);
+
 impl Comms {
-    #[allow(clippy::type_complexity)]
-    pub fn take(
-        &mut self,
-        rank: usize,
-    ) -> (Option<Box<dyn Communicator>>, Vec<Box<dyn Communicator>>) {
-        (self.world[rank].take(), std::mem::take(&mut self.dp[rank]))
+    pub fn take(&mut self, rank: usize) -> DeviceComms {
+        (
+            self.world[rank].take(),
+            std::mem::take(&mut self.dp[rank]),
+            self.tp[rank].take(),
+        )
     }
 }
 

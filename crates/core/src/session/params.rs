@@ -13,7 +13,14 @@ impl Trainer {
         self.compiled
             .parameters()
             .into_iter()
-            .map(|(id, n)| (n.to_string(), self.compiled.node(id).shape.to_vec()))
+            .map(|(id, n)| match &self.compiled.node(id).op {
+                // A tensor-parallel shard is reported at the whole parameter's shape.
+                crate::ir::Op::Parameter {
+                    init: crate::ir::Init::Shard { full, .. },
+                    ..
+                } => (n.to_string(), full.clone()),
+                _ => (n.to_string(), self.compiled.node(id).shape.to_vec()),
+            })
             .collect()
     }
 
@@ -96,7 +103,52 @@ impl Trainer {
     }
 
     pub fn parameter(&self, name: &str) -> Result<HostData> {
-        self.owner_exec(name)?.read_parameter(name)
+        let (devices, stage) = self.owners(name)?;
+        let read = |d: usize| {
+            self.devices[d]
+                .exec_of(stage)
+                .ok_or_else(|| Error::internal("owner without its stage"))?
+                .read_parameter(name)
+        };
+        // A tensor-parallel shard: the whole, assembled from replica 0's devices in rank order.
+        let shard = self.compiled.parameters().into_iter().find_map(|(id, n)| {
+            match &self.compiled.node(id).op {
+                crate::ir::Op::Parameter {
+                    init: crate::ir::Init::Shard { full, cut, .. },
+                    ..
+                } if n == name => Some((full.clone(), *cut)),
+                _ => None,
+            }
+        });
+        let Some((full, cut)) = shard else {
+            return read(devices[0]);
+        };
+        let mut shards = Vec::new();
+        for &d in devices.iter().take(cut.parts) {
+            shards.extend_from_slice(
+                read(d)?
+                    .as_f32()
+                    .ok_or_else(|| Error::internal("parameters are f32"))?,
+            );
+        }
+        let mut whole = vec![0.0; shards.len()];
+        crate::exec::tp::assemble(&shards, &full, cut, &mut whole)?;
+        Ok(HostData::F32(whole))
+    }
+
+    /// Checkpoints and weight files hold whole tensors; under tensor parallelism each device
+    /// holds shards, which they do not read or write yet: refused, never half-done.
+    pub(super) fn refuse_tensor_parallel(&self, what: &str) -> Result<()> {
+        if self.layout.tp > 1 {
+            return Err(Error::unsupported(
+                format!("{what} with tensor parallelism"),
+                format!(
+                    "{what} reads or writes whole tensors and this layout holds {}-way shards;                      train without split scopes (or --tp 1) to use it",
+                    self.layout.tp
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Apply `f` to the executor holding `name` on every replica.
@@ -120,6 +172,11 @@ impl Trainer {
     }
 
     /// The compiled per-device graph (resolved and differentiated).
+    /// The device layout: stages, replicas, tensor-parallel width, micro-batches.
+    pub fn layout(&self) -> &super::layout::Layout {
+        &self.layout
+    }
+
     pub fn compiled(&self) -> &Graph {
         &self.compiled
     }

@@ -105,7 +105,8 @@ impl Trainer {
             crate::strategy::check_device_count(tg.strategy, tg.device_count, &tg.name)?;
         }
         let stage_count = assign_stages(&model)?.stages();
-        let layout = Layout::new(&options, n, stage_count)?;
+        let tp = crate::passes::tp_width(&model)?;
+        let layout = Layout::new(&options, n, stage_count, tp)?;
         // EPL's slicer knows one stage per device; interleaved layouts place stages themselves.
         let slicing = if layout.virtual_stages == 1 {
             Some(stage_slicing(&model, n, &options)?)
@@ -115,8 +116,15 @@ impl Trainer {
         let micro_rows = options.batch / (layout.replicas * layout.micro_batches);
         let inputs = input_specs(&model, options.batch)?;
         let resolved = run_pass(model.clone(), |g| resolve_batch(g, micro_rows))?;
-        let compiled = run_pass(resolved, differentiate)?;
-        let compiled = recompute_activations(compiled, &options)?;
+        // One graph per tensor-parallel index: the same nodes, each holding its own shards.
+        let per_tp = (0..tp)
+            .map(|t| {
+                let split = run_pass(resolved.clone(), |g| crate::passes::tensor_split(g, t, tp))?;
+                let compiled = run_pass(split, differentiate)?;
+                recompute_activations(compiled, &options)
+            })
+            .collect::<Result<Vec<Graph>>>()?;
+        let compiled = per_tp[0].clone();
         let stages = assign_stages(&compiled)?;
         layout.check_communication(&options, &compiled)?;
         layout.check_zero(&options)?;
@@ -126,15 +134,15 @@ impl Trainer {
         };
         let mut comms = layout.communicators(&options)?;
         let mut devices = Vec::with_capacity(n);
-        for rank in 0..layout.replicas * layout.ranks {
-            let (replica, position) = (rank / layout.ranks, rank % layout.ranks);
+        for rank in 0..layout.replicas * layout.ranks * layout.tp {
+            let (replica, position, tp_rank) = layout.coordinates(rank);
             let hosted: Vec<usize> = (position..layout.stages).step_by(layout.ranks).collect();
             let execs = hosted
                 .iter()
                 .map(|&s| {
                     Executor::with_offload(
                         CpuBackend::new(threads),
-                        compiled.clone(),
+                        per_tp[tp_rank].clone(),
                         &stages,
                         s,
                         options.seed,
@@ -142,7 +150,7 @@ impl Trainer {
                     )
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let (world, dp) = comms.take(rank);
+            let (world, dp, tp) = comms.take(rank);
             let mut execs = execs;
             let zero = shard_plans(&mut execs, &options, replica, layout.replicas);
             devices.push(Device {
@@ -152,6 +160,8 @@ impl Trainer {
                 replica,
                 world,
                 dp,
+                tp_rank,
+                tp,
                 spare: Vec::new(),
                 zero,
             });
@@ -294,7 +304,7 @@ impl Trainer {
         let zero = self.options.config.zero.level;
         let results = parallel(&mut self.devices, |d| {
             let rank_of_stage: Vec<usize> = (0..layout.stages)
-                .map(|s| layout.rank_of(d.replica, s))
+                .map(|s| layout.rank_of_tp(d.replica, s, d.tp_rank))
                 .collect();
             let plan = StepPlan {
                 work: &layout.work[d.position],
@@ -368,15 +378,19 @@ impl Trainer {
     fn renew_communicators(&mut self) -> Result<()> {
         let mut comms = self.layout.communicators(&self.options)?;
         for (rank, d) in self.devices.iter_mut().enumerate() {
-            (d.world, d.dp) = comms.take(rank);
+            (d.world, d.dp, d.tp) = comms.take(rank);
         }
         Ok(())
     }
 
     /// Mean loss over replicas and micro-batches; outputs concatenated in batch-row order.
+    /// Tensor-parallel devices other than the first hold the same loss and outputs: skipped.
     fn merge(&self, results: &[DeviceResult]) -> (f32, Vec<(String, Vec<usize>, HostData)>) {
         let losses: Vec<f32> = results
             .iter()
+            .zip(&self.devices)
+            .filter(|(_, d)| d.tp_rank == 0)
+            .map(|(r, _)| r)
             .flat_map(|r| r.losses.iter().copied())
             .collect();
         let loss =
@@ -386,6 +400,9 @@ impl Trainer {
             let mut dims = self.compiled.node(*id).shape.to_vec();
             let mut parts: Vec<(usize, usize, &HostData)> = Vec::new();
             for (d, r) in self.devices.iter().zip(results) {
+                if d.tp_rank != 0 {
+                    continue;
+                }
                 for (mb, n, data) in &r.outputs {
                     if n == name {
                         parts.push((d.replica, *mb, data));

@@ -247,7 +247,8 @@ fn nesting_error(outer: &TaskGraph, inner: &TaskGraph) -> Error {
 /// The core runs one device per TaskGraph replica; more needs tensor parallelism inside the
 /// TaskGraph, which is not there yet. Never silently ignored.
 pub fn check_device_count(strategy: Strategy, device_count: usize, name: &str) -> Result<()> {
-    if device_count <= 1 {
+    // A split scope over N devices is tensor parallelism (`passes::tensor_split`).
+    if device_count <= 1 || strategy == Strategy::Split {
         return Ok(());
     }
     let kind = strategy_name(strategy);

@@ -397,6 +397,11 @@ fn dispatch_tensor(op: &Op, a: &Args, y: &mut [f32], ctx: &KernelCtx) -> Result<
         Op::MatMul { trans_a, trans_b } => {
             matmul::matmul_forward(a.f(0)?, a.f(1)?, trans_a, trans_b, y, shape)?
         }
+        Op::TpCopy => y.copy_from_slice(a.same(0)?.data),
+        Op::TpShard { cut, index } => {
+            let x = a.f(0)?;
+            crate::exec::tp::cut_into(x.data, x.shape, cut, index, y)?
+        }
         _ => dispatch_nn(op, a, y, ctx)?,
     }
     Ok(())

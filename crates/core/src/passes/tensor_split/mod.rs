@@ -1,0 +1,296 @@
+//! Tensor parallelism: EPL's `split` scope as a pass over the IR. `tensor_split(g, index, n)` is
+//! the graph tensor-parallel device `index` of `n` runs. Every value of a split TaskGraph gets a
+//! placement (replicated, sharded on an axis, or a partial sum); parameters take the placement
+//! their first reader asks for (a linear reading a replicated input is column-parallel, one
+//! reading a column-parallel output is row-parallel: Megatron's pairing) and are cut from the
+//! tensor the unsplit model initialises. Where a reader needs another placement the pass
+//! inserts a collective op (`TpReduce`, `TpGather`, `TpShard`), and `TpCopy` marks a replicated
+//! value read by sharded computation so that backward all-reduces its gradient.
+//!
+//! The rules, one per op kind, are in `rules.rs`; an op that meets a sharded input and has no
+//! rule is an error naming it (never silently replicated).
+
+mod rules;
+#[cfg(test)]
+mod tests;
+
+use crate::error::{Error, Result};
+use crate::ir::{Cut, Graph, Init, Node, NodeId, Op, Phase, Shape, Strategy, TensorType, infer};
+use std::collections::HashMap;
+
+/// Where one value lives across the tensor-parallel group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Place {
+    /// Every device holds all of it.
+    Rep,
+    /// Every device holds its part of `axis` (read as `[groups, parts, chunk]`, see `Cut`).
+    Shard { axis: usize, groups: usize },
+    /// Every device holds a summand; the value is their sum.
+    Partial,
+}
+
+/// What a reader does to an input before using it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Conv {
+    Keep,
+    /// Identity forward, all-reduce of the gradient.
+    Copy,
+    /// Partial -> replicated (all-reduce).
+    Reduce,
+    /// Sharded -> replicated (all-gather).
+    Gather,
+    /// Replicated -> this device's shard.
+    Shard {
+        axis: usize,
+        groups: usize,
+    },
+}
+
+/// The decision for one node: its output placement, a conversion per input, its local op.
+#[derive(Debug, Clone)]
+pub(crate) struct NodePlan {
+    pub out: Place,
+    pub convs: Vec<Conv>,
+    pub op: Op,
+}
+
+/// The tensor-parallel width of a model: the device count of its split scopes (all equal), or
+/// 1 without any split over several devices.
+pub fn tp_width(g: &Graph) -> Result<usize> {
+    let mut width = 1;
+    for tg in &g.taskgraphs {
+        if tg.strategy != Strategy::Split || tg.device_count <= 1 {
+            continue;
+        }
+        if width > 1 && tg.device_count != width {
+            return Err(Error::config(
+                "strategy",
+                format!(
+                    "split scope '{}' has deviceCount {} but an earlier split scope has {width}; \
+                     every split scope of a model must use the same deviceCount",
+                    tg.name, tg.device_count
+                ),
+            ));
+        }
+        width = tg.device_count;
+    }
+    Ok(width)
+}
+
+/// Whether parameter `p` of a split graph is a shard (its gradient is this device's alone).
+pub fn is_shard(g: &Graph, p: NodeId) -> bool {
+    matches!(
+        &g.node(p).op,
+        Op::Parameter {
+            init: Init::Shard { .. },
+            ..
+        }
+    )
+}
+
+/// The graph of tensor-parallel device `index` of `n` (the identity when `n` is 1).
+pub fn tensor_split(g: Graph, index: usize, n: usize) -> Result<Graph> {
+    if n <= 1 {
+        return Ok(g);
+    }
+    let plans = rules::analyse(&g, n)?;
+    check_something_splits(&g, &plans, n)?;
+    Emitter::new(&g, &plans, index, n).run()
+}
+
+/// A split scope in which nothing is sharded would silently run replicated: an error naming
+/// its ops.
+fn check_something_splits(g: &Graph, plans: &[NodePlan], n: usize) -> Result<()> {
+    for (t, tg) in g.taskgraphs.iter().enumerate() {
+        if tg.strategy != Strategy::Split || tg.device_count != n {
+            continue;
+        }
+        let members: Vec<NodeId> = g
+            .ids()
+            .filter(|&id| g.node(id).taskgraph.0 as usize == t)
+            .collect();
+        let split = members
+            .iter()
+            .any(|id| matches!(plans[id.index()].out, Place::Shard { .. } | Place::Partial));
+        if !members.is_empty() && !split {
+            let mut ops: Vec<&str> = members
+                .iter()
+                .map(|&id| g.node(id).op.name())
+                .filter(|&o| o != "input" && o != "parameter" && o != "fill")
+                .collect();
+            ops.dedup();
+            return Err(Error::unsupported(
+                format!("split scope '{}'", tg.name),
+                format!(
+                    "no op in split scope '{}' has a sharding rule for its inputs (ops: {}); \
+                     weft never runs a split scope silently replicated: put a linear layer, \
+                     attention or an embedding in it, or use replicate",
+                    tg.name,
+                    ops.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Builds the device's graph from the plans: parameters cut, conversions inserted.
+struct Emitter<'a> {
+    src: &'a Graph,
+    plans: &'a [NodePlan],
+    index: usize,
+    n: usize,
+    out: Graph,
+    map: Vec<NodeId>,
+    converted: HashMap<(NodeId, Conv), NodeId>,
+}
+
+impl<'a> Emitter<'a> {
+    fn new(src: &'a Graph, plans: &'a [NodePlan], index: usize, n: usize) -> Self {
+        let out = Graph {
+            taskgraphs: src.taskgraphs.clone(),
+            ..Graph::default()
+        };
+        Emitter {
+            src,
+            plans,
+            index,
+            n,
+            out,
+            map: Vec::with_capacity(src.nodes.len()),
+            converted: HashMap::new(),
+        }
+    }
+
+    fn run(mut self) -> Result<Graph> {
+        for id in self.src.ids() {
+            let node = self.src.node(id);
+            let new = match &node.op {
+                Op::Parameter { name, shape, init } => self.parameter(id, name, shape, init)?,
+                _ => {
+                    let plan = &self.plans[id.index()];
+                    let mut inputs = Vec::with_capacity(node.inputs.len());
+                    for (&x, &conv) in node.inputs.iter().zip(&plan.convs) {
+                        inputs.push(self.convert(x, conv, node.taskgraph)?);
+                    }
+                    self.push(plan.op.clone(), &inputs, node.taskgraph)?
+                }
+            };
+            self.map.push(new);
+        }
+        self.finish()
+    }
+
+    /// Loss and outputs leave the group replicated; checkpoints keep their nodes.
+    fn finish(mut self) -> Result<Graph> {
+        let src = self.src;
+        let rep = |s: &mut Self, id: NodeId| -> Result<NodeId> {
+            let conv = match s.plans[id.index()].out {
+                Place::Rep => Conv::Keep,
+                Place::Partial => Conv::Reduce,
+                Place::Shard { .. } => Conv::Gather,
+            };
+            s.convert(id, conv, src.node(id).taskgraph)
+        };
+        let mut outputs = Vec::new();
+        for (name, id) in &src.outputs {
+            outputs.push((name.clone(), rep(&mut self, *id)?));
+        }
+        self.out.outputs = outputs;
+        self.out.loss = match src.loss {
+            Some(l) => Some(rep(&mut self, l)?),
+            None => None,
+        };
+        self.out.checkpoints = src
+            .checkpoints
+            .iter()
+            .map(|c| self.map[c.index()])
+            .collect();
+        if !src.grads.is_empty() {
+            return Err(Error::internal("tensor_split runs before differentiation"));
+        }
+        Ok(self.out)
+    }
+
+    fn parameter(&mut self, id: NodeId, name: &str, shape: &Shape, init: &Init) -> Result<NodeId> {
+        let tg = self.src.node(id).taskgraph;
+        let Place::Shard { axis, groups } = self.plans[id.index()].out else {
+            return self.push(self.src.node(id).op.clone(), &[], tg);
+        };
+        let full = shape.concrete()?;
+        let cut = Cut {
+            axis,
+            groups,
+            parts: self.n,
+        };
+        let mut local = full.clone();
+        local[axis] /= self.n;
+        let op = Op::Parameter {
+            name: name.to_string(),
+            shape: Shape::fixed(&local),
+            init: Init::Shard {
+                base: Box::new(init.clone()),
+                full,
+                cut,
+                index: self.index,
+            },
+        };
+        self.push(op, &[], tg)
+    }
+
+    /// The new node holding old value `x` after `conv` (inserted once per value and kind).
+    fn convert(&mut self, x: NodeId, conv: Conv, tg: crate::ir::TaskGraphId) -> Result<NodeId> {
+        let have = self.map[x.index()];
+        let cut = |axis, groups, parts| Cut {
+            axis,
+            groups,
+            parts,
+        };
+        let op = match (conv, self.plans[x.index()].out) {
+            (Conv::Keep, _) => return Ok(have),
+            (Conv::Copy, _) => Op::TpCopy,
+            (Conv::Reduce, _) => Op::TpReduce,
+            (Conv::Gather, Place::Shard { axis, groups }) => Op::TpGather {
+                cut: cut(axis, groups, self.n),
+                index: self.index,
+            },
+            (Conv::Shard { axis, groups }, _) => Op::TpShard {
+                cut: cut(axis, groups, self.n),
+                index: self.index,
+            },
+            (Conv::Gather, p) => {
+                return Err(Error::internal(format!(
+                    "tensor_split: gather of a {p:?} value"
+                )));
+            }
+        };
+        if let Some(&done) = self.converted.get(&(x, conv)) {
+            return Ok(done);
+        }
+        let new = self.push(op, &[have], tg)?;
+        self.converted.insert((x, conv), new);
+        Ok(new)
+    }
+
+    fn push(&mut self, op: Op, inputs: &[NodeId], tg: crate::ir::TaskGraphId) -> Result<NodeId> {
+        let types: Vec<TensorType> = inputs
+            .iter()
+            .map(|&i| {
+                let n = self.out.node(i);
+                TensorType {
+                    shape: n.shape.clone(),
+                    dtype: n.dtype,
+                }
+            })
+            .collect();
+        let t = infer(&op, &types)?;
+        Ok(self.out.push(Node {
+            op,
+            inputs: inputs.to_vec(),
+            shape: t.shape,
+            dtype: t.dtype,
+            taskgraph: tg,
+            phase: Phase::Forward,
+        }))
+    }
+}

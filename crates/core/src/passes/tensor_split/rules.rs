@@ -1,0 +1,516 @@
+//! The placement rules of `tensor_split`: for each op kind, given its inputs' placements, the
+//! output's placement and what each input needs first. Parameters are undecided until a rule
+//! decides them. Outside split TaskGraphs every value is replicated.
+
+use super::{Conv, NodePlan, Place};
+use crate::error::{Error, Result};
+use crate::ir::{BinaryOp, Graph, NodeId, Op, ReduceOp, Shape, Strategy, UnaryOp};
+
+/// Every node's plan for a group of `n` devices (parameters: `out` is their placement).
+pub(super) fn analyse(g: &Graph, n: usize) -> Result<Vec<NodePlan>> {
+    let mut a = Analysis {
+        g,
+        n,
+        places: vec![None; g.nodes.len()],
+        readers: readers(g),
+    };
+    let mut plans = Vec::with_capacity(g.nodes.len());
+    for id in g.ids() {
+        let node = g.node(id);
+        let tg = &g.taskgraphs[node.taskgraph.0 as usize];
+        let plan = match node.op {
+            Op::Parameter { .. } => NodePlan {
+                out: Place::Rep,
+                convs: vec![],
+                op: node.op.clone(),
+            },
+            _ if tg.strategy == Strategy::Split && tg.device_count == n => a.rule(id)?,
+            _ => a.replicated(id),
+        };
+        if !matches!(node.op, Op::Parameter { .. }) {
+            a.places[id.index()] = Some(plan.out);
+        }
+        plans.push(plan);
+    }
+    for (id, _) in g.parameters() {
+        plans[id.index()].out = a.places[id.index()].unwrap_or(Place::Rep);
+    }
+    Ok(plans)
+}
+
+fn readers(g: &Graph) -> Vec<Vec<NodeId>> {
+    let mut r = vec![Vec::new(); g.nodes.len()];
+    for id in g.ids() {
+        for x in &g.node(id).inputs {
+            r[x.index()].push(id);
+        }
+    }
+    r
+}
+
+struct Analysis<'a> {
+    g: &'a Graph,
+    n: usize,
+    /// None: a parameter no rule has decided yet.
+    places: Vec<Option<Place>>,
+    readers: Vec<Vec<NodeId>>,
+}
+
+fn to_rep(p: Place) -> Conv {
+    match p {
+        Place::Rep => Conv::Keep,
+        Place::Partial => Conv::Reduce,
+        Place::Shard { .. } => Conv::Gather,
+    }
+}
+
+fn plan(out: Place, convs: Vec<Conv>, op: &Op) -> NodePlan {
+    NodePlan {
+        out,
+        convs,
+        op: op.clone(),
+    }
+}
+
+impl Analysis<'_> {
+    fn dims(&self, id: NodeId) -> Vec<usize> {
+        self.g.node(id).shape.to_vec()
+    }
+
+    /// The placement of input `x`, deciding an undecided parameter as replicated.
+    fn place(&mut self, x: NodeId) -> Place {
+        *self.places[x.index()].get_or_insert(Place::Rep)
+    }
+
+    fn undecided(&self, x: NodeId) -> bool {
+        self.places[x.index()].is_none()
+    }
+
+    /// Decide parameter `p` as sharded on `axis`; the axis must cut into `groups x n` parts.
+    fn decide_shard(
+        &mut self,
+        p: NodeId,
+        axis: usize,
+        groups: usize,
+        reader: NodeId,
+    ) -> Result<()> {
+        let len = self.dims(p)[axis];
+        if !len.is_multiple_of(groups * self.n) {
+            let packed = if groups > 1 {
+                format!(" ({groups} packed parts of {})", len / groups)
+            } else {
+                String::new()
+            };
+            return Err(self.error(
+                reader,
+                format!(
+                    "parameter '{}' has {len} {} on axis {axis}{packed}, which do not divide over \
+                     {} devices",
+                    self.param_name(p),
+                    if axis == 0 { "rows" } else { "columns" },
+                    self.n
+                ),
+            ));
+        }
+        self.places[p.index()] = Some(Place::Shard { axis, groups });
+        Ok(())
+    }
+
+    /// Outside split scopes: every input replicated.
+    fn replicated(&mut self, id: NodeId) -> NodePlan {
+        let node = self.g.node(id);
+        let convs = node.inputs.iter().map(|&x| to_rep(self.place(x))).collect();
+        plan(Place::Rep, convs, &node.op)
+    }
+
+    fn rule(&mut self, id: NodeId) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let op = &node.op;
+        match op {
+            Op::Input { .. } | Op::Fill { .. } => Ok(plan(Place::Rep, vec![], op)),
+            Op::MatMul { trans_a, trans_b } => self.matmul(id, *trans_a, *trans_b),
+            Op::Binary(b) => self.binary(id, *b),
+            Op::Unary(u) => {
+                let linear = *u == UnaryOp::Neg;
+                self.pointwise(id, linear)
+            }
+            Op::Scale { .. } => self.pointwise(id, true),
+            Op::Dropout { p, .. } => {
+                if *p > 0.0 && matches!(self.place(node.inputs[0]), Place::Shard { .. }) {
+                    return Err(self.error(
+                        id,
+                        "dropout with p > 0 on a sharded value (its mask is a function of the \
+                         element index of the whole tensor)"
+                            .into(),
+                    ));
+                }
+                self.pointwise(id, false)
+            }
+            Op::Reshape { shape } => self.reshape(id, shape),
+            Op::Permute { perm } => {
+                let out = match self.place(node.inputs[0]) {
+                    Place::Shard { axis, groups } => Place::Shard {
+                        axis: perm.iter().position(|&p| p == axis).unwrap_or(axis),
+                        groups,
+                    },
+                    p => p,
+                };
+                Ok(plan(out, vec![Conv::Keep], op))
+            }
+            Op::Reduce {
+                op: r,
+                axis,
+                keepdim,
+            } => self.reduce(id, *r, *axis, *keepdim),
+            Op::Softmax => self.last_axis_free(id),
+            Op::LayerNorm { .. } => self.layer_norm(id),
+            Op::CausalAttention { heads } => self.attention(id, *heads),
+            _ => self.no_rule(id),
+        }
+    }
+
+    /// Ops without a sharding rule: partial sums are reduced first, shards are an error.
+    fn no_rule(&mut self, id: NodeId) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let mut convs = Vec::new();
+        for &x in &node.inputs {
+            match self.place(x) {
+                Place::Shard { axis, .. } => {
+                    return Err(self.error(
+                        id,
+                        format!(
+                            "{} has no sharding rule for an input sharded on axis {axis}",
+                            node.op.name()
+                        ),
+                    ));
+                }
+                p => convs.push(to_rep(p)),
+            }
+        }
+        Ok(plan(Place::Rep, convs, &node.op))
+    }
+
+    /// Elementwise one-input ops keep a shard; a partial sum passes only through linear ones.
+    fn pointwise(&mut self, id: NodeId, linear: bool) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        Ok(match self.place(node.inputs[0]) {
+            Place::Partial if !linear => plan(Place::Rep, vec![Conv::Reduce], &node.op),
+            p => plan(p, vec![Conv::Keep], &node.op),
+        })
+    }
+
+    /// Softmax normalises the last axis: a shard elsewhere is kept.
+    fn last_axis_free(&mut self, id: NodeId) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let last = node.shape.rank().saturating_sub(1);
+        match self.place(node.inputs[0]) {
+            Place::Shard { axis, .. } if axis == last => self.no_rule(id),
+            Place::Partial => Ok(plan(Place::Rep, vec![Conv::Reduce], &node.op)),
+            p => Ok(plan(p, vec![Conv::Keep], &node.op)),
+        }
+    }
+
+    /// Layer norm over the last axis: replicated input (a partial sum is reduced), replicated
+    /// weight and bias, so every device computes the exact result.
+    fn layer_norm(&mut self, id: NodeId) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let (x, w, b) = (node.inputs[0], node.inputs[1], node.inputs[2]);
+        let px = self.place(x);
+        let (pw, pb) = (self.place(w), self.place(b));
+        if matches!(px, Place::Shard { .. }) || pw != Place::Rep || pb != Place::Rep {
+            return self.no_rule(id);
+        }
+        Ok(plan(
+            Place::Rep,
+            vec![to_rep(px), Conv::Keep, Conv::Keep],
+            &node.op,
+        ))
+    }
+
+    fn reduce(&mut self, id: NodeId, r: ReduceOp, axis: usize, keep: bool) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let out = match self.place(node.inputs[0]) {
+            Place::Rep => Place::Rep,
+            Place::Partial if r != ReduceOp::Max => Place::Partial,
+            Place::Partial => return Ok(plan(Place::Rep, vec![Conv::Reduce], &node.op)),
+            Place::Shard { axis: s, .. } if s == axis && r == ReduceOp::Sum => Place::Partial,
+            Place::Shard { axis: s, .. } if s == axis => return self.no_rule(id),
+            Place::Shard { axis: s, groups } => Place::Shard {
+                axis: if !keep && axis < s { s - 1 } else { s },
+                groups,
+            },
+        };
+        Ok(plan(out, vec![Conv::Keep], &node.op))
+    }
+
+    /// Attention over q|k|v packed and sharded by head: each device attends with its heads.
+    fn attention(&mut self, id: NodeId, heads: usize) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let last = node.shape.rank() - 1;
+        match self.place(node.inputs[0]) {
+            Place::Shard { axis, groups: 3 } if axis == last => {
+                if !heads.is_multiple_of(self.n) {
+                    return Err(self.error(
+                        id,
+                        format!(
+                            "{heads} attention heads do not divide over {} devices",
+                            self.n
+                        ),
+                    ));
+                }
+                let op = Op::CausalAttention {
+                    heads: heads / self.n,
+                };
+                let out = Place::Shard { axis, groups: 1 };
+                Ok(NodePlan {
+                    out,
+                    convs: vec![Conv::Keep],
+                    op,
+                })
+            }
+            Place::Partial => Ok(plan(Place::Rep, vec![Conv::Reduce], &node.op)),
+            Place::Rep => Ok(plan(Place::Rep, vec![Conv::Keep], &node.op)),
+            Place::Shard { .. } => self.no_rule(id),
+        }
+    }
+
+    /// How many packed parts a column-parallel output has: 3 when it feeds attention's q|k|v
+    /// (through bias adds and pointwise ops), else 1.
+    fn packing(&self, id: NodeId) -> usize {
+        let mut at = id;
+        loop {
+            let [next] = self.readers[at.index()].as_slice() else {
+                return 1;
+            };
+            match self.g.node(*next).op {
+                Op::CausalAttention { .. } => return 3,
+                Op::Binary(BinaryOp::Add) | Op::Unary(_) | Op::Scale { .. } => at = *next,
+                _ => return 1,
+            }
+        }
+    }
+
+    /// A matmul's placements. With a weight the first reader decides: a replicated input makes
+    /// it column-parallel (output sharded on its last axis), a column-sharded input makes it
+    /// row-parallel (output a partial sum).
+    fn matmul(&mut self, id: NodeId, ta: bool, tb: bool) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let (a, b) = (node.inputs[0], node.inputs[1]);
+        let (ra, rb, ro) = (self.dims(a).len(), self.dims(b).len(), node.shape.rank());
+        let (a_k, a_m) = if ta {
+            (ra - 2, ra - 1)
+        } else {
+            (ra - 1, ra - 2)
+        };
+        let (b_k, b_n) = if tb {
+            (rb - 1, rb - 2)
+        } else {
+            (rb - 2, rb - 1)
+        };
+        let mut pa = self.place(a);
+        let mut conv_a = Conv::Keep;
+        if pa == Place::Partial {
+            (pa, conv_a) = (Place::Rep, Conv::Reduce);
+        }
+        if self.undecided(b) {
+            match pa {
+                Place::Rep => {
+                    let groups = self.packing(id);
+                    self.decide_shard(b, b_n, groups, id)?;
+                }
+                Place::Shard { axis, groups } if axis == a_k => {
+                    self.decide_shard(b, b_k, groups, id)?
+                }
+                _ => {}
+            }
+        }
+        let pb = self.place(b);
+        let copy_a = if conv_a == Conv::Keep {
+            Conv::Copy
+        } else {
+            conv_a
+        };
+        let out = match (pa, pb) {
+            (Place::Rep, Place::Rep) => {
+                return Ok(plan(Place::Rep, vec![conv_a, Conv::Keep], &node.op));
+            }
+            (Place::Rep, Place::Shard { axis, groups }) if axis == b_n => {
+                return Ok(plan(
+                    Place::Shard {
+                        axis: ro - 1,
+                        groups,
+                    },
+                    vec![copy_a, Conv::Keep],
+                    &node.op,
+                ));
+            }
+            (
+                Place::Shard { axis, groups },
+                Place::Shard {
+                    axis: bx,
+                    groups: bg,
+                },
+            ) if axis == a_k && bx == b_k && groups == bg => Place::Partial,
+            (Place::Shard { axis, groups }, Place::Rep) if axis == a_k => {
+                return Ok(plan(
+                    Place::Partial,
+                    vec![Conv::Keep, Conv::Shard { axis: b_k, groups }],
+                    &node.op,
+                ));
+            }
+            (Place::Shard { axis, groups }, Place::Rep)
+                if axis == a_m || (axis < ra - 2 && rb == 2) =>
+            {
+                let axis = axis + ro - ra;
+                return Ok(plan(
+                    Place::Shard { axis, groups },
+                    vec![conv_a, Conv::Copy],
+                    &node.op,
+                ));
+            }
+            (
+                Place::Shard { axis, groups },
+                Place::Shard {
+                    axis: bx,
+                    groups: bg,
+                },
+            ) if axis < ra - 2 && ra == rb && axis == bx && groups == bg => {
+                Place::Shard { axis, groups }
+            }
+            _ => return self.no_rule(id),
+        };
+        Ok(plan(out, vec![conv_a, Conv::Keep], &node.op))
+    }
+
+    /// Broadcasting binary ops: shards must agree on the output axis; a replicated operand
+    /// without that axis is read as is (its gradient all-reduced), one with it is cut.
+    fn binary(&mut self, id: NodeId, b: BinaryOp) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let ro = node.shape.rank();
+        let ins = [node.inputs[0], node.inputs[1]];
+        let known: Vec<Option<Place>> = ins
+            .iter()
+            .map(|&x| (!self.undecided(x)).then(|| self.places[x.index()].unwrap_or(Place::Rep)))
+            .collect();
+        let partial = known.iter().flatten().any(|p| *p == Place::Partial);
+        let both_partial = known.iter().all(|p| *p == Some(Place::Partial));
+        if both_partial && matches!(b, BinaryOp::Add | BinaryOp::Sub) {
+            return Ok(plan(Place::Partial, vec![Conv::Keep, Conv::Keep], &node.op));
+        }
+        // The shard (in output axes) every sharded operand must agree on.
+        let mut shard: Option<(usize, usize)> = None;
+        for (&x, p) in ins.iter().zip(&known) {
+            if let Some(Place::Shard { axis, groups }) = p {
+                let at = (axis + ro - self.dims(x).len(), *groups);
+                if shard.is_some_and(|s| s != at) {
+                    return self.no_rule(id);
+                }
+                shard = Some(at);
+            }
+        }
+        let mut convs = Vec::new();
+        let Some((axis, groups)) = shard else {
+            for (&x, p) in ins.iter().zip(&known) {
+                convs.push(if partial {
+                    to_rep(p.unwrap_or(Place::Rep))
+                } else {
+                    Conv::Keep
+                });
+                self.place(x);
+            }
+            return Ok(plan(Place::Rep, convs, &node.op));
+        };
+        for (&x, p) in ins.iter().zip(&known) {
+            let rank = self.dims(x).len();
+            let carries = axis + rank >= ro && self.dims(x)[axis + rank - ro] > 1;
+            let own = (axis + rank).saturating_sub(ro);
+            convs.push(match p {
+                Some(Place::Shard { .. }) => Conv::Keep,
+                None if carries => {
+                    self.decide_shard(x, own, groups, id)?;
+                    Conv::Keep
+                }
+                Some(Place::Partial) => return self.no_rule(id),
+                _ if carries => Conv::Shard { axis: own, groups },
+                _ => {
+                    self.place(x);
+                    Conv::Copy
+                }
+            });
+        }
+        Ok(plan(Place::Shard { axis, groups }, convs, &node.op))
+    }
+
+    /// A reshape keeps a shard when the sharded axis and everything after it map onto a
+    /// suffix of the new dims whose first axis divides over the devices.
+    fn reshape(&mut self, id: NodeId, shape: &Shape) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let x = node.inputs[0];
+        let Place::Shard { axis, groups } = self.place(x) else {
+            let p = self.place(x);
+            return Ok(plan(p, vec![Conv::Keep], &node.op));
+        };
+        let (din, dout) = (self.dims(x), shape.to_vec());
+        let suffix: usize = din[axis..].iter().product();
+        let found = (0..dout.len()).rev().find(|&j| {
+            dout[j..].iter().product::<usize>() == suffix
+                && dout[j].is_multiple_of(groups * self.n)
+                && (groups == 1 || dout[j..] == din[axis..])
+        });
+        let Some(j) = found else {
+            return self.no_rule(id);
+        };
+        let mut local = dout;
+        local[j] /= self.n;
+        let op = Op::Reshape {
+            shape: Shape::fixed(&local),
+        };
+        Ok(NodePlan {
+            out: Place::Shard { axis: j, groups },
+            convs: vec![Conv::Keep],
+            op,
+        })
+    }
+
+    fn param_name(&self, p: NodeId) -> String {
+        match &self.g.node(p).op {
+            Op::Parameter { name, .. } => name.clone(),
+            _ => p.to_string(),
+        }
+    }
+
+    /// The layer a node belongs to, for errors: its nearest parameter's name without the
+    /// last component (`h.0.mlp.c_fc.weight` -> `h.0.mlp.c_fc`).
+    fn layer(&self, id: NodeId) -> String {
+        let mut frontier = vec![id];
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for &f in &frontier {
+                for &x in &self.g.node(f).inputs {
+                    if let Op::Parameter { name, .. } = &self.g.node(x).op {
+                        return name
+                            .rsplit_once('.')
+                            .map_or(name.as_str(), |(l, _)| l)
+                            .to_string();
+                    }
+                    next.push(x);
+                }
+            }
+            frontier = next;
+        }
+        format!("{id}")
+    }
+
+    fn error(&self, id: NodeId, what: String) -> Error {
+        let node = self.g.node(id);
+        let tg = &self.g.taskgraphs[node.taskgraph.0 as usize].name;
+        Error::unsupported(
+            format!("tensor parallelism of {}", node.op.name()),
+            format!(
+                "split scope '{tg}', layer '{}', op {} {id}: {what}",
+                self.layer(id),
+                node.op.name()
+            ),
+        )
+    }
+}
