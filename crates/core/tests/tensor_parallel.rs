@@ -94,3 +94,30 @@ fn each_device_holds_its_shards_and_one_reduction_per_pairing() {
     assert_eq!(count("tp_copy"), 4 * 2 * 2);
     assert_eq!(count("tp_gather"), 0);
 }
+
+#[test]
+fn the_plan_names_every_device_and_split_layers_cost_half_the_parameter_bytes() {
+    let compile = |tp| {
+        let model = if tp > 1 { model_split(2, false, tp) } else { model(2) };
+        let opts = options(2 * tp, 2, "PreferBackward", serde_json::json!({}));
+        Trainer::compile(model, opts).unwrap()
+    };
+    let (t, whole) = (compile(2), compile(1));
+    let plan = t.plan_json();
+    let devices: Vec<&str> = plan["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert_eq!(devices, ["cpu:0", "cpu:1", "cpu:2", "cpu:3"]);
+    assert_eq!(plan["taskgraphs"][1]["devices"], serde_json::json!([[2, 3]]));
+    assert!(t.plan_text().contains("each stage split over 2 tensor-parallel devices"));
+    // Stage 1 (blocks 2 and 3, no embedding): every weight is split, the layer norms and the
+    // row-parallel biases are not.
+    let params = |t: &Trainer, d: &str| t.plan_json()["memory"][d]["params"].as_u64().unwrap();
+    let (split, full) = (params(&t, "cpu:2"), params(&whole, "cpu:1"));
+    let unsplit = 2 * (2 * C + C + C) * 4; // ln weight+bias, proj.bias, out.bias per block
+    assert_eq!(params(&t, "cpu:3"), split);
+    assert_eq!(split as usize - unsplit, (full as usize - unsplit) / 2);
+}
