@@ -218,7 +218,8 @@ export function devicesSpec(f: Flags): { devices: weft.Devices; layout: Layout }
   const groups = n / tp;
   if (dpFlag !== undefined && ppFlag !== undefined) {
     if (dpFlag * ppFlag !== groups) {
-      throw new UsageError(`--devices ${text} has ${n} devices, but --dp ${dpFlag} x --pp ${ppFlag} x --tp ${tp} = ${dpFlag * ppFlag * tp}; give dp x pp x tp devices or leave --devices out`);
+      const [tpText, tpWord] = tp > 1 ? [` x --tp ${tp}`, ' x tp'] : ['', ''];
+      throw new UsageError(`--devices ${text} has ${n} devices, but --dp ${dpFlag} x --pp ${ppFlag}${tpText} = ${dpFlag * ppFlag * tp}; give dp x pp${tpWord} devices or leave --devices out`);
     }
     return { devices, layout: { dp: dpFlag, pp: ppFlag, tp } };
   }

@@ -121,3 +121,79 @@ fn the_plan_names_every_device_and_split_layers_cost_half_the_parameter_bytes() 
     assert_eq!(params(&t, "cpu:3"), split);
     assert_eq!(split as usize - unsplit, (full as usize - unsplit) / 2);
 }
+
+/// A split scope over `tp` devices holding `x [B, T, C] -> linear(out) -> f -> mean`.
+fn compile_split(tp: usize, out: usize, f: impl Fn(&mut GraphBuilder, NodeId) -> NodeId) -> String {
+    let mut b = GraphBuilder::new();
+    let dims = vec![Dim::Batch(1), Dim::Fixed(T), Dim::Fixed(C)];
+    let x = b.input("x", Shape(dims), DType::F32).unwrap();
+    b.open_taskgraph("head", Strategy::Split, tp);
+    let h = linear(&mut b, x, "fc", C, out);
+    let y = f(&mut b, h);
+    let shape = b.reshape_dims(y, &[-1]).unwrap();
+    let flat = op(&mut b, Op::Reshape { shape }, &[y]);
+    let mean = Op::Reduce {
+        op: ReduceOp::Mean,
+        axis: 0,
+        keepdim: false,
+    };
+    let loss = op(&mut b, mean, &[flat]);
+    let opts = options(tp, 1, "PreferBackward", serde_json::json!({}));
+    match Trainer::compile(b.finish(loss).unwrap(), opts) {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("{}: {e}", e.code()),
+    }
+}
+
+#[test]
+fn indivisible_heads_and_widths_name_the_layer_and_the_numbers() {
+    let heads = |b: &mut GraphBuilder, h| op(b, Op::CausalAttention { heads: 2 }, &[h]);
+    // 3 x 16 columns cut into 4 parts per packed q|k|v, but only 2 heads.
+    assert_eq!(
+        compile_split(4, 3 * C, heads),
+        "WEFT_UNSUPPORTED: tensor parallelism of causal_attention is not yet supported: split \
+         scope 'head', layer 'fc', op causal_attention %5: 2 attention heads do not divide over 4 \
+         devices"
+    );
+    assert_eq!(
+        compile_split(3, 10, |b, h| op(b, Op::Unary(UnaryOp::Relu), &[h])),
+        "WEFT_UNSUPPORTED: tensor parallelism of matmul is not yet supported: split scope \
+         'head', layer 'fc', op matmul %3: parameter 'fc.weight' has 10 columns on axis 1, which \
+         do not divide over 3 devices"
+    );
+}
+
+#[test]
+fn an_op_without_a_sharding_rule_is_named_never_replicated() {
+    assert_eq!(
+        compile_split(2, 8, |b, h| op(b, Op::Softmax, &[h])),
+        "WEFT_UNSUPPORTED: tensor parallelism of softmax is not yet supported: split scope \
+         'head', layer 'fc', op softmax %5: softmax has no sharding rule for an input sharded on \
+         axis 2"
+    );
+    // A relu-only split scope would run replicated on both devices: refused by name.
+    let mut b = GraphBuilder::new();
+    let x = b
+        .input("x", Shape(vec![Dim::Batch(1), Dim::Fixed(C)]), DType::F32)
+        .unwrap();
+    b.open_taskgraph("idle", Strategy::Split, 2);
+    let w = p(&mut b, "w", &[C], Init::Ones);
+    let y = op(&mut b, Op::Binary(BinaryOp::Mul), &[x, w]);
+    let y = op(&mut b, Op::Unary(UnaryOp::Relu), &[y]);
+    let shape = b.reshape_dims(y, &[-1]).unwrap();
+    let flat = op(&mut b, Op::Reshape { shape }, &[y]);
+    let mean = Op::Reduce {
+        op: ReduceOp::Mean,
+        axis: 0,
+        keepdim: false,
+    };
+    let loss = op(&mut b, mean, &[flat]);
+    let opts = options(2, 1, "PreferBackward", serde_json::json!({}));
+    let e = Trainer::compile(b.finish(loss).unwrap(), opts).err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        "split scope 'idle' is not yet supported: no op in split scope 'idle' has a sharding rule \
+         for its inputs (ops: mul, relu, reshape, mean); weft never runs a split scope silently \
+         replicated: put a linear layer, attention or an embedding in it, or use replicate"
+    );
+}
