@@ -7,26 +7,60 @@ mod common;
 use common::*;
 
 /// Five steps of `model_split(stages, tp)` on `devices` with `micro` micro-batches.
-/// Losses and global gradient norms (clipping at 1.0 reads the norm, so it must be exact).
-fn run(stages: usize, tp: usize, devices: usize, micro: usize) -> (Vec<(f32, f32)>, Trainer) {
+/// Step `s`'s batch with every token below `vocab`.
+fn batch_below(s: usize, vocab: usize) -> BTreeMap<String, HostData> {
+    let mut b = batch(s);
+    for v in b.values_mut() {
+        if let HostData::I32(t) = v {
+            t.iter_mut().for_each(|x| *x %= vocab as i32);
+        }
+    }
+    b
+}
+
+type Run = (Vec<(f32, f32)>, Vec<f32>, Trainer);
+
+/// Losses and global gradient norms (clipping at 1.0 reads the norm, so it must be exact), and
+/// the last step's `logits` output.
+fn run_vocab(stages: usize, tp: usize, devices: usize, micro: usize, vocab: usize) -> Run {
     let opts = options(devices, micro, "PreferBackward", serde_json::json!({}));
-    let mut t = Trainer::compile(model_split(stages, false, tp), opts).unwrap();
-    assert_eq!(
-        t.layout().replicas * t.layout().ranks * t.layout().tp,
-        devices
-    );
+    let mut t = Trainer::compile(model_vocab(stages, false, tp, vocab), opts).unwrap();
+    let l = t.layout();
+    assert_eq!(l.replicas * l.ranks * l.tp, devices);
+    let mut logits = Vec::new();
     let losses = (0..5)
         .map(|s| {
-            let r = t.step(&batch(s)).unwrap();
+            let r = t.step(&batch_below(s, vocab)).unwrap();
+            let (_, dims, data) = r.outputs.iter().find(|o| o.0 == "logits").unwrap();
+            assert_eq!(dims, &[BATCH * T, vocab]);
+            logits = data.as_f32().unwrap().to_vec();
             (r.loss, r.grad_norm.unwrap())
         })
         .collect();
+    (losses, logits, t)
+}
+
+fn run(stages: usize, tp: usize, devices: usize, micro: usize) -> (Vec<(f32, f32)>, Trainer) {
+    let (losses, _, t) = run_vocab(stages, tp, devices, micro, V);
     (losses, t)
 }
 
 fn assert_tp_parity(name: &str, stages: usize, tp: usize, devices: usize, micro: usize) {
-    let (base, base_t) = run(1, 1, 1, 1);
-    let (got, t) = run(stages, tp, devices, micro);
+    assert_vocab_parity(name, (stages, tp, devices, micro), V);
+}
+
+/// Parity of (stages, tp, devices, micro-batches) with one device: losses, gradient norms, the
+/// gathered logits and parameters.
+fn assert_vocab_parity(name: &str, layout: (usize, usize, usize, usize), vocab: usize) {
+    let (stages, tp, devices, micro) = layout;
+    let (base, base_logits, base_t) = run_vocab(1, 1, 1, 1, vocab);
+    let (got, logits, t) = run_vocab(stages, tp, devices, micro, vocab);
+    let diff = base_logits
+        .iter()
+        .zip(&logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-4, "{name}: logits differ by {diff}");
     for (i, ((a, na), (b, nb))) in base.iter().zip(&got).enumerate() {
         assert!(
             (a - b).abs() <= 1e-5 * a.abs(),
@@ -59,6 +93,17 @@ fn tensor_parallel_2_and_4_match_one_device() {
 }
 
 #[test]
+fn an_indivisible_vocabulary_is_padded_and_masked_so_the_loss_is_exact() {
+    // 30 tokens over 4 devices: shards of 8 rows, the last holding 2 padding rows.
+    assert_vocab_parity("tp4 vocab 30", (1, 4, 4, 1), 30);
+    assert_vocab_parity("tp2 vocab 31", (1, 2, 2, 1), 31);
+    let (_, _, t) = run_vocab(1, 4, 4, 1, 30);
+    let whole: BTreeMap<String, Vec<usize>> = t.parameter_shapes().into_iter().collect();
+    assert_eq!(whole["wte"], [30, C]);
+    assert_eq!(t.parameter("wte").unwrap().len(), 30 * C);
+}
+
+#[test]
 fn tensor_parallel_composes_with_pipeline_and_data_parallelism() {
     assert_tp_parity("pp2 x tp2 m2", 2, 2, 4, 2);
     assert_tp_parity("dp2 x pp2 x tp2 m2", 2, 2, 8, 2);
@@ -83,22 +128,39 @@ fn each_device_holds_its_shards_and_one_reduction_per_pairing() {
     assert_eq!(shape("h.0.proj.bias"), [C]);
     assert_eq!(shape("h.0.fc.weight"), [C, 2 * C / 4]);
     assert_eq!(shape("h.0.out.weight"), [2 * C / 4, C]);
-    assert_eq!(shape("wte"), [V, C]);
+    assert_eq!(shape("wte"), [V / 4, C]);
     // The whole shapes are what the trainer reports.
     let whole: BTreeMap<String, Vec<usize>> = t.parameter_shapes().into_iter().collect();
     assert_eq!(whole["h.0.attn.weight"], [C, 3 * C]);
     // Per block: attention and MLP each one all-reduce forward (row-parallel output) and one
-    // backward (at the column-parallel input).
-    let count = |name: &str| g.nodes.iter().filter(|n| n.op.name() == name).count();
-    assert_eq!(count("tp_reduce"), 4 * 2 * 2);
-    assert_eq!(count("tp_copy"), 4 * 2 * 2);
-    assert_eq!(count("tp_gather"), 0);
+    // backward (at the column-parallel input). Outside the blocks: the vocabulary-parallel
+    // embedding's sum, the loss's two sums and its max; the tied head's input is a copy.
+    let count = |name: &str, fwd: bool| {
+        let phase = |n: &weft_core::ir::Node| (n.phase == weft_core::ir::Phase::Forward) == fwd;
+        g.nodes
+            .iter()
+            .filter(|n| n.op.name() == name && phase(n))
+            .count()
+    };
+    assert_eq!(count("tp_reduce", true), 4 * 2 + 1 + 2);
+    assert_eq!(count("tp_copy", true), 4 * 2 + 1);
+    assert_eq!(count("tp_max", true), 1);
+    // Backward: each op's conjugate.
+    assert_eq!(count("tp_reduce", false), count("tp_copy", true));
+    assert_eq!(count("tp_copy", false), count("tp_reduce", true));
+    // The one gather: the model's `logits` output, whole on every device.
+    assert_eq!(count("tp_gather", true), 1);
+    assert_eq!(count("tp_gather", false), 0);
 }
 
 #[test]
 fn the_plan_names_every_device_and_split_layers_cost_half_the_parameter_bytes() {
     let compile = |tp| {
-        let model = if tp > 1 { model_split(2, false, tp) } else { model(2) };
+        let model = if tp > 1 {
+            model_split(2, false, tp)
+        } else {
+            model(2)
+        };
         let opts = options(2 * tp, 2, "PreferBackward", serde_json::json!({}));
         Trainer::compile(model, opts).unwrap()
     };
@@ -111,8 +173,14 @@ fn the_plan_names_every_device_and_split_layers_cost_half_the_parameter_bytes() 
         .map(|d| d.as_str().unwrap())
         .collect();
     assert_eq!(devices, ["cpu:0", "cpu:1", "cpu:2", "cpu:3"]);
-    assert_eq!(plan["taskgraphs"][1]["devices"], serde_json::json!([[2, 3]]));
-    assert!(t.plan_text().contains("each stage split over 2 tensor-parallel devices"));
+    assert_eq!(
+        plan["taskgraphs"][1]["devices"],
+        serde_json::json!([[2, 3]])
+    );
+    assert!(
+        t.plan_text()
+            .contains("each stage split over 2 tensor-parallel devices")
+    );
     // Stage 1 (blocks 2 and 3, no embedding): every weight is split, the layer norms and the
     // row-parallel biases are not.
     let params = |t: &Trainer, d: &str| t.plan_json()["memory"][d]["params"].as_u64().unwrap();
@@ -189,7 +257,9 @@ fn an_op_without_a_sharding_rule_is_named_never_replicated() {
     };
     let loss = op(&mut b, mean, &[flat]);
     let opts = options(2, 1, "PreferBackward", serde_json::json!({}));
-    let e = Trainer::compile(b.finish(loss).unwrap(), opts).err().unwrap();
+    let e = Trainer::compile(b.finish(loss).unwrap(), opts)
+        .err()
+        .unwrap();
     assert_eq!(
         e.to_string(),
         "split scope 'idle' is not yet supported: no op in split scope 'idle' has a sharding rule \

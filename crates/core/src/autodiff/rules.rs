@@ -121,6 +121,18 @@ pub(crate) fn vjp(ad: &mut Ad<'_>, id: NodeId, dy: NodeId) -> Result<Grads> {
             };
             vec![Some(ad.emit(op, &[dy])?)]
         }
+        // Only ever the shift of a log-sum-exp (see `Op::TpMax`): no gradient flows through it.
+        Op::TpMax => vec![None],
+        // Masked columns are constants: their gradient is zero.
+        Op::ColumnMask { start, valid, .. } => {
+            let mask = Op::ColumnMask {
+                start: *start,
+                valid: *valid,
+                fill: 0.0,
+            };
+            vec![Some(ad.emit(mask, &[dy])?)]
+        }
+        Op::VocabOneHot { .. } => vec![None],
         Op::Input { .. } | Op::Parameter { .. } | Op::Fill { .. } => vec![],
         Op::UnaryBackward(_)
         | Op::MaxBackward { .. }

@@ -103,8 +103,13 @@ pub fn init_values(init: &Init, name: &str, len: usize, seed: u64) -> Vec<f32> {
             cut,
             index,
         } => {
+            // A vocabulary that does not divide is padded with zero rows first.
             let whole = init_values(base, name, full.iter().product(), seed);
-            super::tp::cut(&whole, full, cut, index).unwrap_or_else(|_| vec![f32::NAN; len])
+            let plen = super::tp::padded_len(full[cut.axis], cut.groups * cut.parts);
+            let mut dims = full.clone();
+            dims[cut.axis] = plen;
+            let whole = super::tp::pad(&whole, full, cut.axis, plen);
+            super::tp::cut(&whole, &dims, cut, index).unwrap_or_else(|_| vec![f32::NAN; len])
         }
         Init::Zeros => vec![0.0; len],
         Init::Ones => vec![1.0; len],
@@ -300,7 +305,7 @@ impl<B: Backend> Executor<B> {
         match *action {
             Action::Load(id) => self.load(id, mb, inputs),
             Action::Compute(id) => match self.graph.node(id).op {
-                Op::TpReduce | Op::TpGather { .. } => self.tp_collective(id, mb, link),
+                Op::TpReduce | Op::TpMax | Op::TpGather { .. } => self.tp_collective(id, mb, link),
                 _ => self.compute(id, mb, ctx),
             },
             Action::Free(id) => {
@@ -399,8 +404,8 @@ impl<B: Backend> Executor<B> {
         Ok(())
     }
 
-    /// A tensor-parallel collective node: all-reduce (`TpReduce`) or all-gather (`TpGather`)
-    /// of its input over the device's tensor-parallel group.
+    /// A tensor-parallel collective node: all-reduce (`TpReduce` sums, `TpMax` takes the max)
+    /// or all-gather (`TpGather`) of its input over the device's tensor-parallel group.
     fn tp_collective(&mut self, id: NodeId, mb: usize, link: Option<&Link<'_>>) -> Result<()> {
         let node = &self.graph.nodes[id.index()];
         let op = node.op.clone();
@@ -422,6 +427,10 @@ impl<B: Backend> Executor<B> {
                 let mut shards = vec![0.0; len];
                 comm.all_gather(&input, &mut shards)?;
                 super::tp::assemble(&shards, &dims, cut, y)
+            }
+            Op::TpMax => {
+                y.copy_from_slice(&input);
+                comm.all_reduce(y, crate::collectives::ReduceOp::Max)
             }
             _ => {
                 y.copy_from_slice(&input);

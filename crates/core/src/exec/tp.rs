@@ -77,6 +77,57 @@ pub fn assemble(shards: &[f32], dims: &[usize], cut: Cut, out: &mut [f32]) -> Re
     Ok(())
 }
 
+/// `Op::ColumnMask`: rows of `width` columns; column `c` is kept when `start + c < valid`.
+pub fn column_mask(x: &[f32], width: usize, start: usize, valid: usize, fill: f32, y: &mut [f32]) {
+    let keep = valid.saturating_sub(start).min(width);
+    for (xr, yr) in x.chunks(width).zip(y.chunks_mut(width)) {
+        yr[..keep].copy_from_slice(&xr[..keep]);
+        yr[keep..].fill(fill);
+    }
+}
+
+/// `Op::VocabOneHot`: one row of `width` per label, 1 at `label - start` when in range.
+pub fn one_hot(labels: &[i32], start: usize, width: usize, y: &mut [f32]) -> Result<()> {
+    y.fill(0.0);
+    for (row, &l) in y.chunks_mut(width).zip(labels) {
+        let l = usize::try_from(l).map_err(|_| Error::Shape {
+            op: "vocab_one_hot".into(),
+            message: format!("label {l} is negative"),
+        })?;
+        if (start..start + width).contains(&l) {
+            row[l - start] = 1.0;
+        }
+    }
+    Ok(())
+}
+
+/// The whole tensor padded with zeros along `axis` from `dims[axis]` to `padded`.
+pub fn pad(whole: &[f32], dims: &[usize], axis: usize, padded: usize) -> Vec<f32> {
+    let outer: usize = dims[..axis].iter().product();
+    let inner: usize = dims[axis + 1..].iter().product();
+    let (run, prun) = (dims[axis] * inner, padded * inner);
+    let mut out = vec![0.0; outer * prun];
+    for o in 0..outer {
+        out[o * prun..o * prun + run].copy_from_slice(&whole[o * run..(o + 1) * run]);
+    }
+    out
+}
+
+/// `pad`'s inverse: the first `dims[axis]` entries of the padded axis.
+pub fn unpad(padded: &[f32], dims: &[usize], axis: usize, plen: usize) -> Vec<f32> {
+    let outer: usize = dims[..axis].iter().product();
+    let inner: usize = dims[axis + 1..].iter().product();
+    let (run, prun) = (dims[axis] * inner, plen * inner);
+    (0..outer)
+        .flat_map(|o| padded[o * prun..o * prun + run].iter().copied())
+        .collect()
+}
+
+/// The length an axis of `len` is padded to so that it cuts into `step` equal parts.
+pub fn padded_len(len: usize, step: usize) -> usize {
+    len.div_ceil(step) * step
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

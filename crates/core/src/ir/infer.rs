@@ -79,7 +79,18 @@ pub fn infer(op: &Op, ins: &[TensorType]) -> Result<TensorType> {
             want_dtype(op, "input", &ins[0], DType::F32)?;
             Ok(ins[0].clone())
         }
-        Op::DropoutBackward { .. } | Op::TpCopy | Op::TpReduce => Ok(ins[0].clone()),
+        Op::DropoutBackward { .. } | Op::TpCopy | Op::TpReduce | Op::TpMax => Ok(ins[0].clone()),
+        Op::ColumnMask { .. } => {
+            want_dtype(op, "input", &ins[0], DType::F32)?;
+            last_dim(op, &ins[0])?;
+            Ok(ins[0].clone())
+        }
+        Op::VocabOneHot { width, .. } => {
+            want_dtype(op, "labels", &ins[0], DType::I32)?;
+            let mut dims = ins[0].shape.0.clone();
+            dims.push(Dim::Fixed(*width));
+            Ok(f32_of(Shape(dims)))
+        }
         Op::TpGather { cut, index } | Op::TpShard { cut, index } if *index >= cut.parts => err(
             op,
             format!("shard index {index} out of {} parts", cut.parts),

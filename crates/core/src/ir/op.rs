@@ -192,6 +192,19 @@ pub enum Op {
     /// This device's shard `index` of a replicated tensor (no communication); backward is
     /// `TpGather`.
     TpShard { cut: Cut, index: usize },
+    /// All-reduce (max) over the tensor-parallel group. It has no gradient: the pass uses it
+    /// only for the shift of a log-sum-exp, which the result does not depend on.
+    TpMax,
+    /// (x [.., W]) -> x with every column whose global index `start + col` is `valid` or more
+    /// set to `fill` (the padding of a vocabulary that does not divide over the devices).
+    ColumnMask {
+        start: usize,
+        valid: usize,
+        fill: f32,
+    },
+    /// (labels i32 [...]) -> f32 [..., width]: 1 at column `label - start` when the label falls
+    /// in `[start, start + width)`, else 0 (a vocabulary shard's view of the labels).
+    VocabOneHot { start: usize, width: usize },
 }
 
 impl Op {
@@ -232,6 +245,9 @@ impl Op {
             Op::TpReduce => "tp_reduce",
             Op::TpGather { .. } => "tp_gather",
             Op::TpShard { .. } => "tp_shard",
+            Op::TpMax => "tp_max",
+            Op::ColumnMask { .. } => "column_mask",
+            Op::VocabOneHot { .. } => "vocab_one_hot",
         }
     }
 
@@ -256,7 +272,10 @@ impl Op {
             | Op::TpCopy
             | Op::TpReduce
             | Op::TpGather { .. }
-            | Op::TpShard { .. } => 1,
+            | Op::TpShard { .. }
+            | Op::TpMax
+            | Op::ColumnMask { .. }
+            | Op::VocabOneHot { .. } => 1,
             Op::UnaryBackward(_)
             | Op::Binary(_)
             | Op::MaxBackward { .. }
@@ -396,6 +415,10 @@ pub fn attrs(op: &Op) -> String {
         Op::TpGather { cut, index } | Op::TpShard { cut, index } => {
             format!("{{{cut},index={index}}}")
         }
+        Op::ColumnMask { start, valid, fill } => {
+            format!("{{start={start},valid={valid},fill={fill}}}")
+        }
+        Op::VocabOneHot { start, width } => format!("{{start={start},width={width}}}"),
         _ => String::new(),
     }
 }

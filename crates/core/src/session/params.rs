@@ -131,9 +131,15 @@ impl Trainer {
                     .ok_or_else(|| Error::internal("parameters are f32"))?,
             );
         }
+        // A padded vocabulary is assembled at its padded length, then cut back.
+        let plen = crate::exec::tp::padded_len(full[cut.axis], cut.groups * cut.parts);
+        let mut padded = full.clone();
+        padded[cut.axis] = plen;
         let mut whole = vec![0.0; shards.len()];
-        crate::exec::tp::assemble(&shards, &full, cut, &mut whole)?;
-        Ok(HostData::F32(whole))
+        crate::exec::tp::assemble(&shards, &padded, cut, &mut whole)?;
+        Ok(HostData::F32(crate::exec::tp::unpad(
+            &whole, &full, cut.axis, plen,
+        )))
     }
 
     /// Checkpoints and weight files hold whole tensors; under tensor parallelism each device

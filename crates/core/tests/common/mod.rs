@@ -85,6 +85,11 @@ pub fn model_with(stages: usize, mark: bool) -> Graph {
 /// `model_with`; `tp` > 0 makes every stage a split scope over `tp` devices (tensor
 /// parallelism; one stage is then one split scope) with 4 heads per block.
 pub fn model_split(stages: usize, mark: bool, tp: usize) -> Graph {
+    model_vocab(stages, mark, tp, V)
+}
+
+/// `model_split` with a vocabulary of `vocab` tokens.
+pub fn model_vocab(stages: usize, mark: bool, tp: usize, vocab: usize) -> Graph {
     let mut b = GraphBuilder::new();
     let idx = b
         .input("idx", Shape(vec![Dim::Batch(1), Dim::Fixed(T)]), DType::I32)
@@ -104,7 +109,7 @@ pub fn model_split(stages: usize, mark: bool, tp: usize) -> Graph {
     let wte = p(
         &mut b,
         "wte",
-        &[V, C],
+        &[vocab, C],
         Init::Normal {
             mean: 0.0,
             std: 0.3,

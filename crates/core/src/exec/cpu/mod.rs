@@ -398,6 +398,20 @@ fn dispatch_tensor(op: &Op, a: &Args, y: &mut [f32], ctx: &KernelCtx) -> Result<
             matmul::matmul_forward(a.f(0)?, a.f(1)?, trans_a, trans_b, y, shape)?
         }
         Op::TpCopy => y.copy_from_slice(a.same(0)?.data),
+        Op::ColumnMask { start, valid, fill } => {
+            let x = a.same(0)?;
+            crate::exec::tp::column_mask(
+                x.data,
+                *x.shape.last().unwrap_or(&1),
+                start,
+                valid,
+                fill,
+                y,
+            )
+        }
+        Op::VocabOneHot { start, width } => {
+            crate::exec::tp::one_hot(a.label(0)?.data, start, width, y)?
+        }
         Op::TpShard { cut, index } => {
             let x = a.f(0)?;
             crate::exec::tp::cut_into(x.data, x.shape, cut, index, y)?

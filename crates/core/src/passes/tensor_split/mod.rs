@@ -46,12 +46,26 @@ pub(crate) enum Conv {
     },
 }
 
-/// The decision for one node: its output placement, a conversion per input, its local op.
+/// The decision for one node: its output placement, a conversion per input, its local op
+/// (or the several ops that replace it).
 #[derive(Debug, Clone)]
 pub(crate) struct NodePlan {
     pub out: Place,
     pub convs: Vec<Conv>,
     pub op: Op,
+    pub expand: Option<Expand>,
+}
+
+/// Ops that become several under vocabulary parallelism.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Expand {
+    /// Embedding of a vocabulary-sharded table: this shard's one-hot of the indices times its
+    /// rows (a partial sum: rows of other shards read zero).
+    VocabEmbedding,
+    /// Cross-entropy of vocabulary-sharded logits without gathering them: a distributed max
+    /// and log-sum-exp, the label picked by the shard that holds it; `valid` columns of the
+    /// (padded) vocabulary count.
+    VocabCrossEntropy { valid: usize },
 }
 
 /// The tensor-parallel width of a model: the device count of its split scopes (all equal), or
@@ -173,7 +187,10 @@ impl<'a> Emitter<'a> {
                     for (&x, &conv) in node.inputs.iter().zip(&plan.convs) {
                         inputs.push(self.convert(x, conv, node.taskgraph)?);
                     }
-                    self.push(plan.op.clone(), &inputs, node.taskgraph)?
+                    match plan.expand {
+                        None => self.push(plan.op.clone(), &inputs, node.taskgraph)?,
+                        Some(e) => self.expand(e, &inputs, node.taskgraph)?,
+                    }
                 }
             };
             self.map.push(new);
@@ -223,8 +240,9 @@ impl<'a> Emitter<'a> {
             groups,
             parts: self.n,
         };
+        // An indivisible vocabulary is padded (see `rules::decide_shard`).
         let mut local = full.clone();
-        local[axis] /= self.n;
+        local[axis] = crate::exec::tp::padded_len(full[axis], groups * self.n) / self.n;
         let op = Op::Parameter {
             name: name.to_string(),
             shape: Shape::fixed(&local),
@@ -267,9 +285,80 @@ impl<'a> Emitter<'a> {
         if let Some(&done) = self.converted.get(&(x, conv)) {
             return Ok(done);
         }
-        let new = self.push(op, &[have], tg)?;
+        let mut new = self.push(op, &[have], tg)?;
+        // A gathered padded vocabulary is cut back to its real length.
+        if let (Conv::Gather, Place::Shard { axis, .. }) = (conv, self.plans[x.index()].out) {
+            let len = self.src.node(x).shape.to_vec()[axis];
+            if self.out.node(new).shape.to_vec()[axis] != len {
+                let slice = Op::Slice {
+                    axis,
+                    start: 0,
+                    end: len,
+                };
+                new = self.push(slice, &[new], tg)?;
+            }
+        }
         self.converted.insert((x, conv), new);
         Ok(new)
+    }
+
+    /// The several ops of a vocabulary-parallel embedding or cross-entropy.
+    fn expand(&mut self, e: Expand, ins: &[NodeId], tg: crate::ir::TaskGraphId) -> Result<NodeId> {
+        let last =
+            |s: &Self, id: NodeId| s.out.node(id).shape.to_vec().last().copied().unwrap_or(1);
+        match e {
+            Expand::VocabEmbedding => {
+                let (table, idx) = (ins[0], ins[1]);
+                let width = self.out.node(table).shape.to_vec()[0];
+                let start = self.index * width;
+                let hot = self.push(Op::VocabOneHot { start, width }, &[idx], tg)?;
+                let mm = Op::MatMul {
+                    trans_a: false,
+                    trans_b: false,
+                };
+                self.push(mm, &[hot, table], tg)
+            }
+            Expand::VocabCrossEntropy { valid } => {
+                let (mut x, labels) = (ins[0], ins[1]);
+                let width = last(self, x);
+                let start = self.index * width;
+                if width * self.n != valid {
+                    let fill = -1e30;
+                    x = self.push(Op::ColumnMask { start, valid, fill }, &[x], tg)?;
+                }
+                self.cross_entropy(x, labels, start, width, tg)
+            }
+        }
+    }
+
+    /// loss[i] = log(sum_j exp(x[i,j] - M[i])) - (x[i,label] - M[i]), every sum over the whole
+    /// vocabulary by an all-reduce of the shards' sums; M is the all-reduced row max.
+    fn cross_entropy(
+        &mut self,
+        x: NodeId,
+        labels: NodeId,
+        start: usize,
+        width: usize,
+        tg: crate::ir::TaskGraphId,
+    ) -> Result<NodeId> {
+        use crate::ir::{BinaryOp, ReduceOp, UnaryOp};
+        let reduce = |op, keepdim| Op::Reduce {
+            op,
+            axis: 1,
+            keepdim,
+        };
+        let m = self.push(reduce(ReduceOp::Max, true), &[x], tg)?;
+        let m = self.push(Op::TpMax, &[m], tg)?;
+        let z = self.push(Op::Binary(BinaryOp::Sub), &[x, m], tg)?;
+        let e = self.push(Op::Unary(UnaryOp::Exp), &[z], tg)?;
+        let s = self.push(reduce(ReduceOp::Sum, false), &[e], tg)?;
+        let s = self.push(Op::TpReduce, &[s], tg)?;
+        let lse = self.push(Op::Unary(UnaryOp::Log), &[s], tg)?;
+        let hot = self.push(Op::VocabOneHot { start, width }, &[labels], tg)?;
+        let picked = self.push(Op::Binary(BinaryOp::Mul), &[z, hot], tg)?;
+        let picked = self.push(reduce(ReduceOp::Sum, false), &[picked], tg)?;
+        let picked = self.push(Op::TpReduce, &[picked], tg)?;
+        self.push(Op::Binary(BinaryOp::Sub), &[lse, picked], tg)
     }
 
     fn push(&mut self, op: Op, inputs: &[NodeId], tg: crate::ir::TaskGraphId) -> Result<NodeId> {

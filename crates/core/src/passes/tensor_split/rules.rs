@@ -2,7 +2,7 @@
 //! output's placement and what each input needs first. Parameters are undecided until a rule
 //! decides them. Outside split TaskGraphs every value is replicated.
 
-use super::{Conv, NodePlan, Place};
+use super::{Conv, Expand, NodePlan, Place};
 use crate::error::{Error, Result};
 use crate::ir::{BinaryOp, Graph, NodeId, Op, ReduceOp, Shape, Strategy, UnaryOp};
 
@@ -19,11 +19,7 @@ pub(super) fn analyse(g: &Graph, n: usize) -> Result<Vec<NodePlan>> {
         let node = g.node(id);
         let tg = &g.taskgraphs[node.taskgraph.0 as usize];
         let plan = match node.op {
-            Op::Parameter { .. } => NodePlan {
-                out: Place::Rep,
-                convs: vec![],
-                op: node.op.clone(),
-            },
+            Op::Parameter { .. } => plan(Place::Rep, vec![], &node.op),
             _ if tg.strategy == Strategy::Split && tg.device_count == n => a.rule(id)?,
             _ => a.replicated(id),
         };
@@ -69,6 +65,7 @@ fn plan(out: Place, convs: Vec<Conv>, op: &Op) -> NodePlan {
         out,
         convs,
         op: op.clone(),
+        expand: None,
     }
 }
 
@@ -165,6 +162,8 @@ impl Analysis<'_> {
             Op::Softmax => self.last_axis_free(id),
             Op::LayerNorm { .. } => self.layer_norm(id),
             Op::CausalAttention { heads } => self.attention(id, *heads),
+            Op::Embedding => self.embedding(id),
+            Op::CrossEntropy => self.cross_entropy(id),
             _ => self.no_rule(id),
         }
     }
@@ -262,15 +261,45 @@ impl Analysis<'_> {
                     heads: heads / self.n,
                 };
                 let out = Place::Shard { axis, groups: 1 };
-                Ok(NodePlan {
-                    out,
-                    convs: vec![Conv::Keep],
-                    op,
-                })
+                Ok(plan(out, vec![Conv::Keep], &op))
             }
             Place::Partial => Ok(plan(Place::Rep, vec![Conv::Reduce], &node.op)),
             Place::Rep => Ok(plan(Place::Rep, vec![Conv::Keep], &node.op)),
             Place::Shard { .. } => self.no_rule(id),
+        }
+    }
+
+    /// Vocabulary parallelism: the table is cut by rows (an indivisible vocabulary padded with
+    /// zero rows that no index reaches), each device embeds the indices in its range and the
+    /// rows sum across the group.
+    fn embedding(&mut self, id: NodeId) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let table = node.inputs[0];
+        if self.undecided(table) {
+            self.places[table.index()] = Some(Place::Shard { axis: 0, groups: 1 });
+        }
+        match self.place(table) {
+            Place::Shard { axis: 0, groups: 1 } => Ok(NodePlan {
+                expand: Some(Expand::VocabEmbedding),
+                ..plan(Place::Partial, vec![Conv::Keep, Conv::Keep], &node.op)
+            }),
+            _ => self.no_rule(id),
+        }
+    }
+
+    /// Cross-entropy of logits sharded on the vocabulary, without gathering them.
+    fn cross_entropy(&mut self, id: NodeId) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let logits = node.inputs[0];
+        match self.place(logits) {
+            Place::Shard { axis: 1, groups: 1 } => {
+                let valid = self.dims(logits)[1];
+                Ok(NodePlan {
+                    expand: Some(Expand::VocabCrossEntropy { valid }),
+                    ..plan(Place::Rep, vec![Conv::Keep, Conv::Keep], &node.op)
+                })
+            }
+            _ => self.no_rule(id),
         }
     }
 
@@ -465,11 +494,11 @@ impl Analysis<'_> {
         let op = Op::Reshape {
             shape: Shape::fixed(&local),
         };
-        Ok(NodePlan {
-            out: Place::Shard { axis: j, groups },
-            convs: vec![Conv::Keep],
-            op,
-        })
+        Ok(plan(
+            Place::Shard { axis: j, groups },
+            vec![Conv::Keep],
+            &op,
+        ))
     }
 
     fn param_name(&self, p: NodeId) -> String {
