@@ -48,6 +48,8 @@ pub(super) struct Device {
     /// Channels to the devices at the same position in other replicas (data parallelism;
     /// `communication.num_communicators` of them), empty with one replica.
     pub dp: Vec<Box<dyn Communicator>>,
+    /// ZeRO v2: the channel to the same peers over which parameters are gathered.
+    pub gather: Option<Box<dyn Communicator>>,
     /// This device's index in its tensor-parallel group (0 without tensor parallelism).
     pub tp_rank: usize,
     /// The tensor-parallel group of this device's stage replica (None without).
@@ -104,6 +106,9 @@ impl Device {
             w.abort(reason);
         }
         self.dp.iter().for_each(|c| c.abort(reason));
+        if let Some(g) = &self.gather {
+            g.abort(reason);
+        }
         if let Some(t) = &self.tp {
             t.abort(reason);
         }
@@ -131,6 +136,7 @@ impl Device {
             stages,
             world,
             dp,
+            gather,
             tp,
             tp_rank,
             spare,
@@ -164,6 +170,7 @@ impl Device {
                 let link = world.as_deref().map(|comm| Link {
                     comm,
                     rank_of_stage: plan.rank_of_stage,
+                    params: gather.as_deref(),
                     tp: tp.as_deref(),
                 });
                 let i = stages

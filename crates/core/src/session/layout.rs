@@ -48,7 +48,8 @@ impl Layout {
             return Err(Error::config(
                 "devices",
                 format!(
-                    "{devices} devices do not divide into replicas of {ranks} stage(s) x {tp}                      tensor-parallel devices ({devices} % {} = {})",
+                    "{devices} devices do not divide into replicas of {ranks} stage(s) x {tp} \
+                     tensor-parallel devices ({devices} % {} = {})",
                     ranks * tp,
                     devices % (ranks * tp)
                 ),
@@ -112,8 +113,6 @@ impl Layout {
         (r / self.ranks, r % self.ranks, t)
     }
 
-    /// Refuse the `communication.*` settings whose behaviour this build does not implement for
-    /// this layout, instead of ignoring them.
     /// ZeRO shards across data-parallel replicas: it needs more than one (never a silent
     /// no-op).
     pub fn check_zero(&self, options: &TrainerOptions) -> Result<()> {
@@ -123,7 +122,15 @@ impl Layout {
             ZeroLevel::Off => return Ok(()),
             ZeroLevel::V0 => "v0",
             ZeroLevel::V1 => "v1",
+            ZeroLevel::V2 => "v2",
         };
+        if self.tp > 1 {
+            return Err(Error::unsupported(
+                format!("zero.level='{name}' with tensor parallelism"),
+                "ZeRO's shards of the tensor-parallel shards are not planned in this build; \
+                 unset zero.level or train without split scopes over several devices",
+            ));
+        }
         if self.replicas == 1 {
             return Err(Error::config(
                 "zero.level",
@@ -138,6 +145,8 @@ impl Layout {
         Ok(())
     }
 
+    /// Refuse the `communication.*` settings whose behaviour this build does not implement for
+    /// this layout, instead of ignoring them.
     pub fn check_communication(
         &self,
         options: &TrainerOptions,
@@ -169,16 +178,22 @@ impl Layout {
         Ok(())
     }
 
-    /// One world communicator per device, one per stage's replicas when data-parallel, and
-    /// one per tensor-parallel group.
+    /// One world communicator per device; when data-parallel, channels to the device's peers
+    /// in the other replicas: `communication.num_communicators` for gradients and, under ZeRO
+    /// v2, one more for gathering parameters (apart, so that a gather in the next micro-batch's
+    /// forward never queues behind a gradient bucket); and one per tensor-parallel group.
     pub fn communicators(&self, options: &TrainerOptions) -> Result<Comms> {
         let n = self.ranks * self.replicas * self.tp;
         let timeout = Duration::from_secs(options.config.communication.timeout_s as u64);
-        let mut world: Vec<Option<Box<dyn Communicator>>> = (0..n).map(|_| None).collect();
-        let mut dp: Vec<Vec<Box<dyn Communicator>>> = (0..n).map(|_| Vec::new()).collect();
+        let mut comms = Comms {
+            world: (0..n).map(|_| None).collect(),
+            dp: (0..n).map(|_| Vec::new()).collect(),
+            gather: (0..n).map(|_| None).collect(),
+            tp: (0..n).map(|_| None).collect(),
+        };
         if n > 1 {
             for (rank, c) in LocalGroup::new(n, timeout).into_iter().enumerate() {
-                world[rank] = Some(Box::new(c));
+                comms.world[rank] = Some(Box::new(c));
             }
         }
         if self.replicas > 1 {
@@ -190,57 +205,65 @@ impl Layout {
                         .collect()
                 })
                 .collect();
+            let channels = options.config.communication.num_communicators.max(1);
+            let gather = usize::from(options.config.zero.level.shards_params());
             // In-process channels run back to back; with NCCL each is its own stream.
-            for _ in 0..options.config.communication.num_communicators.max(1) {
-                for (group, comms) in groups
+            for channel in 0..channels + gather {
+                for (group, peers) in groups
                     .iter()
                     .zip(LocalGroup::subgroups(n, &groups, timeout)?)
                 {
-                    for (&rank, c) in group.iter().zip(comms) {
-                        dp[rank].push(Box::new(c));
+                    for (&rank, c) in group.iter().zip(peers) {
+                        if channel < channels {
+                            comms.dp[rank].push(Box::new(c));
+                        } else {
+                            comms.gather[rank] = Some(Box::new(c));
+                        }
                     }
                 }
             }
         }
-        let mut tp: Vec<Option<Box<dyn Communicator>>> = (0..n).map(|_| None).collect();
         if self.tp > 1 {
             let groups: Vec<Vec<usize>> = (0..n / self.tp)
                 .map(|g| (g * self.tp..(g + 1) * self.tp).collect())
                 .collect();
-            for (group, comms) in groups
+            for (group, peers) in groups
                 .iter()
                 .zip(LocalGroup::subgroups(n, &groups, timeout)?)
             {
-                for (&rank, c) in group.iter().zip(comms) {
-                    tp[rank] = Some(Box::new(c));
+                for (&rank, c) in group.iter().zip(peers) {
+                    comms.tp[rank] = Some(Box::new(c));
                 }
             }
         }
-        Ok(Comms { world, dp, tp })
+        Ok(comms)
     }
+}
+
+/// A device's communicators: see `Layout::communicators`.
+pub struct DeviceComms {
+    pub world: Option<Box<dyn Communicator>>,
+    pub dp: Vec<Box<dyn Communicator>>,
+    pub gather: Option<Box<dyn Communicator>>,
+    /// The device's tensor-parallel group (None without tensor parallelism).
+    pub tp: Option<Box<dyn Communicator>>,
 }
 
 pub struct Comms {
     world: Vec<Option<Box<dyn Communicator>>>,
     dp: Vec<Vec<Box<dyn Communicator>>>,
+    gather: Vec<Option<Box<dyn Communicator>>>,
     tp: Vec<Option<Box<dyn Communicator>>>,
 }
 
-/// One device's communicators: world (pipeline transfers), data-parallel channels, and its
-/// tensor-parallel group.
-pub type DeviceComms = (
-    Option<Box<dyn Communicator>>,
-    Vec<Box<dyn Communicator>>,
-    Option<Box<dyn Communicator>>,
-);
-
 impl Comms {
     pub fn take(&mut self, rank: usize) -> DeviceComms {
-        (
-            self.world[rank].take(),
-            std::mem::take(&mut self.dp[rank]),
-            self.tp[rank].take(),
-        )
+        DeviceComms {
+            world: self.world[rank].take(),
+            dp: std::mem::take(&mut self.dp[rank]),
+            gather: self.gather[rank].take(),
+            tp: self.tp[rank].take(),
+        }
     }
 }
 

@@ -102,16 +102,34 @@ impl Trainer {
         Ok(full.into_iter().map(HostData::F32).collect())
     }
 
+    /// A whole parameter: replica 0's, or under ZeRO v2 every replica's piece put in place.
     pub fn parameter(&self, name: &str) -> Result<HostData> {
-        let (devices, stage) = self.owners(name)?;
-        let read = |d: usize| {
-            self.devices[d]
-                .exec_of(stage)
-                .ok_or_else(|| Error::internal("owner without its stage"))?
-                .read_parameter(name)
+        if let Some((full, cut)) = self.tp_shard(name) {
+            return self.tp_parameter(name, &full, cut);
+        }
+        let exec = self.owner_exec(name)?;
+        let Some(pieces) = exec.param_pieces(name)? else {
+            return exec.read_parameter(name);
         };
-        // A tensor-parallel shard: the whole, assembled from replica 0's devices in rank order.
-        let shard = self.compiled.parameters().into_iter().find_map(|(id, n)| {
+        let (devices, stage) = self.owners(name)?;
+        let mut whole = vec![0.0f32; pieces.iter().map(|r| r.len()).sum()];
+        for (d, range) in devices.into_iter().zip(pieces) {
+            let exec = self.devices[d]
+                .exec_of(stage)
+                .ok_or_else(|| Error::internal("owner without its stage"))?;
+            let piece = exec.read_parameter(name)?;
+            let v = piece
+                .as_f32()
+                .filter(|v| v.len() == range.len())
+                .ok_or_else(|| Error::internal(format!("piece of '{name}' has the wrong size")))?;
+            whole[range].copy_from_slice(v);
+        }
+        Ok(HostData::F32(whole))
+    }
+
+    /// The whole dims and the cut of a tensor-parallel shard parameter.
+    fn tp_shard(&self, name: &str) -> Option<(Vec<usize>, crate::ir::Cut)> {
+        self.compiled.parameters().into_iter().find_map(|(id, n)| {
             match &self.compiled.node(id).op {
                 crate::ir::Op::Parameter {
                     init: crate::ir::Init::Shard { full, cut, .. },
@@ -119,9 +137,17 @@ impl Trainer {
                 } if n == name => Some((full.clone(), *cut)),
                 _ => None,
             }
-        });
-        let Some((full, cut)) = shard else {
-            return read(devices[0]);
+        })
+    }
+
+    /// A tensor-parallel parameter, assembled from replica 0's devices in rank order.
+    fn tp_parameter(&self, name: &str, full: &[usize], cut: crate::ir::Cut) -> Result<HostData> {
+        let (devices, stage) = self.owners(name)?;
+        let read = |d: usize| {
+            self.devices[d]
+                .exec_of(stage)
+                .ok_or_else(|| Error::internal("owner without its stage"))?
+                .read_parameter(name)
         };
         let mut shards = Vec::new();
         for &d in devices.iter().take(cut.parts) {
@@ -133,12 +159,12 @@ impl Trainer {
         }
         // A padded vocabulary is assembled at its padded length, then cut back.
         let plen = crate::exec::tp::padded_len(full[cut.axis], cut.groups * cut.parts);
-        let mut padded = full.clone();
+        let mut padded = full.to_vec();
         padded[cut.axis] = plen;
         let mut whole = vec![0.0; shards.len()];
         crate::exec::tp::assemble(&shards, &padded, cut, &mut whole)?;
         Ok(HostData::F32(crate::exec::tp::unpad(
-            &whole, &full, cut.axis, plen,
+            &whole, full, cut.axis, plen,
         )))
     }
 
@@ -149,10 +175,29 @@ impl Trainer {
             return Err(Error::unsupported(
                 format!("{what} with tensor parallelism"),
                 format!(
-                    "{what} reads or writes whole tensors and this layout holds {}-way shards;                      train without split scopes (or --tp 1) to use it",
+                    "{what} reads or writes whole tensors and this layout holds {}-way \
+                     shards; train without split scopes (or --tp 1) to use it",
                     self.layout.tp
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    /// ZeRO v2: every replica keeps only its piece of each parameter from now on (after the
+    /// initial weights are equal everywhere).
+    pub(super) fn shard_parameters(&mut self) -> Result<()> {
+        if !self.options.config.zero.level.shards_params() {
+            return Ok(());
+        }
+        for d in &mut self.devices {
+            let replica = d.replica;
+            for (exec, plan) in d.execs.iter_mut().zip(&d.zero) {
+                let plan = plan
+                    .as_ref()
+                    .ok_or_else(|| Error::internal("ZeRO v2 without a shard plan"))?;
+                exec.shard_params(plan.param_pieces(), replica)?;
+            }
         }
         Ok(())
     }
