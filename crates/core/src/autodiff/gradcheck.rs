@@ -380,3 +380,16 @@ fn second_order_gradients_are_refused_by_name() {
         "second-order gradient of relu_backward is not yet supported: weft differentiates training graphs once"
     );
 }
+
+#[test]
+fn column_mask_gradient_is_zero_on_masked_columns() {
+    check("column_mask", none(), |b, _| {
+        let x = param(b, "x", &[3, 4], -1.0, 1.0);
+        let mask = Op::ColumnMask {
+            start: 4,
+            valid: 6,
+            fill: -3.0,
+        };
+        b.op(mask, &[x]).unwrap()
+    });
+}
