@@ -23,7 +23,18 @@ type Run = (Vec<(f32, f32)>, Vec<f32>, Trainer);
 /// Losses and global gradient norms (clipping at 1.0 reads the norm, so it must be exact), and
 /// the last step's `logits` output.
 fn run_vocab(stages: usize, tp: usize, devices: usize, micro: usize, vocab: usize) -> Run {
-    let opts = options(devices, micro, "PreferBackward", serde_json::json!({}));
+    run_config(stages, tp, devices, micro, vocab, serde_json::json!({}))
+}
+
+fn run_config(
+    stages: usize,
+    tp: usize,
+    devices: usize,
+    micro: usize,
+    vocab: usize,
+    config: serde_json::Value,
+) -> Run {
+    let opts = options(devices, micro, "PreferBackward", config);
     let mut t = Trainer::compile(model_vocab(stages, false, tp, vocab), opts).unwrap();
     let l = t.layout();
     assert_eq!(l.replicas * l.ranks * l.tp, devices);
@@ -266,4 +277,52 @@ fn an_op_without_a_sharding_rule_is_named_never_replicated() {
          for its inputs (ops: mul, relu, reshape, mean); weft never runs a split scope silently \
          replicated: put a linear layer, attention or an embedding in it, or use replicate"
     );
+}
+
+#[test]
+fn sequence_parallelism_matches_one_device_with_gathers_and_scatters_for_reductions() {
+    let sp = serde_json::json!({"split.sequence_parallel": true});
+    let (base, base_logits, _) = run_vocab(1, 1, 1, 1, V);
+    for (name, stages, tp, devices, micro) in [
+        ("sp tp2", 1, 2, 2, 1),
+        ("sp tp4", 1, 4, 4, 1),
+        ("sp pp2 x tp2", 2, 2, 4, 2),
+    ] {
+        let (got, logits, t) = run_config(stages, tp, devices, micro, V, sp.clone());
+        for (i, ((a, na), (b, nb))) in base.iter().zip(&got).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * a.abs(),
+                "{name}: step {} loss {b} vs {a}",
+                i + 1
+            );
+            assert!(
+                (na - nb).abs() <= 1e-4 * na.abs(),
+                "{name}: step {} norm {nb} vs {na}",
+                i + 1
+            );
+        }
+        let diff = base_logits
+            .iter()
+            .zip(&logits)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "{name}: logits differ by {diff}");
+        // Inside the blocks no all-reduce is left in the forward: reduce-scatters after the
+        // row-parallel layers, all-gathers before the column-parallel ones.
+        let g = t.compiled();
+        let fwd = |name: &str| {
+            let f = |n: &&weft_core::ir::Node| n.phase == weft_core::ir::Phase::Forward;
+            g.nodes
+                .iter()
+                .filter(f)
+                .filter(|n| n.op.name() == name)
+                .count()
+        };
+        // The loss's two sums are the only forward all-reduces left; each block reduce-scatters
+        // after its two row-parallel layers and all-gathers before its two column-parallel
+        // ones; the embedding scatters, the tied head gathers.
+        assert_eq!(fwd("tp_reduce"), 2, "{name}");
+        assert_eq!(fwd("tp_reduce_scatter"), 4 * 2 + 1, "{name}");
+        assert_eq!(fwd("tp_gather_partial"), 4 * 2 + 1, "{name}");
+    }
 }

@@ -126,6 +126,20 @@ pub(crate) fn vjp(ad: &mut Ad<'_>, id: NodeId, dy: NodeId) -> Result<Grads> {
             };
             vec![Some(ad.emit(op, &[dy])?)]
         }
+        Op::TpGatherPartial { cut, index } => {
+            let op = Op::TpReduceScatter {
+                cut: *cut,
+                index: *index,
+            };
+            vec![Some(ad.emit(op, &[dy])?)]
+        }
+        Op::TpReduceScatter { cut, index } => {
+            let op = Op::TpGather {
+                cut: *cut,
+                index: *index,
+            };
+            vec![Some(ad.emit(op, &[dy])?)]
+        }
         // Only ever the shift of a log-sum-exp (see `Op::TpMax`): no gradient flows through it.
         Op::TpMax => vec![None],
         // Masked columns are constants: their gradient is zero.

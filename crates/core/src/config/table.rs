@@ -356,6 +356,16 @@ config_table! {
                   (no strategy scopes allowed).",
         }
     }
+    /// Tensor parallelism inside split scopes.
+    split: SplitConfig {
+        sequence_parallel: bool {
+            default: false, min: None, origin: Weft,
+            unsupported: None,
+            doc: "Between the tensor-parallel regions of split scopes, run layer norms, residual \
+                  adds and dropout sharded along the sequence, with all-gather / reduce-scatter \
+                  in place of all-reduce (Megatron's sequence parallelism).",
+        }
+    }
 }
 
 /// Every config key, in table (section) order.

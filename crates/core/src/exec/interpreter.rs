@@ -333,7 +333,11 @@ impl<B: Backend> Executor<B> {
         match *action {
             Action::Load(id) => self.load(id, mb, inputs),
             Action::Compute(id) => match self.graph.node(id).op {
-                Op::TpReduce | Op::TpMax | Op::TpGather { .. } => self.tp_collective(id, mb, link),
+                Op::TpReduce
+                | Op::TpMax
+                | Op::TpGather { .. }
+                | Op::TpGatherPartial { .. }
+                | Op::TpReduceScatter { .. } => self.tp_collective(id, mb, link),
                 _ => self.compute(id, mb, ctx),
             },
             Action::Free(id) => {
@@ -453,10 +457,19 @@ impl<B: Backend> Executor<B> {
             .pool
             .take(&self.backend, Category::Activations, DType::F32, len)?;
         let done = self.write_f32(&mut out, len, |y| match op {
-            Op::TpGather { cut, .. } => {
+            Op::TpGather { cut, .. } | Op::TpGatherPartial { cut, .. } => {
                 let mut shards = vec![0.0; len];
                 comm.all_gather(&input, &mut shards)?;
                 super::tp::assemble(&shards, &dims, cut, y)
+            }
+            // Each rank's shard laid out contiguously, in rank order, then reduce-scattered.
+            Op::TpReduceScatter { cut, .. } => {
+                let whole = self.dims[x.index()].clone();
+                let mut by_rank = Vec::with_capacity(input.len());
+                for r in 0..cut.parts {
+                    by_rank.extend(super::tp::cut(&input, &whole, cut, r)?);
+                }
+                comm.reduce_scatter(&by_rank, y, crate::collectives::ReduceOp::Sum)
             }
             Op::TpMax => {
                 y.copy_from_slice(&input);

@@ -121,12 +121,23 @@ pub fn infer(op: &Op, ins: &[TensorType]) -> Result<TensorType> {
             dims.push(Dim::Fixed(*width));
             Ok(f32_of(Shape(dims)))
         }
-        Op::TpGather { cut, index } | Op::TpShard { cut, index } if *index >= cut.parts => err(
-            op,
-            format!("shard index {index} out of {} parts", cut.parts),
-        ),
-        Op::TpGather { cut, .. } => infer_cut(op, &ins[0], *cut, true),
-        Op::TpShard { cut, .. } => infer_cut(op, &ins[0], *cut, false),
+        Op::TpGather { cut, index }
+        | Op::TpShard { cut, index }
+        | Op::TpGatherPartial { cut, index }
+        | Op::TpReduceScatter { cut, index }
+            if *index >= cut.parts =>
+        {
+            err(
+                op,
+                format!("shard index {index} out of {} parts", cut.parts),
+            )
+        }
+        Op::TpGather { cut, .. } | Op::TpGatherPartial { cut, .. } => {
+            infer_cut(op, &ins[0], *cut, true)
+        }
+        Op::TpShard { cut, .. } | Op::TpReduceScatter { cut, .. } => {
+            infer_cut(op, &ins[0], *cut, false)
+        }
         Op::UnaryBackward(_) | Op::SoftmaxBackward => {
             same_shape(op, &ins[0], &ins[1])?;
             Ok(ins[0].clone())

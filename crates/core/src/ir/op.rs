@@ -198,6 +198,13 @@ pub enum Op {
     /// This device's shard `index` of a replicated tensor (no communication); backward is
     /// `TpGather`.
     TpShard { cut: Cut, index: usize },
+    /// All-gather the shards of `cut` into the whole tensor when its readers' gradients are
+    /// partial sums (sequence parallelism before a column-parallel layer): backward is
+    /// `TpReduceScatter`.
+    TpGatherPartial { cut: Cut, index: usize },
+    /// Sum over the tensor-parallel group, keeping this device's shard `index` of `cut`
+    /// (reduce-scatter); backward is `TpGather`.
+    TpReduceScatter { cut: Cut, index: usize },
     /// All-reduce (max) over the tensor-parallel group. It has no gradient: the pass uses it
     /// only for the shift of a log-sum-exp, which the result does not depend on.
     TpMax,
@@ -253,6 +260,8 @@ impl Op {
             Op::TpReduce => "tp_reduce",
             Op::TpGather { .. } => "tp_gather",
             Op::TpShard { .. } => "tp_shard",
+            Op::TpGatherPartial { .. } => "tp_gather_partial",
+            Op::TpReduceScatter { .. } => "tp_reduce_scatter",
             Op::TpMax => "tp_max",
             Op::ColumnMask { .. } => "column_mask",
             Op::VocabOneHot { .. } => "vocab_one_hot",
@@ -282,6 +291,8 @@ impl Op {
             | Op::TpReduce
             | Op::TpGather { .. }
             | Op::TpShard { .. }
+            | Op::TpGatherPartial { .. }
+            | Op::TpReduceScatter { .. }
             | Op::TpMax
             | Op::ColumnMask { .. }
             | Op::VocabOneHot { .. } => 1,
@@ -422,9 +433,10 @@ pub fn attrs(op: &Op) -> String {
         Op::Dropout { p, seed } | Op::DropoutBackward { p, seed } => {
             format!("{{p={p},seed={seed}}}")
         }
-        Op::TpGather { cut, index } | Op::TpShard { cut, index } => {
-            format!("{{{cut},index={index}}}")
-        }
+        Op::TpGather { cut, index }
+        | Op::TpShard { cut, index }
+        | Op::TpGatherPartial { cut, index }
+        | Op::TpReduceScatter { cut, index } => format!("{{{cut},index={index}}}"),
         Op::ColumnMask { start, valid, fill } => {
             format!("{{start={start},valid={valid},fill={fill}}}")
         }

@@ -183,7 +183,10 @@ pub(super) fn compile_per_tp(
     let mut graphs = Vec::with_capacity(tp);
     let mut first = None;
     for t in 0..tp {
-        let split = run_pass(resolved.clone(), |g| crate::passes::tensor_split(g, t, tp))?;
+        let sequence = options.config.split.sequence_parallel;
+        let split = run_pass(resolved.clone(), |g| {
+            crate::passes::tensor_split(g, t, tp, sequence)
+        })?;
         let (split, amp_report) = amp_forward(split, options)?;
         if tp > 1 && amp_report.is_some() {
             return Err(Error::unsupported(

@@ -44,6 +44,15 @@ pub(crate) enum Conv {
         axis: usize,
         groups: usize,
     },
+    /// Partial -> replicated, read by sharded computation (all-reduce, then `Copy`).
+    ReduceCopy,
+    /// Sharded -> replicated for a reader whose gradient is partial (all-gather forward,
+    /// reduce-scatter backward: sequence parallelism).
+    GatherPartial,
+    /// Partial -> sharded on `axis` (reduce-scatter: sequence parallelism).
+    ReduceScatter {
+        axis: usize,
+    },
 }
 
 /// The decision for one node: its output placement, a conversion per input, its local op
@@ -102,12 +111,14 @@ pub fn is_shard(g: &Graph, p: NodeId) -> bool {
     )
 }
 
-/// The graph of tensor-parallel device `index` of `n` (the identity when `n` is 1).
-pub fn tensor_split(g: Graph, index: usize, n: usize) -> Result<Graph> {
+/// The graph of tensor-parallel device `index` of `n` (the identity when `n` is 1). With
+/// `sequence` (`split.sequence_parallel`), values between the tensor-parallel regions are
+/// sharded along their sequence (rows) axis instead of replicated.
+pub fn tensor_split(g: Graph, index: usize, n: usize, sequence: bool) -> Result<Graph> {
     if n <= 1 {
         return Ok(g);
     }
-    let plans = rules::analyse(&g, n)?;
+    let plans = rules::analyse(&g, n, sequence)?;
     check_something_splits(&g, &plans, n)?;
     Emitter::new(&g, &plans, index, n).run()
 }
@@ -264,27 +275,42 @@ impl<'a> Emitter<'a> {
             groups,
             parts,
         };
+        if let Some(&done) = self.converted.get(&(x, conv)) {
+            return Ok(done);
+        }
+        let shard = |axis, groups| (cut(axis, groups, self.n), self.index);
         let op = match (conv, self.plans[x.index()].out) {
             (Conv::Keep, _) => return Ok(have),
             (Conv::Copy, _) => Op::TpCopy,
             (Conv::Reduce, _) => Op::TpReduce,
-            (Conv::Gather, Place::Shard { axis, groups }) => Op::TpGather {
-                cut: cut(axis, groups, self.n),
-                index: self.index,
-            },
-            (Conv::Shard { axis, groups }, _) => Op::TpShard {
-                cut: cut(axis, groups, self.n),
-                index: self.index,
-            },
-            (Conv::Gather, p) => {
+            (Conv::ReduceCopy, _) => {
+                let reduced = self.convert(x, Conv::Reduce, tg)?;
+                let copied = self.push(Op::TpCopy, &[reduced], tg)?;
+                self.converted.insert((x, conv), copied);
+                return Ok(copied);
+            }
+            (Conv::Gather, Place::Shard { axis, groups }) => {
+                let (cut, index) = shard(axis, groups);
+                Op::TpGather { cut, index }
+            }
+            (Conv::GatherPartial, Place::Shard { axis, groups }) => {
+                let (cut, index) = shard(axis, groups);
+                Op::TpGatherPartial { cut, index }
+            }
+            (Conv::Shard { axis, groups }, _) => {
+                let (cut, index) = shard(axis, groups);
+                Op::TpShard { cut, index }
+            }
+            (Conv::ReduceScatter { axis }, _) => {
+                let (cut, index) = shard(axis, 1);
+                Op::TpReduceScatter { cut, index }
+            }
+            (Conv::Gather | Conv::GatherPartial, p) => {
                 return Err(Error::internal(format!(
                     "tensor_split: gather of a {p:?} value"
                 )));
             }
         };
-        if let Some(&done) = self.converted.get(&(x, conv)) {
-            return Ok(done);
-        }
         let mut new = self.push(op, &[have], tg)?;
         // A gathered padded vocabulary is cut back to its real length.
         if let (Conv::Gather, Place::Shard { axis, .. }) = (conv, self.plans[x.index()].out) {

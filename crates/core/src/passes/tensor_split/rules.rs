@@ -3,14 +3,18 @@
 //! decides them. Outside split TaskGraphs every value is replicated.
 
 use super::{Conv, Expand, NodePlan, Place};
+
+#[path = "shape_rules.rs"]
+mod shape_rules;
 use crate::error::{Error, Result};
-use crate::ir::{BinaryOp, Graph, NodeId, Op, ReduceOp, Shape, Strategy, UnaryOp};
+use crate::ir::{BinaryOp, Graph, NodeId, Op, ReduceOp, Strategy, UnaryOp};
 
 /// Every node's plan for a group of `n` devices (parameters: `out` is their placement).
-pub(super) fn analyse(g: &Graph, n: usize) -> Result<Vec<NodePlan>> {
+pub(super) fn analyse(g: &Graph, n: usize, sequence: bool) -> Result<Vec<NodePlan>> {
     let mut a = Analysis {
         g,
         n,
+        sequence,
         places: vec![None; g.nodes.len()],
         readers: readers(g),
     };
@@ -47,6 +51,9 @@ fn readers(g: &Graph) -> Vec<Vec<NodeId>> {
 struct Analysis<'a> {
     g: &'a Graph,
     n: usize,
+    /// `split.sequence_parallel`: partial sums outside the tensor-parallel regions are
+    /// reduce-scattered along their rows, not all-reduced.
+    sequence: bool,
     /// None: a parameter no rule has decided yet.
     places: Vec<Option<Place>>,
     readers: Vec<Vec<NodeId>>,
@@ -192,10 +199,38 @@ impl Analysis<'_> {
     /// Elementwise one-input ops keep a shard; a partial sum passes only through linear ones.
     fn pointwise(&mut self, id: NodeId, linear: bool) -> Result<NodePlan> {
         let node = self.g.node(id);
-        Ok(match self.place(node.inputs[0]) {
+        let x = node.inputs[0];
+        Ok(match self.place(x) {
+            Place::Partial if !linear && self.sequence => {
+                let (p, conv) = self.scatter(id, x)?;
+                plan(p, vec![conv], &node.op)
+            }
             Place::Partial if !linear => plan(Place::Rep, vec![Conv::Reduce], &node.op),
             p => plan(p, vec![Conv::Keep], &node.op),
         })
+    }
+
+    /// Sequence parallelism: a partial sum becomes the sum's shard along its rows (the axis
+    /// before the channels) by a reduce-scatter.
+    fn scatter(&mut self, id: NodeId, x: NodeId) -> Result<(Place, Conv)> {
+        let dims = self.dims(x);
+        let Some(axis) = dims.len().checked_sub(2) else {
+            return Err(self.error(id, "sequence parallelism needs a value with rows".into()));
+        };
+        if !dims[axis].is_multiple_of(self.n) {
+            return Err(self.error(
+                id,
+                format!(
+                    "sequence parallelism: {} rows (axis {axis} of {dims:?}) do not divide over {} \
+                     devices",
+                    dims[axis], self.n
+                ),
+            ));
+        }
+        Ok((
+            Place::Shard { axis, groups: 1 },
+            Conv::ReduceScatter { axis },
+        ))
     }
 
     /// Softmax normalises the last axis: a shard elsewhere is kept.
@@ -209,21 +244,33 @@ impl Analysis<'_> {
         }
     }
 
-    /// Layer norm over the last axis: replicated input (a partial sum is reduced), replicated
-    /// weight and bias, so every device computes the exact result.
+    /// Layer norm over the last axis with replicated weight and bias, so every device computes
+    /// the exact result: on a replicated input (a partial sum is reduced), or rows sharded by
+    /// sequence parallelism (weight and bias then read through `Copy`: their gradients are
+    /// partial sums over the rows).
     fn layer_norm(&mut self, id: NodeId) -> Result<NodePlan> {
         let node = self.g.node(id);
         let (x, w, b) = (node.inputs[0], node.inputs[1], node.inputs[2]);
-        let px = self.place(x);
-        let (pw, pb) = (self.place(w), self.place(b));
-        if matches!(px, Place::Shard { .. }) || pw != Place::Rep || pb != Place::Rep {
+        let last = node.shape.rank() - 1;
+        let (px, conv) = match self.place(x) {
+            Place::Partial if self.sequence => self.scatter(id, x)?,
+            Place::Partial => (Place::Rep, Conv::Reduce),
+            p => (p, Conv::Keep),
+        };
+        if self.place(w) != Place::Rep || self.place(b) != Place::Rep {
             return self.no_rule(id);
         }
-        Ok(plan(
-            Place::Rep,
-            vec![to_rep(px), Conv::Keep, Conv::Keep],
-            &node.op,
-        ))
+        match px {
+            Place::Rep => Ok(plan(
+                Place::Rep,
+                vec![conv, Conv::Keep, Conv::Keep],
+                &node.op,
+            )),
+            Place::Shard { axis, .. } if axis != last => {
+                Ok(plan(px, vec![conv, Conv::Copy, Conv::Copy], &node.op))
+            }
+            _ => self.no_rule(id),
+        }
     }
 
     fn reduce(&mut self, id: NodeId, r: ReduceOp, axis: usize, keep: bool) -> Result<NodePlan> {
@@ -341,6 +388,16 @@ impl Analysis<'_> {
         if pa == Place::Partial {
             (pa, conv_a) = (Place::Rep, Conv::Reduce);
         }
+        // Sequence parallelism: rows sharded before a column-parallel weight are all-gathered
+        // (and the partial gradient reduce-scattered back).
+        let column = match self.places[b.index()] {
+            None => true,
+            Some(Place::Shard { axis, .. }) => axis == b_n,
+            Some(_) => false,
+        };
+        if self.sequence && column && matches!(pa, Place::Shard { axis, .. } if axis != a_k) {
+            (pa, conv_a) = (Place::Rep, Conv::GatherPartial);
+        }
         if self.undecided(b) {
             match pa {
                 Place::Rep => {
@@ -354,10 +411,11 @@ impl Analysis<'_> {
             }
         }
         let pb = self.place(b);
-        let copy_a = if conv_a == Conv::Keep {
-            Conv::Copy
-        } else {
-            conv_a
+        // The reader's gradient is partial: a replicated input is read through `Copy`.
+        let copy_a = match conv_a {
+            Conv::Keep => Conv::Copy,
+            Conv::Reduce => Conv::ReduceCopy,
+            c => c,
         };
         let out = match (pa, pb) {
             (Place::Rep, Place::Rep) => {
@@ -409,96 +467,6 @@ impl Analysis<'_> {
             _ => return self.no_rule(id),
         };
         Ok(plan(out, vec![conv_a, Conv::Keep], &node.op))
-    }
-
-    /// Broadcasting binary ops: shards must agree on the output axis; a replicated operand
-    /// without that axis is read as is (its gradient all-reduced), one with it is cut.
-    fn binary(&mut self, id: NodeId, b: BinaryOp) -> Result<NodePlan> {
-        let node = self.g.node(id);
-        let ro = node.shape.rank();
-        let ins = [node.inputs[0], node.inputs[1]];
-        let known: Vec<Option<Place>> = ins
-            .iter()
-            .map(|&x| (!self.undecided(x)).then(|| self.places[x.index()].unwrap_or(Place::Rep)))
-            .collect();
-        let partial = known.iter().flatten().any(|p| *p == Place::Partial);
-        let both_partial = known.iter().all(|p| *p == Some(Place::Partial));
-        if both_partial && matches!(b, BinaryOp::Add | BinaryOp::Sub) {
-            return Ok(plan(Place::Partial, vec![Conv::Keep, Conv::Keep], &node.op));
-        }
-        // The shard (in output axes) every sharded operand must agree on.
-        let mut shard: Option<(usize, usize)> = None;
-        for (&x, p) in ins.iter().zip(&known) {
-            if let Some(Place::Shard { axis, groups }) = p {
-                let at = (axis + ro - self.dims(x).len(), *groups);
-                if shard.is_some_and(|s| s != at) {
-                    return self.no_rule(id);
-                }
-                shard = Some(at);
-            }
-        }
-        let mut convs = Vec::new();
-        let Some((axis, groups)) = shard else {
-            for (&x, p) in ins.iter().zip(&known) {
-                convs.push(if partial {
-                    to_rep(p.unwrap_or(Place::Rep))
-                } else {
-                    Conv::Keep
-                });
-                self.place(x);
-            }
-            return Ok(plan(Place::Rep, convs, &node.op));
-        };
-        for (&x, p) in ins.iter().zip(&known) {
-            let rank = self.dims(x).len();
-            let carries = axis + rank >= ro && self.dims(x)[axis + rank - ro] > 1;
-            let own = (axis + rank).saturating_sub(ro);
-            convs.push(match p {
-                Some(Place::Shard { .. }) => Conv::Keep,
-                None if carries => {
-                    self.decide_shard(x, own, groups, id)?;
-                    Conv::Keep
-                }
-                Some(Place::Partial) => return self.no_rule(id),
-                _ if carries => Conv::Shard { axis: own, groups },
-                _ => {
-                    self.place(x);
-                    Conv::Copy
-                }
-            });
-        }
-        Ok(plan(Place::Shard { axis, groups }, convs, &node.op))
-    }
-
-    /// A reshape keeps a shard when the sharded axis and everything after it map onto a
-    /// suffix of the new dims whose first axis divides over the devices.
-    fn reshape(&mut self, id: NodeId, shape: &Shape) -> Result<NodePlan> {
-        let node = self.g.node(id);
-        let x = node.inputs[0];
-        let Place::Shard { axis, groups } = self.place(x) else {
-            let p = self.place(x);
-            return Ok(plan(p, vec![Conv::Keep], &node.op));
-        };
-        let (din, dout) = (self.dims(x), shape.to_vec());
-        let suffix: usize = din[axis..].iter().product();
-        let found = (0..dout.len()).rev().find(|&j| {
-            dout[j..].iter().product::<usize>() == suffix
-                && dout[j].is_multiple_of(groups * self.n)
-                && (groups == 1 || dout[j..] == din[axis..])
-        });
-        let Some(j) = found else {
-            return self.no_rule(id);
-        };
-        let mut local = dout;
-        local[j] /= self.n;
-        let op = Op::Reshape {
-            shape: Shape::fixed(&local),
-        };
-        Ok(plan(
-            Place::Shard { axis: j, groups },
-            vec![Conv::Keep],
-            &op,
-        ))
     }
 
     fn param_name(&self, p: NodeId) -> String {
