@@ -140,6 +140,19 @@ pub(crate) fn vjp(ad: &mut Ad<'_>, id: NodeId, dy: NodeId) -> Result<Grads> {
             };
             vec![Some(ad.emit(op, &[dy])?)]
         }
+        // The routing is piecewise constant: the kept probabilities pass their gradient.
+        Op::MoeGate {
+            top_k,
+            capacity_factor,
+            weighted: true,
+        } => {
+            let op = Op::MoeGateBackward {
+                top_k: *top_k,
+                capacity_factor: *capacity_factor,
+            };
+            vec![Some(ad.emit(op, &[x(0), dy])?)]
+        }
+        Op::MoeGate { .. } => vec![None],
         // Only ever the shift of a log-sum-exp (see `Op::TpMax`): no gradient flows through it.
         Op::TpMax => vec![None],
         // Masked columns are constants: their gradient is zero.
@@ -160,7 +173,8 @@ pub(crate) fn vjp(ad: &mut Ad<'_>, id: NodeId, dy: NodeId) -> Result<Grads> {
         | Op::LayerNormBackwardWeight { .. }
         | Op::EmbeddingBackward { .. }
         | Op::CausalAttentionBackward { .. }
-        | Op::CrossEntropyBackward => {
+        | Op::CrossEntropyBackward
+        | Op::MoeGateBackward { .. } => {
             return Err(Error::unsupported(
                 format!("second-order gradient of {}", node.op.name()),
                 "weft differentiates training graphs once",

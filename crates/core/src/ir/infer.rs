@@ -110,6 +110,23 @@ pub fn infer(op: &Op, ins: &[TensorType]) -> Result<TensorType> {
             })
         }
         Op::DropoutBackward { .. } | Op::TpCopy | Op::TpReduce | Op::TpMax => Ok(ins[0].clone()),
+        Op::MoeGate { top_k, .. } | Op::MoeGateBackward { top_k, .. } => {
+            want_dtype(op, "probs", &ins[0], DType::F32)?;
+            let experts = last_dim(op, &ins[0])?;
+            if ins[0].shape.rank() != 2 || *top_k == 0 || *top_k > experts {
+                return err(
+                    op,
+                    format!(
+                        "probs must be [N, E] with 1 <= top_k <= E; got {} with top_k {top_k}",
+                        ins[0].shape
+                    ),
+                );
+            }
+            if ins.len() == 2 {
+                same_shape(op, &ins[0], &ins[1])?;
+            }
+            Ok(ins[0].clone())
+        }
         Op::ColumnMask { .. } => {
             want_dtype(op, "input", &ins[0], DType::F32)?;
             last_dim(op, &ins[0])?;

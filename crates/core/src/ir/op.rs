@@ -186,6 +186,20 @@ pub enum Op {
     /// (dy) -> dx with the same mask as the forward of the same (p, seed).
     DropoutBackward { p: f32, seed: u64 },
 
+    // ---- mixture of experts ----
+    /// (probs [N, E]) -> gates [N, E]: each token's `top_k` likeliest experts (ties: the lower
+    /// index) keep their probability (1 when not `weighted`), the rest 0. Each expert takes at
+    /// most capacity = ceil(capacity_factor * N * top_k / E) tokens, filled first choices
+    /// first, in token order (GShard's priority); a token over capacity is dropped for that
+    /// expert (its gate is 0: the layer passes nothing for it, the caller's residual does).
+    MoeGate {
+        top_k: usize,
+        capacity_factor: f32,
+        weighted: bool,
+    },
+    /// (probs, dgates) -> dprobs: dgates where `MoeGate` kept a probability, else 0.
+    MoeGateBackward { top_k: usize, capacity_factor: f32 },
+
     // ---- tensor-parallel collectives (inserted by `passes::tensor_split`) ----
     /// Identity forward; backward all-reduces the gradient over the tensor-parallel group
     /// (Megatron's `f`: a replicated value read by sharded computation).
@@ -256,6 +270,8 @@ impl Op {
             Op::CrossEntropyBackward => "cross_entropy_backward",
             Op::Dropout { .. } => "dropout",
             Op::DropoutBackward { .. } => "dropout_backward",
+            Op::MoeGate { .. } => "moe_gate",
+            Op::MoeGateBackward { .. } => "moe_gate_backward",
             Op::TpCopy => "tp_copy",
             Op::TpReduce => "tp_reduce",
             Op::TpGather { .. } => "tp_gather",
@@ -293,6 +309,7 @@ impl Op {
             | Op::TpShard { .. }
             | Op::TpGatherPartial { .. }
             | Op::TpReduceScatter { .. }
+            | Op::MoeGate { .. }
             | Op::TpMax
             | Op::ColumnMask { .. }
             | Op::VocabOneHot { .. } => 1,
@@ -305,7 +322,8 @@ impl Op {
             | Op::Embedding
             | Op::EmbeddingBackward { .. }
             | Op::CausalAttentionBackward { .. }
-            | Op::CrossEntropy => 2,
+            | Op::CrossEntropy
+            | Op::MoeGateBackward { .. } => 2,
             Op::LayerNorm { .. } | Op::LayerNormBackward { .. } | Op::CrossEntropyBackward => 3,
         })
     }
@@ -441,6 +459,15 @@ pub fn attrs(op: &Op) -> String {
             format!("{{start={start},valid={valid},fill={fill}}}")
         }
         Op::VocabOneHot { start, width } => format!("{{start={start},width={width}}}"),
+        Op::MoeGate {
+            top_k,
+            capacity_factor,
+            weighted,
+        } => format!("{{top_k={top_k},capacity_factor={capacity_factor},weighted={weighted}}}"),
+        Op::MoeGateBackward {
+            top_k,
+            capacity_factor,
+        } => format!("{{top_k={top_k},capacity_factor={capacity_factor}}}"),
         _ => String::new(),
     }
 }

@@ -350,6 +350,68 @@ impl Analysis<'_> {
         }
     }
 
+    /// Expert parallelism: a weight with a leading expert axis (`[E, in, out]`) read by a
+    /// replicated `[N, in]` is cut by experts (each device runs its experts on every token);
+    /// the next per-expert matmul, reading `[E/N, ...]`, cuts its weight the same way.
+    fn experts(
+        &mut self,
+        id: NodeId,
+        a: NodeId,
+        b: NodeId,
+        pa: Place,
+        conv_a: Conv,
+    ) -> Result<Option<NodePlan>> {
+        let (ra, rb) = (self.dims(a).len(), self.dims(b).len());
+        if !self.undecided(b) || rb < 3 {
+            return Ok(None);
+        }
+        let experts = self.dims(b)[0];
+        let axis = match pa {
+            Place::Rep if ra == 2 => 0,
+            Place::Shard { axis: 0, groups: 1 } if ra == rb => 0,
+            _ => return Ok(None),
+        };
+        if !experts.is_multiple_of(self.n) {
+            return Err(self.error(
+                id,
+                format!(
+                    "parameter '{}' holds {experts} experts (axis 0), which do not divide over {} \
+                     devices",
+                    self.param_name(b),
+                    self.n
+                ),
+            ));
+        }
+        self.places[b.index()] = Some(Place::Shard { axis, groups: 1 });
+        let conv_a = match (pa, conv_a) {
+            (Place::Rep, Conv::Keep) => Conv::Copy,
+            (Place::Rep, Conv::Reduce) => Conv::ReduceCopy,
+            (_, c) => c,
+        };
+        let out = Place::Shard { axis, groups: 1 };
+        Ok(Some(plan(
+            out,
+            vec![conv_a, Conv::Keep],
+            &self.g.node(id).op,
+        )))
+    }
+
+    /// Whether `id`'s value reaches a softmax or layer norm through bias adds and pointwise
+    /// ops (their last axis cannot be sharded).
+    fn normalised(&self, id: NodeId) -> bool {
+        let mut at = id;
+        loop {
+            let [next] = self.readers[at.index()].as_slice() else {
+                return false;
+            };
+            match self.g.node(*next).op {
+                Op::Softmax | Op::LayerNorm { .. } => return true,
+                Op::Binary(BinaryOp::Add) | Op::Unary(_) | Op::Scale { .. } => at = *next,
+                _ => return false,
+            }
+        }
+    }
+
     /// How many packed parts a column-parallel output has: 3 when it feeds attention's q|k|v
     /// (through bias adds and pointwise ops), else 1.
     fn packing(&self, id: NodeId) -> usize {
@@ -398,8 +460,16 @@ impl Analysis<'_> {
         if self.sequence && column && matches!(pa, Place::Shard { axis, .. } if axis != a_k) {
             (pa, conv_a) = (Place::Rep, Conv::GatherPartial);
         }
+        if let Some(plan) = self.experts(id, a, b, pa, conv_a)? {
+            return Ok(plan);
+        }
         if self.undecided(b) {
             match pa {
+                // A layer whose output is normalised over its last axis (a router's softmax)
+                // stays whole: column shards would have to be gathered right away.
+                Place::Rep if self.normalised(id) => {
+                    self.place(b);
+                }
                 Place::Rep => {
                     let groups = self.packing(id);
                     self.decide_shard(b, b_n, groups, id)?;
