@@ -70,3 +70,32 @@ test('the built-in gpt with tp 4 trains like one device', async (t) => {
   const four = await train(gpt({ ...opts, tp: 4 }), 4);
   same(t, four.losses, one.losses, 'tp 4');
 });
+
+/** Tokens -> embedding -> h + moe(h) -> head, with the load-balancing loss; split over `tp`. */
+function moeModel(tp: number): weft.Model {
+  return weft.model((m) =>
+    m.split({ deviceCount: tp, name: 'moe' }, () => {
+      const idx = m.input('idx', [null, T], 'i32');
+      const targets = m.input('targets', [null, T], 'i32');
+      const h = m.op('embedding', [m.param('emb', [V, C], weft.init.normal(0, 0.5)), idx]);
+      const { y, auxLoss } = m.nn.moe(h, { experts: 4, topK: 2, capacityFactor: 1, name: 'moe' });
+      const logits = m.nn.linear(h.add(y).reshape([-1, C]), V, { name: 'head' });
+      return m.losses.softmaxCrossEntropy(logits, targets).add(auxLoss.scale(0.01));
+    }),
+  );
+}
+
+test('m.nn.moe trains with experts divided over 2 and 4 devices like on one device', async (t) => {
+  const one = await train(moeModel(1), 1);
+  t.true((one.losses.at(-1) as number) < (one.losses[0] as number), `the MoE learns: ${one.losses.join(' ')}`);
+  for (const n of [2, 4]) {
+    const ep = await train(moeModel(n), n);
+    same(t, ep.losses, one.losses, `ep ${n}`);
+    t.deepEqual(ep.trainer.parameters().find((p) => p.name === 'moe.w1')?.shape, [4, C, 4 * C]);
+  }
+  const bad = await t.throwsAsync(train(weft.model((m) => m.split({ deviceCount: 3 }, () => {
+    const x = m.input('x', [null, C]);
+    return m.nn.moe(x, { experts: 4 }).y.mean();
+  })), 3));
+  t.regex(bad?.message ?? '', /parameter 'moe_0.w1' holds 4 experts \(axis 0\), which do not divide over 3 devices/);
+});

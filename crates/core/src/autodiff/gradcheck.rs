@@ -393,3 +393,17 @@ fn column_mask_gradient_is_zero_on_masked_columns() {
         b.op(mask, &[x]).unwrap()
     });
 }
+
+#[test]
+fn moe_gate_gradient_passes_through_kept_probabilities() {
+    // Distinct probabilities, so a small perturbation never changes the routing.
+    check("moe_gate", none(), |b, _| {
+        let probs = param(b, "probs", &[6, 3], 0.0, 1.0);
+        let gate = Op::MoeGate {
+            top_k: 2,
+            capacity_factor: 0.75,
+            weighted: true,
+        };
+        b.op(gate, &[probs]).unwrap()
+    });
+}
