@@ -396,9 +396,14 @@ fn column_mask_gradient_is_zero_on_masked_columns() {
 
 #[test]
 fn moe_gate_gradient_passes_through_kept_probabilities() {
-    // Distinct probabilities, so a small perturbation never changes the routing.
-    check("moe_gate", none(), |b, _| {
-        let probs = param(b, "probs", &[6, 3], 0.0, 1.0);
+    // Columns 2 apart, so a perturbation never changes the routing: every token picks
+    // experts 2 then 1, and capacity 3 drops the last three tokens from both.
+    check("moe_gate", none(), |b, ins| {
+        let p = param(b, "probs", &[6, 3], 0.0, 1.0);
+        let off = b.input("off", Shape::fixed(&[6, 3]), DType::F32).unwrap();
+        let values = (0..18).map(|i| 2.0 * (i % 3) as f32).collect();
+        ins.insert("off".into(), HostData::F32(values));
+        let probs = b.op(Op::Binary(BinaryOp::Add), &[p, off]).unwrap();
         let gate = Op::MoeGate {
             top_k: 2,
             capacity_factor: 0.75,
