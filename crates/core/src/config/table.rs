@@ -410,7 +410,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_has_all_26_epl_keys_in_10_sections_plus_weft_keys() {
+    fn table_has_all_26_epl_keys_in_10_sections_plus_weft_keys_and_split() {
         let epl: Vec<&str> = KEYS
             .iter()
             .filter(|s| s.origin == Origin::Epl)
@@ -430,6 +430,7 @@ mod tests {
                 "cluster.layout",
                 "communication.bucket_size_mb",
                 "communication.timeout_s",
+                "split.sequence_parallel",
             ]
         );
         assert_eq!(
@@ -444,7 +445,8 @@ mod tests {
                 "cluster",
                 "communication",
                 "io",
-                "auto"
+                "auto",
+                "split"
             ]
         );
         let mut keys: Vec<&str> = KEYS.iter().map(|s| s.key).collect();
@@ -562,7 +564,7 @@ mod tests {
             msg("learning_rate"),
             "unknown config key 'learning_rate'; keys are 'section.attribute' with sections \
              pipeline, gradient_checkpoint, zero, offload, amp, optimizer, cluster, \
-             communication, io, auto"
+             communication, io, auto, split"
         );
     }
 }

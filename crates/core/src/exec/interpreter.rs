@@ -117,6 +117,7 @@ pub fn init_values(init: &Init, name: &str, len: usize, seed: u64) -> Vec<f32> {
             let mut dims = full.clone();
             dims[cut.axis] = plen;
             let whole = super::tp::pad(&whole, full, cut.axis, plen);
+            // The executor checked the cut (`check_cut`) before asking for the values.
             super::tp::cut(&whole, &dims, cut, index).unwrap_or_else(|_| vec![f32::NAN; len])
         }
         Init::Zeros => vec![0.0; len],
@@ -187,6 +188,9 @@ impl<B: Backend> Executor<B> {
                 _ => unreachable!("parameters() returns parameter nodes"),
             };
             let len = numel(&ex.dims[id.index()]);
+            if let Init::Shard { full, cut, .. } = &init {
+                super::tp::check_cut(full, *cut)?;
+            }
             let values = HostData::F32(init_values(&init, &name, len, seed));
             ex.params[id.index()] = Some(ex.backend.upload(&values)?);
             let home = ex.home(Category::Parameters);

@@ -22,6 +22,17 @@ fn geometry(dims: &[usize], cut: Cut) -> Result<(usize, usize, usize)> {
     Ok((outer, n / step, inner))
 }
 
+/// Checks that `cut` divides the padded `dims` (a shard parameter's initialiser), so that
+/// `init_values` can cut it.
+pub fn check_cut(dims: &[usize], cut: Cut) -> Result<()> {
+    let mut padded = dims.to_vec();
+    let axis = padded
+        .get_mut(cut.axis)
+        .ok_or_else(|| Error::internal(format!("cut {cut} of dims {dims:?}: no such axis")))?;
+    *axis = padded_len(*axis, cut.groups * cut.parts);
+    geometry(&padded, cut).map(|_| ())
+}
+
 /// Shard `index` of the whole tensor `whole` (dims `dims`) into `out`.
 pub fn cut_into(
     whole: &[f32],

@@ -152,10 +152,17 @@ impl Layout {
         options: &TrainerOptions,
         graph: &crate::ir::Graph,
     ) -> Result<()> {
+        let comm = &options.config.communication;
+        if self.tp > 1 && !comm.clip_after_allreduce && options.optimizer.grad_clip.is_some() {
+            return Err(Error::unsupported(
+                "communication.clip_after_allreduce=false with tensor parallelism",
+                "each device's local norm would cover only its shards; set it to true (weft's \
+                 default: clip the global norm, which counts every shard once)",
+            ));
+        }
         if self.replicas == 1 {
             return Ok(());
         }
-        let comm = &options.config.communication;
         if !comm.clip_after_allreduce && options.optimizer.grad_clip.is_some() && self.ranks > 1 {
             return Err(Error::unsupported(
                 "communication.clip_after_allreduce=false with gradient clipping and pipeline stages",
