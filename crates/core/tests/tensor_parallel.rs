@@ -244,11 +244,23 @@ fn indivisible_heads_and_widths_name_the_layer_and_the_numbers() {
 
 #[test]
 fn an_op_without_a_sharding_rule_is_named_never_replicated() {
+    let slice = Op::Slice {
+        axis: 2,
+        start: 0,
+        end: 4,
+    };
     assert_eq!(
-        compile_split(2, 8, |b, h| op(b, Op::Softmax, &[h])),
-        "WEFT_UNSUPPORTED: tensor parallelism of softmax is not yet supported: split scope \
-         'head', layer 'fc', op softmax %5: softmax has no sharding rule for an input sharded on \
+        compile_split(2, 8, |b, h| op(b, slice.clone(), &[h])),
+        "WEFT_UNSUPPORTED: tensor parallelism of slice is not yet supported: split scope \
+         'head', layer 'fc', op slice %5: slice has no sharding rule for an input sharded on \
          axis 2"
+    );
+    // A linear read by a softmax stays whole (a router): with nothing else in the scope, the
+    // scope has nothing to shard, which is refused too.
+    let e = compile_split(2, 8, |b, h| op(b, Op::Softmax, &[h]));
+    assert!(
+        e.contains("no op in split scope 'head' has a sharding rule"),
+        "{e}"
     );
     // A relu-only split scope would run replicated on both devices: refused by name.
     let mut b = GraphBuilder::new();
