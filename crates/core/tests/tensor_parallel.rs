@@ -338,3 +338,85 @@ fn sequence_parallelism_matches_one_device_with_gathers_and_scatters_for_reducti
         assert_eq!(fwd("tp_gather_partial"), 4 * 2 + 1, "{name}");
     }
 }
+
+/// EPL's large-class example: a replicated backbone (two linears) and a split classifier head
+/// over `tp` devices, colocated (`tp` 0: no scopes).
+fn backbone_and_head(tp: usize) -> Graph {
+    let mut b = GraphBuilder::new();
+    let x = b
+        .input("x", Shape(vec![Dim::Batch(1), Dim::Fixed(C)]), DType::F32)
+        .unwrap();
+    let y = b
+        .input("y", Shape(vec![Dim::Batch(1)]), DType::I32)
+        .unwrap();
+    if tp > 0 {
+        b.open_taskgraph("backbone", Strategy::Replicate, 1);
+    }
+    let h = linear(&mut b, x, "fc1", C, 2 * C);
+    let h = op(&mut b, Op::Unary(UnaryOp::Relu), &[h]);
+    let h = linear(&mut b, h, "fc2", 2 * C, C);
+    let h = op(&mut b, Op::Unary(UnaryOp::Tanh), &[h]);
+    if tp > 0 {
+        b.open_taskgraph("head", Strategy::Split, tp);
+    }
+    let logits = linear(&mut b, h, "classes", C, V);
+    let ce = op(&mut b, Op::CrossEntropy, &[logits, y]);
+    let mean = Op::Reduce {
+        op: ReduceOp::Mean,
+        axis: 0,
+        keepdim: false,
+    };
+    let loss = op(&mut b, mean, &[ce]);
+    b.finish(loss).unwrap()
+}
+
+#[test]
+fn a_replicated_backbone_and_a_split_head_colocate_and_match_one_device() {
+    let batch = |s: usize| {
+        let mut m = BTreeMap::new();
+        let x = (0..BATCH * C)
+            .map(|i| rng::uniform(4, s as u64, i as u64) - 0.5)
+            .collect();
+        m.insert("x".to_string(), HostData::F32(x));
+        let y = (0..BATCH).map(|i| ((i * 7 + s) % V) as i32).collect();
+        m.insert("y".to_string(), HostData::I32(y));
+        m
+    };
+    let colocate = serde_json::json!({"cluster.colocate_split_and_replicate": true});
+    let train = |tp: usize, devices: usize| {
+        let opts = options(devices, 1, "PreferBackward", colocate.clone());
+        let mut t = Trainer::compile(backbone_and_head(tp), opts).unwrap();
+        let losses: Vec<f32> = (0..5).map(|s| t.step(&batch(s)).unwrap().loss).collect();
+        (losses, t)
+    };
+    let (base, _) = train(0, 1);
+    for (tp, devices) in [(2, 2), (4, 4), (2, 4)] {
+        let (got, t) = train(tp, devices);
+        for (i, (a, b)) in base.iter().zip(&got).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * a.abs(),
+                "colocated tp{tp} on {devices}: step {} loss {b} vs one device {a}",
+                i + 1
+            );
+        }
+        // One stage; the backbone whole on every device, the head cut by classes.
+        assert_eq!(t.layout().stages, 1);
+        let g = t.compiled();
+        let shape = |name: &str| {
+            let (id, _) = g
+                .parameters()
+                .into_iter()
+                .find(|(_, n)| *n == name)
+                .unwrap();
+            g.node(id).shape.to_vec()
+        };
+        assert_eq!(shape("fc1.weight"), [C, 2 * C]);
+        assert_eq!(shape("classes.weight"), [C, V / tp]);
+        let count = |name: &str| g.nodes.iter().filter(|n| n.op.name() == name).count();
+        assert_eq!(
+            count("tp_gather_partial"),
+            1,
+            "the head gathers the rows once"
+        );
+    }
+}

@@ -16,7 +16,7 @@ pub use auto_stage::{
 pub use recompute::{live_across, recompute};
 pub use resolve_batch::resolve_batch;
 pub use stages::{StageMap, assign_stages};
-pub use tensor_split::{is_shard, tensor_split, tp_width};
+pub use tensor_split::{SplitOptions, is_shard, tensor_split, tp_width};
 
 use crate::error::Result;
 use crate::ir::Graph;

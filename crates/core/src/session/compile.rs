@@ -174,6 +174,7 @@ pub(super) fn compile_per_tp(
     resolved: &Graph,
     options: &TrainerOptions,
     tp: usize,
+    colocate: bool,
 ) -> Result<(
     Vec<Graph>,
     Option<crate::passes::AmpReport>,
@@ -183,9 +184,12 @@ pub(super) fn compile_per_tp(
     let mut graphs = Vec::with_capacity(tp);
     let mut first = None;
     for t in 0..tp {
-        let sequence = options.config.split.sequence_parallel;
+        let how = crate::passes::SplitOptions {
+            sequence: options.config.split.sequence_parallel,
+            colocate,
+        };
         let split = run_pass(resolved.clone(), |g| {
-            crate::passes::tensor_split(g, t, tp, sequence)
+            crate::passes::tensor_split(g, t, tp, how)
         })?;
         let (split, amp_report) = amp_forward(split, options)?;
         if tp > 1 && amp_report.is_some() {

@@ -107,11 +107,18 @@ impl Trainer {
         for tg in &model.taskgraphs {
             crate::strategy::check_device_count(tg.strategy, tg.device_count, &tg.name)?;
         }
-        let stage_count = assign_stages(&model)?.stages();
         let tp = crate::passes::tp_width(&model)?;
+        // EPL's colocate_split_and_replicate: every TaskGraph on the same devices, one stage.
+        let colocate = tp > 1 && options.config.cluster.colocate_split_and_replicate;
+        let stage_map = |g: &Graph| match colocate {
+            true => Ok(StageMap::single(g)),
+            false => assign_stages(g),
+        };
+        let stage_count = stage_map(&model)?.stages();
         let layout = Layout::new(&options, n, stage_count, tp)?;
-        // EPL's slicer knows one stage per device; interleaved layouts place stages themselves.
-        let slicing = if layout.virtual_stages == 1 {
+        // EPL's slicer knows one stage per device; interleaved and colocated layouts place
+        // stages themselves.
+        let slicing = if layout.virtual_stages == 1 && !colocate {
             Some(stage_slicing(&model, n, &options)?)
         } else {
             None
@@ -119,9 +126,9 @@ impl Trainer {
         let micro_rows = options.batch / (layout.replicas * layout.micro_batches);
         let inputs = input_specs(&model, options.batch)?;
         let resolved = run_pass(model.clone(), |g| resolve_batch(g, micro_rows))?;
-        let (per_tp, amp_report, scaler) = compile_per_tp(&resolved, &options, tp)?;
+        let (per_tp, amp_report, scaler) = compile_per_tp(&resolved, &options, tp, colocate)?;
         let compiled = per_tp[0].clone();
-        let stages = assign_stages(&compiled)?;
+        let stages = stage_map(&compiled)?;
         layout.check_communication(&options, &compiled)?;
         layout.check_zero(&options)?;
         let threads = match options.threads {

@@ -75,6 +75,8 @@ pub(crate) enum Expand {
     /// and log-sum-exp, the label picked by the shard that holds it; `valid` columns of the
     /// (padded) vocabulary count.
     VocabCrossEntropy { valid: usize },
+    /// A batch input read by a colocated replicate TaskGraph: loaded whole, then cut by rows.
+    RowShard,
 }
 
 /// The tensor-parallel width of a model: the device count of its split scopes (all equal), or
@@ -111,14 +113,24 @@ pub fn is_shard(g: &Graph, p: NodeId) -> bool {
     )
 }
 
-/// The graph of tensor-parallel device `index` of `n` (the identity when `n` is 1). With
-/// `sequence` (`split.sequence_parallel`), values between the tensor-parallel regions are
-/// sharded along their sequence (rows) axis instead of replicated.
-pub fn tensor_split(g: Graph, index: usize, n: usize, sequence: bool) -> Result<Graph> {
+/// How `tensor_split` treats what lies between and beside the tensor-parallel regions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SplitOptions {
+    /// `split.sequence_parallel`: values between the tensor-parallel regions are sharded along
+    /// their sequence (rows) axis instead of replicated.
+    pub sequence: bool,
+    /// `cluster.colocate_split_and_replicate`: replicate TaskGraphs share the split devices
+    /// and run data-parallel on them (the batch rows cut among the devices, weights whole,
+    /// their gradients summed); their rows are all-gathered where a split layer reads them.
+    pub colocate: bool,
+}
+
+/// The graph of tensor-parallel device `index` of `n` (the identity when `n` is 1).
+pub fn tensor_split(g: Graph, index: usize, n: usize, how: SplitOptions) -> Result<Graph> {
     if n <= 1 {
         return Ok(g);
     }
-    let plans = rules::analyse(&g, n, sequence)?;
+    let plans = rules::analyse(&g, n, how)?;
     check_something_splits(&g, &plans, n)?;
     Emitter::new(&g, &plans, index, n).run()
 }
@@ -192,6 +204,19 @@ impl<'a> Emitter<'a> {
             let node = self.src.node(id);
             let new = match &node.op {
                 Op::Parameter { name, shape, init } => self.parameter(id, name, shape, init)?,
+                _ if self.plans[id.index()].expand == Some(Expand::RowShard) => {
+                    let whole = self.push(node.op.clone(), &[], node.taskgraph)?;
+                    let cut = Cut {
+                        axis: 0,
+                        groups: 1,
+                        parts: self.n,
+                    };
+                    let op = Op::TpShard {
+                        cut,
+                        index: self.index,
+                    };
+                    self.push(op, &[whole], node.taskgraph)?
+                }
                 _ => {
                     let plan = &self.plans[id.index()];
                     let mut inputs = Vec::with_capacity(node.inputs.len());
@@ -344,6 +369,7 @@ impl<'a> Emitter<'a> {
                 };
                 self.push(mm, &[hot, table], tg)
             }
+            Expand::RowShard => Err(Error::internal("row shards expand leaves only")),
             Expand::VocabCrossEntropy { valid } => {
                 let (mut x, labels) = (ins[0], ins[1]);
                 let width = last(self, x);

@@ -2,7 +2,7 @@
 //! output's placement and what each input needs first. Parameters are undecided until a rule
 //! decides them. Outside split TaskGraphs every value is replicated.
 
-use super::{Conv, Expand, NodePlan, Place};
+use super::{Conv, Expand, NodePlan, Place, SplitOptions};
 
 #[path = "shape_rules.rs"]
 mod shape_rules;
@@ -10,11 +10,12 @@ use crate::error::{Error, Result};
 use crate::ir::{BinaryOp, Graph, NodeId, Op, ReduceOp, Strategy, UnaryOp};
 
 /// Every node's plan for a group of `n` devices (parameters: `out` is their placement).
-pub(super) fn analyse(g: &Graph, n: usize, sequence: bool) -> Result<Vec<NodePlan>> {
+pub(super) fn analyse(g: &Graph, n: usize, how: SplitOptions) -> Result<Vec<NodePlan>> {
     let mut a = Analysis {
         g,
         n,
-        sequence,
+        sequence: how.sequence,
+        colocate: how.colocate,
         places: vec![None; g.nodes.len()],
         readers: readers(g),
     };
@@ -25,6 +26,8 @@ pub(super) fn analyse(g: &Graph, n: usize, sequence: bool) -> Result<Vec<NodePla
         let plan = match node.op {
             Op::Parameter { .. } => plan(Place::Rep, vec![], &node.op),
             _ if tg.strategy == Strategy::Split && tg.device_count == n => a.rule(id)?,
+            Op::Input { .. } if a.colocate && a.read_by_replicate(id) => a.row_input(id)?,
+            _ if a.colocate => a.data_parallel(id)?,
             _ => a.replicated(id),
         };
         if !matches!(node.op, Op::Parameter { .. }) {
@@ -54,6 +57,9 @@ struct Analysis<'a> {
     /// `split.sequence_parallel`: partial sums outside the tensor-parallel regions are
     /// reduce-scattered along their rows, not all-reduced.
     sequence: bool,
+    /// `cluster.colocate_split_and_replicate`: replicate TaskGraphs run data-parallel on the
+    /// split devices.
+    colocate: bool,
     /// None: a parameter no rule has decided yet.
     places: Vec<Option<Place>>,
     readers: Vec<Vec<NodeId>>,
@@ -118,6 +124,45 @@ impl Analysis<'_> {
         }
         self.places[p.index()] = Some(Place::Shard { axis, groups });
         Ok(())
+    }
+
+    /// Whether a node's first reader is in a replicate TaskGraph.
+    fn read_by_replicate(&self, id: NodeId) -> bool {
+        self.readers[id.index()].first().is_some_and(|&r| {
+            let tg = self.g.node(r).taskgraph;
+            self.g.taskgraphs[tg.0 as usize].strategy == Strategy::Replicate
+        })
+    }
+
+    /// A colocated replicate TaskGraph's batch input: each device keeps its rows.
+    fn row_input(&mut self, id: NodeId) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let rows = self.dims(id).first().copied().unwrap_or(0);
+        if node.dtype != crate::ir::DType::F32 || !rows.is_multiple_of(self.n) {
+            return Err(self.error(
+                id,
+                format!(
+                    "a colocated replicate scope cuts its batch input's rows among {} devices: it \
+                     needs f32 rows that divide, got {} {:?}",
+                    self.n,
+                    node.dtype,
+                    self.dims(id)
+                ),
+            ));
+        }
+        Ok(NodePlan {
+            expand: Some(Expand::RowShard),
+            ..plan(Place::Shard { axis: 0, groups: 1 }, vec![], &node.op)
+        })
+    }
+
+    /// Colocated replicate TaskGraphs: data-parallel on the split devices. Weights stay whole
+    /// (their gradients, partial over the rows, are summed by `Copy`); values follow the rows.
+    fn data_parallel(&mut self, id: NodeId) -> Result<NodePlan> {
+        for &x in &self.g.node(id).inputs {
+            self.place(x);
+        }
+        self.rule(id)
     }
 
     /// Outside split scopes: every input replicated.
@@ -450,14 +495,15 @@ impl Analysis<'_> {
         if pa == Place::Partial {
             (pa, conv_a) = (Place::Rep, Conv::Reduce);
         }
-        // Sequence parallelism: rows sharded before a column-parallel weight are all-gathered
-        // (and the partial gradient reduce-scattered back).
+        // Sequence parallelism and colocated data-parallel rows: rows sharded before a
+        // column-parallel weight are all-gathered (the partial gradient reduce-scattered back).
         let column = match self.places[b.index()] {
             None => true,
             Some(Place::Shard { axis, .. }) => axis == b_n,
             Some(_) => false,
         };
-        if self.sequence && column && matches!(pa, Place::Shard { axis, .. } if axis != a_k) {
+        let rows = self.sequence || self.colocate;
+        if rows && column && matches!(pa, Place::Shard { axis, .. } if axis != a_k) {
             (pa, conv_a) = (Place::Rep, Conv::GatherPartial);
         }
         if let Some(plan) = self.experts(id, a, b, pa, conv_a)? {

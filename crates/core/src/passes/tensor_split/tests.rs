@@ -40,7 +40,8 @@ fn mlp(n: usize) -> Graph {
 
 #[test]
 fn an_mlp_becomes_column_then_row_parallel_with_one_reduction() {
-    let g = crate::passes::run_pass(mlp(2), |g| tensor_split(g, 1, 2, false)).unwrap();
+    let g = crate::passes::run_pass(mlp(2), |g| tensor_split(g, 1, 2, SplitOptions::default()))
+        .unwrap();
     let text = g.to_string();
     for line in [
         "tp_copy(%0) : f32[4,8]",
@@ -61,7 +62,10 @@ fn an_mlp_becomes_column_then_row_parallel_with_one_reduction() {
     let count = |op: &Op| g.nodes.iter().filter(|n| &n.op == op).count();
     assert_eq!((count(&Op::TpCopy), count(&Op::TpReduce)), (1, 1));
     // One device: the identity.
-    assert_eq!(tensor_split(mlp(1), 0, 1, false).unwrap(), mlp(1));
+    assert_eq!(
+        tensor_split(mlp(1), 0, 1, SplitOptions::default()).unwrap(),
+        mlp(1)
+    );
 }
 
 #[test]
