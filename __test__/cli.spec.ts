@@ -182,13 +182,15 @@ test('--dp 2 trains the gpt to the same losses as one device, and so does --dp 2
   t.is(both.summary['devices'], 'cpu:4');
 });
 
-test('--tp 2 and --dp 2 --pp 2 --tp 2 (8 devices) train the gpt to the same losses as one device over 5 steps', async (t) => {
+test('--tp 2, --dp 2 --pp 2 --tp 2 (8 devices) and sequence parallelism train the gpt to the same losses as one device over 5 steps', async (t) => {
   const one = await losses('--steps', '5');
   const tp = await losses('--steps', '5', '--tp', '2');
   const all = await losses('--steps', '5', '--dp', '2', '--pp', '2', '--tp', '2', '--set', 'pipeline.num_micro_batch=2');
   t.log(`one ${one.losses.join(' ')} | tp2 ${tp.losses.join(' ')} | dp2 x pp2 x tp2 ${all.losses.join(' ')}`);
   sameLosses(t, tp.losses, one.losses, 'tp 2');
   sameLosses(t, all.losses, one.losses, 'dp 2 x pp 2 x tp 2');
+  const sp = await losses('--steps', '5', '--tp', '2', '--set', 'split.sequence_parallel=true');
+  sameLosses(t, sp.losses, one.losses, 'tp 2 with sequence parallelism');
   t.is(all.summary['devices'], 'cpu:8');
   t.is(all.summary['tp'], 2);
   // Each tensor-parallel device holds half of every split weight: fewer parameter bytes than
