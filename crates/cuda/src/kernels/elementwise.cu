@@ -157,6 +157,9 @@ __device__ void sum_squares(const T* x, double* partial, i64 n) {
   }                                                                                                    \
   extern "C" __global__ void scale_##S(const T* x, T* y, float f, i64 n) { scale<T>(x, y, f, n); }    \
   extern "C" __global__ void fill_##S(T* y, float v, i64 n) { fill<T>(y, v, n); }                    \
+  extern "C" __global__ void scale_inplace_##S(T* x, float f, i64 n) {                             \
+    GRID_LOOP(i, n) x[i] = from_f32<T>(to_f32(x[i]) * f);                                              \
+  }                                                                                                    \
   extern "C" __global__ void add_inplace_##S(T* d, const T* s, i64 n) { add_inplace<T>(d, s, n); }   \
   extern "C" __global__ void sum_to_##S(const T* x, Dims id, T* y, Dims od, int rank, i64 n, i64 per) { \
     sum_to<T>(x, id, y, od, rank, n, per);                                                             \

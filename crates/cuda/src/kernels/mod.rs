@@ -61,6 +61,7 @@ pub const MODULES: &[Module] = &[
             "unary_backward",
             "binary_forward",
             "scale",
+            "scale_inplace",
             "fill",
             "add_inplace",
             "sum_to",
