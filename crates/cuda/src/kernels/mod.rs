@@ -145,7 +145,8 @@ pub fn compile(module: &Module, arch: &str) -> Result<Ptx> {
         options: vec![
             format!("--gpu-architecture={arch}"),
             "--std=c++17".into(),
-            "--use_fast_math".into(),
+            // No fast math: expf/tanhf/division stay IEEE-accurate, so results match the CPU
+            // backend within f32 rounding (the op harness checks 1e-5).
         ],
         name: Some(format!("{}.cu", module.name)),
         ..Default::default()
