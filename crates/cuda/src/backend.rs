@@ -46,7 +46,10 @@ impl CudaBackend {
 
     /// Waits for everything queued on this GPU.
     pub fn synchronize(&self) -> Result<()> {
-        self.dev.ctx.synchronize().map_err(|e| driver("synchronize", e))
+        self.dev
+            .ctx
+            .synchronize()
+            .map_err(|e| driver("synchronize", e))
     }
 
     pub(crate) fn wrap(&self, data: Data) -> CudaBuffer {
@@ -100,7 +103,10 @@ impl Backend for CudaBackend {
     type Buffer = CudaBuffer;
 
     fn name(&self) -> String {
-        format!("cuda:{} ({}, {})", self.ordinal, self.dev.name, self.dev.arch)
+        format!(
+            "cuda:{} ({}, {})",
+            self.ordinal, self.dev.name, self.dev.arch
+        )
     }
 
     fn alloc(&self, dtype: DType, len: usize) -> Result<CudaBuffer> {

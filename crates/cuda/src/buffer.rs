@@ -79,12 +79,11 @@ impl Cache {
     /// Returns every cached block to the driver.
     pub fn release(&self) {
         let mut g = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        let freed: usize = g
-            .0
-            .drain()
-            .flat_map(|(_, v)| v)
-            .map(|d| d.len() * d.dtype().size_bytes())
-            .sum();
+        let freed: usize =
+            g.0.drain()
+                .flat_map(|(_, v)| v)
+                .map(|d| d.len() * d.dtype().size_bytes())
+                .sum();
         g.1.reserved -= freed;
     }
 

@@ -163,7 +163,11 @@ pub fn ensure(lib: Lib) -> std::result::Result<(), String> {
 pub fn require(libs: &[Lib], purpose: &str) -> Result<()> {
     let missing: Vec<String> = libs
         .iter()
-        .filter_map(|&l| ensure(l).err().map(|why| format!("{} {why}", l.file_name())))
+        .filter_map(|&l| {
+            ensure(l)
+                .err()
+                .map(|why| format!("{} {why}", l.file_name()))
+        })
         .collect();
     if missing.is_empty() {
         return Ok(());

@@ -16,7 +16,9 @@ fn missing_driver_is_a_device_error_naming_libcuda() {
         eprintln!("SKIPPED missing_driver_is_a_device_error_naming_libcuda: libcuda.so is present");
         return;
     }
-    let err = CudaBackend::new(0).err().expect("no backend without a driver");
+    let err = CudaBackend::new(0)
+        .err()
+        .expect("no backend without a driver");
     assert_eq!(err.code(), "WEFT_DEVICE");
     let msg = err.to_string();
     assert!(msg.contains("devices cuda:1"), "{msg}");
@@ -30,7 +32,10 @@ fn several_gpus_also_need_nccl() {
         eprintln!("SKIPPED several_gpus_also_need_nccl: libcuda and libnccl are present");
         return;
     }
-    let msg = probe(2).err().expect("no probe without libraries").to_string();
+    let msg = probe(2)
+        .err()
+        .expect("no probe without libraries")
+        .to_string();
     assert!(msg.contains("libnccl.so.2 (NCCL)"), "{msg}");
     let one = probe(1).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(!one.contains("libnccl"), "one GPU needs no NCCL: {one}");
@@ -40,9 +45,14 @@ fn several_gpus_also_need_nccl() {
 fn a_library_path_that_does_not_load_is_named() {
     // Run in a child process: the variable is read per call, and tests share the process.
     if std::env::var_os("WEFT_TEST_CHILD").is_some() {
-        let err = require(&[Lib::Cublas], "the test").err().expect("bogus path must fail");
+        let err = require(&[Lib::Cublas], "the test")
+            .err()
+            .expect("bogus path must fail");
         let msg = err.to_string();
-        assert!(msg.contains("WEFT_CUBLAS_LIB = /nonexistent/libcublas.so.13"), "{msg}");
+        assert!(
+            msg.contains("WEFT_CUBLAS_LIB = /nonexistent/libcublas.so.13"),
+            "{msg}"
+        );
         return;
     }
     let exe = std::env::current_exe().expect("test binary path");

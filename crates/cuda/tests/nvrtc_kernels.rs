@@ -25,7 +25,8 @@ fn every_kernel_module_compiles_for_sm80_and_sm90() {
                     let text = ptx.to_src();
                     for entry in module.entry_points() {
                         if !text.contains(&format!(".entry {entry}(")) {
-                            failures.push(format!("{arch} {}: no entry point {entry}", module.name));
+                            failures
+                                .push(format!("{arch} {}: no entry point {entry}", module.name));
                         }
                     }
                 }

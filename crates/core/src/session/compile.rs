@@ -44,11 +44,10 @@ pub(super) fn device_count(options: &TrainerOptions) -> Result<usize> {
             format!("devices cpu:{n}: at most 16 CPU virtual devices"),
         )),
         DeviceSpec::Cuda(_) => Err(Error::Device {
-            message:
-                "training on CUDA is not wired yet: the session runs on the CPU backend only \
+            message: "training on CUDA is not wired yet: the session runs on the CPU backend only \
                  (weft-cuda's backend runs every op, but the session is not generic over the \
                  backend yet); use --devices cpu:N"
-                    .into(),
+                .into(),
         }),
     }
 }

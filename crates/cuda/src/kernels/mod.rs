@@ -153,7 +153,8 @@ pub fn compile(module: &Module, arch: &str) -> Result<Ptx> {
     };
     let source = module.source();
     crate::loader::guard("NVRTC", || {
-        cudarc::nvrtc::compile_ptx_with_opts(&source, opts).map_err(|e| compile_error(module, arch, e))
+        cudarc::nvrtc::compile_ptx_with_opts(&source, opts)
+            .map_err(|e| compile_error(module, arch, e))
     })
 }
 

@@ -13,7 +13,8 @@ use weft_core::exec::TensorRef;
 use weft_core::{Error, Result};
 
 fn int(what: &str, v: usize) -> Result<i32> {
-    i32::try_from(v).map_err(|_| Error::unsupported("matmul on CUDA", format!("{what} = {v} exceeds i32")))
+    i32::try_from(v)
+        .map_err(|_| Error::unsupported("matmul on CUDA", format!("{what} = {v} exceeds i32")))
 }
 
 fn op_flag(t: bool) -> cublasOperation_t {
@@ -40,7 +41,11 @@ impl Launch<'_> {
         } else {
             (a.shape[ra - 2], a.shape[ra - 1])
         };
-        let n = if trans_b { b.shape[rb - 2] } else { b.shape[rb - 1] };
+        let n = if trans_b {
+            b.shape[rb - 2]
+        } else {
+            b.shape[rb - 1]
+        };
         let batch = numel(&out_shape[..out_shape.len() - 2]);
         if batch == 0 || m == 0 || n == 0 {
             return Ok(());
@@ -67,10 +72,8 @@ impl Launch<'_> {
         let (xa, xb) = (f32s("matmul", a)?, f32s("matmul", b)?);
         // SAFETY: dimensions, leading dimensions and strides derive from shapes that `check`
         // validated against the buffers' lengths.
-        unsafe { self.b.dev.blas.gemm_strided_batched(cfg, xb, xa, y) }.map_err(|e| {
-            Error::Device {
-                message: format!("cuBLAS matmul [{m}x{k}] x [{k}x{n}] x {batch}: {e:?}"),
-            }
+        unsafe { self.b.dev.blas.gemm_strided_batched(cfg, xb, xa, y) }.map_err(|e| Error::Device {
+            message: format!("cuBLAS matmul [{m}x{k}] x [{k}x{n}] x {batch}: {e:?}"),
         })
     }
 }

@@ -99,7 +99,13 @@ impl Launch<'_> {
         let c = x_shape.last().copied().unwrap_or(1);
         let r = numel(x_shape) / c;
         if r == 0 {
-            return self.b.dev.streams.compute.memset_zeros(dw).map_err(|e| driver("memset", e));
+            return self
+                .b
+                .dev
+                .streams
+                .compute
+                .memset_zeros(dw)
+                .map_err(|e| driver("memset", e));
         }
         let mut stats = self.b.scratch(2 * r)?;
         let st = f32_out("layer_norm_backward_weight", &mut stats)?;
@@ -134,7 +140,10 @@ impl Launch<'_> {
         inputs: &[TensorRef<'_, CudaBuffer>],
         y: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        let (table, idx) = (f32s("embedding", &inputs[0])?, i32s("embedding", &inputs[1])?);
+        let (table, idx) = (
+            f32s("embedding", &inputs[0])?,
+            i32s("embedding", &inputs[1])?,
+        );
         let (vocab, c) = (inputs[0].shape[0], inputs[0].shape[1]);
         let mut bad = self.flag()?;
         let (n, c64, v64) = (idx.len() as i64, c as i64, vocab as i64);
@@ -221,7 +230,11 @@ impl Launch<'_> {
             return launch!(self, format!("fill_{s}"), elems(y.len()); y, &zero, &n);
         }
         let scale = 1.0 / (1.0 - p);
-        let dir = if matches!(op, Op::Dropout { .. }) { "forward" } else { "backward" };
+        let dir = if matches!(op, Op::Dropout { .. }) {
+            "forward"
+        } else {
+            "backward"
+        };
         launch!(self, format!("dropout_{dir}_{s}"), elems(y.len());
             x, y, &n, &p, &scale, &seed, &step)
     }
@@ -247,7 +260,9 @@ impl Launch<'_> {
         bound: usize,
     ) -> Result<()> {
         let stream = &self.b.dev.streams.compute;
-        let pos = stream.clone_dtoh(bad).map_err(|e| driver("flag download", e))?;
+        let pos = stream
+            .clone_dtoh(bad)
+            .map_err(|e| driver("flag download", e))?;
         stream.synchronize().map_err(|e| driver(op, e))?;
         let Some(&pos) = pos.first().filter(|&&p| p != i64::MAX) else {
             return Ok(());
@@ -266,7 +281,10 @@ impl Launch<'_> {
 
 fn geom(op: &str, shape: &[usize], heads: usize) -> Result<AttGeom> {
     let &[b, t, c3] = shape else {
-        return Err(Error::shape(op, format!("qkv must be [B, T, 3C], got {shape:?}")));
+        return Err(Error::shape(
+            op,
+            format!("qkv must be [B, T, 3C], got {shape:?}"),
+        ));
     };
     if c3 % 3 != 0 || heads == 0 || (c3 / 3) % heads != 0 {
         return Err(Error::shape(

@@ -68,7 +68,9 @@ impl Launch<'_> {
                     first: i32::from(step <= 1),
                 };
                 match state.pop() {
-                    Some(buf) => launch!(self, "sgd_update_f32".to_string(), cfg; p, g, buf, &n, &a),
+                    Some(buf) => {
+                        launch!(self, "sgd_update_f32".to_string(), cfg; p, g, buf, &n, &a)
+                    }
                     None => {
                         let null = 0u64;
                         launch!(self, "sgd_update_f32".to_string(), cfg; p, g, &null, &n, &a)

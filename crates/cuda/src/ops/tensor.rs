@@ -42,13 +42,17 @@ fn reduce_code(r: ReduceOp) -> i32 {
 pub(super) fn broadcast_strides(op: &str, shape: &[usize], out: &[usize]) -> Result<Dims> {
     let mut s = [0i64; 8];
     let mut stride = 1i64;
-    let lead = out.len().checked_sub(shape.len()).ok_or_else(|| {
-        Error::shape(op, format!("cannot broadcast {shape:?} to {out:?}"))
-    })?;
+    let lead = out
+        .len()
+        .checked_sub(shape.len())
+        .ok_or_else(|| Error::shape(op, format!("cannot broadcast {shape:?} to {out:?}")))?;
     for (d, &n) in shape.iter().enumerate().rev() {
         let o = out[lead + d];
         if n != 1 && n != o {
-            return Err(Error::shape(op, format!("cannot broadcast {shape:?} to {out:?}")));
+            return Err(Error::shape(
+                op,
+                format!("cannot broadcast {shape:?} to {out:?}"),
+            ));
         }
         s[lead + d] = if n == 1 { 0 } else { stride };
         stride *= n as i64;
@@ -157,9 +161,7 @@ impl Launch<'_> {
         let host = stream
             .clone_dtoh(&partial)
             .map_err(|e| driver("sum_squares download", e))?;
-        stream
-            .synchronize()
-            .map_err(|e| driver("sum_squares", e))?;
+        stream.synchronize().map_err(|e| driver("sum_squares", e))?;
         Ok(host.iter().sum())
     }
 

@@ -1,0 +1,474 @@
+//! The backend-generic op harness: one list of cases covering every op of the IR, run on any
+//! `Backend`, so the same cases check CPU against CUDA (or one CPU configuration against
+//! another). A case is an op, its inputs (deterministic data from weft_core::rng) and a step.
+
+use weft_core::exec::{Backend, HostData, KernelCtx, TensorRef, UpdateRule};
+use weft_core::ir::{BinaryOp, DType, Op, ReduceOp, Shape, TensorType, UnaryOp, infer};
+use weft_core::{Error, Result, rng};
+
+#[derive(Clone)]
+pub struct Case {
+    pub label: String,
+    pub op: Op,
+    pub inputs: Vec<(Vec<usize>, HostData)>,
+}
+
+/// Deterministic data in [lo, hi).
+fn data(seed: u64, shape: &[usize], lo: f32, hi: f32) -> (Vec<usize>, HostData) {
+    let n: usize = shape.iter().product();
+    let v = (0..n as u64)
+        .map(|i| lo + (hi - lo) * rng::uniform(seed, 11, i))
+        .collect();
+    (shape.to_vec(), HostData::F32(v))
+}
+
+fn ints(shape: &[usize], vals: impl Fn(usize) -> i32) -> (Vec<usize>, HostData) {
+    let n: usize = shape.iter().product();
+    (shape.to_vec(), HostData::I32((0..n).map(vals).collect()))
+}
+
+fn case(label: impl Into<String>, op: Op, inputs: Vec<(Vec<usize>, HostData)>) -> Case {
+    Case {
+        label: label.into(),
+        op,
+        inputs,
+    }
+}
+
+fn elementwise_cases() -> Vec<Case> {
+    let mut v = vec![case(
+        "fill",
+        Op::Fill {
+            value: 1.5,
+            shape: Shape::fixed(&[3, 4]),
+        },
+        vec![],
+    )];
+    for (i, u) in [
+        UnaryOp::Relu,
+        UnaryOp::Gelu,
+        UnaryOp::Tanh,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Neg,
+        UnaryOp::Sqrt,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let lo = if matches!(u, UnaryOp::Log | UnaryOp::Sqrt) {
+            0.1
+        } else {
+            -3.0
+        };
+        let x = data(i as u64, &[4, 33], lo, 3.0);
+        v.push(case(u.name(), Op::Unary(u), vec![x.clone()]));
+        let dy = data(100 + i as u64, &[4, 33], -1.0, 1.0);
+        v.push(case(u.backward_name(), Op::UnaryBackward(u), vec![x, dy]));
+    }
+    for b in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+        let x = data(20, &[2, 3, 4], -2.0, 2.0);
+        let y = data(21, &[3, 1], 0.5, 2.0);
+        v.push(case(
+            format!("{} broadcast", b.name()),
+            Op::Binary(b),
+            vec![x, y.clone()],
+        ));
+        v.push(case(
+            format!("{} left broadcast", b.name()),
+            Op::Binary(b),
+            vec![y, data(22, &[2, 3, 4], 0.5, 2.0)],
+        ));
+    }
+    v.push(case(
+        "scale",
+        Op::Scale { factor: -0.75 },
+        vec![data(23, &[5, 7], -1.0, 1.0)],
+    ));
+    v.push(case(
+        "sum_to",
+        Op::SumTo {
+            shape: Shape::fixed(&[3, 1]),
+        },
+        vec![data(24, &[2, 3, 4], -1.0, 1.0)],
+    ));
+    v.push(case(
+        "sum_to rank-1",
+        Op::SumTo {
+            shape: Shape::fixed(&[4]),
+        },
+        vec![data(25, &[2, 3, 4], -1.0, 1.0)],
+    ));
+    v
+}
+
+fn shape_cases() -> Vec<Case> {
+    let x = || data(30, &[2, 3, 4], -1.0, 1.0);
+    let idx = || ints(&[2, 3, 4], |i| i as i32 * 7 - 20);
+    vec![
+        case(
+            "reshape",
+            Op::Reshape {
+                shape: Shape::fixed(&[6, 4]),
+            },
+            vec![x()],
+        ),
+        case(
+            "reshape i32",
+            Op::Reshape {
+                shape: Shape::fixed(&[4, 6]),
+            },
+            vec![idx()],
+        ),
+        case(
+            "permute",
+            Op::Permute {
+                perm: vec![2, 0, 1],
+            },
+            vec![x()],
+        ),
+        case(
+            "permute i32",
+            Op::Permute {
+                perm: vec![1, 2, 0],
+            },
+            vec![idx()],
+        ),
+        case(
+            "slice",
+            Op::Slice {
+                axis: 1,
+                start: 1,
+                end: 3,
+            },
+            vec![x()],
+        ),
+        case(
+            "slice_backward",
+            Op::SliceBackward {
+                axis: 2,
+                start: 1,
+                len: 6,
+            },
+            vec![x()],
+        ),
+        case(
+            "concat",
+            Op::Concat { axis: 1 },
+            vec![x(), data(31, &[2, 1, 4], -1.0, 1.0)],
+        ),
+        case(
+            "expand",
+            Op::Expand {
+                shape: Shape::fixed(&[2, 3, 4]),
+            },
+            vec![data(32, &[3, 1], -1.0, 1.0)],
+        ),
+    ]
+}
+
+fn reduce_cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    for r in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+        for keepdim in [false, true] {
+            let op = Op::Reduce {
+                op: r,
+                axis: 1,
+                keepdim,
+            };
+            v.push(case(
+                format!("{} keepdim={keepdim}", r.name()),
+                op,
+                vec![data(40, &[3, 17, 5], -2.0, 2.0)],
+            ));
+        }
+    }
+    v.push(case(
+        "max_backward",
+        Op::MaxBackward {
+            axis: 1,
+            keepdim: false,
+        },
+        vec![
+            data(40, &[3, 17, 5], -2.0, 2.0),
+            data(41, &[3, 5], -1.0, 1.0),
+        ],
+    ));
+    v
+}
+
+fn matmul_cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let a = if ta { [2, 7, 5] } else { [2, 5, 7] };
+        let b = if tb { [2, 3, 7] } else { [2, 7, 3] };
+        let op = Op::MatMul {
+            trans_a: ta,
+            trans_b: tb,
+        };
+        v.push(case(
+            format!("matmul ta={ta} tb={tb}"),
+            op.clone(),
+            vec![data(50, &a, -1.0, 1.0), data(51, &b, -1.0, 1.0)],
+        ));
+        let b2 = if tb { [3, 7] } else { [7, 3] };
+        v.push(case(
+            format!("matmul shared b ta={ta} tb={tb}"),
+            op,
+            vec![data(52, &a, -1.0, 1.0), data(53, &b2, -1.0, 1.0)],
+        ));
+    }
+    v.push(case(
+        "matmul shared a",
+        Op::MatMul {
+            trans_a: false,
+            trans_b: false,
+        },
+        vec![
+            data(54, &[5, 7], -1.0, 1.0),
+            data(55, &[4, 7, 3], -1.0, 1.0),
+        ],
+    ));
+    v
+}
+
+fn nn_cases() -> Vec<Case> {
+    let (n, c, v_) = (6, 40, 11);
+    let x = || data(60, &[n, c], -2.0, 2.0);
+    let labels = || ints(&[7], |i| (i * 3 % v_) as i32);
+    let qkv = || data(64, &[2, 9, 48], -1.0, 1.0);
+    vec![
+        case("softmax", Op::Softmax, vec![data(61, &[5, 37], -4.0, 4.0)]),
+        case(
+            "softmax_backward",
+            Op::SoftmaxBackward,
+            vec![data(62, &[5, 37], 0.0, 0.1), data(63, &[5, 37], -1.0, 1.0)],
+        ),
+        case(
+            "layer_norm",
+            Op::LayerNorm { eps: 1e-5 },
+            vec![x(), data(65, &[c], 0.5, 1.5), data(66, &[c], -0.5, 0.5)],
+        ),
+        case(
+            "layer_norm_backward",
+            Op::LayerNormBackward { eps: 1e-5 },
+            vec![x(), data(65, &[c], 0.5, 1.5), data(67, &[n, c], -1.0, 1.0)],
+        ),
+        case(
+            "layer_norm_backward_weight",
+            Op::LayerNormBackwardWeight { eps: 1e-5 },
+            vec![x(), data(67, &[n, c], -1.0, 1.0)],
+        ),
+        case(
+            "embedding",
+            Op::Embedding,
+            vec![
+                data(68, &[10, 8], -1.0, 1.0),
+                ints(&[3, 4], |i| (i * 7 % 10) as i32),
+            ],
+        ),
+        case(
+            "embedding_backward",
+            Op::EmbeddingBackward { vocab: 10 },
+            vec![
+                ints(&[3, 4], |i| (i * 3 % 10) as i32),
+                data(69, &[3, 4, 8], -1.0, 1.0),
+            ],
+        ),
+        case(
+            "causal_attention",
+            Op::CausalAttention { heads: 2 },
+            vec![qkv()],
+        ),
+        case(
+            "causal_attention_backward",
+            Op::CausalAttentionBackward { heads: 2 },
+            vec![qkv(), data(70, &[2, 9, 16], -1.0, 1.0)],
+        ),
+        case(
+            "cross_entropy",
+            Op::CrossEntropy,
+            vec![data(71, &[7, v_], -3.0, 3.0), labels()],
+        ),
+        case(
+            "cross_entropy_backward",
+            Op::CrossEntropyBackward,
+            vec![
+                data(71, &[7, v_], -3.0, 3.0),
+                labels(),
+                data(72, &[7], 0.0, 1.0),
+            ],
+        ),
+        case(
+            "dropout",
+            Op::Dropout { p: 0.3, seed: 9 },
+            vec![data(73, &[3, 50], -1.0, 1.0)],
+        ),
+        case(
+            "dropout_backward",
+            Op::DropoutBackward { p: 0.3, seed: 9 },
+            vec![data(74, &[3, 50], -1.0, 1.0)],
+        ),
+        case(
+            "dropout p=1",
+            Op::Dropout { p: 1.0, seed: 9 },
+            vec![data(73, &[3, 50], -1.0, 1.0)],
+        ),
+    ]
+}
+
+/// Every case: each op of the IR except the two leaves the executor feeds (input, parameter).
+pub fn cases() -> Vec<Case> {
+    [
+        elementwise_cases(),
+        shape_cases(),
+        reduce_cases(),
+        matmul_cases(),
+        nn_cases(),
+    ]
+    .concat()
+}
+
+/// Runs one case on `b` at optimizer step 3 and downloads the output.
+pub fn run<B: Backend>(b: &B, c: &Case) -> Result<HostData> {
+    let bufs = c
+        .inputs
+        .iter()
+        .map(|(_, d)| b.upload(d))
+        .collect::<Result<Vec<_>>>()?;
+    let types: Vec<TensorType> = c
+        .inputs
+        .iter()
+        .map(|(s, d)| TensorType {
+            shape: Shape::fixed(s),
+            dtype: d.dtype(),
+        })
+        .collect();
+    let ty = infer(&c.op, &types)?;
+    let out_shape = ty.shape.concrete()?;
+    let refs: Vec<TensorRef<'_, B::Buffer>> = bufs
+        .iter()
+        .zip(&c.inputs)
+        .map(|(buf, (s, d))| TensorRef {
+            buf,
+            shape: s,
+            dtype: d.dtype(),
+        })
+        .collect();
+    let mut out = b.alloc(ty.dtype, out_shape.iter().product())?;
+    b.execute(&c.op, &refs, &mut out, &out_shape, &KernelCtx { step: 3 })?;
+    b.download(&out)
+}
+
+/// Largest |a - b| relative to the largest |a| of the reference (at least 1): a tensor-wide
+/// relative error, robust to elements that are near zero by cancellation.
+pub fn rel_err(reference: &HostData, got: &HostData) -> Result<f64> {
+    match (reference, got) {
+        (HostData::F32(a), HostData::F32(b)) if a.len() == b.len() => {
+            let scale = a.iter().fold(1.0f64, |m, &x| m.max((x as f64).abs()));
+            let diff = a.iter().zip(b).fold(0.0f64, |m, (&x, &y)| {
+                if x.is_nan() && y.is_nan() {
+                    m
+                } else {
+                    m.max(((x - y) as f64).abs())
+                }
+            });
+            Ok(if diff.is_nan() {
+                f64::INFINITY
+            } else {
+                diff / scale
+            })
+        }
+        (HostData::I32(a), HostData::I32(b)) => Ok(if a == b { 0.0 } else { f64::INFINITY }),
+        _ => Err(Error::internal("outputs differ in dtype or length")),
+    }
+}
+
+/// The f32 tolerance; bf16 will use 1e-2 once the dtype exists.
+pub const F32_TOL: f64 = 1e-5;
+
+/// Runs every case on `reference` and `other`; returns one line per disagreement.
+pub fn compare<A: Backend, B: Backend>(reference: &A, other: &B) -> Vec<String> {
+    let mut bad = Vec::new();
+    for c in cases() {
+        let r = run(reference, &c).and_then(|a| Ok((a.clone(), run(other, &c)?)));
+        match r.and_then(|(a, b)| rel_err(&a, &b)) {
+            Ok(e) if e <= F32_TOL => {}
+            Ok(e) => bad.push(format!("{}: relative error {e:.3e} > {F32_TOL:e}", c.label)),
+            Err(e) => bad.push(format!("{}: {e}", c.label)),
+        }
+    }
+    bad
+}
+
+/// One update of each rule on both backends, over a sub-range (as ZeRO shards do).
+pub fn compare_updates<A: Backend, B: Backend>(reference: &A, other: &B) -> Vec<String> {
+    let rules = [
+        UpdateRule::Sgd {
+            lr: 0.1,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.01,
+        },
+        UpdateRule::Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            dampening: 0.1,
+            nesterov: true,
+            weight_decay: 0.0,
+        },
+        UpdateRule::Adam {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+            decoupled: true,
+        },
+        UpdateRule::Adam {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.1,
+            decoupled: false,
+        },
+    ];
+    let mut bad = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let a = update_once(reference, rule);
+        let b = update_once(other, rule);
+        match a.and_then(|a| Ok((a, b?))) {
+            Ok((a, b)) => {
+                for (x, y) in a.iter().zip(&b) {
+                    match rel_err(x, y) {
+                        Ok(e) if e <= F32_TOL => {}
+                        other => bad.push(format!("update rule {i}: {other:?}")),
+                    }
+                }
+            }
+            Err(e) => bad.push(format!("update rule {i}: {e}")),
+        }
+    }
+    bad
+}
+
+/// Two steps of `rule` on range 5..45 of a 50-element parameter; returns param and state.
+fn update_once<B: Backend>(b: &B, rule: &UpdateRule) -> Result<Vec<HostData>> {
+    let (_, p) = data(80, &[50], -1.0, 1.0);
+    let (_, g) = data(81, &[50], -1.0, 1.0);
+    let mut p = b.upload(&p)?;
+    let g = b.upload(&g)?;
+    let mut state = (0..rule.state_count())
+        .map(|_| b.alloc(DType::F32, 40))
+        .collect::<Result<Vec<_>>>()?;
+    for step in 1..=2 {
+        b.update(rule, step, &mut p, &g, &mut state, 5..45)?;
+    }
+    let mut out = vec![b.download(&p)?];
+    for s in &state {
+        out.push(b.download(s)?);
+    }
+    Ok(out)
+}
