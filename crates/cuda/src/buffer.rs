@@ -42,9 +42,12 @@ pub struct CacheStats {
     pub peak_in_use: usize,
 }
 
+/// Free blocks by (dtype, length).
+type FreeLists = HashMap<(DType, usize), Vec<Data>>;
+
 #[derive(Default)]
 pub struct Cache {
-    free: Mutex<(HashMap<(DType, usize), Vec<Data>>, CacheStats)>,
+    free: Mutex<(FreeLists, CacheStats)>,
 }
 
 impl Cache {

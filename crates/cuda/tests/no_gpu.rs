@@ -33,8 +33,7 @@ fn several_gpus_also_need_nccl() {
         return;
     }
     let msg = probe(2)
-        .err()
-        .expect("no probe without libraries")
+        .expect_err("no probe without libraries")
         .to_string();
     assert!(msg.contains("libnccl.so.2 (NCCL)"), "{msg}");
     let one = probe(1).err().map(|e| e.to_string()).unwrap_or_default();
@@ -45,9 +44,7 @@ fn several_gpus_also_need_nccl() {
 fn a_library_path_that_does_not_load_is_named() {
     // Run in a child process: the variable is read per call, and tests share the process.
     if std::env::var_os("WEFT_TEST_CHILD").is_some() {
-        let err = require(&[Lib::Cublas], "the test")
-            .err()
-            .expect("bogus path must fail");
+        let err = require(&[Lib::Cublas], "the test").expect_err("bogus path must fail");
         let msg = err.to_string();
         assert!(
             msg.contains("WEFT_CUBLAS_LIB = /nonexistent/libcublas.so.13"),

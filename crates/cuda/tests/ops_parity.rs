@@ -102,10 +102,8 @@ fn cuda_reports_a_bad_token_as_the_cpu_does() {
     if let HostData::I32(ix) = &mut c.inputs[1].1 {
         ix[5] = 10;
     }
-    let cpu = harness::run(&CpuBackend::new(0), &c)
-        .err()
-        .expect("cpu rejects index 10");
-    let cuda = harness::run(&gpu, &c).err().expect("cuda rejects index 10");
+    let cpu = harness::run(&CpuBackend::new(0), &c).expect_err("cpu rejects index 10");
+    let cuda = harness::run(&gpu, &c).expect_err("cuda rejects index 10");
     assert_eq!(cpu, cuda);
     // The backend stays usable after a rejected batch.
     assert!(harness::run(&gpu, &harness::cases()[0]).is_ok());

@@ -108,6 +108,12 @@ impl Launch<'_> {
             Op::SumTo { .. } => self.sum_to(name, s, x(0)?, inputs[0].shape, y, shape),
             Op::Reduce { op: r, axis, .. } => {
                 let (outer, len, inner) = split(inputs[0].shape, axis);
+                if r == ReduceOp::Max && len == 0 {
+                    return Err(Error::shape(
+                        "max",
+                        format!("axis {axis} of {:?} is empty", inputs[0].shape),
+                    ));
+                }
                 let c = reduce_code(r);
                 launch!(self, format!("reduce_forward_{s}"), cfg;
                     &c, x(0)?, y, &outer, &len, &inner)
