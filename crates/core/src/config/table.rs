@@ -190,8 +190,11 @@ config_table! {
             default: ZeroLevel::Off, min: None, origin: Epl,
             unsupported: None,
             doc: "Off when empty; 'v0': shard optimizer states across data-parallel replicas; \
-                  'v1': also gradients (reduce-scatter instead of all-reduce). Both work with \
-                  accumulation and pipeline stages; they need more than one replica.",
+                  'v1': also gradients (reduce-scatter instead of all-reduce); 'v2': also \
+                  parameters (each replica keeps its shard; a program all-gathers a parameter \
+                  right before its first use in forward and again in backward, and frees it \
+                  after its last). All work with accumulation and pipeline stages; they need \
+                  more than one replica.",
         }
     }
     /// Offloading weights to host memory.
@@ -209,9 +212,11 @@ config_table! {
     amp: AmpConfig {
         level: AmpLevel {
             default: AmpLevel::Off, min: None, origin: Epl,
-            unsupported: Some("mixed precision lands with the AMP issue"),
-            doc: "Off when empty; 'o1' (any case): memory-efficient mixed precision by graph \
-                  rewrite, no low-precision weight copies.",
+            unsupported: None,
+            doc: "Off when empty; 'o1' (any case): mixed precision by graph rewrite: matmuls \
+                  and attention in amp.dtype, softmax, norms, losses and reductions in f32, \
+                  elementwise ops following their inputs; casts inserted just in time, f32 \
+                  master weights and optimizer state, no low-precision weight copies.",
         }
         debug_log: bool {
             default: false, min: None, origin: Epl,

@@ -29,11 +29,10 @@ impl Trainer {
         let mut params = Vec::new();
         let mut state = Vec::new();
         for (name, dims) in self.parameter_shapes() {
-            let exec = self.owner_exec(&name)?;
             params.push(TensorEntry::new(
                 name.clone(),
                 dims.clone(),
-                exec.read_parameter(&name)?,
+                self.parameter(&name)?,
             ));
             let bufs = self.full_state(&name, dims.iter().product())?;
             for (s, data) in state_names(bufs.len()).iter().zip(bufs) {
@@ -120,10 +119,14 @@ impl Trainer {
         for t in &st.tensors {
             let data = match &t.data {
                 HostData::F32(_) => t.data.clone(),
-                HostData::I32(_) => {
+                other => {
                     return Err(Error::Checkpoint {
                         path: file.display().to_string(),
-                        message: format!("tensor '{}' is i32; parameters are f32", t.name),
+                        message: format!(
+                            "tensor '{}' is {}; parameters are f32",
+                            t.name,
+                            other.dtype()
+                        ),
                     });
                 }
             };

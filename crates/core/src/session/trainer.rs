@@ -3,6 +3,7 @@
 //! executor per device (threads) -> communicators; a step runs every device's pipeline work in
 //! parallel, reduces gradients across replicas, clips by the global norm and updates.
 
+use super::amp::{LossScaler, amp_forward, loss_scaling};
 use super::compile::{
     auto_partition, device_count, input_specs, recompute_activations, stage_slicing,
 };
@@ -15,7 +16,7 @@ use crate::autodiff::differentiate;
 use crate::config::ZeroLevel;
 use crate::error::{Error, Result};
 use crate::exec::cpu::CpuBackend;
-use crate::exec::{AsHostView, Executor, GradReduce, HostData, HostView, KernelCtx};
+use crate::exec::{AsHostView, Executor, GradReduce, HostData, HostView, KernelCtx, Residency};
 use crate::ir::{DType, Graph};
 use crate::passes::{StageMap, assign_stages, resolve_batch, run_pass};
 use std::collections::BTreeMap;
@@ -49,7 +50,7 @@ fn shard_plans(
                 let reduce = grad_reduce(options, 1.0);
                 let plan = ShardPlan::new(&exec.grad_order(), &reduce, replicas, groups);
                 exec.set_owned(plan.owned(replica));
-                if level == ZeroLevel::V1 {
+                if level.shards_grads() {
                     exec.set_release_notified();
                 }
                 plan
@@ -93,6 +94,11 @@ pub struct Trainer {
     pub(super) slicing: Option<crate::strategy::Slicing>,
     /// Spans of every device in the last step (for `--trace` and idle fractions).
     pub(super) last_trace: Vec<super::trace::DeviceTrace>,
+    /// Mixed precision: what the rewrite did, and fp16's loss scale.
+    pub(super) amp_report: Option<crate::passes::AmpReport>,
+    pub(super) scaler: Option<LossScaler>,
+    /// Configurations that run but likely not as meant (the CLI and TS print them).
+    pub(super) warnings: Vec<String>,
 }
 
 impl Trainer {
@@ -115,7 +121,9 @@ impl Trainer {
         let micro_rows = options.batch / (layout.replicas * layout.micro_batches);
         let inputs = input_specs(&model, options.batch)?;
         let resolved = run_pass(model.clone(), |g| resolve_batch(g, micro_rows))?;
+        let (resolved, amp_report) = amp_forward(resolved, &options)?;
         let compiled = run_pass(resolved, differentiate)?;
+        let (compiled, scaler) = loss_scaling(compiled, &options)?;
         let compiled = recompute_activations(compiled, &options)?;
         let stages = assign_stages(&compiled)?;
         layout.check_communication(&options, &compiled)?;
@@ -125,6 +133,7 @@ impl Trainer {
             t => t,
         };
         let mut comms = layout.communicators(&options)?;
+        let seed = options.seed;
         let mut devices = Vec::with_capacity(n);
         for rank in 0..layout.replicas * layout.ranks {
             let (replica, position) = (rank / layout.ranks, rank % layout.ranks);
@@ -132,17 +141,15 @@ impl Trainer {
             let execs = hosted
                 .iter()
                 .map(|&s| {
-                    Executor::with_offload(
-                        CpuBackend::new(threads),
-                        compiled.clone(),
-                        &stages,
-                        s,
-                        options.seed,
-                        options.config.offload.level == crate::config::OffloadLevel::V0,
-                    )
+                    let residency = Residency {
+                        offload: options.config.offload.level == crate::config::OffloadLevel::V0,
+                        sharded: options.config.zero.level.shards_params(),
+                    };
+                    let backend = CpuBackend::new(threads);
+                    Executor::with_residency(backend, compiled.clone(), &stages, s, seed, residency)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let (world, dp) = comms.take(rank);
+            let c = comms.take(rank);
             let mut execs = execs;
             let zero = shard_plans(&mut execs, &options, replica, layout.replicas);
             devices.push(Device {
@@ -150,14 +157,16 @@ impl Trainer {
                 stages: hosted,
                 position,
                 replica,
-                world,
-                dp,
+                world: c.world,
+                dp: c.dp,
+                gather: c.gather,
                 spare: Vec::new(),
                 zero,
             });
         }
         let schedule = options.optimizer.lr_schedule()?;
         let last_trace = Vec::new();
+        let warnings = super::amp::warnings(&options);
         let mut t = Trainer {
             model,
             compiled,
@@ -171,8 +180,12 @@ impl Trainer {
             auto_report,
             slicing,
             last_trace,
+            amp_report,
+            scaler,
+            warnings,
         };
         t.broadcast_initial_weights()?;
+        t.shard_parameters()?;
         Ok(t)
     }
 
@@ -273,11 +286,13 @@ impl Trainer {
             .collect();
         let mean = self.options.config.communication.gradients_reduce_method
             == crate::config::ReduceMethod::Mean;
+        // The loss scale is undone with the mean's division, before norms and clipping.
+        let loss_scale = self.scaler.as_ref().map_or(1.0, |s| s.scale);
         let grad_scale = if mean {
             1.0 / (r_count * m_count) as f32
         } else {
             1.0
-        };
+        } / loss_scale;
         let loss = self
             .compiled
             .loss
@@ -285,9 +300,10 @@ impl Trainer {
         let outputs = &self.compiled.outputs;
         let stage_of = &self.stages.stage_of;
         let reduce = grad_reduce(&self.options, grad_scale);
-        let local_clip = self.local_clip(mean);
+        let local_clip = self.local_clip(mean, loss_scale);
         let ctx = KernelCtx {
             step: self.step + 1,
+            loss_scale,
         };
         let epoch = Instant::now();
         let layout = &self.layout;
@@ -307,7 +323,7 @@ impl Trainer {
                 reduce: &reduce,
                 local_clip,
                 epoch,
-                grad_shard: (zero == ZeroLevel::V1).then_some((d.replica, layout.replicas)),
+                grad_shard: zero.shards_grads().then_some((d.replica, layout.replicas)),
             };
             // A panic on one device must fail its peers' collectives, not leave them waiting.
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -347,7 +363,7 @@ impl Trainer {
             && self.layout.replicas > 1
     }
 
-    fn local_clip(&self, mean: bool) -> Option<LocalClip> {
+    fn local_clip(&self, mean: bool, loss_scale: f32) -> Option<LocalClip> {
         let max_norm = self
             .options
             .optimizer
@@ -358,6 +374,7 @@ impl Trainer {
             self.layout.micro_batches as f32,
         );
         let (micro_scale, replica_scale) = if mean { (1.0 / m, 1.0 / r) } else { (1.0, 1.0) };
+        let micro_scale = micro_scale / loss_scale;
         Some(LocalClip {
             max_norm,
             micro_scale,
@@ -368,7 +385,8 @@ impl Trainer {
     fn renew_communicators(&mut self) -> Result<()> {
         let mut comms = self.layout.communicators(&self.options)?;
         for (rank, d) in self.devices.iter_mut().enumerate() {
-            (d.world, d.dp) = comms.take(rank);
+            let c = comms.take(rank);
+            (d.world, d.dp, d.gather) = (c.world, c.dp, c.gather);
         }
         Ok(())
     }
@@ -428,8 +446,8 @@ impl Trainer {
         let (loss, outputs) = self.merge(&device_results);
         let step = self.step + 1;
         // Replicas hold identical reduced gradients: the global norm sums replica 0's stages;
-        // under ZeRO v1 each holds its own chunks, which together make the whole.
-        let sharded_grads = self.options.config.zero.level == ZeroLevel::V1;
+        // under ZeRO v1/v2 each holds its own chunks, which together make the whole.
+        let sharded_grads = self.options.config.zero.level.shards_grads();
         let sq: f64 = self
             .devices
             .iter()
@@ -438,6 +456,12 @@ impl Trainer {
             .map(|(_, r)| r.sum_squares)
             .sum();
         let norm = sq.sqrt();
+        // Dynamic loss scaling: an overflowed gradient halves the scale and skips the step.
+        let scaled = self.scaler.as_mut().map(|s| s.update(norm.is_finite()));
+        if loss.is_finite() && scaled == Some(true) {
+            self.discard_all();
+            return Ok(self.skipped_report(loss, t0));
+        }
         if !loss.is_finite() || !norm.is_finite() {
             self.discard_all();
             let what = if loss.is_finite() {
@@ -454,6 +478,7 @@ impl Trainer {
         };
         let lr = self.schedule.lr_at(step);
         let rule = self.options.optimizer.rule(lr);
+        let sharded_params = self.options.config.zero.level.shards_params();
         let results = parallel(&mut self.devices, |d| {
             let start = Instant::now();
             for (exec, zero) in d.execs.iter_mut().zip(&mut d.zero) {
@@ -462,8 +487,9 @@ impl Trainer {
                 }
                 let rule_for = |_: &str| rule.clone();
                 // Without ZeRO parameters update one at a time in place: no temporaries, so
-                // apply groups change nothing. With it, each group is updated, then gathered.
-                let Some(plan) = zero else {
+                // apply groups change nothing; nor under v2, whose pieces are gathered when
+                // next used. Under v0/v1 each group is updated, then gathered.
+                let Some(plan) = zero.as_mut().filter(|_| !sharded_params) else {
                     exec.apply(step, &rule_for)?;
                     continue;
                 };
@@ -505,6 +531,9 @@ impl Trainer {
             outputs,
             idle,
             ideal_idle,
+            loss_scale: self.scaler.as_ref().map(|s| s.scale),
+            skipped: false,
+            skipped_steps: self.scaler.as_ref().map_or(0, |s| s.skipped),
         })
     }
 
@@ -531,6 +560,9 @@ impl Trainer {
             outputs,
             idle: Vec::new(),
             ideal_idle: 0.0,
+            loss_scale: self.scaler.as_ref().map(|s| s.scale),
+            skipped: false,
+            skipped_steps: self.scaler.as_ref().map_or(0, |s| s.skipped),
         })
     }
 
