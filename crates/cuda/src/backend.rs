@@ -84,14 +84,14 @@ impl CudaBackend {
 fn f32_of<'a>(what: &str, b: &'a CudaBuffer) -> Result<&'a CudaSlice<f32>> {
     match b.data() {
         Data::F32(s) => Ok(s),
-        Data::I32(_) => Err(Error::internal(format!("{what}: buffer is not f32"))),
+        _ => Err(Error::internal(format!("{what}: buffer is not f32"))),
     }
 }
 
 fn f32_mut<'a>(what: &str, b: &'a mut CudaBuffer) -> Result<&'a mut CudaSlice<f32>> {
     match b.data_mut() {
         Data::F32(s) => Ok(s),
-        Data::I32(_) => Err(Error::internal(format!("{what}: buffer is not f32"))),
+        _ => Err(Error::internal(format!("{what}: buffer is not f32"))),
     }
 }
 
@@ -115,6 +115,7 @@ impl Backend for CudaBackend {
             let r = match &mut d {
                 Data::F32(x) => s.memset_zeros(x),
                 Data::I32(x) => s.memset_zeros(x),
+                Data::BF16(x) | Data::F16(x) => s.memset_zeros(x),
             };
             r.map_err(|e| driver("memset", e))?;
             return Ok(self.wrap(d));
@@ -122,6 +123,8 @@ impl Backend for CudaBackend {
         let d = match dtype {
             DType::F32 => s.alloc_zeros::<f32>(len).map(Data::F32),
             DType::I32 => s.alloc_zeros::<i32>(len).map(Data::I32),
+            DType::BF16 => s.alloc_zeros::<u16>(len).map(Data::BF16),
+            DType::F16 => s.alloc_zeros::<u16>(len).map(Data::F16),
         };
         let d = d.map_err(|e| driver(&format!("alloc of {len} x {dtype}"), e))?;
         self.cache.fresh(dtype, len);
@@ -149,6 +152,9 @@ impl Backend for CudaBackend {
         let r = match (buf.data_mut(), data) {
             (Data::F32(d), HostView::F32(h)) => copy.memcpy_htod(h, d),
             (Data::I32(d), HostView::I32(h)) => copy.memcpy_htod(h, d),
+            (Data::BF16(d), HostView::BF16(h)) | (Data::F16(d), HostView::F16(h)) => {
+                copy.memcpy_htod(h, d)
+            }
             _ => return Err(Error::internal("write: dtype mismatch")),
         };
         r.map_err(|e| driver("upload", e))?;
@@ -161,6 +167,8 @@ impl Backend for CudaBackend {
         let r = match buf.data() {
             Data::F32(s) => copy.clone_dtoh(s).map(HostData::F32),
             Data::I32(s) => copy.clone_dtoh(s).map(HostData::I32),
+            Data::BF16(s) => copy.clone_dtoh(s).map(HostData::BF16),
+            Data::F16(s) => copy.clone_dtoh(s).map(HostData::F16),
         };
         let out = r.map_err(|e| driver("download", e))?;
         copy.synchronize().map_err(|e| driver("download", e))?;
@@ -176,8 +184,15 @@ impl Backend for CudaBackend {
         ctx: &KernelCtx,
     ) -> Result<()> {
         ops::check(op, inputs, out, out_shape)?;
-        loader::guard(op.name(), || {
-            ops::dispatch(&self.launcher(), op, inputs, out, out_shape, ctx)
+        let l = self.launcher();
+        loader::guard(op.name(), || match op {
+            Op::Cast { .. } => l.cast(inputs[0].buf, out),
+            Op::LossScale => l.fill(out, ctx.loss_scale),
+            _ if ops::moves_data(op) => ops::dispatch(&l, op, inputs, out, out_shape, ctx),
+            _ if ops::touches_half(inputs, out) => {
+                l.execute_widened(op, inputs, out, out_shape, ctx)
+            }
+            _ => ops::dispatch(&l, op, inputs, out, out_shape, ctx),
         })
     }
 

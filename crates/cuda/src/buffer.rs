@@ -4,15 +4,17 @@
 //! (weft_core::exec::memory) does the per-category live/peak accounting for every backend; this
 //! cache adds what only a device allocator knows: bytes reserved from the driver and their peak.
 
-use cudarc::driver::CudaSlice;
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, SyncOnDrop};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use weft_core::ir::DType;
 
-/// Typed device storage.
+/// Typed device storage; the 16-bit floats hold their bit patterns, as `HostData` does.
 pub enum Data {
     F32(CudaSlice<f32>),
     I32(CudaSlice<i32>),
+    BF16(CudaSlice<u16>),
+    F16(CudaSlice<u16>),
 }
 
 impl Data {
@@ -20,6 +22,8 @@ impl Data {
         match self {
             Data::F32(_) => DType::F32,
             Data::I32(_) => DType::I32,
+            Data::BF16(_) => DType::BF16,
+            Data::F16(_) => DType::F16,
         }
     }
 
@@ -27,6 +31,26 @@ impl Data {
         match self {
             Data::F32(s) => s.len(),
             Data::I32(s) => s.len(),
+            Data::BF16(s) | Data::F16(s) => s.len(),
+        }
+    }
+
+    /// The raw device address, for kernels that take any element type (casts, copies); the
+    /// guard records the use on `stream` when dropped, so keep it alive past the launch.
+    pub fn ptr<'a>(&'a self, stream: &'a CudaStream) -> (u64, SyncOnDrop<'a>) {
+        match self {
+            Data::F32(s) => s.device_ptr(stream),
+            Data::I32(s) => s.device_ptr(stream),
+            Data::BF16(s) | Data::F16(s) => s.device_ptr(stream),
+        }
+    }
+
+    /// Mutable form of `ptr`.
+    pub fn ptr_mut<'a>(&'a mut self, stream: &'a CudaStream) -> (u64, SyncOnDrop<'a>) {
+        match self {
+            Data::F32(s) => s.device_ptr_mut(stream),
+            Data::I32(s) => s.device_ptr_mut(stream),
+            Data::BF16(s) | Data::F16(s) => s.device_ptr_mut(stream),
         }
     }
 }

@@ -19,6 +19,8 @@ fn variant(op: &Op) -> &'static str {
         Op::Input { .. } => "input",
         Op::Parameter { .. } => "parameter",
         Op::Fill { .. } => "fill",
+        Op::LossScale => "loss_scale",
+        Op::Cast { .. } => "cast",
         Op::Unary(_) => "unary",
         Op::UnaryBackward(_) => "unary_backward",
         Op::Binary(_) => "binary",
@@ -49,7 +51,7 @@ fn variant(op: &Op) -> &'static str {
     }
 }
 
-const ALL_VARIANTS: usize = 30;
+const ALL_VARIANTS: usize = 32;
 
 #[test]
 fn the_cases_cover_every_op_and_run_alike_on_two_cpu_configurations() {

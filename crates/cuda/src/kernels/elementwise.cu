@@ -121,9 +121,10 @@ __device__ void sum_to(const T* x, Dims in_dims, T* y, Dims out_dims, int rank, 
   }
 }
 
-template <typename T>
-__device__ void cast_from_f32(const float* x, T* y, i64 n) {
-  GRID_LOOP(i, n) y[i] = from_f32<T>(x[i]);
+// Any float type to any: widened exactly to f32, rounded once (nearest even) to the target.
+template <typename S, typename D>
+__device__ void cast(const S* x, D* y, i64 n) {
+  GRID_LOOP(i, n) y[i] = from_f32<D>(to_f32(x[i]));
 }
 
 // Sum of squares in f64, one partial per block (summed on the host in block order, so the result
@@ -164,7 +165,13 @@ __device__ void sum_squares(const T* x, double* partial, i64 n) {
   extern "C" __global__ void sum_to_##S(const T* x, Dims id, T* y, Dims od, int rank, i64 n, i64 per) { \
     sum_to<T>(x, id, y, od, rank, n, per);                                                             \
   }                                                                                                    \
-  extern "C" __global__ void cast_from_f32_##S(const float* x, T* y, i64 n) { cast_from_f32<T>(x, y, n); } \
   extern "C" __global__ void sum_squares_##S(const T* x, double* p, i64 n) { sum_squares<T>(x, p, n); }
 WEFT_FLOAT_TYPES(INST)
 #undef INST
+
+#define CAST(S, SS, D, DS) \
+  extern "C" __global__ void cast_##SS##_##DS(const S* x, D* y, i64 n) { cast<S, D>(x, y, n); }
+#define CAST_FROM(S, SS) CAST(S, SS, float, f32) CAST(S, SS, bf16_t, bf16) CAST(S, SS, f16_t, f16)
+WEFT_FLOAT_TYPES(CAST_FROM)
+#undef CAST_FROM
+#undef CAST

@@ -7,7 +7,8 @@
 //!
 //! | module       | kernels                                                                 |
 //! |--------------|-------------------------------------------------------------------------|
-//! | elementwise  | unary / binary / scale / fill / add_inplace / sum_to / cast / sum_squares |
+//! | elementwise  | unary / binary / scale / fill / add_inplace / sum_to / sum_squares;     |
+//! |              | cast_<from>_<to> between f32, bf16, f16                                 |
 //! | shape        | strided_copy (reshape, permute, slice, concat, expand), zero            |
 //! | reduce       | reduce_forward (sum, mean, max), max_backward                           |
 //! | softmax      | softmax and fused cross-entropy, forward and backward                   |
@@ -65,7 +66,9 @@ pub const MODULES: &[Module] = &[
             "fill",
             "add_inplace",
             "sum_to",
-            "cast_from_f32",
+            "cast_f32",
+            "cast_bf16",
+            "cast_f16",
             "sum_squares",
         ],
         suffixes: FLOATS,

@@ -8,12 +8,14 @@
 //! - `shape`    reshape, permute, slice (+ backward), concat, expand: one strided copy kernel
 //! - `nn`       softmax, cross-entropy, layer norm, embedding, attention, dropout
 //! - `optim`    fused SGD and Adam/AdamW updates
+//! - `widen`    16-bit floats: cast, and every other op run in f32 on widened inputs
 
 mod matmul;
 mod nn;
 mod optim;
 mod shape;
 mod tensor;
+mod widen;
 
 use crate::backend::CudaBackend;
 use crate::buffer::{CudaBuffer, Data};
@@ -72,11 +74,9 @@ fn rows(r: usize) -> Result<LaunchConfig> {
 fn sfx(op: &str, dtype: DType) -> Result<&'static str> {
     match dtype {
         DType::F32 => Ok("f32"),
-        DType::I32 => Err(Error::DType {
-            what: format!("{op} output"),
-            expected: "f32".into(),
-            got: "i32".into(),
-        }),
+        DType::BF16 => Ok("bf16"),
+        DType::F16 => Ok("f16"),
+        DType::I32 => Err(dtype_err(op, "output", DType::F32, DType::I32)),
     }
 }
 
@@ -111,22 +111,44 @@ fn numel(shape: &[usize]) -> usize {
 pub(crate) fn f32s<'a>(op: &str, t: &TensorRef<'a, CudaBuffer>) -> Result<&'a CudaSlice<f32>> {
     match t.buf.data() {
         Data::F32(s) => Ok(s),
-        Data::I32(_) => Err(dtype_err(op, "input", DType::F32, DType::I32)),
+        d => Err(dtype_err(op, "input", DType::F32, d.dtype())),
     }
 }
 
 pub(crate) fn i32s<'a>(op: &str, t: &TensorRef<'a, CudaBuffer>) -> Result<&'a CudaSlice<i32>> {
     match t.buf.data() {
         Data::I32(s) => Ok(s),
-        Data::F32(_) => Err(dtype_err(op, "input", DType::I32, DType::F32)),
+        d => Err(dtype_err(op, "input", DType::I32, d.dtype())),
     }
 }
 
 pub(crate) fn f32_out<'a>(op: &str, out: &'a mut CudaBuffer) -> Result<&'a mut CudaSlice<f32>> {
     match out.data_mut() {
         Data::F32(s) => Ok(s),
-        Data::I32(_) => Err(dtype_err(op, "output", DType::F32, DType::I32)),
+        d => Err(dtype_err(op, "output", DType::F32, d.dtype())),
     }
+}
+
+/// Ops that only move elements: any dtype, bits copied.
+pub fn moves_data(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Reshape { .. }
+            | Op::Permute { .. }
+            | Op::Slice { .. }
+            | Op::SliceBackward { .. }
+            | Op::Concat { .. }
+            | Op::Expand { .. }
+    )
+}
+
+fn is_half(d: DType) -> bool {
+    matches!(d, DType::BF16 | DType::F16)
+}
+
+/// Whether an op reads or writes a 16-bit float tensor.
+pub fn touches_half(inputs: &[TensorRef<'_, CudaBuffer>], out: &CudaBuffer) -> bool {
+    is_half(out.dtype()) || inputs.iter().any(|t| is_half(t.dtype))
 }
 
 fn dtype_err(op: &str, what: &str, expected: DType, got: DType) -> Error {
@@ -149,6 +171,11 @@ fn concretize(op: &Op, out_shape: &[usize]) -> Op {
             value: *value,
             shape: fixed,
         },
+        // A scalar ([]) leaf; an executor may hand it any one-element shape.
+        Op::LossScale => Op::Fill {
+            value: 0.0,
+            shape: fixed,
+        },
         other => other.clone(),
     }
 }
@@ -164,6 +191,7 @@ pub fn check(
 ) -> Result<()> {
     let name = op.name();
     if matches!(op, Op::Input { .. } | Op::Parameter { .. }) {
+        // LossScale is a leaf too, but one the backend fills (with the context's scale).
         return Err(Error::internal(format!(
             "{name}: leaves are fed by the executor, not executed"
         )));

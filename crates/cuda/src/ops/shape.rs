@@ -1,4 +1,4 @@
-//! Data movement for any 4-byte dtype (f32 and i32 alike): every op is one or more launches of
+//! Data movement for any dtype (by element width: f32/i32, bf16/f16): every op is one or more launches of
 //! `strided_copy`, which walks the logical index space `dims` and reads x / writes y through
 //! their own strides and offsets.
 
@@ -6,7 +6,6 @@ use super::tensor::broadcast_strides;
 use super::{Dims, Launch, elems, launch, numel};
 use crate::buffer::{CudaBuffer, Data};
 use crate::device::driver;
-use cudarc::driver::{DevicePtr, DevicePtrMut};
 use weft_core::exec::TensorRef;
 use weft_core::ir::{Op, strides};
 use weft_core::{Error, Result};
@@ -125,17 +124,16 @@ impl Launch<'_> {
                 continue;
             }
             let (dims, rank, n64) = (dims_of(name, &copy.dims)?, copy.dims.len() as i32, n as i64);
-            // Both buffers as raw device pointers: the kernel moves 4-byte words whatever the
-            // dtype (`check` made the dtypes agree).
-            let (x_ptr, _xr) = match input.buf.data() {
-                Data::F32(s) => s.device_ptr(stream),
-                Data::I32(s) => s.device_ptr(stream),
+            // Both buffers as raw device pointers: the kernel moves 4- or 2-byte words whatever
+            // the dtype (`check` made the dtypes agree).
+            let width = if out.dtype().size_bytes() == 2 {
+                "b16"
+            } else {
+                "b32"
             };
-            let (y_ptr, _yr) = match out.data_mut() {
-                Data::F32(s) => s.device_ptr_mut(stream),
-                Data::I32(s) => s.device_ptr_mut(stream),
-            };
-            launch!(self, "strided_copy_b32".to_string(), elems(n);
+            let (x_ptr, _xr) = input.buf.data().ptr(stream);
+            let (y_ptr, _yr) = out.data_mut().ptr_mut(stream);
+            launch!(self, format!("strided_copy_{width}"), elems(n);
                 &x_ptr, &copy.x_off, &copy.xs, &y_ptr, &copy.y_off, &copy.ys, &dims, &rank, &n64)?;
         }
         Ok(())
@@ -147,6 +145,7 @@ impl Launch<'_> {
         match out.data_mut() {
             Data::F32(x) => s.memset_zeros(x),
             Data::I32(x) => s.memset_zeros(x),
+            Data::BF16(x) | Data::F16(x) => s.memset_zeros(x),
         }
         .map_err(|e| driver("memset", e))
     }

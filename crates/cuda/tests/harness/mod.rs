@@ -2,6 +2,7 @@
 //! `Backend`, so the same cases check CPU against CUDA (or one CPU configuration against
 //! another). A case is an op, its inputs (deterministic data from weft_core::rng) and a step.
 
+use weft_core::exec::half::narrow_into;
 use weft_core::exec::{Backend, HostData, KernelCtx, TensorRef, UpdateRule};
 use weft_core::ir::{BinaryOp, DType, Op, ReduceOp, Shape, TensorType, UnaryOp, infer};
 use weft_core::{Error, Result, rng};
@@ -20,6 +21,14 @@ fn data(seed: u64, shape: &[usize], lo: f32, hi: f32) -> (Vec<usize>, HostData) 
         .map(|i| lo + (hi - lo) * rng::uniform(seed, 11, i))
         .collect();
     (shape.to_vec(), HostData::F32(v))
+}
+
+/// Deterministic data of a 16-bit float type (the f32 values rounded).
+fn half(dtype: DType, seed: u64, shape: &[usize], lo: f32, hi: f32) -> (Vec<usize>, HostData) {
+    let (shape, wide) = data(seed, shape, lo, hi);
+    let mut out = HostData::zeros(dtype, wide.len());
+    narrow_into(wide.as_f32().unwrap_or_default(), &mut out);
+    (shape, out)
 }
 
 fn ints(shape: &[usize], vals: impl Fn(usize) -> i32) -> (Vec<usize>, HostData) {
@@ -317,6 +326,109 @@ fn nn_cases() -> Vec<Case> {
     ]
 }
 
+/// Mixed precision: casts, the loss-scale leaf, and ops on bf16/f16 tensors.
+fn half_cases() -> Vec<Case> {
+    use DType::{BF16, F16, F32};
+    let mut v = vec![case("loss_scale", Op::LossScale, vec![])];
+    for (from, to) in [
+        (F32, BF16),
+        (F32, F16),
+        (BF16, F32),
+        (F16, F32),
+        (BF16, F16),
+        (F16, BF16),
+    ] {
+        let x = if from == F32 {
+            data(90, &[3, 41], -70.0, 70.0)
+        } else {
+            half(from, 90, &[3, 41], -3.0, 3.0)
+        };
+        v.push(case(format!("cast {from}->{to}"), Op::Cast { to }, vec![x]));
+    }
+    let (x, w, b) = (
+        half(BF16, 91, &[6, 40], -2.0, 2.0),
+        data(65, &[40], 0.5, 1.5),
+        data(66, &[40], -0.5, 0.5),
+    );
+    v.extend([
+        case(
+            "gelu bf16",
+            Op::Unary(UnaryOp::Gelu),
+            vec![half(BF16, 92, &[4, 33], -3.0, 3.0)],
+        ),
+        case(
+            "gelu_backward f16",
+            Op::UnaryBackward(UnaryOp::Gelu),
+            vec![
+                half(F16, 93, &[4, 33], -3.0, 3.0),
+                half(F16, 94, &[4, 33], -1.0, 1.0),
+            ],
+        ),
+        case(
+            "mul f16 broadcast",
+            Op::Binary(BinaryOp::Mul),
+            vec![
+                half(F16, 95, &[2, 3, 4], -2.0, 2.0),
+                half(F16, 96, &[3, 1], -2.0, 2.0),
+            ],
+        ),
+        case(
+            "matmul bf16",
+            Op::MatMul {
+                trans_a: false,
+                trans_b: true,
+            },
+            vec![
+                half(BF16, 97, &[2, 5, 7], -1.0, 1.0),
+                half(BF16, 98, &[3, 7], -1.0, 1.0),
+            ],
+        ),
+        case(
+            "layer_norm bf16 x, f32 w b",
+            Op::LayerNorm { eps: 1e-5 },
+            vec![x.clone(), w.clone(), b],
+        ),
+        case(
+            "layer_norm_backward bf16",
+            Op::LayerNormBackward { eps: 1e-5 },
+            vec![x.clone(), w, half(BF16, 99, &[6, 40], -1.0, 1.0)],
+        ),
+        case(
+            "causal_attention bf16",
+            Op::CausalAttention { heads: 2 },
+            vec![half(BF16, 100, &[2, 9, 48], -1.0, 1.0)],
+        ),
+        case(
+            "embedding_backward bf16 dy",
+            Op::EmbeddingBackward { vocab: 10 },
+            vec![
+                ints(&[3, 4], |i| (i * 3 % 10) as i32),
+                half(BF16, 101, &[3, 4, 8], -1.0, 1.0),
+            ],
+        ),
+        case(
+            "dropout f16",
+            Op::Dropout { p: 0.3, seed: 9 },
+            vec![half(F16, 102, &[3, 50], -1.0, 1.0)],
+        ),
+        case(
+            "scale bf16",
+            Op::Scale { factor: 0.3 },
+            vec![half(BF16, 103, &[3, 17, 5], -2.0, 2.0)],
+        ),
+        case("permute bf16", Op::Permute { perm: vec![1, 0] }, vec![x]),
+        case(
+            "concat f16",
+            Op::Concat { axis: 0 },
+            vec![
+                half(F16, 104, &[2, 3], -1.0, 1.0),
+                half(F16, 105, &[1, 3], -1.0, 1.0),
+            ],
+        ),
+    ]);
+    v
+}
+
 /// Every case: each op of the IR except the two leaves the executor feeds (input, parameter).
 pub fn cases() -> Vec<Case> {
     [
@@ -325,6 +437,7 @@ pub fn cases() -> Vec<Case> {
         reduce_cases(),
         matmul_cases(),
         nn_cases(),
+        half_cases(),
     ]
     .concat()
 }
@@ -356,17 +469,25 @@ pub fn run<B: Backend>(b: &B, c: &Case) -> Result<HostData> {
         })
         .collect();
     let mut out = b.alloc(ty.dtype, out_shape.iter().product())?;
-    b.execute(&c.op, &refs, &mut out, &out_shape, &KernelCtx { step: 3 })?;
+    let ctx = KernelCtx {
+        step: 3,
+        loss_scale: 1024.0,
+    };
+    b.execute(&c.op, &refs, &mut out, &out_shape, &ctx)?;
     b.download(&out)
 }
 
 /// Largest |a - b| relative to the largest |a| of the reference (at least 1): a tensor-wide
-/// relative error, robust to elements that are near zero by cancellation.
+/// relative error, robust to elements that are near zero by cancellation. 16-bit outputs are
+/// compared as their f32 values.
 pub fn rel_err(reference: &HostData, got: &HostData) -> Result<f64> {
-    match (reference, got) {
-        (HostData::F32(a), HostData::F32(b)) if a.len() == b.len() => {
+    if reference.dtype() != got.dtype() {
+        return Err(Error::internal("outputs differ in dtype"));
+    }
+    match (reference.to_f32(), got.to_f32()) {
+        (Some(a), Some(b)) if a.len() == b.len() => {
             let scale = a.iter().fold(1.0f64, |m, &x| m.max((x as f64).abs()));
-            let diff = a.iter().zip(b).fold(0.0f64, |m, (&x, &y)| {
+            let diff = a.iter().zip(b.iter()).fold(0.0f64, |m, (&x, &y)| {
                 if x.is_nan() && y.is_nan() {
                     m
                 } else {
@@ -379,22 +500,33 @@ pub fn rel_err(reference: &HostData, got: &HostData) -> Result<f64> {
                 diff / scale
             })
         }
-        (HostData::I32(a), HostData::I32(b)) => Ok(if a == b { 0.0 } else { f64::INFINITY }),
-        _ => Err(Error::internal("outputs differ in dtype or length")),
+        _ => match (reference.as_i32(), got.as_i32()) {
+            (Some(a), Some(b)) => Ok(if a == b { 0.0 } else { f64::INFINITY }),
+            _ => Err(Error::internal("outputs differ in length")),
+        },
     }
 }
 
-/// The f32 tolerance; bf16 will use 1e-2 once the dtype exists.
+/// The f32 tolerance.
 pub const F32_TOL: f64 = 1e-5;
+/// bf16/f16 outputs: one rounding step of a 16-bit float may differ (bf16 has 8 mantissa bits).
+pub const HALF_TOL: f64 = 1e-2;
+
+fn tolerance(d: &HostData) -> f64 {
+    match d.dtype() {
+        DType::BF16 | DType::F16 => HALF_TOL,
+        _ => F32_TOL,
+    }
+}
 
 /// Runs every case on `reference` and `other`; returns one line per disagreement.
 pub fn compare<A: Backend, B: Backend>(reference: &A, other: &B) -> Vec<String> {
     let mut bad = Vec::new();
     for c in cases() {
         let r = run(reference, &c).and_then(|a| Ok((a.clone(), run(other, &c)?)));
-        match r.and_then(|(a, b)| rel_err(&a, &b)) {
-            Ok(e) if e <= F32_TOL => {}
-            Ok(e) => bad.push(format!("{}: relative error {e:.3e} > {F32_TOL:e}", c.label)),
+        match r.and_then(|(a, b)| Ok((tolerance(&a), rel_err(&a, &b)?))) {
+            Ok((tol, e)) if e <= tol => {}
+            Ok((tol, e)) => bad.push(format!("{}: relative error {e:.3e} > {tol:e}", c.label)),
             Err(e) => bad.push(format!("{}: {e}", c.label)),
         }
     }
