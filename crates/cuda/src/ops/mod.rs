@@ -19,7 +19,7 @@ mod widen;
 
 use crate::backend::CudaBackend;
 use crate::buffer::{CudaBuffer, Data};
-use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig};
+use cudarc::driver::{CudaSlice, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
 use weft_core::exec::{KernelCtx, TensorRef};
 use weft_core::ir::{DType, Op, Shape, TensorType, infer};
 use weft_core::{Error, Result};
@@ -127,6 +127,79 @@ pub(crate) fn f32_out<'a>(op: &str, out: &'a mut CudaBuffer) -> Result<&'a mut C
         Data::F32(s) => Ok(s),
         d => Err(dtype_err(op, "output", DType::F32, d.dtype())),
     }
+}
+
+/// A float tensor of any float type, as a kernel argument: the kernel's entry point (by dtype
+/// suffix) decides how the bits are read.
+pub(crate) enum Fl<'a> {
+    F32(&'a CudaSlice<f32>),
+    /// bf16 or f16 bits.
+    U16(&'a CudaSlice<u16>),
+}
+
+/// Mutable form of `Fl`, for outputs.
+pub(crate) enum FlMut<'a> {
+    F32(&'a mut CudaSlice<f32>),
+    U16(&'a mut CudaSlice<u16>),
+}
+
+impl FlMut<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            FlMut::F32(s) => s.len(),
+            FlMut::U16(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+// SAFETY: delegates to cudarc's own impls for `&CudaSlice<T>`, which push the device pointer
+// and record the stream use.
+unsafe impl<'a, 'b: 'a, 'c: 'b> PushKernelArg<&'b Fl<'c>> for LaunchArgs<'a> {
+    fn arg(&mut self, arg: &'b Fl<'c>) -> &mut Self {
+        match arg {
+            Fl::F32(s) => self.arg(*s),
+            Fl::U16(s) => self.arg(*s),
+        }
+    }
+}
+
+// SAFETY: as above, through cudarc's `&mut CudaSlice<T>` impls.
+unsafe impl<'a, 'b: 'a, 'c: 'b> PushKernelArg<&'b mut FlMut<'c>> for LaunchArgs<'a> {
+    fn arg(&mut self, arg: &'b mut FlMut<'c>) -> &mut Self {
+        match arg {
+            FlMut::F32(s) => self.arg(&mut **s),
+            FlMut::U16(s) => self.arg(&mut **s),
+        }
+    }
+}
+
+/// Input `i` as a float tensor of any float type.
+pub(crate) fn fl<'a>(op: &str, t: &TensorRef<'a, CudaBuffer>) -> Result<Fl<'a>> {
+    match t.buf.data() {
+        Data::F32(s) => Ok(Fl::F32(s)),
+        Data::BF16(s) | Data::F16(s) => Ok(Fl::U16(s)),
+        Data::I32(_) => Err(dtype_err(op, "input", DType::F32, DType::I32)),
+    }
+}
+
+/// The output as a float tensor of any float type.
+pub(crate) fn fl_out<'a>(op: &str, out: &'a mut CudaBuffer) -> Result<FlMut<'a>> {
+    match out.data_mut() {
+        Data::F32(s) => Ok(FlMut::F32(s)),
+        Data::BF16(s) | Data::F16(s) => Ok(FlMut::U16(s)),
+        Data::I32(_) => Err(dtype_err(op, "output", DType::F32, DType::I32)),
+    }
+}
+
+/// Whether every float tensor of a launch has one dtype, so its kernel instantiation for that
+/// dtype runs it natively (no widened copies).
+pub fn uniform_float(inputs: &[TensorRef<'_, CudaBuffer>], out: &CudaBuffer) -> bool {
+    let d = out.dtype();
+    d.is_float() && inputs.iter().all(|t| !t.dtype.is_float() || t.dtype == d)
 }
 
 /// Ops that only move elements: any dtype, bits copied.
@@ -264,10 +337,7 @@ pub fn dispatch(
         | Op::SumTo { .. }
         | Op::Reduce { .. }
         | Op::MaxBackward { .. } => l.tensor(op, inputs, out, out_shape),
-        Op::MatMul { trans_a, trans_b } => {
-            let y = f32_out(op.name(), out)?;
-            l.matmul(inputs, *trans_a, *trans_b, y, out_shape)
-        }
+        Op::MatMul { trans_a, trans_b } => l.matmul(inputs, *trans_a, *trans_b, out, out_shape),
         _ => l.nn(op, inputs, out, out_shape, ctx),
     }
 }

@@ -3,7 +3,7 @@
 //! the kernel sets to the first bad position; it is read back after the launch so a bad token id
 //! is the same `Error::Batch` as on the CPU, never an out-of-bounds access.
 
-use super::{Launch, elems, f32_out, f32s, i32s, launch, numel, rows, sfx};
+use super::{Fl, FlMut, Launch, elems, f32_out, f32s, fl, fl_out, i32s, launch, numel, rows, sfx};
 use crate::buffer::CudaBuffer;
 use crate::device::driver;
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig};
@@ -39,11 +39,18 @@ impl Launch<'_> {
     ) -> Result<()> {
         let name = op.name();
         let s = sfx(name, out.dtype())?;
-        let y = f32_out(name, out)?;
+        let y = &mut fl_out(name, out)?;
         if y.is_empty() {
             return Ok(());
         }
-        let x = |i: usize| f32s(name, &inputs[i]);
+        // Float inputs of any float type; the i32 ones (indices, labels) are read by the
+        // functions that take them.
+        let xs: Vec<Option<Fl>> = inputs.iter().map(|t| fl(name, t).ok()).collect();
+        let x = |i: usize| {
+            xs[i]
+                .as_ref()
+                .ok_or_else(|| Error::internal(format!("{name}: input {i} is not a float")))
+        };
         let last = |i: usize| inputs[i].shape.last().copied().unwrap_or(1);
         match *op {
             Op::Softmax | Op::SoftmaxBackward => {
@@ -66,10 +73,13 @@ impl Launch<'_> {
                     x(0)?, x(1)?, x(2)?, y, &c, &eps)
             }
             Op::LayerNormBackwardWeight { eps } => {
-                self.layer_norm_weight(s, x(0)?, inputs[0].shape, x(1)?, eps, y)
+                let (xf, dy) = (f32s(name, &inputs[0])?, f32s(name, &inputs[1])?);
+                self.layer_norm_weight(s, xf, inputs[0].shape, dy, eps, f32_only(name, y)?)
             }
-            Op::Embedding => self.embedding(s, inputs, y),
-            Op::EmbeddingBackward { vocab } => self.embedding_backward(s, inputs, vocab, y, shape),
+            Op::Embedding => self.embedding(s, inputs, f32_only(name, y)?),
+            Op::EmbeddingBackward { vocab } => {
+                self.embedding_backward(s, inputs, vocab, f32_only(name, y)?, shape)
+            }
             Op::CausalAttention { heads } => {
                 let g = geom(name, inputs[0].shape, heads)?;
                 launch!(self, format!("causal_attention_forward_{s}"), warps(&g)?; x(0)?, y, &g)
@@ -77,7 +87,9 @@ impl Launch<'_> {
             Op::CausalAttentionBackward { heads } => {
                 self.attention_backward(s, x(0)?, x(1)?, inputs[0].shape, heads, y)
             }
-            Op::CrossEntropy | Op::CrossEntropyBackward => self.cross_entropy(op, s, inputs, y),
+            Op::CrossEntropy | Op::CrossEntropyBackward => {
+                self.cross_entropy(op, s, inputs, f32_only(name, y)?)
+            }
             Op::Dropout { p, seed } | Op::DropoutBackward { p, seed } => {
                 self.dropout(op, s, x(0)?, p, seed, ctx.step, y)
             }
@@ -118,11 +130,11 @@ impl Launch<'_> {
     fn attention_backward(
         &self,
         s: &str,
-        qkv: &CudaSlice<f32>,
-        dy: &CudaSlice<f32>,
+        qkv: &Fl,
+        dy: &Fl,
         shape: &[usize],
         heads: usize,
-        dqkv: &mut CudaSlice<f32>,
+        dqkv: &mut FlMut,
     ) -> Result<()> {
         let g = geom("causal_attention_backward", shape, heads)?;
         let cfg = warps(&g)?;
@@ -213,11 +225,11 @@ impl Launch<'_> {
         &self,
         op: &Op,
         s: &str,
-        x: &CudaSlice<f32>,
+        x: &Fl,
         p: f32,
         seed: u64,
         step: u64,
-        y: &mut CudaSlice<f32>,
+        y: &mut FlMut,
     ) -> Result<()> {
         let name = op.name();
         if !(0.0..=1.0).contains(&p) {
@@ -276,6 +288,15 @@ impl Launch<'_> {
             "{op}: {what} {} at position {pos} is outside {range} [0, {bound})",
             v.first().copied().unwrap_or_default()
         )))
+    }
+}
+
+/// The output as f32, for the ops whose output is f32 whatever their inputs (`check` and the
+/// widening route make that so).
+fn f32_only<'a>(op: &str, y: &'a mut FlMut<'_>) -> Result<&'a mut CudaSlice<f32>> {
+    match y {
+        FlMut::F32(s) => Ok(s),
+        FlMut::U16(_) => Err(Error::internal(format!("{op}: output must be f32"))),
     }
 }
 

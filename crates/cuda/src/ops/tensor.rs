@@ -1,6 +1,6 @@
 //! Fill, elementwise families, sum_to, reductions, and the backend's in-place helpers.
 
-use super::{Dims, Launch, elems, f32_out, f32s, launch, numel, sfx};
+use super::{Dims, Fl, FlMut, Launch, elems, fl, fl_out, launch, numel, sfx};
 use crate::buffer::CudaBuffer;
 use crate::device::driver;
 use cudarc::driver::CudaSlice;
@@ -77,9 +77,13 @@ impl Launch<'_> {
     ) -> Result<()> {
         let name = op.name();
         let s = sfx(name, out.dtype())?;
-        let y = f32_out(name, out)?;
+        let y = &mut fl_out(name, out)?;
         let n = y.len() as i64;
-        let x = |i: usize| f32s(name, &inputs[i]);
+        let xs = inputs
+            .iter()
+            .map(|t| fl(name, t))
+            .collect::<Result<Vec<_>>>()?;
+        let x = |i: usize| &xs[i];
         if n == 0 {
             return Ok(());
         }
@@ -88,11 +92,11 @@ impl Launch<'_> {
             Op::Fill { value, .. } => launch!(self, format!("fill_{s}"), cfg; y, &value, &n),
             Op::Unary(u) => {
                 let c = unary_code(u);
-                launch!(self, format!("unary_forward_{s}"), cfg; &c, x(0)?, y, &n)
+                launch!(self, format!("unary_forward_{s}"), cfg; &c, x(0), y, &n)
             }
             Op::UnaryBackward(u) => {
                 let c = unary_code(u);
-                launch!(self, format!("unary_backward_{s}"), cfg; &c, x(0)?, x(1)?, y, &n)
+                launch!(self, format!("unary_backward_{s}"), cfg; &c, x(0), x(1), y, &n)
             }
             Op::Binary(b) => {
                 let c = binary_code(b);
@@ -100,12 +104,12 @@ impl Launch<'_> {
                 let sb = broadcast_strides(name, inputs[1].shape, shape)?;
                 let (dims, rank) = (Dims::of(name, shape)?, shape.len() as i32);
                 launch!(self, format!("binary_forward_{s}"), cfg;
-                    &c, x(0)?, &sa, x(1)?, &sb, y, &dims, &rank, &n)
+                    &c, x(0), &sa, x(1), &sb, y, &dims, &rank, &n)
             }
             Op::Scale { factor } => {
-                launch!(self, format!("scale_{s}"), cfg; x(0)?, y, &factor, &n)
+                launch!(self, format!("scale_{s}"), cfg; x(0), y, &factor, &n)
             }
-            Op::SumTo { .. } => self.sum_to(name, s, x(0)?, inputs[0].shape, y, shape),
+            Op::SumTo { .. } => self.sum_to(name, s, x(0), inputs[0].shape, y, shape),
             Op::Reduce { op: r, axis, .. } => {
                 let (outer, len, inner) = split(inputs[0].shape, axis);
                 if r == ReduceOp::Max && len == 0 {
@@ -116,7 +120,7 @@ impl Launch<'_> {
                 }
                 let c = reduce_code(r);
                 launch!(self, format!("reduce_forward_{s}"), cfg;
-                    &c, x(0)?, y, &outer, &len, &inner)
+                    &c, x(0), y, &outer, &len, &inner)
             }
             Op::MaxBackward { axis, .. } => {
                 let (outer, len, inner) = split(inputs[0].shape, axis);
@@ -125,7 +129,7 @@ impl Launch<'_> {
                 }
                 let cfg = elems((outer * inner) as usize);
                 launch!(self, format!("max_backward_{s}"), cfg;
-                    x(0)?, x(1)?, y, &outer, &len, &inner)
+                    x(0), x(1), y, &outer, &len, &inner)
             }
             _ => Err(Error::internal(format!("{name}: not a tensor op"))),
         }
@@ -135,9 +139,9 @@ impl Launch<'_> {
         &self,
         name: &str,
         s: &str,
-        x: &CudaSlice<f32>,
+        x: &Fl,
         in_shape: &[usize],
-        y: &mut CudaSlice<f32>,
+        y: &mut FlMut,
         out_shape: &[usize],
     ) -> Result<()> {
         // The output's dims right-aligned to the input's rank (1 on the leading reduced dims).

@@ -352,6 +352,15 @@ fn half_cases() -> Vec<Case> {
     );
     v.extend([
         case(
+            "layer_norm all bf16",
+            Op::LayerNorm { eps: 1e-5 },
+            vec![
+                half(BF16, 106, &[6, 40], -2.0, 2.0),
+                half(BF16, 107, &[40], 0.5, 1.5),
+                half(BF16, 108, &[40], -0.5, 0.5),
+            ],
+        ),
+        case(
             "gelu bf16",
             Op::Unary(UnaryOp::Gelu),
             vec![half(BF16, 92, &[4, 33], -3.0, 3.0)],
