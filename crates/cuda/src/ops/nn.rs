@@ -53,24 +53,12 @@ impl Launch<'_> {
         };
         let last = |i: usize| inputs[i].shape.last().copied().unwrap_or(1);
         match *op {
-            Op::Softmax | Op::SoftmaxBackward => {
-                let c = last(0) as i64;
-                let cfg = rows(y.len() / last(0))?;
-                if matches!(op, Op::Softmax) {
-                    launch!(self, format!("softmax_forward_{s}"), cfg; x(0)?, y, &c)
-                } else {
-                    launch!(self, format!("softmax_backward_{s}"), cfg; x(0)?, x(1)?, y, &c)
-                }
-            }
-            Op::LayerNorm { eps } => {
-                let (c, cfg) = (last(0) as i64, rows(y.len() / last(0))?);
-                launch!(self, format!("layer_norm_forward_{s}"), cfg;
-                    x(0)?, x(1)?, x(2)?, y, &c, &eps)
-            }
-            Op::LayerNormBackward { eps } => {
-                let (c, cfg) = (last(0) as i64, rows(y.len() / last(0))?);
-                launch!(self, format!("layer_norm_backward_{s}"), cfg;
-                    x(0)?, x(1)?, x(2)?, y, &c, &eps)
+            Op::Softmax
+            | Op::SoftmaxBackward
+            | Op::LayerNorm { .. }
+            | Op::LayerNormBackward { .. } => {
+                let xs = (0..inputs.len()).map(x).collect::<Result<Vec<_>>>()?;
+                self.row_op(op, s, &xs, last(0), y)
             }
             Op::LayerNormBackwardWeight { eps } => {
                 let (xf, dy) = (f32s(name, &inputs[0])?, f32s(name, &inputs[1])?);
@@ -96,6 +84,22 @@ impl Launch<'_> {
             _ => Err(Error::internal(format!(
                 "{name}: routed to the wrong kernel family"
             ))),
+        }
+    }
+
+    /// The one-block-per-row kernels: softmax and layer norm, forward and backward.
+    fn row_op(&self, op: &Op, s: &str, xs: &[&Fl], c: usize, y: &mut FlMut) -> Result<()> {
+        let (cfg, c64) = (rows(y.len() / c)?, c as i64);
+        match *op {
+            Op::Softmax => launch!(self, format!("softmax_forward_{s}"), cfg; xs[0], y, &c64),
+            Op::SoftmaxBackward => {
+                launch!(self, format!("softmax_backward_{s}"), cfg; xs[0], xs[1], y, &c64)
+            }
+            Op::LayerNorm { eps } => launch!(self, format!("layer_norm_forward_{s}"), cfg;
+                xs[0], xs[1], xs[2], y, &c64, &eps),
+            Op::LayerNormBackward { eps } => launch!(self, format!("layer_norm_backward_{s}"), cfg;
+                xs[0], xs[1], xs[2], y, &c64, &eps),
+            _ => Err(Error::internal(format!("{}: not a row op", op.name()))),
         }
     }
 

@@ -3,8 +3,8 @@
 
 use super::{Launch, elems, launch};
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DeviceRepr};
-use weft_core::Result;
 use weft_core::exec::UpdateRule;
+use weft_core::{Error, Result};
 
 /// Mirrors optim.cu's `SgdArgs`.
 #[repr(C)]
@@ -38,6 +38,60 @@ unsafe impl DeviceRepr for SgdArgs {}
 // SAFETY: as above.
 unsafe impl DeviceRepr for AdamArgs {}
 
+impl SgdArgs {
+    fn new(rule: &UpdateRule, step: u64) -> Option<SgdArgs> {
+        let UpdateRule::Sgd {
+            lr,
+            momentum,
+            dampening,
+            nesterov,
+            weight_decay,
+        } = *rule
+        else {
+            return None;
+        };
+        Some(SgdArgs {
+            lr,
+            momentum,
+            damp: (1.0 - dampening as f64) as f32,
+            weight_decay,
+            nesterov: i32::from(nesterov),
+            first: i32::from(step <= 1),
+        })
+    }
+}
+
+impl AdamArgs {
+    /// The step's scalars, as the CPU's `AdamScalars` computes them (f64, then rounded).
+    fn new(rule: &UpdateRule, step: u64) -> Option<AdamArgs> {
+        let UpdateRule::Adam {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            decoupled,
+        } = *rule
+        else {
+            return None;
+        };
+        let t = step.max(1) as i32;
+        let (b1, b2, lr) = (beta1 as f64, beta2 as f64, lr as f64);
+        let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        Some(AdamArgs {
+            one_minus_beta1: (1.0 - b1) as f32,
+            one_minus_beta2: (1.0 - b2) as f32,
+            beta2,
+            eps,
+            weight_decay,
+            decay: (1.0 - lr * weight_decay as f64) as f32,
+            neg_step_size: (-(lr / bc1)) as f32,
+            bc2_sqrt: bc2.sqrt() as f32,
+            decoupled: i32::from(decoupled),
+        })
+    }
+}
+
 impl Launch<'_> {
     pub fn update(
         &self,
@@ -51,60 +105,21 @@ impl Launch<'_> {
             return Ok(());
         }
         let (n, cfg) = (p.len() as i64, elems(p.len()));
-        match *rule {
-            UpdateRule::Sgd {
-                lr,
-                momentum,
-                dampening,
-                nesterov,
-                weight_decay,
-            } => {
-                let a = SgdArgs {
-                    lr,
-                    momentum,
-                    damp: (1.0 - dampening as f64) as f32,
-                    weight_decay,
-                    nesterov: i32::from(nesterov),
-                    first: i32::from(step <= 1),
-                };
-                match state.pop() {
-                    Some(buf) => {
-                        launch!(self, "sgd_update_f32".to_string(), cfg; p, g, buf, &n, &a)
-                    }
-                    None => {
-                        let null = 0u64;
-                        launch!(self, "sgd_update_f32".to_string(), cfg; p, g, &null, &n, &a)
-                    }
+        if let Some(a) = SgdArgs::new(rule, step) {
+            return match state.pop() {
+                Some(buf) => launch!(self, "sgd_update_f32".to_string(), cfg; p, g, buf, &n, &a),
+                None => {
+                    // No momentum buffer: the kernel gets a null pointer.
+                    let null = 0u64;
+                    launch!(self, "sgd_update_f32".to_string(), cfg; p, g, &null, &n, &a)
                 }
-            }
-            UpdateRule::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                decoupled,
-            } => {
-                let t = step.max(1) as i32;
-                let (b1, b2, lr) = (beta1 as f64, beta2 as f64, lr as f64);
-                let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-                let a = AdamArgs {
-                    one_minus_beta1: (1.0 - b1) as f32,
-                    one_minus_beta2: (1.0 - b2) as f32,
-                    beta2,
-                    eps,
-                    weight_decay,
-                    decay: (1.0 - lr * weight_decay as f64) as f32,
-                    neg_step_size: (-(lr / bc1)) as f32,
-                    bc2_sqrt: bc2.sqrt() as f32,
-                    decoupled: i32::from(decoupled),
-                };
-                let (v, m) = (state.pop(), state.pop());
-                let (Some(m), Some(v)) = (m, v) else {
-                    return Err(weft_core::Error::internal("adam: needs two state buffers"));
-                };
-                launch!(self, "adam_update_f32".to_string(), cfg; p, g, m, v, &n, &a)
-            }
+            };
         }
+        let a = AdamArgs::new(rule, step).ok_or_else(|| Error::internal("update: unknown rule"))?;
+        let (v, m) = (state.pop(), state.pop());
+        let (Some(m), Some(v)) = (m, v) else {
+            return Err(Error::internal("adam: needs two state buffers"));
+        };
+        launch!(self, "adam_update_f32".to_string(), cfg; p, g, m, v, &n, &a)
     }
 }

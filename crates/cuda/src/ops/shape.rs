@@ -75,22 +75,7 @@ fn plan(op: &Op, shapes: &[&[usize]], out: &[usize]) -> Result<Vec<Copy>> {
             ys,
             dims: x.to_vec(),
         }],
-        Op::Concat { axis } => {
-            let mut at = 0;
-            let mut copies = Vec::with_capacity(shapes.len());
-            for (i, s) in shapes.iter().enumerate() {
-                copies.push(Copy {
-                    input: i,
-                    x_off: 0,
-                    xs: strides_of(name, s)?,
-                    y_off: (at * out_strides[axis]) as i64,
-                    ys,
-                    dims: s.to_vec(),
-                });
-                at += s[axis];
-            }
-            copies
-        }
+        Op::Concat { axis } => concat(name, shapes, axis, ys, &out_strides)?,
         Op::Expand { .. } => vec![Copy {
             input: 0,
             x_off: 0,
@@ -101,6 +86,30 @@ fn plan(op: &Op, shapes: &[&[usize]], out: &[usize]) -> Result<Vec<Copy>> {
         }],
         _ => return Err(Error::internal(format!("{name}: not a data-movement op"))),
     })
+}
+
+/// One copy per part, each placed at its running offset along `axis`.
+fn concat(
+    name: &str,
+    shapes: &[&[usize]],
+    axis: usize,
+    ys: Dims,
+    out_strides: &[usize],
+) -> Result<Vec<Copy>> {
+    let mut at = 0;
+    let mut copies = Vec::with_capacity(shapes.len());
+    for (i, s) in shapes.iter().enumerate() {
+        copies.push(Copy {
+            input: i,
+            x_off: 0,
+            xs: strides_of(name, s)?,
+            y_off: (at * out_strides[axis]) as i64,
+            ys,
+            dims: s.to_vec(),
+        });
+        at += s[axis];
+    }
+    Ok(copies)
 }
 
 impl Launch<'_> {

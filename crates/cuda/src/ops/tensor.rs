@@ -110,28 +110,37 @@ impl Launch<'_> {
                 launch!(self, format!("scale_{s}"), cfg; x(0), y, &factor, &n)
             }
             Op::SumTo { .. } => self.sum_to(name, s, x(0), inputs[0].shape, y, shape),
-            Op::Reduce { op: r, axis, .. } => {
-                let (outer, len, inner) = split(inputs[0].shape, axis);
+            Op::Reduce { .. } | Op::MaxBackward { .. } => {
+                self.reduce(op, s, &xs, inputs[0].shape, y)
+            }
+            _ => Err(Error::internal(format!("{name}: not a tensor op"))),
+        }
+    }
+
+    /// Reduce over one axis (sum, mean, max) and max's backward.
+    fn reduce(&self, op: &Op, s: &str, xs: &[Fl], shape: &[usize], y: &mut FlMut) -> Result<()> {
+        let (Op::Reduce { axis, .. } | Op::MaxBackward { axis, .. }) = *op else {
+            return Err(Error::internal(format!("{}: not a reduction", op.name())));
+        };
+        let (outer, len, inner) = split(shape, axis);
+        match *op {
+            Op::Reduce { op: r, .. } => {
                 if r == ReduceOp::Max && len == 0 {
                     return Err(Error::shape(
                         "max",
-                        format!("axis {axis} of {:?} is empty", inputs[0].shape),
+                        format!("axis {axis} of {shape:?} is empty"),
                     ));
                 }
                 let c = reduce_code(r);
-                launch!(self, format!("reduce_forward_{s}"), cfg;
-                    &c, x(0), y, &outer, &len, &inner)
+                launch!(self, format!("reduce_forward_{s}"), elems(y.len());
+                    &c, &xs[0], y, &outer, &len, &inner)
             }
-            Op::MaxBackward { axis, .. } => {
-                let (outer, len, inner) = split(inputs[0].shape, axis);
-                if len == 0 || outer * inner == 0 {
-                    return Ok(());
-                }
+            _ if len == 0 || outer * inner == 0 => Ok(()),
+            _ => {
                 let cfg = elems((outer * inner) as usize);
                 launch!(self, format!("max_backward_{s}"), cfg;
-                    x(0), x(1), y, &outer, &len, &inner)
+                    &xs[0], &xs[1], y, &outer, &len, &inner)
             }
-            _ => Err(Error::internal(format!("{name}: not a tensor op"))),
         }
     }
 
