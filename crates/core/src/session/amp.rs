@@ -7,7 +7,7 @@ use super::options::TrainerOptions;
 use crate::config::{AmpDtype, AmpLevel, LossScale};
 use crate::error::Result;
 use crate::ir::{DType, Graph};
-use crate::passes::{AmpReport, mixed_precision, run_pass, scale_loss_seed};
+use crate::passes::{AmpReport, mixed_precision, recast_parameters, run_pass, scale_loss_seed};
 
 /// Dynamic scaling's constants (PyTorch's defaults).
 const INITIAL_SCALE: f32 = 32768.0;
@@ -72,14 +72,19 @@ pub(super) fn amp_forward(
     Ok((g, report))
 }
 
-/// fp16 under AMP scales the loss (bf16 has f32's range and is not scaled); the scaler, and
-/// backward's seed made the step's loss scale.
-pub(super) fn loss_scaling(
+/// The differentiated graph under AMP: parameters cast again where backward reads them, and
+/// for fp16 (bf16 has f32's range and is not scaled) backward's seed made the step's loss
+/// scale, with the scaler that sets it.
+pub(super) fn amp_backward(
     graph: Graph,
     options: &TrainerOptions,
 ) -> Result<(Graph, Option<LossScaler>)> {
     let amp = &options.config.amp;
-    if amp.level == AmpLevel::Off || amp.dtype != AmpDtype::Fp16 {
+    if amp.level == AmpLevel::Off {
+        return Ok((graph, None));
+    }
+    let graph = run_pass(graph, recast_parameters)?;
+    if amp.dtype != AmpDtype::Fp16 {
         return Ok((graph, None));
     }
     let (scale, dynamic) = match amp.loss_scale {

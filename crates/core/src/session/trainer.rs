@@ -3,7 +3,7 @@
 //! executor per device (threads) -> communicators; a step runs every device's pipeline work in
 //! parallel, reduces gradients across replicas, clips by the global norm and updates.
 
-use super::amp::{LossScaler, amp_forward, loss_scaling};
+use super::amp::{LossScaler, amp_backward, amp_forward};
 use super::compile::{
     auto_partition, device_count, input_specs, recompute_activations, stage_slicing,
 };
@@ -123,7 +123,7 @@ impl Trainer {
         let resolved = run_pass(model.clone(), |g| resolve_batch(g, micro_rows))?;
         let (resolved, amp_report) = amp_forward(resolved, &options)?;
         let compiled = run_pass(resolved, differentiate)?;
-        let (compiled, scaler) = loss_scaling(compiled, &options)?;
+        let (compiled, scaler) = amp_backward(compiled, &options)?;
         let compiled = recompute_activations(compiled, &options)?;
         let stages = assign_stages(&compiled)?;
         layout.check_communication(&options, &compiled)?;
