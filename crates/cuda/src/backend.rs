@@ -189,7 +189,9 @@ impl Backend for CudaBackend {
             Op::Cast { .. } => l.cast(inputs[0].buf, out),
             Op::LossScale => l.fill(out, ctx.loss_scale),
             _ if ops::moves_data(op) => ops::dispatch(&l, op, inputs, out, out_shape, ctx),
-            _ if ops::touches_half(inputs, out) && !ops::uniform_float(inputs, out) => {
+            _ if ops::touches_half(inputs, out)
+                && !(ops::native_half(op) && ops::uniform_float(inputs, out)) =>
+            {
                 l.execute_widened(op, inputs, out, out_shape, ctx)
             }
             _ => ops::dispatch(&l, op, inputs, out, out_shape, ctx),

@@ -202,6 +202,27 @@ pub fn uniform_float(inputs: &[TensorRef<'_, CudaBuffer>], out: &CudaBuffer) -> 
     d.is_float() && inputs.iter().all(|t| !t.dtype.is_float() || t.dtype == d)
 }
 
+/// Ops whose kernels take one float type for all their float tensors (instantiated for f32,
+/// bf16 and f16); the rest read or write f32 only and take 16-bit tensors widened.
+pub fn native_half(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Unary(_)
+            | Op::UnaryBackward(_)
+            | Op::Binary(_)
+            | Op::Scale { .. }
+            | Op::SumTo { .. }
+            | Op::SoftmaxBackward
+            | Op::LayerNorm { .. }
+            | Op::LayerNormBackward { .. }
+            | Op::MatMul { .. }
+            | Op::CausalAttention { .. }
+            | Op::CausalAttentionBackward { .. }
+            | Op::Dropout { .. }
+            | Op::DropoutBackward { .. }
+    )
+}
+
 /// Ops that only move elements: any dtype, bits copied.
 pub fn moves_data(op: &Op) -> bool {
     matches!(

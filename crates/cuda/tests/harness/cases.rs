@@ -414,6 +414,28 @@ fn mixed_half_cases() -> Vec<Case> {
     );
     vec![
         case(
+            "cross_entropy bf16 logits",
+            Op::CrossEntropy,
+            vec![
+                half(BF16, 109, &[7, 11], -3.0, 3.0),
+                ints(&[7], |i| (i * 3 % 11) as i32),
+            ],
+        ),
+        case(
+            "cross_entropy_backward bf16 logits",
+            Op::CrossEntropyBackward,
+            vec![
+                half(BF16, 109, &[7, 11], -3.0, 3.0),
+                ints(&[7], |i| (i * 3 % 11) as i32),
+                data(110, &[7], 0.0, 1.0),
+            ],
+        ),
+        case(
+            "layer_norm_backward_weight bf16",
+            Op::LayerNormBackwardWeight { eps: 1e-5 },
+            vec![x.clone(), half(BF16, 111, &[6, 40], -1.0, 1.0)],
+        ),
+        case(
             "layer_norm bf16 x, f32 w b",
             Op::LayerNorm { eps: 1e-5 },
             vec![x.clone(), w.clone(), b],
