@@ -27,7 +27,7 @@ fn op_flag(t: bool) -> cublasOperation_t {
 }
 
 /// One product's dimensions.
-struct Geom {
+pub(super) struct Geom {
     m: usize,
     n: usize,
     k: usize,
@@ -39,7 +39,33 @@ struct Geom {
 }
 
 impl Geom {
-    fn config<T>(&self, one: T, zero: T) -> Result<StridedBatchedConfig<T>> {
+    pub(super) fn new(
+        a: &[usize],
+        b: &[usize],
+        trans_a: bool,
+        trans_b: bool,
+        out: &[usize],
+    ) -> Geom {
+        let (ra, rb) = (a.len(), b.len());
+        let (m, k) = if trans_a {
+            (a[ra - 1], a[ra - 2])
+        } else {
+            (a[ra - 2], a[ra - 1])
+        };
+        let n = if trans_b { b[rb - 2] } else { b[rb - 1] };
+        Geom {
+            m,
+            n,
+            k,
+            batch: numel(&out[..out.len() - 2]),
+            trans_a,
+            trans_b,
+            rank_a: ra,
+            rank_b: rb,
+        }
+    }
+
+    pub(super) fn config<T>(&self, one: T, zero: T) -> Result<StridedBatchedConfig<T>> {
         let (m, n, k) = (self.m, self.n, self.k);
         let shared = |rank: usize, size: usize| if rank == 2 { 0 } else { size as i64 };
         Ok(StridedBatchedConfig {
@@ -94,27 +120,8 @@ impl Launch<'_> {
         out_shape: &[usize],
     ) -> Result<()> {
         let (a, b) = (&inputs[0], &inputs[1]);
-        let (ra, rb) = (a.shape.len(), b.shape.len());
-        let (m, k) = if trans_a {
-            (a.shape[ra - 1], a.shape[ra - 2])
-        } else {
-            (a.shape[ra - 2], a.shape[ra - 1])
-        };
-        let n = if trans_b {
-            b.shape[rb - 2]
-        } else {
-            b.shape[rb - 1]
-        };
-        let g = Geom {
-            m,
-            n,
-            k,
-            batch: numel(&out_shape[..out_shape.len() - 2]),
-            trans_a,
-            trans_b,
-            rank_a: ra,
-            rank_b: rb,
-        };
+        let g = Geom::new(a.shape, b.shape, trans_a, trans_b, out_shape);
+        let (m, n) = (g.m, g.n);
         if g.batch == 0 || m == 0 || n == 0 {
             return Ok(());
         }

@@ -9,12 +9,16 @@
 //! - `nn`       softmax, cross-entropy, layer norm, embedding, attention, dropout
 //! - `optim`    fused SGD and Adam/AdamW updates
 //! - `widen`    16-bit floats: cast, and every other op run in f32 on widened inputs
+//! - `tests`    the host-side index plans (copies, broadcasts, cuBLAS arguments) checked without
+//!   a GPU, by running the kernels' index arithmetic on the CPU against the CPU backend
 
 mod matmul;
 mod nn;
 mod optim;
 mod shape;
 mod tensor;
+#[cfg(test)]
+mod tests;
 mod widen;
 
 use crate::backend::CudaBackend;

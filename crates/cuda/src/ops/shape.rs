@@ -11,14 +11,14 @@ use weft_core::ir::{Op, strides};
 use weft_core::{Error, Result};
 
 /// One strided copy: `dims` walked in row-major order.
-struct Copy {
+pub(super) struct Copy {
     /// Which input is read.
-    input: usize,
-    x_off: i64,
-    xs: Dims,
-    y_off: i64,
-    ys: Dims,
-    dims: Vec<usize>,
+    pub input: usize,
+    pub x_off: i64,
+    pub xs: Dims,
+    pub y_off: i64,
+    pub ys: Dims,
+    pub dims: Vec<usize>,
 }
 
 fn dims_of(op: &str, v: &[usize]) -> Result<Dims> {
@@ -30,7 +30,7 @@ fn strides_of(op: &str, shape: &[usize]) -> Result<Dims> {
 }
 
 /// The copies that implement `op` (x shapes in `shapes`, output `out`).
-fn plan(op: &Op, shapes: &[&[usize]], out: &[usize]) -> Result<Vec<Copy>> {
+pub(super) fn plan(op: &Op, shapes: &[&[usize]], out: &[usize]) -> Result<Vec<Copy>> {
     let name = op.name();
     let ys = strides_of(name, out)?;
     let out_strides = strides(out);

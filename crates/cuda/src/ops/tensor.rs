@@ -60,6 +60,23 @@ pub(super) fn broadcast_strides(op: &str, shape: &[usize], out: &[usize]) -> Res
     Ok(Dims(s))
 }
 
+/// sum_to's kernel arguments: the input dims, the output's dims right-aligned to the input's
+/// rank (1 on the leading reduced dims), and how many inputs each output sums.
+pub(super) fn sum_to_dims(
+    name: &str,
+    in_shape: &[usize],
+    out_shape: &[usize],
+) -> Result<(Dims, Dims, i64)> {
+    let mut aligned = vec![1usize; in_shape.len() - out_shape.len()];
+    aligned.extend_from_slice(out_shape);
+    let per = numel(in_shape) / numel(out_shape).max(1);
+    Ok((
+        Dims::of(name, in_shape)?,
+        Dims::of(name, &aligned)?,
+        per as i64,
+    ))
+}
+
 /// [outer, len, inner] of `shape` around `axis`.
 pub(super) fn split(shape: &[usize], axis: usize) -> (i64, i64, i64) {
     let outer = numel(&shape[..axis]) as i64;
@@ -153,13 +170,9 @@ impl Launch<'_> {
         y: &mut FlMut,
         out_shape: &[usize],
     ) -> Result<()> {
-        // The output's dims right-aligned to the input's rank (1 on the leading reduced dims).
-        let mut aligned = vec![1usize; in_shape.len() - out_shape.len()];
-        aligned.extend_from_slice(out_shape);
-        let (in_dims, out_dims) = (Dims::of(name, in_shape)?, Dims::of(name, &aligned)?);
+        let (in_dims, out_dims, per) = sum_to_dims(name, in_shape, out_shape)?;
         let rank = in_shape.len() as i32;
         let n_out = y.len() as i64;
-        let per = (numel(in_shape) / y.len()) as i64;
         launch!(self, format!("sum_to_{s}"), elems(y.len());
             x, &in_dims, y, &out_dims, &rank, &n_out, &per)
     }
