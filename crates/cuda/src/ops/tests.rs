@@ -189,7 +189,7 @@ fn sum_to(x: &[f32], ind: &Dims, outd: &Dims, rank: usize, n_out: usize, per: i6
 /// definition: C[i + j ldc] = sum_l op(A)[i, l] op(B)[l, j].
 fn gemm(g: &Geom, a: &[f32], b: &[f32], c: &mut [f32]) {
     use cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_T;
-    let cfg = g.config(1.0f32, 0.0).unwrap().clone();
+    let cfg = g.config(1.0f32, 0.0).unwrap();
     let s = cfg.gemm;
     let (m, n, k) = (s.m as usize, s.n as usize, s.k as usize);
     let (lda, ldb, ldc) = (s.lda as usize, s.ldb as usize, s.ldc as usize);
