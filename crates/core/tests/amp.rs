@@ -180,3 +180,25 @@ fn fp16_without_loss_scaling_warns_with_the_reason() {
     assert_eq!(t.warnings().len(), 1);
     assert!(t.warnings()[0].contains("underflow"), "{:?}", t.warnings());
 }
+
+#[test]
+fn a_checkpoint_keeps_the_loss_scale_and_skipped_steps() {
+    let dir = std::env::temp_dir().join(format!("weft-amp-ckpt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let compile =
+        || Trainer::compile(model(1), options(1, 1, "PreferBackward", amp("fp16"))).unwrap();
+    let mut t = compile();
+    t.step(&batch(0)).unwrap();
+    t.set_loss_scale(65536.0 * 65536.0).unwrap();
+    assert!(t.step(&batch(1)).unwrap().skipped);
+    t.save(&dir, Value::Null).unwrap();
+    let mut back = compile();
+    back.load(&dir).unwrap();
+    let (a, b) = (t.step(&batch(2)).unwrap(), back.step(&batch(2)).unwrap());
+    assert_eq!(
+        (a.loss_scale, a.skipped_steps),
+        (b.loss_scale, b.skipped_steps)
+    );
+    assert_eq!(a.loss, b.loss);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -25,6 +25,27 @@ pub struct LossScaler {
 }
 
 impl LossScaler {
+    /// The state a checkpoint keeps.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"scale": self.scale, "good_steps": self.good_steps, "skipped": self.skipped})
+    }
+
+    /// Continue from a checkpoint's state (fields it lacks keep their values).
+    pub fn restore(&mut self, saved: &serde_json::Value) {
+        if let Some(s) = saved["scale"]
+            .as_f64()
+            .filter(|s| s.is_finite() && *s > 0.0)
+        {
+            self.scale = s as f32;
+        }
+        if let Some(g) = saved["good_steps"].as_u64() {
+            self.good_steps = g;
+        }
+        if let Some(k) = saved["skipped"].as_u64() {
+            self.skipped = k;
+        }
+    }
+
     /// One step's outcome: with finite gradients the scale may grow; without, a dynamic scale
     /// halves (floor 1) and the step is to be skipped. Returns whether to skip.
     pub fn update(&mut self, finite: bool) -> bool {
