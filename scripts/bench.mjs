@@ -226,6 +226,19 @@ async function offloadBench() {
     ` | step ${fmt(off.ms)} vs ${fmt(plain.ms)} ms`);
 }
 
+// M, mixed precision: W2 on one device, activation peak and step time with amp.level='O1' in
+// bf16 and fp16 against f32. The CPU kernels widen 16-bit inputs to f32, so on CPU the gain is
+// memory only (the speed is a GPU matter).
+async function ampBench() {
+  const plain = await w2OneDevice({});
+  for (const dtype of ['bf16', 'fp16']) {
+    const low = await w2OneDevice({ amp: { level: 'O1', dtype } });
+    const [a, p] = [low.memory.activations, plain.memory.activations];
+    console.log(`M  W2 amp O1 ${dtype} | activations ${mib(a)} vs ${mib(p)} f32: ratio ${fmt(a / p, 3)}` +
+      ` | device peak ${mib(low.memory.peak_total)} vs ${mib(plain.memory.peak_total)} | step ${fmt(low.ms)} vs ${fmt(plain.ms)} ms`);
+  }
+}
+
 // M, prediction: each layout's predicted per-device peak (`weft plan`) against the peak the
 // allocator measured over two steps of W2.
 async function memoryPrediction() {
@@ -241,6 +254,8 @@ async function memoryPrediction() {
     ['offload v0', 1, { offload: { level: 'v0' } }],
     ['dp2 x pp2 m4 zero v1 recompute', 4, { auto: { autoParallel: true }, pipeline: { numStages: 2, numMicroBatch: 4 }, zero: { level: 'v1' }, gradientCheckpoint: { type: 'auto' } }],
     ['dp2 x pp2 m4 zero v2', 4, { auto: { autoParallel: true }, pipeline: { numStages: 2, numMicroBatch: 4 }, zero: { level: 'v2' } }],
+    ['amp bf16', 1, { amp: { level: 'O1' } }],
+    ['dp2 x pp2 m4 amp fp16 zero v2 recompute', 4, { auto: { autoParallel: true }, pipeline: { numStages: 2, numMicroBatch: 4 }, zero: { level: 'v2' }, amp: { level: 'O1', dtype: 'fp16' }, gradientCheckpoint: { type: 'auto' } }],
   ];
   for (const [name, devices, config] of layouts) {
     const trainer = await w2Trainer({ config, devices, threads: 1 });
@@ -269,5 +284,6 @@ if (only.includes('M')) {
   await m();
   await recomputeBench();
   await offloadBench();
+  await ampBench();
   await memoryPrediction();
 }

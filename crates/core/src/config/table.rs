@@ -214,9 +214,11 @@ config_table! {
             default: AmpLevel::Off, min: None, origin: Epl,
             unsupported: None,
             doc: "Off when empty; 'o1' (any case): mixed precision by graph rewrite: matmuls \
-                  and attention in amp.dtype, softmax, norms, losses and reductions in f32, \
-                  elementwise ops following their inputs; casts inserted just in time, f32 \
-                  master weights and optimizer state, no low-precision weight copies.",
+                  and attention in amp.dtype; layer norm and cross-entropy read 16-bit inputs \
+                  and compute in f32; softmax, reductions and embedding lookups in f32; \
+                  elementwise ops in 16 bits when an input is; f32 master weights and \
+                  optimizer state, parameters cast just in time in forward and again in \
+                  backward (no low-precision weight copies kept).",
         }
         debug_log: bool {
             default: false, min: None, origin: Epl,
@@ -226,8 +228,9 @@ config_table! {
         loss_scale: LossScale {
             default: LossScale::Dynamic, min: None, origin: Epl,
             unsupported: None,
-            doc: "'dynamic' (start 2^15, x2 after 2000 finite steps, /2 and skip the step on \
-                  overflow, floor 1) or a fixed positive factor.",
+            doc: "fp16 only (bf16 has f32's range): 'dynamic' (start 2^15, x2 after 2000 \
+                  finite steps, /2 and skip the step on overflow, floor 1) or a fixed positive \
+                  factor (1 warns: small gradients underflow).",
         }
         dtype: AmpDtype {
             default: AmpDtype::Bf16, min: None, origin: Weft,

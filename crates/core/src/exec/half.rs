@@ -39,13 +39,26 @@ pub fn narrow_one(dtype: DType, x: f32) -> u16 {
     }
 }
 
+/// Elements per parallel conversion task: conversions are memory-bound, so only large buffers
+/// are worth spreading over the pool's threads.
+const CHUNK: usize = 1 << 15;
+
 /// A float buffer's values as f32: borrowed when it is f32, widened when it is 16-bit.
 pub fn widen(data: &HostData) -> Option<Cow<'_, [f32]>> {
+    use rayon::prelude::*;
     match data {
         HostData::F32(v) => Some(Cow::Borrowed(v)),
         HostData::BF16(v) | HostData::F16(v) => {
             let dtype = data.dtype();
-            Some(Cow::Owned(v.iter().map(|&b| widen_one(dtype, b)).collect()))
+            let mut out = vec![0.0f32; v.len()];
+            out.par_chunks_mut(CHUNK)
+                .zip(v.par_chunks(CHUNK))
+                .for_each(|(o, b)| {
+                    o.iter_mut()
+                        .zip(b)
+                        .for_each(|(o, &b)| *o = widen_one(dtype, b))
+                });
+            Some(Cow::Owned(out))
         }
         HostData::I32(_) => None,
     }
@@ -53,13 +66,18 @@ pub fn widen(data: &HostData) -> Option<Cow<'_, [f32]>> {
 
 /// Overwrite a float buffer with `values`, rounding them to its type.
 pub fn narrow_into(values: &[f32], out: &mut HostData) {
+    use rayon::prelude::*;
     let dtype = out.dtype();
     match out {
         HostData::F32(v) => v.copy_from_slice(values),
         HostData::BF16(v) | HostData::F16(v) => v
-            .iter_mut()
-            .zip(values)
-            .for_each(|(o, &x)| *o = narrow_one(dtype, x)),
+            .par_chunks_mut(CHUNK)
+            .zip(values.par_chunks(CHUNK))
+            .for_each(|(o, x)| {
+                o.iter_mut()
+                    .zip(x)
+                    .for_each(|(o, &x)| *o = narrow_one(dtype, x))
+            }),
         HostData::I32(_) => {}
     }
 }

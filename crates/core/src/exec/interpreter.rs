@@ -250,19 +250,26 @@ impl<B: Backend> Executor<B> {
         self.slot(mb);
         // Taken out for the run so `act` can borrow the executor mutably; put back after.
         let actions = std::mem::take(self.program.list_mut(kind));
-        let result = actions.iter().try_for_each(|a| {
-            self.act(a, mb, inputs, ctx, link)?;
-            match (a, on_grad.as_deref_mut()) {
-                (Action::AccumulateGrad { param, .. }, Some(hook)) => {
-                    self.notify(*param, hook)?;
-                    if self.release_notified {
-                        self.release_grad(*param);
+        let mut run = |ex: &mut Self| {
+            actions.iter().try_for_each(|a| {
+                ex.act(a, mb, inputs, ctx, link)?;
+                match (a, on_grad.as_deref_mut()) {
+                    (Action::AccumulateGrad { param, .. }, Some(hook)) => {
+                        ex.notify(*param, hook)?;
+                        if ex.release_notified {
+                            ex.release_grad(*param);
+                        }
+                        Ok(())
                     }
-                    Ok(())
+                    _ => Ok(()),
                 }
-                _ => Ok(()),
-            }
-        });
+            })
+        };
+        // ZeRO v2: a thread gathers the next parameter while this one is in use.
+        let result = match self.prefetch_order(&actions, link) {
+            Some((order, comm)) => self.run_prefetching(order, comm, run),
+            None => run(self),
+        };
         *self.program.list_mut(kind) = actions;
         if result.is_err() {
             self.release_transients();

@@ -3,7 +3,26 @@
 //! chunk]` (see `ir::Cut`), so a packed q|k|v weight gives each device whole heads of each.
 
 use crate::error::{Error, Result};
-use crate::ir::Cut;
+use crate::ir::{Cut, Op};
+
+/// The ops of tensor, vocabulary and expert parallelism, which only the CPU backend (and, for
+/// the collectives, the executor) runs in this build.
+pub fn cpu_only(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::TpCopy
+            | Op::TpReduce
+            | Op::TpGather { .. }
+            | Op::TpShard { .. }
+            | Op::TpGatherPartial { .. }
+            | Op::TpReduceScatter { .. }
+            | Op::TpMax
+            | Op::ColumnMask { .. }
+            | Op::VocabOneHot { .. }
+            | Op::MoeGate { .. }
+            | Op::MoeGateBackward { .. }
+    )
+}
 
 /// (outer, chunk, inner) of whole dims `dims` under `cut`: the axis is `groups x parts x chunk`.
 fn geometry(dims: &[usize], cut: Cut) -> Result<(usize, usize, usize)> {

@@ -483,7 +483,7 @@ fn infer_attention(op: &Op, qkv: &TensorType, heads: usize) -> Result<TensorType
 }
 
 fn infer_cross_entropy(op: &Op, logits: &TensorType, labels: &TensorType) -> Result<TensorType> {
-    want_dtype(op, "logits", logits, DType::F32)?;
+    want_float(op, "logits", logits)?;
     want_dtype(op, "labels", labels, DType::I32)?;
     if logits.shape.rank() != 2
         || labels.shape.rank() != 1

@@ -7,10 +7,15 @@
 //! The classes (PyTorch autocast's lists, for weft's ops):
 //! - low: matmuls and attention, the ops whose f32 cost is bandwidth and whose sums the
 //!   kernels accumulate in f32;
-//! - f32: everything numerically touchy: softmax, layer norm, reductions, losses, embedding
-//!   lookups;
-//! - follow: elementwise and data movement run in the low type when every activation they read
-//!   is low (parameters are cast to match, as a linear layer's bias), else in f32.
+//! - wide: layer norm and cross-entropy read any float type and compute in f32 (their kernels
+//!   widen on load and accumulate in f32), so a 16-bit input needs no f32 copy kept for backward;
+//!   layer norm's output keeps its input's type, the loss is f32;
+//! - f32: everything else numerically touchy: softmax, reductions, embedding lookups;
+//! - follow: elementwise and data movement run in the low type when an activation they read is
+//!   low (parameters are cast to match, as a linear layer's bias), else in f32. So the residual
+//!   stream is low from the first block on, as Megatron-LM keeps it by default
+//!   (`fp32_residual_connection` off): that is what halves activation memory; layer norm still
+//!   sums it in f32.
 
 use crate::error::Result;
 use crate::ir::{DType, Graph, Node, NodeId, Op, Phase, TensorType, infer};
@@ -20,6 +25,7 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
     Low,
+    Wide,
     Full,
     Follow,
 }
@@ -28,6 +34,7 @@ pub enum Precision {
 pub fn precision_of(op: &Op) -> Precision {
     match op {
         Op::MatMul { .. } | Op::CausalAttention { .. } => Precision::Low,
+        Op::LayerNorm { .. } | Op::CrossEntropy => Precision::Wide,
         Op::Unary(_)
         | Op::Binary(_)
         | Op::Scale { .. }
@@ -76,7 +83,10 @@ pub fn mixed_precision(graph: Graph, low: DType) -> Result<(Graph, AmpReport)> {
         let inputs = n
             .inputs
             .iter()
-            .map(|&x| r.cast(r.new_id[x.index()], target, n))
+            .map(|&x| match target {
+                Some(t) => r.cast(r.new_id[x.index()], t, n),
+                None => Ok(r.new_id[x.index()]),
+            })
             .collect::<Result<Vec<_>>>()?;
         let types: Vec<TensorType> = inputs.iter().map(|&x| r.type_of(x)).collect();
         let out = infer(&n.op, &types)?;
@@ -155,10 +165,12 @@ impl Rewrite<'_> {
         }
     }
 
-    /// The type an op runs in: its class, and for `follow` the activations it reads.
-    fn target(&self, n: &Node, low: DType) -> DType {
-        match precision_of(&n.op) {
+    /// The type an op's float inputs are cast to: its class, and for `follow` the
+    /// activations it reads (None: `wide` reads them as they are).
+    fn target(&self, n: &Node, low: DType) -> Option<DType> {
+        Some(match precision_of(&n.op) {
             Precision::Low => low,
+            Precision::Wide => return None,
             Precision::Full => DType::F32,
             Precision::Follow => {
                 let activations: Vec<DType> = n
@@ -173,13 +185,13 @@ impl Rewrite<'_> {
                     .map(|x| self.nodes[self.new_id[x.index()].index()].dtype)
                     .filter(|d| d.is_float())
                     .collect();
-                if !activations.is_empty() && activations.iter().all(|&d| d == low) {
+                if activations.contains(&low) {
                     low
                 } else {
                     DType::F32
                 }
             }
-        }
+        })
     }
 
     /// `x` as `to` for `consumer` (integers and values already of that type as they are).
@@ -206,6 +218,24 @@ impl Rewrite<'_> {
         self.report.casts += 1;
         Ok(c)
     }
+}
+
+/// After autodiff: backward casts each parameter again where it reads it instead of keeping
+/// forward's cast alive until then, so no low-precision weight copy lives across the step (EPL's
+/// memory-efficient AMP). The recompute pass does it, keeping every other forward value.
+pub fn recast_parameters(graph: Graph) -> Result<Graph> {
+    let is_param_cast = |n: &Node| {
+        matches!(n.op, Op::Cast { .. })
+            && matches!(graph.node(n.inputs[0]).op, Op::Parameter { .. })
+    };
+    let keep = graph
+        .ids()
+        .filter(|&id| {
+            let n = graph.node(id);
+            n.phase == Phase::Forward && !is_param_cast(n)
+        })
+        .collect();
+    crate::passes::recompute(graph.clone(), &keep, None)
 }
 
 /// Seed backward with the step's loss scale instead of 1 (fp16 loss scaling): the seed is the

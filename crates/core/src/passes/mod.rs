@@ -8,7 +8,9 @@ mod resolve_batch;
 mod stages;
 mod tensor_split;
 
-pub use amp::{AmpReport, Precision, mixed_precision, precision_of, scale_loss_seed};
+pub use amp::{
+    AmpReport, Precision, mixed_precision, precision_of, recast_parameters, scale_loss_seed,
+};
 pub use auto_stage::{
     AutoStageReport, StageCost, StagePolicy, auto_stages, block_ends, equal_op_count_stages,
     sqrt_segment_ends, stage_costs,

@@ -7,7 +7,7 @@ use super::options::TrainerOptions;
 use crate::config::{AmpDtype, AmpLevel, LossScale};
 use crate::error::Result;
 use crate::ir::{DType, Graph};
-use crate::passes::{AmpReport, mixed_precision, run_pass, scale_loss_seed};
+use crate::passes::{AmpReport, mixed_precision, recast_parameters, run_pass, scale_loss_seed};
 
 /// Dynamic scaling's constants (PyTorch's defaults).
 const INITIAL_SCALE: f32 = 32768.0;
@@ -25,6 +25,27 @@ pub struct LossScaler {
 }
 
 impl LossScaler {
+    /// The state a checkpoint keeps.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"scale": self.scale, "good_steps": self.good_steps, "skipped": self.skipped})
+    }
+
+    /// Continue from a checkpoint's state (fields it lacks keep their values).
+    pub fn restore(&mut self, saved: &serde_json::Value) {
+        if let Some(s) = saved["scale"]
+            .as_f64()
+            .filter(|s| s.is_finite() && *s > 0.0)
+        {
+            self.scale = s as f32;
+        }
+        if let Some(g) = saved["good_steps"].as_u64() {
+            self.good_steps = g;
+        }
+        if let Some(k) = saved["skipped"].as_u64() {
+            self.skipped = k;
+        }
+    }
+
     /// One step's outcome: with finite gradients the scale may grow; without, a dynamic scale
     /// halves (floor 1) and the step is to be skipped. Returns whether to skip.
     pub fn update(&mut self, finite: bool) -> bool {
@@ -72,14 +93,19 @@ pub(super) fn amp_forward(
     Ok((g, report))
 }
 
-/// fp16 under AMP scales the loss (bf16 has f32's range and is not scaled); the scaler, and
-/// backward's seed made the step's loss scale.
-pub(super) fn loss_scaling(
+/// The differentiated graph under AMP: parameters cast again where backward reads them, and
+/// for fp16 (bf16 has f32's range and is not scaled) backward's seed made the step's loss
+/// scale, with the scaler that sets it.
+pub(super) fn amp_backward(
     graph: Graph,
     options: &TrainerOptions,
 ) -> Result<(Graph, Option<LossScaler>)> {
     let amp = &options.config.amp;
-    if amp.level == AmpLevel::Off || amp.dtype != AmpDtype::Fp16 {
+    if amp.level == AmpLevel::Off {
+        return Ok((graph, None));
+    }
+    let graph = run_pass(graph, recast_parameters)?;
+    if amp.dtype != AmpDtype::Fp16 {
         return Ok((graph, None));
     }
     let (scale, dynamic) = match amp.loss_scale {

@@ -44,9 +44,10 @@ pub(super) fn device_count(options: &TrainerOptions) -> Result<usize> {
             format!("devices cpu:{n}: at most 16 CPU virtual devices"),
         )),
         DeviceSpec::Cuda(_) => Err(Error::Device {
-            message:
-                "no CUDA backend is compiled into this build of weft (weft-cuda is not enabled)"
-                    .into(),
+            message: "training on CUDA is not wired yet: the session runs on the CPU backend only \
+                 (weft-cuda's backend runs every op, but the session is not generic over the \
+                 backend yet); use --devices cpu:N"
+                .into(),
         }),
     }
 }
@@ -180,7 +181,7 @@ pub(super) fn compile_per_tp(
     Option<crate::passes::AmpReport>,
     Option<super::amp::LossScaler>,
 )> {
-    use super::amp::{amp_forward, loss_scaling};
+    use super::amp::{amp_backward, amp_forward};
     let mut graphs = Vec::with_capacity(tp);
     let mut first = None;
     for t in 0..tp {
@@ -200,7 +201,7 @@ pub(super) fn compile_per_tp(
             ));
         }
         let compiled = run_pass(split, crate::autodiff::differentiate)?;
-        let (compiled, scaler) = loss_scaling(compiled, options)?;
+        let (compiled, scaler) = amp_backward(compiled, options)?;
         graphs.push(recompute_activations(compiled, options)?);
         first.get_or_insert((amp_report, scaler));
     }
