@@ -7,7 +7,8 @@
 //! inserts a collective op (`TpReduce`, `TpGather`, `TpShard`), and `TpCopy` marks a replicated
 //! value read by sharded computation so that backward all-reduces its gradient.
 //!
-//! The rules, one per op kind, are in `rules.rs`; an op that meets a sharded input and has no
+//! The rules, one per op kind, are in `rules.rs` (with `shape_rules.rs` and `vocab_experts.rs`);
+//! an op that meets a sharded input and has no
 //! rule is an error naming it (never silently replicated).
 
 mod rules;

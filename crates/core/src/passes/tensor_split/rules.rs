@@ -6,6 +6,8 @@ use super::{Conv, Expand, NodePlan, Place, SplitOptions};
 
 #[path = "shape_rules.rs"]
 mod shape_rules;
+#[path = "vocab_experts.rs"]
+mod vocab_experts;
 use crate::error::{Error, Result};
 use crate::ir::{BinaryOp, Graph, NodeId, Op, ReduceOp, Strategy, UnaryOp};
 
@@ -70,6 +72,40 @@ fn to_rep(p: Place) -> Conv {
         Place::Rep => Conv::Keep,
         Place::Partial => Conv::Reduce,
         Place::Shard { .. } => Conv::Gather,
+    }
+}
+
+/// A matmul's axes: ranks, a's contracted (k) and row (m) axes, b's contracted and column (n).
+#[derive(Debug, Clone, Copy)]
+struct MatmulAxes {
+    ra: usize,
+    rb: usize,
+    a_k: usize,
+    a_m: usize,
+    b_k: usize,
+    b_n: usize,
+}
+
+impl MatmulAxes {
+    fn new(ra: usize, rb: usize, ta: bool, tb: bool) -> Self {
+        let (a_k, a_m) = if ta {
+            (ra - 2, ra - 1)
+        } else {
+            (ra - 1, ra - 2)
+        };
+        let (b_k, b_n) = if tb {
+            (rb - 1, rb - 2)
+        } else {
+            (rb - 2, rb - 1)
+        };
+        MatmulAxes {
+            ra,
+            rb,
+            a_k,
+            a_m,
+            b_k,
+            b_n,
+        }
     }
 }
 
@@ -361,86 +397,6 @@ impl Analysis<'_> {
         }
     }
 
-    /// Vocabulary parallelism: the table is cut by rows (an indivisible vocabulary padded with
-    /// zero rows that no index reaches), each device embeds the indices in its range and the
-    /// rows sum across the group.
-    fn embedding(&mut self, id: NodeId) -> Result<NodePlan> {
-        let node = self.g.node(id);
-        let table = node.inputs[0];
-        if self.undecided(table) {
-            self.places[table.index()] = Some(Place::Shard { axis: 0, groups: 1 });
-        }
-        match self.place(table) {
-            Place::Shard { axis: 0, groups: 1 } => Ok(NodePlan {
-                expand: Some(Expand::VocabEmbedding),
-                ..plan(Place::Partial, vec![Conv::Keep, Conv::Keep], &node.op)
-            }),
-            _ => self.no_rule(id),
-        }
-    }
-
-    /// Cross-entropy of logits sharded on the vocabulary, without gathering them.
-    fn cross_entropy(&mut self, id: NodeId) -> Result<NodePlan> {
-        let node = self.g.node(id);
-        let logits = node.inputs[0];
-        match self.place(logits) {
-            Place::Shard { axis: 1, groups: 1 } => {
-                let valid = self.dims(logits)[1];
-                Ok(NodePlan {
-                    expand: Some(Expand::VocabCrossEntropy { valid }),
-                    ..plan(Place::Rep, vec![Conv::Keep, Conv::Keep], &node.op)
-                })
-            }
-            _ => self.no_rule(id),
-        }
-    }
-
-    /// Expert parallelism: a weight with a leading expert axis (`[E, in, out]`) read by a
-    /// replicated `[N, in]` is cut by experts (each device runs its experts on every token);
-    /// the next per-expert matmul, reading `[E/N, ...]`, cuts its weight the same way.
-    fn experts(
-        &mut self,
-        id: NodeId,
-        a: NodeId,
-        b: NodeId,
-        pa: Place,
-        conv_a: Conv,
-    ) -> Result<Option<NodePlan>> {
-        let (ra, rb) = (self.dims(a).len(), self.dims(b).len());
-        if !self.undecided(b) || rb < 3 {
-            return Ok(None);
-        }
-        let experts = self.dims(b)[0];
-        let axis = match pa {
-            Place::Rep if ra == 2 => 0,
-            Place::Shard { axis: 0, groups: 1 } if ra == rb => 0,
-            _ => return Ok(None),
-        };
-        if !experts.is_multiple_of(self.n) {
-            return Err(self.error(
-                id,
-                format!(
-                    "parameter '{}' holds {experts} experts (axis 0), which do not divide over {} \
-                     devices",
-                    self.param_name(b),
-                    self.n
-                ),
-            ));
-        }
-        self.places[b.index()] = Some(Place::Shard { axis, groups: 1 });
-        let conv_a = match (pa, conv_a) {
-            (Place::Rep, Conv::Keep) => Conv::Copy,
-            (Place::Rep, Conv::Reduce) => Conv::ReduceCopy,
-            (_, c) => c,
-        };
-        let out = Place::Shard { axis, groups: 1 };
-        Ok(Some(plan(
-            out,
-            vec![conv_a, Conv::Keep],
-            &self.g.node(id).op,
-        )))
-    }
-
     /// Whether `id`'s value reaches a softmax or layer norm through bias adds and pointwise
     /// ops (their last axis cannot be sharded).
     fn normalised(&self, id: NodeId) -> bool {
@@ -479,17 +435,8 @@ impl Analysis<'_> {
     fn matmul(&mut self, id: NodeId, ta: bool, tb: bool) -> Result<NodePlan> {
         let node = self.g.node(id);
         let (a, b) = (node.inputs[0], node.inputs[1]);
-        let (ra, rb, ro) = (self.dims(a).len(), self.dims(b).len(), node.shape.rank());
-        let (a_k, a_m) = if ta {
-            (ra - 2, ra - 1)
-        } else {
-            (ra - 1, ra - 2)
-        };
-        let (b_k, b_n) = if tb {
-            (rb - 1, rb - 2)
-        } else {
-            (rb - 2, rb - 1)
-        };
+        let ax = MatmulAxes::new(self.dims(a).len(), self.dims(b).len(), ta, tb);
+        let (a_k, b_k, b_n) = (ax.a_k, ax.b_k, ax.b_n);
         let mut pa = self.place(a);
         let mut conv_a = Conv::Keep;
         if pa == Place::Partial {
@@ -526,6 +473,28 @@ impl Analysis<'_> {
                 _ => {}
             }
         }
+        self.matmul_placement(id, ax, pa, conv_a)
+    }
+
+    /// The matmul's output placement once its inputs' placements are known.
+    fn matmul_placement(
+        &mut self,
+        id: NodeId,
+        ax: MatmulAxes,
+        pa: Place,
+        conv_a: Conv,
+    ) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let b = node.inputs[1];
+        let MatmulAxes {
+            ra,
+            rb,
+            a_k,
+            a_m,
+            b_k,
+            b_n,
+        } = ax;
+        let ro = node.shape.rank();
         let pb = self.place(b);
         // The reader's gradient is partial: a replicated input is read through `Copy`.
         let copy_a = match conv_a {
