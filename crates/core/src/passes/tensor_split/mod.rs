@@ -1,5 +1,5 @@
-//! Tensor parallelism: EPL's `split` scope as a pass over the IR. `tensor_split(g, index, n)` is
-//! the graph tensor-parallel device `index` of `n` runs. Every value of a split TaskGraph gets a
+//! Tensor parallelism: EPL's `split` scope as a pass over the IR. `tensor_split(g, index, n,
+//! how)` is the graph tensor-parallel device `index` of `n` runs. Every value of a split TaskGraph gets a
 //! placement (replicated, sharded on an axis, or a partial sum); parameters take the placement
 //! their first reader asks for (a linear reading a replicated input is column-parallel, one
 //! reading a column-parallel output is row-parallel: Megatron's pairing) and are cut from the
@@ -8,8 +8,8 @@
 //! value read by sharded computation so that backward all-reduces its gradient.
 //!
 //! The rules, one per op kind, are in `rules.rs` (with `shape_rules.rs` and `vocab_experts.rs`);
-//! an op that meets a sharded input and has no
-//! rule is an error naming it (never silently replicated).
+//! an op that meets a sharded input and has no rule is an error naming it (never silently
+//! replicated).
 
 mod rules;
 #[cfg(test)]
