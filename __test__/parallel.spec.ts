@@ -187,7 +187,7 @@ test('deviceCount > 1 is refused for replicate (tensor parallelism is split); a 
   const rep = t.throws(() => weft.model((m) => m.replicate({ deviceCount: 2, name: 'wide' }, () => m.input('x', [null, 4]).mean())), {
     instanceOf: weft.WeftUnsupportedError,
   });
-  t.regex(rep?.message ?? '', /replicate scope 'wide' with deviceCount 2: a replicate TaskGraph with deviceCount > 1 needs tensor parallelism inside, which lands with the split issue/);
+  t.regex(rep?.message ?? '', /replicate scope 'wide' with deviceCount 2: a replicate TaskGraph runs one device per replica .*use a split scope \(tensor parallelism\)/);
   // split over 4 devices is tensor parallelism; a scope whose ops have no sharding rule is
   // refused at compile, never run silently replicated.
   const idle = weft.model((m) => m.split({ deviceCount: 4 }, () => m.input('x', [null, 4]).mean()));
