@@ -94,6 +94,21 @@ pub struct CompileTask {
     job: Option<(Graph, TrainerOptions)>,
 }
 
+#[cfg(not(target_family = "wasm"))]
+fn probe_cuda(n: usize) -> weft_core::Result<()> {
+    weft_cuda::probe(n).map(|_| ())
+}
+
+/// The WASM build leaves weft-cuda out (it loads CUDA's libraries with dlopen, which WASI lacks).
+#[cfg(target_family = "wasm")]
+fn probe_cuda(n: usize) -> weft_core::Result<()> {
+    Err(Error::Device {
+        message: format!(
+            "devices cuda:{n} needs CUDA, which the WASM build does not have: use the native addon, or cpu devices"
+        ),
+    })
+}
+
 #[napi]
 impl Task for CompileTask {
     type Output = Result<Trainer>;
@@ -108,7 +123,7 @@ impl Task for CompileTask {
             // `cuda:N` first checks the GPUs and CUDA libraries, so a machine without them
             // gets an error naming what is missing.
             if let DeviceSpec::Cuda(n) = options.devices {
-                weft_cuda::probe(n)?;
+                probe_cuda(n)?;
             }
             Trainer::compile(graph, options)
         }))
