@@ -173,6 +173,14 @@ pub struct Comms {
 }
 
 impl Comms {
+    /// Communicators made elsewhere (another engine), indexed by world rank.
+    pub(super) fn new(
+        world: Vec<Option<Box<dyn Communicator>>>,
+        dp: Vec<Vec<Box<dyn Communicator>>>,
+    ) -> Comms {
+        Comms { world, dp }
+    }
+
     #[allow(clippy::type_complexity)]
     pub fn take(
         &mut self,

@@ -9,6 +9,7 @@ use super::compile::{
 use super::device::{Device, DeviceResult, LocalClip, StepPlan};
 use super::layout::Layout;
 use super::options::TrainerOptions;
+use super::processes::Cluster;
 use super::report::StepReport;
 use super::zero::ShardPlan;
 use crate::autodiff::differentiate;
@@ -93,13 +94,17 @@ pub struct Trainer {
     pub(super) slicing: Option<crate::strategy::Slicing>,
     /// Spans of every device in the last step (for `--trace` and idle fractions).
     pub(super) last_trace: Vec<super::trace::DeviceTrace>,
+    /// The other processes of a multi-process job (`options.processes`); None in one process.
+    pub(super) cluster: Option<Cluster>,
 }
 
 impl Trainer {
     pub fn compile(model: Graph, options: TrainerOptions) -> Result<Trainer> {
         options.config.check_supported()?;
         let (model, auto_report) = auto_partition(model, &options)?;
-        let n = device_count(&options)?;
+        let local_n = device_count(&options)?;
+        let cluster = Cluster::join(&options, local_n)?;
+        let n = cluster.as_ref().map_or(local_n, Cluster::world_devices);
         // The rule the scopes enforce when the model is built, for graphs built directly too.
         for tg in &model.taskgraphs {
             crate::strategy::check_device_count(tg.strategy, tg.device_count, &tg.name)?;
@@ -120,13 +125,19 @@ impl Trainer {
         let stages = assign_stages(&compiled)?;
         layout.check_communication(&options, &compiled)?;
         layout.check_zero(&options)?;
+        if let Some(c) = &cluster {
+            c.check_layout(&layout, &options)?;
+        }
         let threads = match options.threads {
             0 => (std::thread::available_parallelism().map_or(1, |p| p.get()) / n).max(1),
             t => t,
         };
-        let mut comms = layout.communicators(&options)?;
+        let (mut comms, hosted_ranks) = match &cluster {
+            Some(c) => (c.communicators(&layout, &options)?, c.local_ranks()),
+            None => (layout.communicators(&options)?, 0..n),
+        };
         let mut devices = Vec::with_capacity(n);
-        for rank in 0..layout.replicas * layout.ranks {
+        for rank in hosted_ranks {
             let (replica, position) = (rank / layout.ranks, rank % layout.ranks);
             let hosted: Vec<usize> = (position..layout.stages).step_by(layout.ranks).collect();
             let execs = hosted
@@ -171,6 +182,7 @@ impl Trainer {
             auto_report,
             slicing,
             last_trace,
+            cluster,
         };
         t.broadcast_initial_weights()?;
         Ok(t)
@@ -366,6 +378,11 @@ impl Trainer {
     }
 
     fn renew_communicators(&mut self) -> Result<()> {
+        // Across processes a failure is the job's end: the peers cannot agree to meet again, so
+        // the failed groups stay failed and later steps fail at once, naming the first failure.
+        if self.cluster.is_some() {
+            return Ok(());
+        }
         let mut comms = self.layout.communicators(&self.options)?;
         for (rank, d) in self.devices.iter_mut().enumerate() {
             (d.world, d.dp) = comms.take(rank);
@@ -437,6 +454,10 @@ impl Trainer {
             .filter(|(d, _)| d.replica == 0 || sharded_grads)
             .map(|(_, r)| r.sum_squares)
             .sum();
+        let (loss, sq) = match &self.cluster {
+            Some(c) => c.global(&device_results)?,
+            None => (loss, sq),
+        };
         let norm = sq.sqrt();
         if !loss.is_finite() || !norm.is_finite() {
             self.discard_all();
@@ -520,6 +541,10 @@ impl Trainer {
         let t0 = Instant::now();
         let (results, _) = self.run_devices(&views(batch), false)?;
         let (loss, outputs) = self.merge(&results);
+        let loss = match &self.cluster {
+            Some(c) => c.global(&results)?.0,
+            None => loss,
+        };
         let lr = self.schedule.lr_at(self.step.max(1));
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         Ok(StepReport {
