@@ -144,3 +144,10 @@ impl Cluster {
         Ok((loss, sq))
     }
 }
+
+impl super::trainer::Trainer {
+    /// This process's place in a multi-process job; None when the trainer runs in one process.
+    pub fn process_rank(&self) -> Option<&crate::process::ProcessRank> {
+        self.cluster.as_ref().map(|c| &c.world.rank)
+    }
+}
