@@ -106,8 +106,8 @@ impl TcpCommunicator {
         let inbox = &self.mesh.inbox;
         let mut st = inbox.lock();
         loop {
-            for peer in 0..n {
-                if peer == self.rank || got[peer].is_some() {
+            for (peer, slot) in got.iter_mut().enumerate() {
+                if peer == self.rank || slot.is_some() {
                     continue;
                 }
                 let Some(queue) = st.frames.get_mut(&(peer, Slot::Round(seq))) else {
@@ -115,9 +115,8 @@ impl TcpCommunicator {
                 };
                 let (theirs, data) = queue.pop_front().unwrap_or_default();
                 st.frames.remove(&(peer, Slot::Round(seq)));
-                let theirs = theirs.unwrap_or(call);
-                self.check_match(seq, call, peer, theirs)?;
-                got[peer] = Some(data);
+                self.check_match(seq, call, peer, theirs.unwrap_or(call))?;
+                *slot = Some(data);
             }
             let missing: Vec<usize> = (0..n)
                 .filter(|&p| p != self.rank && got[p].is_none())

@@ -128,10 +128,13 @@ impl Frame {
     }
 }
 
+/// Received frames of one (sender, slot), oldest first: the sender's call (rounds) and data.
+pub(super) type Queue = VecDeque<(Option<Call>, Vec<f32>)>;
+
 /// Frames received and not yet taken, and what is known about the peers.
 pub(super) struct InboxState {
     /// (group rank of the sender, slot) -> (call, data) in arrival order.
-    pub(super) frames: HashMap<(usize, Slot), VecDeque<(Option<Call>, Vec<f32>)>>,
+    pub(super) frames: HashMap<(usize, Slot), Queue>,
     /// Why a peer's stream ended, once it has.
     pub(super) gone: Vec<Option<String>>,
     /// The group's first failure (here or reported by a peer); once set the group is unusable.
