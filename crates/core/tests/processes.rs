@@ -29,7 +29,7 @@ fn rank(rank: usize, world: usize, port: u16) -> ProcessRank {
     }
 }
 
-/// `processes` trainers of `local` devices each, 3 steps; every process's (losses, a weight).
+/// `processes` trainers of `local` devices each, 3 steps; every process's `run`.
 fn train_processes(
     processes: usize,
     local: usize,
@@ -90,7 +90,7 @@ fn two_and_four_processes_match_one_process_bit_for_bit() {
             assert_eq!(
                 bits(w),
                 bits(&expected.1),
-                "{processes}x cpu:{local}: process {p} weights"
+                "{processes}x cpu:{local}: process {p} weights and logits"
             );
         }
         // Training really moved: the check is not between two untrained models.
@@ -121,5 +121,30 @@ fn pipeline_stages_across_processes_are_refused() {
         ),
         "{}",
         errors[0]
+    );
+}
+
+#[test]
+fn processes_started_with_different_flags_are_told_which_differs() {
+    let port = free_port();
+    let errors: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|r| {
+                s.spawn(move || {
+                    let mut opts = options(1, 1, "PreferBackward", serde_json::json!({}));
+                    opts.processes = Some(rank(r, 2, port));
+                    opts.seed = 3 + r as u64;
+                    let err = Trainer::compile(model(1), opts).err().unwrap();
+                    assert_eq!(err.code(), "WEFT_CONFIG");
+                    err.to_string()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        errors[0],
+        "process 1 has seed 4 but process 0 has 3: every process of a job must be started with \
+         the same flags"
     );
 }

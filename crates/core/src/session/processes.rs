@@ -13,6 +13,7 @@ use super::options::TrainerOptions;
 use crate::collectives::{Communicator, tcp::TcpCommunicator};
 use crate::config::ZeroLevel;
 use crate::error::{Error, Result};
+use crate::exec::HostData;
 use crate::process::ProcessWorld;
 use std::time::Duration;
 
@@ -142,6 +143,39 @@ impl Cluster {
             f64::from_bits((u64::from(d[0].to_bits()) << 32) | u64::from(d[1].to_bits()))
         });
         Ok((loss, sq))
+    }
+}
+
+/// One merged output of a step: name, dims, rows of every local replica in order.
+pub(super) type Output = (String, Vec<usize>, HostData);
+
+impl Cluster {
+    /// Every process's rows of each output, in global replica order (process-major, as the
+    /// devices are numbered), so every rank returns the outputs one process would. Values travel
+    /// as bit patterns, so i32 outputs cross unchanged.
+    pub(super) fn global_outputs(&self, outputs: Vec<Output>) -> Result<Vec<Output>> {
+        let p = self.world.rank.world;
+        outputs
+            .into_iter()
+            .map(|(name, mut dims, data)| {
+                let bits: Vec<f32> = match &data {
+                    HostData::F32(v) => v.clone(),
+                    HostData::I32(v) => v.iter().map(|&x| f32::from_bits(x as u32)).collect(),
+                };
+                let mut all = vec![0.0f32; bits.len() * p];
+                self.world.procs.all_gather(&bits, &mut all)?;
+                if let Some(rows) = dims.first_mut() {
+                    *rows *= p;
+                }
+                let data = match data {
+                    HostData::F32(_) => HostData::F32(all),
+                    HostData::I32(_) => {
+                        HostData::I32(all.iter().map(|x| x.to_bits() as i32).collect())
+                    }
+                };
+                Ok((name, dims, data))
+            })
+            .collect()
     }
 }
 

@@ -454,9 +454,12 @@ impl Trainer {
             .filter(|(d, _)| d.replica == 0 || sharded_grads)
             .map(|(_, r)| r.sum_squares)
             .sum();
-        let (loss, sq) = match &self.cluster {
-            Some(c) => c.global(&device_results)?,
-            None => (loss, sq),
+        let (loss, sq, outputs) = match &self.cluster {
+            Some(c) => {
+                let (loss, sq) = c.global(&device_results)?;
+                (loss, sq, c.global_outputs(outputs)?)
+            }
+            None => (loss, sq, outputs),
         };
         let norm = sq.sqrt();
         if !loss.is_finite() || !norm.is_finite() {
@@ -541,9 +544,9 @@ impl Trainer {
         let t0 = Instant::now();
         let (results, _) = self.run_devices(&views(batch), false)?;
         let (loss, outputs) = self.merge(&results);
-        let loss = match &self.cluster {
-            Some(c) => c.global(&results)?.0,
-            None => loss,
+        let (loss, outputs) = match &self.cluster {
+            Some(c) => (c.global(&results)?.0, c.global_outputs(outputs)?),
+            None => (loss, outputs),
         };
         let lr = self.schedule.lr_at(self.step.max(1));
         let ms = t0.elapsed().as_secs_f64() * 1e3;
