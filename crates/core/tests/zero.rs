@@ -19,9 +19,13 @@ fn zero1() -> Value {
     json!({"zero.level": "v1"})
 }
 
+fn zero2() -> Value {
+    json!({"zero.level": "v2"})
+}
+
 #[test]
 fn zero_matches_one_device_under_dp_accumulation_and_pipelines() {
-    for (level, extra) in [("v0", zero()), ("v1", zero1())] {
+    for (level, extra) in [("v0", zero()), ("v1", zero1()), ("v2", zero2())] {
         assert_parity_with(
             &format!("dp2 {level}"),
             1,
@@ -60,13 +64,13 @@ fn zero_matches_one_device_under_dp_accumulation_and_pipelines() {
 #[test]
 fn zero_is_bit_identical_to_plain_data_parallelism() {
     let (plain, pt) = train_with(1, 2, 1, "PreferBackward", json!({}));
-    for extra in [zero(), zero1()] {
+    for extra in [zero(), zero1(), zero2()] {
         let (sharded, zt) = train_with(1, 2, 1, "PreferBackward", extra.clone());
         assert_eq!(plain, sharded, "{extra}");
         for (name, _) in pt.parameter_shapes() {
             assert_eq!(
-                pt.replica_parameters(&name).unwrap(),
-                zt.replica_parameters(&name).unwrap(),
+                pt.parameter(&name).unwrap(),
+                zt.parameter(&name).unwrap(),
                 "{extra}: {name}"
             );
         }
@@ -127,6 +131,8 @@ fn checkpoints_move_between_zero_and_plain_layouts() {
     z.save(&dir.join("z"), Value::Null).unwrap();
     let (_, z1) = train_with(1, 2, 1, "PreferBackward", zero1());
     z1.save(&dir.join("z1"), Value::Null).unwrap();
+    let (_, z2) = train_with(1, 2, 1, "PreferBackward", zero2());
+    z2.save(&dir.join("z2"), Value::Null).unwrap();
     let (_, p) = train_with(1, 2, 1, "PreferBackward", json!({}));
     p.save(&dir.join("p"), Value::Null).unwrap();
     // Shards are gathered on save: the two checkpoints hold the same optimizer state.
@@ -137,7 +143,14 @@ fn checkpoints_move_between_zero_and_plain_layouts() {
     };
     let ps = read("p");
     assert!(ps.len() >= 2, "AdamW keeps two buffers per parameter");
-    for zs in [read("z"), read("z1")] {
+    // ... and v2's parameter pieces too.
+    let params = |n: &str| {
+        weft_core::checkpoint::safetensors::read(&dir.join(n).join("model.safetensors"))
+            .unwrap()
+            .tensors
+    };
+    assert_eq!(params("z2"), params("p"));
+    for zs in [read("z"), read("z1"), read("z2")] {
         assert_eq!(zs.len(), ps.len());
         for (a, b) in zs.iter().zip(&ps) {
             assert!(a.name == b.name && a.data == b.data, "{} differs", a.name);
@@ -153,6 +166,9 @@ fn checkpoints_move_between_zero_and_plain_layouts() {
         ("p", zero(), 4),
         ("z", zero1(), 4),
         ("z1", zero(), 2),
+        ("z2", json!({}), 1),
+        ("p", zero2(), 4),
+        ("z", zero2(), 2),
     ];
     for (from, extra, devices) in cases {
         let mut t = Trainer::compile(
@@ -260,4 +276,54 @@ fn grouped_apply_is_identical_and_cuts_zeros_gather_buffers() {
     assert_eq!((m1, m4), (p1, p4));
     // Groups are whole parameters, so the largest one (the tied embedding) bounds the cut.
     assert!(m4 * 10 < m1 * 7, "grouped gather {m4} vs {m1}");
+}
+
+#[test]
+fn zero_v2_keeps_a_quarter_of_the_parameters_and_the_plan_predicts_every_pool() {
+    let (_, plain) = train_with(1, 4, 1, "PreferBackward", json!({}));
+    let whole = bytes_of(&plain, "params")[0].0;
+    let cases = [
+        (1, 4, 1, zero2()),
+        (1, 2, 2, zero2()),
+        (2, 4, 4, zero2()),
+        (1, 2, 1, json!({"zero.level": "v2", "offload.level": "v0"})),
+        (
+            1,
+            2,
+            1,
+            json!({"zero.level": "v2", "gradient_checkpoint.type": "auto"}),
+        ),
+    ];
+    for (stages, devices, micro, extra) in cases {
+        let (_, t) = train_with(stages, devices, micro, "PreferBackward", extra.clone());
+        let m = t.memory_json();
+        for (name, d) in m.as_object().unwrap() {
+            let (measured, predicted) = (&d["measured"], &d["predicted"]);
+            for key in ["params", "grads", "optimizer_state", "activations", "host"] {
+                assert_eq!(measured[key], predicted[key], "{extra} {name} {key}: {d}");
+            }
+            assert_eq!(
+                measured["resident_params"], predicted["resident_params"],
+                "{d}"
+            );
+            // The joint peak: exact but for accumulation's last backward, where the plan
+            // keeps every gradient whole while the reducer frees them one by one.
+            let (mt, pt) = (
+                measured["peak_total"].as_u64().unwrap(),
+                predicted["total"].as_u64().unwrap(),
+            );
+            assert!(mt <= pt && (pt - mt) * 200 <= mt, "{extra} {name}: {d}");
+            let g = &d["zero_gather_bytes"];
+            assert_eq!(g["measured"], g["predicted"], "{extra} {name}: {d}");
+        }
+        if stages == 1 && devices == 4 {
+            for (resident, _) in bytes_of(&t, "resident_params") {
+                // Pieces are equal to within one element per gradient bucket.
+                assert!(
+                    resident.abs_diff(whole / 4) <= 64,
+                    "{resident} vs {whole}/4"
+                );
+            }
+        }
+    }
 }

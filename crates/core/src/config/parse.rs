@@ -455,10 +455,10 @@ mod tests {
             "pipeline.strategy must be one of 'PreferForward', 'PreferBackward', \
              'PreferBackwardOptimizer' (case-insensitive), got \"gpipe\""
         );
-        let err = c.set("zero.level", &json!("v2")).unwrap_err();
+        let err = c.set("zero.level", &json!("v3")).unwrap_err();
         assert_eq!(
             message(err),
-            "zero.level must be one of '', 'v0', 'v1' (case-insensitive), got \"v2\""
+            "zero.level must be one of '', 'v0', 'v1', 'v2' (case-insensitive), got \"v3\""
         );
         let err = c.set("pipeline.num_micro_batch", &json!(-2)).unwrap_err();
         assert_eq!(

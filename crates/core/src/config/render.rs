@@ -173,7 +173,7 @@ mod tests {
             md.contains("| `pipeline.num_micro_batch` | int >= 1 | `1` | Micro-batches per step.")
         );
         assert!(md.contains("| `amp.dtype` (weft) | one of `'bf16'`, `'fp16'` | `'bf16'` |"));
-        assert!(md.contains("| `zero.level` | one of `''`, `'v0'`, `'v1'` | `''` |"));
+        assert!(md.contains("| `zero.level` | one of `''`, `'v0'`, `'v1'`, `'v2'` | `''` |"));
         assert!(md.contains("*Not yet supported beyond the default.*"));
         for row in rows {
             assert_eq!(

@@ -190,8 +190,11 @@ config_table! {
             default: ZeroLevel::Off, min: None, origin: Epl,
             unsupported: None,
             doc: "Off when empty; 'v0': shard optimizer states across data-parallel replicas; \
-                  'v1': also gradients (reduce-scatter instead of all-reduce). Both work with \
-                  accumulation and pipeline stages; they need more than one replica.",
+                  'v1': also gradients (reduce-scatter instead of all-reduce); 'v2': also \
+                  parameters (each replica keeps its shard; a program all-gathers a parameter \
+                  right before its first use in forward and again in backward, and frees it \
+                  after its last). All work with accumulation and pipeline stages; they need \
+                  more than one replica.",
         }
     }
     /// Offloading weights to host memory.

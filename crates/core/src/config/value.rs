@@ -251,6 +251,20 @@ config_enum! {
         V0 = "v0",
         /// Shard optimizer states and gradients.
         V1 = "v1",
+        /// Shard optimizer states, gradients and parameters.
+        V2 = "v2",
+    }
+}
+
+impl ZeroLevel {
+    /// v1 and v2 reduce-scatter gradients and keep only their shard.
+    pub fn shards_grads(self) -> bool {
+        matches!(self, ZeroLevel::V1 | ZeroLevel::V2)
+    }
+
+    /// v2 keeps only a shard of each parameter between uses.
+    pub fn shards_params(self) -> bool {
+        self == ZeroLevel::V2
     }
 }
 
@@ -347,7 +361,7 @@ mod tests {
         assert_eq!(err.code(), "WEFT_INTERNAL");
         let err = ZeroLevel::from_value("zero.level", &ConfigValue::Str("v9".into())).unwrap_err();
         assert_eq!(err.code(), "WEFT_INTERNAL");
-        assert_eq!(<ZeroLevel as Field>::ALLOWED, &["", "v0", "v1"]);
+        assert_eq!(<ZeroLevel as Field>::ALLOWED, &["", "v0", "v1", "v2"]);
         assert_eq!(<String as Field>::ALLOWED.len(), 0);
     }
 }

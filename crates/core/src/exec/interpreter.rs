@@ -14,6 +14,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 mod grads;
+mod shards;
+
+use shards::ParamShards;
+pub use shards::Residency;
 
 /// Called with (parameter, its accumulated gradient) after every gradient accumulation.
 pub type GradHook<'a> = dyn FnMut(NodeId, &[f32]) -> Result<()> + 'a;
@@ -36,6 +40,8 @@ pub struct Link<'a> {
     pub comm: &'a dyn Communicator,
     /// Rank (in `comm`) of each stage of this device's pipeline replica.
     pub rank_of_stage: &'a [usize],
+    /// ZeRO v2: the channel to this stage's other replicas over which parameters are gathered.
+    pub params: Option<&'a dyn Communicator>,
 }
 
 /// Message tag of a tensor: the micro-batch and the node, so concurrent transfers never mix.
@@ -68,6 +74,8 @@ pub struct Executor<B: Backend> {
     shard_grads: std::collections::HashSet<NodeId>,
     /// `offload.level='v0'`: `params` and `state` are host memory; programs fetch parameters.
     offload: bool,
+    /// ZeRO v2: `params` hold this replica's piece of each parameter; fetches gather them.
+    shards: Option<ParamShards>,
     pool: Pool<B>,
 }
 
@@ -116,25 +124,25 @@ impl<B: Backend> Executor<B> {
         stage: usize,
         seed: u64,
     ) -> Result<Self> {
-        Self::with_offload(backend, graph, stages, stage, seed, false)
+        Self::with_residency(backend, graph, stages, stage, seed, Residency::default())
     }
 
-    /// `new`; with `offload` (`offload.level='v0'`) parameters and optimizer state live in host
-    /// memory and each program fetches the parameters it reads right before use.
-    pub fn with_offload(
+    /// `new`, with parameters kept where `residency` says: under offload in host memory,
+    /// and with `fetch` each program fetches the parameters it reads right before use.
+    pub fn with_residency(
         backend: B,
         graph: Graph,
         stages: &StageMap,
         stage: usize,
         seed: u64,
-        offload: bool,
+        residency: Residency,
     ) -> Result<Self> {
         let dims = graph
             .nodes
             .iter()
             .map(|n| n.shape.concrete())
             .collect::<Result<Vec<_>>>()?;
-        let program = Program::build(&graph, stages, stage, offload);
+        let program = Program::build(&graph, stages, stage, residency.fetches());
         let n = graph.nodes.len();
         let mut ex = Executor {
             backend,
@@ -148,7 +156,8 @@ impl<B: Backend> Executor<B> {
             owned: None,
             release_notified: false,
             shard_grads: Default::default(),
-            offload,
+            offload: residency.offload,
+            shards: None,
             pool: Pool::default(),
             graph,
         };
@@ -292,7 +301,7 @@ impl<B: Backend> Executor<B> {
                 self.free(mb, id);
                 Ok(())
             }
-            Action::Fetch(p) => self.fetch(p, mb),
+            Action::Fetch(p) => self.fetch(p, mb, link),
             Action::AccumulateGrad { param, grad, take } => self.accumulate(param, grad, take, mb),
             Action::Send { node, to_stage } => {
                 let link = link.ok_or_else(no_link)?;
@@ -384,17 +393,22 @@ impl<B: Backend> Executor<B> {
         Ok(())
     }
 
-    /// Offload: a device copy of a host parameter, for this micro-batch's program.
-    fn fetch(&mut self, p: NodeId, mb: usize) -> Result<()> {
+    /// The whole parameter for this micro-batch's program: a device copy of the host one
+    /// (offload), or gathered from every replica's piece (ZeRO v2).
+    fn fetch(&mut self, p: NodeId, mb: usize, link: Option<&Link<'_>>) -> Result<()> {
         let len = numel(&self.dims[p.index()]);
         let f32 = DType::F32;
         let mut b = self
             .pool
             .take(&self.backend, Category::Parameters, f32, len)?;
-        let host = self.params[p.index()].as_ref().ok_or_else(|| {
-            Error::internal(format!("fetch of {p}: not a parameter of this stage"))
-        })?;
-        let copied = self.read_f32(host, |v| self.backend.write(&mut b, HostView::F32(v)));
+        let copied = if self.is_sharded(p) {
+            self.gather_param(p, &mut b, link)
+        } else {
+            let host = self.params[p.index()].as_ref().ok_or_else(|| {
+                Error::internal(format!("fetch of {p}: not a parameter of this stage"))
+            })?;
+            self.read_f32(host, |v| self.backend.write(&mut b, HostView::F32(v)))
+        };
         if let Err(e) = copied {
             self.pool.give(Category::Parameters, f32, len, b);
             return Err(e);

@@ -59,6 +59,8 @@ impl MemoryStats {
             "activations": self.peak[3],
             "host": self.peak[4],
             "peak_total": self.peak_total,
+            // Parameter bytes on the device now: between steps, those it keeps.
+            "resident_params": self.live[0],
         })
     }
 }
@@ -113,4 +115,14 @@ impl<B: Backend> Pool<B> {
         self.stats.peak = self.stats.live;
         self.stats.peak_total = self.stats.live_total;
     }
+}
+
+/// `v` resized to `len`, growing its allocation to exactly what the largest use needs: scratch
+/// kept between steps (fresh megabytes would page-fault on every step) whose measured size is
+/// its capacity.
+pub fn grow_exact(v: &mut Vec<f32>, len: usize) {
+    if len > v.capacity() {
+        v.reserve_exact(len - v.len());
+    }
+    v.resize(len, 0.0);
 }

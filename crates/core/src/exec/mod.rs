@@ -11,6 +11,6 @@ mod plan;
 pub use backend::{AsHostView, Backend, HostData, HostView, KernelCtx, TensorRef, UpdateRule};
 pub use cpu::CpuBackend;
 pub use gemm_bench::cpu_gemm_gflops;
-pub use interpreter::{Executor, GradHook, GradReduce, Link, init_values};
-pub use memory::{Category, MemoryStats};
+pub use interpreter::{Executor, GradHook, GradReduce, Link, Residency, init_values};
+pub use memory::{Category, MemoryStats, grow_exact};
 pub use plan::{Action, DeviceId, Program, ProgramKind};

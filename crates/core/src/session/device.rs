@@ -48,6 +48,8 @@ pub(super) struct Device {
     /// Channels to the devices at the same position in other replicas (data parallelism;
     /// `communication.num_communicators` of them), empty with one replica.
     pub dp: Vec<Box<dyn Communicator>>,
+    /// ZeRO v2: the channel to the same peers over which parameters are gathered.
+    pub gather: Option<Box<dyn Communicator>>,
     /// Gradient bucket buffers kept between steps.
     pub spare: Vec<Vec<f32>>,
     /// ZeRO: how each hosted stage's parameters are sharded over the replicas (`execs` order).
@@ -100,6 +102,9 @@ impl Device {
             w.abort(reason);
         }
         self.dp.iter().for_each(|c| c.abort(reason));
+        if let Some(g) = &self.gather {
+            g.abort(reason);
+        }
     }
 
     pub fn exec_of(&self, stage: usize) -> Option<&Executor<CpuBackend>> {
@@ -124,6 +129,7 @@ impl Device {
             stages,
             world,
             dp,
+            gather,
             spare,
             ..
         } = self;
@@ -155,6 +161,7 @@ impl Device {
                 let link = world.as_deref().map(|comm| Link {
                     comm,
                     rank_of_stage: plan.rank_of_stage,
+                    params: gather.as_deref(),
                 });
                 let i = stages
                     .iter()

@@ -79,8 +79,6 @@ impl Layout {
         replica * self.ranks + stage % self.ranks
     }
 
-    /// Refuse the `communication.*` settings whose behaviour this build does not implement for
-    /// this layout, instead of ignoring them.
     /// ZeRO shards across data-parallel replicas: it needs more than one (never a silent
     /// no-op).
     pub fn check_zero(&self, options: &TrainerOptions) -> Result<()> {
@@ -90,6 +88,7 @@ impl Layout {
             ZeroLevel::Off => return Ok(()),
             ZeroLevel::V0 => "v0",
             ZeroLevel::V1 => "v1",
+            ZeroLevel::V2 => "v2",
         };
         if self.replicas == 1 {
             return Err(Error::config(
@@ -105,6 +104,8 @@ impl Layout {
         Ok(())
     }
 
+    /// Refuse the `communication.*` settings whose behaviour this build does not implement for
+    /// this layout, instead of ignoring them.
     pub fn check_communication(
         &self,
         options: &TrainerOptions,
@@ -136,57 +137,80 @@ impl Layout {
         Ok(())
     }
 
-    /// One world communicator per device, and one per stage's replicas when data-parallel.
+    /// One world communicator per device, and when data-parallel, channels to the device's
+    /// peers in the other replicas: `communication.num_communicators` for gradients and, under
+    /// ZeRO v2, one more for gathering parameters (apart, so that a gather in the next
+    /// micro-batch's forward never queues behind a gradient bucket).
     pub fn communicators(&self, options: &TrainerOptions) -> Result<Comms> {
         let n = self.ranks * self.replicas;
         let timeout = Duration::from_secs(options.config.communication.timeout_s as u64);
-        let mut world: Vec<Option<Box<dyn Communicator>>> = (0..n).map(|_| None).collect();
-        let mut dp: Vec<Vec<Box<dyn Communicator>>> = (0..n).map(|_| Vec::new()).collect();
+        let mut comms = Comms {
+            world: (0..n).map(|_| None).collect(),
+            dp: (0..n).map(|_| Vec::new()).collect(),
+            gather: (0..n).map(|_| None).collect(),
+        };
         if n > 1 {
             for (rank, c) in LocalGroup::new(n, timeout).into_iter().enumerate() {
-                world[rank] = Some(Box::new(c));
+                comms.world[rank] = Some(Box::new(c));
             }
         }
         if self.replicas > 1 {
             let groups: Vec<Vec<usize>> = (0..self.ranks)
                 .map(|p| (0..self.replicas).map(|r| r * self.ranks + p).collect())
                 .collect();
+            let channels = options.config.communication.num_communicators.max(1);
+            let gather = usize::from(options.config.zero.level.shards_params());
             // In-process channels run back to back; with NCCL each is its own stream.
-            for _ in 0..options.config.communication.num_communicators.max(1) {
-                for (group, comms) in groups
+            for channel in 0..channels + gather {
+                for (group, peers) in groups
                     .iter()
                     .zip(LocalGroup::subgroups(n, &groups, timeout)?)
                 {
-                    for (&rank, c) in group.iter().zip(comms) {
-                        dp[rank].push(Box::new(c));
+                    for (&rank, c) in group.iter().zip(peers) {
+                        if channel < channels {
+                            comms.dp[rank].push(Box::new(c));
+                        } else {
+                            comms.gather[rank] = Some(Box::new(c));
+                        }
                     }
                 }
             }
         }
-        Ok(Comms { world, dp })
+        Ok(comms)
     }
+}
+
+/// A device's communicators: see `Layout::communicators`.
+pub struct DeviceComms {
+    pub world: Option<Box<dyn Communicator>>,
+    pub dp: Vec<Box<dyn Communicator>>,
+    pub gather: Option<Box<dyn Communicator>>,
 }
 
 pub struct Comms {
     world: Vec<Option<Box<dyn Communicator>>>,
     dp: Vec<Vec<Box<dyn Communicator>>>,
+    gather: Vec<Option<Box<dyn Communicator>>>,
 }
 
 impl Comms {
-    /// Communicators made elsewhere (another engine), indexed by world rank.
-    pub(super) fn new(
-        world: Vec<Option<Box<dyn Communicator>>>,
-        dp: Vec<Vec<Box<dyn Communicator>>>,
-    ) -> Comms {
-        Comms { world, dp }
+    /// Gradient channels made elsewhere (another engine), indexed by world rank; no world or
+    /// gather groups (one stage, nothing sharded).
+    pub(super) fn data_parallel(dp: Vec<Vec<Box<dyn Communicator>>>) -> Comms {
+        let n = dp.len();
+        Comms {
+            world: (0..n).map(|_| None).collect(),
+            dp,
+            gather: (0..n).map(|_| None).collect(),
+        }
     }
 
-    #[allow(clippy::type_complexity)]
-    pub fn take(
-        &mut self,
-        rank: usize,
-    ) -> (Option<Box<dyn Communicator>>, Vec<Box<dyn Communicator>>) {
-        (self.world[rank].take(), std::mem::take(&mut self.dp[rank]))
+    pub fn take(&mut self, rank: usize) -> DeviceComms {
+        DeviceComms {
+            world: self.world[rank].take(),
+            dp: std::mem::take(&mut self.dp[rank]),
+            gather: self.gather[rank].take(),
+        }
     }
 }
 

@@ -95,8 +95,44 @@ impl Trainer {
         Ok(full.into_iter().map(HostData::F32).collect())
     }
 
+    /// A whole parameter: replica 0's, or under ZeRO v2 every replica's piece put in place.
     pub fn parameter(&self, name: &str) -> Result<HostData> {
-        self.owner_exec(name)?.read_parameter(name)
+        let exec = self.owner_exec(name)?;
+        let Some(pieces) = exec.param_pieces(name)? else {
+            return exec.read_parameter(name);
+        };
+        let (devices, stage) = self.owners(name)?;
+        let mut whole = vec![0.0f32; pieces.iter().map(|r| r.len()).sum()];
+        for (d, range) in devices.into_iter().zip(pieces) {
+            let exec = self.devices[d]
+                .exec_of(stage)
+                .ok_or_else(|| Error::internal("owner without its stage"))?;
+            let piece = exec.read_parameter(name)?;
+            let v = piece
+                .as_f32()
+                .filter(|v| v.len() == range.len())
+                .ok_or_else(|| Error::internal(format!("piece of '{name}' has the wrong size")))?;
+            whole[range].copy_from_slice(v);
+        }
+        Ok(HostData::F32(whole))
+    }
+
+    /// ZeRO v2: every replica keeps only its piece of each parameter from now on (after the
+    /// initial weights are equal everywhere).
+    pub(super) fn shard_parameters(&mut self) -> Result<()> {
+        if !self.options.config.zero.level.shards_params() {
+            return Ok(());
+        }
+        for d in &mut self.devices {
+            let replica = d.replica;
+            for (exec, plan) in d.execs.iter_mut().zip(&d.zero) {
+                let plan = plan
+                    .as_ref()
+                    .ok_or_else(|| Error::internal("ZeRO v2 without a shard plan"))?;
+                exec.shard_params(plan.param_pieces(), replica)?;
+            }
+        }
+        Ok(())
     }
 
     /// Apply `f` to the executor holding `name` on every replica.

@@ -29,11 +29,10 @@ impl Trainer {
         let mut params = Vec::new();
         let mut state = Vec::new();
         for (name, dims) in self.parameter_shapes() {
-            let exec = self.owner_exec(&name)?;
             params.push(TensorEntry::new(
                 name.clone(),
                 dims.clone(),
-                exec.read_parameter(&name)?,
+                self.parameter(&name)?,
             ));
             let bufs = self.full_state(&name, dims.iter().product())?;
             for (s, data) in state_names(bufs.len()).iter().zip(bufs) {

@@ -22,20 +22,23 @@ pub struct MemoryEstimate {
     pub transient: usize,
     /// Host memory under offload: master parameters and optimizer state.
     pub host: usize,
+    /// Parameter bytes kept on the device between uses: all of them, ZeRO v2's pieces, or
+    /// none under offload.
+    pub resident: usize,
 }
 
 impl MemoryEstimate {
     /// Predicted peak of the device's allocator (what a memory limit is checked against);
     /// offloaded parameters are in `transient` as fetched.
     pub fn total(&self) -> usize {
-        let resident = if self.host > 0 { 0 } else { self.params };
-        resident + self.optimizer_state + self.transient
+        self.resident + self.optimizer_state + self.transient
     }
 
     pub fn to_json(&self) -> Value {
         json!({
             "params": self.params, "grads": self.grads, "optimizer_state": self.optimizer_state,
             "activations": self.activations, "host": self.host, "total": self.total(),
+            "resident_params": self.resident,
         })
     }
 }
@@ -135,9 +138,15 @@ struct Mode {
     states: usize,
     /// More than one micro-batch per step (gradients accumulate).
     accumulates: bool,
-    /// Parameters and optimizer state are host memory; programs fetch the parameters.
+    /// Parameters and optimizer state are host memory.
     offload: bool,
-    /// ZeRO v1: each gradient is freed once handed to the reducer.
+    /// Programs fetch the parameters they read (offload, ZeRO v2).
+    fetch: bool,
+    /// ZeRO: elements of each state buffer this replica keeps (v2: of the parameters too).
+    owned: Option<usize>,
+    /// ZeRO v2: the device keeps `owned` parameter elements between uses.
+    sharded_params: bool,
+    /// ZeRO v1/v2: each gradient is freed once handed to the reducer.
     grads_released: bool,
 }
 
@@ -149,6 +158,9 @@ fn predict(graph: &Graph, program: &Program, stage_of: &[usize], mode: &Mode) ->
         states,
         accumulates,
         offload,
+        fetch,
+        owned,
+        sharded_params,
         grads_released,
     } = *mode;
     let local_params: Vec<NodeId> = graph
@@ -190,14 +202,21 @@ fn predict(graph: &Graph, program: &Program, stage_of: &[usize], mode: &Mode) ->
     } else {
         earlier + wf.joint.max(wb.joint)
     };
-    let optimizer_state = grads * states;
+    let owned_bytes = owned.map(|n| n * 4);
+    let optimizer_state = owned_bytes.unwrap_or(grads) * states;
+    let kept = match owned_bytes {
+        Some(b) if sharded_params => b,
+        _ => params,
+    };
+    let resident = if offload { 0 } else { kept };
     MemoryEstimate {
-        params: if offload { fetched } else { params },
+        params: resident + if fetch { fetched } else { 0 },
         grads,
         optimizer_state: if offload { 0 } else { optimizer_state },
         activations,
         transient,
-        host: if offload { params + optimizer_state } else { 0 },
+        host: if offload { kept + optimizer_state } else { 0 },
+        resident,
     }
 }
 
@@ -220,14 +239,14 @@ impl Trainer {
     /// Predicted peak bytes of every device, in device order (summed over hosted stages).
     pub fn memory_estimates(&self) -> Vec<MemoryEstimate> {
         let states = self.options.optimizer.rule(0.0).state_count();
-        let v1 = self.options.config.zero.level == crate::config::ZeroLevel::V1;
+        let zero = self.options.config.zero.level;
         let offload = self.options.config.offload.level == crate::config::OffloadLevel::V0;
         self.devices
             .iter()
             .map(|d| {
                 let work = &self.layout.work[d.position];
                 let execs = d.execs.iter().zip(&d.zero);
-                execs.fold(MemoryEstimate::default(), |acc, (e, zero)| {
+                execs.fold(MemoryEstimate::default(), |acc, (e, plan)| {
                     let stage = e.program().stage;
                     let mine: Vec<Work> = work
                         .iter()
@@ -239,25 +258,22 @@ impl Trainer {
                         states,
                         accumulates: self.layout.micro_batches > 1,
                         offload,
-                        grads_released: v1,
+                        fetch: offload || zero.shards_params(),
+                        owned: plan.as_ref().map(|p| p.owned_elements(d.replica)),
+                        sharded_params: zero.shards_params(),
+                        grads_released: zero.shards_grads(),
                     };
                     let mut m = predict(&self.compiled, e.program(), &self.stages.stage_of, &mode);
-                    if let Some(plan) = zero {
-                        let owned = plan.owned_elements(d.replica);
-                        let state = owned * 4 * states;
-                        if offload {
-                            m.host = m.host + state - m.grads * states;
-                        } else {
-                            m.optimizer_state = state;
-                        }
-                        // v1 frees each gradient into its bucket and keeps its chunks; with
-                        // accumulation the whole gradients still build up over micro-batches.
-                        // v1 keeps its chunks (or one whole gradient on its way into a
-                        // bucket, if larger) once backward is done.
-                        if v1 && !mode.accumulates {
-                            m.grads = owned.max(plan.largest()) * 4;
-                            m.transient = m.transient.max(m.grads);
-                        }
+                    // v1/v2 free each gradient into its bucket and keep their chunks (or one
+                    // whole gradient on its way into a bucket, if larger) once backward is
+                    // done; with accumulation the whole gradients still build up over
+                    // micro-batches.
+                    if let Some(plan) = plan
+                        .as_ref()
+                        .filter(|_| zero.shards_grads() && !mode.accumulates)
+                    {
+                        m.grads = plan.owned_elements(d.replica).max(plan.largest()) * 4;
+                        m.transient = m.transient.max(m.grads);
                     }
                     MemoryEstimate {
                         params: acc.params + m.params,
@@ -266,6 +282,7 @@ impl Trainer {
                         activations: acc.activations + m.activations,
                         transient: acc.transient + m.transient,
                         host: acc.host + m.host,
+                        resident: acc.resident + m.resident,
                     }
                 })
             })
@@ -435,16 +452,22 @@ impl Trainer {
                 json!(measured)
             };
             let mut entry = json!({"measured": measured, "predicted": est.to_json()});
-            // ZeRO's all-gather buffers after the update (outside the allocator's categories).
-            let zero: Vec<_> = d.zero.iter().flatten().collect();
+            // ZeRO's all-gather buffers (outside the allocator's categories): v0/v1 gather
+            // updated shards after the update, v2 each parameter before use.
+            let v2 = self.options.config.zero.level.shards_params();
+            let plans = d.execs.iter().zip(&d.zero);
+            let zero: Vec<_> = plans
+                .filter_map(|(e, z)| z.as_ref().map(|z| (e, z)))
+                .collect();
             if !zero.is_empty() {
-                let sum = |f: &dyn Fn(&super::zero::ShardPlan) -> usize| -> usize {
-                    zero.iter().map(|z| f(z)).sum()
-                };
-                entry["zero_gather_bytes"] = json!({
-                    "measured": sum(&|z| z.gather_buffer_bytes()),
-                    "predicted": sum(&|z| z.gather_bytes()),
+                let (measured, predicted) = zero.iter().fold((0, 0), |(m, p), (e, z)| {
+                    if v2 {
+                        (m + e.gather_scratch_bytes(), p + z.param_gather_bytes())
+                    } else {
+                        (m + z.gather_buffer_bytes(), p + z.gather_bytes())
+                    }
                 });
+                entry["zero_gather_bytes"] = json!({"measured": measured, "predicted": predicted});
             }
             out.insert(self.device_name(i), entry);
         }

@@ -110,7 +110,7 @@ impl Cluster {
                 dp[rank].push(Box::new(c));
             }
         }
-        Ok(Comms::new((0..n).map(|_| None).collect(), dp))
+        Ok(Comms::data_parallel(dp))
     }
 
     /// The step's loss and squared gradient norm over every process's devices, computed as one

@@ -16,7 +16,7 @@ use crate::autodiff::differentiate;
 use crate::config::ZeroLevel;
 use crate::error::{Error, Result};
 use crate::exec::cpu::CpuBackend;
-use crate::exec::{AsHostView, Executor, GradReduce, HostData, HostView, KernelCtx};
+use crate::exec::{AsHostView, Executor, GradReduce, HostData, HostView, KernelCtx, Residency};
 use crate::ir::{DType, Graph};
 use crate::passes::{StageMap, assign_stages, resolve_batch, run_pass};
 use std::collections::BTreeMap;
@@ -50,7 +50,7 @@ fn shard_plans(
                 let reduce = grad_reduce(options, 1.0);
                 let plan = ShardPlan::new(&exec.grad_order(), &reduce, replicas, groups);
                 exec.set_owned(plan.owned(replica));
-                if level == ZeroLevel::V1 {
+                if level.shards_grads() {
                     exec.set_release_notified();
                 }
                 plan
@@ -136,6 +136,7 @@ impl Trainer {
             Some(c) => (c.communicators(&layout, &options)?, c.local_ranks()),
             None => (layout.communicators(&options)?, 0..n),
         };
+        let seed = options.seed;
         let mut devices = Vec::with_capacity(n);
         for rank in hosted_ranks {
             let (replica, position) = (rank / layout.ranks, rank % layout.ranks);
@@ -143,17 +144,15 @@ impl Trainer {
             let execs = hosted
                 .iter()
                 .map(|&s| {
-                    Executor::with_offload(
-                        CpuBackend::new(threads),
-                        compiled.clone(),
-                        &stages,
-                        s,
-                        options.seed,
-                        options.config.offload.level == crate::config::OffloadLevel::V0,
-                    )
+                    let residency = Residency {
+                        offload: options.config.offload.level == crate::config::OffloadLevel::V0,
+                        sharded: options.config.zero.level.shards_params(),
+                    };
+                    let backend = CpuBackend::new(threads);
+                    Executor::with_residency(backend, compiled.clone(), &stages, s, seed, residency)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let (world, dp) = comms.take(rank);
+            let c = comms.take(rank);
             let mut execs = execs;
             let zero = shard_plans(&mut execs, &options, replica, layout.replicas);
             devices.push(Device {
@@ -161,8 +160,9 @@ impl Trainer {
                 stages: hosted,
                 position,
                 replica,
-                world,
-                dp,
+                world: c.world,
+                dp: c.dp,
+                gather: c.gather,
                 spare: Vec::new(),
                 zero,
             });
@@ -185,6 +185,7 @@ impl Trainer {
             cluster,
         };
         t.broadcast_initial_weights()?;
+        t.shard_parameters()?;
         Ok(t)
     }
 
@@ -319,7 +320,7 @@ impl Trainer {
                 reduce: &reduce,
                 local_clip,
                 epoch,
-                grad_shard: (zero == ZeroLevel::V1).then_some((d.replica, layout.replicas)),
+                grad_shard: zero.shards_grads().then_some((d.replica, layout.replicas)),
             };
             // A panic on one device must fail its peers' collectives, not leave them waiting.
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -385,7 +386,8 @@ impl Trainer {
         }
         let mut comms = self.layout.communicators(&self.options)?;
         for (rank, d) in self.devices.iter_mut().enumerate() {
-            (d.world, d.dp) = comms.take(rank);
+            let c = comms.take(rank);
+            (d.world, d.dp, d.gather) = (c.world, c.dp, c.gather);
         }
         Ok(())
     }
@@ -445,8 +447,8 @@ impl Trainer {
         let (loss, outputs) = self.merge(&device_results);
         let step = self.step + 1;
         // Replicas hold identical reduced gradients: the global norm sums replica 0's stages;
-        // under ZeRO v1 each holds its own chunks, which together make the whole.
-        let sharded_grads = self.options.config.zero.level == ZeroLevel::V1;
+        // under ZeRO v1/v2 each holds its own chunks, which together make the whole.
+        let sharded_grads = self.options.config.zero.level.shards_grads();
         let sq: f64 = self
             .devices
             .iter()
@@ -478,6 +480,7 @@ impl Trainer {
         };
         let lr = self.schedule.lr_at(step);
         let rule = self.options.optimizer.rule(lr);
+        let sharded_params = self.options.config.zero.level.shards_params();
         let results = parallel(&mut self.devices, |d| {
             let start = Instant::now();
             for (exec, zero) in d.execs.iter_mut().zip(&mut d.zero) {
@@ -486,8 +489,9 @@ impl Trainer {
                 }
                 let rule_for = |_: &str| rule.clone();
                 // Without ZeRO parameters update one at a time in place: no temporaries, so
-                // apply groups change nothing. With it, each group is updated, then gathered.
-                let Some(plan) = zero else {
+                // apply groups change nothing; nor under v2, whose pieces are gathered when
+                // next used. Under v0/v1 each group is updated, then gathered.
+                let Some(plan) = zero.as_mut().filter(|_| !sharded_params) else {
                     exec.apply(step, &rule_for)?;
                     continue;
                 };

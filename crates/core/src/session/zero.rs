@@ -6,6 +6,10 @@
 //! ZeRO v1 also shards gradients: each gradient bucket is reduce-scattered instead of
 //! all-reduced, and a replica keeps only its chunk of the reduced gradient.
 //!
+//! ZeRO v2 also shards parameters: a replica keeps only the piece it updates, so nothing is
+//! gathered after the update; instead each program gathers a parameter right before its first
+//! use in a phase (`Action::Fetch`, see `exec/interpreter/shards.rs`) and frees it after.
+//!
 //! Ownership follows the reducer's buckets (identical on every replica): each bucket is cut
 //! into `replicas` equal chunks and replica r owns chunk r of every bucket, whatever parameters
 //! it crosses, so each replica holds 1/R of the state to within one element per bucket, and
@@ -16,7 +20,7 @@
 use super::overlap::bucket_slots;
 use crate::collectives::Communicator;
 use crate::error::{Error, Result};
-use crate::exec::GradReduce;
+use crate::exec::{GradReduce, grow_exact};
 use crate::ir::NodeId;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -83,6 +87,19 @@ impl ShardPlan {
             .unwrap_or(0)
     }
 
+    /// Bytes of ZeRO v2's parameter gather buffers: the largest parameter's (padded) piece and
+    /// all replicas' pieces.
+    pub fn param_gather_bytes(&self) -> usize {
+        self.param_pieces()
+            .values()
+            .map(|pieces| {
+                let most = pieces.iter().map(Range::len).max().unwrap_or(0);
+                most * (1 + self.replicas) * 4
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Elements each replica contributes to group `g`'s all-gather: the most any replica
     /// owns in it (the others pad).
     fn group_len(&self, g: usize) -> usize {
@@ -116,6 +133,20 @@ impl ShardPlan {
         self.slots
             .iter()
             .filter_map(|&(p, slot)| self.piece(replica, slot).map(|range| (p, range)))
+            .collect()
+    }
+
+    /// Every replica's range of each parameter (replica order; empty where it owns none):
+    /// ZeRO v2 keeps parameters in these pieces.
+    pub fn param_pieces(&self) -> HashMap<NodeId, Vec<Range<usize>>> {
+        self.slots
+            .iter()
+            .map(|&(p, slot)| {
+                let pieces = (0..self.replicas)
+                    .map(|r| self.piece(r, slot).unwrap_or(0..0))
+                    .collect();
+                (p, pieces)
+            })
             .collect()
     }
 
@@ -176,14 +207,6 @@ impl ShardPlan {
         self.scratch = (shard, all);
         written
     }
-}
-
-/// `v` resized to `len`, growing its allocation to exactly what the largest use needs.
-fn grow_exact(v: &mut Vec<f32>, len: usize) {
-    if len > v.capacity() {
-        v.reserve_exact(len - v.len());
-    }
-    v.resize(len, 0.0);
 }
 
 /// `count` contiguous runs of `sizes` (at least one item each, fewer runs than `count` when

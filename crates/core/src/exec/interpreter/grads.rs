@@ -164,7 +164,7 @@ impl<B: Backend> Executor<B> {
         for p in self.grad_params().into_iter().filter(|&p| which(p)) {
             let name = self.param_name(p).to_string();
             let rule = rule_for(&name);
-            let range = self.owned_range(p);
+            let (range, at) = (self.owned_range(p), self.update_range(p));
             let (grad, len) = self.take_grad(p).expect("checked");
             if !range.is_empty() {
                 while self.state[p.index()].len() < rule.state_count() {
@@ -177,8 +177,7 @@ impl<B: Backend> Executor<B> {
                     Error::internal("gradient of a parameter this stage does not own")
                 })?;
                 let state = &mut self.state[p.index()];
-                self.backend
-                    .update(&rule, step, param, &grad, state, range)?;
+                self.backend.update(&rule, step, param, &grad, state, at)?;
             }
             self.pool
                 .give(Category::Gradients, crate::ir::DType::F32, len, grad);
@@ -193,7 +192,7 @@ impl<B: Backend> Executor<B> {
     }
 
     /// The range of a parameter this executor updates.
-    fn owned_range(&self, p: NodeId) -> std::ops::Range<usize> {
+    pub(super) fn owned_range(&self, p: NodeId) -> std::ops::Range<usize> {
         match &self.owned {
             Some(owned) => owned.get(&p).cloned().unwrap_or(0..0),
             None => 0..numel(&self.dims[p.index()]),
@@ -241,7 +240,7 @@ impl<B: Backend> Executor<B> {
         }
     }
 
-    fn param_id(&self, name: &str) -> Result<NodeId> {
+    pub(super) fn param_id(&self, name: &str) -> Result<NodeId> {
         self.graph
             .parameters()
             .into_iter()
@@ -263,6 +262,8 @@ impl<B: Backend> Executor<B> {
             .collect()
     }
 
+    /// The parameter as this executor keeps it: whole, or under ZeRO v2 this replica's piece
+    /// (`param_pieces` says which).
     pub fn read_parameter(&self, name: &str) -> Result<HostData> {
         let id = self.param_id(name)?;
         let buf = self.params[id.index()]
@@ -281,7 +282,12 @@ impl<B: Backend> Executor<B> {
                 "parameter '{name}' is not on this device"
             )));
         }
-        self.params[id.index()] = Some(self.backend.upload(data)?);
+        // ZeRO v2 keeps its piece of the whole parameter (a checkpoint re-split on load).
+        let buf = match (self.own_piece(id), data.as_f32()) {
+            (Some(own), Some(v)) => self.backend.upload(&HostData::F32(v[own].to_vec()))?,
+            _ => self.backend.upload(data)?,
+        };
+        self.params[id.index()] = Some(buf);
         Ok(())
     }
 
