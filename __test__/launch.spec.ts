@@ -2,6 +2,7 @@ import test from 'ava';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from '../ts/cli/args.js';
 import { commandHelp, mainHelp } from '../ts/cli/help.js';
@@ -53,13 +54,20 @@ async function inProcess(devices: number): Promise<number[]> {
 for (const nproc of [2, 4]) {
   test(`${nproc} launched processes report the in-process ${nproc}-replica losses exactly`, async (t) => {
     const expected = await inProcess(nproc);
-    const r = await node([MAIN, 'launch', '--nproc-per-node', String(nproc), '--', process.execPath, MAIN, 'train', ...MLP, '--steps', '3', '--devices', 'cpu:1']);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'weft-launch-'));
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const save = path.join(dir, 'ckpt');
+    const r = await node([MAIN, 'launch', '--nproc-per-node', String(nproc), '--', process.execPath, MAIN, 'train', ...MLP, '--steps', '3', '--devices', 'cpu:1', '--save', save]);
     t.is(r.code, 0, r.stderr);
     const got = losses(r.stdout);
     t.is(got.size, nproc);
     for (let rank = 0; rank < nproc; rank++) t.deepEqual(got.get(rank), expected, `rank ${rank}`);
     t.is(expected.length, 3);
     t.not(expected[0], expected[2], 'training moved the loss');
+    // Rank 0 alone writes the checkpoint; the others say they saved nothing.
+    t.true(fs.existsSync(path.join(save, 'weft.json')));
+    const saved = [...r.stdout.matchAll(/^\[rank (\d+)\] \{"summary".*"saved":("[^"]*"|null)/gm)].map((m) => [Number(m[1]), m[2]]);
+    t.deepEqual(saved.sort(), Array.from({ length: nproc }, (_, i) => [i, i === 0 ? JSON.stringify(save) : 'null']));
   });
 }
 
