@@ -145,7 +145,9 @@ export async function launchCommand(args: ParsedArgs, io: Io): Promise<number> {
   const ranks = Array.from({ length: spec.nprocPerNode }, (_, local) => startRank(spec, local, port, token, io));
   const pids = ranks.map((r) => `${r.rank}:${r.child.pid ?? '?'}`).join(' ');
   io.err.write(`weft launch: ${ranks.length} processes (rank:pid ${pids}), store at ${spec.masterAddr}:${port}\n`);
+  let interrupted: NodeJS.Signals | undefined;
   const forward = (signal: NodeJS.Signals): void => {
+    interrupted = signal;
     for (const r of ranks) r.child.kill(signal);
   };
   const onInt = (): void => forward('SIGINT');
@@ -153,7 +155,11 @@ export async function launchCommand(args: ParsedArgs, io: Io): Promise<number> {
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
   try {
-    return await supervise(ranks, spec, io);
+    const code = await supervise(ranks, spec, io);
+    if (interrupted === undefined) return code;
+    // The user stopped the job: say so rather than blame the rank that died first of it.
+    io.err.write(`weft launch: interrupted by ${interrupted}; forwarded to every rank\n`);
+    return 128 + (interrupted === 'SIGINT' ? 2 : 15);
   } finally {
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
