@@ -66,6 +66,19 @@ impl Table {
         self.values.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Add to a decimal counter (0 when absent or not a number); returns the new value.
+    fn add(&self, key: String, delta: i64) -> i64 {
+        let mut map = self.lock();
+        let old = map
+            .get(&key)
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok());
+        let new = old.unwrap_or(0).wrapping_add(delta);
+        map.insert(key, new.to_string().into_bytes());
+        drop(map);
+        self.changed.notify_all();
+        new
+    }
+
     /// Wait until every key exists or the deadline passes; returns the missing keys.
     fn wait_for(&self, keys: &[String], timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;
@@ -185,14 +198,7 @@ fn answer(req: Req, r: &mut impl io::Read, w: &mut impl Write, table: &Table) ->
         }
         Req::Add => {
             let (key, delta) = (get_string(r)?, get_i64(r)?);
-            let mut map = table.lock();
-            let old = map
-                .get(&key)
-                .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok());
-            let new = old.unwrap_or(0).wrapping_add(delta);
-            map.insert(key, new.to_string().into_bytes());
-            drop(map);
-            table.changed.notify_all();
+            let new = table.add(key, delta);
             put_u8(w, OK).and_then(|_| put_i64(w, new))
         }
         Req::Wait => {
