@@ -117,10 +117,11 @@ function waitFor(child: ChildProcess, stream: 'stdout' | 'stderr', re: RegExp, s
   });
 }
 
-test('killing one rank mid-run makes the others and the launcher exit non-zero naming it', async (t) => {
+// Serial: alone, so a loaded machine cannot stretch its 10 s timeout.
+test.serial('killing one rank mid-run makes the others and the launcher exit non-zero naming it', async (t) => {
   const child = spawn(process.execPath, [
     MAIN, 'launch', '--nproc-per-node', '3', '--grace-s', '5', '--',
-    process.execPath, MAIN, 'train', ...MLP, '--steps', '1000000', '--devices', 'cpu:1', '--set', 'communication.timeout_s=5',
+    process.execPath, MAIN, 'train', ...MLP, '--steps', '1000000', '--devices', 'cpu:1', '--set', 'communication.timeout_s=10',
   ]);
   const out: string[] = [];
   const err: string[] = [];
