@@ -65,6 +65,11 @@ impl ProcessWorld {
         })
     }
 
+    /// The job's store, for other rendezvous data (e.g. an NCCL unique id set by rank 0).
+    pub fn store(&self) -> &StoreClient {
+        &self.store
+    }
+
     /// This process's members of a group over global device `ranks`: one communicator per
     /// entry of `members` (group ranks hosted here), connected concurrently because the members
     /// of one process must meet each other too. Every process must make the same groups in the
