@@ -1,12 +1,11 @@
 import test from 'ava';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from '../ts/cli/args.js';
 import { commandHelp, mainHelp } from '../ts/cli/help.js';
-import { launchSpec } from '../ts/cli/launch.js';
+import { freePort, launchSpec } from '../ts/cli/launch.js';
 
 // Several processes on loopback, as users run them: `node dist/cli/main.js launch ...`.
 const MAIN = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
@@ -71,17 +70,21 @@ for (const nproc of [2, 4]) {
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
+test('2 launched processes of a 2-stage pipeline each report the in-process dp 2 x pp 2 losses exactly', async (t) => {
+  const gpt = ['--model', 'gpt', '--layers', '2', '--heads', '2', '--dim', '32', '--seq', '16', '--vocab', '256', '--batch', '8', '--steps', '3', '--json', '--pp', '2', '--set', 'pipeline.num_micro_batch=2'];
+  const one = await node([MAIN, 'train', ...gpt, '--devices', 'cpu:4']);
+  t.is(one.code, 0, one.stderr);
+  const r = await node([MAIN, 'launch', '--nproc-per-node', '2', '--', process.execPath, MAIN, 'train', ...gpt, '--devices', 'cpu:2']);
+  t.is(r.code, 0, r.stderr);
+  const expected = losses(one.stdout).get(-1);
+  t.is(expected?.length, 3);
+  const got = losses(r.stdout);
+  t.deepEqual(got.get(0), expected);
+  t.deepEqual(got.get(1), expected);
+});
 
 test('processes started with torchrun variables (no weft launch) train together', async (t) => {
-  const port = String(await freePort());
+  const port = String(await freePort('127.0.0.1'));
   const env = (rank: number): NodeJS.ProcessEnv => ({
     ...process.env, RANK: String(rank), WORLD_SIZE: '2', LOCAL_RANK: String(rank), LOCAL_WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: port,
   });

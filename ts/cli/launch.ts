@@ -53,17 +53,35 @@ export function launchSpec(args: ParsedArgs): LaunchSpec {
   };
 }
 
-/** A free TCP port on `host` right now (the store binds it moments later). */
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Whether `port` can be bound on `host` right now. */
+function canBind(host: string, port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
     const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
+    server.once('error', () => resolve(undefined));
+    server.listen(port, host, () => {
       const addr = server.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      server.close(() => resolve(port));
+      const got = typeof addr === 'object' && addr ? addr.port : undefined;
+      server.close(() => resolve(got));
     });
   });
+}
+
+/**
+ * A free TCP port on `host` for the store, below Linux's ephemeral range (32768 and up): the
+ * port is free again between this probe and rank 0 binding it, and an ephemeral port could be
+ * handed to some other socket in that window; a port outside the range is not.
+ *
+ * @example
+ * const port = await freePort('127.0.0.1');
+ */
+export async function freePort(host: string): Promise<number> {
+  for (let i = 0; i < 100; i++) {
+    const got = await canBind(host, 20000 + crypto.randomInt(12768));
+    if (got !== undefined) return got;
+  }
+  const any = await canBind(host, 0);
+  if (any === undefined) throw new UsageError(`cannot find a free port on ${host} for the store; pass --master-port`);
+  return any;
 }
 
 /** The environment of global rank `rank`, local rank `local`. */

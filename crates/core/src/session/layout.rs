@@ -194,15 +194,14 @@ pub struct Comms {
 }
 
 impl Comms {
-    /// Gradient channels made elsewhere (another engine), indexed by world rank; no world or
-    /// gather groups (one stage, nothing sharded).
-    pub(super) fn data_parallel(dp: Vec<Vec<Box<dyn Communicator>>>) -> Comms {
-        let n = dp.len();
-        Comms {
-            world: (0..n).map(|_| None).collect(),
-            dp,
-            gather: (0..n).map(|_| None).collect(),
-        }
+    /// Communicators made elsewhere (another engine), indexed by world rank; no gather
+    /// channels (ZeRO v2 is not offered there).
+    pub(super) fn new(
+        world: Vec<Option<Box<dyn Communicator>>>,
+        dp: Vec<Vec<Box<dyn Communicator>>>,
+    ) -> Comms {
+        let gather = (0..dp.len()).map(|_| None).collect();
+        Comms { world, dp, gather }
     }
 
     pub fn take(&mut self, rank: usize) -> DeviceComms {

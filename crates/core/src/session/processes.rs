@@ -1,8 +1,9 @@
-//! A trainer spread over several processes (data parallelism): process p hosts devices
-//! `p*L .. (p+1)*L` of a world of `processes x L` devices, one replica each. Every process
-//! builds the same model with the same seed and feeds the same global batch; its replicas take
-//! their rows exactly as in one process. What differs: the gradient reducer's groups are TCP
-//! ones, and the step's loss and gradient norm are gathered from every process, so every
+//! A trainer spread over several processes: process p hosts devices `p*L .. (p+1)*L` of a
+//! world of `processes x L` devices (replica-major, as in one process). Every process builds
+//! the same model with the same seed and feeds the same global batch; its devices take their
+//! rows and stages exactly as in one process. What differs: the communicators are TCP ones
+//! (the world group carries pipeline sends, one group per stage position reduces gradients),
+//! and the step's losses, gradient norm and outputs are gathered from every process, so every
 //! process reports the same global numbers, bit for bit those of one process.
 
 use std::ops::Range;
@@ -10,7 +11,7 @@ use std::ops::Range;
 use super::device::DeviceResult;
 use super::layout::{Comms, Layout};
 use super::options::TrainerOptions;
-use crate::collectives::{Communicator, tcp::TcpCommunicator};
+use crate::collectives::Communicator;
 use crate::config::ZeroLevel;
 use crate::error::{Error, Result};
 use crate::exec::HostData;
@@ -75,18 +76,8 @@ impl Cluster {
         Ok(())
     }
 
-    /// What this build does across processes: data parallelism, nothing sharded.
-    pub(super) fn check_layout(&self, layout: &Layout, options: &TrainerOptions) -> Result<()> {
-        if layout.ranks > 1 {
-            return Err(Error::unsupported(
-                "pipeline stages across processes",
-                format!(
-                    "the model has {} stages; a multi-process job trains data-parallel replicas \
-                     of a one-stage model (pipeline stages run within one process: --devices cpu:N)",
-                    layout.stages
-                ),
-            ));
-        }
+    /// What this build does across processes: everything but ZeRO.
+    pub(super) fn check_layout(&self, options: &TrainerOptions) -> Result<()> {
         if options.config.zero.level != ZeroLevel::Off {
             return Err(Error::unsupported(
                 "zero.level across processes",
@@ -97,51 +88,77 @@ impl Cluster {
         Ok(())
     }
 
-    /// The gradient reducer's groups over every device of the job, one per channel; this
-    /// process holds its devices' members. No world group: one stage sends nothing.
+    /// This process's devices' communicators, as `Layout::communicators` makes them for one
+    /// process: a world group when there are pipeline stages to connect, and per channel one
+    /// group per stage position over the replicas. Every process makes every group, in the
+    /// same order, joining with the members it hosts (possibly none).
     pub(super) fn communicators(&self, layout: &Layout, options: &TrainerOptions) -> Result<Comms> {
         let n = layout.ranks * layout.replicas;
-        let all: Vec<usize> = (0..n).collect();
-        let local: Vec<usize> = self.local_ranks().collect();
-        let mut dp: Vec<Vec<Box<dyn Communicator>>> = (0..n).map(|_| Vec::new()).collect();
-        for _ in 0..options.config.communication.num_communicators.max(1) {
-            let members: Vec<TcpCommunicator> = self.world.group(&all, &local)?;
-            for (&rank, c) in local.iter().zip(members) {
-                dp[rank].push(Box::new(c));
+        let local = self.local_ranks();
+        let mut world: Vec<Option<Box<dyn Communicator>>> = (0..n).map(|_| None).collect();
+        if layout.ranks > 1 {
+            let all: Vec<usize> = (0..n).collect();
+            for (rank, c) in local
+                .clone()
+                .zip(self.world.group(&all, &local.clone().collect::<Vec<_>>())?)
+            {
+                world[rank] = Some(Box::new(c));
             }
         }
-        Ok(Comms::data_parallel(dp))
+        let mut dp: Vec<Vec<Box<dyn Communicator>>> = (0..n).map(|_| Vec::new()).collect();
+        if layout.replicas > 1 {
+            for _ in 0..options.config.communication.num_communicators.max(1) {
+                for position in 0..layout.ranks {
+                    let group: Vec<usize> = (0..layout.replicas)
+                        .map(|r| r * layout.ranks + position)
+                        .collect();
+                    let members: Vec<usize> = (0..group.len())
+                        .filter(|&i| local.contains(&group[i]))
+                        .collect();
+                    for (&i, c) in members.iter().zip(self.world.group(&group, &members)?) {
+                        dp[group[i]].push(Box::new(c));
+                    }
+                }
+            }
+        }
+        Ok(Comms::new(world, dp))
     }
 
     /// The step's loss and squared gradient norm over every process's devices, computed as one
-    /// process computes them: every loss in device order, summed in f64; replica 0's norm.
-    pub(super) fn global(&self, results: &[DeviceResult]) -> Result<(f32, f64)> {
-        let k = results.first().map_or(0, |r| r.losses.len());
-        if results.iter().any(|r| r.losses.len() != k) {
-            return Err(Error::internal(
-                "devices reported different numbers of losses",
-            ));
-        }
-        // Per device: the f64 norm as two f32 bit patterns (gathering copies bits), then losses.
-        let mut mine = Vec::with_capacity(results.len() * (2 + k));
-        for r in results {
+    /// process computes them: every loss in device order, summed in f64; the sum of replica
+    /// 0's devices' norms. `micro_batches` bounds the losses of one device.
+    pub(super) fn global(&self, results: &[DeviceResult], layout: &Layout) -> Result<(f32, f64)> {
+        let m = layout.micro_batches;
+        let width = 3 + m;
+        // Per device: the f64 norm as two f32 bit patterns (gathering copies bits), the number
+        // of losses, then the losses padded to M.
+        let mut mine = vec![0.0f32; results.len() * width];
+        for (r, row) in results.iter().zip(mine.chunks_mut(width)) {
+            if r.losses.len() > m {
+                return Err(Error::internal(
+                    "a device reported more losses than micro-batches",
+                ));
+            }
             let bits = r.sum_squares.to_bits();
-            mine.push(f32::from_bits((bits >> 32) as u32));
-            mine.push(f32::from_bits(bits as u32));
-            mine.extend_from_slice(&r.losses);
+            row[0] = f32::from_bits((bits >> 32) as u32);
+            row[1] = f32::from_bits(bits as u32);
+            row[2] = r.losses.len() as f32;
+            row[3..3 + r.losses.len()].copy_from_slice(&r.losses);
         }
         let mut all = vec![0.0f32; mine.len() * self.world.rank.world];
         self.world.procs.all_gather(&mine, &mut all)?;
-        let per_device: Vec<&[f32]> = all.chunks(2 + k).collect();
-        let losses: Vec<f32> = per_device
+        let rows: Vec<&[f32]> = all.chunks(width).collect();
+        let losses: Vec<f32> = rows
             .iter()
-            .flat_map(|d| d[2..].iter().copied())
+            .flat_map(|d| d[3..3 + d[2] as usize].iter().copied())
             .collect();
         let loss =
             (losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len().max(1) as f64) as f32;
-        let sq = per_device.first().map_or(0.0, |d| {
-            f64::from_bits((u64::from(d[0].to_bits()) << 32) | u64::from(d[1].to_bits()))
-        });
+        // Replica 0 is devices 0..ranks (replica-major ranks).
+        let sq: f64 = rows[..layout.ranks]
+            .iter()
+            .map(|d| f64::from_bits((u64::from(d[0].to_bits()) << 32) | u64::from(d[1].to_bits())))
+            .sum();
         Ok((loss, sq))
     }
 }
@@ -151,21 +168,31 @@ pub(super) type Output = (String, Vec<usize>, HostData);
 
 impl Cluster {
     /// Every process's rows of each output, in global replica order (process-major, as the
-    /// devices are numbered), so every rank returns the outputs one process would. Values travel
-    /// as bit patterns, so i32 outputs cross unchanged.
-    pub(super) fn global_outputs(&self, outputs: Vec<Output>) -> Result<Vec<Output>> {
-        let p = self.world.rank.world;
+    /// devices are numbered), so every rank returns the outputs one process would. Processes
+    /// without the output's stage contribute nothing. Values travel as bit patterns, so i32
+    /// outputs cross unchanged.
+    pub(super) fn global_outputs(
+        &self,
+        outputs: Vec<Output>,
+        results: &[DeviceResult],
+    ) -> Result<Vec<Output>> {
         outputs
             .into_iter()
-            .map(|(name, mut dims, data)| {
-                let bits: Vec<f32> = match &data {
-                    HostData::F32(v) => v.clone(),
-                    HostData::I32(v) => v.iter().map(|&x| f32::from_bits(x as u32)).collect(),
+            .map(|(name, dims, data)| {
+                // (replica, micro-batch) parts of this output computed here.
+                let local_parts: usize = results
+                    .iter()
+                    .map(|r| r.outputs.iter().filter(|o| o.1 == name).count())
+                    .sum();
+                let bits: Vec<f32> = match (&data, local_parts) {
+                    (_, 0) => Vec::new(),
+                    (HostData::F32(v), _) => v.clone(),
+                    (HostData::I32(v), _) => v.iter().map(|&x| f32::from_bits(x as u32)).collect(),
                 };
-                let mut all = vec![0.0f32; bits.len() * p];
-                self.world.procs.all_gather(&bits, &mut all)?;
+                let (all, total_parts) = self.gather_uneven(&bits, local_parts)?;
+                let mut dims = dims;
                 if let Some(rows) = dims.first_mut() {
-                    *rows *= p;
+                    *rows = *rows / local_parts.max(1) * total_parts.max(1);
                 }
                 let data = match data {
                     HostData::F32(_) => HostData::F32(all),
@@ -176,6 +203,31 @@ impl Cluster {
                 Ok((name, dims, data))
             })
             .collect()
+    }
+
+    /// Concatenate every process's `data` in process order, whatever their lengths, with the
+    /// total of their `parts` counts.
+    fn gather_uneven(&self, data: &[f32], parts: usize) -> Result<(Vec<f32>, usize)> {
+        let p = self.world.rank.world;
+        // Counts travel as u32 bit patterns: exact where an f32 value would round above 2^24.
+        let mut sizes = vec![0.0f32; 2 * p];
+        let mine = [data.len() as u32, parts as u32].map(f32::from_bits);
+        self.world.procs.all_gather(&mine, &mut sizes)?;
+        let count = |x: f32| x.to_bits() as usize;
+        let lens: Vec<usize> = sizes.chunks(2).map(|c| count(c[0])).collect();
+        let total_parts = sizes.chunks(2).map(|c| count(c[1])).sum();
+
+        let max = lens.iter().copied().max().unwrap_or(0);
+        let mut padded = data.to_vec();
+        padded.resize(max, 0.0);
+        let mut all = vec![0.0f32; max * p];
+        self.world.procs.all_gather(&padded, &mut all)?;
+        let out = all
+            .chunks(max.max(1))
+            .zip(&lens)
+            .flat_map(|(c, &len)| c[..len].iter().copied())
+            .collect();
+        Ok((out, total_parts))
     }
 }
 

@@ -126,7 +126,7 @@ impl Trainer {
         layout.check_communication(&options, &compiled)?;
         layout.check_zero(&options)?;
         if let Some(c) = &cluster {
-            c.check_layout(&layout, &options)?;
+            c.check_layout(&options)?;
         }
         let threads = match options.threads {
             0 => (std::thread::available_parallelism().map_or(1, |p| p.get()) / n).max(1),
@@ -458,8 +458,8 @@ impl Trainer {
             .sum();
         let (loss, sq, outputs) = match &self.cluster {
             Some(c) => {
-                let (loss, sq) = c.global(&device_results)?;
-                (loss, sq, c.global_outputs(outputs)?)
+                let (loss, sq) = c.global(&device_results, &self.layout)?;
+                (loss, sq, c.global_outputs(outputs, &device_results)?)
             }
             None => (loss, sq, outputs),
         };
@@ -549,7 +549,10 @@ impl Trainer {
         let (results, _) = self.run_devices(&views(batch), false)?;
         let (loss, outputs) = self.merge(&results);
         let (loss, outputs) = match &self.cluster {
-            Some(c) => (c.global(&results)?.0, c.global_outputs(outputs)?),
+            Some(c) => (
+                c.global(&results, &self.layout)?.0,
+                c.global_outputs(outputs, &results)?,
+            ),
             None => (loss, outputs),
         };
         let lr = self.schedule.lr_at(self.step.max(1));
