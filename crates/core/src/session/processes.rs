@@ -232,6 +232,22 @@ impl Cluster {
 }
 
 impl super::trainer::Trainer {
+    /// A step's loss, squared gradient norm and outputs over the whole job: this process's own
+    /// when it runs alone.
+    pub(super) fn across_processes(
+        &self,
+        results: &[DeviceResult],
+        loss: f32,
+        sq: f64,
+        outputs: Vec<Output>,
+    ) -> Result<(f32, f64, Vec<Output>)> {
+        let Some(c) = &self.cluster else {
+            return Ok((loss, sq, outputs));
+        };
+        let (loss, sq) = c.global(results, &self.layout)?;
+        Ok((loss, sq, c.global_outputs(outputs, results)?))
+    }
+
     /// This process's place in a multi-process job; None when the trainer runs in one process.
     pub fn process_rank(&self) -> Option<&crate::process::ProcessRank> {
         self.cluster.as_ref().map(|c| &c.world.rank)

@@ -456,13 +456,7 @@ impl Trainer {
             .filter(|(d, _)| d.replica == 0 || sharded_grads)
             .map(|(_, r)| r.sum_squares)
             .sum();
-        let (loss, sq, outputs) = match &self.cluster {
-            Some(c) => {
-                let (loss, sq) = c.global(&device_results, &self.layout)?;
-                (loss, sq, c.global_outputs(outputs, &device_results)?)
-            }
-            None => (loss, sq, outputs),
-        };
+        let (loss, sq, outputs) = self.across_processes(&device_results, loss, sq, outputs)?;
         let norm = sq.sqrt();
         if !loss.is_finite() || !norm.is_finite() {
             self.discard_all();
@@ -548,13 +542,7 @@ impl Trainer {
         let t0 = Instant::now();
         let (results, _) = self.run_devices(&views(batch), false)?;
         let (loss, outputs) = self.merge(&results);
-        let (loss, outputs) = match &self.cluster {
-            Some(c) => (
-                c.global(&results, &self.layout)?.0,
-                c.global_outputs(outputs, &results)?,
-            ),
-            None => (loss, outputs),
-        };
+        let (loss, _, outputs) = self.across_processes(&results, loss, 0.0, outputs)?;
         let lr = self.schedule.lr_at(self.step.max(1));
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         Ok(StepReport {
