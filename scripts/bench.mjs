@@ -163,9 +163,10 @@ async function d() {
   console.log(`D  W2 b8 | 1 device x 2 threads ${fmt(one)} ms/step | 2 devices x 1 thread ${fmt(two)} ms/step | throughput ratio ${fmt(one / two, 2)}`);
 }
 
-// M: W2 on 2 devices x 1 thread, batch 8: per-device optimizer-state and gradient bytes (the
-// allocator's measured peaks) and step time under ZeRO v0 and v1 against plain data
-// parallelism, and ZeRO v0's all-gather buffers with 4 apply groups against 1.
+// M: W2 on 2 devices x 1 thread, batch 8: per-device optimizer-state, gradient and parameter
+// bytes (the allocator's measured peaks; parameters kept between steps) and step time under
+// ZeRO v0, v1 and v2 against plain data parallelism, and ZeRO v0's all-gather buffers with 4
+// apply groups against 1.
 async function m() {
   const run = async (level, numApplyGroup = 1) => {
     const config = { zero: { level }, optimizer: { numApplyGroup } };
@@ -180,14 +181,20 @@ async function m() {
       grads: most((d) => d.measured.grads),
       gradsPredicted: most((d) => d.predicted.grads),
       gather: most((d) => d.zero_gather_bytes?.measured ?? 0),
+      resident: most((d) => d.measured.resident_params),
+      residentPredicted: most((d) => d.predicted.resident_params),
+      params: most((d) => d.measured.params),
     };
   };
   const plain = await run('');
-  const zero = { v0: await run('v0'), v1: await run('v1') };
+  const zero = { v0: await run('v0'), v1: await run('v1'), v2: await run('v2') };
   for (const [level, z] of Object.entries(zero)) {
     console.log(`M  W2 dp2 zero ${level} | optimizer state per device ${mib(z.state, 2)} (predicted ${mib(z.statePredicted, 2)}) vs ${mib(plain.state, 2)}: ratio ${fmt(z.state / plain.state, 3)}` +
       ` | gradients ${mib(z.grads, 2)} (predicted ${mib(z.gradsPredicted, 2)}) vs ${mib(plain.grads, 2)}: ratio ${fmt(z.grads / plain.grads, 3)} | step ${fmt(z.ms)} vs ${fmt(plain.ms)} ms`);
   }
+  const v2 = zero.v2;
+  console.log(`M  W2 dp2 zero v2 | parameters kept per device ${mib(v2.resident, 2)} (predicted ${mib(v2.residentPredicted, 2)}) vs ${mib(plain.resident, 2)}: ratio ${fmt(v2.resident / plain.resident, 3)}` +
+    ` | parameter peak with gathered ones ${mib(v2.params, 2)}: ratio ${fmt(v2.params / plain.params, 3)}`);
   const [one, four] = [zero.v0, await run('v0', 4)];
   console.log(`M  W2 dp2 zero v0 num_apply_group 4 | all-gather buffers ${mib(four.gather, 2)} vs ${mib(one.gather, 2)} with 1 group: ratio ${fmt(four.gather / one.gather, 3)} | step ${fmt(four.ms)} vs ${fmt(one.ms)} ms`);
 }
@@ -219,6 +226,19 @@ async function offloadBench() {
     ` | step ${fmt(off.ms)} vs ${fmt(plain.ms)} ms`);
 }
 
+// M, mixed precision: W2 on one device, activation peak and step time with amp.level='O1' in
+// bf16 and fp16 against f32. The CPU kernels widen 16-bit inputs to f32, so on CPU the gain is
+// memory only (the speed is a GPU matter).
+async function ampBench() {
+  const plain = await w2OneDevice({});
+  for (const dtype of ['bf16', 'fp16']) {
+    const low = await w2OneDevice({ amp: { level: 'O1', dtype } });
+    const [a, p] = [low.memory.activations, plain.memory.activations];
+    console.log(`M  W2 amp O1 ${dtype} | activations ${mib(a)} vs ${mib(p)} f32: ratio ${fmt(a / p, 3)}` +
+      ` | device peak ${mib(low.memory.peak_total)} vs ${mib(plain.memory.peak_total)} | step ${fmt(low.ms)} vs ${fmt(plain.ms)} ms`);
+  }
+}
+
 // M, prediction: each layout's predicted per-device peak (`weft plan`) against the peak the
 // allocator measured over two steps of W2.
 async function memoryPrediction() {
@@ -229,9 +249,13 @@ async function memoryPrediction() {
     ['accumulation m4', 1, { pipeline: { numMicroBatch: 4 } }],
     ['dp2 zero v0', 2, { zero: { level: 'v0' } }],
     ['dp2 zero v1', 2, { zero: { level: 'v1' } }],
+    ['dp2 zero v2', 2, { zero: { level: 'v2' } }],
     ['recompute auto', 1, { gradientCheckpoint: { type: 'auto' } }],
     ['offload v0', 1, { offload: { level: 'v0' } }],
     ['dp2 x pp2 m4 zero v1 recompute', 4, { auto: { autoParallel: true }, pipeline: { numStages: 2, numMicroBatch: 4 }, zero: { level: 'v1' }, gradientCheckpoint: { type: 'auto' } }],
+    ['dp2 x pp2 m4 zero v2', 4, { auto: { autoParallel: true }, pipeline: { numStages: 2, numMicroBatch: 4 }, zero: { level: 'v2' } }],
+    ['amp bf16', 1, { amp: { level: 'O1' } }],
+    ['dp2 x pp2 m4 amp fp16 zero v2 recompute', 4, { auto: { autoParallel: true }, pipeline: { numStages: 2, numMicroBatch: 4 }, zero: { level: 'v2' }, amp: { level: 'O1', dtype: 'fp16' }, gradientCheckpoint: { type: 'auto' } }],
   ];
   for (const [name, devices, config] of layouts) {
     const trainer = await w2Trainer({ config, devices, threads: 1 });
@@ -260,5 +284,6 @@ if (only.includes('M')) {
   await m();
   await recomputeBench();
   await offloadBench();
+  await ampBench();
   await memoryPrediction();
 }

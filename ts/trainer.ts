@@ -43,6 +43,12 @@ export interface StepResult {
   readonly idle: readonly number[];
   /** The pipeline's ideal idle fraction (S-1)/(M+S-1). */
   readonly idealIdle: number;
+  /** fp16 mixed precision: the loss scale after this step (undefined when the loss is not scaled). */
+  readonly lossScale: number | undefined;
+  /** Whether dynamic loss scaling skipped this step (a non-finite gradient: nothing was updated). */
+  readonly skipped: boolean;
+  /** Steps skipped so far in this run. */
+  readonly skippedSteps: number;
   /** The model's named outputs (`m.output`). */
   readonly outputs: Readonly<Record<string, OutputValue>>;
   /**
@@ -59,7 +65,7 @@ export type CollectionValue = number | Float32Array;
 export type Collections = Readonly<Partial<Record<GraphKey, Readonly<Record<string, CollectionValue>>>>>;
 
 /** What `evaluate` returns. */
-export type EvalResult = Omit<StepResult, 'gradNorm' | 'lr' | 'idle' | 'idealIdle'>;
+export type EvalResult = Omit<StepResult, 'gradNorm' | 'lr' | 'idle' | 'idealIdle' | 'skipped' | 'skippedSteps' | 'lossScale'>;
 
 /** Options of {@link compile}. */
 export interface CompileOptions {
@@ -123,6 +129,11 @@ export class Trainer {
   readonly inputs: readonly InputShape[];
   /** The global batch. */
   readonly batch: number;
+  /**
+   * Configurations that run but likely not as meant (e.g. fp16 without loss scaling), each with
+   * its reason; also emitted once as a process warning (`WeftWarning`) when compiled.
+   */
+  readonly warnings: readonly string[];
   private readonly nativeTrainer: NativeTrainer;
   private readonly onProgress: ((result: StepResult) => void) | undefined;
   private readonly merge: OutputMerge;
@@ -141,7 +152,12 @@ export class Trainer {
     this.nativeTrainer = t;
     this.batch = batch;
     this.onProgress = onProgress;
-    const plan = JSON.parse(call(() => t.planJson())) as { batch?: { replicas?: unknown; micro_batches?: unknown } };
+    const plan = JSON.parse(call(() => t.planJson())) as {
+      batch?: { replicas?: unknown; micro_batches?: unknown };
+      warnings?: string[];
+    };
+    this.warnings = Object.freeze([...(plan.warnings ?? [])]);
+    for (const w of this.warnings) process.emitWarning(w, 'WeftWarning');
     const replicas = Number(plan.batch?.replicas ?? 1);
     const microBatches = Number(plan.batch?.micro_batches ?? 1);
     this.merge = { parts: replicas * microBatches, collections };
@@ -453,6 +469,9 @@ function report(r: NativeReport, merge: OutputMerge): StepResult {
     gradNorm: r.gradNorm ?? undefined,
     idle: r.idle,
     idealIdle: r.idealIdle,
+    lossScale: r.lossScale ?? undefined,
+    skipped: r.skipped,
+    skippedSteps: r.skippedSteps,
     outputs: Object.freeze(outputs),
     collections: Object.freeze(collections),
   });

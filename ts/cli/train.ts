@@ -53,7 +53,7 @@ export async function trainCommand(args: ParsedArgs, io: Io): Promise<number> {
   if (writes && run.spec.trace !== undefined) writeTrace(run.trainer, run.spec.trace);
   if (writes && run.spec.save !== undefined) await save(run, run.spec.save);
   const idle = idleReport(run.trainer, last);
-  rep.finish(summary(run, lines, wall, idle));
+  rep.finish({ ...summary(run, lines, wall, idle), ...lossScaling(last) });
   if (!run.spec.json) io.out.write(closingLine(run, lines, wall, idle));
   return 0;
 }
@@ -183,6 +183,11 @@ function summary(run: Prepared, lines: readonly { loss: number; ms: number; rate
     saved: writesFiles(run.trainer) ? (run.spec.save ?? null) : null,
     process: run.trainer.process,
   };
+}
+
+/** fp16's loss scale after the last step and the steps skipped for overflow (dynamic scaling). */
+function lossScaling(last: weft.StepResult | undefined): Record<string, unknown> {
+  return { loss_scale: last?.lossScale ?? null, skipped_steps: last?.skippedSteps ?? 0 };
 }
 
 function closingLine(run: Prepared, lines: readonly { loss: number }[], wall: number, idle: IdleReport): string {

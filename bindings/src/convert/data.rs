@@ -33,6 +33,12 @@ pub struct JsStepReport {
     pub idle: Vec<f64>,
     /// The pipeline's ideal idle fraction (S-1)/(M+S-1).
     pub ideal_idle: f64,
+    /// fp16 mixed precision: the loss scale after this step; absent when the loss is unscaled.
+    pub loss_scale: Option<f64>,
+    /// Whether dynamic loss scaling skipped this step (a non-finite gradient).
+    pub skipped: bool,
+    /// Steps skipped so far in the run.
+    pub skipped_steps: i64,
 }
 
 /// A compiled model's batch input at the global batch size.
@@ -87,6 +93,10 @@ pub fn to_js_tensor(d: HostData) -> JsTensor {
     match d {
         HostData::F32(v) => Either::A(Float32Array::new(v)),
         HostData::I32(v) => Either::B(Int32Array::new(v)),
+        // The core hands 16-bit values out as f32; widen any that get here all the same.
+        half => Either::A(Float32Array::new(
+            half.to_f32().map(|v| v.into_owned()).unwrap_or_default(),
+        )),
     }
 }
 
@@ -108,6 +118,9 @@ pub fn step_report(r: StepReport) -> JsStepReport {
             .collect(),
         idle: r.idle,
         ideal_idle: r.ideal_idle,
+        loss_scale: r.loss_scale.map(widen),
+        skipped: r.skipped,
+        skipped_steps: r.skipped_steps as i64,
     }
 }
 

@@ -293,6 +293,13 @@ fn zero_v2_keeps_a_quarter_of_the_parameters_and_the_plan_predicts_every_pool() 
             1,
             json!({"zero.level": "v2", "gradient_checkpoint.type": "auto"}),
         ),
+        (
+            2,
+            4,
+            4,
+            json!({"zero.level": "v2", "amp.level": "O1", "amp.dtype": "fp16",
+                   "gradient_checkpoint.type": "auto"}),
+        ),
     ];
     for (stages, devices, micro, extra) in cases {
         let (_, t) = train_with(stages, devices, micro, "PreferBackward", extra.clone());

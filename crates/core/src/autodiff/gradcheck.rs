@@ -59,7 +59,10 @@ fn check(
     let g = super::differentiate(b.finish(loss).unwrap()).unwrap();
     let stages = crate::passes::StageMap::single(&g);
     let mut ex = Executor::new(CpuBackend::new(1), g, &stages, 0, 7).unwrap();
-    let ctx = KernelCtx { step: 3 };
+    let ctx = KernelCtx {
+        step: 3,
+        ..Default::default()
+    };
     ex.run(ProgramKind::Forward, 0, &inputs, &ctx, None)
         .unwrap();
     ex.run(ProgramKind::Backward, 0, &inputs, &ctx, None)

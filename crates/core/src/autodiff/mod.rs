@@ -91,6 +91,14 @@ pub fn differentiate(mut graph: Graph) -> Result<Graph> {
             if !req[x.index()] {
                 continue;
             }
+            // A value's gradient has the value's type (under mixed precision an op computing
+            // in f32 from a 16-bit input, or a parameter's bias gradient, may differ).
+            let want = ad.node(x).dtype;
+            let g = if ad.node(g).dtype != want && want.is_float() {
+                ad.emit(Op::Cast { to: want }, &[g])?
+            } else {
+                g
+            };
             grad[x.index()] = Some(match grad[x.index()] {
                 None => g,
                 Some(prev) => ad.emit(Op::Binary(BinaryOp::Add), &[prev, g])?,

@@ -15,6 +15,11 @@ pub(crate) fn vjp(ad: &mut Ad<'_>, id: NodeId, dy: NodeId) -> Result<Grads> {
         Op::Unary(u) => vec![Some(ad.emit(Op::UnaryBackward(*u), &[x(0), dy])?)],
         Op::Binary(b) => binary(ad, *b, id, x(0), x(1), dy)?,
         Op::Scale { factor } => vec![Some(ad.emit(Op::Scale { factor: *factor }, &[dy])?)],
+        // Rounding is treated as the identity: the gradient goes back to the input's type.
+        Op::Cast { .. } => {
+            let to = ad.node(x(0)).dtype;
+            vec![Some(ad.emit(Op::Cast { to }, &[dy])?)]
+        }
         Op::Reshape { .. } => {
             let shape = ad.node(x(0)).shape.clone();
             vec![Some(ad.emit(Op::Reshape { shape }, &[dy])?)]
@@ -103,7 +108,7 @@ pub(crate) fn vjp(ad: &mut Ad<'_>, id: NodeId, dy: NodeId) -> Result<Grads> {
                 ad.emit(Op::DropoutBackward { p: *p, seed: *seed }, &[dy])?,
             )]
         }
-        Op::Input { .. } | Op::Parameter { .. } | Op::Fill { .. } => vec![],
+        Op::Input { .. } | Op::Parameter { .. } | Op::Fill { .. } | Op::LossScale => vec![],
         Op::UnaryBackward(_)
         | Op::MaxBackward { .. }
         | Op::SoftmaxBackward

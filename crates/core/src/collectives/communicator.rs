@@ -183,8 +183,9 @@ pub fn check_buffers(
 pub fn host_f32_mut<'a>(data: &'a mut HostData, what: &str) -> Result<&'a mut [f32]> {
     match data {
         HostData::F32(v) => Ok(v),
-        HostData::I32(_) => Err(collective_error(format!(
-            "{what}: collectives take f32 buffers, got an i32 buffer"
+        other => Err(collective_error(format!(
+            "{what}: collectives take f32 buffers, got an {} buffer",
+            other.dtype()
         ))),
     }
 }

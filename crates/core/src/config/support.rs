@@ -66,10 +66,7 @@ mod tests {
 
     #[test]
     fn each_unsupported_key_is_named() {
-        let cases = [
-            (json!({"amp.level": "O1"}), "amp.level", "amp.level='o1'"),
-            (json!({"io.slicing": true}), "io.slicing", "io.slicing=true"),
-        ];
+        let cases = [(json!({"io.slicing": true}), "io.slicing", "io.slicing=true")];
         for (input, key, fragment) in cases {
             let (feature, message) = unsupported(input);
             assert_eq!(feature, key);
@@ -82,8 +79,8 @@ mod tests {
     }
 
     #[test]
-    fn all_unsupported_keys_are_listed_in_table_order() {
-        let c = config(json!({"io.slicing": true, "amp.level": "o1"}));
+    fn all_unsupported_keys_are_listed_and_supported_ones_are_not() {
+        let c = config(json!({"io.slicing": true, "amp.level": "o1", "zero.level": "v2"}));
         let features: Vec<String> = c
             .unsupported_features()
             .into_iter()
@@ -92,8 +89,6 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(features, ["amp.level", "io.slicing"]);
-        let (first, _) = unsupported(json!({"io.slicing": true, "amp.level": "o1"}));
-        assert_eq!(first, "amp.level");
+        assert_eq!(features, ["io.slicing"]);
     }
 }

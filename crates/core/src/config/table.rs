@@ -212,9 +212,13 @@ config_table! {
     amp: AmpConfig {
         level: AmpLevel {
             default: AmpLevel::Off, min: None, origin: Epl,
-            unsupported: Some("mixed precision lands with the AMP issue"),
-            doc: "Off when empty; 'o1' (any case): memory-efficient mixed precision by graph \
-                  rewrite, no low-precision weight copies.",
+            unsupported: None,
+            doc: "Off when empty; 'o1' (any case): mixed precision by graph rewrite: matmuls \
+                  and attention in amp.dtype; layer norm and cross-entropy read 16-bit inputs \
+                  and compute in f32; softmax, reductions and embedding lookups in f32; \
+                  elementwise ops in 16 bits when an input is; f32 master weights and \
+                  optimizer state, parameters cast just in time in forward and again in \
+                  backward (no low-precision weight copies kept).",
         }
         debug_log: bool {
             default: false, min: None, origin: Epl,
@@ -224,8 +228,9 @@ config_table! {
         loss_scale: LossScale {
             default: LossScale::Dynamic, min: None, origin: Epl,
             unsupported: None,
-            doc: "'dynamic' (start 2^15, x2 after 2000 finite steps, /2 and skip the step on \
-                  overflow, floor 1) or a fixed positive factor.",
+            doc: "fp16 only (bf16 has f32's range): 'dynamic' (start 2^15, x2 after 2000 \
+                  finite steps, /2 and skip the step on overflow, floor 1) or a fixed positive \
+                  factor (1 warns: small gradients underflow).",
         }
         dtype: AmpDtype {
             default: AmpDtype::Bf16, min: None, origin: Weft,

@@ -10,6 +10,10 @@ use crate::ir::{DType, Op};
 pub enum HostData {
     F32(Vec<f32>),
     I32(Vec<i32>),
+    /// bf16 bit patterns (mixed precision's activations).
+    BF16(Vec<u16>),
+    /// IEEE half bit patterns.
+    F16(Vec<u16>),
 }
 
 impl HostData {
@@ -17,6 +21,8 @@ impl HostData {
         match dtype {
             DType::F32 => HostData::F32(vec![0.0; len]),
             DType::I32 => HostData::I32(vec![0; len]),
+            DType::BF16 => HostData::BF16(vec![0; len]),
+            DType::F16 => HostData::F16(vec![0; len]),
         }
     }
 
@@ -24,6 +30,8 @@ impl HostData {
         match self {
             HostData::F32(_) => DType::F32,
             HostData::I32(_) => DType::I32,
+            HostData::BF16(_) => DType::BF16,
+            HostData::F16(_) => DType::F16,
         }
     }
 
@@ -31,6 +39,7 @@ impl HostData {
         match self {
             HostData::F32(v) => v.len(),
             HostData::I32(v) => v.len(),
+            HostData::BF16(v) | HostData::F16(v) => v.len(),
         }
     }
 
@@ -45,22 +54,36 @@ impl HostData {
     pub fn as_f32(&self) -> Option<&[f32]> {
         match self {
             HostData::F32(v) => Some(v),
-            HostData::I32(_) => None,
+            _ => None,
         }
     }
 
     pub fn as_f32_mut(&mut self) -> Option<&mut [f32]> {
         match self {
             HostData::F32(v) => Some(v),
-            HostData::I32(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The bit patterns of a 16-bit float tensor.
+    pub fn as_u16(&self) -> Option<&[u16]> {
+        match self {
+            HostData::BF16(v) | HostData::F16(v) => Some(v),
+            _ => None,
         }
     }
 
     pub fn as_i32(&self) -> Option<&[i32]> {
         match self {
             HostData::I32(v) => Some(v),
-            HostData::F32(_) => None,
+            _ => None,
         }
+    }
+
+    /// The values of a float tensor as f32 (16-bit ones widened): what crosses stages and
+    /// reaches the caller.
+    pub fn to_f32(&self) -> Option<std::borrow::Cow<'_, [f32]>> {
+        super::half::widen(self)
     }
 }
 
@@ -70,6 +93,8 @@ impl HostData {
 pub enum HostView<'a> {
     F32(&'a [f32]),
     I32(&'a [i32]),
+    BF16(&'a [u16]),
+    F16(&'a [u16]),
 }
 
 impl HostView<'_> {
@@ -77,6 +102,8 @@ impl HostView<'_> {
         match self {
             HostView::F32(_) => DType::F32,
             HostView::I32(_) => DType::I32,
+            HostView::BF16(_) => DType::BF16,
+            HostView::F16(_) => DType::F16,
         }
     }
 
@@ -84,6 +111,7 @@ impl HostView<'_> {
         match self {
             HostView::F32(v) => v.len(),
             HostView::I32(v) => v.len(),
+            HostView::BF16(v) | HostView::F16(v) => v.len(),
         }
     }
 
@@ -95,6 +123,8 @@ impl HostView<'_> {
         match self {
             HostView::F32(v) => HostView::F32(&v[range]),
             HostView::I32(v) => HostView::I32(&v[range]),
+            HostView::BF16(v) => HostView::BF16(&v[range]),
+            HostView::F16(v) => HostView::F16(&v[range]),
         }
     }
 }
@@ -109,6 +139,8 @@ impl AsHostView for HostData {
         match self {
             HostData::F32(v) => HostView::F32(v),
             HostData::I32(v) => HostView::I32(v),
+            HostData::BF16(v) => HostView::BF16(v),
+            HostData::F16(v) => HostView::F16(v),
         }
     }
 }
@@ -120,10 +152,21 @@ impl AsHostView for HostView<'_> {
 }
 
 /// Per-launch context a kernel may need besides its tensors.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct KernelCtx {
     /// Optimizer step being executed (dropout masks depend on it).
     pub step: u64,
+    /// The loss scale backward is seeded with (`Op::LossScale`); 1 without mixed precision.
+    pub loss_scale: f32,
+}
+
+impl Default for KernelCtx {
+    fn default() -> Self {
+        KernelCtx {
+            step: 0,
+            loss_scale: 1.0,
+        }
+    }
 }
 
 /// A read-only view of an input tensor: its buffer and concrete row-major shape.

@@ -229,19 +229,26 @@ impl<B: Backend> Executor<B> {
         self.slot(mb);
         // Taken out for the run so `act` can borrow the executor mutably; put back after.
         let actions = std::mem::take(self.program.list_mut(kind));
-        let result = actions.iter().try_for_each(|a| {
-            self.act(a, mb, inputs, ctx, link)?;
-            match (a, on_grad.as_deref_mut()) {
-                (Action::AccumulateGrad { param, .. }, Some(hook)) => {
-                    self.notify(*param, hook)?;
-                    if self.release_notified {
-                        self.release_grad(*param);
+        let mut run = |ex: &mut Self| {
+            actions.iter().try_for_each(|a| {
+                ex.act(a, mb, inputs, ctx, link)?;
+                match (a, on_grad.as_deref_mut()) {
+                    (Action::AccumulateGrad { param, .. }, Some(hook)) => {
+                        ex.notify(*param, hook)?;
+                        if ex.release_notified {
+                            ex.release_grad(*param);
+                        }
+                        Ok(())
                     }
-                    Ok(())
+                    _ => Ok(()),
                 }
-                _ => Ok(()),
-            }
-        });
+            })
+        };
+        // ZeRO v2: a thread gathers the next parameter while this one is in use.
+        let result = match self.prefetch_order(&actions, link) {
+            Some((order, comm)) => self.run_prefetching(order, comm, run),
+            None => run(self),
+        };
         *self.program.list_mut(kind) = actions;
         if result.is_err() {
             self.release_transients();
@@ -256,16 +263,16 @@ impl<B: Backend> Executor<B> {
         self.read_f32(g, |host| hook(param, host))
     }
 
-    /// Hand an f32 buffer's values to `f`: in place on host-memory devices, through a download
-    /// elsewhere.
+    /// Hand a float buffer's values to `f` as f32: in place on host-memory devices, through a
+    /// download elsewhere (and widened when 16-bit: values cross stages as f32).
     fn read_f32<R>(&self, buf: &B::Buffer, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
         match self.backend.host_f32(buf) {
             Some(host) => f(host),
             None => {
                 let data = self.backend.download(buf)?;
-                f(data
-                    .as_f32()
-                    .ok_or_else(|| Error::internal("only f32 tensors cross stages and replicas"))?)
+                f(&data.to_f32().ok_or_else(|| {
+                    Error::internal("only float tensors cross stages and replicas")
+                })?)
             }
         }
     }
@@ -283,6 +290,25 @@ impl<B: Backend> Executor<B> {
         let mut host = vec![0.0f32; len];
         f(&mut host)?;
         self.backend.write(buf, HostView::F32(&host))
+    }
+
+    /// `write_f32` into a buffer of any float type: 16-bit ones are filled through f32 and
+    /// rounded.
+    fn write_values(
+        &self,
+        buf: &mut B::Buffer,
+        dtype: DType,
+        len: usize,
+        f: impl FnOnce(&mut [f32]) -> Result<()>,
+    ) -> Result<()> {
+        if dtype == DType::F32 {
+            return self.write_f32(buf, len, f);
+        }
+        let mut wide = vec![0.0f32; len];
+        f(&mut wide)?;
+        let mut data = HostData::zeros(dtype, len);
+        super::half::narrow_into(&wide, &mut data);
+        self.backend.write(buf, data.view())
     }
 
     fn act<D: AsHostView>(
@@ -313,16 +339,18 @@ impl<B: Backend> Executor<B> {
             Action::Recv { node, from_stage } => {
                 let link = link.ok_or_else(no_link)?;
                 let len = numel(&self.dims[node.index()]);
-                let mut b =
-                    self.pool
-                        .take(&self.backend, Category::Activations, DType::F32, len)?;
+                let dtype = self.graph.node(node).dtype;
+                let mut b = self
+                    .pool
+                    .take(&self.backend, Category::Activations, dtype, len)?;
                 let t0 = std::time::Instant::now();
                 let from = link.rank_of_stage[from_stage];
-                let got =
-                    self.write_f32(&mut b, len, |buf| link.comm.recv(buf, from, tag(mb, node)));
+                let got = self.write_values(&mut b, dtype, len, |buf| {
+                    link.comm.recv(buf, from, tag(mb, node))
+                });
                 self.recv_wait += t0.elapsed();
                 if let Err(e) = got {
-                    self.pool.give(Category::Activations, DType::F32, len, b);
+                    self.pool.give(Category::Activations, dtype, len, b);
                     return Err(e);
                 }
                 self.slot(mb)[node.index()] = Some(b);
@@ -490,9 +518,15 @@ impl<B: Backend> Executor<B> {
     }
 
     /// Download a value kept by the last program of micro-batch `mb` (loss, outputs) and free it.
+    /// 16-bit values come back as f32.
     pub fn take_value(&mut self, mb: usize, id: NodeId) -> Result<HostData> {
         let data = self.backend.download(self.value(mb, id)?)?;
         self.free(mb, id);
-        Ok(data)
+        Ok(match data {
+            HostData::BF16(_) | HostData::F16(_) => {
+                HostData::F32(data.to_f32().expect("float").into_owned())
+            }
+            data => data,
+        })
     }
 }

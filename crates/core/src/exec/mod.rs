@@ -4,6 +4,7 @@
 mod backend;
 pub mod cpu;
 mod gemm_bench;
+pub mod half;
 mod interpreter;
 mod memory;
 mod plan;

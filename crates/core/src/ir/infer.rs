@@ -28,6 +28,21 @@ fn want_dtype(op: &Op, what: &str, t: &TensorType, dtype: DType) -> Result<()> {
     Ok(())
 }
 
+/// A float input (f32, or a 16-bit float under mixed precision); its type.
+fn want_float(op: &Op, what: &str, t: &TensorType) -> Result<DType> {
+    if !t.dtype.is_float() {
+        return want_dtype(op, what, t, DType::F32).map(|()| t.dtype);
+    }
+    Ok(t.dtype)
+}
+
+/// Two float inputs of one type (mixed precision casts them to agree); that type.
+fn same_float(op: &Op, a: &TensorType, b: &TensorType) -> Result<DType> {
+    let dtype = want_float(op, "lhs", a)?;
+    want_dtype(op, "rhs", b, dtype)?;
+    Ok(dtype)
+}
+
 fn last_dim(op: &Op, t: &TensorType) -> Result<usize> {
     match t.shape.dims().last() {
         Some(Dim::Fixed(n)) => Ok(*n),
@@ -69,15 +84,30 @@ pub fn infer(op: &Op, ins: &[TensorType]) -> Result<TensorType> {
             shape: shape.clone(),
             dtype: *dtype,
         }),
+        Op::LossScale => Ok(f32_of(Shape::default())),
         Op::Parameter { shape, .. } | Op::Fill { shape, .. } => {
             if !shape.is_concrete() {
                 return err(op, format!("shape {shape} must not depend on the batch"));
             }
             Ok(f32_of(shape.clone()))
         }
-        Op::Unary(_) | Op::Scale { .. } | Op::Softmax | Op::Dropout { .. } => {
+        Op::Unary(_) | Op::Scale { .. } | Op::Dropout { .. } => {
+            want_float(op, "input", &ins[0])?;
+            Ok(ins[0].clone())
+        }
+        Op::Softmax => {
             want_dtype(op, "input", &ins[0], DType::F32)?;
             Ok(ins[0].clone())
+        }
+        Op::Cast { to } => {
+            want_float(op, "input", &ins[0])?;
+            if !to.is_float() {
+                return err(op, format!("casts to float types only, not {to}"));
+            }
+            Ok(TensorType {
+                shape: ins[0].shape.clone(),
+                dtype: *to,
+            })
         }
         Op::DropoutBackward { .. } => Ok(ins[0].clone()),
         Op::UnaryBackward(_) | Op::SoftmaxBackward => {
@@ -85,13 +115,9 @@ pub fn infer(op: &Op, ins: &[TensorType]) -> Result<TensorType> {
             Ok(ins[0].clone())
         }
         Op::Binary(_) => {
-            want_dtype(op, "lhs", &ins[0], DType::F32)?;
-            want_dtype(op, "rhs", &ins[1], DType::F32)?;
-            Ok(f32_of(Shape::broadcast(
-                op.name(),
-                &ins[0].shape,
-                &ins[1].shape,
-            )?))
+            let dtype = same_float(op, &ins[0], &ins[1])?;
+            let shape = Shape::broadcast(op.name(), &ins[0].shape, &ins[1].shape)?;
+            Ok(TensorType { shape, dtype })
         }
         Op::Reshape { shape } => infer_reshape(op, &ins[0], shape),
         Op::Permute { perm } => infer_permute(op, &ins[0], perm),
@@ -321,8 +347,7 @@ fn infer_reduce(
 }
 
 fn infer_matmul(op: &Op, a: &TensorType, b: &TensorType, ta: bool, tb: bool) -> Result<TensorType> {
-    want_dtype(op, "lhs", a, DType::F32)?;
-    want_dtype(op, "rhs", b, DType::F32)?;
+    let dtype = same_float(op, a, b)?;
     let (ra, rb) = (a.shape.rank(), b.shape.rank());
     if ra < 2 || rb < 2 {
         return err(
@@ -363,7 +388,10 @@ fn infer_matmul(op: &Op, a: &TensorType, b: &TensorType, ta: bool, tb: bool) -> 
     };
     let mut dims = batch;
     dims.extend([m, n]);
-    Ok(f32_of(Shape(dims)))
+    Ok(TensorType {
+        shape: Shape(dims),
+        dtype,
+    })
 }
 
 fn infer_embedding(op: &Op, table: &TensorType, idx: &TensorType) -> Result<TensorType> {
@@ -381,7 +409,7 @@ fn infer_embedding(op: &Op, table: &TensorType, idx: &TensorType) -> Result<Tens
 }
 
 fn infer_attention(op: &Op, qkv: &TensorType, heads: usize) -> Result<TensorType> {
-    want_dtype(op, "qkv", qkv, DType::F32)?;
+    let dtype = want_float(op, "qkv", qkv)?;
     let d = &qkv.shape.0;
     let (Some(Dim::Fixed(_)), Some(Dim::Fixed(c3))) = (d.get(1), d.get(2)) else {
         return err(
@@ -403,11 +431,14 @@ fn infer_attention(op: &Op, qkv: &TensorType, heads: usize) -> Result<TensorType
     }
     let mut dims = d.clone();
     dims[2] = Dim::Fixed(c3 / 3);
-    Ok(f32_of(Shape(dims)))
+    Ok(TensorType {
+        shape: Shape(dims),
+        dtype,
+    })
 }
 
 fn infer_cross_entropy(op: &Op, logits: &TensorType, labels: &TensorType) -> Result<TensorType> {
-    want_dtype(op, "logits", logits, DType::F32)?;
+    want_float(op, "logits", logits)?;
     want_dtype(op, "labels", labels, DType::I32)?;
     if logits.shape.rank() != 2
         || labels.shape.rank() != 1

@@ -64,6 +64,9 @@ pub enum Op {
     },
     /// A constant tensor filled with `value` (f32).
     Fill { value: f32, shape: Shape },
+    /// The step's loss scale, an f32 scalar: the seed of backward when mixed precision scales
+    /// the loss (a value of the step, not of the graph, so dynamic scaling changes no graph).
+    LossScale,
 
     // ---- elementwise ----
     /// y = f(x).
@@ -74,6 +77,9 @@ pub enum Op {
     Binary(BinaryOp),
     /// y = x * factor.
     Scale { factor: f32 },
+    /// y = x converted to the float type `to` (rounded to nearest even). Mixed precision
+    /// inserts these just in time; the gradient casts back.
+    Cast { to: DType },
 
     // ---- shape ----
     /// Same elements, new shape (element counts equal).
@@ -154,10 +160,12 @@ impl Op {
             Op::Input { .. } => "input",
             Op::Parameter { .. } => "parameter",
             Op::Fill { .. } => "fill",
+            Op::LossScale => "loss_scale",
             Op::Unary(u) => u.name(),
             Op::UnaryBackward(u) => u.backward_name(),
             Op::Binary(b) => b.name(),
             Op::Scale { .. } => "scale",
+            Op::Cast { .. } => "cast",
             Op::Reshape { .. } => "reshape",
             Op::Permute { .. } => "permute",
             Op::Slice { .. } => "slice",
@@ -187,10 +195,11 @@ impl Op {
     /// Number of inputs the op takes; `None` for variadic (Concat).
     pub fn arity(&self) -> Option<usize> {
         Some(match self {
-            Op::Input { .. } | Op::Parameter { .. } | Op::Fill { .. } => 0,
+            Op::Input { .. } | Op::Parameter { .. } | Op::Fill { .. } | Op::LossScale => 0,
             Op::Concat { .. } => return None,
             Op::Unary(_)
             | Op::Scale { .. }
+            | Op::Cast { .. }
             | Op::Reshape { .. }
             | Op::Permute { .. }
             | Op::Slice { .. }
@@ -219,7 +228,7 @@ impl Op {
     pub fn is_leaf(&self) -> bool {
         matches!(
             self,
-            Op::Input { .. } | Op::Parameter { .. } | Op::Fill { .. }
+            Op::Input { .. } | Op::Parameter { .. } | Op::Fill { .. } | Op::LossScale
         )
     }
 }
@@ -313,6 +322,7 @@ pub fn attrs(op: &Op) -> String {
         Op::Parameter { name, init, .. } => format!("{{name={name},init={init}}}"),
         Op::Fill { value, .. } => format!("{{value={value}}}"),
         Op::Scale { factor } => format!("{{factor={factor}}}"),
+        Op::Cast { to } => format!("{{to={to}}}"),
         Op::Permute { perm } => format!("{{perm={perm:?}}}"),
         Op::Slice { axis, start, end } => format!("{{axis={axis},start={start},end={end}}}"),
         Op::SliceBackward { axis, start, len } => {

@@ -1,11 +1,15 @@
 //! Graph-to-graph passes. Each is `Graph -> Result<Graph>` and the pass manager runs
 //! `verify()` after every one, so a broken pass is caught at the pass, not at run time.
 
+mod amp;
 mod auto_stage;
 mod recompute;
 mod resolve_batch;
 mod stages;
 
+pub use amp::{
+    AmpReport, Precision, mixed_precision, precision_of, recast_parameters, scale_loss_seed,
+};
 pub use auto_stage::{
     AutoStageReport, StageCost, StagePolicy, auto_stages, block_ends, equal_op_count_stages,
     sqrt_segment_ends, stage_costs,

@@ -1,6 +1,7 @@
 //! The session layer: compile options, the `Trainer` (compile, step, evaluate), checkpoints of a
 //! trainer, and its plan and memory reports. This is the API the binding exposes.
 
+mod amp;
 mod compile;
 mod device;
 mod layout;

@@ -44,6 +44,7 @@ impl Trainer {
             "batch": self.options.batch,
             "seed": self.options.seed,
             "config": self.options.config.to_json(),
+            "loss_scaler": self.scaler.as_ref().map(|s| s.to_json()),
         });
         let optimizer = Some(OptimizerState {
             name: self.options.optimizer.kind.as_str().to_string(),
@@ -99,6 +100,10 @@ impl Trainer {
             self.for_each_owner(&name, |e| e.write_state(&name, &bufs))?;
         }
         self.step = ck.step;
+        // fp16's loss scale continues where it was (a checkpoint without one keeps the start).
+        if let (Some(s), Some(saved)) = (self.scaler.as_mut(), ck.config.get("loss_scaler")) {
+            s.restore(saved);
+        }
         Ok(ck.config.get("meta").cloned().unwrap_or(Value::Null))
     }
 
@@ -119,10 +124,14 @@ impl Trainer {
         for t in &st.tensors {
             let data = match &t.data {
                 HostData::F32(_) => t.data.clone(),
-                HostData::I32(_) => {
+                other => {
                     return Err(Error::Checkpoint {
                         path: file.display().to_string(),
-                        message: format!("tensor '{}' is i32; parameters are f32", t.name),
+                        message: format!(
+                            "tensor '{}' is {}; parameters are f32",
+                            t.name,
+                            other.dtype()
+                        ),
                     });
                 }
             };

@@ -328,6 +328,18 @@ impl Trainer {
         }
     }
 
+    /// Mixed precision's decisions (each op's only with `amp.debug_log`).
+    fn amp_json(&self) -> Value {
+        let Some(a) = &self.amp_report else {
+            return Value::Null;
+        };
+        let debug = self.options.config.amp.debug_log;
+        json!({
+            "dtype": self.options.config.amp.dtype.as_str(), "low": a.low, "full": a.full,
+            "casts": a.casts, "decisions": debug.then_some(&a.decisions),
+        })
+    }
+
     pub fn plan_json(&self) -> Value {
         let taskgraphs: Vec<Value> = (0..self.layout.stages)
             .map(|s| {
@@ -355,6 +367,8 @@ impl Trainer {
             "memory": memory,
             "parameters": self.param_count(),
             "auto_stages": self.auto_report.as_ref().map(|r| r.to_string()),
+            "amp": self.amp_json(),
+            "warnings": self.warnings,
             "config": self.options.config.to_json(),
         })
     }
@@ -388,6 +402,22 @@ impl Trainer {
             );
         }
         let _ = writeln!(t, "parameters: {}", self.param_count());
+        if let Some(a) = &self.amp_report {
+            let low = self.options.config.amp.dtype.as_str();
+            let _ = writeln!(
+                t,
+                "mixed precision: {} forward op(s) in {low}, {} in f32, {} cast(s)",
+                a.low, a.full, a.casts
+            );
+            if self.options.config.amp.debug_log {
+                for d in &a.decisions {
+                    let _ = writeln!(t, "  {d}");
+                }
+            }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(t, "warning: {w}");
+        }
         if let Some(r) = &self.auto_report {
             let _ = writeln!(t, "{}", r.to_string().trim_end());
         }

@@ -15,6 +15,7 @@ use crate::collectives::Communicator;
 use crate::config::ZeroLevel;
 use crate::error::{Error, Result};
 use crate::exec::HostData;
+use crate::ir::DType;
 use crate::process::ProcessWorld;
 use std::time::Duration;
 
@@ -163,6 +164,30 @@ impl Cluster {
     }
 }
 
+const DTYPES: [DType; 4] = [DType::F32, DType::I32, DType::BF16, DType::F16];
+
+/// A buffer of any dtype as f32 bit patterns, one per element (gathering copies bits).
+fn carry(data: &HostData) -> Vec<f32> {
+    match data {
+        HostData::F32(v) => v.clone(),
+        HostData::I32(v) => v.iter().map(|&x| f32::from_bits(x as u32)).collect(),
+        HostData::BF16(v) | HostData::F16(v) => {
+            v.iter().map(|&x| f32::from_bits(u32::from(x))).collect()
+        }
+    }
+}
+
+/// The inverse of `carry`.
+fn uncarry(dtype: DType, bits: &[f32]) -> HostData {
+    let u = bits.iter().map(|x| x.to_bits());
+    match dtype {
+        DType::F32 => HostData::F32(bits.to_vec()),
+        DType::I32 => HostData::I32(u.map(|x| x as i32).collect()),
+        DType::BF16 => HostData::BF16(u.map(|x| x as u16).collect()),
+        DType::F16 => HostData::F16(u.map(|x| x as u16).collect()),
+    }
+}
+
 /// One merged output of a step: name, dims, rows of every local replica in order.
 pub(super) type Output = (String, Vec<usize>, HostData);
 
@@ -184,39 +209,44 @@ impl Cluster {
                     .iter()
                     .map(|r| r.outputs.iter().filter(|o| o.1 == name).count())
                     .sum();
-                let bits: Vec<f32> = match (&data, local_parts) {
-                    (_, 0) => Vec::new(),
-                    (HostData::F32(v), _) => v.clone(),
-                    (HostData::I32(v), _) => v.iter().map(|&x| f32::from_bits(x as u32)).collect(),
+                let carried = if local_parts == 0 {
+                    Vec::new()
+                } else {
+                    carry(&data)
                 };
-                let (all, total_parts) = self.gather_uneven(&bits, local_parts)?;
+                let (all, total_parts, dtype) =
+                    self.gather_uneven(&carried, local_parts, data.dtype())?;
                 let mut dims = dims;
                 if let Some(rows) = dims.first_mut() {
                     *rows = *rows / local_parts.max(1) * total_parts.max(1);
                 }
-                let data = match data {
-                    HostData::F32(_) => HostData::F32(all),
-                    HostData::I32(_) => {
-                        HostData::I32(all.iter().map(|x| x.to_bits() as i32).collect())
-                    }
-                };
+                let data = uncarry(dtype, &all);
                 Ok((name, dims, data))
             })
             .collect()
     }
 
-    /// Concatenate every process's `data` in process order, whatever their lengths, with the
-    /// total of their `parts` counts.
-    fn gather_uneven(&self, data: &[f32], parts: usize) -> Result<(Vec<f32>, usize)> {
+    /// Concatenate every process's `data` in process order, whatever their lengths; with the
+    /// total of their `parts` counts and the dtype of the first process that has any part.
+    fn gather_uneven(
+        &self,
+        data: &[f32],
+        parts: usize,
+        dtype: DType,
+    ) -> Result<(Vec<f32>, usize, DType)> {
         let p = self.world.rank.world;
         // Counts travel as u32 bit patterns: exact where an f32 value would round above 2^24.
-        let mut sizes = vec![0.0f32; 2 * p];
-        let mine = [data.len() as u32, parts as u32].map(f32::from_bits);
+        let mut sizes = vec![0.0f32; 3 * p];
+        let code = DTYPES.iter().position(|&d| d == dtype).unwrap_or(0);
+        let mine = [data.len() as u32, parts as u32, code as u32].map(f32::from_bits);
         self.world.procs.all_gather(&mine, &mut sizes)?;
         let count = |x: f32| x.to_bits() as usize;
-        let lens: Vec<usize> = sizes.chunks(2).map(|c| count(c[0])).collect();
-        let total_parts = sizes.chunks(2).map(|c| count(c[1])).sum();
-
+        let lens: Vec<usize> = sizes.chunks(3).map(|c| count(c[0])).collect();
+        let total_parts = sizes.chunks(3).map(|c| count(c[1])).sum();
+        let dtype = sizes
+            .chunks(3)
+            .find(|c| count(c[1]) > 0)
+            .map_or(dtype, |c| DTYPES[count(c[2]).min(DTYPES.len() - 1)]);
         let max = lens.iter().copied().max().unwrap_or(0);
         let mut padded = data.to_vec();
         padded.resize(max, 0.0);
@@ -227,7 +257,7 @@ impl Cluster {
             .zip(&lens)
             .flat_map(|(c, &len)| c[..len].iter().copied())
             .collect();
-        Ok((out, total_parts))
+        Ok((out, total_parts, dtype))
     }
 }
 

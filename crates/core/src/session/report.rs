@@ -18,6 +18,12 @@ pub struct StepReport {
     pub idle: Vec<f64>,
     /// The pipeline's ideal idle fraction (S-1)/(M+S-1).
     pub ideal_idle: f64,
+    /// fp16 mixed precision: the loss scale after this step (None when the loss is not scaled).
+    pub loss_scale: Option<f32>,
+    /// Whether this step was skipped for a non-finite gradient (dynamic loss scaling), and how
+    /// many the run has skipped so far.
+    pub skipped: bool,
+    pub skipped_steps: u64,
 }
 
 impl StepReport {
@@ -29,6 +35,7 @@ impl StepReport {
                 let values = match data {
                     HostData::F32(v) => json!(v),
                     HostData::I32(v) => json!(v),
+                    half => json!(half.to_f32().unwrap_or_default()),
                 };
                 (
                     n.clone(),
@@ -43,6 +50,9 @@ impl StepReport {
             "loss": self.loss,
             "lr": self.lr,
             "gradNorm": self.grad_norm,
+            "lossScale": self.loss_scale,
+            "skipped": self.skipped,
+            "skippedSteps": self.skipped_steps,
             "ms": self.ms,
             "outputs": outputs,
         })

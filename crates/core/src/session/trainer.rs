@@ -3,6 +3,7 @@
 //! executor per device (threads) -> communicators; a step runs every device's pipeline work in
 //! parallel, reduces gradients across replicas, clips by the global norm and updates.
 
+use super::amp::{LossScaler, amp_backward, amp_forward};
 use super::compile::{
     auto_partition, device_count, input_specs, recompute_activations, stage_slicing,
 };
@@ -96,6 +97,11 @@ pub struct Trainer {
     pub(super) last_trace: Vec<super::trace::DeviceTrace>,
     /// The other processes of a multi-process job (`options.processes`); None in one process.
     pub(super) cluster: Option<Cluster>,
+    /// Mixed precision: what the rewrite did, and fp16's loss scale.
+    pub(super) amp_report: Option<crate::passes::AmpReport>,
+    pub(super) scaler: Option<LossScaler>,
+    /// Configurations that run but likely not as meant (the CLI and TS print them).
+    pub(super) warnings: Vec<String>,
 }
 
 impl Trainer {
@@ -120,7 +126,9 @@ impl Trainer {
         let micro_rows = options.batch / (layout.replicas * layout.micro_batches);
         let inputs = input_specs(&model, options.batch)?;
         let resolved = run_pass(model.clone(), |g| resolve_batch(g, micro_rows))?;
+        let (resolved, amp_report) = amp_forward(resolved, &options)?;
         let compiled = run_pass(resolved, differentiate)?;
+        let (compiled, scaler) = amp_backward(compiled, &options)?;
         let compiled = recompute_activations(compiled, &options)?;
         let stages = assign_stages(&compiled)?;
         layout.check_communication(&options, &compiled)?;
@@ -169,6 +177,7 @@ impl Trainer {
         }
         let schedule = options.optimizer.lr_schedule()?;
         let last_trace = Vec::new();
+        let warnings = super::amp::warnings(&options);
         let mut t = Trainer {
             model,
             compiled,
@@ -183,6 +192,9 @@ impl Trainer {
             slicing,
             last_trace,
             cluster,
+            amp_report,
+            scaler,
+            warnings,
         };
         t.broadcast_initial_weights()?;
         t.shard_parameters()?;
@@ -286,11 +298,13 @@ impl Trainer {
             .collect();
         let mean = self.options.config.communication.gradients_reduce_method
             == crate::config::ReduceMethod::Mean;
+        // The loss scale is undone with the mean's division, before norms and clipping.
+        let loss_scale = self.scaler.as_ref().map_or(1.0, |s| s.scale);
         let grad_scale = if mean {
             1.0 / (r_count * m_count) as f32
         } else {
             1.0
-        };
+        } / loss_scale;
         let loss = self
             .compiled
             .loss
@@ -298,9 +312,10 @@ impl Trainer {
         let outputs = &self.compiled.outputs;
         let stage_of = &self.stages.stage_of;
         let reduce = grad_reduce(&self.options, grad_scale);
-        let local_clip = self.local_clip(mean);
+        let local_clip = self.local_clip(mean, loss_scale);
         let ctx = KernelCtx {
             step: self.step + 1,
+            loss_scale,
         };
         let epoch = Instant::now();
         let layout = &self.layout;
@@ -360,7 +375,7 @@ impl Trainer {
             && self.layout.replicas > 1
     }
 
-    fn local_clip(&self, mean: bool) -> Option<LocalClip> {
+    fn local_clip(&self, mean: bool, loss_scale: f32) -> Option<LocalClip> {
         let max_norm = self
             .options
             .optimizer
@@ -371,6 +386,7 @@ impl Trainer {
             self.layout.micro_batches as f32,
         );
         let (micro_scale, replica_scale) = if mean { (1.0 / m, 1.0 / r) } else { (1.0, 1.0) };
+        let micro_scale = micro_scale / loss_scale;
         Some(LocalClip {
             max_norm,
             micro_scale,
@@ -458,6 +474,12 @@ impl Trainer {
             .sum();
         let (loss, sq, outputs) = self.across_processes(&device_results, loss, sq, outputs)?;
         let norm = sq.sqrt();
+        // Dynamic loss scaling: an overflowed gradient halves the scale and skips the step.
+        let scaled = self.scaler.as_mut().map(|s| s.update(norm.is_finite()));
+        if loss.is_finite() && scaled == Some(true) {
+            self.discard_all();
+            return Ok(self.skipped_report(loss, t0));
+        }
         if !loss.is_finite() || !norm.is_finite() {
             self.discard_all();
             let what = if loss.is_finite() {
@@ -527,6 +549,9 @@ impl Trainer {
             outputs,
             idle,
             ideal_idle,
+            loss_scale: self.scaler.as_ref().map(|s| s.scale),
+            skipped: false,
+            skipped_steps: self.scaler.as_ref().map_or(0, |s| s.skipped),
         })
     }
 
@@ -554,6 +579,9 @@ impl Trainer {
             outputs,
             idle: Vec::new(),
             ideal_idle: 0.0,
+            loss_scale: self.scaler.as_ref().map(|s| s.scale),
+            skipped: false,
+            skipped_steps: self.scaler.as_ref().map_or(0, |s| s.skipped),
         })
     }
 

@@ -87,17 +87,16 @@ impl ShardPlan {
             .unwrap_or(0)
     }
 
-    /// Bytes of ZeRO v2's parameter gather buffers: the largest parameter's (padded) piece and
-    /// all replicas' pieces.
+    /// Bytes of ZeRO v2's parameter gather buffers: two pairs (one gathered ahead while the
+    /// other is copied out), each the largest piece (padded) and all replicas' pieces.
     pub fn param_gather_bytes(&self) -> usize {
-        self.param_pieces()
+        let most = self
+            .param_pieces()
             .values()
-            .map(|pieces| {
-                let most = pieces.iter().map(Range::len).max().unwrap_or(0);
-                most * (1 + self.replicas) * 4
-            })
+            .flat_map(|pieces| pieces.iter().map(Range::len))
             .max()
-            .unwrap_or(0)
+            .unwrap_or(0);
+        2 * most * (1 + self.replicas) * 4
     }
 
     /// Elements each replica contributes to group `g`'s all-gather: the most any replica

@@ -44,6 +44,9 @@ pub fn to_bytes(
             HostData::I32(v) => v
                 .iter()
                 .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            HostData::BF16(v) | HostData::F16(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
         }
     }
     Ok(out)
@@ -94,6 +97,8 @@ fn build_header(sorted: &[&TensorEntry], metadata: &BTreeMap<String, String>) ->
         let dtype = match t.data {
             HostData::F32(_) => "F32",
             HostData::I32(_) => "I32",
+            HostData::BF16(_) => "BF16",
+            HostData::F16(_) => "F16",
         };
         let shape: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
         let end = offset + t.data.size_bytes();

@@ -14,6 +14,7 @@
 //! - `dropout`     counter-based inverted dropout, forward and backward
 //! - `attention`   fused causal multi-head attention, forward and backward
 //! - `optim`       SGD and Adam/AdamW update math on slices
+//! - `widen`       16-bit floats: cast, and every kernel run in f32 on widened inputs
 //!
 //! This file holds the `Backend` impl: it checks arity and dtypes, picks the kernel for the op,
 //! and runs everything inside the backend's own rayon pool when one was requested.
@@ -31,6 +32,7 @@ mod shape;
 mod simd;
 mod softmax;
 mod util;
+mod widen;
 
 #[cfg(test)]
 mod tests;
@@ -131,6 +133,11 @@ impl Backend for CpuBackend {
         match (buf, data) {
             (HostData::F32(b), HostView::F32(d)) if b.len() == d.len() => b.copy_from_slice(d),
             (HostData::I32(b), HostView::I32(d)) if b.len() == d.len() => b.copy_from_slice(d),
+            (HostData::BF16(b), HostView::BF16(d)) | (HostData::F16(b), HostView::F16(d))
+                if b.len() == d.len() =>
+            {
+                b.copy_from_slice(d)
+            }
             (b, d) => {
                 return Err(Error::internal(format!(
                     "write of {} x {} into a {} x {} buffer",
@@ -169,7 +176,13 @@ impl Backend for CpuBackend {
             }
             _ => {}
         }
-        self.run(|| dispatch(op, inputs, out, out_shape, ctx))
+        self.run(|| match op {
+            Op::Cast { .. } => widen::cast(inputs, out, out_shape),
+            _ if !is_data_movement(op) && widen::touches_half(inputs, out) => {
+                widen::execute_widened(op, inputs, out, out_shape, ctx, dispatch)
+            }
+            _ => dispatch(op, inputs, out, out_shape, ctx),
+        })
     }
 
     fn sum_squares(&self, buf: &HostData) -> Result<f64> {
@@ -308,6 +321,19 @@ fn apply_rule(rule: &UpdateRule, step: u64, p: &mut [f32], g: &[f32], mut bufs: 
     }
 }
 
+/// Ops that only move elements: any dtype, bits copied.
+fn is_data_movement(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Reshape { .. }
+            | Op::Permute { .. }
+            | Op::Slice { .. }
+            | Op::SliceBackward { .. }
+            | Op::Concat { .. }
+            | Op::Expand { .. }
+    )
+}
+
 /// Picks and runs the kernel for `op` (arity already checked).
 fn dispatch(
     op: &Op,
@@ -321,12 +347,7 @@ fn dispatch(
         Op::Input { .. } | Op::Parameter { .. } => Err(Error::internal(format!(
             "{name}: leaves are fed by the executor, not executed"
         ))),
-        Op::Reshape { .. }
-        | Op::Permute { .. }
-        | Op::Slice { .. }
-        | Op::SliceBackward { .. }
-        | Op::Concat { .. }
-        | Op::Expand { .. } => dispatch_data_movement(op, inputs, out, out_shape),
+        _ if is_data_movement(op) => dispatch_data_movement(op, inputs, out, out_shape),
         _ => {
             let y = f32_out(name, out, out_shape)?;
             let args = Args {
@@ -376,6 +397,7 @@ fn dispatch_tensor(op: &Op, a: &Args, y: &mut [f32], ctx: &KernelCtx) -> Result<
             check_op_shape(a.name, declared, shape)?;
             y.fill(value);
         }
+        Op::LossScale => y.fill(ctx.loss_scale),
         Op::Unary(u) => elementwise::unary_forward(u, a.same(0)?.data, y),
         Op::UnaryBackward(u) => elementwise::unary_backward(u, a.same(0)?.data, a.same(1)?.data, y),
         Op::Binary(b) => elementwise::binary_forward(b, a.f(0)?, a.f(1)?, y, shape)?,
@@ -459,36 +481,26 @@ fn dispatch_data_movement(
         .map(|i| any_in(name, inputs, i))
         .collect::<Result<Vec<_>>>()?;
     let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape).collect();
-    match out {
-        HostData::F32(y) => {
-            let data = xs
-                .iter()
-                .map(|x| x.as_f32().ok_or(()))
-                .collect::<Result<Vec<_>, _>>();
-            let data = data.map_err(|_| dtype_mismatch(name, DType::F32))?;
-            move_data(op, &data, &shapes, y, out_shape)
-        }
-        HostData::I32(y) => {
-            let data = xs
-                .iter()
-                .map(|x| x.as_i32().ok_or(()))
-                .collect::<Result<Vec<_>, _>>();
-            let data = data.map_err(|_| dtype_mismatch(name, DType::I32))?;
-            move_data(op, &data, &shapes, y, out_shape)
-        }
+    let want = out.dtype();
+    if let Some(x) = xs.iter().find(|x| x.dtype() != want) {
+        return Err(Error::DType {
+            what: format!("{name} input"),
+            expected: want.to_string(),
+            got: x.dtype().to_string(),
+        });
     }
-}
-
-fn dtype_mismatch(op: &str, out: DType) -> Error {
-    let got = if out == DType::F32 {
-        DType::I32
-    } else {
-        DType::F32
-    };
-    Error::DType {
-        what: format!("{op} input"),
-        expected: out.to_string(),
-        got: got.to_string(),
+    fn all<'a, T>(
+        xs: &[&'a HostData],
+        f: impl Fn(&'a HostData) -> Option<&'a [T]>,
+    ) -> Vec<&'a [T]> {
+        xs.iter().filter_map(|x| f(x)).collect()
+    }
+    match out {
+        HostData::F32(y) => move_data(op, &all(&xs, HostData::as_f32), &shapes, y, out_shape),
+        HostData::I32(y) => move_data(op, &all(&xs, HostData::as_i32), &shapes, y, out_shape),
+        HostData::BF16(y) | HostData::F16(y) => {
+            move_data(op, &all(&xs, HostData::as_u16), &shapes, y, out_shape)
+        }
     }
 }
 

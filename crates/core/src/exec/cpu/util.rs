@@ -76,11 +76,11 @@ pub(super) fn f32_in<'a>(
             data: v,
             shape: t.shape,
         }),
-        HostData::I32(_) => Err(dtype_error(
+        other => Err(dtype_error(
             op,
             &format!("input {i}"),
             DType::F32,
-            DType::I32,
+            other.dtype(),
         )),
     }
 }
@@ -99,11 +99,11 @@ pub(super) fn i32_in<'a>(
             data: v,
             shape: t.shape,
         }),
-        HostData::F32(_) => Err(dtype_error(
+        other => Err(dtype_error(
             op,
             &format!("input {i}"),
             DType::I32,
-            DType::F32,
+            other.dtype(),
         )),
     }
 }
@@ -129,7 +129,7 @@ pub(super) fn f32_out<'o>(
     check_out_len(op, out, out_shape)?;
     match out {
         HostData::F32(v) => Ok(v),
-        HostData::I32(_) => Err(dtype_error(op, "output", DType::F32, DType::I32)),
+        other => Err(dtype_error(op, "output", DType::F32, other.dtype())),
     }
 }
 

@@ -3,7 +3,7 @@
 //! a whole parameter right before its first use in a phase, and `Free` drops it after the last.
 
 use super::*;
-use crate::exec::memory::grow_exact;
+use std::sync::mpsc;
 
 /// Where a stage's parameters live between uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,8 +27,25 @@ pub(super) struct ParamShards {
     /// ascending; empty where a replica owns none of it).
     pieces: HashMap<NodeId, Vec<Range<usize>>>,
     replica: usize,
-    /// The gather's buffers (own piece padded, all pieces), kept between fetches.
-    scratch: (Vec<f32>, Vec<f32>),
+    /// The gathers' buffer pairs (own piece padded, all pieces), kept between fetches: two,
+    /// one being gathered ahead while the other is copied out, each made at once for the
+    /// largest parameter so that nothing grows during a step.
+    free: Vec<(Vec<f32>, Vec<f32>)>,
+    /// The prefetcher of the program running now.
+    prefetch: Option<Prefetch>,
+}
+
+/// A gather to run: the parameter, its own piece (padded), the buffer for all pieces.
+type Request = (NodeId, Vec<f32>, Vec<f32>);
+/// A gather done: the request's buffers back, and whether it succeeded.
+type Gathered = (NodeId, Vec<f32>, Vec<f32>, Result<()>);
+
+/// The channel to a program's prefetcher thread and where the program is in its fetches.
+pub(super) struct Prefetch {
+    requests: mpsc::Sender<Request>,
+    results: mpsc::Receiver<Gathered>,
+    order: Vec<NodeId>,
+    next: usize,
 }
 
 impl<B: Backend> Executor<B> {
@@ -51,10 +68,23 @@ impl<B: Backend> Executor<B> {
             self.pool.drop_buffer(home, DType::F32, len);
             self.pool.adopt(home, DType::F32, own.len());
         }
+        let most = pieces
+            .values()
+            .flat_map(|r| r.iter().map(Range::len))
+            .max()
+            .unwrap_or(0);
+        let replicas = pieces.values().next().map_or(1, Vec::len);
+        let pair = || {
+            (
+                Vec::with_capacity(most),
+                Vec::with_capacity(most * replicas),
+            )
+        };
         self.shards = Some(ParamShards {
             pieces,
             replica,
-            scratch: (Vec::new(), Vec::new()),
+            free: vec![pair(), pair()],
+            prefetch: None,
         });
         // The whole parameters were only ever the initial values' staging: peaks count from
         // the pieces.
@@ -94,48 +124,159 @@ impl<B: Backend> Executor<B> {
         }
     }
 
-    /// Fill `out` with the whole parameter `p` from every replica's piece.
+    /// Fill `out` with the whole parameter `p` from every replica's piece: gathered ahead by
+    /// the prefetcher when one runs, else here.
     pub(super) fn gather_param(
         &mut self,
         p: NodeId,
         out: &mut B::Buffer,
         link: Option<&Link<'_>>,
     ) -> Result<()> {
-        let comm = link.and_then(|l| l.params).ok_or_else(|| {
-            Error::internal("ZeRO v2 gathers parameters over a channel this run lacks")
-        })?;
-        let shards = self.shards.as_mut().expect("is_sharded checked");
-        let (mut mine, mut all) = std::mem::take(&mut shards.scratch);
-        let pieces = shards.pieces[&p].clone();
+        let prefetched = self.shards.as_ref().is_some_and(|s| s.prefetch.is_some());
+        let pair = if prefetched {
+            self.take_prefetched(p)?
+        } else {
+            let comm = link.and_then(|l| l.params).ok_or_else(|| {
+                Error::internal("ZeRO v2 gathers parameters over a channel this run lacks")
+            })?;
+            let (mine, mut all) = self.own_piece_in_buffer(p)?;
+            let gathered = comm.all_gather(&mine, &mut all);
+            if let Err(e) = gathered {
+                self.shards_mut().free.push((mine, all));
+                return Err(e);
+            }
+            (mine, all)
+        };
+        let pieces = self.shards_mut().pieces[&p].clone();
         let most = pieces.iter().map(Range::len).max().unwrap_or(0);
-        let own = pieces[shards.replica].len();
-        grow_exact(&mut mine, most);
-        grow_exact(&mut all, most * pieces.len());
+        let all = &pair.1;
+        let written = self.write_f32(out, numel(&self.dims[p.index()]), |d| {
+            for (r, range) in pieces.iter().enumerate() {
+                d[range.clone()].copy_from_slice(&all[r * most..r * most + range.len()]);
+            }
+            Ok(())
+        });
+        self.shards_mut().free.push(pair);
+        written
+    }
+
+    fn shards_mut(&mut self) -> &mut ParamShards {
+        self.shards.as_mut().expect("sharded parameters")
+    }
+
+    /// A free buffer pair, the own piece of `p` copied into its first (padded to the largest
+    /// piece of `p`), the second sized for all pieces.
+    fn own_piece_in_buffer(&mut self, p: NodeId) -> Result<(Vec<f32>, Vec<f32>)> {
+        let shards = self.shards_mut();
+        let pieces = &shards.pieces[&p];
+        let most = pieces.iter().map(Range::len).max().unwrap_or(0);
+        let (own, replicas) = (pieces[shards.replica].len(), pieces.len());
+        let (mut mine, mut all) = shards.free.pop().unwrap_or_default();
+        mine.resize(most, 0.0);
+        all.resize(most * replicas, 0.0);
         let buf = self.params[p.index()]
             .as_ref()
             .ok_or_else(|| Error::internal(format!("no piece of {p} on this replica")))?;
-        let gathered = self
-            .read_f32(buf, |v| {
-                mine[..own].copy_from_slice(v);
-                Ok(())
+        self.read_f32(buf, |v| {
+            mine[..own].copy_from_slice(v);
+            Ok(())
+        })?;
+        Ok((mine, all))
+    }
+
+    /// The parameters `actions` fetch by gathering, in order, when a channel can gather them.
+    pub(super) fn prefetch_order<'l>(
+        &self,
+        actions: &[Action],
+        link: Option<&Link<'l>>,
+    ) -> Option<(Vec<NodeId>, &'l dyn Communicator)> {
+        let comm = link.and_then(|l| l.params)?;
+        let order: Vec<NodeId> = actions
+            .iter()
+            .filter_map(|a| match *a {
+                Action::Fetch(p) if self.is_sharded(p) => Some(p),
+                _ => None,
             })
-            .and_then(|()| comm.all_gather(&mine, &mut all))
-            .and_then(|()| {
-                self.write_f32(out, numel(&self.dims[p.index()]), |d| {
-                    for (r, range) in pieces.iter().enumerate() {
-                        d[range.clone()].copy_from_slice(&all[r * most..r * most + range.len()]);
+            .collect();
+        (!order.is_empty()).then_some((order, comm))
+    }
+
+    /// Run `actions` with a prefetcher thread gathering the next parameter while the current
+    /// one is in use (one gather ahead, so a layer's gather overlaps the layer before).
+    pub(super) fn run_prefetching(
+        &mut self,
+        order: Vec<NodeId>,
+        comm: &dyn Communicator,
+        run: impl FnOnce(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        std::thread::scope(|scope| {
+            let (requests, work) = mpsc::channel::<Request>();
+            let (done, results) = mpsc::channel::<Gathered>();
+            scope.spawn(move || {
+                for (p, mine, mut all) in work {
+                    let r = comm.all_gather(&mine, &mut all);
+                    if done.send((p, mine, all, r)).is_err() {
+                        break;
                     }
-                    Ok(())
-                })
+                }
             });
-        self.shards.as_mut().expect("checked").scratch = (mine, all);
-        gathered
+            let first = order[0];
+            self.shards_mut().prefetch = Some(Prefetch {
+                requests,
+                results,
+                order,
+                next: 0,
+            });
+            let result = self.request_gather(first).and_then(|()| run(self));
+            if let Err(e) = &result {
+                // A gather still in flight must not wait for peers that will never come.
+                comm.abort(&e.to_string());
+            }
+            self.shards_mut().prefetch = None;
+            result
+        })
+    }
+
+    /// Hand the prefetcher `p`'s piece to gather.
+    fn request_gather(&mut self, p: NodeId) -> Result<()> {
+        let (mine, all) = self.own_piece_in_buffer(p)?;
+        let pf = self.shards_mut().prefetch.as_ref().expect("prefetching");
+        pf.requests
+            .send((p, mine, all))
+            .map_err(|_| Error::internal("the parameter prefetcher stopped"))
+    }
+
+    /// `p` gathered by the prefetcher, after asking it for the next parameter.
+    fn take_prefetched(&mut self, p: NodeId) -> Result<(Vec<f32>, Vec<f32>)> {
+        let pf = self.shards_mut().prefetch.as_mut().expect("prefetching");
+        let k = pf.next;
+        if pf.order.get(k) != Some(&p) {
+            return Err(Error::internal(format!(
+                "fetch of {p} out of the prefetch order"
+            )));
+        }
+        pf.next += 1;
+        if let Some(&q) = pf.order.get(k + 1) {
+            self.request_gather(q)?;
+        }
+        let pf = self.shards_mut().prefetch.as_ref().expect("prefetching");
+        let (q, mine, all, r) = pf
+            .results
+            .recv()
+            .map_err(|_| Error::internal("the parameter prefetcher stopped"))?;
+        debug_assert_eq!(q, p);
+        if let Err(e) = r {
+            self.shards_mut().free.push((mine, all));
+            return Err(e);
+        }
+        Ok((mine, all))
     }
 
     /// Bytes of the parameter gather's buffers (host scratch, outside the device pool).
     pub fn gather_scratch_bytes(&self) -> usize {
-        self.shards
-            .as_ref()
-            .map_or(0, |s| (s.scratch.0.capacity() + s.scratch.1.capacity()) * 4)
+        self.shards.as_ref().map_or(0, |s| {
+            let cap = |v: &Vec<f32>| v.capacity() * 4;
+            s.free.iter().map(|(a, b)| cap(a) + cap(b)).sum()
+        })
     }
 }

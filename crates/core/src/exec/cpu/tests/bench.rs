@@ -20,8 +20,17 @@ fn time(label: &str, op: &Op, inputs: &[(&HostData, &[usize])], out_shape: &[usi
     let mut times = Vec::new();
     for _ in 0..15 {
         let t = Instant::now();
-        be.execute(op, &refs, &mut out, out_shape, &KernelCtx { step: 1 })
-            .unwrap();
+        be.execute(
+            op,
+            &refs,
+            &mut out,
+            out_shape,
+            &KernelCtx {
+                step: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);

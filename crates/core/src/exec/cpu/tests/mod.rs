@@ -53,7 +53,16 @@ pub(super) fn run_any(
     if let HostData::F32(v) = &mut out {
         v.fill(f32::NAN);
     }
-    be.execute(op, &refs, &mut out, out_shape, &KernelCtx { step })?;
+    be.execute(
+        op,
+        &refs,
+        &mut out,
+        out_shape,
+        &KernelCtx {
+            step,
+            ..Default::default()
+        },
+    )?;
     Ok(out)
 }
 

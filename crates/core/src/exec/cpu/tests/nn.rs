@@ -375,7 +375,10 @@ fn dropout_mask_is_reproducible_and_scaled() {
             &refs,
             &mut one,
             &[n],
-            &KernelCtx { step: 3 },
+            &KernelCtx {
+                step: 3,
+                ..Default::default()
+            },
         )
         .unwrap();
     assert_eq!(one.as_f32().unwrap(), y);
