@@ -247,10 +247,17 @@ fn get_strings(r: &mut impl io::Read) -> io::Result<Vec<String>> {
     (0..n).map(|_| get_string(r)).collect()
 }
 
-/// One process's connection to the store. Calls are serialised on one connection.
+/// One connection's two buffered halves.
+type Conn = (BufReader<TcpStream>, BufWriter<TcpStream>);
+
+/// One process's handle on the store, shared by its threads. Each request takes an idle
+/// connection (opening one when none is idle) and returns it afterwards: a blocking `get` on
+/// one thread never holds up another thread's `set` (which may be the very key it waits for).
 pub struct StoreClient {
     addr: SocketAddr,
-    conn: Mutex<(BufReader<TcpStream>, BufWriter<TcpStream>)>,
+    token: String,
+    timeout: Duration,
+    idle: Mutex<Vec<Conn>>,
     local: SocketAddr,
 }
 
@@ -258,26 +265,17 @@ impl StoreClient {
     /// Connect to the store at `addr` and present `token`, retrying until `timeout` while the
     /// store is not up yet (rank 0 may start after the others).
     pub fn connect(addr: SocketAddr, token: &str, timeout: Duration) -> Result<StoreClient> {
-        let mut stream = connect_retrying(addr, timeout).map_err(|e| {
-            collective_error(format!(
-                "store at {addr}: cannot connect within {timeout:?}: {e} (is rank 0 running, and \
-                 are MASTER_ADDR/MASTER_PORT the same on every rank?)"
-            ))
-        })?;
-        offer(&mut stream, MAGIC, token).map_err(|why| {
-            collective_error(format!("store at {addr} refused this process: {why}"))
-        })?;
-        let local = stream
-            .local_addr()
-            .map_err(|e| collective_error(format!("store at {addr}: {e}")))?;
-        let reader = stream
-            .try_clone()
-            .map_err(|e| collective_error(format!("store at {addr}: {e}")))?;
-        let conn = Mutex::new((BufReader::new(reader), BufWriter::new(stream)));
-        Ok(StoreClient { addr, conn, local })
+        let (conn, local) = open(addr, token, timeout)?;
+        Ok(StoreClient {
+            addr,
+            token: token.to_string(),
+            timeout,
+            idle: Mutex::new(vec![conn]),
+            local,
+        })
     }
 
-    /// The local end of the connection: the address peers can reach this host by.
+    /// The local end of the first connection: the address peers can reach this host by.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
@@ -289,8 +287,16 @@ impl StoreClient {
         write: impl FnOnce(&mut BufWriter<TcpStream>) -> io::Result<()>,
         read: impl FnOnce(u8, &mut BufReader<TcpStream>) -> io::Result<Result<T>>,
     ) -> Result<T> {
-        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let (r, w) = &mut *conn;
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut conn = match idle {
+            Some(c) => c,
+            None => open(self.addr, &self.token, self.timeout)?.0,
+        };
+        let (r, w) = &mut conn;
         let out = write(w).and_then(|_| w.flush()).and_then(|_| {
             let status = get_u8(r)?;
             if status == BAD {
@@ -299,12 +305,20 @@ impl StoreClient {
             }
             read(status, r)
         });
-        out.unwrap_or_else(|e| {
-            Err(collective_error(format!(
+        match out {
+            Ok(result) => {
+                // A complete exchange leaves the connection clean for the next request.
+                self.idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(conn);
+                result
+            }
+            Err(e) => Err(collective_error(format!(
                 "store at {}: {what}: the connection failed: {e} (did rank 0 exit?)",
                 self.addr
-            )))
-        })
+            ))),
+        }
     }
 
     pub fn set(&self, key: &str, value: &[u8]) -> Result<()> {
@@ -397,4 +411,20 @@ impl StoreClient {
             |_, r| Ok(Ok(get_u64(r)? as usize)),
         )
     }
+}
+
+/// A new connection to the store, past the token handshake, and its local address.
+fn open(addr: SocketAddr, token: &str, timeout: Duration) -> Result<(Conn, SocketAddr)> {
+    let mut stream = connect_retrying(addr, timeout).map_err(|e| {
+        collective_error(format!(
+            "store at {addr}: cannot connect within {timeout:?}: {e} (is rank 0 running, and \
+             are MASTER_ADDR/MASTER_PORT the same on every rank?)"
+        ))
+    })?;
+    offer(&mut stream, MAGIC, token)
+        .map_err(|why| collective_error(format!("store at {addr} refused this process: {why}")))?;
+    let io = |e: io::Error| collective_error(format!("store at {addr}: {e}"));
+    let local = stream.local_addr().map_err(io)?;
+    let reader = stream.try_clone().map_err(io)?;
+    Ok(((BufReader::new(reader), BufWriter::new(stream)), local))
 }

@@ -148,6 +148,23 @@ fn store_operations_and_blocking_get() {
 }
 
 #[test]
+fn a_blocking_get_does_not_hold_up_another_thread_of_the_same_client() {
+    let server = store("t");
+    let client = StoreClient::connect(server.addr(), "t", Duration::from_secs(5)).unwrap();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| client.get("k", Duration::from_secs(5)).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        let started = Instant::now();
+        client.set("k", b"v").unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "set waited for the get"
+        );
+        assert_eq!(waiter.join().unwrap(), b"v");
+    });
+}
+
+#[test]
 fn store_timeouts_and_a_wrong_token_are_named() {
     let server = store("secret");
     let short = Duration::from_millis(100);
