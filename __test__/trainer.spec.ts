@@ -124,7 +124,8 @@ test('compile rejects an indivisible global batch, CUDA and a bad batch option w
   await t.throwsAsync(weft.compile(tinyMlp(cfg), { batch: BATCH }), { instanceOf: weft.WeftBatchError, message: /B=8/ });
   await t.throwsAsync(weft.compile(tinyMlp(), { batch: BATCH, devices: weft.cuda(1) }), {
     instanceOf: weft.WeftDeviceError,
-    message: /no CUDA backend is compiled into this build/,
+    // Without a GPU (CI): the libraries it lacks are named; with one: the session is not wired.
+    message: /devices cuda:1 needs CUDA libraries that could not be loaded: libcuda\.so \(the NVIDIA driver\)|training on CUDA is not wired yet/,
   });
   await t.throwsAsync(weft.compile(tinyMlp(), { batch: 0 }), { instanceOf: weft.WeftConfigError });
 });

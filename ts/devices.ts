@@ -37,11 +37,14 @@ export function cpu(n = 1): Devices {
 }
 
 /**
- * `n` CUDA GPUs. This build has no CUDA backend compiled in, so compiling for them rejects
- * with a `WeftDeviceError`.
+ * `n` CUDA GPUs. Compiling for them first checks the GPUs and the CUDA libraries (driver
+ * `libcuda.so`, `libnvrtc`, `libcublas`, and `libnccl.so.2` for n > 1): a machine without them
+ * rejects with a `WeftDeviceError` naming each missing one. Training sessions themselves still
+ * run on the CPU backend only, so with the libraries present the error says CUDA training is
+ * not wired yet.
  *
  * @example
- * await weft.compile(model, { batch: 8, devices: weft.cuda(1) }); // WeftDeviceError in CPU builds
+ * await weft.compile(model, { batch: 8, devices: weft.cuda(1) }); // WeftDeviceError, see above
  */
 export function cuda(n = 1): Devices {
   return devices('cuda', n);

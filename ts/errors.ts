@@ -114,7 +114,7 @@ export class WeftIoError extends WeftError {
   }
 }
 
-/** A device or backend could not be used (e.g. no CUDA backend in this build). */
+/** A device or backend could not be used (e.g. CUDA libraries missing: each is named). */
 export class WeftDeviceError extends WeftError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('WEFT_DEVICE', message, options);

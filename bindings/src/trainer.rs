@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use weft_core::exec::{HostData, HostView};
 use weft_core::ir::Graph;
-use weft_core::session::{StepReport, Trainer, TrainerOptions};
+use weft_core::session::{DeviceSpec, StepReport, Trainer, TrainerOptions};
 use weft_core::{Error, Result};
 
 type Shared = Arc<Mutex<Trainer>>;
@@ -105,6 +105,11 @@ impl Task for CompileTask {
                 .job
                 .take()
                 .ok_or_else(|| Error::internal("compile ran twice"))?;
+            // `cuda:N` first checks the GPUs and CUDA libraries, so a machine without them
+            // gets an error naming what is missing.
+            if let DeviceSpec::Cuda(n) = options.devices {
+                weft_cuda::probe(n)?;
+            }
             Trainer::compile(graph, options)
         }))
     }

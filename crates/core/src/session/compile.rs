@@ -44,9 +44,10 @@ pub(super) fn device_count(options: &TrainerOptions) -> Result<usize> {
             format!("devices cpu:{n}: at most 16 CPU virtual devices"),
         )),
         DeviceSpec::Cuda(_) => Err(Error::Device {
-            message:
-                "no CUDA backend is compiled into this build of weft (weft-cuda is not enabled)"
-                    .into(),
+            message: "training on CUDA is not wired yet: the session runs on the CPU backend only \
+                 (weft-cuda's backend runs every op, but the session is not generic over the \
+                 backend yet); use --devices cpu:N"
+                .into(),
         }),
     }
 }

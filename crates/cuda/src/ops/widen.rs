@@ -1,0 +1,90 @@
+//! 16-bit floats, with the CPU backend's semantics (weft_core's `cpu/widen.rs`): `cast` rounds
+//! to nearest even, and every other op touching a bf16/f16 tensor runs its f32 kernels on f32
+//! copies of its 16-bit inputs, its f32 result rounded once into the output. So both backends
+//! compute the same thing on the same rounded inputs. The bf16/f16 instantiations of the
+//! kernels (NVRTC-checked in CI) are the native path that will replace the copies.
+
+use super::{Launch, dispatch, elems, launch};
+use crate::buffer::CudaBuffer;
+use weft_core::exec::{KernelCtx, TensorRef};
+use weft_core::ir::{DType, Op};
+use weft_core::{Error, Result};
+
+fn sfx(d: DType) -> Result<&'static str> {
+    match d {
+        DType::F32 => Ok("f32"),
+        DType::BF16 => Ok("bf16"),
+        DType::F16 => Ok("f16"),
+        DType::I32 => Err(Error::DType {
+            what: "cast".into(),
+            expected: "a float type".into(),
+            got: "i32".into(),
+        }),
+    }
+}
+
+impl Launch<'_> {
+    /// out = x converted to out's float type (any float type to any).
+    pub fn cast(&self, x: &CudaBuffer, out: &mut CudaBuffer) -> Result<()> {
+        if x.len() != out.len() {
+            return Err(Error::internal("cast: input and output lengths differ"));
+        }
+        if x.is_empty() {
+            return Ok(());
+        }
+        let entry = format!("cast_{}_{}", sfx(x.dtype())?, sfx(out.dtype())?);
+        let stream = &self.b.dev.streams.compute;
+        let n = x.len() as i64;
+        let (xp, _xg) = x.data().ptr(stream);
+        let (yp, _yg) = out.data_mut().ptr_mut(stream);
+        launch!(self, entry, elems(n as usize); &xp, &yp, &n)
+    }
+
+    /// out (f32) filled with `value`: the loss-scale leaf.
+    pub fn fill(&self, out: &mut CudaBuffer, value: f32) -> Result<()> {
+        let y = super::f32_out("loss_scale", out)?;
+        if y.is_empty() {
+            return Ok(());
+        }
+        let n = y.len() as i64;
+        launch!(self, "fill_f32".to_string(), elems(y.len()); y, &value, &n)
+    }
+
+    /// Runs `op` in f32: 16-bit inputs widened into scratch buffers, a 16-bit output computed
+    /// into an f32 scratch buffer and rounded into `out`.
+    pub fn execute_widened(
+        &self,
+        op: &Op,
+        inputs: &[TensorRef<'_, CudaBuffer>],
+        out: &mut CudaBuffer,
+        out_shape: &[usize],
+        ctx: &KernelCtx,
+    ) -> Result<()> {
+        let half = |d: DType| matches!(d, DType::BF16 | DType::F16);
+        let mut wide: Vec<Option<CudaBuffer>> = Vec::with_capacity(inputs.len());
+        for t in inputs {
+            wide.push(if half(t.dtype) {
+                let mut w = self.b.scratch(t.buf.len())?;
+                self.cast(t.buf, &mut w)?;
+                Some(w)
+            } else {
+                None
+            });
+        }
+        let refs: Vec<TensorRef<'_, CudaBuffer>> = inputs
+            .iter()
+            .zip(&wide)
+            .map(|(t, w)| TensorRef {
+                buf: w.as_ref().unwrap_or(t.buf),
+                shape: t.shape,
+                dtype: if w.is_some() { DType::F32 } else { t.dtype },
+            })
+            .collect();
+        if !half(out.dtype()) {
+            return dispatch(self, op, &refs, out, out_shape, ctx);
+        }
+        let mut y = self.b.scratch(out.len())?;
+        dispatch(self, op, &refs, &mut y, out_shape, ctx)?;
+        self.cast(&y, out)
+    }
+}
