@@ -110,7 +110,7 @@ test('linear initialises like PyTorch nn.Linear: uniform within 1/sqrt(in)', (t)
   t.regex(model.text(), /name=fc\.bias,init=uniform\(-0\.25,0\.25\)/);
 });
 
-test('strategy scopes record TaskGraphs; deviceCount > 1 is a typed unsupported error', (t) => {
+test('strategy scopes record TaskGraphs; replicate deviceCount > 1 is a typed unsupported error', (t) => {
   const model = weft.model((m) => {
     const x = m.input('x', [null, 4]);
     const h = m.replicate({ deviceCount: 1, name: 'stage0' }, () => m.nn.linear(x, 8).relu());
@@ -134,10 +134,9 @@ test('strategy scopes record TaskGraphs; deviceCount > 1 is a typed unsupported 
   );
   t.is(err?.code, 'WEFT_UNSUPPORTED');
   t.regex(err?.message ?? '', /deviceCount 2/);
-  t.throws(() => weft.model((m) => m.split({ deviceCount: 2 }, () => m.input('x', [null, 4]).mean())), {
-    instanceOf: weft.WeftUnsupportedError,
-    message: /split scope 'Split' with deviceCount 2/,
-  });
+  // A split scope over 2 devices is tensor parallelism: it builds, recorded as Split x2.
+  const split = weft.model((m) => m.split({ deviceCount: 2 }, () => m.input('x', [null, 4]).mean()));
+  t.regex(split.text(), /taskgraph tg0 Split Split x2/);
 });
 
 test('split cuts a tensor into slices that add up to the axis, and refuses sizes that do not', (t) => {

@@ -183,15 +183,16 @@ test('a strategy scope under auto.auto_parallel is an error', (t) => {
   });
 });
 
-test('deviceCount > 1 is refused, never ignored: replicate needs tensor parallelism inside, split is tensor parallelism', (t) => {
+test('deviceCount > 1 is refused for replicate (tensor parallelism is split); a split scope with nothing to shard is named', async (t) => {
   const rep = t.throws(() => weft.model((m) => m.replicate({ deviceCount: 2, name: 'wide' }, () => m.input('x', [null, 4]).mean())), {
     instanceOf: weft.WeftUnsupportedError,
   });
-  t.regex(rep?.message ?? '', /replicate scope 'wide' with deviceCount 2: a replicate TaskGraph with deviceCount > 1 needs tensor parallelism inside, which lands with the split issue/);
-  const spl = t.throws(() => weft.model((m) => m.split({ deviceCount: 4 }, () => m.input('x', [null, 4]).mean())), {
-    instanceOf: weft.WeftUnsupportedError,
-  });
-  t.regex(spl?.message ?? '', /split scope 'Split' with deviceCount 4: .*tensor parallelism/);
+  t.regex(rep?.message ?? '', /replicate scope 'wide' with deviceCount 2: a replicate TaskGraph runs one device per replica .*use a split scope \(tensor parallelism\)/);
+  // split over 4 devices is tensor parallelism; a scope whose ops have no sharding rule is
+  // refused at compile, never run silently replicated.
+  const idle = weft.model((m) => m.split({ deviceCount: 4 }, () => m.input('x', [null, 4]).mean()));
+  const spl = await t.throwsAsync(weft.compile(idle, { batch: 4, devices: weft.cpu(4) }), { instanceOf: weft.WeftUnsupportedError });
+  t.regex(spl?.message ?? '', /no op in split scope 'Split' has a sharding rule for its inputs \(ops: mean\)/);
   t.throws(() => weft.model((m) => (m.setDefaultStrategy(weft.replicate({ deviceCount: 2 })), m.input('x', [null, 4]).mean())), {
     instanceOf: weft.WeftUnsupportedError,
     message: /deviceCount 2/,

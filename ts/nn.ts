@@ -36,6 +36,36 @@ export interface LayerNormOptions {
   readonly eps?: number;
 }
 
+/** Options of {@link Nn.moe}. */
+export interface MoeOptions {
+  /** Number of experts E (under `m.split({ deviceCount: N })` a multiple of N). */
+  readonly experts: number;
+  /** Experts per token (default 1: Switch routing; 2: GShard's top-2). */
+  readonly topK?: number;
+  /**
+   * Tokens one expert takes per step: ceil(capacityFactor * tokens * topK / E) (default 1.25).
+   * Overflow policy: experts fill with every token's first choice in token order, then second
+   * choices; a token over an expert's capacity is dropped for that expert (gate 0), so the
+   * layer adds nothing for it and the caller's residual carries it.
+   */
+  readonly capacityFactor?: number;
+  /** Hidden width of each expert's MLP (default 4x the input width). */
+  readonly hidden?: number;
+  /** Local name (default `moe_N`); parameters `<name>.gate.weight`, `<name>.w1`, `.b1`, `.w2`, `.b2`. */
+  readonly name?: string;
+}
+
+/** What {@link Nn.moe} returns. */
+export interface MoeOutput {
+  /** The experts' gated outputs, the input's shape (add it to a residual). */
+  readonly y: Tensor;
+  /**
+   * Switch's load-balancing loss E * sum_e (share of tokens whose first choice is e) x (mean
+   * router probability of e): 1 when balanced; add it to the loss with a small coefficient.
+   */
+  readonly auxLoss: Tensor;
+}
+
 /** Initialisers of the linear layers inside attention and MLP blocks. */
 export interface BlockInitOptions {
   /** Initialiser of the input projections (`c_attn`, `c_fc`). */
@@ -176,6 +206,42 @@ export class Nn {
     return this.m.scope(name, () => {
       const h = this.linear(x, options.hidden ?? 4 * c, { name: 'c_fc', ...(options.init && { init: options.init }) });
       return this.linear(h.gelu(), c, { name: 'c_proj', ...(options.projInit && { init: options.projInit }) });
+    });
+  }
+
+  /**
+   * A mixture of experts: a softmax router picks each token's top-k experts (with per-expert
+   * capacity, see {@link MoeOptions.capacityFactor}), each expert is a GELU MLP, and the output
+   * is the router-probability-weighted sum of the chosen experts'. Inside
+   * `m.split({ deviceCount: N })` the experts are divided among the devices (expert
+   * parallelism) and the router stays whole. Every expert runs on every token, masked by the
+   * gates, so the result is exactly the routed one (compute grows with E / N).
+   *
+   * @example
+   * const { y, auxLoss } = m.nn.moe(h, { experts: 4, topK: 2 });
+   * const loss = m.losses.softmaxCrossEntropy(m.nn.linear(h.add(y), classes), labels).add(auxLoss.scale(0.01));
+   */
+  moe(x: Tensor, options: MoeOptions): MoeOutput {
+    const c = this.lastDim('moe', x);
+    const e = options.experts;
+    const k = options.topK ?? 1;
+    const factor = options.capacityFactor ?? 1.25;
+    if (!Number.isInteger(e) || e < 1 || !Number.isInteger(k) || k < 1 || k > e || !(factor > 0)) {
+      throw new WeftShapeError(`moe: experts ${String(e)} and topK ${String(k)} must be integers with 1 <= topK <= experts, capacityFactor ${String(factor)} > 0`);
+    }
+    const hidden = options.hidden ?? 4 * c;
+    const name = options.name ?? this.m.autoName('moe');
+    return this.m.scope(name, () => {
+      const flat = x.rank > 2 ? x.reshape([-1, c]) : x;
+      const bound = 1 / Math.sqrt(c);
+      const probs = flat.matmul(this.m.param('gate.weight', [c, e], uniform(-bound, bound))).softmax();
+      const gates = this.m.op('moe_gate', [probs], { topK: k, capacityFactor: factor });
+      const h = flat.matmul(this.m.param('w1', [e, c, hidden], normal(0, 0.02))).add(this.m.param('b1', [e, 1, hidden], zeros())).gelu();
+      const ye = h.matmul(this.m.param('w2', [e, hidden, c], normal(0, 0.02))).add(this.m.param('b2', [e, 1, c], zeros()));
+      const y = gates.permute([1, 0]).reshape([e, -1, 1]).mul(ye).sum(0);
+      const first = this.m.op('moe_gate', [probs], { topK: 1, capacityFactor: e, weighted: false });
+      const auxLoss = first.mean(0).mul(probs.mean(0)).sum().scale(e);
+      return { y: x.rank > 2 ? y.reshape(x.shape) : y, auxLoss };
     });
   }
 

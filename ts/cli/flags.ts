@@ -58,7 +58,7 @@ const RUN: FlagSpec[] = [
   { name: 'devices', kind: 'string', group: 'run', value: 'cpu:N|cuda:N', help: 'devices, at most cpu:16 (default: dp x pp CPU devices)' },
   { name: 'dp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'data-parallel replicas (default: devices / pp)' },
   { name: 'pp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'pipeline stages: the model\'s layers cut evenly (default 1)' },
-  { name: 'tp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'tensor-parallel width (1 in this build)' },
+  { name: 'tp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'tensor-parallel devices per stage (gpt: heads and 4*dim must divide by it)' },
   { name: 'set', kind: 'string', group: 'run', repeatable: true, value: 'key=value', help: 'config key, e.g. pipeline.num_micro_batch=4 (repeatable)' },
   { name: 'config', kind: 'string', group: 'run', value: 'FILE.json', help: 'config file' },
   { name: 'json', kind: 'bool', group: 'run', help: 'one JSON object per line' },

@@ -12,7 +12,7 @@ const SUMMARY: Record<string, string> = {
 };
 
 const USAGE: Record<string, string> = {
-  train: 'weft train --model gpt|mlp [model flags] [--data FILE.bin] [--devices cpu:N] [--dp N] [--pp N] [--set pipeline.num_micro_batch=M] [--steps N] [--json] [--save DIR] [--trace FILE.json]',
+  train: 'weft train --model gpt|mlp [model flags] [--data FILE.bin] [--devices cpu:N] [--dp N] [--pp N] [--tp N] [--set pipeline.num_micro_batch=M] [--steps N] [--json] [--save DIR] [--trace FILE.json]',
   plan: 'weft plan <train flags> [--json]',
   sample: 'weft sample --checkpoint DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]',
   demo: 'weft demo [--out DIR] [--steps N]',
@@ -39,11 +39,14 @@ const PARALLEL = [
   '  with the first stage, ln_f, the tied head and the loss with the last); --dp R runs R replicas',
   '  of them on R x S devices. --devices cpu:N, when given, must equal R x S; with only one of',
   '  --dp and --pp the other is N divided by it, with neither every device is a replica.',
+  '  --tp T splits every stage of the gpt over T devices (tensor parallelism: heads, c_attn and',
+  '  c_fc column-parallel, c_proj row-parallel); the layout is then R x S x T devices.',
   '  --set pipeline.num_micro_batch=M   micro-batches per step (the batch must divide by R x M)',
   '  --set pipeline.strategy=PreferBackward|PreferForward|PreferBackwardOptimizer',
   '                                     1F1B (default), GPipe, 1F1B with extra warm-up',
   '  --json adds each device\'s measured idle fraction next to the ideal (S-1)/(M+S-1).',
   '  example: weft train --model gpt --pp 2 --dp 2 --set pipeline.num_micro_batch=4 --trace trace.json',
+  '  example: weft train --model gpt --dp 2 --pp 2 --tp 2 --set pipeline.num_micro_batch=2   (8 CPU devices)',
 ];
 
 /** Extra sections after the flags. */

@@ -33,10 +33,12 @@ export interface RunSpec {
   readonly trace: string | undefined;
 }
 
-/** How the devices are used: `dp` replicas of a `pp`-stage pipeline. */
+/** How the devices are used: `dp` replicas of a `pp`-stage pipeline, each stage on `tp` devices. */
 export interface Layout {
   readonly dp: number;
   readonly pp: number;
+  /** Tensor-parallel devices per stage (`--tp`, default 1). */
+  readonly tp: number;
 }
 
 /** W2 of BENCHMARKS.md. */
@@ -182,28 +184,26 @@ const MAX_CPU_DEVICES = 16;
 
 /**
  * `--devices` and `--dp/--pp/--tp`: the devices and how they are used. `--pp` is the built-in
- * model's pipeline stages and `--dp` its replicas; without `--devices` the run uses dp x pp CPU
- * devices, with it the device count must be dp x pp (a missing one of dp and pp is derived from
- * it; both missing: every device is a replica).
+ * model's pipeline stages, `--tp` the tensor-parallel devices of each stage and `--dp` the
+ * replicas; without `--devices` the run uses dp x pp x tp CPU devices, with it the device count
+ * must be dp x pp x tp (a missing one of dp and pp is derived from it; both missing: every
+ * group of tp devices is a replica).
  *
  * @example
- * devicesSpec(new Flags(parseArgs('train', ['--dp', '2', '--pp', '2']))) // cpu:4, dp 2, pp 2
+ * devicesSpec(new Flags(parseArgs('train', ['--dp', '2', '--pp', '2', '--tp', '2']))) // cpu:8
  */
 export function devicesSpec(f: Flags): { devices: weft.Devices; layout: Layout } {
-  const tp = f.num('tp');
-  if (tp !== undefined && tp > 1) {
-    throw new UsageError(`--tp ${tp}: tensor parallelism lands with its own issue; this build trains data- and pipeline-parallel (--dp, --pp)`);
-  }
+  const tp = f.num('tp') ?? 1;
   const dpFlag = f.num('dp');
   const ppFlag = f.num('pp');
   const text = f.str('devices');
   if (text === undefined) {
     const dp = dpFlag ?? 1;
     const pp = ppFlag ?? 1;
-    if (dp * pp > MAX_CPU_DEVICES) {
-      throw new UsageError(`--dp ${dp} x --pp ${pp} = ${dp * pp} devices; at most ${MAX_CPU_DEVICES} CPU devices`);
+    if (dp * pp * tp > MAX_CPU_DEVICES) {
+      throw new UsageError(`--dp ${dp} x --pp ${pp} x --tp ${tp} = ${dp * pp * tp} devices; at most ${MAX_CPU_DEVICES} CPU devices`);
     }
-    return { devices: weft.cpu(dp * pp), layout: { dp, pp } };
+    return { devices: weft.cpu(dp * pp * tp), layout: { dp, pp, tp } };
   }
   const m = /^(cpu|cuda):(\d+)$/.exec(text);
   const n = m ? Number(m[2]) : 0;
@@ -212,17 +212,23 @@ export function devicesSpec(f: Flags): { devices: weft.Devices; layout: Layout }
     throw new UsageError(`--devices ${text}: at most ${MAX_CPU_DEVICES} CPU devices (cpu:1 to cpu:${MAX_CPU_DEVICES})`);
   }
   const devices = m[1] === 'cpu' ? weft.cpu(n) : weft.cuda(n);
+  if (n % tp !== 0) {
+    throw new UsageError(`--devices ${text} has ${n} devices, which --tp ${tp} does not divide; give a multiple of ${tp} devices`);
+  }
+  const groups = n / tp;
   if (dpFlag !== undefined && ppFlag !== undefined) {
-    if (dpFlag * ppFlag !== n) {
-      throw new UsageError(`--devices ${text} has ${n} devices, but --dp ${dpFlag} x --pp ${ppFlag} = ${dpFlag * ppFlag}; give dp x pp devices or leave --devices out`);
+    if (dpFlag * ppFlag !== groups) {
+      const [tpText, tpWord] = tp > 1 ? [` x --tp ${tp}`, ' x tp'] : ['', ''];
+      throw new UsageError(`--devices ${text} has ${n} devices, but --dp ${dpFlag} x --pp ${ppFlag}${tpText} = ${dpFlag * ppFlag * tp}; give dp x pp${tpWord} devices or leave --devices out`);
     }
-    return { devices, layout: { dp: dpFlag, pp: ppFlag } };
+    return { devices, layout: { dp: dpFlag, pp: ppFlag, tp } };
   }
   const [name, k] = dpFlag !== undefined ? ['dp', dpFlag] : ['pp', ppFlag ?? 1];
-  if (n % k !== 0) {
-    throw new UsageError(`--devices ${text} has ${n} devices, which --${name} ${k} does not divide; give a multiple of ${k} devices`);
+  if (groups % k !== 0) {
+    throw new UsageError(`--devices ${text} has ${n} devices, which --${name} ${k}${tp > 1 ? ` x --tp ${tp}` : ''} does not divide; give a multiple of ${k * tp} devices`);
   }
-  return { devices, layout: dpFlag !== undefined ? { dp: k, pp: n / k } : { dp: n / k, pp: k } };
+  const other = groups / k;
+  return { devices, layout: dpFlag !== undefined ? { dp: k, pp: other, tp } : { dp: other, pp: k, tp } };
 }
 
 /** The pipeline stages must not outnumber the model's layers. */
@@ -261,6 +267,9 @@ export function runSpec(f: Flags, saved?: SavedDefaults): RunSpec {
   const model = modelSpec(f, saved?.model);
   const { devices, layout } = devicesSpec(f);
   checkStages(model, layout.pp);
+  if (layout.tp > 1 && model.kind !== 'gpt') {
+    throw new UsageError(`--tp ${layout.tp}: tensor parallelism of the built-in models applies to --model gpt (an mlp's own model can use m.split)`);
+  }
   const steps = f.num('steps', 100);
   const data = f.str('data') ?? saved?.data ?? undefined;
   if (data !== undefined && model.kind === 'mlp') throw new UsageError('--data applies to --model gpt (the mlp trains on seeded synthetic data)');

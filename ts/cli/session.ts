@@ -8,26 +8,27 @@ import { mlp } from '../models/mlp.js';
 import type { ModelSpec, RunSpec } from './run-spec.js';
 
 /**
- * Builds a built-in model under `cfg`, cut into `stages` pipeline stages (default 1).
+ * Builds a built-in model under `cfg`, cut into `stages` pipeline stages (default 1), each split
+ * over `tp` tensor-parallel devices (gpt only; default 1).
  *
  * @example
  * const model = buildModel({ kind: 'mlp', sizes: [784, 10] }, weft.config());
  */
-export function buildModel(spec: ModelSpec, cfg: weft.Config, outputLogits = false, stages = 1): weft.Model {
+export function buildModel(spec: ModelSpec, cfg: weft.Config, outputLogits = false, stages = 1, tp = 1): weft.Model {
   if (spec.kind === 'mlp') return mlp({ sizes: spec.sizes, outputLogits, stages }, cfg);
   const { layers, heads, dim, seq, vocab } = spec;
-  return gpt({ layers, heads, dim, seq, vocab, outputLogits, stages }, cfg);
+  return gpt({ layers, heads, dim, seq, vocab, outputLogits, stages, tp }, cfg);
 }
 
 /**
- * Compiles the run's model for its devices and optimizer: `--pp` stages of the built-in model,
- * and the core makes `devices / stages` replicas of them.
+ * Compiles the run's model for its devices and optimizer: `--pp` stages of the built-in model
+ * (split over `--tp` devices each), and the core makes `devices / (stages x tp)` replicas.
  *
  * @example
  * const trainer = await compileRun(spec);
  */
 export async function compileRun(spec: RunSpec): Promise<weft.Trainer> {
-  const model = buildModel(spec.model, spec.config, false, spec.layout.pp);
+  const model = buildModel(spec.model, spec.config, false, spec.layout.pp, spec.layout.tp);
   return weft.compile(model, { batch: spec.batch, devices: spec.devices, optimizer: spec.optimizer, seed: spec.seed });
 }
 

@@ -176,6 +176,7 @@ function summary(run: Prepared, lines: readonly { loss: number; ms: number; rate
     devices: run.spec.devices.toString(),
     dp: run.spec.layout.dp,
     pp: run.spec.layout.pp,
+    tp: run.spec.layout.tp,
     micro_batches: idle.microBatches,
     idle: idle.measured,
     ideal_idle: idle.ideal,
@@ -205,5 +206,5 @@ function idleLine(spec: RunSpec, idle: IdleReport): string {
   const pct = (v: number): string => `${(v * 100).toFixed(1)}%`;
   const measured = `idle in the last step: ${Object.entries(idle.measured).map(([d, v]) => `${d} ${pct(v)}`).join(', ')}`;
   const ideal = `ideal (S-1)/(M+S-1) = ${pct(idle.ideal)}`;
-  return `devices: ${spec.devices.toString()} = dp ${spec.layout.dp} x pp ${spec.layout.pp}, ${idle.microBatches} micro-batch(es); ${measured} (${ideal})`;
+  return `devices: ${spec.devices.toString()} = dp ${spec.layout.dp} x pp ${spec.layout.pp}${spec.layout.tp > 1 ? ` x tp ${spec.layout.tp}` : ''}, ${idle.microBatches} micro-batch(es); ${measured} (${ideal})`;
 }

@@ -27,6 +27,13 @@ export interface GptOptions {
    * stage, `ln_f`, the tied head and the loss with the last. Parameter names do not change.
    */
   readonly stages?: number;
+  /**
+   * Tensor-parallel devices per stage (default 1): every stage (the whole model with one stage)
+   * is an `m.split({ deviceCount: tp })` scope, so attention heads, `c_attn`/`c_fc`
+   * (column-parallel) and `c_proj` (row-parallel) are divided among tp devices. `heads` and
+   * `4 * dim` must divide by it.
+   */
+  readonly tp?: number;
 }
 
 /**
@@ -44,7 +51,8 @@ export function gptBuild(opts: GptOptions): weft.BuildFn {
   const last = stages - 1;
   // Each input is made in the stage that reads it (idx: the first, targets: the last), so that
   // only f32 activations cross stages.
-  return (m) => {
+  const tp = opts.tp ?? 1;
+  const build = (m: weft.ModelBuilder): weft.Tensor => {
     const blocks = (s: number, x: weft.Tensor): weft.Tensor => {
       const first = starts[s] as number;
       // Each block's output is a recomputation checkpoint (used by gradient_checkpoint.type='collection').
@@ -58,15 +66,17 @@ export function gptBuild(opts: GptOptions): weft.BuildFn {
       // Inputs always have T = seq, so wpe[0:T] is all of wpe: it broadcasts over the batch.
       const x = dropout(m.op('embedding', [wte, idx]).add(wpe), opts.dropout);
       return [wte, blocks(0, x)] as const;
-    });
+    }, tp);
     let x = h;
-    for (let s = 1; s < last; s++) x = inStage(m, s, stages, () => blocks(s, x));
+    for (let s = 1; s < last; s++) x = inStage(m, s, stages, () => blocks(s, x), tp);
     // One stage: the head follows the blocks unscoped; several: it joins the last stage's blocks.
     return inStage(m, last, stages, () => {
       const y = last > 0 ? blocks(last, x) : x;
       return head(m, y, wte, m.input('targets', [null, opts.seq], 'i32'), opts);
-    });
+    }, tp);
   };
+  // One stage with tensor parallelism: the whole model is one split scope.
+  return (m) => (tp > 1 && stages === 1 ? m.split({ deviceCount: tp, name: 'tp' }, () => build(m)) : build(m));
 }
 
 /** `ln_f`, the output projection tied to `wte`, and the mean next-token cross-entropy. */
@@ -145,6 +155,8 @@ function checkGpt(opts: GptOptions): void {
     const v = opts[key];
     if (!Number.isInteger(v) || v < 1) throw new weft.WeftShapeError(`gpt: ${key} must be a positive integer, got ${String(v)}`);
   }
+  const tp = opts.tp ?? 1;
+  if (!Number.isInteger(tp) || tp < 1) throw new weft.WeftShapeError(`gpt: tp must be a positive integer, got ${String(tp)}`);
   if (opts.dim % opts.heads !== 0) {
     throw new weft.WeftShapeError(`gpt: dim ${opts.dim} must be a multiple of heads ${opts.heads}`);
   }

@@ -26,11 +26,14 @@ export function stageSizes(model: string, layers: number, stages: number): numbe
 }
 
 /**
- * Runs `fn` inside stage `s`'s scope when there are several stages, else directly.
+ * Runs `fn` inside stage `s`'s scope when there are several stages, else directly; the scope
+ * is `m.split({ deviceCount: tp })` when `tp` > 1 (tensor parallelism), else `m.replicate`.
  *
  * @example
  * const h = inStage(m, 0, 2, () => m.nn.linear(x, 64));
  */
-export function inStage<T>(m: weft.ModelBuilder, s: number, stages: number, fn: () => T): T {
-  return stages > 1 ? m.replicate({ deviceCount: 1, name: `stage${s}` }, fn) : fn();
+export function inStage<T>(m: weft.ModelBuilder, s: number, stages: number, fn: () => T, tp = 1): T {
+  if (stages <= 1) return fn();
+  // With tensor parallelism every stage is a split scope over tp devices.
+  return tp > 1 ? m.split({ deviceCount: tp, name: `stage${s}` }, fn) : m.replicate({ deviceCount: 1, name: `stage${s}` }, fn);
 }

@@ -342,6 +342,11 @@ pub fn op_from_json(b: &GraphBuilder, kind: &str, inputs: &[NodeId], attrs: Valu
                 p: a.f32("p")?,
                 seed: a.u64_or("seed", 0)?,
             },
+            "moe_gate" => Op::MoeGate {
+                top_k: a.usize("topK")?,
+                capacity_factor: a.f32("capacityFactor")?,
+                weighted: a.bool_or("weighted", true)?,
+            },
             "input" | "parameter" => {
                 return Err(Error::shape(
                     kind,

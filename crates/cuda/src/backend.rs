@@ -183,6 +183,12 @@ impl Backend for CudaBackend {
         out_shape: &[usize],
         ctx: &KernelCtx,
     ) -> Result<()> {
+        if weft_core::exec::tp::cpu_only(op) {
+            return Err(Error::unsupported(
+                format!("{} on CUDA", op.name()),
+                "tensor-, vocabulary- and expert-parallel ops have CPU kernels only in this build",
+            ));
+        }
         ops::check(op, inputs, out, out_shape)?;
         let l = self.launcher();
         loader::guard(op.name(), || match op {

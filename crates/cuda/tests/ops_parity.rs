@@ -48,6 +48,18 @@ fn variant(op: &Op) -> &'static str {
         Op::CrossEntropyBackward => "cross_entropy_backward",
         Op::Dropout { .. } => "dropout",
         Op::DropoutBackward { .. } => "dropout_backward",
+        // CPU only in this build (`weft_core::exec::tp::cpu_only`; CUDA refuses them by name).
+        Op::TpCopy
+        | Op::TpReduce
+        | Op::TpGather { .. }
+        | Op::TpShard { .. }
+        | Op::TpGatherPartial { .. }
+        | Op::TpReduceScatter { .. }
+        | Op::TpMax
+        | Op::ColumnMask { .. }
+        | Op::VocabOneHot { .. }
+        | Op::MoeGate { .. }
+        | Op::MoeGateBackward { .. } => "cpu_only",
     }
 }
 

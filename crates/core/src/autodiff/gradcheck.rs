@@ -380,3 +380,35 @@ fn second_order_gradients_are_refused_by_name() {
         "second-order gradient of relu_backward is not yet supported: weft differentiates training graphs once"
     );
 }
+
+#[test]
+fn column_mask_gradient_is_zero_on_masked_columns() {
+    check("column_mask", none(), |b, _| {
+        let x = param(b, "x", &[3, 4], -1.0, 1.0);
+        let mask = Op::ColumnMask {
+            start: 4,
+            valid: 6,
+            fill: -3.0,
+        };
+        b.op(mask, &[x]).unwrap()
+    });
+}
+
+#[test]
+fn moe_gate_gradient_passes_through_kept_probabilities() {
+    // Columns 2 apart, so a perturbation never changes the routing: every token picks
+    // experts 2 then 1, and capacity 3 drops the last three tokens from both.
+    check("moe_gate", none(), |b, ins| {
+        let p = param(b, "probs", &[6, 3], 0.0, 1.0);
+        let off = b.input("off", Shape::fixed(&[6, 3]), DType::F32).unwrap();
+        let values = (0..18).map(|i| 2.0 * (i % 3) as f32).collect();
+        ins.insert("off".into(), HostData::F32(values));
+        let probs = b.op(Op::Binary(BinaryOp::Add), &[p, off]).unwrap();
+        let gate = Op::MoeGate {
+            top_k: 2,
+            capacity_factor: 0.75,
+            weighted: true,
+        };
+        b.op(gate, &[probs]).unwrap()
+    });
+}

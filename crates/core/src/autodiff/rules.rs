@@ -108,6 +108,63 @@ pub(crate) fn vjp(ad: &mut Ad<'_>, id: NodeId, dy: NodeId) -> Result<Grads> {
                 ad.emit(Op::DropoutBackward { p: *p, seed: *seed }, &[dy])?,
             )]
         }
+        // Tensor-parallel collectives come in conjugate pairs (Megatron's f and g): the
+        // gradient of a replicated value read by every shard is the sum of their gradients.
+        Op::TpCopy => vec![Some(ad.emit(Op::TpReduce, &[dy])?)],
+        Op::TpReduce => vec![Some(ad.emit(Op::TpCopy, &[dy])?)],
+        Op::TpGather { cut, index } => {
+            let op = Op::TpShard {
+                cut: *cut,
+                index: *index,
+            };
+            vec![Some(ad.emit(op, &[dy])?)]
+        }
+        Op::TpShard { cut, index } => {
+            let op = Op::TpGather {
+                cut: *cut,
+                index: *index,
+            };
+            vec![Some(ad.emit(op, &[dy])?)]
+        }
+        Op::TpGatherPartial { cut, index } => {
+            let op = Op::TpReduceScatter {
+                cut: *cut,
+                index: *index,
+            };
+            vec![Some(ad.emit(op, &[dy])?)]
+        }
+        Op::TpReduceScatter { cut, index } => {
+            let op = Op::TpGather {
+                cut: *cut,
+                index: *index,
+            };
+            vec![Some(ad.emit(op, &[dy])?)]
+        }
+        // The routing is piecewise constant: the kept probabilities pass their gradient.
+        Op::MoeGate {
+            top_k,
+            capacity_factor,
+            weighted: true,
+        } => {
+            let op = Op::MoeGateBackward {
+                top_k: *top_k,
+                capacity_factor: *capacity_factor,
+            };
+            vec![Some(ad.emit(op, &[x(0), dy])?)]
+        }
+        Op::MoeGate { .. } => vec![None],
+        // Only ever the shift of a log-sum-exp (see `Op::TpMax`): no gradient flows through it.
+        Op::TpMax => vec![None],
+        // Masked columns are constants: their gradient is zero.
+        Op::ColumnMask { start, valid, .. } => {
+            let mask = Op::ColumnMask {
+                start: *start,
+                valid: *valid,
+                fill: 0.0,
+            };
+            vec![Some(ad.emit(mask, &[dy])?)]
+        }
+        Op::VocabOneHot { .. } => vec![None],
         Op::Input { .. } | Op::Parameter { .. } | Op::Fill { .. } | Op::LossScale => vec![],
         Op::UnaryBackward(_)
         | Op::MaxBackward { .. }
@@ -116,7 +173,8 @@ pub(crate) fn vjp(ad: &mut Ad<'_>, id: NodeId, dy: NodeId) -> Result<Grads> {
         | Op::LayerNormBackwardWeight { .. }
         | Op::EmbeddingBackward { .. }
         | Op::CausalAttentionBackward { .. }
-        | Op::CrossEntropyBackward => {
+        | Op::CrossEntropyBackward
+        | Op::MoeGateBackward { .. } => {
             return Err(Error::unsupported(
                 format!("second-order gradient of {}", node.op.name()),
                 "weft differentiates training graphs once",

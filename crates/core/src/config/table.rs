@@ -359,6 +359,16 @@ config_table! {
                   (no strategy scopes allowed).",
         }
     }
+    /// Tensor parallelism inside split scopes.
+    split: SplitConfig {
+        sequence_parallel: bool {
+            default: false, min: None, origin: Weft,
+            unsupported: None,
+            doc: "Between the tensor-parallel regions of split scopes, run layer norms, residual \
+                  adds and dropout sharded along the sequence, with all-gather / reduce-scatter \
+                  in place of all-reduce (Megatron's sequence parallelism).",
+        }
+    }
 }
 
 /// Every config key, in table (section) order.
@@ -403,7 +413,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_has_all_26_epl_keys_in_10_sections_plus_weft_keys() {
+    fn table_has_all_26_epl_keys_in_10_sections_plus_weft_keys_and_split() {
         let epl: Vec<&str> = KEYS
             .iter()
             .filter(|s| s.origin == Origin::Epl)
@@ -423,6 +433,7 @@ mod tests {
                 "cluster.layout",
                 "communication.bucket_size_mb",
                 "communication.timeout_s",
+                "split.sequence_parallel",
             ]
         );
         assert_eq!(
@@ -437,7 +448,8 @@ mod tests {
                 "cluster",
                 "communication",
                 "io",
-                "auto"
+                "auto",
+                "split"
             ]
         );
         let mut keys: Vec<&str> = KEYS.iter().map(|s| s.key).collect();
@@ -555,7 +567,7 @@ mod tests {
             msg("learning_rate"),
             "unknown config key 'learning_rate'; keys are 'section.attribute' with sections \
              pipeline, gradient_checkpoint, zero, offload, amp, optimizer, cluster, \
-             communication, io, auto"
+             communication, io, auto, split"
         );
     }
 }

@@ -42,6 +42,8 @@ pub struct Link<'a> {
     pub rank_of_stage: &'a [usize],
     /// ZeRO v2: the channel to this stage's other replicas over which parameters are gathered.
     pub params: Option<&'a dyn Communicator>,
+    /// The tensor-parallel group of this device (`TpReduce` and `TpGather` run on it).
+    pub tp: Option<&'a dyn Communicator>,
 }
 
 /// Message tag of a tensor: the micro-batch and the node, so concurrent transfers never mix.
@@ -102,6 +104,22 @@ fn numel(d: &[usize]) -> usize {
 pub fn init_values(init: &Init, name: &str, len: usize, seed: u64) -> Vec<f32> {
     let stream = rng::hash_name(name);
     match *init {
+        // The whole tensor, cut: a shard starts as that part of the unsplit parameter.
+        Init::Shard {
+            ref base,
+            ref full,
+            cut,
+            index,
+        } => {
+            // A vocabulary that does not divide is padded with zero rows first.
+            let whole = init_values(base, name, full.iter().product(), seed);
+            let plen = super::tp::padded_len(full[cut.axis], cut.groups * cut.parts);
+            let mut dims = full.clone();
+            dims[cut.axis] = plen;
+            let whole = super::tp::pad(&whole, full, cut.axis, plen);
+            // The executor checked the cut (`check_cut`) before asking for the values.
+            super::tp::cut(&whole, &dims, cut, index).unwrap_or_else(|_| vec![f32::NAN; len])
+        }
         Init::Zeros => vec![0.0; len],
         Init::Ones => vec![1.0; len],
         Init::Constant(v) => vec![v; len],
@@ -170,6 +188,9 @@ impl<B: Backend> Executor<B> {
                 _ => unreachable!("parameters() returns parameter nodes"),
             };
             let len = numel(&ex.dims[id.index()]);
+            if let Init::Shard { full, cut, .. } = &init {
+                super::tp::check_cut(full, *cut)?;
+            }
             let values = HostData::F32(init_values(&init, &name, len, seed));
             ex.params[id.index()] = Some(ex.backend.upload(&values)?);
             let home = ex.home(Category::Parameters);
@@ -322,7 +343,14 @@ impl<B: Backend> Executor<B> {
         let no_link = || Error::internal("a cross-stage transfer needs a communicator");
         match *action {
             Action::Load(id) => self.load(id, mb, inputs),
-            Action::Compute(id) => self.compute(id, mb, ctx),
+            Action::Compute(id) => match self.graph.node(id).op {
+                Op::TpReduce
+                | Op::TpMax
+                | Op::TpGather { .. }
+                | Op::TpGatherPartial { .. }
+                | Op::TpReduceScatter { .. } => self.tp_collective(id, mb, link),
+                _ => self.compute(id, mb, ctx),
+            },
             Action::Free(id) => {
                 self.free(mb, id);
                 Ok(())
@@ -418,6 +446,56 @@ impl<B: Backend> Executor<B> {
         self.backend
             .execute(&node.op, &refs, &mut out, &self.dims[id.index()], ctx)?;
         self.slots[mb][id.index()] = Some(out);
+        Ok(())
+    }
+
+    /// A tensor-parallel collective node: all-reduce (`TpReduce` sums, `TpMax` takes the max)
+    /// or all-gather (`TpGather`) of its input over the device's tensor-parallel group.
+    fn tp_collective(&mut self, id: NodeId, mb: usize, link: Option<&Link<'_>>) -> Result<()> {
+        let node = &self.graph.nodes[id.index()];
+        let op = node.op.clone();
+        let x = node.inputs[0];
+        let comm = link.and_then(|l| l.tp).ok_or_else(|| {
+            Error::internal(format!(
+                "{id} {}: a tensor-parallel collective needs the device's tensor-parallel group",
+                op.name()
+            ))
+        })?;
+        let input = self.read_f32(self.value(mb, x)?, |v| Ok(v.to_vec()))?;
+        let dims = self.dims[id.index()].clone();
+        let len = numel(&dims);
+        let mut out = self
+            .pool
+            .take(&self.backend, Category::Activations, DType::F32, len)?;
+        let done = self.write_f32(&mut out, len, |y| match op {
+            Op::TpGather { cut, .. } | Op::TpGatherPartial { cut, .. } => {
+                let mut shards = vec![0.0; len];
+                comm.all_gather(&input, &mut shards)?;
+                super::tp::assemble(&shards, &dims, cut, y)
+            }
+            // Each rank's shard laid out contiguously, in rank order, then reduce-scattered.
+            Op::TpReduceScatter { cut, .. } => {
+                let whole = self.dims[x.index()].clone();
+                let mut by_rank = Vec::with_capacity(input.len());
+                for r in 0..cut.parts {
+                    by_rank.extend(super::tp::cut(&input, &whole, cut, r)?);
+                }
+                comm.reduce_scatter(&by_rank, y, crate::collectives::ReduceOp::Sum)
+            }
+            Op::TpMax => {
+                y.copy_from_slice(&input);
+                comm.all_reduce(y, crate::collectives::ReduceOp::Max)
+            }
+            _ => {
+                y.copy_from_slice(&input);
+                comm.all_reduce(y, crate::collectives::ReduceOp::Sum)
+            }
+        });
+        if let Err(e) = done {
+            self.pool.give(Category::Activations, DType::F32, len, out);
+            return Err(e);
+        }
+        self.slot(mb)[id.index()] = Some(out);
         Ok(())
     }
 

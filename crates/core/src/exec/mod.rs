@@ -8,6 +8,7 @@ pub mod half;
 mod interpreter;
 mod memory;
 mod plan;
+pub mod tp;
 
 pub use backend::{AsHostView, Backend, HostData, HostView, KernelCtx, TensorRef, UpdateRule};
 pub use cpu::CpuBackend;

@@ -109,7 +109,52 @@ pub fn infer(op: &Op, ins: &[TensorType]) -> Result<TensorType> {
                 dtype: *to,
             })
         }
-        Op::DropoutBackward { .. } => Ok(ins[0].clone()),
+        Op::DropoutBackward { .. } | Op::TpCopy | Op::TpReduce | Op::TpMax => Ok(ins[0].clone()),
+        Op::MoeGate { top_k, .. } | Op::MoeGateBackward { top_k, .. } => {
+            want_dtype(op, "probs", &ins[0], DType::F32)?;
+            let experts = last_dim(op, &ins[0])?;
+            if ins[0].shape.rank() != 2 || *top_k == 0 || *top_k > experts {
+                return err(
+                    op,
+                    format!(
+                        "probs must be [N, E] with 1 <= top_k <= E; got {} with top_k {top_k}",
+                        ins[0].shape
+                    ),
+                );
+            }
+            if ins.len() == 2 {
+                same_shape(op, &ins[0], &ins[1])?;
+            }
+            Ok(ins[0].clone())
+        }
+        Op::ColumnMask { .. } => {
+            want_dtype(op, "input", &ins[0], DType::F32)?;
+            last_dim(op, &ins[0])?;
+            Ok(ins[0].clone())
+        }
+        Op::VocabOneHot { width, .. } => {
+            want_dtype(op, "labels", &ins[0], DType::I32)?;
+            let mut dims = ins[0].shape.0.clone();
+            dims.push(Dim::Fixed(*width));
+            Ok(f32_of(Shape(dims)))
+        }
+        Op::TpGather { cut, index }
+        | Op::TpShard { cut, index }
+        | Op::TpGatherPartial { cut, index }
+        | Op::TpReduceScatter { cut, index }
+            if *index >= cut.parts =>
+        {
+            err(
+                op,
+                format!("shard index {index} out of {} parts", cut.parts),
+            )
+        }
+        Op::TpGather { cut, .. } | Op::TpGatherPartial { cut, .. } => {
+            infer_cut(op, &ins[0], *cut, true)
+        }
+        Op::TpShard { cut, .. } | Op::TpReduceScatter { cut, .. } => {
+            infer_cut(op, &ins[0], *cut, false)
+        }
         Op::UnaryBackward(_) | Op::SoftmaxBackward => {
             same_shape(op, &ins[0], &ins[1])?;
             Ok(ins[0].clone())
@@ -453,4 +498,32 @@ fn infer_cross_entropy(op: &Op, logits: &TensorType, labels: &TensorType) -> Res
         );
     }
     Ok(f32_of(labels.shape.clone()))
+}
+
+/// The type of a tensor-parallel gather (`whole`: the shard's axis times `parts`) or shard (the
+/// axis divided by `parts`, which must divide into `groups x parts` equal chunks).
+fn infer_cut(op: &Op, t: &TensorType, cut: crate::ir::Cut, whole: bool) -> Result<TensorType> {
+    let mut dims = t.shape.0.clone();
+    let Some(Dim::Fixed(n)) = dims.get(cut.axis).copied() else {
+        return err(
+            op,
+            format!("axis {} must be a fixed dim of {}", cut.axis, t.shape),
+        );
+    };
+    let step = if whole {
+        cut.groups
+    } else {
+        cut.groups * cut.parts
+    };
+    if cut.parts == 0 || step == 0 || !n.is_multiple_of(step) {
+        return err(
+            op,
+            format!("axis {} of {} does not cut as {cut}", cut.axis, t.shape),
+        );
+    }
+    dims[cut.axis] = Dim::Fixed(if whole { n * cut.parts } else { n / cut.parts });
+    Ok(TensorType {
+        shape: Shape(dims),
+        dtype: t.dtype,
+    })
 }

@@ -14,5 +14,5 @@ pub use builder::GraphBuilder;
 pub use dtype::DType;
 pub use graph::{Graph, Node, NodeId, Phase, Strategy, TaskGraph, TaskGraphId};
 pub use infer::{TensorType, infer};
-pub use op::{BinaryOp, Init, Op, ReduceOp, UnaryOp, attrs};
+pub use op::{BinaryOp, Cut, Init, Op, ReduceOp, UnaryOp, attrs};
 pub use shape::{Dim, Numel, Shape, strides};

@@ -43,8 +43,42 @@ pub enum Init {
     Zeros,
     Ones,
     Constant(f32),
-    Normal { mean: f32, std: f32 },
-    Uniform { low: f32, high: f32 },
+    Normal {
+        mean: f32,
+        std: f32,
+    },
+    Uniform {
+        low: f32,
+        high: f32,
+    },
+    /// One tensor-parallel shard of the parameter `base` would initialise at `full` dims: the
+    /// values are generated whole and cut, so a split model starts equal to the unsplit one.
+    Shard {
+        base: Box<Init>,
+        full: Vec<usize>,
+        cut: Cut,
+        index: usize,
+    },
+}
+
+/// How a tensor-parallel placement cuts one axis: the axis is read as `[groups, parts, chunk]`
+/// and part `i` keeps `[groups, chunk]` (groups > 1 for packed tensors such as attention's
+/// q|k|v, so each device gets whole heads of each of q, k and v).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cut {
+    pub axis: usize,
+    pub groups: usize,
+    pub parts: usize,
+}
+
+impl fmt::Display for Cut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "axis={},groups={},parts={}",
+            self.axis, self.groups, self.parts
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +185,53 @@ pub enum Op {
     Dropout { p: f32, seed: u64 },
     /// (dy) -> dx with the same mask as the forward of the same (p, seed).
     DropoutBackward { p: f32, seed: u64 },
+
+    // ---- mixture of experts ----
+    /// (probs [N, E]) -> gates [N, E]: each token's `top_k` likeliest experts (ties: the lower
+    /// index) keep their probability (1 when not `weighted`), the rest 0. Each expert takes at
+    /// most capacity = ceil(capacity_factor * N * top_k / E) tokens, filled first choices
+    /// first, in token order (GShard's priority); a token over capacity is dropped for that
+    /// expert (its gate is 0: the layer passes nothing for it, the caller's residual does).
+    MoeGate {
+        top_k: usize,
+        capacity_factor: f32,
+        weighted: bool,
+    },
+    /// (probs, dgates) -> dprobs: dgates where `MoeGate` kept a probability, else 0.
+    MoeGateBackward { top_k: usize, capacity_factor: f32 },
+
+    // ---- tensor-parallel collectives (inserted by `passes::tensor_split`) ----
+    /// Identity forward; backward all-reduces the gradient over the tensor-parallel group
+    /// (Megatron's `f`: a replicated value read by sharded computation).
+    TpCopy,
+    /// All-reduce (sum) over the tensor-parallel group; backward is `TpCopy` (Megatron's `g`).
+    TpReduce,
+    /// All-gather the shards of `cut` into the whole tensor (this device holds shard `index`);
+    /// backward is `TpShard`.
+    TpGather { cut: Cut, index: usize },
+    /// This device's shard `index` of a replicated tensor (no communication); backward is
+    /// `TpGather`.
+    TpShard { cut: Cut, index: usize },
+    /// All-gather the shards of `cut` into the whole tensor when its readers' gradients are
+    /// partial sums (sequence parallelism before a column-parallel layer): backward is
+    /// `TpReduceScatter`.
+    TpGatherPartial { cut: Cut, index: usize },
+    /// Sum over the tensor-parallel group, keeping this device's shard `index` of `cut`
+    /// (reduce-scatter); backward is `TpGather`.
+    TpReduceScatter { cut: Cut, index: usize },
+    /// All-reduce (max) over the tensor-parallel group. It has no gradient: the pass uses it
+    /// only for the shift of a log-sum-exp, which the result does not depend on.
+    TpMax,
+    /// (x [.., W]) -> x with every column whose global index `start + col` is `valid` or more
+    /// set to `fill` (the padding of a vocabulary that does not divide over the devices).
+    ColumnMask {
+        start: usize,
+        valid: usize,
+        fill: f32,
+    },
+    /// (labels i32 [...]) -> f32 [..., width]: 1 at column `label - start` when the label falls
+    /// in `[start, start + width)`, else 0 (a vocabulary shard's view of the labels).
+    VocabOneHot { start: usize, width: usize },
 }
 
 impl Op {
@@ -189,6 +270,17 @@ impl Op {
             Op::CrossEntropyBackward => "cross_entropy_backward",
             Op::Dropout { .. } => "dropout",
             Op::DropoutBackward { .. } => "dropout_backward",
+            Op::MoeGate { .. } => "moe_gate",
+            Op::MoeGateBackward { .. } => "moe_gate_backward",
+            Op::TpCopy => "tp_copy",
+            Op::TpReduce => "tp_reduce",
+            Op::TpGather { .. } => "tp_gather",
+            Op::TpShard { .. } => "tp_shard",
+            Op::TpGatherPartial { .. } => "tp_gather_partial",
+            Op::TpReduceScatter { .. } => "tp_reduce_scatter",
+            Op::TpMax => "tp_max",
+            Op::ColumnMask { .. } => "column_mask",
+            Op::VocabOneHot { .. } => "vocab_one_hot",
         }
     }
 
@@ -210,7 +302,17 @@ impl Op {
             | Op::Softmax
             | Op::CausalAttention { .. }
             | Op::Dropout { .. }
-            | Op::DropoutBackward { .. } => 1,
+            | Op::DropoutBackward { .. }
+            | Op::TpCopy
+            | Op::TpReduce
+            | Op::TpGather { .. }
+            | Op::TpShard { .. }
+            | Op::TpGatherPartial { .. }
+            | Op::TpReduceScatter { .. }
+            | Op::MoeGate { .. }
+            | Op::TpMax
+            | Op::ColumnMask { .. }
+            | Op::VocabOneHot { .. } => 1,
             Op::UnaryBackward(_)
             | Op::Binary(_)
             | Op::MaxBackward { .. }
@@ -220,7 +322,8 @@ impl Op {
             | Op::Embedding
             | Op::EmbeddingBackward { .. }
             | Op::CausalAttentionBackward { .. }
-            | Op::CrossEntropy => 2,
+            | Op::CrossEntropy
+            | Op::MoeGateBackward { .. } => 2,
             Op::LayerNorm { .. } | Op::LayerNormBackward { .. } | Op::CrossEntropyBackward => 3,
         })
     }
@@ -311,6 +414,12 @@ impl fmt::Display for Init {
             Init::Constant(v) => write!(f, "constant({v})"),
             Init::Normal { mean, std } => write!(f, "normal({mean},{std})"),
             Init::Uniform { low, high } => write!(f, "uniform({low},{high})"),
+            Init::Shard {
+                base,
+                full,
+                cut,
+                index,
+            } => write!(f, "shard({base},full={full:?},{cut},index={index})"),
         }
     }
 }
@@ -342,6 +451,23 @@ pub fn attrs(op: &Op) -> String {
         Op::Dropout { p, seed } | Op::DropoutBackward { p, seed } => {
             format!("{{p={p},seed={seed}}}")
         }
+        Op::TpGather { cut, index }
+        | Op::TpShard { cut, index }
+        | Op::TpGatherPartial { cut, index }
+        | Op::TpReduceScatter { cut, index } => format!("{{{cut},index={index}}}"),
+        Op::ColumnMask { start, valid, fill } => {
+            format!("{{start={start},valid={valid},fill={fill}}}")
+        }
+        Op::VocabOneHot { start, width } => format!("{{start={start},width={width}}}"),
+        Op::MoeGate {
+            top_k,
+            capacity_factor,
+            weighted,
+        } => format!("{{top_k={top_k},capacity_factor={capacity_factor},weighted={weighted}}}"),
+        Op::MoeGateBackward {
+            top_k,
+            capacity_factor,
+        } => format!("{{top_k={top_k},capacity_factor={capacity_factor}}}"),
         _ => String::new(),
     }
 }

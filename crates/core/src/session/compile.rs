@@ -166,3 +166,45 @@ fn check_same_gradients(before: &Graph, after: &Graph) -> Result<()> {
     }
     Ok(())
 }
+
+/// The compiled graph of every tensor-parallel index (one without tensor parallelism): the
+/// same nodes, each index holding its own shards; mixed precision's report and loss scaler are
+/// the first index's (every index makes the same).
+#[allow(clippy::type_complexity)]
+pub(super) fn compile_per_tp(
+    resolved: &Graph,
+    options: &TrainerOptions,
+    tp: usize,
+    colocate: bool,
+) -> Result<(
+    Vec<Graph>,
+    Option<crate::passes::AmpReport>,
+    Option<super::amp::LossScaler>,
+)> {
+    use super::amp::{amp_backward, amp_forward};
+    let mut graphs = Vec::with_capacity(tp);
+    let mut first = None;
+    for t in 0..tp {
+        let how = crate::passes::SplitOptions {
+            sequence: options.config.split.sequence_parallel,
+            colocate,
+        };
+        let split = run_pass(resolved.clone(), |g| {
+            crate::passes::tensor_split(g, t, tp, how)
+        })?;
+        let (split, amp_report) = amp_forward(split, options)?;
+        if tp > 1 && amp_report.is_some() {
+            return Err(Error::unsupported(
+                "mixed precision with tensor parallelism",
+                "the tensor-parallel collectives carry f32 only in this build; unset amp.level \
+                 or train without split scopes over several devices",
+            ));
+        }
+        let compiled = run_pass(split, crate::autodiff::differentiate)?;
+        let (compiled, scaler) = amp_backward(compiled, options)?;
+        graphs.push(recompute_activations(compiled, options)?);
+        first.get_or_insert((amp_report, scaler));
+    }
+    let (amp_report, scaler) = first.ok_or_else(|| Error::internal("no tensor-parallel index"))?;
+    Ok((graphs, amp_report, scaler))
+}

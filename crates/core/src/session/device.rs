@@ -50,6 +50,10 @@ pub(super) struct Device {
     pub dp: Vec<Box<dyn Communicator>>,
     /// ZeRO v2: the channel to the same peers over which parameters are gathered.
     pub gather: Option<Box<dyn Communicator>>,
+    /// This device's index in its tensor-parallel group (0 without tensor parallelism).
+    pub tp_rank: usize,
+    /// The tensor-parallel group of this device's stage replica (None without).
+    pub tp: Option<Box<dyn Communicator>>,
     /// Gradient bucket buffers kept between steps.
     pub spare: Vec<Vec<f32>>,
     /// ZeRO: how each hosted stage's parameters are sharded over the replicas (`execs` order).
@@ -105,6 +109,9 @@ impl Device {
         if let Some(g) = &self.gather {
             g.abort(reason);
         }
+        if let Some(t) = &self.tp {
+            t.abort(reason);
+        }
     }
 
     pub fn exec_of(&self, stage: usize) -> Option<&Executor<CpuBackend>> {
@@ -130,6 +137,8 @@ impl Device {
             world,
             dp,
             gather,
+            tp,
+            tp_rank,
             spare,
             ..
         } = self;
@@ -162,6 +171,7 @@ impl Device {
                     comm,
                     rank_of_stage: plan.rank_of_stage,
                     params: gather.as_deref(),
+                    tp: tp.as_deref(),
                 });
                 let i = stages
                     .iter()
@@ -263,7 +273,12 @@ impl Device {
                             r.finish(exec, scale, spare)?;
                         }
                     }
-                    out.sum_squares += exec.grad_sum_squares()?;
+                    out.sum_squares += if *tp_rank == 0 {
+                        exec.grad_sum_squares()?
+                    } else {
+                        let graph = exec.graph();
+                        exec.grad_sum_squares_of(|p| crate::passes::is_shard(graph, p))?
+                    };
                 }
                 out.trace
                     .push(plan.epoch, t0, "allreduce".into(), "allreduce");

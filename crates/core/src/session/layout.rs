@@ -17,6 +17,9 @@ pub struct Layout {
     /// Stages per device (`pipeline.num_virtual_stages`, interleaved 1F1B when > 1).
     pub virtual_stages: usize,
     pub replicas: usize,
+    /// Tensor-parallel devices per stage (the deviceCount of the model's split scopes; 1
+    /// without them): the innermost axis of the device ranks.
+    pub tp: usize,
     pub micro_batches: usize,
     /// Compute work of each rank of a pipeline replica for one step, in schedule order.
     pub work: Vec<Vec<Work>>,
@@ -25,7 +28,12 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(options: &TrainerOptions, devices: usize, stages: usize) -> Result<Layout> {
+    pub fn new(
+        options: &TrainerOptions,
+        devices: usize,
+        stages: usize,
+        tp: usize,
+    ) -> Result<Layout> {
         let v = options.config.pipeline.num_virtual_stages.max(1);
         if !stages.is_multiple_of(v) {
             return Err(Error::config(
@@ -36,6 +44,18 @@ impl Layout {
             ));
         }
         let ranks = stages / v;
+        if tp > 1 && !devices.is_multiple_of(ranks * tp) {
+            return Err(Error::config(
+                "devices",
+                format!(
+                    "{devices} devices do not divide into replicas of {ranks} stage(s) x {tp} \
+                     tensor-parallel devices ({devices} % {} = {})",
+                    ranks * tp,
+                    devices % (ranks * tp)
+                ),
+            ));
+        }
+        let devices = devices / tp;
         if ranks > devices {
             return Err(Error::config(
                 "devices",
@@ -68,15 +88,29 @@ impl Layout {
             ranks,
             virtual_stages: v,
             replicas,
+            tp,
             micro_batches: m,
             work,
             schedule,
         })
     }
 
-    /// World rank of `stage` in pipeline replica `replica`.
+    /// World rank of `stage` in pipeline replica `replica`, tensor-parallel index 0.
     pub fn rank_of(&self, replica: usize, stage: usize) -> usize {
-        replica * self.ranks + stage % self.ranks
+        self.rank_of_tp(replica, stage, 0)
+    }
+
+    /// World rank of tensor-parallel device `t` of `stage` in pipeline replica `replica`:
+    /// ranks are replica-major, then stage, then tensor-parallel index.
+    pub fn rank_of_tp(&self, replica: usize, stage: usize, t: usize) -> usize {
+        (replica * self.ranks + stage % self.ranks) * self.tp + t
+    }
+
+    /// (replica, position in the pipeline, tensor-parallel index) of world rank `rank`.
+    pub fn coordinates(&self, rank: usize) -> (usize, usize, usize) {
+        let t = rank % self.tp;
+        let r = rank / self.tp;
+        (r / self.ranks, r % self.ranks, t)
     }
 
     /// ZeRO shards across data-parallel replicas: it needs more than one (never a silent
@@ -90,6 +124,13 @@ impl Layout {
             ZeroLevel::V1 => "v1",
             ZeroLevel::V2 => "v2",
         };
+        if self.tp > 1 {
+            return Err(Error::unsupported(
+                format!("zero.level='{name}' with tensor parallelism"),
+                "ZeRO's shards of the tensor-parallel shards are not planned in this build; \
+                 unset zero.level or train without split scopes over several devices",
+            ));
+        }
         if self.replicas == 1 {
             return Err(Error::config(
                 "zero.level",
@@ -111,10 +152,17 @@ impl Layout {
         options: &TrainerOptions,
         graph: &crate::ir::Graph,
     ) -> Result<()> {
+        let comm = &options.config.communication;
+        if self.tp > 1 && !comm.clip_after_allreduce && options.optimizer.grad_clip.is_some() {
+            return Err(Error::unsupported(
+                "communication.clip_after_allreduce=false with tensor parallelism",
+                "each device's local norm would cover only its shards; set it to true (weft's \
+                 default: clip the global norm, which counts every shard once)",
+            ));
+        }
         if self.replicas == 1 {
             return Ok(());
         }
-        let comm = &options.config.communication;
         if !comm.clip_after_allreduce && options.optimizer.grad_clip.is_some() && self.ranks > 1 {
             return Err(Error::unsupported(
                 "communication.clip_after_allreduce=false with gradient clipping and pipeline stages",
@@ -137,17 +185,18 @@ impl Layout {
         Ok(())
     }
 
-    /// One world communicator per device, and when data-parallel, channels to the device's
-    /// peers in the other replicas: `communication.num_communicators` for gradients and, under
-    /// ZeRO v2, one more for gathering parameters (apart, so that a gather in the next
-    /// micro-batch's forward never queues behind a gradient bucket).
+    /// One world communicator per device; when data-parallel, channels to the device's peers
+    /// in the other replicas: `communication.num_communicators` for gradients and, under ZeRO
+    /// v2, one more for gathering parameters (apart, so that a gather in the next micro-batch's
+    /// forward never queues behind a gradient bucket); and one per tensor-parallel group.
     pub fn communicators(&self, options: &TrainerOptions) -> Result<Comms> {
-        let n = self.ranks * self.replicas;
+        let n = self.ranks * self.replicas * self.tp;
         let timeout = Duration::from_secs(options.config.communication.timeout_s as u64);
         let mut comms = Comms {
             world: (0..n).map(|_| None).collect(),
             dp: (0..n).map(|_| Vec::new()).collect(),
             gather: (0..n).map(|_| None).collect(),
+            tp: (0..n).map(|_| None).collect(),
         };
         if n > 1 {
             for (rank, c) in LocalGroup::new(n, timeout).into_iter().enumerate() {
@@ -155,8 +204,13 @@ impl Layout {
             }
         }
         if self.replicas > 1 {
-            let groups: Vec<Vec<usize>> = (0..self.ranks)
-                .map(|p| (0..self.replicas).map(|r| r * self.ranks + p).collect())
+            let groups: Vec<Vec<usize>> = (0..self.ranks * self.tp)
+                .map(|pt| {
+                    let (p, t) = (pt / self.tp, pt % self.tp);
+                    (0..self.replicas)
+                        .map(|r| self.rank_of_tp(r, p, t))
+                        .collect()
+                })
                 .collect();
             let channels = options.config.communication.num_communicators.max(1);
             let gather = usize::from(options.config.zero.level.shards_params());
@@ -176,6 +230,19 @@ impl Layout {
                 }
             }
         }
+        if self.tp > 1 {
+            let groups: Vec<Vec<usize>> = (0..n / self.tp)
+                .map(|g| (g * self.tp..(g + 1) * self.tp).collect())
+                .collect();
+            for (group, peers) in groups
+                .iter()
+                .zip(LocalGroup::subgroups(n, &groups, timeout)?)
+            {
+                for (&rank, c) in group.iter().zip(peers) {
+                    comms.tp[rank] = Some(Box::new(c));
+                }
+            }
+        }
         Ok(comms)
     }
 }
@@ -185,23 +252,31 @@ pub struct DeviceComms {
     pub world: Option<Box<dyn Communicator>>,
     pub dp: Vec<Box<dyn Communicator>>,
     pub gather: Option<Box<dyn Communicator>>,
+    /// The device's tensor-parallel group (None without tensor parallelism).
+    pub tp: Option<Box<dyn Communicator>>,
 }
 
 pub struct Comms {
     world: Vec<Option<Box<dyn Communicator>>>,
     dp: Vec<Vec<Box<dyn Communicator>>>,
     gather: Vec<Option<Box<dyn Communicator>>>,
+    tp: Vec<Option<Box<dyn Communicator>>>,
 }
 
 impl Comms {
-    /// Communicators made elsewhere (another engine), indexed by world rank; no gather
-    /// channels (ZeRO v2 is not offered there).
+    /// Communicators made elsewhere (another engine), indexed by world rank; no gather or
+    /// tensor-parallel groups (ZeRO v2 and tensor parallelism are not offered there).
     pub(super) fn new(
         world: Vec<Option<Box<dyn Communicator>>>,
         dp: Vec<Vec<Box<dyn Communicator>>>,
     ) -> Comms {
-        let gather = (0..dp.len()).map(|_| None).collect();
-        Comms { world, dp, gather }
+        let none = || (0..dp.len()).map(|_| None).collect();
+        Comms {
+            world,
+            gather: none(),
+            tp: none(),
+            dp,
+        }
     }
 
     pub fn take(&mut self, rank: usize) -> DeviceComms {
@@ -209,6 +284,7 @@ impl Comms {
             world: self.world[rank].take(),
             dp: std::mem::take(&mut self.dp[rank]),
             gather: self.gather[rank].take(),
+            tp: self.tp[rank].take(),
         }
     }
 }

@@ -13,7 +13,14 @@ impl Trainer {
         self.compiled
             .parameters()
             .into_iter()
-            .map(|(id, n)| (n.to_string(), self.compiled.node(id).shape.to_vec()))
+            .map(|(id, n)| match &self.compiled.node(id).op {
+                // A tensor-parallel shard is reported at the whole parameter's shape.
+                crate::ir::Op::Parameter {
+                    init: crate::ir::Init::Shard { full, .. },
+                    ..
+                } => (n.to_string(), full.clone()),
+                _ => (n.to_string(), self.compiled.node(id).shape.to_vec()),
+            })
             .collect()
     }
 
@@ -105,6 +112,9 @@ impl Trainer {
 
     /// A whole parameter: replica 0's, or under ZeRO v2 every replica's piece put in place.
     pub fn parameter(&self, name: &str) -> Result<HostData> {
+        if let Some((full, cut)) = self.tp_shard(name) {
+            return self.tp_parameter(name, &full, cut);
+        }
         let exec = self.owner_exec(name)?;
         let Some(pieces) = exec.param_pieces(name)? else {
             return exec.read_parameter(name);
@@ -123,6 +133,63 @@ impl Trainer {
             whole[range].copy_from_slice(v);
         }
         Ok(HostData::F32(whole))
+    }
+
+    /// The whole dims and the cut of a tensor-parallel shard parameter.
+    fn tp_shard(&self, name: &str) -> Option<(Vec<usize>, crate::ir::Cut)> {
+        self.compiled.parameters().into_iter().find_map(|(id, n)| {
+            match &self.compiled.node(id).op {
+                crate::ir::Op::Parameter {
+                    init: crate::ir::Init::Shard { full, cut, .. },
+                    ..
+                } if n == name => Some((full.clone(), *cut)),
+                _ => None,
+            }
+        })
+    }
+
+    /// A tensor-parallel parameter, assembled from replica 0's devices in rank order.
+    fn tp_parameter(&self, name: &str, full: &[usize], cut: crate::ir::Cut) -> Result<HostData> {
+        let (devices, stage) = self.owners(name)?;
+        let read = |d: usize| {
+            self.devices[d]
+                .exec_of(stage)
+                .ok_or_else(|| Error::internal("owner without its stage"))?
+                .read_parameter(name)
+        };
+        let mut shards = Vec::new();
+        for &d in devices.iter().take(cut.parts) {
+            shards.extend_from_slice(
+                read(d)?
+                    .as_f32()
+                    .ok_or_else(|| Error::internal("parameters are f32"))?,
+            );
+        }
+        // A padded vocabulary is assembled at its padded length, then cut back.
+        let plen = crate::exec::tp::padded_len(full[cut.axis], cut.groups * cut.parts);
+        let mut padded = full.to_vec();
+        padded[cut.axis] = plen;
+        let mut whole = vec![0.0; shards.len()];
+        crate::exec::tp::assemble(&shards, &padded, cut, &mut whole)?;
+        Ok(HostData::F32(crate::exec::tp::unpad(
+            &whole, full, cut.axis, plen,
+        )))
+    }
+
+    /// Checkpoints and weight files hold whole tensors; under tensor parallelism each device
+    /// holds shards, which they do not read or write yet: refused, never half-done.
+    pub(super) fn refuse_tensor_parallel(&self, what: &str) -> Result<()> {
+        if self.layout.tp > 1 {
+            return Err(Error::unsupported(
+                format!("{what} with tensor parallelism"),
+                format!(
+                    "{what} reads or writes whole tensors and this layout holds {}-way \
+                     shards; train without split scopes (or --tp 1) to use it",
+                    self.layout.tp
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// ZeRO v2: every replica keeps only its piece of each parameter from now on (after the
@@ -164,6 +231,11 @@ impl Trainer {
     }
 
     /// The compiled per-device graph (resolved and differentiated).
+    /// The device layout: stages, replicas, tensor-parallel width, micro-batches.
+    pub fn layout(&self) -> &super::layout::Layout {
+        &self.layout
+    }
+
     pub fn compiled(&self) -> &Graph {
         &self.compiled
     }

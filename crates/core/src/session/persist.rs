@@ -26,6 +26,7 @@ fn is_hf_mask_buffer(t: &TensorEntry) -> bool {
 impl Trainer {
     /// Save parameters, optimizer state, the step and `meta` (e.g. the model config) to `dir`.
     pub fn save(&self, dir: &Path, meta: Value) -> Result<()> {
+        self.refuse_tensor_parallel("saving a checkpoint")?;
         let mut params = Vec::new();
         let mut state = Vec::new();
         for (name, dims) in self.parameter_shapes() {
@@ -64,6 +65,7 @@ impl Trainer {
     /// Load a directory written by `save`: parameters, optimizer state and step. Returns the
     /// `meta` value stored with it. Nothing changes unless the whole checkpoint matches.
     pub fn load(&mut self, dir: &Path) -> Result<Value> {
+        self.refuse_tensor_parallel("loading a checkpoint")?;
         let ck = checkpoint::load_dir(dir)?;
         let path = dir.join("model.safetensors");
         let file = checkpoint::SafeTensors {
@@ -112,6 +114,7 @@ impl Trainer {
     /// tensor may be there, except GPT-2's attention-mask buffers, which are returned by name
     /// so the caller can report them.
     pub fn load_weights(&mut self, file: &Path) -> Result<Vec<String>> {
+        self.refuse_tensor_parallel("loading initial weights")?;
         let mut st = checkpoint::safetensors::read(file)?;
         let skipped: Vec<String> = st
             .tensors

@@ -308,10 +308,11 @@ impl Trainer {
         let Some(slicing) = &self.slicing else {
             return format!("cpu:{i}");
         };
-        let (r, s) = (i / self.layout.ranks, i % self.layout.ranks);
-        slicing
-            .cluster
-            .device_name(slicing.taskgraphs[s].replicas[r][0])
+        let (r, s, t) = self.layout.coordinates(i);
+        match slicing.taskgraphs[s].replicas.get(r).and_then(|d| d.get(t)) {
+            Some(&d) => slicing.cluster.device_name(d),
+            None => format!("cpu:{i}"),
+        }
     }
 
     /// Device indices of each stage, [replica][device] as EPL's VirtualDevice slices.
@@ -384,8 +385,12 @@ impl Trainer {
         let v = self.layout.virtual_stages;
         let _ = writeln!(
             t,
-            "devices: {n} x cpu ({r} replica(s) x {} device(s) per replica; {s} stage(s), {v} per device)",
-            self.layout.ranks
+            "devices: {n} x cpu ({r} replica(s) x {} device(s) per replica; {s} stage(s), {v} per device{})",
+            self.layout.ranks * self.layout.tp,
+            match self.layout.tp {
+                1 => String::new(),
+                tp => format!("; each stage split over {tp} tensor-parallel devices"),
+            }
         );
         let _ = writeln!(
             t,

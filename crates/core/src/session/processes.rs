@@ -1,5 +1,5 @@
 //! A trainer spread over several processes: process p hosts devices `p*L .. (p+1)*L` of a
-//! world of `processes x L` devices (replica-major, as in one process). Every process builds
+//! world of `processes x L` devices (replica-major, as in one process; no tensor parallelism). Every process builds
 //! the same model with the same seed and feeds the same global batch; its devices take their
 //! rows and stages exactly as in one process. What differs: the communicators are TCP ones
 //! (the world group carries pipeline sends, one group per stage position reduces gradients),
@@ -77,8 +77,19 @@ impl Cluster {
         Ok(())
     }
 
-    /// What this build does across processes: everything but ZeRO.
-    pub(super) fn check_layout(&self, options: &TrainerOptions) -> Result<()> {
+    /// What this build does across processes: data and pipeline parallelism; not ZeRO nor
+    /// tensor parallelism.
+    pub(super) fn check_layout(&self, layout: &Layout, options: &TrainerOptions) -> Result<()> {
+        if layout.tp > 1 {
+            return Err(Error::unsupported(
+                "tensor parallelism across processes",
+                format!(
+                    "the model splits tensors {} ways; a multi-process job trains data-parallel \
+                     replicas and pipeline stages (run split scopes within one process)",
+                    layout.tp
+                ),
+            ));
+        }
         if options.config.zero.level != ZeroLevel::Off {
             return Err(Error::unsupported(
                 "zero.level across processes",

@@ -3,17 +3,14 @@
 //! executor per device (threads) -> communicators; a step runs every device's pipeline work in
 //! parallel, reduces gradients across replicas, clips by the global norm and updates.
 
-use super::amp::{LossScaler, amp_backward, amp_forward};
-use super::compile::{
-    auto_partition, device_count, input_specs, recompute_activations, stage_slicing,
-};
+use super::amp::LossScaler;
+use super::compile::{auto_partition, compile_per_tp, device_count, input_specs, stage_slicing};
 use super::device::{Device, DeviceResult, LocalClip, StepPlan};
 use super::layout::Layout;
 use super::options::TrainerOptions;
 use super::processes::Cluster;
 use super::report::StepReport;
 use super::zero::ShardPlan;
-use crate::autodiff::differentiate;
 use crate::config::ZeroLevel;
 use crate::error::{Error, Result};
 use crate::exec::cpu::CpuBackend;
@@ -115,10 +112,18 @@ impl Trainer {
         for tg in &model.taskgraphs {
             crate::strategy::check_device_count(tg.strategy, tg.device_count, &tg.name)?;
         }
-        let stage_count = assign_stages(&model)?.stages();
-        let layout = Layout::new(&options, n, stage_count)?;
-        // EPL's slicer knows one stage per device; interleaved layouts place stages themselves.
-        let slicing = if layout.virtual_stages == 1 {
+        let tp = crate::passes::tp_width(&model)?;
+        // EPL's colocate_split_and_replicate: every TaskGraph on the same devices, one stage.
+        let colocate = tp > 1 && options.config.cluster.colocate_split_and_replicate;
+        let stage_map = |g: &Graph| match colocate {
+            true => Ok(StageMap::single(g)),
+            false => assign_stages(g),
+        };
+        let stage_count = stage_map(&model)?.stages();
+        let layout = Layout::new(&options, n, stage_count, tp)?;
+        // EPL's slicer knows one stage per device; interleaved and colocated layouts place
+        // stages themselves.
+        let slicing = if layout.virtual_stages == 1 && !colocate {
             Some(stage_slicing(&model, n, &options)?)
         } else {
             None
@@ -126,15 +131,13 @@ impl Trainer {
         let micro_rows = options.batch / (layout.replicas * layout.micro_batches);
         let inputs = input_specs(&model, options.batch)?;
         let resolved = run_pass(model.clone(), |g| resolve_batch(g, micro_rows))?;
-        let (resolved, amp_report) = amp_forward(resolved, &options)?;
-        let compiled = run_pass(resolved, differentiate)?;
-        let (compiled, scaler) = amp_backward(compiled, &options)?;
-        let compiled = recompute_activations(compiled, &options)?;
-        let stages = assign_stages(&compiled)?;
+        let (per_tp, amp_report, scaler) = compile_per_tp(&resolved, &options, tp, colocate)?;
+        let compiled = per_tp[0].clone();
+        let stages = stage_map(&compiled)?;
         layout.check_communication(&options, &compiled)?;
         layout.check_zero(&options)?;
         if let Some(c) = &cluster {
-            c.check_layout(&options)?;
+            c.check_layout(&layout, &options)?;
         }
         let threads = match options.threads {
             0 => (std::thread::available_parallelism().map_or(1, |p| p.get()) / n).max(1),
@@ -147,7 +150,7 @@ impl Trainer {
         let seed = options.seed;
         let mut devices = Vec::with_capacity(n);
         for rank in hosted_ranks {
-            let (replica, position) = (rank / layout.ranks, rank % layout.ranks);
+            let (replica, position, tp_rank) = layout.coordinates(rank);
             let hosted: Vec<usize> = (position..layout.stages).step_by(layout.ranks).collect();
             let execs = hosted
                 .iter()
@@ -157,7 +160,8 @@ impl Trainer {
                         sharded: options.config.zero.level.shards_params(),
                     };
                     let backend = CpuBackend::new(threads);
-                    Executor::with_residency(backend, compiled.clone(), &stages, s, seed, residency)
+                    let graph = per_tp[tp_rank].clone();
+                    Executor::with_residency(backend, graph, &stages, s, seed, residency)
                 })
                 .collect::<Result<Vec<_>>>()?;
             let c = comms.take(rank);
@@ -171,6 +175,8 @@ impl Trainer {
                 world: c.world,
                 dp: c.dp,
                 gather: c.gather,
+                tp_rank,
+                tp: c.tp,
                 spare: Vec::new(),
                 zero,
             });
@@ -322,7 +328,7 @@ impl Trainer {
         let zero = self.options.config.zero.level;
         let results = parallel(&mut self.devices, |d| {
             let rank_of_stage: Vec<usize> = (0..layout.stages)
-                .map(|s| layout.rank_of(d.replica, s))
+                .map(|s| layout.rank_of_tp(d.replica, s, d.tp_rank))
                 .collect();
             let plan = StepPlan {
                 work: &layout.work[d.position],
@@ -403,15 +409,19 @@ impl Trainer {
         let mut comms = self.layout.communicators(&self.options)?;
         for (rank, d) in self.devices.iter_mut().enumerate() {
             let c = comms.take(rank);
-            (d.world, d.dp, d.gather) = (c.world, c.dp, c.gather);
+            (d.world, d.dp, d.gather, d.tp) = (c.world, c.dp, c.gather, c.tp);
         }
         Ok(())
     }
 
     /// Mean loss over replicas and micro-batches; outputs concatenated in batch-row order.
+    /// Tensor-parallel devices other than the first hold the same loss and outputs: skipped.
     fn merge(&self, results: &[DeviceResult]) -> (f32, Vec<(String, Vec<usize>, HostData)>) {
         let losses: Vec<f32> = results
             .iter()
+            .zip(&self.devices)
+            .filter(|(_, d)| d.tp_rank == 0)
+            .map(|(r, _)| r)
             .flat_map(|r| r.losses.iter().copied())
             .collect();
         let loss =
@@ -421,6 +431,9 @@ impl Trainer {
             let mut dims = self.compiled.node(*id).shape.to_vec();
             let mut parts: Vec<(usize, usize, &HostData)> = Vec::new();
             for (d, r) in self.devices.iter().zip(results) {
+                if d.tp_rank != 0 {
+                    continue;
+                }
                 for (mb, n, data) in &r.outputs {
                     if n == name {
                         parts.push((d.replica, *mb, data));

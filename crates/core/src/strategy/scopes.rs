@@ -244,33 +244,21 @@ fn nesting_error(outer: &TaskGraph, inner: &TaskGraph) -> Error {
     );
     Error::config("strategy", msg)
 }
-/// The core runs one device per TaskGraph replica; more needs tensor parallelism inside the
-/// TaskGraph, which is not there yet. Never silently ignored.
+/// A replicate TaskGraph runs one device per replica (replicas come from the devices left
+/// over); a split TaskGraph over N devices is tensor parallelism (`passes::tensor_split`).
+/// Never silently ignored.
 pub fn check_device_count(strategy: Strategy, device_count: usize, name: &str) -> Result<()> {
-    if device_count <= 1 {
+    if device_count <= 1 || strategy == Strategy::Split {
         return Ok(());
     }
     let kind = strategy_name(strategy);
-    let name = if name.is_empty() {
-        if strategy == Strategy::Split {
-            "Split"
-        } else {
-            "Replicate"
-        }
-    } else {
-        name
-    };
-    let message = match strategy {
-        Strategy::Replicate => format!(
-            "{kind} scope '{name}' with deviceCount {device_count}: a replicate TaskGraph with deviceCount > 1 \
-             needs tensor parallelism inside, which lands with the split issue; use deviceCount 1 \
-             (replicas come from the devices left over: cpu:N runs N / stages replicas)"
-        ),
-        Strategy::Split => format!(
-            "{kind} scope '{name}' with deviceCount {device_count}: splitting a TaskGraph over more than \
-             one device is tensor parallelism, which lands with its own issue; use deviceCount 1"
-        ),
-    };
+    let name = if name.is_empty() { "Replicate" } else { name };
+    let message = format!(
+        "{kind} scope '{name}' with deviceCount {device_count}: a replicate TaskGraph runs one \
+         device per replica (replicas come from the devices left over: cpu:N runs N / stages \
+         replicas); to divide its layers among {device_count} devices use a split scope \
+         (tensor parallelism), or use deviceCount 1"
+    );
     Err(Error::Unsupported {
         feature: format!("{kind} deviceCount > 1"),
         message,

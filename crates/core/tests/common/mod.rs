@@ -54,11 +54,16 @@ pub fn linear(b: &mut GraphBuilder, x: NodeId, name: &str, i: usize, o: usize) -
 }
 
 pub fn block(b: &mut GraphBuilder, x: NodeId, i: usize) -> NodeId {
+    block_heads(b, x, i, 2)
+}
+
+/// `block` with `heads` attention heads.
+pub fn block_heads(b: &mut GraphBuilder, x: NodeId, i: usize, heads: usize) -> NodeId {
     let lw = p(b, &format!("h.{i}.ln.weight"), &[C], Init::Ones);
     let lb = p(b, &format!("h.{i}.ln.bias"), &[C], Init::Zeros);
     let h = op(b, Op::LayerNorm { eps: 1e-5 }, &[x, lw, lb]);
     let qkv = linear(b, h, &format!("h.{i}.attn"), C, 3 * C);
-    let a = op(b, Op::CausalAttention { heads: 2 }, &[qkv]);
+    let a = op(b, Op::CausalAttention { heads }, &[qkv]);
     let a = linear(b, a, &format!("h.{i}.proj"), C, C);
     let x = op(b, Op::Binary(BinaryOp::Add), &[x, a]);
     let f = linear(b, x, &format!("h.{i}.fc"), C, 2 * C);
@@ -74,6 +79,17 @@ pub fn model(stages: usize) -> Graph {
 
 /// `model`, with each block's output marked as a recomputation checkpoint when `mark`.
 pub fn model_with(stages: usize, mark: bool) -> Graph {
+    model_split(stages, mark, 0)
+}
+
+/// `model_with`; `tp` > 0 makes every stage a split scope over `tp` devices (tensor
+/// parallelism; one stage is then one split scope) with 4 heads per block.
+pub fn model_split(stages: usize, mark: bool, tp: usize) -> Graph {
+    model_vocab(stages, mark, tp, V)
+}
+
+/// `model_split` with a vocabulary of `vocab` tokens.
+pub fn model_vocab(stages: usize, mark: bool, tp: usize, vocab: usize) -> Graph {
     let mut b = GraphBuilder::new();
     let idx = b
         .input("idx", Shape(vec![Dim::Batch(1), Dim::Fixed(T)]), DType::I32)
@@ -82,15 +98,18 @@ pub fn model_with(stages: usize, mark: bool) -> Graph {
         .input("targets", Shape(vec![Dim::Batch(T)]), DType::I32)
         .unwrap();
     let scope = |b: &mut GraphBuilder, s: usize| {
-        if stages > 1 {
+        if tp > 0 {
+            b.open_taskgraph(&format!("stage{s}"), Strategy::Split, tp);
+        } else if stages > 1 {
             b.open_taskgraph(&format!("stage{s}"), Strategy::Replicate, 1);
         }
     };
+    let heads = if tp > 0 { 4 } else { 2 };
     scope(&mut b, 0);
     let wte = p(
         &mut b,
         "wte",
-        &[V, C],
+        &[vocab, C],
         Init::Normal {
             mean: 0.0,
             std: 0.3,
@@ -102,7 +121,7 @@ pub fn model_with(stages: usize, mark: bool) -> Graph {
         if i > 0 && i % (layers / stages.max(1)) == 0 {
             scope(&mut b, i / (layers / stages));
         }
-        x = block(&mut b, x, i);
+        x = block_heads(&mut b, x, i, heads);
         if mark {
             b.checkpoint(x).unwrap();
         }

@@ -26,6 +26,7 @@ mod embedding;
 mod layer_norm;
 mod math;
 mod matmul;
+mod moe;
 pub mod optim;
 mod reduce;
 mod shape;
@@ -418,6 +419,41 @@ fn dispatch_tensor(op: &Op, a: &Args, y: &mut [f32], ctx: &KernelCtx) -> Result<
         }
         Op::MatMul { trans_a, trans_b } => {
             matmul::matmul_forward(a.f(0)?, a.f(1)?, trans_a, trans_b, y, shape)?
+        }
+        Op::TpCopy => y.copy_from_slice(a.same(0)?.data),
+        Op::MoeGate {
+            top_k,
+            capacity_factor,
+            weighted,
+        } => {
+            let p = a.same(0)?;
+            let e = p.shape[1];
+            moe::gate(p.data, e, top_k, capacity_factor, weighted, y)
+        }
+        Op::MoeGateBackward {
+            top_k,
+            capacity_factor,
+        } => {
+            let (p, dy) = (a.same(0)?, a.same(1)?);
+            moe::gate_backward(p.data, dy.data, p.shape[1], top_k, capacity_factor, y)
+        }
+        Op::ColumnMask { start, valid, fill } => {
+            let x = a.same(0)?;
+            crate::exec::tp::column_mask(
+                x.data,
+                *x.shape.last().unwrap_or(&1),
+                start,
+                valid,
+                fill,
+                y,
+            )
+        }
+        Op::VocabOneHot { start, width } => {
+            crate::exec::tp::one_hot(a.label(0)?.data, start, width, y)?
+        }
+        Op::TpShard { cut, index } => {
+            let x = a.f(0)?;
+            crate::exec::tp::cut_into(x.data, x.shape, cut, index, y)?
         }
         _ => dispatch_nn(op, a, y, ctx)?,
     }

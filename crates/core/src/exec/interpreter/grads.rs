@@ -113,8 +113,14 @@ impl<B: Backend> Executor<B> {
 
     /// Sum of squares of the accumulated gradients (this device's share of the global norm).
     pub fn grad_sum_squares(&self) -> Result<f64> {
+        self.grad_sum_squares_of(|_| true)
+    }
+
+    /// `grad_sum_squares` over the parameters `keep` selects (a tensor-parallel device other
+    /// than the first counts only its shards: the replicated parameters are the first's too).
+    pub fn grad_sum_squares_of(&self, keep: impl Fn(NodeId) -> bool) -> Result<f64> {
         let mut s = 0.0;
-        for p in self.grad_params() {
+        for p in self.grad_params().into_iter().filter(|&p| keep(p)) {
             s += self
                 .backend
                 .sum_squares(self.grads[p.index()].as_ref().expect("checked"))?;

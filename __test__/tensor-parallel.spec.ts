@@ -1,0 +1,101 @@
+// Tensor parallelism through the TS API: a user's own model split with m.split, and the
+// built-in gpt's tp option, train to the losses of the same model on one device.
+import test from 'ava';
+import * as weft from '../ts/index.js';
+import { gpt } from '../ts/models/gpt.js';
+
+const T = 8;
+const C = 16;
+const V = 32;
+const BATCH = 4;
+const STEPS = 5;
+
+/** A user's transformer block and head from m.nn layers, inside m.split over `tp` devices. */
+function userModel(tp: number): weft.Model {
+  return weft.model((m) =>
+    m.split({ deviceCount: tp, name: 'tp' }, () => {
+      const idx = m.input('idx', [null, T], 'i32');
+      const targets = m.input('targets', [null, T], 'i32');
+      const table = m.param('emb', [V, C], weft.init.normal(0, 0.2));
+      const x = m.op('embedding', [table, idx]);
+      const h = m.nn.layerNorm(x, { name: 'ln' });
+      const qkv = m.nn.linear(h, 3 * C, { name: 'qkv' });
+      const a = m.nn.linear(m.op('causal_attention', [qkv], { heads: 4 }), C, { name: 'proj' });
+      const r = x.add(a);
+      const f = m.nn.linear(m.nn.linear(r, 4 * C, { name: 'fc' }).gelu(), C, { name: 'out' });
+      const logits = m.nn.linear(r.add(f).reshape([-1, C]), V, { name: 'head', bias: false });
+      return m.losses.softmaxCrossEntropy(m.nn.linear(logits, V, { name: 'mix' }), targets);
+    }),
+  );
+}
+
+function batch(s: number): { idx: Int32Array; targets: Int32Array } {
+  const tok = (i: number, salt: number): number => (i * 7 + s * 13 + salt) % V;
+  return {
+    idx: Int32Array.from({ length: BATCH * T }, (_, i) => tok(i, 1)),
+    targets: Int32Array.from({ length: BATCH * T }, (_, i) => tok(i, 5)),
+  };
+}
+
+async function train(model: weft.Model, devices: number): Promise<{ losses: number[]; trainer: weft.Trainer }> {
+  const trainer = await weft.compile(model, { batch: BATCH, devices: weft.cpu(devices), seed: 7, optimizer: weft.optim.adamW({ lr: 1e-2 }) });
+  const losses: number[] = [];
+  for (let s = 0; s < STEPS; s++) losses.push((await trainer.step(batch(s))).loss);
+  return { losses, trainer };
+}
+
+function same(t: import('ava').ExecutionContext, got: number[], want: number[], what: string): void {
+  got.forEach((l, i) => {
+    const w = want[i] as number;
+    t.true(Math.abs(l - w) <= 1e-5 * Math.abs(w), `${what} step ${i + 1}: ${l} vs one device ${w}`);
+  });
+}
+
+test('a user model split with m.split over 2 devices trains like one device, weights gathered whole', async (t) => {
+  const one = await train(userModel(1), 1);
+  const two = await train(userModel(2), 2);
+  t.log(`one ${one.losses.join(' ')} | tp2 ${two.losses.join(' ')}`);
+  same(t, two.losses, one.losses, 'tp 2');
+  for (const name of ['qkv.weight', 'fc.bias', 'out.weight', 'head.weight', 'mix.weight']) {
+    const [a, b] = [one.trainer.getParameter(name), two.trainer.getParameter(name)];
+    t.is(b.length, a.length, name);
+    const diff = a.reduce((m, v, i) => Math.max(m, Math.abs(v - (b[i] as number))), 0);
+    t.true(diff < 1e-4, `${name} differs by ${diff}`);
+  }
+});
+
+test('the built-in gpt with tp 4 trains like one device', async (t) => {
+  const opts = { layers: 2, heads: 4, dim: 16, seq: T, vocab: V };
+  const one = await train(gpt(opts), 1);
+  const four = await train(gpt({ ...opts, tp: 4 }), 4);
+  same(t, four.losses, one.losses, 'tp 4');
+});
+
+/** Tokens -> embedding -> h + moe(h) -> head, with the load-balancing loss; split over `tp`. */
+function moeModel(tp: number): weft.Model {
+  return weft.model((m) =>
+    m.split({ deviceCount: tp, name: 'moe' }, () => {
+      const idx = m.input('idx', [null, T], 'i32');
+      const targets = m.input('targets', [null, T], 'i32');
+      const h = m.op('embedding', [m.param('emb', [V, C], weft.init.normal(0, 0.5)), idx]);
+      const { y, auxLoss } = m.nn.moe(h, { experts: 4, topK: 2, capacityFactor: 1, name: 'moe' });
+      const logits = m.nn.linear(h.add(y).reshape([-1, C]), V, { name: 'head' });
+      return m.losses.softmaxCrossEntropy(logits, targets).add(auxLoss.scale(0.01));
+    }),
+  );
+}
+
+test('m.nn.moe trains with experts divided over 2 and 4 devices like on one device', async (t) => {
+  const one = await train(moeModel(1), 1);
+  t.true((one.losses.at(-1) as number) < (one.losses[0] as number), `the MoE learns: ${one.losses.join(' ')}`);
+  for (const n of [2, 4]) {
+    const ep = await train(moeModel(n), n);
+    same(t, ep.losses, one.losses, `ep ${n}`);
+    t.deepEqual(ep.trainer.parameters().find((p) => p.name === 'moe.w1')?.shape, [4, C, 4 * C]);
+  }
+  const bad = await t.throwsAsync(train(weft.model((m) => m.split({ deviceCount: 3 }, () => {
+    const x = m.input('x', [null, C]);
+    return m.nn.moe(x, { experts: 4 }).y.mean();
+  })), 3));
+  t.regex(bad?.message ?? '', /parameter 'moe_0.w1' holds 4 experts \(axis 0\), which do not divide over 3 devices/);
+});

@@ -1,0 +1,89 @@
+//! Placement rules of vocabulary parallelism (embedding, cross-entropy) and expert
+//! parallelism (per-expert weights), a child of `rules` sharing its analysis.
+
+use super::{Analysis, plan};
+use crate::error::Result;
+use crate::ir::NodeId;
+use crate::passes::tensor_split::{Conv, Expand, NodePlan, Place};
+
+impl Analysis<'_> {
+    /// Vocabulary parallelism: the table is cut by rows (an indivisible vocabulary padded with
+    /// zero rows that no index reaches), each device embeds the indices in its range and the
+    /// rows sum across the group.
+    pub(super) fn embedding(&mut self, id: NodeId) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let table = node.inputs[0];
+        if self.undecided(table) {
+            self.places[table.index()] = Some(Place::Shard { axis: 0, groups: 1 });
+        }
+        match self.place(table) {
+            Place::Shard { axis: 0, groups: 1 } => Ok(NodePlan {
+                expand: Some(Expand::VocabEmbedding),
+                ..plan(Place::Partial, vec![Conv::Keep, Conv::Keep], &node.op)
+            }),
+            _ => self.no_rule(id),
+        }
+    }
+
+    /// Cross-entropy of logits sharded on the vocabulary, without gathering them.
+    pub(super) fn cross_entropy(&mut self, id: NodeId) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let logits = node.inputs[0];
+        match self.place(logits) {
+            Place::Shard { axis: 1, groups: 1 } => {
+                let valid = self.dims(logits)[1];
+                Ok(NodePlan {
+                    expand: Some(Expand::VocabCrossEntropy { valid }),
+                    ..plan(Place::Rep, vec![Conv::Keep, Conv::Keep], &node.op)
+                })
+            }
+            _ => self.no_rule(id),
+        }
+    }
+
+    /// Expert parallelism: a weight with a leading expert axis (`[E, in, out]`) read by a
+    /// replicated `[N, in]` is cut by experts (each device runs its experts on every token);
+    /// the next per-expert matmul, reading `[E/N, ...]`, cuts its weight the same way.
+    pub(super) fn experts(
+        &mut self,
+        id: NodeId,
+        a: NodeId,
+        b: NodeId,
+        pa: Place,
+        conv_a: Conv,
+    ) -> Result<Option<NodePlan>> {
+        let (ra, rb) = (self.dims(a).len(), self.dims(b).len());
+        if !self.undecided(b) || rb < 3 {
+            return Ok(None);
+        }
+        let experts = self.dims(b)[0];
+        let axis = match pa {
+            Place::Rep if ra == 2 => 0,
+            Place::Shard { axis: 0, groups: 1 } if ra == rb => 0,
+            _ => return Ok(None),
+        };
+        if !experts.is_multiple_of(self.n) {
+            return Err(self.error(
+                id,
+                format!(
+                    "parameter '{}' holds {experts} experts (axis 0), which do not divide over {} \
+                     devices",
+                    self.param_name(b),
+                    self.n
+                ),
+            ));
+        }
+        self.places[b.index()] = Some(Place::Shard { axis, groups: 1 });
+        let conv_a = match (pa, conv_a) {
+            (Place::Rep, Conv::Keep) => Conv::Copy,
+            (Place::Rep, Conv::Reduce) => Conv::ReduceCopy,
+            (_, c) => c,
+        };
+        let out = Place::Shard { axis, groups: 1 };
+        Ok(Some(plan(
+            out,
+            vec![conv_a, Conv::Keep],
+            &self.g.node(id).op,
+        )))
+    }
+}

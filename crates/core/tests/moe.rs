@@ -1,0 +1,169 @@
+//! Mixture of experts: top-k routing with capacity and the load-balancing loss trains on one
+//! device, and expert parallelism (experts cut across a split scope's devices) trains to the
+//! same losses; experts that do not divide are named.
+
+mod common;
+
+use common::*;
+
+const E: usize = 4;
+const H: usize = 16;
+const CLASSES: usize = 8;
+
+fn mm(b: &mut GraphBuilder, x: NodeId, w: NodeId) -> NodeId {
+    let o = Op::MatMul {
+        trans_a: false,
+        trans_b: false,
+    };
+    op(b, o, &[x, w])
+}
+
+fn reduce(b: &mut GraphBuilder, r: ReduceOp, axis: usize, x: NodeId) -> NodeId {
+    let o = Op::Reduce {
+        op: r,
+        axis,
+        keepdim: false,
+    };
+    op(b, o, &[x])
+}
+
+/// x [B, C] -> x + moe(x) -> linear -> cross-entropy + 0.01 * load-balancing loss, all in a
+/// split scope over `tp` devices (0: no scope). The experts' FFNs run on every token, masked
+/// by the gates (`MoeGate`), so one device computes exactly what the split devices do.
+fn moe_model(tp: usize, experts: usize) -> Graph {
+    let mut b = GraphBuilder::new();
+    let x = b
+        .input("x", Shape(vec![Dim::Batch(1), Dim::Fixed(C)]), DType::F32)
+        .unwrap();
+    let y = b
+        .input("y", Shape(vec![Dim::Batch(1)]), DType::I32)
+        .unwrap();
+    if tp > 0 {
+        b.open_taskgraph("moe", Strategy::Split, tp);
+    }
+    let normal = Init::Normal {
+        mean: 0.0,
+        std: 0.3,
+    };
+    let wg = p(&mut b, "moe.gate.weight", &[C, experts], normal.clone());
+    let logits = mm(&mut b, x, wg);
+    let probs = op(&mut b, Op::Softmax, &[logits]);
+    let gate = |top_k, capacity_factor, weighted| Op::MoeGate {
+        top_k,
+        capacity_factor,
+        weighted,
+    };
+    let gates = op(&mut b, gate(2, 1.0, true), &[probs]);
+    let w1 = p(&mut b, "moe.w1", &[experts, C, H], normal.clone());
+    let b1 = p(&mut b, "moe.b1", &[experts, 1, H], Init::Constant(0.01));
+    let w2 = p(&mut b, "moe.w2", &[experts, H, C], normal.clone());
+    let b2 = p(&mut b, "moe.b2", &[experts, 1, C], Init::Constant(-0.01));
+    let h = mm(&mut b, x, w1);
+    let h = op(&mut b, Op::Binary(BinaryOp::Add), &[h, b1]);
+    let h = op(&mut b, Op::Unary(UnaryOp::Gelu), &[h]);
+    let ye = mm(&mut b, h, w2);
+    let ye = op(&mut b, Op::Binary(BinaryOp::Add), &[ye, b2]);
+    let g = op(&mut b, Op::Permute { perm: vec![1, 0] }, &[gates]);
+    let shape = b.reshape_dims(g, &[experts as i64, -1, 1]).unwrap();
+    let g = op(&mut b, Op::Reshape { shape }, &[g]);
+    let mixed = op(&mut b, Op::Binary(BinaryOp::Mul), &[g, ye]);
+    let moe = reduce(&mut b, ReduceOp::Sum, 0, mixed);
+    let r = op(&mut b, Op::Binary(BinaryOp::Add), &[x, moe]);
+    let head = p(&mut b, "head", &[C, CLASSES], normal);
+    let out = mm(&mut b, r, head);
+    let ce = op(&mut b, Op::CrossEntropy, &[out, y]);
+    let ce = reduce(&mut b, ReduceOp::Mean, 0, ce);
+    // Switch's load-balancing loss: E * sum_e (share of tokens whose first choice is e) x
+    // (mean probability of e).
+    let top1 = op(&mut b, gate(1, experts as f32, false), &[probs]);
+    let share = reduce(&mut b, ReduceOp::Mean, 0, top1);
+    let mean_p = reduce(&mut b, ReduceOp::Mean, 0, probs);
+    let aux = op(&mut b, Op::Binary(BinaryOp::Mul), &[share, mean_p]);
+    let aux = reduce(&mut b, ReduceOp::Sum, 0, aux);
+    let aux = op(
+        &mut b,
+        Op::Scale {
+            factor: 0.01 * experts as f32,
+        },
+        &[aux],
+    );
+    let loss = op(&mut b, Op::Binary(BinaryOp::Add), &[ce, aux]);
+    b.output("aux", aux).unwrap();
+    b.finish(loss).unwrap()
+}
+
+fn moe_batch(step: usize) -> BTreeMap<String, HostData> {
+    let mut m = BTreeMap::new();
+    let x = (0..BATCH * C)
+        .map(|i| rng::uniform(9, step as u64, i as u64) * 2.0 - 1.0)
+        .collect();
+    m.insert("x".to_string(), HostData::F32(x));
+    let y = (0..BATCH)
+        .map(|i| ((i * 3 + step) % CLASSES) as i32)
+        .collect();
+    m.insert("y".to_string(), HostData::I32(y));
+    m
+}
+
+fn train(tp: usize, devices: usize) -> (Vec<f32>, Trainer) {
+    let opts = options(devices, 1, "PreferBackward", serde_json::json!({}));
+    let mut t = Trainer::compile(moe_model(tp, E), opts).unwrap();
+    let losses = (0..5)
+        .map(|s| t.step(&moe_batch(s)).unwrap().loss)
+        .collect();
+    (losses, t)
+}
+
+#[test]
+fn expert_parallelism_over_2_and_4_devices_matches_one_device() {
+    let (base, base_t) = train(0, 1);
+    assert!(base.iter().all(|l| l.is_finite()), "{base:?}");
+    assert!(base[4] < base[0], "the MoE model learns: {base:?}");
+    for tp in [2, 4] {
+        let (got, t) = train(tp, tp);
+        for (i, (a, b)) in base.iter().zip(&got).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * a.abs(),
+                "ep{tp}: step {} loss {b} vs one device {a}",
+                i + 1
+            );
+        }
+        // Each device holds E / tp experts; the router stays whole.
+        let g = t.compiled();
+        let shape = |name: &str| {
+            let (id, _) = g
+                .parameters()
+                .into_iter()
+                .find(|(_, n)| *n == name)
+                .unwrap();
+            g.node(id).shape.to_vec()
+        };
+        assert_eq!(shape("moe.w1"), [E / tp, C, H]);
+        assert_eq!(shape("moe.b2"), [E / tp, 1, C]);
+        assert_eq!(shape("moe.gate.weight"), [C, E]);
+        for n in ["moe.w1", "moe.w2", "moe.gate.weight"] {
+            let (a, b) = (base_t.parameter(n).unwrap(), t.parameter(n).unwrap());
+            let diff = a
+                .as_f32()
+                .unwrap()
+                .iter()
+                .zip(b.as_f32().unwrap())
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(diff < 1e-4, "ep{tp}: {n} differs by {diff}");
+        }
+    }
+}
+
+#[test]
+fn experts_that_do_not_divide_are_named() {
+    let opts = options(4, 1, "PreferBackward", serde_json::json!({}));
+    let e = Trainer::compile(moe_model(4, 6), opts).err().unwrap();
+    assert!(
+        e.to_string().contains(
+            "split scope 'moe', layer 'moe', op matmul %10: parameter 'moe.w1' holds 6 experts \
+             (axis 0), which do not divide over 4 devices"
+        ),
+        "{e}"
+    );
+}
