@@ -206,3 +206,32 @@ fn processes_started_with_different_flags_are_told_which_differs() {
          the same flags"
     );
 }
+
+#[test]
+fn tensor_parallelism_across_processes_is_refused() {
+    let port = free_port();
+    let errors: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|r| {
+                s.spawn(move || {
+                    let mut opts = options(2, 1, "PreferBackward", short());
+                    opts.processes = Some(rank(r, 2, port));
+                    let err = Trainer::compile(model_split(1, false, 2), opts)
+                        .err()
+                        .unwrap();
+                    assert_eq!(err.code(), "WEFT_UNSUPPORTED");
+                    err.to_string()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        errors[0].starts_with(
+            "tensor parallelism across processes is not yet supported: the model splits tensors \
+             2 ways"
+        ),
+        "{}",
+        errors[0]
+    );
+}
