@@ -2,6 +2,7 @@
 //! trainer, and its plan and memory reports. This is the API the binding exposes.
 
 mod amp;
+mod batch;
 mod compile;
 mod device;
 mod layout;
