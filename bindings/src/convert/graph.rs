@@ -347,6 +347,8 @@ pub fn op_from_json(b: &GraphBuilder, kind: &str, inputs: &[NodeId], attrs: Valu
                 capacity_factor: a.f32("capacityFactor")?,
                 weighted: a.bool_or("weighted", true)?,
             },
+            "argmax" => Op::Argmax,
+            "equal" => Op::Equal,
             "input" | "parameter" => {
                 return Err(Error::shape(
                     kind,
