@@ -394,6 +394,22 @@ mod tests {
     }
 
     #[test]
+    fn argmax_drops_the_last_axis_as_i32_and_equal_wants_one_dtype() {
+        let (mut b, x) = builder_with_x();
+        let op = op_from_json(&b, "argmax", &[x], json!({})).unwrap();
+        let pred = b.op(op, &[x]).unwrap();
+        let info = tensor_info(&b, pred).unwrap();
+        assert_eq!(
+            (info.shape, info.dtype.as_str()),
+            (vec![None, Some(3)], "i32")
+        );
+        let hit = b.op(Op::Equal, &[pred, pred]).unwrap();
+        assert_eq!(tensor_info(&b, hit).unwrap().dtype, "f32");
+        let e = b.op(Op::Equal, &[pred, x]).unwrap_err();
+        assert_eq!(e.to_string(), "equal rhs: expected dtype i32, got f32");
+    }
+
+    #[test]
     fn attributes_become_ops_with_normalised_axes() {
         let (b, x) = builder_with_x();
         let op = |kind: &str, attrs: Value| op_from_json(&b, kind, &[x], attrs).unwrap();
