@@ -61,6 +61,7 @@ export type {
   InputShape,
   OutputValue,
   Plan,
+  ProcessInfo,
   StepResult,
 } from './trainer.js';
 export type { Init } from './init.js';

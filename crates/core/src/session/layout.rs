@@ -264,6 +264,21 @@ pub struct Comms {
 }
 
 impl Comms {
+    /// Communicators made elsewhere (another engine), indexed by world rank; no gather or
+    /// tensor-parallel groups (ZeRO v2 and tensor parallelism are not offered there).
+    pub(super) fn new(
+        world: Vec<Option<Box<dyn Communicator>>>,
+        dp: Vec<Vec<Box<dyn Communicator>>>,
+    ) -> Comms {
+        let none = || (0..dp.len()).map(|_| None).collect();
+        Comms {
+            world,
+            gather: none(),
+            tp: none(),
+            dp,
+        }
+    }
+
     pub fn take(&mut self, rank: usize) -> DeviceComms {
         DeviceComms {
             world: self.world[rank].take(),

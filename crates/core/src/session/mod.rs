@@ -10,6 +10,7 @@ mod overlap;
 mod params;
 mod persist;
 mod plan;
+mod processes;
 mod report;
 mod trace;
 mod trainer;

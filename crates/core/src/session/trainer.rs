@@ -8,6 +8,7 @@ use super::compile::{auto_partition, compile_per_tp, device_count, input_specs, 
 use super::device::{Device, DeviceResult, LocalClip, StepPlan};
 use super::layout::Layout;
 use super::options::TrainerOptions;
+use super::processes::Cluster;
 use super::report::StepReport;
 use super::zero::ShardPlan;
 use crate::config::ZeroLevel;
@@ -91,6 +92,8 @@ pub struct Trainer {
     pub(super) slicing: Option<crate::strategy::Slicing>,
     /// Spans of every device in the last step (for `--trace` and idle fractions).
     pub(super) last_trace: Vec<super::trace::DeviceTrace>,
+    /// The other processes of a multi-process job (`options.processes`); None in one process.
+    pub(super) cluster: Option<Cluster>,
     /// Mixed precision: what the rewrite did, and fp16's loss scale.
     pub(super) amp_report: Option<crate::passes::AmpReport>,
     pub(super) scaler: Option<LossScaler>,
@@ -102,7 +105,9 @@ impl Trainer {
     pub fn compile(model: Graph, options: TrainerOptions) -> Result<Trainer> {
         options.config.check_supported()?;
         let (model, auto_report) = auto_partition(model, &options)?;
-        let n = device_count(&options)?;
+        let local_n = device_count(&options)?;
+        let cluster = Cluster::join(&options, local_n)?;
+        let n = cluster.as_ref().map_or(local_n, Cluster::world_devices);
         // The rule the scopes enforce when the model is built, for graphs built directly too.
         for tg in &model.taskgraphs {
             crate::strategy::check_device_count(tg.strategy, tg.device_count, &tg.name)?;
@@ -131,14 +136,20 @@ impl Trainer {
         let stages = stage_map(&compiled)?;
         layout.check_communication(&options, &compiled)?;
         layout.check_zero(&options)?;
+        if let Some(c) = &cluster {
+            c.check_layout(&layout, &options)?;
+        }
         let threads = match options.threads {
             0 => (std::thread::available_parallelism().map_or(1, |p| p.get()) / n).max(1),
             t => t,
         };
-        let mut comms = layout.communicators(&options)?;
+        let (mut comms, hosted_ranks) = match &cluster {
+            Some(c) => (c.communicators(&layout, &options)?, c.local_ranks()),
+            None => (layout.communicators(&options)?, 0..n),
+        };
         let seed = options.seed;
         let mut devices = Vec::with_capacity(n);
-        for rank in 0..layout.replicas * layout.ranks * layout.tp {
+        for rank in hosted_ranks {
             let (replica, position, tp_rank) = layout.coordinates(rank);
             let hosted: Vec<usize> = (position..layout.stages).step_by(layout.ranks).collect();
             let execs = hosted
@@ -186,6 +197,7 @@ impl Trainer {
             auto_report,
             slicing,
             last_trace,
+            cluster,
             amp_report,
             scaler,
             warnings,
@@ -389,6 +401,11 @@ impl Trainer {
     }
 
     fn renew_communicators(&mut self) -> Result<()> {
+        // Across processes a failure is the job's end: the peers cannot agree to meet again, so
+        // the failed groups stay failed and later steps fail at once, naming the first failure.
+        if self.cluster.is_some() {
+            return Ok(());
+        }
         let mut comms = self.layout.communicators(&self.options)?;
         for (rank, d) in self.devices.iter_mut().enumerate() {
             let c = comms.take(rank);
@@ -468,6 +485,7 @@ impl Trainer {
             .filter(|(d, _)| d.replica == 0 || sharded_grads)
             .map(|(_, r)| r.sum_squares)
             .sum();
+        let (loss, sq, outputs) = self.across_processes(&device_results, loss, sq, outputs)?;
         let norm = sq.sqrt();
         // Dynamic loss scaling: an overflowed gradient halves the scale and skips the step.
         let scaled = self.scaler.as_mut().map(|s| s.update(norm.is_finite()));
@@ -562,6 +580,7 @@ impl Trainer {
         let t0 = Instant::now();
         let (results, _) = self.run_devices(&views(batch), false)?;
         let (loss, outputs) = self.merge(&results);
+        let (loss, _, outputs) = self.across_processes(&results, loss, 0.0, outputs)?;
         let lr = self.schedule.lr_at(self.step.max(1));
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         Ok(StepReport {
