@@ -251,10 +251,10 @@ test('--devices cuda:1 reports the API\'s device error', async (t) => {
   t.regex(r.stderr, /libcuda\.so \(the NVIDIA driver\)|training on CUDA is not wired yet/);
 });
 
-test('weft launch is not yet supported (exit 2)', async (t) => {
-  const r = await weft('launch', '--nproc-per-node', '2', '--', 'weft', 'train');
+test('weft launch without a command is a usage error (exit 2)', async (t) => {
+  const r = await weft('launch', '--nproc-per-node', '2');
   t.is(r.code, 2);
-  t.regex(r.stderr, /'weft launch' is not yet supported/);
+  t.regex(r.stderr, /^error: weft launch needs a command after '--'/);
 });
 
 test('--set goes through weft.config: a misspelt key names the nearest', async (t) => {

@@ -99,3 +99,38 @@ test('m.nn.moe trains with experts divided over 2 and 4 devices like on one devi
   })), 3));
   t.regex(bad?.message ?? '', /parameter 'moe_0.w1' holds 4 experts \(axis 0\), which do not divide over 3 devices/);
 });
+
+/** A tied vocabulary-parallel head over an indivisible vocabulary, with argmax and accuracy outputs. */
+function metricsModel(tp: number, vocab: number): weft.Model {
+  return weft.model((m) =>
+    m.split({ deviceCount: tp, name: 'head' }, () => {
+      const idx = m.input('idx', [null, T], 'i32');
+      const targets = m.input('targets', [null, T], 'i32');
+      const table = m.param('emb', [vocab, C], weft.init.normal(0, 0.5));
+      const x = m.op('embedding', [table, idx]).reshape([-1, C]);
+      const logits = x.matmul(table, { transB: true });
+      m.output('pred', m.argmax(logits));
+      m.output('accuracy', m.metrics.accuracy(logits, targets));
+      return m.losses.softmaxCrossEntropy(logits, targets);
+    }),
+  );
+}
+
+test('argmax and accuracy over a vocabulary of 30 split over 4 devices equal one device exactly', async (t) => {
+  const vocab = 30;
+  const idx = Int32Array.from({ length: BATCH * T }, (_, i) => (i * 7 + 3) % vocab);
+  // Every other target is the token itself, which its own row's logit (its squared norm) favours.
+  const targets = idx.map((v, i) => (i % 2 === 0 ? v : (v + 1) % vocab));
+  const evaluate = async (tp: number): Promise<{ pred: number[]; accuracy: number }> => {
+    const trainer = await weft.compile(metricsModel(tp, vocab), { batch: BATCH, devices: weft.cpu(tp), seed: 7 });
+    const { outputs } = await trainer.evaluate({ idx, targets });
+    t.true(outputs.pred?.data instanceof Int32Array, 'argmax is i32');
+    return { pred: Array.from(outputs.pred?.data ?? []), accuracy: outputs.accuracy?.data[0] ?? NaN };
+  };
+  const one = await evaluate(1);
+  t.true(one.accuracy > 0 && one.accuracy < 1, `a non-trivial accuracy: ${one.accuracy}`);
+  t.is(one.pred.length, BATCH * T);
+  t.deepEqual(await evaluate(4), one);
+  const bad = t.throws(() => weft.model((m) => m.metrics.accuracy(m.input('x', [null, 4]), m.input('y', [null]))));
+  t.regex(bad?.message ?? '', /accuracy: logits must be .* and labels i32/);
+});

@@ -47,6 +47,7 @@ export type {
 export { Nn } from './nn.js';
 export type { AttentionOptions, BlockOptions, EmbeddingOptions, LayerNormOptions, LinearOptions, MlpOptions } from './nn.js';
 export { Losses } from './losses.js';
+export { Metrics } from './metrics.js';
 export { Tensor } from './tensor.js';
 export type { DType, Dim, MatmulOptions, ReduceOptions, Shape } from './tensor.js';
 export { Trainer, compile } from './trainer.js';
@@ -60,6 +61,7 @@ export type {
   InputShape,
   OutputValue,
   Plan,
+  ProcessInfo,
   StepResult,
 } from './trainer.js';
 export type { Init } from './init.js';

@@ -6,6 +6,7 @@ import { Config, config as makeConfig } from './config.js';
 import { WeftConfigError, WeftDTypeError, WeftShapeError } from './errors.js';
 import type { Init } from './init.js';
 import { Losses } from './losses.js';
+import { Metrics } from './metrics.js';
 import { type NativeModel, type TensorInfo, call, native } from './native.js';
 import { Nn } from './nn.js';
 import { type DType, type OpAttrs, type OpSink, type Shape, Tensor } from './tensor.js';
@@ -163,6 +164,8 @@ export class ModelBuilder implements OpSink {
   readonly nn: Nn;
   /** Loss functions (`m.losses.softmaxCrossEntropy`). */
   readonly losses: Losses;
+  /** Forward-only metrics (`m.metrics.accuracy`). */
+  readonly metrics: Metrics;
   /** The config the model is built under. */
   readonly config: Config;
 
@@ -184,6 +187,7 @@ export class ModelBuilder implements OpSink {
     this.native = call(() => new (native().NativeModel)(autoParallel));
     this.nn = new Nn(this);
     this.losses = new Losses(this);
+    this.metrics = new Metrics(this);
   }
 
   /** @internal Adds an op by its core name. */
@@ -260,6 +264,28 @@ export class ModelBuilder implements OpSink {
     }
     call(() => this.native.output(name, t.id));
     this.outputList.push({ name, shape: t.shape, dims: t.dims, dtype: t.dtype, id: t.id });
+  }
+
+  /**
+   * The index of the largest value along the last axis (ties to the lowest index): i32, the last
+   * axis removed. Forward only: no gradient flows through it.
+   *
+   * @example
+   * const pred = m.argmax(logits); // [N, V] -> i32 [N]
+   */
+  argmax(t: Tensor): Tensor {
+    return this.op('argmax', [t]);
+  }
+
+  /**
+   * 1 where `a` and `b` (one shape, both i32 or both f32) are equal, else 0, as f32: its mean is
+   * an accuracy. Forward only.
+   *
+   * @example
+   * const acc = m.equal(m.argmax(logits), labels).mean();
+   */
+  equal(a: Tensor, b: Tensor): Tensor {
+    return this.op('equal', [a, b]);
   }
 
   /**

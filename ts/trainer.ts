@@ -83,6 +83,24 @@ export interface CompileOptions {
   readonly config?: Config;
   /** Called after every successful step with its result. */
   readonly onProgress?: (result: StepResult) => void;
+  /**
+   * `'env'` (default): when a launcher (`weft launch`, torchrun, Slurm, Open MPI) started this
+   * process as one of several, join the others and train data-parallel across them;
+   * `'single'`: train in this process only, whatever the environment says.
+   */
+  readonly processes?: 'env' | 'single';
+}
+
+/** This process's place in a multi-process job ({@link Trainer.process}). */
+export interface ProcessInfo {
+  /** Global process rank (rank 0 hosts the rendezvous store and writes the files). */
+  readonly rank: number;
+  /** Number of processes. */
+  readonly world: number;
+  readonly localRank: number;
+  readonly localWorld: number;
+  /** Who started the processes: `weft launch`, `torchrun`, `Slurm` or `Open MPI`. */
+  readonly launcher: string;
 }
 
 /** A batch input of the compiled model at the global batch size. */
@@ -319,6 +337,17 @@ export class Trainer {
     return JSON.parse(this.idle('memory()', () => this.nativeTrainer.memoryJson())) as Record<string, unknown>;
   }
 
+  /**
+   * This process's place in a multi-process job, or `null` when it trains alone. Only rank 0
+   * should write shared files (checkpoints, reports).
+   *
+   * @example
+   * if ((trainer.process?.rank ?? 0) === 0) await trainer.save('ckpt');
+   */
+  get process(): ProcessInfo | null {
+    return JSON.parse(this.idle('process', () => this.nativeTrainer.processJson())) as ProcessInfo | null;
+  }
+
   /** Optimizer steps taken so far. @example trainer.stepCount */
   get stepCount(): number {
     return this.idle('stepCount', () => this.nativeTrainer.stepCount());
@@ -475,6 +504,7 @@ export async function compile(model: Model, options: CompileOptions): Promise<Tr
     devices: devices.toString(),
     optimizer: options.optimizer ?? { kind: 'adamw' },
     config: cfg.changed,
+    processes: options.processes ?? 'env',
   });
   const nativeModel = model.takeNative();
   const t = await callAsync(() => call(() => native().compile(nativeModel, model.lossId, json)));

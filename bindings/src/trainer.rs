@@ -334,6 +334,25 @@ impl NativeTrainer {
         guard(|| Ok(try_lock(&self.inner)?.plan_json().to_string()))
     }
 
+    /// This process's place in a multi-process job as JSON text
+    /// (`{rank, world, localRank, localWorld, launcher}`), or `null` in a single process.
+    #[napi]
+    pub fn process_json(&self) -> js::Result<String> {
+        guard(|| {
+            let t = try_lock(&self.inner)?;
+            let v = t.process_rank().map(|p| {
+                serde_json::json!({
+                    "rank": p.rank,
+                    "world": p.world,
+                    "localRank": p.local_rank,
+                    "localWorld": p.local_world,
+                    "launcher": p.launcher.name(),
+                })
+            });
+            Ok(v.unwrap_or(Value::Null).to_string())
+        })
+    }
+
     /// Measured and predicted memory per device as JSON text.
     #[napi]
     pub fn memory_json(&self) -> js::Result<String> {

@@ -11,7 +11,7 @@ export interface FlagSpec {
   /** Long name without the leading dashes, kebab-case. */
   readonly name: string;
   readonly kind: FlagKind;
-  readonly group: 'model' | 'data' | 'optimizer' | 'run' | 'sample' | 'demo';
+  readonly group: 'model' | 'data' | 'optimizer' | 'run' | 'sample' | 'demo' | 'launch';
   readonly help: string;
   /** Placeholder shown in help and in "expected" error messages. */
   readonly value?: string;
@@ -84,7 +84,17 @@ const DEMO: FlagSpec[] = [
   { name: 'json', kind: 'bool', group: 'demo', help: 'training progress as JSON lines (the sample goes to stderr)' },
 ];
 
-const ALL: readonly FlagSpec[] = [...MODEL, ...DATA, ...OPTIMIZER, ...RUN, ...SAMPLE, ...DEMO];
+const LAUNCH: FlagSpec[] = [
+  { name: 'nproc-per-node', kind: 'int', group: 'launch', min: 1, value: 'N', help: 'processes to start on this node (required)' },
+  { name: 'nnodes', kind: 'int', group: 'launch', min: 1, value: 'K', help: 'nodes in the job (default 1)' },
+  { name: 'node-rank', kind: 'int', group: 'launch', min: 0, value: 'R', help: 'this node\'s index, 0..K-1 (default 0)' },
+  { name: 'master-addr', kind: 'string', group: 'launch', value: 'ADDR', help: 'where rank 0 hosts the store (default 127.0.0.1)' },
+  { name: 'master-port', kind: 'int', group: 'launch', min: 1, value: 'P', help: 'the store\'s port (default: a free port; required with --nnodes > 1)' },
+  { name: 'grace-s', kind: 'number', group: 'launch', min: 0, value: 'S', help: 'after a rank dies, seconds the others get to exit before SIGTERM (default 5)' },
+  { name: 'raw-output', kind: 'bool', group: 'launch', help: 'pass output through without the [rank R] prefix' },
+];
+
+const ALL: readonly FlagSpec[] = [...MODEL, ...DATA, ...OPTIMIZER, ...RUN, ...SAMPLE, ...DEMO, ...LAUNCH];
 
 /** The flags each subcommand accepts. */
 export const COMMAND_FLAGS: Readonly<Record<string, readonly FlagSpec[]>> = {
@@ -92,6 +102,7 @@ export const COMMAND_FLAGS: Readonly<Record<string, readonly FlagSpec[]>> = {
   plan: [...MODEL, ...DATA, ...OPTIMIZER, ...RUN],
   sample: SAMPLE,
   demo: DEMO,
+  launch: LAUNCH,
 };
 
 /** Every flag any command knows, for "belongs to another command" hints. */

@@ -8,7 +8,7 @@ const SUMMARY: Record<string, string> = {
   plan: 'print the parallel plan and a memory estimate without running',
   sample: 'generate text from a gpt checkpoint',
   demo: 'train a small gpt on the built-in corpus for a minute, then sample from it',
-  launch: 'start one process per device (not yet supported)',
+  launch: 'start N processes that train together (torchrun\'s environment contract)',
 };
 
 const USAGE: Record<string, string> = {
@@ -18,6 +18,20 @@ const USAGE: Record<string, string> = {
   demo: 'weft demo [--out DIR] [--steps N]',
   launch: 'weft launch --nproc-per-node N [--nnodes K --node-rank R --master-addr A --master-port P] -- COMMAND...',
 };
+
+const LAUNCH_NOTES = [
+  'many processes:',
+  '  each child gets RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR,',
+  '  MASTER_PORT (torchrun\'s contract), WEFT_STORE_TOKEN (a fresh secret; set it yourself, the',
+  '  same on every node, with --nnodes > 1) and WEFT_LAUNCH=1. weft train in such a child hosts',
+  '  --devices cpu:k of a world of processes x k devices and trains with the others over TCP',
+  '  (data-parallel replicas; with --pp S give each process whole replicas: cpu:S); rank 0 hosts',
+  '  the rendezvous store and writes --save/--trace. Processes started by torchrun, Slurm (srun)',
+  '  or Open MPI (mpirun) are recognised the same way.',
+  '  When a rank dies, the others get --grace-s seconds, then SIGTERM; launch exits non-zero',
+  '  naming the rank. A rank waiting on a dead one fails within communication.timeout_s.',
+  '  example: weft launch --nproc-per-node 2 -- weft train --model mlp --devices cpu:1 --steps 50',
+];
 
 const PARALLEL = [
   'parallel training (CPU virtual devices: threads of this process):',
@@ -36,7 +50,7 @@ const PARALLEL = [
 ];
 
 /** Extra sections after the flags. */
-const NOTES: Record<string, readonly string[]> = { train: PARALLEL, plan: PARALLEL };
+const NOTES: Record<string, readonly string[]> = { train: PARALLEL, plan: PARALLEL, launch: LAUNCH_NOTES };
 
 /** The top-level help: commands and one line each. */
 export function mainHelp(): string {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `weft` command: `train`, `plan`, `sample`, `demo`, `launch` (later), `help`, `--version`.
+ * The `weft` command: `train`, `plan`, `sample`, `demo`, `launch`, `help`, `--version`.
  * Errors print as `error: <message>`; exit code 2 for usage errors, 1 for failed runs.
  */
 import * as fs from 'node:fs';
@@ -10,6 +10,7 @@ import { nearest, parseArgs } from './args.js';
 import { CliError, UsageError } from './cli-error.js';
 import { demoCommand } from './demo.js';
 import { commandHelp, mainHelp } from './help.js';
+import { launchCommand } from './launch.js';
 import { planCommand } from './plan.js';
 import { sampleCommand } from './sample.js';
 import { type Io, trainCommand } from './train.js';
@@ -21,6 +22,7 @@ const COMMANDS: Record<string, Command> = {
   plan: planCommand,
   sample: sampleCommand,
   demo: demoCommand,
+  launch: launchCommand,
 };
 
 /**
@@ -51,15 +53,14 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
     io.out.write(`weft ${version()}\n`);
     return 0;
   }
-  if (command === 'launch') {
-    throw new UsageError("'weft launch' is not yet supported in this build (multi-process launch lands with the launcher issue); run 'weft train' in one process");
-  }
   const run = COMMANDS[command];
   if (!run) {
-    const near = nearest(command, [...Object.keys(COMMANDS), 'launch', 'help']);
+    const near = nearest(command, [...Object.keys(COMMANDS), 'help']);
     throw new UsageError(`unknown command '${command}'${near ? `; did you mean '${near}'?` : ''} (see 'weft --help')`);
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
+  // After `--` the flags belong to the command `weft launch` starts.
+  const own = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  if (own.includes('--help') || own.includes('-h')) {
     io.out.write(`${commandHelp(command)}\n`);
     return 0;
   }
@@ -67,7 +68,7 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
 }
 
 function isCommand(name: string): boolean {
-  return name in COMMANDS || name === 'launch';
+  return name in COMMANDS;
 }
 
 function report(e: unknown, io: Io): number {

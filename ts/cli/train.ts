@@ -49,12 +49,18 @@ export async function trainCommand(args: ParsedArgs, io: Io): Promise<number> {
     rep.step({ step: r.step, loss: r.loss, ms: r.ms, tokensPerS: rate, done });
   }
   const wall = (Date.now() - started) / 1000;
-  if (run.spec.trace !== undefined) writeTrace(run.trainer, run.spec.trace);
-  if (run.spec.save !== undefined) await save(run, run.spec.save);
+  const writes = writesFiles(run.trainer);
+  if (writes && run.spec.trace !== undefined) writeTrace(run.trainer, run.spec.trace);
+  if (writes && run.spec.save !== undefined) await save(run, run.spec.save);
   const idle = idleReport(run.trainer, last);
   rep.finish({ ...summary(run, lines, wall, idle), ...lossScaling(last) });
   if (!run.spec.json) io.out.write(closingLine(run, lines, wall, idle));
   return 0;
+}
+
+/** In a multi-process job every rank holds the same weights; rank 0 alone writes the files. */
+function writesFiles(trainer: weft.Trainer): boolean {
+  return (trainer.process?.rank ?? 0) === 0;
 }
 
 /** `--trace FILE.json`: the Chrome/Perfetto trace of the last step, one track per device. */
@@ -175,7 +181,8 @@ function summary(run: Prepared, lines: readonly { loss: number; ms: number; rate
     idle: idle.measured,
     ideal_idle: idle.ideal,
     memory: run.trainer.memory(),
-    saved: run.spec.save ?? null,
+    saved: writesFiles(run.trainer) ? (run.spec.save ?? null) : null,
+    process: run.trainer.process,
   };
 }
 
@@ -187,8 +194,8 @@ function lossScaling(last: weft.StepResult | undefined): Record<string, unknown>
 function closingLine(run: Prepared, lines: readonly { loss: number }[], wall: number, idle: IdleReport): string {
   const first = lines[0]?.loss ?? NaN;
   const last = lines[lines.length - 1]?.loss ?? NaN;
-  const saved = run.spec.save === undefined ? '' : `; saved ${run.spec.save} (loss curve: ${path.join(run.spec.save, 'loss.svg')})`;
-  const trace = run.spec.trace === undefined ? '' : `; trace of the last step: ${run.spec.trace}`;
+  const saved = run.spec.save === undefined || !writesFiles(run.trainer) ? '' : `; saved ${run.spec.save} (loss curve: ${path.join(run.spec.save, 'loss.svg')})`;
+  const trace = run.spec.trace === undefined || !writesFiles(run.trainer) ? '' : `; trace of the last step: ${run.spec.trace}`;
   const out = [`trained ${lines.length} steps in ${wall.toFixed(1)} s: loss ${first.toFixed(4)} -> ${last.toFixed(4)}${saved}${trace}`];
   if (run.spec.devices.count > 1) out.push(idleLine(run.spec, idle));
   return `${out.join('\n')}\n`;

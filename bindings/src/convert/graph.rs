@@ -347,6 +347,8 @@ pub fn op_from_json(b: &GraphBuilder, kind: &str, inputs: &[NodeId], attrs: Valu
                 capacity_factor: a.f32("capacityFactor")?,
                 weighted: a.bool_or("weighted", true)?,
             },
+            "argmax" => Op::Argmax,
+            "equal" => Op::Equal,
             "input" | "parameter" => {
                 return Err(Error::shape(
                     kind,
@@ -389,6 +391,22 @@ mod tests {
         assert_eq!(info.shape, vec![None, Some(8)]);
         assert_eq!(info.dims, vec!["3B".to_string(), "8".to_string()]);
         assert_eq!(info.dtype, "f32");
+    }
+
+    #[test]
+    fn argmax_drops_the_last_axis_as_i32_and_equal_wants_one_dtype() {
+        let (mut b, x) = builder_with_x();
+        let op = op_from_json(&b, "argmax", &[x], json!({})).unwrap();
+        let pred = b.op(op, &[x]).unwrap();
+        let info = tensor_info(&b, pred).unwrap();
+        assert_eq!(
+            (info.shape, info.dtype.as_str()),
+            (vec![None, Some(3)], "i32")
+        );
+        let hit = b.op(Op::Equal, &[pred, pred]).unwrap();
+        assert_eq!(tensor_info(&b, hit).unwrap().dtype, "f32");
+        let e = b.op(Op::Equal, &[pred, x]).unwrap_err();
+        assert_eq!(e.to_string(), "equal rhs: expected dtype i32, got f32");
     }
 
     #[test]

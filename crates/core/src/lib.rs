@@ -14,6 +14,7 @@ pub mod exec;
 pub mod ir;
 pub mod optim;
 pub mod passes;
+pub mod process;
 pub mod rng;
 pub mod schedule;
 pub mod session;

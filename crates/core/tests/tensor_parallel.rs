@@ -420,3 +420,143 @@ fn a_replicated_backbone_and_a_split_head_colocate_and_match_one_device() {
         );
     }
 }
+
+/// `scores = -relu(x @ wte^T)` over a vocabulary of `vocab` (x [N, 4] fed, the table positive
+/// and vocabulary-parallel: an embedding reads it first, its rows scaled by 0 into x), read by
+/// a cross-entropy loss and by the metrics: `pred` (argmax) and `accuracy` (mean of pred ==
+/// targets). Rows of x are built to tie: a zero or negative row scores 0 everywhere, a mixed
+/// row scores 0 wherever its dot is not positive, a positive row scores below 0 everywhere
+/// (where a padding column, 0, would win unmasked).
+fn metrics_model(tp: usize, vocab: usize, scores_out: bool) -> Graph {
+    let mut b = GraphBuilder::new();
+    let batch = |d: &[usize]| {
+        Shape(
+            [Dim::Batch(1)]
+                .into_iter()
+                .chain(d.iter().map(|&n| Dim::Fixed(n)))
+                .collect(),
+        )
+    };
+    let x = b.input("x", batch(&[4]), DType::F32).unwrap();
+    let idx = b.input("idx", batch(&[]), DType::I32).unwrap();
+    let tgt = b.input("targets", batch(&[]), DType::I32).unwrap();
+    b.open_taskgraph("head", Strategy::Split, tp);
+    let init = Init::Uniform {
+        low: 0.5,
+        high: 1.5,
+    };
+    let wte = p(&mut b, "wte", &[vocab, 4], init);
+    let e = op(&mut b, Op::Embedding, &[wte, idx]);
+    let e = op(&mut b, Op::Scale { factor: 0.0 }, &[e]);
+    let x = op(&mut b, Op::Binary(BinaryOp::Add), &[x, e]);
+    let mm = Op::MatMul {
+        trans_a: false,
+        trans_b: true,
+    };
+    let logits = op(&mut b, mm, &[x, wte]);
+    let r = op(&mut b, Op::Unary(UnaryOp::Relu), &[logits]);
+    let scores = op(&mut b, Op::Unary(UnaryOp::Neg), &[r]);
+    let mean = Op::Reduce {
+        op: ReduceOp::Mean,
+        axis: 0,
+        keepdim: false,
+    };
+    let ce = op(&mut b, Op::CrossEntropy, &[scores, tgt]);
+    let loss = op(&mut b, mean.clone(), &[ce]);
+    let pred = op(&mut b, Op::Argmax, &[scores]);
+    let hit = op(&mut b, Op::Equal, &[pred, tgt]);
+    let accuracy = op(&mut b, mean, &[hit]);
+    b.output("pred", pred).unwrap();
+    b.output("accuracy", accuracy).unwrap();
+    if scores_out {
+        b.output("scores", scores).unwrap();
+    }
+    b.finish(loss).unwrap()
+}
+
+const METRIC_ROWS: [[f32; 4]; BATCH] = [
+    [0.0, 0.0, 0.0, 0.0],
+    [1.0, 1.0, 1.0, 1.0],
+    [-1.0, -0.5, -1.0, 0.0],
+    [1.0, -0.5, 0.0, 0.0],
+    [0.0, 1.0, -0.5, 0.0],
+    [0.0, 0.0, 1.0, -0.5],
+    [-0.5, 0.0, 0.0, 1.0],
+    [2.0, 0.5, 1.0, 0.25],
+];
+
+type MetricSteps = Vec<(Vec<i32>, f32)>;
+
+/// Two steps' (pred, accuracy), the first step's `scores` (one device only) and the trainer of
+/// `metrics_model` over `tp` devices.
+fn run_metrics(tp: usize, vocab: usize, targets: &[i32]) -> (MetricSteps, Vec<f32>, Trainer) {
+    let opts = options(tp, 1, "PreferBackward", serde_json::json!({}));
+    let mut t = Trainer::compile(metrics_model(tp, vocab, tp == 1), opts).unwrap();
+    let batch = BTreeMap::from([
+        ("x".to_string(), HostData::F32(METRIC_ROWS.concat())),
+        ("targets".to_string(), HostData::I32(targets.to_vec())),
+        ("idx".to_string(), HostData::I32(vec![0; BATCH])),
+    ]);
+    let mut scores = Vec::new();
+    let steps = (0..2)
+        .map(|s| {
+            let r = t.step(&batch).unwrap();
+            let get = |n: &str| r.outputs.iter().find(|o| o.0 == n).map(|o| &o.2);
+            if let (0, Some(x)) = (s, get("scores")) {
+                scores = x.as_f32().unwrap().to_vec();
+            }
+            let pred = get("pred").unwrap().as_i32().unwrap().to_vec();
+            (pred, get("accuracy").unwrap().as_f32().unwrap()[0])
+        })
+        .collect();
+    (steps, scores, t)
+}
+
+#[test]
+fn argmax_and_accuracy_of_an_indivisible_vocabulary_match_one_device_without_gathering() {
+    let vocab = 29;
+    // One device first, to aim the targets: every other row right, so the accuracy is 1/2.
+    let (probe, scores, _) = run_metrics(1, vocab, &[0; BATCH]);
+    let targets: Vec<i32> = (0..BATCH)
+        .map(|i| (probe[0].0[i] + (i % 2) as i32) % vocab as i32)
+        .collect();
+    // The rows test what they mean to: a row's max held by several of tp 4's shards (width 8)
+    // besides the all-tied ones, and a row whose first max lies past shard 0.
+    let holders: Vec<Vec<usize>> = scores
+        .chunks(vocab)
+        .map(|row| {
+            let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            (0..vocab).filter(|&c| row[c] == m).map(|c| c / 8).collect()
+        })
+        .collect();
+    let partly_tied = |h: &Vec<usize>| h.len() < vocab && h.first() != h.last();
+    assert!(holders.iter().any(partly_tied), "{holders:?}");
+    assert!(holders.iter().any(|h| h[0] > 0), "{holders:?}");
+    let (base, _, _) = run_metrics(1, vocab, &targets);
+    assert_eq!(base[0].1, 0.5);
+    assert_eq!(base[0].0[0], 0, "an all-tied row takes column 0");
+    for tp in [2, 4] {
+        let (got, _, t) = run_metrics(tp, vocab, &targets);
+        assert_eq!(got, base, "tp {tp}");
+        let g = t.compiled();
+        let fwd = |name: &str| {
+            let forward = |n: &&weft_core::ir::Node| n.phase == weft_core::ir::Phase::Forward;
+            g.nodes
+                .iter()
+                .filter(forward)
+                .filter(|n| n.op.name() == name)
+                .count()
+        };
+        assert_eq!(
+            fwd("tp_gather"),
+            0,
+            "tp {tp}: the scores are never gathered"
+        );
+        assert_eq!(fwd("argmax_bid"), 1);
+        assert_eq!(
+            fwd("column_mask"),
+            2,
+            "tp {tp}: the loss's and the argmax's"
+        );
+    }
+}

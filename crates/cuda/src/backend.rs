@@ -186,7 +186,8 @@ impl Backend for CudaBackend {
         if weft_core::exec::tp::cpu_only(op) {
             return Err(Error::unsupported(
                 format!("{} on CUDA", op.name()),
-                "tensor-, vocabulary- and expert-parallel ops have CPU kernels only in this build",
+                "tensor-, vocabulary- and expert-parallel ops and the metrics (argmax, equal) have CPU \
+                 kernels only in this build",
             ));
         }
         ops::check(op, inputs, out, out_shape)?;

@@ -59,7 +59,11 @@ fn variant(op: &Op) -> &'static str {
         | Op::ColumnMask { .. }
         | Op::VocabOneHot { .. }
         | Op::MoeGate { .. }
-        | Op::MoeGateBackward { .. } => "cpu_only",
+        | Op::MoeGateBackward { .. }
+        | Op::Argmax
+        | Op::Equal
+        | Op::ArgmaxBid { .. }
+        | Op::BidIndex => "cpu_only",
     }
 }
 

@@ -165,6 +165,9 @@ pub(crate) fn vjp(ad: &mut Ad<'_>, id: NodeId, dy: NodeId) -> Result<Grads> {
             vec![Some(ad.emit(mask, &[dy])?)]
         }
         Op::VocabOneHot { .. } => vec![None],
+        // Metrics are piecewise constant: forward only.
+        Op::Argmax | Op::BidIndex => vec![None],
+        Op::Equal | Op::ArgmaxBid { .. } => vec![None, None],
         Op::Input { .. } | Op::Parameter { .. } | Op::Fill { .. } | Op::LossScale => vec![],
         Op::UnaryBackward(_)
         | Op::MaxBackward { .. }

@@ -123,30 +123,12 @@ impl Group {
 
     /// "all_reduce #3 (1024 f32) on group [0,1,2,3]".
     pub(super) fn describe(&self, call: Call, seq: u64) -> String {
-        let label = self.label();
-        match call.kind {
-            CollectiveKind::Barrier => format!("barrier #{seq} on group {label}"),
-            kind => format!("{kind} #{seq} ({} f32) on group {label}", call.count),
-        }
+        describe(&self.ranks, call, seq)
     }
 
     /// "broadcast (root 2, 16 f32)", for mismatch reports.
     pub(super) fn describe_call(&self, call: Call) -> String {
-        let mut parts = Vec::new();
-        if let Some(op) = call.op {
-            parts.push(op.to_string());
-        }
-        if let Some(root) = call.root {
-            parts.push(format!("root {}", self.ranks[root]));
-        }
-        if call.kind != CollectiveKind::Barrier {
-            parts.push(format!("{} f32", call.count));
-        }
-        if parts.is_empty() {
-            call.kind.to_string()
-        } else {
-            format!("{} ({})", call.kind, parts.join(", "))
-        }
+        describe_call(&self.ranks, call)
     }
 
     /// Record the group's first failure, wake every waiter, and return the error for the caller.
@@ -291,6 +273,35 @@ impl Round {
             }
             CollectiveKind::Reduce | CollectiveKind::Barrier => {}
         }
+    }
+}
+
+/// "all_reduce #3 (1024 f32) on group [0,1,2,3]": a collective of the group whose global ranks
+/// are `ranks` (every engine words it the same).
+pub(super) fn describe(ranks: &[usize], call: Call, seq: u64) -> String {
+    let label = list(ranks);
+    match call.kind {
+        CollectiveKind::Barrier => format!("barrier #{seq} on group {label}"),
+        kind => format!("{kind} #{seq} ({} f32) on group {label}", call.count),
+    }
+}
+
+/// "broadcast (root 2, 16 f32)", for mismatch reports; the root as a global rank.
+pub(super) fn describe_call(ranks: &[usize], call: Call) -> String {
+    let mut parts = Vec::new();
+    if let Some(op) = call.op {
+        parts.push(op.to_string());
+    }
+    if let Some(root) = call.root {
+        parts.push(format!("root {}", ranks[root]));
+    }
+    if call.kind != CollectiveKind::Barrier {
+        parts.push(format!("{} f32", call.count));
+    }
+    if parts.is_empty() {
+        call.kind.to_string()
+    } else {
+        format!("{} ({})", call.kind, parts.join(", "))
     }
 }
 

@@ -11,6 +11,7 @@
 //! - `bucket`: gradient fusion, ready-ordered tensors packed into byte-balanced buckets
 //!   (`communication.bucket_size_mb`, `communication.max_splits`), and flatten / unflatten.
 //! - `fp16`: fp16 compression of all-reduce payloads (`communication.fp16`, `fp16_scale`).
+//! - `tcp`: the engine between processes: the rendezvous store and `TcpCommunicator`.
 //!
 //! Failures are `Error::Collective` (code `WEFT_COLLECTIVE`).
 
@@ -19,6 +20,7 @@ mod communicator;
 mod fp16;
 mod group;
 mod local;
+pub mod tcp;
 
 pub use bucket::{Bucket, flatten_into, plan_buckets, unflatten_from};
 pub use communicator::{

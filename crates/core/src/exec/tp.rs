@@ -5,8 +5,8 @@
 use crate::error::{Error, Result};
 use crate::ir::{Cut, Op};
 
-/// The ops of tensor, vocabulary and expert parallelism, which only the CPU backend (and, for
-/// the collectives, the executor) runs in this build.
+/// The ops of tensor, vocabulary and expert parallelism and the metrics (argmax, equal), which
+/// only the CPU backend (and, for the collectives, the executor) runs in this build.
 pub fn cpu_only(op: &Op) -> bool {
     matches!(
         op,
@@ -21,6 +21,10 @@ pub fn cpu_only(op: &Op) -> bool {
             | Op::VocabOneHot { .. }
             | Op::MoeGate { .. }
             | Op::MoeGateBackward { .. }
+            | Op::Argmax
+            | Op::Equal
+            | Op::ArgmaxBid { .. }
+            | Op::BidIndex
     )
 }
 

@@ -138,6 +138,22 @@ pub fn infer(op: &Op, ins: &[TensorType]) -> Result<TensorType> {
             dims.push(Dim::Fixed(*width));
             Ok(f32_of(Shape(dims)))
         }
+        Op::Argmax | Op::ArgmaxBid { .. } => infer_argmax(op, ins),
+        Op::Equal => {
+            if ins[0].dtype != DType::I32 {
+                want_float(op, "lhs", &ins[0])?;
+            }
+            want_dtype(op, "rhs", &ins[1], ins[0].dtype)?;
+            same_shape(op, &ins[0], &ins[1])?;
+            Ok(f32_of(ins[0].shape.clone()))
+        }
+        Op::BidIndex => {
+            want_dtype(op, "bids", &ins[0], DType::F32)?;
+            Ok(TensorType {
+                shape: ins[0].shape.clone(),
+                dtype: DType::I32,
+            })
+        }
         Op::TpGather { cut, index }
         | Op::TpShard { cut, index }
         | Op::TpGatherPartial { cut, index }
@@ -526,4 +542,35 @@ fn infer_cut(op: &Op, t: &TensorType, cut: crate::ir::Cut, whole: bool) -> Resul
         shape: Shape(dims),
         dtype: t.dtype,
     })
+}
+
+/// `Argmax` (x [.., V] -> i32 [..]) and `ArgmaxBid` ((x [.., W], m [..]) -> f32 [..]).
+fn infer_argmax(op: &Op, ins: &[TensorType]) -> Result<TensorType> {
+    want_float(op, "input", &ins[0])?;
+    let width = last_dim(op, &ins[0])?;
+    let dims = &ins[0].shape.0;
+    let rows = Shape(dims[..dims.len() - 1].to_vec());
+    match op {
+        Op::ArgmaxBid { start } => {
+            want_dtype(op, "max", &ins[1], DType::F32)?;
+            if ins[1].shape != rows {
+                return err(
+                    op,
+                    format!(
+                        "max must be {rows} for input {}, got {}",
+                        ins[0].shape, ins[1].shape
+                    ),
+                );
+            }
+            // Bids are f32: every global index must be exact.
+            if start + width > 1 << 24 {
+                return err(op, format!("columns up to {} exceed 2^24", start + width));
+            }
+            Ok(f32_of(rows))
+        }
+        _ => Ok(TensorType {
+            shape: rows,
+            dtype: DType::I32,
+        }),
+    }
 }

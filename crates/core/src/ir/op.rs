@@ -200,6 +200,14 @@ pub enum Op {
     /// (probs, dgates) -> dprobs: dgates where `MoeGate` kept a probability, else 0.
     MoeGateBackward { top_k: usize, capacity_factor: f32 },
 
+    // ---- metrics (forward only: they take no gradient) ----
+    /// (x [.., V]) -> i32 [..]: the index of the largest value of each row of the last axis,
+    /// ties to the lowest index.
+    Argmax,
+    /// (a, b) of one shape and dtype (i32 or float) -> f32 of that shape: 1 where the elements
+    /// are equal, else 0 (so a mean of it is an accuracy).
+    Equal,
+
     // ---- tensor-parallel collectives (inserted by `passes::tensor_split`) ----
     /// Identity forward; backward all-reduces the gradient over the tensor-parallel group
     /// (Megatron's `f`: a replicated value read by sharded computation).
@@ -232,6 +240,13 @@ pub enum Op {
     /// (labels i32 [...]) -> f32 [..., width]: 1 at column `label - start` when the label falls
     /// in `[start, start + width)`, else 0 (a vocabulary shard's view of the labels).
     VocabOneHot { start: usize, width: usize },
+    /// (x [.., W], m [..]) -> f32 [..]: a vocabulary shard's bid for the argmax of the whole
+    /// row, `-(start + c)` for the first column `c` where `x` equals the row's global max `m`,
+    /// or -inf where no column does. The all-reduced max of the bids is the lowest global
+    /// index holding the max, negated (exact: global indices stay below 2^24).
+    ArgmaxBid { start: usize },
+    /// (bid f32 [..]) -> i32 [..] = -bid: the index an all-reduced `ArgmaxBid` names.
+    BidIndex,
 }
 
 impl Op {
@@ -281,6 +296,10 @@ impl Op {
             Op::TpMax => "tp_max",
             Op::ColumnMask { .. } => "column_mask",
             Op::VocabOneHot { .. } => "vocab_one_hot",
+            Op::Argmax => "argmax",
+            Op::Equal => "equal",
+            Op::ArgmaxBid { .. } => "argmax_bid",
+            Op::BidIndex => "bid_index",
         }
     }
 
@@ -312,7 +331,9 @@ impl Op {
             | Op::MoeGate { .. }
             | Op::TpMax
             | Op::ColumnMask { .. }
-            | Op::VocabOneHot { .. } => 1,
+            | Op::VocabOneHot { .. }
+            | Op::Argmax
+            | Op::BidIndex => 1,
             Op::UnaryBackward(_)
             | Op::Binary(_)
             | Op::MaxBackward { .. }
@@ -323,7 +344,9 @@ impl Op {
             | Op::EmbeddingBackward { .. }
             | Op::CausalAttentionBackward { .. }
             | Op::CrossEntropy
-            | Op::MoeGateBackward { .. } => 2,
+            | Op::MoeGateBackward { .. }
+            | Op::Equal
+            | Op::ArgmaxBid { .. } => 2,
             Op::LayerNorm { .. } | Op::LayerNormBackward { .. } | Op::CrossEntropyBackward => 3,
         })
     }
@@ -459,6 +482,7 @@ pub fn attrs(op: &Op) -> String {
             format!("{{start={start},valid={valid},fill={fill}}}")
         }
         Op::VocabOneHot { start, width } => format!("{{start={start},width={width}}}"),
+        Op::ArgmaxBid { start } => format!("{{start={start}}}"),
         Op::MoeGate {
             top_k,
             capacity_factor,

@@ -142,9 +142,12 @@ impl Device {
             spare,
             ..
         } = self;
-        let channels: Vec<&dyn Communicator> = dp.iter().map(|c| c.as_ref()).collect();
+        let all_channels: Vec<&dyn Communicator> = dp.iter().map(|c| c.as_ref()).collect();
+        // Each hosted stage reduces over its own set of channels (`Layout::dp_channels`).
+        let per_stage = all_channels.len() / execs.len().max(1);
+        let channels_of = |i: usize| &all_channels[i * per_stage..(i + 1) * per_stage];
         // Local clipping needs the whole local gradient before anything is reduced.
-        let overlap = plan.train && !channels.is_empty() && plan.local_clip.is_none();
+        let overlap = plan.train && !all_channels.is_empty() && plan.local_clip.is_none();
         let last_backward: Vec<Option<usize>> = stages
             .iter()
             .map(|&st| {
@@ -182,7 +185,7 @@ impl Device {
                 if overlap && kind == ProgramKind::Backward && last_backward[i] == Some(wi) {
                     let mut r = Overlap::start(
                         scope,
-                        &channels,
+                        channels_of(i),
                         &exec.grad_order(),
                         plan.reduce,
                         plan.grad_shard,
@@ -250,10 +253,10 @@ impl Device {
                     }
                     None => plan.reduce.scale,
                 };
-                for (exec, reducer) in execs.iter_mut().zip(reducers) {
+                for (i, (exec, reducer)) in execs.iter_mut().zip(reducers).enumerate() {
                     match reducer {
                         Some(r) => r.finish(exec, scale, spare)?,
-                        None if channels.is_empty() => {
+                        None if all_channels.is_empty() => {
                             if scale != 1.0 {
                                 exec.scale_grads(scale)?;
                             }
@@ -263,7 +266,7 @@ impl Device {
                             let order = exec.grad_order();
                             let mut r = Overlap::start(
                                 scope,
-                                &channels,
+                                channels_of(i),
                                 &order,
                                 plan.reduce,
                                 plan.grad_shard,

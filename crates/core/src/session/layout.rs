@@ -189,6 +189,14 @@ impl Layout {
     /// in the other replicas: `communication.num_communicators` for gradients and, under ZeRO
     /// v2, one more for gathering parameters (apart, so that a gather in the next micro-batch's
     /// forward never queues behind a gradient bucket); and one per tensor-parallel group.
+    /// Gradient channels per device: `communication.num_communicators` for each stage it hosts.
+    /// A device hosting several (interleaved) stages runs one reducer per stage, and two
+    /// reducers posting on one channel could order their collectives differently on different
+    /// replicas; with a set each, every channel sees one reducer's buckets in bucket order.
+    pub fn dp_channels(&self, options: &TrainerOptions) -> usize {
+        options.config.communication.num_communicators.max(1) * self.virtual_stages
+    }
+
     pub fn communicators(&self, options: &TrainerOptions) -> Result<Comms> {
         let n = self.ranks * self.replicas * self.tp;
         let timeout = Duration::from_secs(options.config.communication.timeout_s as u64);
@@ -212,7 +220,7 @@ impl Layout {
                         .collect()
                 })
                 .collect();
-            let channels = options.config.communication.num_communicators.max(1);
+            let channels = self.dp_channels(options);
             let gather = usize::from(options.config.zero.level.shards_params());
             // In-process channels run back to back; with NCCL each is its own stream.
             for channel in 0..channels + gather {
@@ -264,6 +272,21 @@ pub struct Comms {
 }
 
 impl Comms {
+    /// Communicators made elsewhere (another engine), indexed by world rank; no gather or
+    /// tensor-parallel groups (ZeRO v2 and tensor parallelism are not offered there).
+    pub(super) fn new(
+        world: Vec<Option<Box<dyn Communicator>>>,
+        dp: Vec<Vec<Box<dyn Communicator>>>,
+    ) -> Comms {
+        let none = || (0..dp.len()).map(|_| None).collect();
+        Comms {
+            world,
+            gather: none(),
+            tp: none(),
+            dp,
+        }
+    }
+
     pub fn take(&mut self, rank: usize) -> DeviceComms {
         DeviceComms {
             world: self.world[rank].take(),

@@ -2,6 +2,7 @@
 //! trainer, and its plan and memory reports. This is the API the binding exposes.
 
 mod amp;
+mod batch;
 mod compile;
 mod device;
 mod layout;
@@ -10,6 +11,7 @@ mod overlap;
 mod params;
 mod persist;
 mod plan;
+mod processes;
 mod report;
 mod trace;
 mod trainer;

@@ -44,12 +44,24 @@ pub struct TrainerOptions {
     pub devices: DeviceSpec,
     pub optimizer: OptimizerConfig,
     pub config: Config,
+    /// This process's place in a multi-process job; None for a single process. The option
+    /// `"processes": "env"` discovers it from the launcher's environment (`process::discover`).
+    pub processes: Option<crate::process::ProcessRank>,
 }
 
-const KEYS: [&str; 6] = ["batch", "seed", "threads", "devices", "optimizer", "config"];
+const KEYS: [&str; 7] = [
+    "batch",
+    "seed",
+    "threads",
+    "devices",
+    "optimizer",
+    "config",
+    "processes",
+];
 
 impl TrainerOptions {
-    /// Parse `{batch, seed?, threads?, devices?, optimizer?, config?}`; unknown keys are errors.
+    /// Parse `{batch, seed?, threads?, devices?, optimizer?, config?, processes?}`; unknown keys
+    /// are errors.
     pub fn from_json(v: &Value) -> Result<TrainerOptions> {
         let obj = v
             .as_object()
@@ -102,6 +114,19 @@ impl TrainerOptions {
             Some(c) => crate::config::flatten_json(c)?,
         };
         let config = Config::from_sources(&explicit, &env)?;
+        let processes = match obj.get("processes") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s == "single" => None,
+            Some(Value::String(s)) if s == "env" => {
+                crate::process::discover(&crate::process::process_env())?
+            }
+            Some(x) => {
+                return Err(Error::config(
+                    "processes",
+                    format!("processes must be \"env\" or \"single\", got {x}"),
+                ));
+            }
+        };
         Ok(TrainerOptions {
             batch,
             seed: uint("seed", 0)?,
@@ -109,6 +134,7 @@ impl TrainerOptions {
             devices,
             optimizer,
             config,
+            processes,
         })
     }
 }

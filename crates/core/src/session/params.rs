@@ -43,12 +43,20 @@ impl Trainer {
                 message: format!("the model has no parameter '{name}'"),
             })?;
         let stage = self.stages.stage_of[id.index()];
-        Ok((
-            (0..self.devices.len())
-                .filter(|&i| self.devices[i].stages.contains(&stage))
-                .collect(),
-            stage,
-        ))
+        let devices: Vec<usize> = (0..self.devices.len())
+            .filter(|&i| self.devices[i].stages.contains(&stage))
+            .collect();
+        if devices.is_empty() {
+            // A multi-process job whose pipeline stage runs in another process.
+            return Err(Error::unsupported(
+                format!("reading or writing parameter '{name}' here"),
+                format!(
+                    "its stage {stage} runs in another process of the job; checkpoints of \
+                     pipelines spread over processes are not implemented"
+                ),
+            ));
+        }
+        Ok((devices, stage))
     }
 
     /// The executor holding a parameter on replica 0.

@@ -4,16 +4,18 @@
 //! parallel, reduces gradients across replicas, clips by the global norm and updates.
 
 use super::amp::LossScaler;
+use super::batch::{Batch, views};
 use super::compile::{auto_partition, compile_per_tp, device_count, input_specs, stage_slicing};
 use super::device::{Device, DeviceResult, LocalClip, StepPlan};
 use super::layout::Layout;
 use super::options::TrainerOptions;
+use super::processes::Cluster;
 use super::report::StepReport;
 use super::zero::ShardPlan;
 use crate::config::ZeroLevel;
 use crate::error::{Error, Result};
 use crate::exec::cpu::CpuBackend;
-use crate::exec::{AsHostView, Executor, GradReduce, HostData, HostView, KernelCtx, Residency};
+use crate::exec::{AsHostView, Executor, GradReduce, HostView, KernelCtx, Residency};
 use crate::ir::{DType, Graph};
 use crate::passes::{StageMap, assign_stages, resolve_batch, run_pass};
 use std::collections::BTreeMap;
@@ -56,13 +58,6 @@ fn shard_plans(
         .collect()
 }
 
-/// A global batch as the step reads it: input name -> borrowed data.
-type Batch<'a> = BTreeMap<&'a str, HostView<'a>>;
-
-fn views<D: AsHostView>(batch: &BTreeMap<String, D>) -> Batch<'_> {
-    batch.iter().map(|(k, v)| (k.as_str(), v.view())).collect()
-}
-
 /// One batch input of the compiled model, at the global batch size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputSpec {
@@ -91,6 +86,8 @@ pub struct Trainer {
     pub(super) slicing: Option<crate::strategy::Slicing>,
     /// Spans of every device in the last step (for `--trace` and idle fractions).
     pub(super) last_trace: Vec<super::trace::DeviceTrace>,
+    /// The other processes of a multi-process job (`options.processes`); None in one process.
+    pub(super) cluster: Option<Cluster>,
     /// Mixed precision: what the rewrite did, and fp16's loss scale.
     pub(super) amp_report: Option<crate::passes::AmpReport>,
     pub(super) scaler: Option<LossScaler>,
@@ -102,8 +99,10 @@ impl Trainer {
     pub fn compile(model: Graph, options: TrainerOptions) -> Result<Trainer> {
         options.config.check_supported()?;
         let (model, auto_report) = auto_partition(model, &options)?;
-        let n = device_count(&options)?;
-        check_threads_for(n)?;
+        let local_n = device_count(&options)?;
+        check_threads_for(local_n)?;
+        let cluster = Cluster::join(&options, local_n)?;
+        let n = cluster.as_ref().map_or(local_n, Cluster::world_devices);
         // The rule the scopes enforce when the model is built, for graphs built directly too.
         for tg in &model.taskgraphs {
             crate::strategy::check_device_count(tg.strategy, tg.device_count, &tg.name)?;
@@ -132,14 +131,20 @@ impl Trainer {
         let stages = stage_map(&compiled)?;
         layout.check_communication(&options, &compiled)?;
         layout.check_zero(&options)?;
+        if let Some(c) = &cluster {
+            c.check_layout(&layout, &options)?;
+        }
         let threads = match options.threads {
             0 => (std::thread::available_parallelism().map_or(1, |p| p.get()) / n).max(1),
             t => t,
         };
-        let mut comms = layout.communicators(&options)?;
+        let (mut comms, hosted_ranks) = match &cluster {
+            Some(c) => (c.communicators(&layout, &options)?, c.local_ranks()),
+            None => (layout.communicators(&options)?, 0..n),
+        };
         let seed = options.seed;
         let mut devices = Vec::with_capacity(n);
-        for rank in 0..layout.replicas * layout.ranks * layout.tp {
+        for rank in hosted_ranks {
             let (replica, position, tp_rank) = layout.coordinates(rank);
             let hosted: Vec<usize> = (position..layout.stages).step_by(layout.ranks).collect();
             let execs = hosted
@@ -187,6 +192,7 @@ impl Trainer {
             auto_report,
             slicing,
             last_trace,
+            cluster,
             amp_report,
             scaler,
             warnings,
@@ -222,58 +228,6 @@ impl Trainer {
 
     pub fn options(&self) -> &TrainerOptions {
         &self.options
-    }
-
-    /// Check names, dtypes and sizes of a global batch before anything runs.
-    fn check_batch(&self, batch: &Batch<'_>) -> Result<()> {
-        for name in batch.keys() {
-            if !self.inputs.iter().any(|s| &s.name == name) {
-                let known: Vec<&str> = self.inputs.iter().map(|s| s.name.as_str()).collect();
-                return Err(Error::batch(format!(
-                    "unknown input '{name}'; the model's inputs are {known:?}"
-                )));
-            }
-        }
-        for s in &self.inputs {
-            let data = batch
-                .get(s.name.as_str())
-                .ok_or_else(|| Error::batch(format!("missing input '{}'", s.name)))?;
-            let len: usize = s.dims.iter().product();
-            if data.dtype() != s.dtype {
-                return Err(Error::DType {
-                    what: format!("input '{}'", s.name),
-                    expected: s.dtype.to_string(),
-                    got: data.dtype().to_string(),
-                });
-            }
-            if data.len() != len {
-                return Err(Error::batch(format!(
-                    "input '{}' must have shape {:?} ({len} elements) for global batch {}, got {} elements",
-                    s.name,
-                    s.dims,
-                    self.options.batch,
-                    data.len()
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Chunk `c` of every batched input: replica r, micro-batch m is chunk r*M + m (DESIGN.md).
-    fn chunk<'a>(&self, batch: &Batch<'a>, c: usize) -> BTreeMap<String, HostView<'a>> {
-        let parts = self.layout.replicas * self.layout.micro_batches;
-        let mut out = BTreeMap::new();
-        for s in &self.inputs {
-            let data = batch[s.name.as_str()];
-            let range = if s.batched {
-                let len = data.len() / parts;
-                c * len..(c + 1) * len
-            } else {
-                0..data.len()
-            };
-            out.insert(s.name.clone(), data.slice(range));
-        }
-        out
     }
 
     /// Phase one of a step on every device: pipeline work, then gradient reduction.
@@ -390,61 +344,17 @@ impl Trainer {
     }
 
     fn renew_communicators(&mut self) -> Result<()> {
+        // Across processes a failure is the job's end: the peers cannot agree to meet again, so
+        // the failed groups stay failed and later steps fail at once, naming the first failure.
+        if self.cluster.is_some() {
+            return Ok(());
+        }
         let mut comms = self.layout.communicators(&self.options)?;
         for (rank, d) in self.devices.iter_mut().enumerate() {
             let c = comms.take(rank);
             (d.world, d.dp, d.gather, d.tp) = (c.world, c.dp, c.gather, c.tp);
         }
         Ok(())
-    }
-
-    /// Mean loss over replicas and micro-batches; outputs concatenated in batch-row order.
-    /// Tensor-parallel devices other than the first hold the same loss and outputs: skipped.
-    fn merge(&self, results: &[DeviceResult]) -> (f32, Vec<(String, Vec<usize>, HostData)>) {
-        let losses: Vec<f32> = results
-            .iter()
-            .zip(&self.devices)
-            .filter(|(_, d)| d.tp_rank == 0)
-            .map(|(r, _)| r)
-            .flat_map(|r| r.losses.iter().copied())
-            .collect();
-        let loss =
-            (losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len().max(1) as f64) as f32;
-        let mut merged: Vec<(String, Vec<usize>, HostData)> = Vec::new();
-        for (name, id) in &self.compiled.outputs {
-            let mut dims = self.compiled.node(*id).shape.to_vec();
-            let mut parts: Vec<(usize, usize, &HostData)> = Vec::new();
-            for (d, r) in self.devices.iter().zip(results) {
-                if d.tp_rank != 0 {
-                    continue;
-                }
-                for (mb, n, data) in &r.outputs {
-                    if n == name {
-                        parts.push((d.replica, *mb, data));
-                    }
-                }
-            }
-            parts.sort_by_key(|(r, m, _)| (*r, *m));
-            if let Some(first) = dims.first_mut() {
-                *first *= parts.len().max(1);
-            }
-            let data = match parts.first().map(|p| p.2) {
-                Some(HostData::I32(_)) => HostData::I32(
-                    parts
-                        .iter()
-                        .flat_map(|p| p.2.as_i32().unwrap_or(&[]).to_vec())
-                        .collect(),
-                ),
-                _ => HostData::F32(
-                    parts
-                        .iter()
-                        .flat_map(|p| p.2.as_f32().unwrap_or(&[]).to_vec())
-                        .collect(),
-                ),
-            };
-            merged.push((name.clone(), dims, data));
-        }
-        (loss, merged)
     }
 
     /// One optimizer step on a global batch.
@@ -469,6 +379,7 @@ impl Trainer {
             .filter(|(d, _)| d.replica == 0 || sharded_grads)
             .map(|(_, r)| r.sum_squares)
             .sum();
+        let (loss, sq, outputs) = self.across_processes(&device_results, loss, sq, outputs)?;
         let norm = sq.sqrt();
         // Dynamic loss scaling: an overflowed gradient halves the scale and skips the step.
         let scaled = self.scaler.as_mut().map(|s| s.update(norm.is_finite()));
@@ -563,6 +474,7 @@ impl Trainer {
         let t0 = Instant::now();
         let (results, _) = self.run_devices(&views(batch), false)?;
         let (loss, outputs) = self.merge(&results);
+        let (loss, _, outputs) = self.across_processes(&results, loss, 0.0, outputs)?;
         let lr = self.schedule.lr_at(self.step.max(1));
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         Ok(StepReport {

@@ -13,6 +13,7 @@
 //! - `embedding`   embedding lookup and its scatter-add backward
 //! - `dropout`     counter-based inverted dropout, forward and backward
 //! - `attention`   fused causal multi-head attention, forward and backward
+//! - `metrics`     argmax (and its vocabulary-sharded bid/index steps), equal
 //! - `optim`       SGD and Adam/AdamW update math on slices
 //! - `widen`       16-bit floats: cast, and every kernel run in f32 on widened inputs
 //!
@@ -26,6 +27,7 @@ mod embedding;
 mod layer_norm;
 mod math;
 mod matmul;
+mod metrics;
 mod moe;
 pub mod optim;
 mod reduce;
@@ -349,6 +351,19 @@ fn dispatch(
             "{name}: leaves are fed by the executor, not executed"
         ))),
         _ if is_data_movement(op) => dispatch_data_movement(op, inputs, out, out_shape),
+        Op::Argmax => metrics::argmax(
+            f32_in(name, inputs, 0)?,
+            metrics::i32_out(name, out, out_shape)?,
+        ),
+        Op::BidIndex => metrics::bid_index(
+            f32_in(name, inputs, 0)?.data,
+            metrics::i32_out(name, out, out_shape)?,
+        ),
+        Op::Equal => {
+            let (a, b) = (any_in(name, inputs, 0)?, any_in(name, inputs, 1)?);
+            util::expect_shape(name, "rhs", inputs[1].shape, inputs[0].shape)?;
+            metrics::equal(a, b, f32_out(name, out, out_shape)?)
+        }
         _ => {
             let y = f32_out(name, out, out_shape)?;
             let args = Args {
@@ -450,6 +465,9 @@ fn dispatch_tensor(op: &Op, a: &Args, y: &mut [f32], ctx: &KernelCtx) -> Result<
         }
         Op::VocabOneHot { start, width } => {
             crate::exec::tp::one_hot(a.label(0)?.data, start, width, y)?
+        }
+        Op::ArgmaxBid { start } => {
+            metrics::argmax_bid(a.f(0)?, a.f(1)?.data, start, y);
         }
         Op::TpShard { cut, index } => {
             let x = a.f(0)?;

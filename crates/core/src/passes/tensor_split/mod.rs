@@ -76,6 +76,9 @@ pub(crate) enum Expand {
     /// and log-sum-exp, the label picked by the shard that holds it; `valid` columns of the
     /// (padded) vocabulary count.
     VocabCrossEntropy { valid: usize },
+    /// Argmax of vocabulary-sharded values without gathering them: the global max of each row
+    /// (`TpMax`), each shard's bid of its first column holding it, the best bid (`TpMax`).
+    VocabArgmax { valid: usize },
     /// A batch input read by a colocated replicate TaskGraph: loaded whole, then cut by rows.
     RowShard,
 }
@@ -380,6 +383,28 @@ impl<'a> Emitter<'a> {
                     x = self.push(Op::ColumnMask { start, valid, fill }, &[x], tg)?;
                 }
                 self.cross_entropy(x, labels, start, width, tg)
+            }
+            Expand::VocabArgmax { valid } => {
+                let mut x = ins[0];
+                let width = last(self, x);
+                let start = self.index * width;
+                if width * self.n != valid {
+                    // Padding never holds the max unless every real column is -inf too, and
+                    // then a real column's lower index wins the tie.
+                    let fill = f32::NEG_INFINITY;
+                    x = self.push(Op::ColumnMask { start, valid, fill }, &[x], tg)?;
+                }
+                let axis = self.out.node(x).shape.rank() - 1;
+                let max = Op::Reduce {
+                    op: crate::ir::ReduceOp::Max,
+                    axis,
+                    keepdim: false,
+                };
+                let m = self.push(max, &[x], tg)?;
+                let m = self.push(Op::TpMax, &[m], tg)?;
+                let bid = self.push(Op::ArgmaxBid { start }, &[x, m], tg)?;
+                let bid = self.push(Op::TpMax, &[bid], tg)?;
+                self.push(Op::BidIndex, &[bid], tg)
             }
         }
     }

@@ -252,6 +252,7 @@ impl Analysis<'_> {
             Op::CausalAttention { heads } => self.attention(id, *heads),
             Op::Embedding => self.embedding(id),
             Op::CrossEntropy => self.cross_entropy(id),
+            Op::Argmax => self.argmax(id),
             _ => self.no_rule(id),
         }
     }

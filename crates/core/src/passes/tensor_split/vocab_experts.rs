@@ -1,4 +1,4 @@
-//! Placement rules of vocabulary parallelism (embedding, cross-entropy) and expert
+//! Placement rules of vocabulary parallelism (embedding, cross-entropy, argmax) and expert
 //! parallelism (per-expert weights), a child of `rules` sharing its analysis.
 
 use super::{Analysis, plan};
@@ -35,6 +35,23 @@ impl Analysis<'_> {
                 Ok(NodePlan {
                     expand: Some(Expand::VocabCrossEntropy { valid }),
                     ..plan(Place::Rep, vec![Conv::Keep, Conv::Keep], &node.op)
+                })
+            }
+            _ => self.no_rule(id),
+        }
+    }
+
+    /// Argmax of values sharded on the last axis (the vocabulary), without gathering them.
+    pub(super) fn argmax(&mut self, id: NodeId) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let x = node.inputs[0];
+        let last = self.dims(x).len() - 1;
+        match self.place(x) {
+            Place::Shard { axis, groups: 1 } if axis == last => {
+                let valid = self.dims(x)[last];
+                Ok(NodePlan {
+                    expand: Some(Expand::VocabArgmax { valid }),
+                    ..plan(Place::Rep, vec![Conv::Keep], &node.op)
                 })
             }
             _ => self.no_rule(id),
