@@ -113,6 +113,23 @@ impl Graph {
             .collect()
     }
 
+    /// What a rewriting pass returns: `nodes`, with this graph's TaskGraphs, and its outputs,
+    /// loss, gradients and checkpoints carried over through `map` (old id -> new id).
+    pub fn rewritten(&self, nodes: Vec<Node>, map: impl Fn(NodeId) -> NodeId) -> Graph {
+        Graph {
+            nodes,
+            taskgraphs: self.taskgraphs.clone(),
+            outputs: self
+                .outputs
+                .iter()
+                .map(|(n, id)| (n.clone(), map(*id)))
+                .collect(),
+            loss: self.loss.map(&map),
+            grads: self.grads.iter().map(|&(p, g)| (map(p), map(g))).collect(),
+            checkpoints: self.checkpoints.iter().map(|&c| map(c)).collect(),
+        }
+    }
+
     /// Append a node whose type has already been inferred (passes use this).
     pub fn push(&mut self, node: Node) -> NodeId {
         self.nodes.push(node);

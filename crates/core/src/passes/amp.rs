@@ -122,22 +122,8 @@ pub fn mixed_precision(graph: Graph, low: DType) -> Result<(Graph, AmpReport)> {
         report,
         ..
     } = r;
-    let map = |id: NodeId| new_id[id.index()];
-    Ok((
-        Graph {
-            nodes,
-            taskgraphs: graph.taskgraphs.clone(),
-            outputs: graph
-                .outputs
-                .iter()
-                .map(|(n, id)| (n.clone(), map(*id)))
-                .collect(),
-            loss,
-            grads: Vec::new(),
-            checkpoints: graph.checkpoints.iter().map(|&c| map(c)).collect(),
-        },
-        report,
-    ))
+    let rewritten = graph.rewritten(nodes, |id| new_id[id.index()]);
+    Ok((Graph { loss, ..rewritten }, report))
 }
 
 struct Rewrite<'a> {

@@ -51,19 +51,7 @@ pub fn recompute(
         r.new_id.push(new);
     }
     let Rewrite { nodes, new_id, .. } = r;
-    let map = |id: NodeId| new_id[id.index()];
-    Ok(Graph {
-        nodes,
-        taskgraphs: graph.taskgraphs.clone(),
-        outputs: graph
-            .outputs
-            .iter()
-            .map(|(n, id)| (n.clone(), map(*id)))
-            .collect(),
-        loss: graph.loss.map(map),
-        grads: graph.grads.iter().map(|&(p, g)| (map(p), map(g))).collect(),
-        checkpoints: graph.checkpoints.iter().map(|&c| map(c)).collect(),
-    })
+    Ok(graph.rewritten(nodes, |id| new_id[id.index()]))
 }
 
 struct Rewrite<'a> {
