@@ -235,22 +235,7 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         let p = f32_mut("update: parameter", param)?;
         let g = f32_of("update: gradient", grad)?;
-        if range.end > p.len() || range.start > range.end {
-            return Err(mismatch("update range", p.len(), range.end));
-        }
-        // The whole gradient, or (ZeRO v1) just the range's.
-        let g = match g.len() {
-            n if n == p.len() => g.slice(range.clone()),
-            n if n == range.len() => g.slice(..),
-            n => return Err(mismatch("update", p.len(), n)),
-        };
-        if state.len() != rule.state_count() {
-            return Err(Error::internal(format!(
-                "update: rule keeps {} state buffers, got {}",
-                rule.state_count(),
-                state.len()
-            )));
-        }
+        let g = g.slice(rule.grad_range(p.len(), g.len(), &range, state.len())?);
         let mut bufs = Vec::with_capacity(state.len());
         for s in state.iter_mut() {
             let b = f32_mut("update: state", s)?;

@@ -176,6 +176,23 @@ pub struct TensorRef<'a, B> {
     pub dtype: DType,
 }
 
+/// `inputs` with each one that has a widened f32 copy in `wide` (same order) read from that
+/// copy instead: how a backend runs an f32 kernel on 16-bit inputs.
+pub fn widened_refs<'r, Buf>(
+    inputs: &[TensorRef<'r, Buf>],
+    wide: &'r [Option<Buf>],
+) -> Vec<TensorRef<'r, Buf>> {
+    inputs
+        .iter()
+        .zip(wide)
+        .map(|(t, w)| TensorRef {
+            buf: w.as_ref().unwrap_or(t.buf),
+            shape: t.shape,
+            dtype: if w.is_some() { DType::F32 } else { t.dtype },
+        })
+        .collect()
+}
+
 /// One optimizer update rule applied to one parameter tensor (PyTorch semantics).
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpdateRule {
@@ -199,6 +216,36 @@ pub enum UpdateRule {
 }
 
 impl UpdateRule {
+    /// The checks every backend's `update` makes before touching memory: `range` lies in the
+    /// parameter, `states` is the rule's count, and the gradient is the whole parameter's or
+    /// (ZeRO's shards) just the range's. Returns the range of the gradient to read.
+    pub fn grad_range(
+        &self,
+        param_len: usize,
+        grad_len: usize,
+        range: &std::ops::Range<usize>,
+        states: usize,
+    ) -> Result<std::ops::Range<usize>> {
+        let mismatch = |what: &str, a: usize, b: usize| {
+            crate::error::Error::internal(format!("{what}: buffers have {a} and {b} elements"))
+        };
+        if range.end > param_len || range.start > range.end {
+            return Err(mismatch("update range", param_len, range.end));
+        }
+        let read = match grad_len {
+            n if n == param_len => range.clone(),
+            n if n == range.len() => 0..n,
+            n => return Err(mismatch("update", param_len, n)),
+        };
+        if states != self.state_count() {
+            return Err(crate::error::Error::internal(format!(
+                "update: rule keeps {} state buffers, got {states}",
+                self.state_count()
+            )));
+        }
+        Ok(read)
+    }
+
     /// How many state buffers (each the parameter's size) the rule keeps.
     pub fn state_count(&self) -> usize {
         match self {

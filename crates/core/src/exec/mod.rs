@@ -10,7 +10,9 @@ mod memory;
 mod plan;
 pub mod tp;
 
-pub use backend::{AsHostView, Backend, HostData, HostView, KernelCtx, TensorRef, UpdateRule};
+pub use backend::{
+    AsHostView, Backend, HostData, HostView, KernelCtx, TensorRef, UpdateRule, widened_refs,
+};
 pub use cpu::CpuBackend;
 pub use gemm_bench::cpu_gemm_gflops;
 pub use interpreter::{Executor, GradHook, GradReduce, Link, Residency, init_values};

@@ -19,6 +19,11 @@ impl DType {
         }
     }
 
+    /// A 16-bit float type (mixed precision's storage).
+    pub fn is_half(self) -> bool {
+        matches!(self, DType::BF16 | DType::F16)
+    }
+
     /// A floating-point type (kernels accept any of them, accumulating in f32).
     pub fn is_float(self) -> bool {
         self != DType::I32

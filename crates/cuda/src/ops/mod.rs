@@ -240,13 +240,9 @@ pub fn moves_data(op: &Op) -> bool {
     )
 }
 
-fn is_half(d: DType) -> bool {
-    matches!(d, DType::BF16 | DType::F16)
-}
-
 /// Whether an op reads or writes a 16-bit float tensor.
 pub fn touches_half(inputs: &[TensorRef<'_, CudaBuffer>], out: &CudaBuffer) -> bool {
-    is_half(out.dtype()) || inputs.iter().any(|t| is_half(t.dtype))
+    out.dtype().is_half() || inputs.iter().any(|t| t.dtype.is_half())
 }
 
 fn dtype_err(op: &str, what: &str, expected: DType, got: DType) -> Error {

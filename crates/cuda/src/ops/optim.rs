@@ -1,9 +1,10 @@
-//! Fused optimizer updates. The step-dependent scalars (bias corrections) are computed here in
-//! f64 exactly as the CPU's optim.rs computes them, so both backends apply the same update.
+//! Fused optimizer updates. The step-dependent scalars (bias corrections) are the CPU's own
+//! (`AdamScalars`), so both backends apply the same update.
 
 use super::{Launch, elems, launch};
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DeviceRepr};
 use weft_core::exec::UpdateRule;
+use weft_core::exec::cpu::optim::{Adam, AdamScalars};
 use weft_core::{Error, Result};
 
 /// Mirrors optim.cu's `SgdArgs`.
@@ -75,18 +76,24 @@ impl AdamArgs {
         else {
             return None;
         };
-        let t = step.max(1) as i32;
-        let (b1, b2, lr) = (beta1 as f64, beta2 as f64, lr as f64);
-        let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-        Some(AdamArgs {
-            one_minus_beta1: (1.0 - b1) as f32,
-            one_minus_beta2: (1.0 - b2) as f32,
+        let h = Adam {
+            lr,
+            beta1,
             beta2,
             eps,
             weight_decay,
-            decay: (1.0 - lr * weight_decay as f64) as f32,
-            neg_step_size: (-(lr / bc1)) as f32,
-            bc2_sqrt: bc2.sqrt() as f32,
+            decoupled,
+        };
+        let s = AdamScalars::new(&h, step);
+        Some(AdamArgs {
+            one_minus_beta1: s.one_minus_beta1,
+            one_minus_beta2: s.one_minus_beta2,
+            beta2,
+            eps,
+            weight_decay,
+            decay: s.decay,
+            neg_step_size: s.neg_step_size,
+            bc2_sqrt: s.bc2_sqrt,
             decoupled: i32::from(decoupled),
         })
     }

@@ -6,7 +6,7 @@
 
 use super::{Launch, dispatch, elems, launch};
 use crate::buffer::CudaBuffer;
-use weft_core::exec::{KernelCtx, TensorRef};
+use weft_core::exec::{KernelCtx, TensorRef, widened_refs};
 use weft_core::ir::{DType, Op};
 use weft_core::{Error, Result};
 
@@ -60,10 +60,9 @@ impl Launch<'_> {
         out_shape: &[usize],
         ctx: &KernelCtx,
     ) -> Result<()> {
-        let half = |d: DType| matches!(d, DType::BF16 | DType::F16);
         let mut wide: Vec<Option<CudaBuffer>> = Vec::with_capacity(inputs.len());
         for t in inputs {
-            wide.push(if half(t.dtype) {
+            wide.push(if t.dtype.is_half() {
                 let mut w = self.b.scratch(t.buf.len())?;
                 self.cast(t.buf, &mut w)?;
                 Some(w)
@@ -71,16 +70,8 @@ impl Launch<'_> {
                 None
             });
         }
-        let refs: Vec<TensorRef<'_, CudaBuffer>> = inputs
-            .iter()
-            .zip(&wide)
-            .map(|(t, w)| TensorRef {
-                buf: w.as_ref().unwrap_or(t.buf),
-                shape: t.shape,
-                dtype: if w.is_some() { DType::F32 } else { t.dtype },
-            })
-            .collect();
-        if !half(out.dtype()) {
+        let refs = widened_refs(inputs, &wide);
+        if !out.dtype().is_half() {
             return dispatch(self, op, &refs, out, out_shape, ctx);
         }
         let mut y = self.b.scratch(out.len())?;

@@ -238,23 +238,8 @@ impl Backend for CpuBackend {
         let g = grad
             .as_f32()
             .ok_or_else(|| Error::internal("update: gradient is not f32"))?;
-        if range.end > p.len() {
-            return Err(mismatch("update range", p.len(), range.end));
-        }
-        // The whole gradient, or (ZeRO v1) just the range's.
-        let g = match g.len() {
-            n if n == p.len() => &g[range.clone()],
-            n if n == range.len() => g,
-            n => return Err(mismatch("update", p.len(), n)),
-        };
+        let g = &g[rule.grad_range(p.len(), g.len(), &range, state.len())?];
         let p = &mut p[range];
-        if state.len() != rule.state_count() {
-            return Err(Error::internal(format!(
-                "update: rule keeps {} state buffers, got {}",
-                rule.state_count(),
-                state.len()
-            )));
-        }
         let mut bufs = Vec::with_capacity(state.len());
         for s in state.iter_mut() {
             let b = s

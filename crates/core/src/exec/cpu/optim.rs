@@ -82,16 +82,18 @@ simd_fn! {
 
 /// Scalars of one Adam step, computed in f64 as PyTorch does in Python, rounded once to f32.
 #[derive(Clone, Copy)]
-struct AdamScalars {
-    one_minus_beta1: f32,
-    one_minus_beta2: f32,
-    decay: f32,
-    neg_step_size: f32,
-    bc2_sqrt: f32,
+pub struct AdamScalars {
+    pub one_minus_beta1: f32,
+    pub one_minus_beta2: f32,
+    pub decay: f32,
+    pub neg_step_size: f32,
+    pub bc2_sqrt: f32,
 }
 
 impl AdamScalars {
-    fn new(h: &Adam, step: u64) -> AdamScalars {
+    /// Computed in f64 and rounded once; every backend's Adam kernel takes these, so all round
+    /// alike.
+    pub fn new(h: &Adam, step: u64) -> AdamScalars {
         let t = step.max(1) as i32;
         let (b1, b2, lr) = (h.beta1 as f64, h.beta2 as f64, h.lr as f64);
         let bc1 = 1.0 - b1.powi(t);

@@ -6,13 +6,12 @@
 use super::util::check_out_len;
 use crate::error::{Error, Result};
 use crate::exec::half::{narrow_into, widen};
-use crate::exec::{HostData, KernelCtx, TensorRef};
+use crate::exec::{HostData, KernelCtx, TensorRef, widened_refs};
 use crate::ir::{DType, Op};
 
 /// Whether an op touches a 16-bit tensor (and is not pure data movement, which copies bits).
 pub(super) fn touches_half(inputs: &[TensorRef<'_, HostData>], out: &HostData) -> bool {
-    let half = |d: DType| matches!(d, DType::BF16 | DType::F16);
-    half(out.dtype()) || inputs.iter().any(|t| half(t.buf.dtype()))
+    out.dtype().is_half() || inputs.iter().any(|t| t.buf.dtype().is_half())
 }
 
 /// y = x rounded to `out`'s float type.
@@ -53,15 +52,7 @@ pub(super) fn execute_widened(
             _ => None,
         })
         .collect();
-    let refs: Vec<TensorRef<'_, HostData>> = inputs
-        .iter()
-        .zip(&wide)
-        .map(|(t, w)| TensorRef {
-            buf: w.as_ref().unwrap_or(t.buf),
-            shape: t.shape,
-            dtype: if w.is_some() { DType::F32 } else { t.dtype },
-        })
-        .collect();
+    let refs = widened_refs(inputs, &wide);
     match out {
         HostData::BF16(_) | HostData::F16(_) => {
             let mut y = HostData::zeros(DType::F32, out.len());
