@@ -191,6 +191,25 @@ pub fn host_f32_mut<'a>(data: &'a mut HostData, what: &str) -> Result<&'a mut [f
 }
 
 /// The one constructor of `Error::Collective`, so engines word nothing differently.
+/// A received point-to-point `message` into `buf`, or the error every engine words alike when
+/// the lengths differ (`desc` describes the receive; only built on error).
+pub(crate) fn deliver(
+    message: &[f32],
+    buf: &mut [f32],
+    desc: impl FnOnce() -> String,
+) -> Result<()> {
+    if message.len() != buf.len() {
+        return Err(collective_error(format!(
+            "{}: the message has {} f32 but the buffer has {} f32",
+            desc(),
+            message.len(),
+            buf.len()
+        )));
+    }
+    buf.copy_from_slice(message);
+    Ok(())
+}
+
 pub(crate) fn collective_error(message: String) -> Error {
     Error::Collective { message }
 }

@@ -23,7 +23,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::communicator::{
-    CollectiveKind, Communicator, ReduceOp, check_buffers, collective_error,
+    CollectiveKind, Communicator, ReduceOp, check_buffers, collective_error, deliver,
 };
 use super::group::{Call, Group, State, list};
 use crate::error::Result;
@@ -380,16 +380,8 @@ impl Communicator for LocalCommunicator {
                 .0;
         };
         drop(st);
-        if message.len() != buf.len() {
-            let desc = self.describe_recv(from, tag, buf.len());
-            return Err(collective_error(format!(
-                "{desc}: the message has {} f32 but the buffer has {} f32",
-                message.len(),
-                buf.len()
-            )));
-        }
-        buf.copy_from_slice(&message);
-        Ok(())
+        let len = buf.len();
+        deliver(&message, buf, || self.describe_recv(from, tag, len))
     }
 
     fn barrier(&self) -> Result<()> {

@@ -308,7 +308,7 @@ impl<B: Backend> Executor<B> {
                 self.free(mb, id);
                 Ok(())
             }
-            Action::Fetch(p) => self.fetch(p, mb, link),
+            Action::Fetch(p) => self.fetch(p, mb),
             Action::AccumulateGrad { param, grad, take } => self.accumulate(param, grad, take, mb),
             Action::Send { node, to_stage } => {
                 let link = link.ok_or_else(no_link)?;
@@ -454,14 +454,14 @@ impl<B: Backend> Executor<B> {
 
     /// The whole parameter for this micro-batch's program: a device copy of the host one
     /// (offload), or gathered from every replica's piece (ZeRO v2).
-    fn fetch(&mut self, p: NodeId, mb: usize, link: Option<&Link<'_>>) -> Result<()> {
+    fn fetch(&mut self, p: NodeId, mb: usize) -> Result<()> {
         let len = numel(&self.dims[p.index()]);
         let f32 = DType::F32;
         let mut b = self
             .pool
             .take(&self.backend, Category::Parameters, f32, len)?;
         let copied = if self.is_sharded(p) {
-            self.gather_param(p, &mut b, link)
+            self.gather_param(p, &mut b)
         } else {
             let host = self.params[p.index()].as_ref().ok_or_else(|| {
                 Error::internal(format!("fetch of {p}: not a parameter of this stage"))

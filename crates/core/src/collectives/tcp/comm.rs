@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::super::communicator::{
-    CollectiveKind, Communicator, ReduceOp, check_buffers, collective_error, reduce_in_rank_order,
+    CollectiveKind, Communicator, ReduceOp, check_buffers, collective_error, deliver,
+    reduce_in_rank_order,
 };
 use super::super::group::{Call, describe, describe_call, list};
 use super::link::{Frame, Mesh, Rendezvous, Slot, connect_mesh};
@@ -371,15 +372,7 @@ impl Communicator for TcpCommunicator {
             }
         };
         drop(st);
-        if message.len() != buf.len() {
-            return Err(collective_error(format!(
-                "{desc}: the message has {} f32 but the buffer has {} f32",
-                message.len(),
-                buf.len()
-            )));
-        }
-        buf.copy_from_slice(&message);
-        Ok(())
+        deliver(&message, buf, || desc)
     }
 
     fn barrier(&self) -> Result<()> {

@@ -124,29 +124,16 @@ impl<B: Backend> Executor<B> {
         }
     }
 
-    /// Fill `out` with the whole parameter `p` from every replica's piece: gathered ahead by
-    /// the prefetcher when one runs, else here.
-    pub(super) fn gather_param(
-        &mut self,
-        p: NodeId,
-        out: &mut B::Buffer,
-        link: Option<&Link<'_>>,
-    ) -> Result<()> {
-        let prefetched = self.shards.as_ref().is_some_and(|s| s.prefetch.is_some());
-        let pair = if prefetched {
-            self.take_prefetched(p)?
-        } else {
-            let comm = link.and_then(|l| l.params).ok_or_else(|| {
-                Error::internal("ZeRO v2 gathers parameters over a channel this run lacks")
-            })?;
-            let (mine, mut all) = self.own_piece_in_buffer(p)?;
-            let gathered = comm.all_gather(&mine, &mut all);
-            if let Err(e) = gathered {
-                self.shards_mut().free.push((mine, all));
-                return Err(e);
-            }
-            (mine, all)
-        };
+    /// Fill `out` with the whole parameter `p` from every replica's piece, gathered ahead by
+    /// the program's prefetcher (`run_with` starts one whenever a program gathers: without the
+    /// gather channel there is none, and the fetch fails here).
+    pub(super) fn gather_param(&mut self, p: NodeId, out: &mut B::Buffer) -> Result<()> {
+        if self.shards.as_ref().is_none_or(|s| s.prefetch.is_none()) {
+            return Err(Error::internal(
+                "ZeRO v2 gathers parameters over a channel this run lacks",
+            ));
+        }
+        let pair = self.take_prefetched(p)?;
         let pieces = self.shards_mut().pieces[&p].clone();
         let most = pieces.iter().map(Range::len).max().unwrap_or(0);
         let all = &pair.1;
