@@ -111,6 +111,16 @@ pub trait Communicator: Send + Sync {
     /// Wait until every rank of the group has arrived.
     fn barrier(&self) -> Result<()>;
 
+    /// Whether `recv(.., from, tag)` would find its message already queued, without waiting.
+    /// The cooperative executor runs every device on one thread, so it may start a work item
+    /// only once all its receives can complete; engines that cannot tell say so.
+    fn has_message(&self, from: usize, tag: u64) -> Result<bool> {
+        Err(collective_error(format!(
+            "probing for a message from group rank {from} (tag {tag}): this engine cannot \
+             tell without waiting (the cooperative executor needs in-process devices)"
+        )))
+    }
+
     /// This rank failed outside communication (a bad batch, a kernel error): peers waiting on
     /// it fail at once with `reason` instead of waiting out the timeout. The group stays failed.
     fn abort(&self, reason: &str) {

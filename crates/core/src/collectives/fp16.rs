@@ -100,9 +100,9 @@ pub fn all_reduce_fp16(
             buf.len()
         )));
     }
-    buf.iter_mut().for_each(|x| *x = round_to_f16(*x * scale));
+    to_fp16_payload(buf, scale);
     comm.all_reduce(buf, op)?;
-    buf.iter_mut().for_each(|x| *x = round_to_f16(*x) / scale);
+    from_fp16_payload(buf, scale);
     Ok(())
 }
 
@@ -123,12 +123,21 @@ pub fn reduce_scatter_fp16(
             input.len()
         )));
     }
-    input.iter_mut().for_each(|x| *x = round_to_f16(*x * scale));
+    to_fp16_payload(input, scale);
     comm.reduce_scatter(input, output, op)?;
-    output
-        .iter_mut()
-        .for_each(|x| *x = round_to_f16(*x) / scale);
+    from_fp16_payload(output, scale);
     Ok(())
+}
+
+/// One rank's contribution as the fp16 collectives send it: scaled and rounded to fp16. Apart,
+/// so that a reduction done outside a communicator (the cooperative executor's) rounds alike.
+pub fn to_fp16_payload(buf: &mut [f32], scale: f32) {
+    buf.iter_mut().for_each(|x| *x = round_to_f16(*x * scale));
+}
+
+/// A reduced fp16 payload back to gradient values: rounded to fp16 again, then unscaled.
+pub fn from_fp16_payload(buf: &mut [f32], scale: f32) {
+    buf.iter_mut().for_each(|x| *x = round_to_f16(*x) / scale);
 }
 
 #[cfg(test)]

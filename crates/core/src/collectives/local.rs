@@ -384,6 +384,20 @@ impl Communicator for LocalCommunicator {
         deliver(&message, buf, || self.describe_recv(from, tag, len))
     }
 
+    fn has_message(&self, from: usize, tag: u64) -> Result<bool> {
+        self.check_peer(from, "probe for a message from", tag)?;
+        let st = self.group.lock();
+        if let Some(earlier) = &st.failed {
+            return Err(collective_error(format!(
+                "probe for a message from rank {} (tag {tag}) on group {}: the group failed \
+                 earlier: {earlier}",
+                self.group.ranks[from],
+                self.group.label()
+            )));
+        }
+        Ok(st.mailboxes.contains_key(&(from, self.rank, tag)))
+    }
+
     fn barrier(&self) -> Result<()> {
         self.run(
             Call::new(CollectiveKind::Barrier, 0),

@@ -380,3 +380,27 @@ fn ping_pong_across_threads() {
     });
     assert_eq!(got, [[98.0; 3], [98.0; 3]]);
 }
+
+#[test]
+fn has_message_probes_without_taking_or_waiting() {
+    let comms = LocalGroup::new(2, LONG);
+    assert!(!comms[1].has_message(0, 7).unwrap());
+    comms[0].send(&[1.0, 2.0], 1, 7).unwrap();
+    assert!(comms[1].has_message(0, 7).unwrap());
+    assert!(!comms[1].has_message(0, 8).unwrap(), "another tag");
+    assert!(!comms[0].has_message(1, 7).unwrap(), "the other direction");
+    let mut buf = [0.0; 2];
+    comms[1].recv(&mut buf, 0, 7).unwrap();
+    assert_eq!(buf, [1.0, 2.0]);
+    assert!(!comms[1].has_message(0, 7).unwrap(), "taken by the recv");
+    assert_eq!(
+        comms[1].has_message(2, 7).unwrap_err().to_string(),
+        "probe for a message from group rank 2 (tag 7) on group [0,1]: the group has 2 ranks"
+    );
+    comms[0].abort("bad batch");
+    assert_eq!(
+        comms[1].has_message(0, 7).unwrap_err().to_string(),
+        "probe for a message from rank 0 (tag 7) on group [0,1]: the group failed earlier: \
+         rank 0 failed: bad batch"
+    );
+}

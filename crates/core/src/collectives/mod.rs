@@ -27,8 +27,8 @@ pub use communicator::{
     CollectiveKind, Communicator, ReduceOp, check_buffers, host_f32_mut, reduce_in_rank_order,
 };
 pub use fp16::{
-    all_reduce_fp16, decode_f16, encode_f16, f16_to_f32, f32_to_f16, reduce_scatter_fp16,
-    round_to_f16,
+    all_reduce_fp16, decode_f16, encode_f16, f16_to_f32, f32_to_f16, from_fp16_payload,
+    reduce_scatter_fp16, round_to_f16, to_fp16_payload,
 };
 pub use local::{LocalCommunicator, LocalGroup};
 

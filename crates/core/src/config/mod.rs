@@ -16,9 +16,9 @@ mod value;
 pub use parse::flatten_json;
 pub use render::docs_markdown;
 pub use table::{
-    AmpConfig, AutoConfig, ClusterConfig, CommunicationConfig, Config, GradientCheckpointConfig,
-    IoConfig, KeySpec, OffloadConfig, OptimizerSection, Origin, PipelineConfig, SplitConfig,
-    ZeroConfig, key_table, lookup, sections,
+    AmpConfig, AutoConfig, ClusterConfig, CommunicationConfig, Config, ExecutorConfig,
+    GradientCheckpointConfig, IoConfig, KeySpec, OffloadConfig, OptimizerSection, Origin,
+    PipelineConfig, SplitConfig, ZeroConfig, key_table, lookup, sections,
 };
 pub use value::{
     AmpDtype, AmpLevel, ClusterLayout, ConfigValue, GcType, LossScale, OffloadLevel,

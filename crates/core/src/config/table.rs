@@ -369,6 +369,17 @@ config_table! {
                   in place of all-reduce (Megatron's sequence parallelism).",
         }
     }
+    /// How the in-process devices of a plan are driven.
+    executor: ExecutorConfig {
+        cooperative: bool {
+            default: false, min: None, origin: Weft,
+            unsupported: None,
+            doc: "Run every device on the calling thread, interleaving their pipeline work \
+                  (always on the single-threaded WASM build); gradients are reduced after \
+                  compute, not overlapped with backward. Not with tensor parallelism, ZeRO or \
+                  several processes.",
+        }
+    }
 }
 
 /// Every config key, in table (section) order.
@@ -413,7 +424,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_has_all_26_epl_keys_in_10_sections_plus_weft_keys_and_split() {
+    fn table_has_all_26_epl_keys_in_10_sections_plus_weft_keys_split_and_executor() {
         let epl: Vec<&str> = KEYS
             .iter()
             .filter(|s| s.origin == Origin::Epl)
@@ -434,6 +445,7 @@ mod tests {
                 "communication.bucket_size_mb",
                 "communication.timeout_s",
                 "split.sequence_parallel",
+                "executor.cooperative",
             ]
         );
         assert_eq!(
@@ -449,7 +461,8 @@ mod tests {
                 "communication",
                 "io",
                 "auto",
-                "split"
+                "split",
+                "executor"
             ]
         );
         let mut keys: Vec<&str> = KEYS.iter().map(|s| s.key).collect();
@@ -567,7 +580,7 @@ mod tests {
             msg("learning_rate"),
             "unknown config key 'learning_rate'; keys are 'section.attribute' with sections \
              pipeline, gradient_checkpoint, zero, offload, amp, optimizer, cluster, \
-             communication, io, auto, split"
+             communication, io, auto, split, executor"
         );
     }
 }

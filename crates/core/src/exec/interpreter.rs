@@ -19,6 +19,7 @@ mod transfer;
 
 use shards::ParamShards;
 pub use shards::Residency;
+pub use transfer::Awaited;
 
 /// Called with (parameter, its accumulated gradient) after every gradient accumulation.
 pub type GradHook<'a> = dyn FnMut(NodeId, &[f32]) -> Result<()> + 'a;

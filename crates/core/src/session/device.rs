@@ -9,7 +9,9 @@ use super::zero::ShardPlan;
 use crate::collectives::Communicator;
 use crate::error::{Error, Result};
 use crate::exec::cpu::CpuBackend;
-use crate::exec::{Executor, GradReduce, HostData, HostView, KernelCtx, Link, ProgramKind};
+use crate::exec::{
+    Executor, GradHook, GradReduce, HostData, HostView, KernelCtx, Link, ProgramKind,
+};
 use crate::ir::NodeId;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -79,6 +81,7 @@ pub(super) struct DeviceResult {
     pub trace: DeviceTrace,
 }
 
+#[derive(Clone, Copy)]
 pub(super) struct StepPlan<'a> {
     pub work: &'a [Work],
     pub rank_of_stage: &'a [usize],
@@ -97,6 +100,10 @@ pub(super) struct StepPlan<'a> {
     pub epoch: Instant,
     /// ZeRO v1: reduce-scatter gradients, this device keeping its replica's chunks.
     pub grad_shard: ShardOf,
+    /// The stage of every node (where the loss and outputs are taken).
+    pub stage_of: &'a [usize],
+    /// Whether work labels name the stage (`F1.3`: a device hosting several stages).
+    pub qualified: bool,
 }
 
 impl Device {
@@ -128,9 +135,15 @@ impl Device {
             .map(move |i| &mut self.execs[i])
     }
 
+    /// How this device's programs reach the other stages, its peers' parameters and its
+    /// tensor-parallel group in this step (None with one device).
+    pub fn link<'a>(&'a self, plan: &'a StepPlan<'_>) -> Option<Link<'a>> {
+        link(&self.world, &self.gather, &self.tp, plan)
+    }
+
     /// Run this device's pipeline work for one step; gradients are reduced across replicas
     /// bucket by bucket during each stage's last backward (overlapping its computation).
-    pub fn compute(&mut self, plan: &StepPlan<'_>, stage_of: &[usize]) -> Result<DeviceResult> {
+    pub fn compute(&mut self, plan: &StepPlan<'_>) -> Result<DeviceResult> {
         let Device {
             execs,
             stages,
@@ -156,137 +169,194 @@ impl Device {
                     .rposition(|w| matches!(*w, Work::Backward { stage, .. } if stage == st))
             })
             .collect();
-        let qualified = stages.len() > 1;
+        let link = link(world, gather, tp, plan);
         std::thread::scope(|scope| {
             let mut out = DeviceResult::default();
             let mut reducers: Vec<Option<Overlap<'_>>> = (0..execs.len()).map(|_| None).collect();
             let mut reduce_start = None;
             for (wi, w) in plan.work.iter().enumerate() {
-                let (kind, stage, mb) = match *w {
-                    Work::Forward { stage, mb } if plan.train => (ProgramKind::Forward, stage, mb),
-                    Work::Forward { stage, mb } => (ProgramKind::Eval, stage, mb),
-                    Work::Backward { stage, mb } => (ProgramKind::Backward, stage, mb),
-                };
-                if !plan.train && kind == ProgramKind::Backward {
+                let Some((kind, stage, _)) = program_of(*w, plan.train) else {
                     continue;
-                }
-                let link = world.as_deref().map(|comm| Link {
-                    comm,
-                    rank_of_stage: plan.rank_of_stage,
-                    params: gather.as_deref(),
-                    tp: tp.as_deref(),
-                });
-                let i = stages
-                    .iter()
-                    .position(|&s| s == stage)
-                    .ok_or_else(|| Error::internal("work for a stage this device does not host"))?;
-                let exec = &mut execs[i];
-                let (t0, wait0) = (Instant::now(), exec.recv_wait);
+                };
+                let i = exec_index(stages, stage)?;
                 if overlap && kind == ProgramKind::Backward && last_backward[i] == Some(wi) {
+                    let order = execs[i].grad_order();
                     let mut r = Overlap::start(
                         scope,
                         channels_of(i),
-                        &exec.grad_order(),
+                        &order,
                         plan.reduce,
                         plan.grad_shard,
                         spare,
                     );
-                    exec.run_with(
-                        kind,
-                        mb,
-                        &plan.micro_inputs[mb],
-                        &plan.ctx,
-                        link.as_ref(),
-                        Some(&mut |p, g| r.ready(p, g)),
-                    )?;
+                    reduce_start.get_or_insert_with(Instant::now);
+                    let hook: &mut GradHook<'_> = &mut |p, g| r.ready(p, g);
+                    run_item(&mut execs[i], link.as_ref(), plan, wi, &mut out, Some(hook))?;
                     reducers[i] = Some(r);
-                    reduce_start.get_or_insert(t0);
                 } else {
-                    exec.run(kind, mb, &plan.micro_inputs[mb], &plan.ctx, link.as_ref())?;
-                }
-                let category = if kind == ProgramKind::Backward {
-                    "backward"
-                } else {
-                    "forward"
-                };
-                out.trace.push(plan.epoch, t0, w.label(qualified), category);
-                out.trace.recv_wait_us += (exec.recv_wait - wait0).as_secs_f64() * 1e6;
-                // Backward may still read the loss or an output (e.g. logits): take them after it.
-                if kind != ProgramKind::Forward {
-                    // One node may be the loss and outputs at once: download each node once.
-                    let mut taken: Vec<(NodeId, HostData)> = Vec::new();
-                    let mut take =
-                        |id: NodeId, exec: &mut Executor<CpuBackend>| -> Result<HostData> {
-                            if let Some((_, d)) = taken.iter().find(|(n, _)| *n == id) {
-                                return Ok(d.clone());
-                            }
-                            let d = exec.take_value(mb, id)?;
-                            taken.push((id, d.clone()));
-                            Ok(d)
-                        };
-                    if stage_of[plan.loss.index()] == stage {
-                        let l = take(plan.loss, exec)?;
-                        out.losses.push(l.as_f32().map_or(f32::NAN, |v| v[0]));
-                    }
-                    for (name, id) in plan.outputs {
-                        if stage_of[id.index()] == stage {
-                            out.outputs.push((mb, name.clone(), take(*id, exec)?));
-                        }
-                    }
+                    run_item(&mut execs[i], link.as_ref(), plan, wi, &mut out, None)?;
                 }
             }
-            if plan.train {
-                let t0 = reduce_start.unwrap_or_else(Instant::now);
-                // EPL's local clipping: each replica clips its own gradient before the sum.
-                let scale = match plan.local_clip {
-                    Some(clip) => {
-                        let mut local = 0.0;
-                        for exec in execs.iter_mut() {
-                            exec.scale_grads(clip.micro_scale)?;
-                            local += exec.grad_sum_squares()?;
-                        }
-                        let coef = crate::optim::clip_coefficient(local.sqrt(), clip.max_norm);
-                        if coef < 1.0 {
-                            execs.iter_mut().try_for_each(|e| e.scale_grads(coef))?;
-                        }
-                        clip.replica_scale
-                    }
-                    None => plan.reduce.scale,
-                };
-                for (i, (exec, reducer)) in execs.iter_mut().zip(reducers).enumerate() {
-                    match reducer {
-                        Some(r) => r.finish(exec, scale, spare)?,
-                        None if all_channels.is_empty() => {
-                            if scale != 1.0 {
-                                exec.scale_grads(scale)?;
-                            }
-                        }
-                        // Not overlapped (local clipping): the same reducer, fed all at once.
-                        None => {
-                            let order = exec.grad_order();
-                            let mut r = Overlap::start(
-                                scope,
-                                channels_of(i),
-                                &order,
-                                plan.reduce,
-                                plan.grad_shard,
-                                spare,
-                            );
-                            exec.each_grad(&mut |p, g| r.ready(p, g))?;
-                            r.finish(exec, scale, spare)?;
-                        }
-                    }
-                    out.sum_squares += if *tp_rank == 0 {
-                        exec.grad_sum_squares()?
-                    } else {
-                        let graph = exec.graph();
-                        exec.grad_sum_squares_of(|p| crate::passes::is_shard(graph, p))?
-                    };
-                }
-                out.trace
-                    .push(plan.epoch, t0, "allreduce".into(), "allreduce");
+            if !plan.train {
+                return Ok(out);
             }
+            let t0 = reduce_start.unwrap_or_else(Instant::now);
+            let scale = local_clip_scale(execs, plan)?;
+            for (i, (exec, reducer)) in execs.iter_mut().zip(reducers).enumerate() {
+                match reducer {
+                    Some(r) => r.finish(exec, scale, spare)?,
+                    None if all_channels.is_empty() => {
+                        if scale != 1.0 {
+                            exec.scale_grads(scale)?;
+                        }
+                    }
+                    // Not overlapped (local clipping): the same reducer, fed all at once.
+                    None => {
+                        let order = exec.grad_order();
+                        let mut r = Overlap::start(
+                            scope,
+                            channels_of(i),
+                            &order,
+                            plan.reduce,
+                            plan.grad_shard,
+                            spare,
+                        );
+                        exec.each_grad(&mut |p, g| r.ready(p, g))?;
+                        r.finish(exec, scale, spare)?;
+                    }
+                }
+                out.sum_squares += sum_squares(exec, *tp_rank)?;
+            }
+            out.trace
+                .push(plan.epoch, t0, "allreduce".into(), "allreduce");
             Ok(out)
         })
     }
+}
+
+type Channel = Option<Box<dyn Communicator>>;
+
+/// A device's link from its fields (apart, so its executors can be borrowed beside it).
+pub(super) fn link<'a>(
+    world: &'a Channel,
+    gather: &'a Channel,
+    tp: &'a Channel,
+    plan: &'a StepPlan<'_>,
+) -> Option<Link<'a>> {
+    world.as_deref().map(|comm| Link {
+        comm,
+        rank_of_stage: plan.rank_of_stage,
+        params: gather.as_deref(),
+        tp: tp.as_deref(),
+    })
+}
+
+/// The program, stage and micro-batch of a work item; None for a backward in evaluation.
+pub(super) fn program_of(w: Work, train: bool) -> Option<(ProgramKind, usize, usize)> {
+    match w {
+        Work::Forward { stage, mb } if train => Some((ProgramKind::Forward, stage, mb)),
+        Work::Forward { stage, mb } => Some((ProgramKind::Eval, stage, mb)),
+        Work::Backward { stage, mb } if train => Some((ProgramKind::Backward, stage, mb)),
+        Work::Backward { .. } => None,
+    }
+}
+
+/// Which of a device's executors runs `stage`.
+pub(super) fn exec_index(stages: &[usize], stage: usize) -> Result<usize> {
+    stages
+        .iter()
+        .position(|&s| s == stage)
+        .ok_or_else(|| Error::internal("work for a stage this device does not host"))
+}
+
+/// Run work item `wi` of `plan` on `exec` (the executor of its stage), trace it, and take the
+/// loss and outputs it finished.
+pub(super) fn run_item(
+    exec: &mut Executor<CpuBackend>,
+    link: Option<&Link<'_>>,
+    plan: &StepPlan<'_>,
+    wi: usize,
+    out: &mut DeviceResult,
+    hook: Option<&mut GradHook<'_>>,
+) -> Result<()> {
+    let w = plan.work[wi];
+    let Some((kind, stage, mb)) = program_of(w, plan.train) else {
+        return Ok(());
+    };
+    let (t0, wait0) = (Instant::now(), exec.recv_wait);
+    exec.run_with(kind, mb, &plan.micro_inputs[mb], &plan.ctx, link, hook)?;
+    let category = if kind == ProgramKind::Backward {
+        "backward"
+    } else {
+        "forward"
+    };
+    out.trace
+        .push(plan.epoch, t0, w.label(plan.qualified), category);
+    out.trace.recv_wait_us += (exec.recv_wait - wait0).as_secs_f64() * 1e6;
+    // Backward may still read the loss or an output (e.g. logits): take them after it.
+    if kind != ProgramKind::Forward {
+        take_results(exec, plan, stage, mb, out)?;
+    }
+    Ok(())
+}
+
+/// The loss and outputs of micro-batch `mb` that `stage` computed.
+fn take_results(
+    exec: &mut Executor<CpuBackend>,
+    plan: &StepPlan<'_>,
+    stage: usize,
+    mb: usize,
+    out: &mut DeviceResult,
+) -> Result<()> {
+    // One node may be the loss and outputs at once: download each node once.
+    let mut taken: Vec<(NodeId, HostData)> = Vec::new();
+    let mut take = |id: NodeId, exec: &mut Executor<CpuBackend>| -> Result<HostData> {
+        if let Some((_, d)) = taken.iter().find(|(n, _)| *n == id) {
+            return Ok(d.clone());
+        }
+        let d = exec.take_value(mb, id)?;
+        taken.push((id, d.clone()));
+        Ok(d)
+    };
+    if plan.stage_of[plan.loss.index()] == stage {
+        let l = take(plan.loss, exec)?;
+        out.losses.push(l.as_f32().map_or(f32::NAN, |v| v[0]));
+    }
+    for (name, id) in plan.outputs {
+        if plan.stage_of[id.index()] == stage {
+            out.outputs.push((mb, name.clone(), take(*id, exec)?));
+        }
+    }
+    Ok(())
+}
+
+/// The scale the reduced gradients get: the mean's, or under EPL's local clipping (each
+/// replica clips its own gradient before the sum) the replica scale after clipping here.
+pub(super) fn local_clip_scale(
+    execs: &mut [Executor<CpuBackend>],
+    plan: &StepPlan<'_>,
+) -> Result<f32> {
+    let Some(clip) = plan.local_clip else {
+        return Ok(plan.reduce.scale);
+    };
+    let mut local = 0.0;
+    for exec in execs.iter_mut() {
+        exec.scale_grads(clip.micro_scale)?;
+        local += exec.grad_sum_squares()?;
+    }
+    let coef = crate::optim::clip_coefficient(local.sqrt(), clip.max_norm);
+    if coef < 1.0 {
+        execs.iter_mut().try_for_each(|e| e.scale_grads(coef))?;
+    }
+    Ok(clip.replica_scale)
+}
+
+/// A stage's share of the global gradient norm: a tensor-parallel device other than the first
+/// counts only its shards (the replicated parameters are the first's too).
+pub(super) fn sum_squares(exec: &Executor<CpuBackend>, tp_rank: usize) -> Result<f64> {
+    if tp_rank == 0 {
+        return exec.grad_sum_squares();
+    }
+    let graph = exec.graph();
+    exec.grad_sum_squares_of(|p| crate::passes::is_shard(graph, p))
 }

@@ -4,6 +4,7 @@
 mod amp;
 mod batch;
 mod compile;
+mod cooperative;
 mod device;
 mod layout;
 mod options;

@@ -4,6 +4,8 @@
 //! `communication.num_communicators` channel, so every replica issues each channel's buckets in
 //! the same order) while backward computes the earlier layers. Under ZeRO v1 a bucket is
 //! reduce-scattered instead: replica r keeps the r-th of R equal chunks of every bucket.
+//! `Buckets` is the packing and writing back without the threads; the cooperative executor
+//! fills them after compute and reduces them itself.
 
 use crate::collectives::{
     Bucket, Communicator, ReduceOp, all_reduce_fp16, plan_buckets, reduce_scatter_fp16,
@@ -45,11 +47,98 @@ pub(super) fn bucket_slots(order: &[(NodeId, usize)], reduce: &GradReduce) -> (V
 /// ZeRO v1: this replica's index and the replica count (chunk r of R of each bucket).
 pub(super) type ShardOf = Option<(usize, usize)>;
 
-pub(super) struct Overlap<'scope> {
+/// One stage's gradients packed into fused buckets as they become final, and the reduced
+/// buckets written back: the part of the reducer that does not communicate, shared by the
+/// threaded reducer below and the cooperative executor (which reduces at the driver).
+pub(super) struct Buckets {
     slot_of: Slots,
     shard: ShardOf,
-    flats: Vec<Vec<f32>>,
+    /// Each bucket's packed gradients; taken when the bucket is full.
+    pub flats: Vec<Vec<f32>>,
     remaining: Vec<usize>,
+}
+
+impl Buckets {
+    pub fn new(
+        order: &[(NodeId, usize)],
+        reduce: &GradReduce,
+        shard: ShardOf,
+        spare: &mut Vec<Vec<f32>>,
+    ) -> Buckets {
+        let (buckets, slot_of) = bucket_slots(order, reduce);
+        Buckets {
+            slot_of,
+            shard,
+            // Reuse last step's bucket buffers: fresh megabytes would page-fault every step.
+            flats: buckets
+                .iter()
+                .map(|b| {
+                    let mut v = spare.pop().unwrap_or_default();
+                    v.resize(b.elements, 0.0);
+                    v
+                })
+                .collect(),
+            remaining: buckets.iter().map(|b| b.tensors.len()).collect(),
+        }
+    }
+
+    /// A parameter's gradient is final: copy it into its bucket. Returns the bucket when this
+    /// completed it.
+    pub fn ready(&mut self, param: NodeId, grad: &[f32]) -> Option<usize> {
+        let &(b, offset, n) = self.slot_of.get(&param)?;
+        self.flats[b][offset..offset + n].copy_from_slice(grad);
+        self.remaining[b] -= 1;
+        (self.remaining[b] == 0).then_some(b)
+    }
+
+    /// Fails unless every bucket got all of its gradients.
+    pub fn check_complete(&self) -> Result<()> {
+        match self.remaining.iter().position(|&r| r > 0) {
+            Some(b) => Err(Error::internal(format!(
+                "gradient bucket {b} never became final"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Write the reduced buckets (under ZeRO v1, this replica's chunk of each) back as the
+    /// scaled gradients, and return the bucket buffers to `spare`.
+    pub fn write_back(
+        self,
+        reduced: Vec<Option<Vec<f32>>>,
+        exec: &mut Executor<CpuBackend>,
+        scale: f32,
+        spare: &mut Vec<Vec<f32>>,
+    ) -> Result<()> {
+        for (p, (b, offset, n)) in self.slot_of {
+            let flat = reduced[b]
+                .as_ref()
+                .ok_or_else(|| Error::internal("a bucket was not reduced"))?;
+            let Some((me, _)) = self.shard else {
+                exec.write_grad_scaled(p, 0..n, &flat[offset..offset + n], scale)?;
+                continue;
+            };
+            // `flat` is this replica's chunk of the bucket: keep the part inside p.
+            let start = me * flat.len();
+            let (lo, hi) = (offset.max(start), (offset + n).min(start + flat.len()));
+            if lo < hi {
+                exec.write_grad_scaled(
+                    p,
+                    lo - offset..hi - offset,
+                    &flat[lo - start..hi - start],
+                    scale,
+                )?;
+            } else {
+                exec.release_grad(p);
+            }
+        }
+        spare.extend(reduced.into_iter().flatten());
+        Ok(())
+    }
+}
+
+pub(super) struct Overlap<'scope> {
+    buckets: Buckets,
     senders: Vec<mpsc::Sender<(usize, Vec<f32>)>>,
     workers: Vec<ScopedJoinHandle<'scope, Reduced>>,
 }
@@ -65,7 +154,7 @@ impl<'scope> Overlap<'scope> {
         shard: ShardOf,
         spare: &mut Vec<Vec<f32>>,
     ) -> Overlap<'scope> {
-        let (buckets, slot_of) = bucket_slots(order, reduce);
+        let buckets = Buckets::new(order, reduce, shard, spare);
         let mut senders = Vec::new();
         let mut workers = Vec::new();
         for &comm in channels {
@@ -107,18 +196,7 @@ impl<'scope> Overlap<'scope> {
             }));
         }
         Overlap {
-            slot_of,
-            shard,
-            // Reuse last step's bucket buffers: fresh megabytes would page-fault every step.
-            flats: buckets
-                .iter()
-                .map(|b| {
-                    let mut v = spare.pop().unwrap_or_default();
-                    v.resize(b.elements, 0.0);
-                    v
-                })
-                .collect(),
-            remaining: buckets.iter().map(|b| b.tensors.len()).collect(),
+            buckets,
             senders,
             workers,
         }
@@ -126,18 +204,13 @@ impl<'scope> Overlap<'scope> {
 
     /// A parameter's gradient is final: copy it into its bucket; launch the bucket when full.
     pub fn ready(&mut self, param: NodeId, grad: &[f32]) -> Result<()> {
-        let Some(&(b, offset, n)) = self.slot_of.get(&param) else {
+        let Some(b) = self.buckets.ready(param, grad) else {
             return Ok(());
         };
-        self.flats[b][offset..offset + n].copy_from_slice(grad);
-        self.remaining[b] -= 1;
-        if self.remaining[b] == 0 {
-            let flat = std::mem::take(&mut self.flats[b]);
-            let tx = &self.senders[b % self.senders.len()];
-            tx.send((b, flat))
-                .map_err(|_| Error::internal("a gradient communication thread stopped"))?;
-        }
-        Ok(())
+        let flat = std::mem::take(&mut self.buckets.flats[b]);
+        let tx = &self.senders[b % self.senders.len()];
+        tx.send((b, flat))
+            .map_err(|_| Error::internal("a gradient communication thread stopped"))
     }
 
     /// Wait for every bucket, write the reduced, scaled gradients back, and return the bucket
@@ -148,13 +221,10 @@ impl<'scope> Overlap<'scope> {
         scale: f32,
         spare: &mut Vec<Vec<f32>>,
     ) -> Result<()> {
-        if let Some(b) = self.remaining.iter().position(|&r| r > 0) {
-            return Err(Error::internal(format!(
-                "gradient bucket {b} never became final"
-            )));
-        }
+        self.buckets.check_complete()?;
         drop(self.senders);
-        let mut reduced: Vec<Option<Vec<f32>>> = (0..self.flats.len()).map(|_| None).collect();
+        let mut reduced: Vec<Option<Vec<f32>>> =
+            (0..self.buckets.flats.len()).map(|_| None).collect();
         for w in self.workers {
             let done = w
                 .join()
@@ -163,29 +233,6 @@ impl<'scope> Overlap<'scope> {
                 reduced[b] = Some(flat);
             }
         }
-        for (p, (b, offset, n)) in self.slot_of {
-            let flat = reduced[b]
-                .as_ref()
-                .ok_or_else(|| Error::internal("a bucket was not reduced"))?;
-            let Some((me, _)) = self.shard else {
-                exec.write_grad_scaled(p, 0..n, &flat[offset..offset + n], scale)?;
-                continue;
-            };
-            // `flat` is this replica's chunk of the bucket: keep the part inside p.
-            let start = me * flat.len();
-            let (lo, hi) = (offset.max(start), (offset + n).min(start + flat.len()));
-            if lo < hi {
-                exec.write_grad_scaled(
-                    p,
-                    lo - offset..hi - offset,
-                    &flat[lo - start..hi - start],
-                    scale,
-                )?;
-            } else {
-                exec.release_grad(p);
-            }
-        }
-        spare.extend(reduced.into_iter().flatten());
-        Ok(())
+        self.buckets.write_back(reduced, exec, scale, spare)
     }
 }

@@ -370,6 +370,7 @@ impl Trainer {
             "auto_stages": self.auto_report.as_ref().map(|r| r.to_string()),
             "amp": self.amp_json(),
             "warnings": self.warnings,
+            "executor": if self.cooperative { "cooperative" } else { "threads" },
             "config": self.options.config.to_json(),
         })
     }
@@ -407,6 +408,13 @@ impl Trainer {
             );
         }
         let _ = writeln!(t, "parameters: {}", self.param_count());
+        if self.cooperative {
+            let _ = writeln!(
+                t,
+                "executor: cooperative ({n} device(s) interleaved on the calling thread; \
+                 gradients reduced after compute, not overlapped with backward)"
+            );
+        }
         if let Some(a) = &self.amp_report {
             let low = self.options.config.amp.dtype.as_str();
             let _ = writeln!(

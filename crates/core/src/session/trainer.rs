@@ -93,6 +93,8 @@ pub struct Trainer {
     pub(super) scaler: Option<LossScaler>,
     /// Configurations that run but likely not as meant (the CLI and TS print them).
     pub(super) warnings: Vec<String>,
+    /// Every device on the calling thread, interleaved (`session/cooperative.rs`).
+    pub(super) cooperative: bool,
 }
 
 impl Trainer {
@@ -100,14 +102,14 @@ impl Trainer {
         options.config.check_supported()?;
         let (model, auto_report) = auto_partition(model, &options)?;
         let local_n = device_count(&options)?;
-        check_threads_for(local_n)?;
-        let cluster = Cluster::join(&options, local_n)?;
-        let n = cluster.as_ref().map_or(local_n, Cluster::world_devices);
         // The rule the scopes enforce when the model is built, for graphs built directly too.
         for tg in &model.taskgraphs {
             crate::strategy::check_device_count(tg.strategy, tg.device_count, &tg.name)?;
         }
         let tp = crate::passes::tp_width(&model)?;
+        let cooperative = super::cooperative::select(&options, tp)?;
+        let cluster = Cluster::join(&options, local_n)?;
+        let n = cluster.as_ref().map_or(local_n, Cluster::world_devices);
         // EPL's colocate_split_and_replicate: every TaskGraph on the same devices, one stage.
         let colocate = tp > 1 && options.config.cluster.colocate_split_and_replicate;
         let stage_map = |g: &Graph| match colocate {
@@ -196,6 +198,7 @@ impl Trainer {
             amp_report,
             scaler,
             warnings,
+            cooperative,
         };
         t.broadcast_initial_weights()?;
         t.shard_parameters()?;
@@ -207,7 +210,10 @@ impl Trainer {
         if self.layout.replicas == 1 {
             return Ok(());
         }
-        let results = parallel(&mut self.devices, |d| {
+        if self.cooperative {
+            return super::cooperative::broadcast_initial_weights(&mut self.devices);
+        }
+        let results = parallel(&mut self.devices, false, |_, d| {
             let Some(dp) = d.dp.first() else {
                 return Ok(());
             };
@@ -258,62 +264,59 @@ impl Trainer {
             .compiled
             .loss
             .ok_or_else(|| Error::internal("no loss"))?;
-        let outputs = &self.compiled.outputs;
-        let stage_of = &self.stages.stage_of;
         let reduce = grad_reduce(&self.options, grad_scale);
-        let local_clip = self.local_clip(mean, loss_scale);
-        let ctx = KernelCtx {
-            step: self.step + 1,
-            loss_scale,
-        };
         let epoch = Instant::now();
-        let layout = &self.layout;
-        let zero = self.options.config.zero.level;
-        let results = parallel(&mut self.devices, |d| {
-            let rank_of_stage: Vec<usize> = (0..layout.stages)
-                .map(|s| layout.rank_of_tp(d.replica, s, d.tp_rank))
-                .collect();
-            let plan = StepPlan {
-                work: &layout.work[d.position],
-                rank_of_stage: &rank_of_stage,
+        // What every device's plan shares; each fills in its own place below.
+        let shared = StepPlan {
+            work: &[],
+            rank_of_stage: &[],
+            micro_inputs: &[],
+            loss,
+            outputs: &self.compiled.outputs,
+            ctx: KernelCtx {
+                step: self.step + 1,
+                loss_scale,
+            },
+            train,
+            reduce: &reduce,
+            local_clip: self.local_clip(mean, loss_scale),
+            epoch,
+            grad_shard: None,
+            stage_of: &self.stages.stage_of,
+            qualified: false,
+        };
+        let rank_of_stage = ranks_of_stages(&self.devices, &self.layout);
+        let shards = self.options.config.zero.level.shards_grads();
+        let plans = self
+            .devices
+            .iter()
+            .zip(&rank_of_stage)
+            .map(|(d, rank_of_stage)| StepPlan {
+                work: &self.layout.work[d.position],
+                rank_of_stage,
                 micro_inputs: &per_replica[d.replica],
-                loss,
-                outputs,
-                ctx,
-                train,
-                reduce: &reduce,
-                local_clip,
-                epoch,
-                grad_shard: zero.shards_grads().then_some((d.replica, layout.replicas)),
-            };
-            // A panic on one device must fail its peers' collectives, not leave them waiting.
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                d.compute(&plan, stage_of)
-            }))
-            .unwrap_or_else(|p| {
-                Err(Error::internal(format!(
-                    "a device thread panicked: {}",
-                    crate::error::panic_message(p.as_ref())
-                )))
-            });
-            if let Err(e) = &r {
-                d.abort(&e.to_string());
+                grad_shard: shards.then_some((d.replica, self.layout.replicas)),
+                qualified: d.stages.len() > 1,
+                ..shared
+            })
+            .collect::<Vec<_>>();
+        let run = if self.cooperative {
+            let names: Vec<String> = (0..self.devices.len())
+                .map(|i| self.device_name(i))
+                .collect();
+            super::cooperative::compute_all(&mut self.devices, &plans, &names)
+        } else {
+            compute_threaded(&mut self.devices, &plans)
+        };
+        match run {
+            Ok(results) => Ok((results, epoch)),
+            Err(cause) => {
+                // Fresh communicators so the trainer stays usable: the failed groups stay
+                // failed, and a failed cooperative step leaves its messages queued.
+                self.renew_communicators()?;
+                Err(cause)
             }
-            r
-        });
-        if results.iter().any(|r| r.is_err()) {
-            // Report the cause, not a peer's "the group failed" echo; then give the devices
-            // fresh communicators so the trainer stays usable (the failed groups stay failed).
-            let errors: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
-            let cause = errors
-                .iter()
-                .find(|e| e.code() != "WEFT_COLLECTIVE")
-                .unwrap_or(&errors[0])
-                .clone();
-            self.renew_communicators()?;
-            return Err(cause);
         }
-        Ok((results.into_iter().collect::<Result<Vec<_>>>()?, epoch))
     }
 
     /// EPL's `communication.clip_after_allreduce=false` with clipping and several replicas:
@@ -404,7 +407,7 @@ impl Trainer {
         let lr = self.schedule.lr_at(step);
         let rule = self.options.optimizer.rule(lr);
         let sharded_params = self.options.config.zero.level.shards_params();
-        let results = parallel(&mut self.devices, |d| {
+        let results = parallel(&mut self.devices, self.cooperative, |_, d| {
             let start = Instant::now();
             for (exec, zero) in d.execs.iter_mut().zip(&mut d.zero) {
                 if coef < 1.0 {
@@ -501,29 +504,70 @@ impl Trainer {
     }
 }
 
-/// Devices run on threads of their own, and a single-threaded WASM build (`wasm32-wasip1`) cannot
-/// start any: a multi-device plan is refused at compile there instead of aborting mid-step.
-fn check_threads_for(devices: usize) -> Result<()> {
-    let single_threaded = cfg!(all(target_family = "wasm", not(target_feature = "atomics")));
-    if single_threaded && devices > 1 {
-        return Err(Error::unsupported(
-            "multi-device plans on the single-threaded WASM build",
-            format!("{devices} devices need a thread each; run one device, or the native addon"),
-        ));
-    }
-    Ok(())
+/// For each device, the rank in its world group of every stage of its pipeline replica.
+fn ranks_of_stages(devices: &[Device], layout: &Layout) -> Vec<Vec<usize>> {
+    devices
+        .iter()
+        .map(|d| {
+            (0..layout.stages)
+                .map(|s| layout.rank_of_tp(d.replica, s, d.tp_rank))
+                .collect()
+        })
+        .collect()
 }
 
-/// Run `f` on every device, each on its own thread (inline when there is one device).
+/// Every device's compute phase on a thread of its own. On failure, the cause: not a peer's
+/// "the group failed" echo.
+fn compute_threaded(devices: &mut [Device], plans: &[StepPlan<'_>]) -> Result<Vec<DeviceResult>> {
+    let results = parallel(devices, false, |i, d| {
+        // A panic on one device must fail its peers' collectives, not leave them waiting.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d.compute(&plans[i])))
+            .unwrap_or_else(|p| {
+                Err(Error::internal(format!(
+                    "a device thread panicked: {}",
+                    crate::error::panic_message(p.as_ref())
+                )))
+            });
+        if let Err(e) = &r {
+            d.abort(&e.to_string());
+        }
+        r
+    });
+    if results.iter().any(|r| r.is_err()) {
+        let errors: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
+        let cause = errors
+            .iter()
+            .find(|e| e.code() != "WEFT_COLLECTIVE")
+            .unwrap_or(&errors[0])
+            .clone();
+        return Err(cause);
+    }
+    results.into_iter().collect()
+}
+
+/// Run `f` on every device (with its index): each on its own thread, or one after another on
+/// this one with one device or `inline` (the cooperative mode).
 pub(super) fn parallel<T: Send>(
     devices: &mut [Device],
-    f: impl Fn(&mut Device) -> Result<T> + Sync,
+    inline: bool,
+    f: impl Fn(usize, &mut Device) -> Result<T> + Sync,
 ) -> Vec<Result<T>> {
-    if devices.len() == 1 {
-        return vec![f(&mut devices[0])];
+    if devices.len() == 1 || inline {
+        return devices
+            .iter_mut()
+            .enumerate()
+            .map(|(i, d)| f(i, d))
+            .collect();
     }
     std::thread::scope(|s| {
-        let handles: Vec<_> = devices.iter_mut().map(|d| s.spawn(|| f(d))).collect();
+        let handles: Vec<_> = devices
+            .iter_mut()
+            .enumerate()
+            .map(|(i, d)| {
+                let f = &f;
+                s.spawn(move || f(i, d))
+            })
+            .collect();
         handles
             .into_iter()
             .map(|h| {

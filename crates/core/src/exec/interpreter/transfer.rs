@@ -57,3 +57,41 @@ impl<B: Backend> Executor<B> {
         self.backend.write(buf, data.view())
     }
 }
+
+/// A message a program waits for and that has not arrived: the cooperative executor's reason
+/// not to start a work item yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Awaited {
+    pub node: NodeId,
+    pub from_stage: usize,
+    /// The sender's rank in the link's communicator.
+    pub from_rank: usize,
+}
+
+impl<B: Backend> Executor<B> {
+    /// The first `recv` of `kind`'s program for micro-batch `mb` whose message is not queued
+    /// yet; None when every receive of the program would complete without waiting.
+    pub fn first_awaited(
+        &self,
+        kind: ProgramKind,
+        mb: usize,
+        link: Option<&Link<'_>>,
+    ) -> Result<Option<Awaited>> {
+        for action in self.program.actions(kind) {
+            let Action::Recv { node, from_stage } = *action else {
+                continue;
+            };
+            let link =
+                link.ok_or_else(|| Error::internal("a cross-stage transfer needs a communicator"))?;
+            let from_rank = link.rank_of_stage[from_stage];
+            if !link.comm.has_message(from_rank, tag(mb, node))? {
+                return Ok(Some(Awaited {
+                    node,
+                    from_stage,
+                    from_rank,
+                }));
+            }
+        }
+        Ok(None)
+    }
+}
