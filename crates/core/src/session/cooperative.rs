@@ -13,8 +13,10 @@
 //! the driver does them over the devices' buffers after everyone's compute: gradient buckets
 //! are packed by the threaded reducer's own `Buckets` and summed with the canonical rank-order
 //! reduction (so results equal the threaded run's bit for bit), and the initial weights are
-//! copied from replica 0. Gradient reduction therefore never overlaps backward in this mode.
-//! Collectives inside kernels (tensor parallelism) and ZeRO's gathers are refused.
+//! copied from replica 0; ZeRO v0/v1's reduce-scatter and all-gather of updated shards are done
+//! the same way. Gradient reduction therefore never overlaps backward in this mode. Collectives
+//! inside kernels (tensor parallelism) and inside programs (ZeRO v2's parameter gathers) are
+//! refused.
 
 use super::device::{
     Device, DeviceResult, StepPlan, Work, exec_index, link, local_clip_scale, program_of, run_item,
@@ -23,9 +25,8 @@ use super::device::{
 use super::options::TrainerOptions;
 use super::overlap::Buckets;
 use crate::collectives::{ReduceOp, from_fp16_payload, reduce_in_rank_order, to_fp16_payload};
-use crate::config::ZeroLevel;
 use crate::error::{Error, Result};
-use crate::exec::Awaited;
+use crate::exec::{Awaited, UpdateRule};
 use std::fmt::Write;
 use std::time::Instant;
 
@@ -34,24 +35,34 @@ use std::time::Instant;
 pub(super) const SINGLE_THREADED: bool =
     cfg!(all(target_family = "wasm", not(target_feature = "atomics")));
 
-/// Whether a compiled layout runs cooperatively; what the mode cannot run is refused here,
-/// naming the feature and the mode.
-pub(super) fn select(options: &TrainerOptions, tp: usize) -> Result<bool> {
+/// Whether this trainer runs cooperatively: asked for, or the only way this build can.
+pub(super) fn select(options: &TrainerOptions) -> Result<bool> {
     let cooperative = options.config.executor.cooperative || SINGLE_THREADED;
-    if !cooperative {
-        return Ok(false);
+    if cooperative && options.processes.is_some() {
+        return Err(Error::unsupported(
+            "the cooperative executor across processes",
+            format!(
+                "{}: several processes run one thread per device; set it on one process",
+                mode(options)
+            ),
+        ));
     }
-    let mode = if options.config.executor.cooperative {
+    Ok(cooperative)
+}
+
+/// What the mode says it is, in refusals.
+fn mode(options: &TrainerOptions) -> &'static str {
+    if options.config.executor.cooperative {
         "executor.cooperative=true"
     } else {
         "the single-threaded WASM build, which runs every device on one thread"
-    };
-    if options.processes.is_some() {
-        return Err(Error::unsupported(
-            "the cooperative executor across processes",
-            format!("{mode}: several processes run one thread per device; set it on one process"),
-        ));
     }
+}
+
+/// Refuse what the cooperative mode cannot run, naming the feature and the mode (after the
+/// model's own checks, so a model error is reported first).
+pub(super) fn check_features(options: &TrainerOptions, tp: usize) -> Result<()> {
+    let mode = mode(options);
     if tp > 1 {
         return Err(Error::unsupported(
             "tensor parallelism in the cooperative executor",
@@ -61,14 +72,16 @@ pub(super) fn select(options: &TrainerOptions, tp: usize) -> Result<bool> {
             ),
         ));
     }
-    let zero = options.config.zero.level;
-    if zero != ZeroLevel::Off {
+    if options.config.zero.level.shards_params() {
         return Err(Error::unsupported(
-            format!("zero.level='{}' in the cooperative executor", zero.as_str()),
-            format!("{mode}: ZeRO's sharded updates and gathers are not implemented in it"),
+            "zero.level='v2' in the cooperative executor",
+            format!(
+                "{mode}: its programs gather parameters while they run, where one thread cannot \
+                 wait for the other replicas; v0 and v1 run"
+            ),
         ));
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Phase one of a step on every device, on this thread: the pipeline work, interleaved, then
@@ -215,7 +228,9 @@ fn reduce_gradients(
         packed.push((scale, buckets));
     }
     for group in dp_groups(devices) {
-        reduce_group(&mut packed, &group, plans[group[0]].reduce.fp16_scale);
+        let plan = &plans[group[0]];
+        let sharded = plan.grad_shard.is_some();
+        reduce_group(&mut packed, &group, plan.reduce.fp16_scale, sharded);
     }
     for (((d, (scale, buckets)), out), plan) in devices.iter_mut().zip(packed).zip(outs).zip(plans)
     {
@@ -270,9 +285,15 @@ fn dp_groups(devices: &[Device]) -> Vec<Vec<usize>> {
 }
 
 /// Every bucket of every hosted stage of one data-parallel group, summed over the group as its
-/// all-reduce would (fp16 compressed the same way when `fp16` is set); every member keeps the
-/// whole result.
-fn reduce_group(packed: &mut [(f32, Vec<Buckets>)], group: &[usize], fp16: Option<f32>) {
+/// all-reduce would (fp16 compressed the same way when `fp16` is set): every member keeps the
+/// whole result, or, `sharded` (ZeRO v1's reduce-scatter), the r-th of R equal chunks of the
+/// bucket padded to them.
+fn reduce_group(
+    packed: &mut [(f32, Vec<Buckets>)],
+    group: &[usize],
+    fp16: Option<f32>,
+    sharded: bool,
+) {
     let stages = packed[group[0]].1.len();
     for s in 0..stages {
         let buckets = packed[group[0]].1[s].flats.len();
@@ -281,21 +302,102 @@ fn reduce_group(packed: &mut [(f32, Vec<Buckets>)], group: &[usize], fp16: Optio
                 .iter()
                 .map(|&i| std::mem::take(&mut packed[i].1[s].flats[b]))
                 .collect();
-            if let Some(scale) = fp16 {
-                members.iter_mut().for_each(|m| to_fp16_payload(m, scale));
+            let chunk = members[0].len().div_ceil(group.len());
+            for m in &mut members {
+                if sharded {
+                    m.resize(chunk * group.len(), 0.0);
+                }
+                if let Some(scale) = fp16 {
+                    to_fp16_payload(m, scale);
+                }
             }
             let mut sum = vec![0.0f32; members[0].len()];
             let inputs: Vec<&[f32]> = members.iter().map(Vec::as_slice).collect();
             reduce_in_rank_order(&inputs, ReduceOp::Sum, &mut sum);
-            if let Some(scale) = fp16 {
-                from_fp16_payload(&mut sum, scale);
-            }
-            for (&i, mut m) in group.iter().zip(members) {
-                m.copy_from_slice(&sum);
+            for (r, (&i, mut m)) in group.iter().zip(members).enumerate() {
+                if sharded {
+                    m.truncate(chunk);
+                    m.copy_from_slice(&sum[r * chunk..(r + 1) * chunk]);
+                } else {
+                    m.copy_from_slice(&sum);
+                }
+                if let Some(scale) = fp16 {
+                    from_fp16_payload(&mut m, scale);
+                }
                 packed[i].1[s].flats[b] = m;
             }
         }
     }
+}
+
+/// The optimizer step on every device, one after another; returns each one's span. Under ZeRO
+/// v0/v1 each replica updates its pieces of an apply group, then the driver gathers them into
+/// every replica's parameters, group after group, as the threaded all-gather does.
+pub(super) fn update(
+    devices: &mut [Device],
+    step: u64,
+    rule_for: &dyn Fn(&str) -> UpdateRule,
+    coef: f32,
+) -> Result<Vec<(Instant, Instant)>> {
+    let mut spans = Vec::with_capacity(devices.len());
+    for d in devices.iter_mut() {
+        let start = Instant::now();
+        for (exec, zero) in d.execs.iter_mut().zip(&d.zero) {
+            if coef < 1.0 {
+                exec.scale_grads(coef)?;
+            }
+            if zero.is_none() {
+                exec.apply(step, rule_for)?;
+            }
+        }
+        spans.push((start, Instant::now()));
+    }
+    for group in dp_groups(devices) {
+        for s in 0..devices[group[0]].execs.len() {
+            let groups = devices[group[0]].zero[s]
+                .as_ref()
+                .map_or(0, |p| p.group_count());
+            for g in 0..groups {
+                update_and_gather(devices, &group, s, g, step, rule_for)?;
+            }
+        }
+        let end = Instant::now();
+        group.iter().for_each(|&i| spans[i].1 = end);
+    }
+    Ok(spans)
+}
+
+/// ZeRO: every replica of `group` updates its pieces of hosted stage `s`'s apply group `g`;
+/// their packed pieces, concatenated in replica order, are then unpacked into every replica.
+fn update_and_gather(
+    devices: &mut [Device],
+    group: &[usize],
+    s: usize,
+    g: usize,
+    step: u64,
+    rule_for: &dyn Fn(&str) -> UpdateRule,
+) -> Result<()> {
+    let no_plan = || Error::internal("ZeRO: a replica without a shard plan");
+    let mut all = Vec::new();
+    for &i in group {
+        let Device {
+            execs,
+            zero,
+            replica,
+            ..
+        } = &mut devices[i];
+        let plan = zero[s].as_ref().ok_or_else(no_plan)?;
+        execs[s].apply_where(step, rule_for, &|p| plan.in_group(p, g))?;
+        let mut shard = Vec::new();
+        plan.pack(*replica, g, &mut execs[s].params_host_mut()?, &mut shard)?;
+        all.extend_from_slice(&shard);
+    }
+    for &i in group {
+        let Device { execs, zero, .. } = &mut devices[i];
+        let plan = zero[s].as_ref().ok_or_else(no_plan)?;
+        plan.unpack(g, &mut execs[s].params_host_mut()?, &all)?;
+    }
+    Ok(())
 }
 
 /// Replica 0's initial weights copied to every other replica (EPL's variable broadcast).

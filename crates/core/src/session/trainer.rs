@@ -15,7 +15,7 @@ use super::zero::ShardPlan;
 use crate::config::ZeroLevel;
 use crate::error::{Error, Result};
 use crate::exec::cpu::CpuBackend;
-use crate::exec::{AsHostView, Executor, GradReduce, HostView, KernelCtx, Residency};
+use crate::exec::{AsHostView, Executor, GradReduce, HostView, KernelCtx, Residency, UpdateRule};
 use crate::ir::{DType, Graph};
 use crate::passes::{StageMap, assign_stages, resolve_batch, run_pass};
 use std::collections::BTreeMap;
@@ -102,14 +102,14 @@ impl Trainer {
         options.config.check_supported()?;
         let (model, auto_report) = auto_partition(model, &options)?;
         let local_n = device_count(&options)?;
+        let cooperative = super::cooperative::select(&options)?;
+        let cluster = Cluster::join(&options, local_n)?;
+        let n = cluster.as_ref().map_or(local_n, Cluster::world_devices);
         // The rule the scopes enforce when the model is built, for graphs built directly too.
         for tg in &model.taskgraphs {
             crate::strategy::check_device_count(tg.strategy, tg.device_count, &tg.name)?;
         }
         let tp = crate::passes::tp_width(&model)?;
-        let cooperative = super::cooperative::select(&options, tp)?;
-        let cluster = Cluster::join(&options, local_n)?;
-        let n = cluster.as_ref().map_or(local_n, Cluster::world_devices);
         // EPL's colocate_split_and_replicate: every TaskGraph on the same devices, one stage.
         let colocate = tp > 1 && options.config.cluster.colocate_split_and_replicate;
         let stage_map = |g: &Graph| match colocate {
@@ -133,6 +133,9 @@ impl Trainer {
         let stages = stage_map(&compiled)?;
         layout.check_communication(&options, &compiled)?;
         layout.check_zero(&options)?;
+        if cooperative {
+            super::cooperative::check_features(&options, tp)?;
+        }
         if let Some(c) = &cluster {
             c.check_layout(&layout, &options)?;
         }
@@ -213,7 +216,7 @@ impl Trainer {
         if self.cooperative {
             return super::cooperative::broadcast_initial_weights(&mut self.devices);
         }
-        let results = parallel(&mut self.devices, false, |_, d| {
+        let results = parallel(&mut self.devices, |_, d| {
             let Some(dp) = d.dp.first() else {
                 return Ok(());
             };
@@ -406,35 +409,13 @@ impl Trainer {
         };
         let lr = self.schedule.lr_at(step);
         let rule = self.options.optimizer.rule(lr);
-        let sharded_params = self.options.config.zero.level.shards_params();
-        let results = parallel(&mut self.devices, self.cooperative, |_, d| {
-            let start = Instant::now();
-            for (exec, zero) in d.execs.iter_mut().zip(&mut d.zero) {
-                if coef < 1.0 {
-                    exec.scale_grads(coef)?;
-                }
-                let rule_for = |_: &str| rule.clone();
-                // Without ZeRO parameters update one at a time in place: no temporaries, so
-                // apply groups change nothing; nor under v2, whose pieces are gathered when
-                // next used. Under v0/v1 each group is updated, then gathered.
-                let Some(plan) = zero.as_mut().filter(|_| !sharded_params) else {
-                    exec.apply(step, &rule_for)?;
-                    continue;
-                };
-                let group = d
-                    .dp
-                    .first()
-                    .ok_or_else(|| Error::internal("ZeRO without a data-parallel communicator"))?;
-                for g in 0..plan.group_count() {
-                    exec.apply_where(step, &rule_for, &|p| plan.in_group(p, g))?;
-                    plan.gather(d.replica, g, &mut exec.params_host_mut()?, group.as_ref())?;
-                }
-            }
-            Ok((start, Instant::now()))
-        });
-        let times = results
-            .into_iter()
-            .collect::<Result<Vec<(Instant, Instant)>>>()?;
+        let rule_for = |_: &str| rule.clone();
+        let times = if self.cooperative {
+            super::cooperative::update(&mut self.devices, step, &rule_for, coef)?
+        } else {
+            let sharded_params = self.options.config.zero.level.shards_params();
+            update_threaded(&mut self.devices, step, &rule_for, coef, sharded_params)?
+        };
         self.last_trace = device_results.into_iter().map(|r| r.trace).collect();
         for (trace, (start, end)) in self.last_trace.iter_mut().zip(times) {
             let start_us = start.duration_since(epoch).as_secs_f64() * 1e6;
@@ -504,6 +485,40 @@ impl Trainer {
     }
 }
 
+/// The optimizer step on every device, each on its own thread; returns each one's span.
+fn update_threaded(
+    devices: &mut [Device],
+    step: u64,
+    rule_for: &(dyn Fn(&str) -> UpdateRule + Sync),
+    coef: f32,
+    sharded_params: bool,
+) -> Result<Vec<(Instant, Instant)>> {
+    let results = parallel(devices, |_, d| {
+        let start = Instant::now();
+        for (exec, zero) in d.execs.iter_mut().zip(&mut d.zero) {
+            if coef < 1.0 {
+                exec.scale_grads(coef)?;
+            }
+            // Without ZeRO parameters update one at a time in place: no temporaries, so
+            // apply groups change nothing; nor under v2, whose pieces are gathered when
+            // next used. Under v0/v1 each group is updated, then gathered.
+            let Some(plan) = zero.as_mut().filter(|_| !sharded_params) else {
+                exec.apply(step, rule_for)?;
+                continue;
+            };
+            let group =
+                d.dp.first()
+                    .ok_or_else(|| Error::internal("ZeRO without a data-parallel communicator"))?;
+            for g in 0..plan.group_count() {
+                exec.apply_where(step, rule_for, &|p| plan.in_group(p, g))?;
+                plan.gather(d.replica, g, &mut exec.params_host_mut()?, group.as_ref())?;
+            }
+        }
+        Ok((start, Instant::now()))
+    });
+    results.into_iter().collect()
+}
+
 /// For each device, the rank in its world group of every stage of its pipeline replica.
 fn ranks_of_stages(devices: &[Device], layout: &Layout) -> Vec<Vec<usize>> {
     devices
@@ -519,7 +534,7 @@ fn ranks_of_stages(devices: &[Device], layout: &Layout) -> Vec<Vec<usize>> {
 /// Every device's compute phase on a thread of its own. On failure, the cause: not a peer's
 /// "the group failed" echo.
 fn compute_threaded(devices: &mut [Device], plans: &[StepPlan<'_>]) -> Result<Vec<DeviceResult>> {
-    let results = parallel(devices, false, |i, d| {
+    let results = parallel(devices, |i, d| {
         // A panic on one device must fail its peers' collectives, not leave them waiting.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d.compute(&plans[i])))
             .unwrap_or_else(|p| {
@@ -545,14 +560,13 @@ fn compute_threaded(devices: &mut [Device], plans: &[StepPlan<'_>]) -> Result<Ve
     results.into_iter().collect()
 }
 
-/// Run `f` on every device (with its index): each on its own thread, or one after another on
-/// this one with one device or `inline` (the cooperative mode).
+/// Run `f` on every device (with its index), each on its own thread (inline when there is one
+/// device).
 pub(super) fn parallel<T: Send>(
     devices: &mut [Device],
-    inline: bool,
     f: impl Fn(usize, &mut Device) -> Result<T> + Sync,
 ) -> Vec<Result<T>> {
-    if devices.len() == 1 || inline {
+    if devices.len() == 1 {
         return devices
             .iter_mut()
             .enumerate()

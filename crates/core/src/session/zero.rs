@@ -180,31 +180,52 @@ impl ShardPlan {
     ) -> Result<()> {
         let len = self.group_len(apply_group);
         let (mut shard, mut all) = std::mem::take(&mut self.scratch);
-        grow_exact(&mut shard, len);
         grow_exact(&mut all, len * self.replicas);
-        let mut at = 0;
-        let packed = self
-            .pieces(replica, apply_group)
-            .try_for_each(|(p, range)| {
-                let n = range.len();
-                shard[at..at + n].copy_from_slice(&param(params, p)?[range]);
-                at += n;
-                Ok(())
-            });
-        let gathered = packed.and_then(|()| group.all_gather(&shard, &mut all));
-        let written = gathered.and_then(|()| {
-            (0..self.replicas).try_for_each(|r| {
-                let mut at = r * len;
-                self.pieces(r, apply_group).try_for_each(|(p, range)| {
-                    let n = range.len();
-                    param(params, p)?[range].copy_from_slice(&all[at..at + n]);
-                    at += n;
-                    Ok(())
-                })
-            })
-        });
+        let gathered = self
+            .pack(replica, apply_group, params, &mut shard)
+            .and_then(|()| group.all_gather(&shard, &mut all));
+        let written = gathered.and_then(|()| self.unpack(apply_group, params, &all));
         self.scratch = (shard, all);
         written
+    }
+
+    /// Replica `replica`'s pieces of group `g`'s parameters, packed into `shard` (resized to
+    /// the group's all-gather length; what it does not fill is padding).
+    pub fn pack(
+        &self,
+        replica: usize,
+        g: usize,
+        params: &mut HashMap<NodeId, &mut [f32]>,
+        shard: &mut Vec<f32>,
+    ) -> Result<()> {
+        grow_exact(shard, self.group_len(g));
+        let mut at = 0;
+        self.pieces(replica, g).try_for_each(|(p, range)| {
+            let n = range.len();
+            shard[at..at + n].copy_from_slice(&param(params, p)?[range]);
+            at += n;
+            Ok(())
+        })
+    }
+
+    /// Every replica's pieces of group `g` from `all` (their packed shards in replica order,
+    /// as the all-gather returns them) into the whole parameters.
+    pub fn unpack(
+        &self,
+        g: usize,
+        params: &mut HashMap<NodeId, &mut [f32]>,
+        all: &[f32],
+    ) -> Result<()> {
+        let len = self.group_len(g);
+        (0..self.replicas).try_for_each(|r| {
+            let mut at = r * len;
+            self.pieces(r, g).try_for_each(|(p, range)| {
+                let n = range.len();
+                param(params, p)?[range].copy_from_slice(&all[at..at + n]);
+                at += n;
+                Ok(())
+            })
+        })
     }
 }
 
