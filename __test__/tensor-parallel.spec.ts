@@ -97,7 +97,7 @@ test('m.nn.moe trains with experts divided over 2 and 4 devices like on one devi
     const x = m.input('x', [null, C]);
     return m.nn.moe(x, { experts: 4 }).y.mean();
   })), 3));
-  t.regex(bad?.message ?? '', /parameter 'moe_0.w1' holds 4 experts \(axis 0\), which do not divide over 3 devices/);
+  t.regex(bad?.message ?? '', /layer 'moe_0.gate', op moe_dispatch %\d+: 4 experts do not divide over 3 devices/);
 });
 
 /** A tied vocabulary-parallel head over an indivisible vocabulary, with argmax and accuracy outputs. */
