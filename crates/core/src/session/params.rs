@@ -84,6 +84,18 @@ impl Trainer {
     /// A parameter's whole optimizer state (`len` elements per buffer; empty before its first
     /// update): replica 0's, or under ZeRO every replica's shard put back in place.
     pub(super) fn full_state(&self, name: &str, len: usize) -> Result<Vec<HostData>> {
+        if let Some((full, cut)) = self.tp_shard(name) {
+            let count = self.owner_exec(name)?.read_state(name)?.len();
+            return (0..count)
+                .map(|i| {
+                    let whole = self.tp_assemble(name, &full, cut, |e| {
+                        let bufs = e.read_state(name)?;
+                        f32_of(bufs.get(i), name)
+                    })?;
+                    Ok(HostData::F32(whole))
+                })
+                .collect();
+        }
         let (devices, stage) = self.owners(name)?;
         let mut full: Vec<Vec<f32>> = Vec::new();
         for d in devices {
@@ -150,44 +162,81 @@ impl Trainer {
 
     /// A tensor-parallel parameter, assembled from replica 0's devices in rank order.
     fn tp_parameter(&self, name: &str, full: &[usize], cut: crate::ir::Cut) -> Result<HostData> {
+        let whole = self.tp_assemble(name, full, cut, |e| {
+            f32_of(Some(&e.read_parameter(name)?), name)
+        })?;
+        Ok(HostData::F32(whole))
+    }
+
+    /// The whole tensor of shard parameter `name` from what `read` gives on each tensor-parallel
+    /// device of replica 0 (a padded vocabulary assembled at its padded length, then cut back).
+    fn tp_assemble(
+        &self,
+        name: &str,
+        full: &[usize],
+        cut: crate::ir::Cut,
+        read: impl Fn(&Executor<CpuBackend>) -> Result<Vec<f32>>,
+    ) -> Result<Vec<f32>> {
         let (devices, stage) = self.owners(name)?;
-        let read = |d: usize| {
-            self.devices[d]
-                .exec_of(stage)
-                .ok_or_else(|| Error::internal("owner without its stage"))?
-                .read_parameter(name)
-        };
-        let mut shards = Vec::new();
-        for &d in devices.iter().take(cut.parts) {
-            shards.extend_from_slice(
-                read(d)?
-                    .as_f32()
-                    .ok_or_else(|| Error::internal("parameters are f32"))?,
-            );
+        let mut ranks: Vec<usize> = devices
+            .into_iter()
+            .filter(|&d| self.devices[d].replica == 0)
+            .collect();
+        ranks.sort_by_key(|&d| self.devices[d].tp_rank);
+        if ranks.len() != cut.parts {
+            return Err(Error::internal(format!(
+                "'{name}' has {} shards here, its cut {} parts",
+                ranks.len(),
+                cut.parts
+            )));
         }
-        // A padded vocabulary is assembled at its padded length, then cut back.
+        let mut shards = Vec::new();
+        for d in ranks {
+            let exec = self.devices[d]
+                .exec_of(stage)
+                .ok_or_else(|| Error::internal("owner without its stage"))?;
+            shards.extend(read(exec)?);
+        }
         let plen = crate::exec::tp::padded_len(full[cut.axis], cut.groups * cut.parts);
         let mut padded = full.to_vec();
         padded[cut.axis] = plen;
         let mut whole = vec![0.0; shards.len()];
         crate::exec::tp::assemble(&shards, &padded, cut, &mut whole)?;
-        Ok(HostData::F32(crate::exec::tp::unpad(
-            &whole, full, cut.axis, plen,
-        )))
+        Ok(crate::exec::tp::unpad(&whole, full, cut.axis, plen))
     }
 
-    /// Checkpoints and weight files hold whole tensors; under tensor parallelism each device
-    /// holds shards, which they do not read or write yet: refused, never half-done.
-    pub(super) fn refuse_tensor_parallel(&self, what: &str) -> Result<()> {
-        if self.layout.tp > 1 {
-            return Err(Error::unsupported(
-                format!("{what} with tensor parallelism"),
-                format!(
-                    "{what} reads or writes whole tensors and this layout holds {}-way \
-                     shards; train without split scopes (or --tp 1) to use it",
-                    self.layout.tp
-                ),
-            ));
+    /// Write a whole parameter (`state`: false) or its whole optimizer state on every device
+    /// holding it; a tensor-parallel device keeps its shard, cut as initialisation cuts.
+    pub(super) fn write_whole(&mut self, name: &str, data: &[HostData], state: bool) -> Result<()> {
+        let Some((full, cut)) = self.tp_shard(name) else {
+            return self.for_each_owner(name, |e| match state {
+                true => e.write_state(name, data),
+                false => e.write_parameter(name, &data[0]),
+            });
+        };
+        let (devices, stage) = self.owners(name)?;
+        let plen = crate::exec::tp::padded_len(full[cut.axis], cut.groups * cut.parts);
+        let mut padded = full.clone();
+        padded[cut.axis] = plen;
+        for d in devices {
+            let rank = self.devices[d].tp_rank;
+            let shards = data
+                .iter()
+                .map(|t| {
+                    let whole =
+                        crate::exec::tp::pad(&f32_of(Some(t), name)?, &full, cut.axis, plen);
+                    Ok(HostData::F32(crate::exec::tp::cut(
+                        &whole, &padded, cut, rank,
+                    )?))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let exec = self.devices[d]
+                .exec_of_mut(stage)
+                .ok_or_else(|| Error::internal("owner without its stage"))?;
+            match state {
+                true => exec.write_state(name, &shards)?,
+                false => exec.write_parameter(name, &shards[0])?,
+            }
         }
         Ok(())
     }
@@ -246,4 +295,11 @@ impl Trainer {
             .map(|(_, d)| d.iter().product::<usize>())
             .sum()
     }
+}
+
+/// A host tensor's f32 values (parameters and optimizer state are f32).
+fn f32_of(data: Option<&HostData>, name: &str) -> Result<Vec<f32>> {
+    data.and_then(HostData::as_f32)
+        .map(<[f32]>::to_vec)
+        .ok_or_else(|| Error::internal(format!("'{name}': expected an f32 buffer")))
 }
