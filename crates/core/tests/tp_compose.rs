@@ -26,21 +26,32 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
 fn a_checkpoint_saved_under_one_tensor_parallel_width_resumes_under_another() {
     let mut whole = trainer(1, 1, json!({}));
     let base = steps(&mut whole, 0..5);
-    // (saved by tp, resumed by tp): shards assembled on save, cut again on load, Adam's state
-    // with them.
-    for (save_tp, load_tp) in [(2, 1), (1, 4), (2, 4)] {
-        let dir = tempdir(&format!("tp-ckpt-{save_tp}-{load_tp}"));
-        let mut first = trainer(save_tp, save_tp, json!({}));
+    // (tp, devices, config) saving, then resuming: shards assembled on save (ZeRO's pieces of
+    // them too), cut again on load, Adam's state with them.
+    let zero2 = json!({"zero.level": "v2"});
+    let cases = [
+        ((2, 2, json!({})), (1, 1, json!({}))),
+        ((1, 1, json!({})), (4, 4, json!({}))),
+        ((2, 2, json!({})), (4, 4, json!({}))),
+        ((2, 4, zero2.clone()), (1, 1, json!({}))),
+        ((1, 1, json!({})), (2, 4, zero2)),
+    ];
+    for (i, ((save_tp, save_n, save_cfg), (load_tp, load_n, load_cfg))) in
+        cases.into_iter().enumerate()
+    {
+        let dir = tempdir(&format!("tp-ckpt-{i}"));
+        let mut first = trainer(save_tp, save_n, save_cfg);
         steps(&mut first, 0..2);
         first.save(&dir, json!({})).unwrap();
-        let mut second = trainer(load_tp, load_tp, json!({}));
+        let mut second = trainer(load_tp, load_n, load_cfg);
         second.load(&dir).unwrap();
         let resumed = steps(&mut second, 2..5);
-        for (i, (a, b)) in base[2..].iter().zip(&resumed).enumerate() {
+        for (s, (a, b)) in base[2..].iter().zip(&resumed).enumerate() {
             assert!(
                 (a - b).abs() <= 1e-5 * a.abs(),
-                "tp{save_tp} -> tp{load_tp}: step {} loss {b} vs uninterrupted {a}",
-                i + 3
+                "case {i} (tp{save_tp} on {save_n} -> tp{load_tp} on {load_n}): step {} loss {b} \
+                 vs uninterrupted {a}",
+                s + 3
             );
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -68,4 +79,35 @@ fn mixed_precision_inside_split_scopes_tracks_the_unsplit_run() {
     // ... and is not f32 in disguise.
     let mut f32_split = trainer(2, 2, json!({}));
     assert_ne!(steps(&mut f32_split, 0..5), got);
+}
+
+#[test]
+fn zero_shards_the_tensor_parallel_shards_across_replicas() {
+    let mut one = trainer(1, 1, json!({}));
+    let base = steps(&mut one, 0..5);
+    for level in ["v0", "v1", "v2"] {
+        let mut t = trainer(2, 4, json!({ "zero.level": level }));
+        let got = steps(&mut t, 0..5);
+        for (i, (a, b)) in base.iter().zip(&got).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * a.abs(),
+                "zero {level} dp2 x tp2: step {} loss {b} vs one device {a}",
+                i + 1
+            );
+        }
+        for n in ["wte", "h.0.attn.weight", "h.3.fc.bias"] {
+            let y = t
+                .parameter(n)
+                .unwrap_or_else(|e| panic!("zero {level}: {n}: {e}"));
+            let x = one.parameter(n).unwrap();
+            let diff = x
+                .as_f32()
+                .unwrap()
+                .iter()
+                .zip(y.as_f32().unwrap())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(diff < 1e-4, "zero {level}: {n} differs by {diff}");
+        }
+    }
 }

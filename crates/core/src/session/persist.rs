@@ -34,7 +34,7 @@ impl Trainer {
                 dims.clone(),
                 self.parameter(&name)?,
             ));
-            let bufs = self.full_state(&name, dims.iter().product())?;
+            let bufs = self.full_state(&name)?;
             for (s, data) in state_names(bufs.len()).iter().zip(bufs) {
                 state.push(TensorEntry::new(format!("{name}.{s}"), dims.clone(), data));
             }
