@@ -1,6 +1,9 @@
 // Tensor parallelism through the TS API: a user's own model split with m.split, and the
 // built-in gpt's tp option, train to the losses of the same model on one device.
 import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as weft from '../ts/index.js';
 import { gpt } from '../ts/models/gpt.js';
 
@@ -69,6 +72,22 @@ test('the built-in gpt with tp 4 trains like one device', async (t) => {
   const one = await train(gpt(opts), 1);
   const four = await train(gpt({ ...opts, tp: 4 }), 4);
   same(t, four.losses, one.losses, 'tp 4');
+});
+
+test('the gpt saved at tp 2 under ZeRO v1 resumes at tp 1 like an uninterrupted run', async (t) => {
+  const opts = { layers: 2, heads: 4, dim: 16, seq: T, vocab: V };
+  const whole = await train(gpt(opts), 1);
+  const dir = mkdtempSync(join(tmpdir(), 'weft-tp-'));
+  const options = { batch: BATCH, seed: 7, optimizer: weft.optim.adamW({ lr: 1e-2 }) };
+  const first = await weft.compile(gpt({ ...opts, tp: 2 }, weft.config({ zero: { level: 'v1' } })), { ...options, devices: weft.cpu(4) });
+  for (let s = 0; s < 2; s++) await first.step(batch(s));
+  await first.save(dir);
+  const second = await weft.compile(gpt(opts), { ...options, devices: weft.cpu(1) });
+  await second.load(dir);
+  const resumed: number[] = [];
+  for (let s = 2; s < STEPS; s++) resumed.push((await second.step(batch(s))).loss);
+  rmSync(dir, { recursive: true, force: true });
+  same(t, resumed, whole.losses.slice(2), 'tp 2 x dp 2 (ZeRO v1) -> tp 1');
 });
 
 /** Tokens -> embedding -> h + moe(h) -> head, with the load-balancing loss; split over `tp`. */
