@@ -212,10 +212,13 @@ export class Nn {
   /**
    * A mixture of experts: a softmax router picks each token's top-k experts (with per-expert
    * capacity, see {@link MoeOptions.capacityFactor}), each expert is a GELU MLP, and the output
-   * is the router-probability-weighted sum of the chosen experts'. Inside
-   * `m.split({ deviceCount: N })` the experts are divided among the devices (expert
-   * parallelism) and the router stays whole. Every expert runs on every token, masked by the
-   * gates, so the result is exactly the routed one (compute grows with E / N).
+   * is the router-probability-weighted sum of the chosen experts'. Tokens are dispatched into
+   * per-expert buffers of `capacity` slots (static shapes), the experts run on their slots only,
+   * and the outputs are combined back. Inside `m.split({ deviceCount: N })` the experts are
+   * divided among the devices (expert parallelism) and the router stays whole: each device
+   * dispatches its N-th of the tokens, an all-to-all sends every slot to its expert's device and
+   * a second all-to-all brings the outputs back (both differentiable), so training equals the
+   * same layer on one device. The experts and the tokens per micro-batch must divide by N.
    *
    * @example
    * const { y, auxLoss } = m.nn.moe(h, { experts: 4, topK: 2 });
@@ -236,9 +239,11 @@ export class Nn {
       const bound = 1 / Math.sqrt(c);
       const probs = flat.matmul(this.m.param('gate.weight', [c, e], uniform(-bound, bound))).softmax();
       const gates = this.m.op('moe_gate', [probs], { topK: k, capacityFactor: factor });
-      const h = flat.matmul(this.m.param('w1', [e, c, hidden], normal(0, 0.02))).add(this.m.param('b1', [e, 1, hidden], zeros())).gelu();
+      // [E, S, C]: each expert's slots (S = min(tokens, capacity)).
+      const slots = this.m.op('moe_dispatch', [flat, gates], { topK: k, capacityFactor: factor });
+      const h = slots.matmul(this.m.param('w1', [e, c, hidden], normal(0, 0.02))).add(this.m.param('b1', [e, 1, hidden], zeros())).gelu();
       const ye = h.matmul(this.m.param('w2', [e, hidden, c], normal(0, 0.02))).add(this.m.param('b2', [e, 1, c], zeros()));
-      const y = gates.permute([1, 0]).reshape([e, -1, 1]).mul(ye).sum(0);
+      const y = this.m.op('moe_combine', [ye, gates]);
       const first = this.m.op('moe_gate', [probs], { topK: 1, capacityFactor: e, weighted: false });
       const auxLoss = first.mean(0).mul(probs.mean(0)).sum().scale(e);
       return { y: x.rank > 2 ? y.reshape(x.shape) : y, auxLoss };

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 use weft_core::ir::{
-    BinaryOp, DType, Dim, GraphBuilder, Init, NodeId, Op, ReduceOp, Shape, UnaryOp,
+    BinaryOp, DType, Dim, GraphBuilder, Init, NodeId, Op, ReduceOp, Shape, TokenSlice, UnaryOp,
 };
 use weft_core::{Error, Result};
 
@@ -346,6 +346,14 @@ pub fn op_from_json(b: &GraphBuilder, kind: &str, inputs: &[NodeId], attrs: Valu
                 top_k: a.usize("topK")?,
                 capacity_factor: a.f32("capacityFactor")?,
                 weighted: a.bool_or("weighted", true)?,
+            },
+            "moe_dispatch" => Op::MoeDispatch {
+                top_k: a.usize("topK")?,
+                capacity_factor: a.f32("capacityFactor")?,
+                tokens: TokenSlice::ALL,
+            },
+            "moe_combine" => Op::MoeCombine {
+                tokens: TokenSlice::ALL,
             },
             "argmax" => Op::Argmax,
             "equal" => Op::Equal,

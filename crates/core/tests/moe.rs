@@ -1,6 +1,8 @@
 //! Mixture of experts: top-k routing with capacity and the load-balancing loss trains on one
-//! device, and expert parallelism (experts cut across a split scope's devices) trains to the
-//! same losses; experts that do not divide are named.
+//! device, and expert parallelism (experts cut across a split scope's devices, tokens sent to
+//! them and back by all-to-all) trains to the same losses, in the routed form (`MoeDispatch`,
+//! `MoeCombine`) and in the dense masked form; experts or tokens that do not divide are named.
+use weft_core::ir::TokenSlice;
 
 mod common;
 
@@ -27,10 +29,18 @@ fn reduce(b: &mut GraphBuilder, r: ReduceOp, axis: usize, x: NodeId) -> NodeId {
     op(b, o, &[x])
 }
 
+/// How the experts meet their tokens.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Form {
+    /// Dispatched into capacity-sized slots and combined back (what `m.nn.moe` builds).
+    Routed,
+    /// Every expert on every token, masked by the gates (a user's hand-written layer).
+    Dense,
+}
+
 /// x [B, C] -> x + moe(x) -> linear -> cross-entropy + 0.01 * load-balancing loss, all in a
-/// split scope over `tp` devices (0: no scope). The experts' FFNs run on every token, masked
-/// by the gates (`MoeGate`), so one device computes exactly what the split devices do.
-fn moe_model(tp: usize, experts: usize) -> Graph {
+/// split scope over `tp` devices (0: no scope).
+fn moe_model(tp: usize, experts: usize, form: Form) -> Graph {
     let mut b = GraphBuilder::new();
     let x = b
         .input("x", Shape(vec![Dim::Batch(1), Dim::Fixed(C)]), DType::F32)
@@ -58,16 +68,31 @@ fn moe_model(tp: usize, experts: usize) -> Graph {
     let b1 = p(&mut b, "moe.b1", &[experts, 1, H], Init::Constant(0.01));
     let w2 = p(&mut b, "moe.w2", &[experts, H, C], normal.clone());
     let b2 = p(&mut b, "moe.b2", &[experts, 1, C], Init::Constant(-0.01));
-    let h = mm(&mut b, x, w1);
+    let tokens = TokenSlice::ALL;
+    let dispatch = Op::MoeDispatch {
+        top_k: 2,
+        capacity_factor: 1.0,
+        tokens,
+    };
+    let h = match form {
+        Form::Routed => op(&mut b, dispatch, &[x, gates]),
+        Form::Dense => x,
+    };
+    let h = mm(&mut b, h, w1);
     let h = op(&mut b, Op::Binary(BinaryOp::Add), &[h, b1]);
     let h = op(&mut b, Op::Unary(UnaryOp::Gelu), &[h]);
     let ye = mm(&mut b, h, w2);
     let ye = op(&mut b, Op::Binary(BinaryOp::Add), &[ye, b2]);
-    let g = op(&mut b, Op::Permute { perm: vec![1, 0] }, &[gates]);
-    let shape = b.reshape_dims(g, &[experts as i64, -1, 1]).unwrap();
-    let g = op(&mut b, Op::Reshape { shape }, &[g]);
-    let mixed = op(&mut b, Op::Binary(BinaryOp::Mul), &[g, ye]);
-    let moe = reduce(&mut b, ReduceOp::Sum, 0, mixed);
+    let moe = match form {
+        Form::Routed => op(&mut b, Op::MoeCombine { tokens }, &[ye, gates]),
+        Form::Dense => {
+            let g = op(&mut b, Op::Permute { perm: vec![1, 0] }, &[gates]);
+            let shape = b.reshape_dims(g, &[experts as i64, -1, 1]).unwrap();
+            let g = op(&mut b, Op::Reshape { shape }, &[g]);
+            let mixed = op(&mut b, Op::Binary(BinaryOp::Mul), &[g, ye]);
+            reduce(&mut b, ReduceOp::Sum, 0, mixed)
+        }
+    };
     let r = op(&mut b, Op::Binary(BinaryOp::Add), &[x, moe]);
     let head = p(&mut b, "head", &[C, CLASSES], normal);
     let out = mm(&mut b, r, head);
@@ -105,65 +130,106 @@ fn moe_batch(step: usize) -> BTreeMap<String, HostData> {
     m
 }
 
-fn train(tp: usize, devices: usize) -> (Vec<f32>, Trainer) {
+fn train(tp: usize, devices: usize, form: Form) -> (Vec<f32>, Trainer) {
     let opts = options(devices, 1, "PreferBackward", serde_json::json!({}));
-    let mut t = Trainer::compile(moe_model(tp, E), opts).unwrap();
+    let mut t = Trainer::compile(moe_model(tp, E, form), opts).unwrap();
     let losses = (0..5)
         .map(|s| t.step(&moe_batch(s)).unwrap().loss)
         .collect();
     (losses, t)
 }
 
+fn count(g: &Graph, name: &str) -> usize {
+    g.nodes.iter().filter(|n| n.op.name() == name).count()
+}
+
 #[test]
 fn expert_parallelism_over_2_and_4_devices_matches_one_device() {
-    let (base, base_t) = train(0, 1);
-    assert!(base.iter().all(|l| l.is_finite()), "{base:?}");
-    assert!(base[4] < base[0], "the MoE model learns: {base:?}");
-    for tp in [2, 4] {
-        let (got, t) = train(tp, tp);
-        for (i, (a, b)) in base.iter().zip(&got).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-5 * a.abs(),
-                "ep{tp}: step {} loss {b} vs one device {a}",
-                i + 1
-            );
-        }
-        // Each device holds E / tp experts; the router stays whole.
-        let g = t.compiled();
-        let shape = |name: &str| {
-            let (id, _) = g
-                .parameters()
-                .into_iter()
-                .find(|(_, n)| *n == name)
-                .unwrap();
-            g.node(id).shape.to_vec()
-        };
-        assert_eq!(shape("moe.w1"), [E / tp, C, H]);
-        assert_eq!(shape("moe.b2"), [E / tp, 1, C]);
-        assert_eq!(shape("moe.gate.weight"), [C, E]);
-        for n in ["moe.w1", "moe.w2", "moe.gate.weight"] {
-            let (a, b) = (base_t.parameter(n).unwrap(), t.parameter(n).unwrap());
-            let diff = a
-                .as_f32()
-                .unwrap()
-                .iter()
-                .zip(b.as_f32().unwrap())
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max);
-            assert!(diff < 1e-4, "ep{tp}: {n} differs by {diff}");
+    for form in [Form::Routed, Form::Dense] {
+        let (base, base_t) = train(0, 1, form);
+        assert!(base.iter().all(|l| l.is_finite()), "{base:?}");
+        assert!(base[4] < base[0], "the {form:?} MoE model learns: {base:?}");
+        for tp in [2, 4] {
+            let (got, t) = train(tp, tp, form);
+            for (i, (a, b)) in base.iter().zip(&got).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 * a.abs(),
+                    "{form:?} ep{tp}: step {} loss {b} vs one device {a}",
+                    i + 1
+                );
+            }
+            // Each device holds E / tp experts; the router stays whole.
+            let g = t.compiled();
+            let shape = |name: &str| {
+                let (id, _) = g
+                    .parameters()
+                    .into_iter()
+                    .find(|(_, n)| *n == name)
+                    .unwrap();
+                g.node(id).shape.to_vec()
+            };
+            assert_eq!(shape("moe.w1"), [E / tp, C, H]);
+            assert_eq!(shape("moe.b2"), [E / tp, 1, C]);
+            assert_eq!(shape("moe.gate.weight"), [C, E]);
+            // Routed: tokens go to their experts and back by all-to-all, forward and backward.
+            let all_to_all = if form == Form::Routed { 4 } else { 0 };
+            assert_eq!(count(g, "tp_all_to_all"), all_to_all, "{form:?} ep{tp}");
+            for n in ["moe.w1", "moe.w2", "moe.gate.weight"] {
+                let (a, b) = (base_t.parameter(n).unwrap(), t.parameter(n).unwrap());
+                let diff = a
+                    .as_f32()
+                    .unwrap()
+                    .iter()
+                    .zip(b.as_f32().unwrap())
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(diff < 1e-4, "{form:?} ep{tp}: {n} differs by {diff}");
+            }
         }
     }
 }
 
 #[test]
-fn experts_that_do_not_divide_are_named() {
-    let opts = options(4, 1, "PreferBackward", serde_json::json!({}));
-    let e = Trainer::compile(moe_model(4, 6), opts).err().unwrap();
-    assert!(
-        e.to_string().contains(
-            "split scope 'moe', layer 'moe', op matmul %10: parameter 'moe.w1' holds 6 experts \
-             (axis 0), which do not divide over 4 devices"
+fn routed_experts_run_on_capacity_slots_only() {
+    // 8 tokens, top-2 of 4 experts, capacity factor 1: ceil(8 * 2 / 4) = 4 slots per expert.
+    let (_, t) = train(0, 1, Form::Routed);
+    let g = t.compiled();
+    let dispatch = g
+        .nodes
+        .iter()
+        .find(|n| n.op.name() == "moe_dispatch")
+        .unwrap();
+    assert_eq!(dispatch.shape.to_vec(), [E, 4, C]);
+}
+
+#[test]
+fn experts_or_tokens_that_do_not_divide_are_named() {
+    let cases = [
+        (
+            Form::Dense,
+            4,
+            6,
+            "'moe', op matmul %10: parameter 'moe.w1' holds 6 experts (axis 0), which do not divide over 4 devices",
         ),
-        "{e}"
-    );
+        (
+            Form::Routed,
+            4,
+            6,
+            "'moe.gate', op moe_dispatch %10: 6 experts do not divide over 4 devices",
+        ),
+        (
+            Form::Routed,
+            3,
+            6,
+            "'moe.gate', op moe_dispatch %10: 8 tokens per micro-batch do not divide over 3 devices",
+        ),
+    ];
+    for (form, tp, experts, want) in cases {
+        let opts = options(tp, 1, "PreferBackward", serde_json::json!({}));
+        let e = Trainer::compile(moe_model(tp, experts, form), opts)
+            .err()
+            .unwrap();
+        let want = format!("split scope 'moe', layer {want}");
+        assert!(e.to_string().contains(&want), "{form:?}: {e}");
+    }
 }

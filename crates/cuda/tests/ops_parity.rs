@@ -60,6 +60,12 @@ fn variant(op: &Op) -> &'static str {
         | Op::VocabOneHot { .. }
         | Op::MoeGate { .. }
         | Op::MoeGateBackward { .. }
+        | Op::MoeDispatch { .. }
+        | Op::MoeDispatchBackward { .. }
+        | Op::MoeCombine { .. }
+        | Op::MoeCombineBackward { .. }
+        | Op::MoeCombineGates { .. }
+        | Op::TpAllToAll
         | Op::Argmax
         | Op::Equal
         | Op::ArgmaxBid { .. }

@@ -412,3 +412,35 @@ fn moe_gate_gradient_passes_through_kept_probabilities() {
         b.op(gate, &[probs]).unwrap()
     });
 }
+
+#[test]
+fn moe_dispatch_and_combine_gradients_reach_tokens_and_gates() {
+    // The routing of `moe_gate_gradient_passes_through_kept_probabilities` (stable under the
+    // perturbation); tokens through their experts' slots, a per-slot scale standing in for the
+    // experts, and back weighted by the gates.
+    check("moe_dispatch", none(), |b, ins| {
+        let p = param(b, "probs", &[6, 3], 0.0, 1.0);
+        let x = param(b, "x", &[6, 2], -1.0, 1.0);
+        let off = b.input("off", Shape::fixed(&[6, 3]), DType::F32).unwrap();
+        let values = (0..18).map(|i| 2.0 * (i % 3) as f32).collect();
+        ins.insert("off".into(), HostData::F32(values));
+        let probs = b.op(Op::Binary(BinaryOp::Add), &[p, off]).unwrap();
+        let (top_k, capacity_factor) = (2, 0.75);
+        let gate = Op::MoeGate {
+            top_k,
+            capacity_factor,
+            weighted: true,
+        };
+        let gates = b.op(gate, &[probs]).unwrap();
+        let tokens = crate::ir::TokenSlice::ALL;
+        let dispatch = Op::MoeDispatch {
+            top_k,
+            capacity_factor,
+            tokens,
+        };
+        let slots = b.op(dispatch, &[x, gates]).unwrap();
+        let experts = param(b, "experts", &[3, 3, 2], -1.0, 1.0);
+        let ye = b.op(Op::Binary(BinaryOp::Mul), &[slots, experts]).unwrap();
+        b.op(Op::MoeCombine { tokens }, &[ye, gates]).unwrap()
+    });
+}

@@ -153,6 +153,24 @@ pub(crate) fn vjp(ad: &mut Ad<'_>, id: NodeId, dy: NodeId) -> Result<Grads> {
             vec![Some(ad.emit(op, &[x(0), dy])?)]
         }
         Op::MoeGate { .. } => vec![None],
+        // Routing reads the gates only to place tokens (piecewise constant); the combine's
+        // weighting is where the gates' gradient comes from.
+        Op::MoeDispatch { tokens, .. } => {
+            let op = Op::MoeDispatchBackward { tokens: *tokens };
+            vec![Some(ad.emit(op, &[dy, x(1)])?), None]
+        }
+        Op::MoeCombine { tokens } => {
+            let tokens = *tokens;
+            let dbuf = Op::MoeCombineBackward { tokens };
+            let dgates = Op::MoeCombineGates { tokens };
+            vec![
+                Some(ad.emit(dbuf, &[dy, x(0), x(1)])?),
+                Some(ad.emit(dgates, &[dy, x(0), x(1)])?),
+            ]
+        }
+        // Chunk j of device i went to device j's slot i: sending the gradients back is the
+        // same exchange.
+        Op::TpAllToAll => vec![Some(ad.emit(Op::TpAllToAll, &[dy])?)],
         // Only ever the shift of a log-sum-exp (see `Op::TpMax`): no gradient flows through it.
         Op::TpMax => vec![None],
         // Masked columns are constants: their gradient is zero.
@@ -177,7 +195,10 @@ pub(crate) fn vjp(ad: &mut Ad<'_>, id: NodeId, dy: NodeId) -> Result<Grads> {
         | Op::EmbeddingBackward { .. }
         | Op::CausalAttentionBackward { .. }
         | Op::CrossEntropyBackward
-        | Op::MoeGateBackward { .. } => {
+        | Op::MoeGateBackward { .. }
+        | Op::MoeDispatchBackward { .. }
+        | Op::MoeCombineBackward { .. }
+        | Op::MoeCombineGates { .. } => {
             return Err(Error::unsupported(
                 format!("second-order gradient of {}", node.op.name()),
                 "weft differentiates training graphs once",

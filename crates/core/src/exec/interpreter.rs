@@ -302,7 +302,8 @@ impl<B: Backend> Executor<B> {
                 | Op::TpMax
                 | Op::TpGather { .. }
                 | Op::TpGatherPartial { .. }
-                | Op::TpReduceScatter { .. } => self.tp_collective(id, mb, link),
+                | Op::TpReduceScatter { .. }
+                | Op::TpAllToAll => self.tp_collective(id, mb, link),
                 _ => self.compute(id, mb, ctx),
             },
             Action::Free(id) => {
@@ -436,6 +437,7 @@ impl<B: Backend> Executor<B> {
                 }
                 comm.reduce_scatter(&by_rank, y, crate::collectives::ReduceOp::Sum)
             }
+            Op::TpAllToAll => comm.all_to_all(&input, y),
             Op::TpMax => {
                 y.copy_from_slice(&input);
                 comm.all_reduce(y, crate::collectives::ReduceOp::Max)

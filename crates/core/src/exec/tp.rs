@@ -21,6 +21,12 @@ pub fn cpu_only(op: &Op) -> bool {
             | Op::VocabOneHot { .. }
             | Op::MoeGate { .. }
             | Op::MoeGateBackward { .. }
+            | Op::MoeDispatch { .. }
+            | Op::MoeDispatchBackward { .. }
+            | Op::MoeCombine { .. }
+            | Op::MoeCombineBackward { .. }
+            | Op::MoeCombineGates { .. }
+            | Op::TpAllToAll
             | Op::Argmax
             | Op::Equal
             | Op::ArgmaxBid { .. }

@@ -6,6 +6,9 @@ use super::op::{Op, ReduceOp};
 use super::shape::{Dim, Shape};
 use crate::error::{Error, Result};
 
+mod moe;
+pub use moe::moe_capacity;
+
 /// An input's type as seen by inference.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorType {
@@ -127,6 +130,12 @@ pub fn infer(op: &Op, ins: &[TensorType]) -> Result<TensorType> {
             }
             Ok(ins[0].clone())
         }
+        Op::MoeDispatch { .. }
+        | Op::MoeDispatchBackward { .. }
+        | Op::MoeCombine { .. }
+        | Op::MoeCombineBackward { .. }
+        | Op::MoeCombineGates { .. }
+        | Op::TpAllToAll => moe::infer_moe(op, ins),
         Op::ColumnMask { .. } => {
             want_dtype(op, "input", &ins[0], DType::F32)?;
             last_dim(op, &ins[0])?;

@@ -13,6 +13,6 @@ mod verify;
 pub use builder::GraphBuilder;
 pub use dtype::DType;
 pub use graph::{Graph, Node, NodeId, Phase, Strategy, TaskGraph, TaskGraphId};
-pub use infer::{TensorType, infer};
-pub use op::{BinaryOp, Cut, Init, Op, ReduceOp, UnaryOp, attrs};
+pub use infer::{TensorType, infer, moe_capacity};
+pub use op::{BinaryOp, Cut, Init, Op, ReduceOp, TokenSlice, UnaryOp, attrs};
 pub use shape::{Dim, Numel, Shape, strides};

@@ -81,6 +81,24 @@ impl fmt::Display for Cut {
     }
 }
 
+/// Which tokens (rows) of a mixture-of-experts layer one device dispatches and combines: part
+/// `index` of `parts` equal parts (`0/1`: all of them, the layer on one device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenSlice {
+    pub index: usize,
+    pub parts: usize,
+}
+
+impl TokenSlice {
+    pub const ALL: TokenSlice = TokenSlice { index: 0, parts: 1 };
+}
+
+impl fmt::Display for TokenSlice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tokens={}/{}", self.index, self.parts)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     // ---- leaves ----
@@ -199,6 +217,26 @@ pub enum Op {
     },
     /// (probs, dgates) -> dprobs: dgates where `MoeGate` kept a probability, else 0.
     MoeGateBackward { top_k: usize, capacity_factor: f32 },
+    /// (x [M, C], gates [N, E]) -> [E, S, C]: each expert's tokens in token order, one per slot
+    /// (S = min(N, capacity as in `MoeGate`); unused slots 0). A token is routed to expert e
+    /// where its gate is non-zero; this device holds rows `tokens` of the N (M = N / parts) and
+    /// fills only their slots.
+    MoeDispatch {
+        top_k: usize,
+        capacity_factor: f32,
+        tokens: TokenSlice,
+    },
+    /// (dbuf [E, S, C], gates [N, E]) -> dx [M, C]: each token sums its slots' gradients.
+    MoeDispatchBackward { tokens: TokenSlice },
+    /// (buf [E, S, C], gates [N, E]) -> [M, C]: each of this device's tokens sums its experts'
+    /// slots weighted by its gates.
+    MoeCombine { tokens: TokenSlice },
+    /// (dy [M, C], buf [E, S, C], gates [N, E]) -> dbuf [E, S, C]: each slot of this device's
+    /// tokens gets its token's dy times its gate (buf gives only the shape).
+    MoeCombineBackward { tokens: TokenSlice },
+    /// (dy [M, C], buf [E, S, C], gates [N, E]) -> dgates [N, E]: dy . buf[slot] where routed
+    /// and the token is this device's, else 0.
+    MoeCombineGates { tokens: TokenSlice },
 
     // ---- metrics (forward only: they take no gradient) ----
     /// (x [.., V]) -> i32 [..]: the index of the largest value of each row of the last axis,
@@ -247,6 +285,10 @@ pub enum Op {
     ArgmaxBid { start: usize },
     /// (bid f32 [..]) -> i32 [..] = -bid: the index an all-reduced `ArgmaxBid` names.
     BidIndex,
+    /// All-to-all over the tensor-parallel group: axis 0 of `x` is read as `[parts, chunk]`,
+    /// chunk j goes to device j, and device j's chunk for this device lands at j (expert
+    /// parallelism's dispatch and combine). Its gradient is the same all-to-all.
+    TpAllToAll,
 }
 
 impl Op {
@@ -287,6 +329,11 @@ impl Op {
             Op::DropoutBackward { .. } => "dropout_backward",
             Op::MoeGate { .. } => "moe_gate",
             Op::MoeGateBackward { .. } => "moe_gate_backward",
+            Op::MoeDispatch { .. } => "moe_dispatch",
+            Op::MoeDispatchBackward { .. } => "moe_dispatch_backward",
+            Op::MoeCombine { .. } => "moe_combine",
+            Op::MoeCombineBackward { .. } => "moe_combine_backward",
+            Op::MoeCombineGates { .. } => "moe_combine_gates",
             Op::TpCopy => "tp_copy",
             Op::TpReduce => "tp_reduce",
             Op::TpGather { .. } => "tp_gather",
@@ -300,6 +347,7 @@ impl Op {
             Op::Equal => "equal",
             Op::ArgmaxBid { .. } => "argmax_bid",
             Op::BidIndex => "bid_index",
+            Op::TpAllToAll => "tp_all_to_all",
         }
     }
 
@@ -333,7 +381,8 @@ impl Op {
             | Op::ColumnMask { .. }
             | Op::VocabOneHot { .. }
             | Op::Argmax
-            | Op::BidIndex => 1,
+            | Op::BidIndex
+            | Op::TpAllToAll => 1,
             Op::UnaryBackward(_)
             | Op::Binary(_)
             | Op::MaxBackward { .. }
@@ -345,9 +394,16 @@ impl Op {
             | Op::CausalAttentionBackward { .. }
             | Op::CrossEntropy
             | Op::MoeGateBackward { .. }
+            | Op::MoeDispatch { .. }
+            | Op::MoeDispatchBackward { .. }
+            | Op::MoeCombine { .. }
             | Op::Equal
             | Op::ArgmaxBid { .. } => 2,
-            Op::LayerNorm { .. } | Op::LayerNormBackward { .. } | Op::CrossEntropyBackward => 3,
+            Op::LayerNorm { .. }
+            | Op::LayerNormBackward { .. }
+            | Op::CrossEntropyBackward
+            | Op::MoeCombineBackward { .. }
+            | Op::MoeCombineGates { .. } => 3,
         })
     }
 
@@ -492,6 +548,15 @@ pub fn attrs(op: &Op) -> String {
             top_k,
             capacity_factor,
         } => format!("{{top_k={top_k},capacity_factor={capacity_factor}}}"),
+        Op::MoeDispatch {
+            top_k,
+            capacity_factor,
+            tokens,
+        } => format!("{{top_k={top_k},capacity_factor={capacity_factor},{tokens}}}"),
+        Op::MoeDispatchBackward { tokens }
+        | Op::MoeCombine { tokens }
+        | Op::MoeCombineBackward { tokens }
+        | Op::MoeCombineGates { tokens } => format!("{{{tokens}}}"),
         _ => String::new(),
     }
 }

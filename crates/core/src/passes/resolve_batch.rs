@@ -1,12 +1,16 @@
 //! Resolve the symbolic batch dimension to a concrete per-device, per-micro-batch size.
 
 use crate::error::Result;
-use crate::ir::{Graph, Op};
+use crate::ir::{Graph, Op, TensorType, infer};
 
 /// Replace every `Dim::Batch(k)` with `Dim::Fixed(k * batch)`, in node types and op attributes.
+/// A mixture-of-experts dispatch's slot count depends on the batch (its capacity), so its type
+/// and those of the values computed from it are inferred again.
 pub fn resolve_batch(graph: Graph, batch: usize) -> Result<Graph> {
     let mut g = graph;
-    for n in &mut g.nodes {
+    let mut retype = vec![false; g.nodes.len()];
+    for i in 0..g.nodes.len() {
+        let n = &mut g.nodes[i];
         n.shape = n.shape.resolve(batch);
         match &mut n.op {
             Op::Input { shape, .. }
@@ -15,6 +19,23 @@ pub fn resolve_batch(graph: Graph, batch: usize) -> Result<Graph> {
             | Op::SumTo { shape }
             | Op::Fill { shape, .. } => *shape = shape.resolve(batch),
             _ => {}
+        }
+        let n = &g.nodes[i];
+        retype[i] =
+            matches!(n.op, Op::MoeDispatch { .. }) || n.inputs.iter().any(|x| retype[x.index()]);
+        if retype[i] {
+            let types: Vec<TensorType> = n
+                .inputs
+                .iter()
+                .map(|x| {
+                    let x = &g.nodes[x.index()];
+                    TensorType {
+                        shape: x.shape.clone(),
+                        dtype: x.dtype,
+                    }
+                })
+                .collect();
+            g.nodes[i].shape = infer(&g.nodes[i].op, &types)?.shape;
         }
     }
     Ok(g)

@@ -192,14 +192,9 @@ pub(super) fn compile_per_tp(
         let split = run_pass(resolved.clone(), |g| {
             crate::passes::tensor_split(g, t, tp, how)
         })?;
+        // The tensor-parallel collectives are `Precision::Full`: AMP casts their inputs to f32,
+        // so partial sums are added in f32 across the group.
         let (split, amp_report) = amp_forward(split, options)?;
-        if tp > 1 && amp_report.is_some() {
-            return Err(Error::unsupported(
-                "mixed precision with tensor parallelism",
-                "the tensor-parallel collectives carry f32 only in this build; unset amp.level \
-                 or train without split scopes over several devices",
-            ));
-        }
         let compiled = run_pass(split, crate::autodiff::differentiate)?;
         let (compiled, scaler) = amp_backward(compiled, options)?;
         graphs.push(recompute_activations(compiled, options)?);

@@ -124,13 +124,6 @@ impl Layout {
             ZeroLevel::V1 => "v1",
             ZeroLevel::V2 => "v2",
         };
-        if self.tp > 1 {
-            return Err(Error::unsupported(
-                format!("zero.level='{name}' with tensor parallelism"),
-                "ZeRO's shards of the tensor-parallel shards are not planned in this build; \
-                 unset zero.level or train without split scopes over several devices",
-            ));
-        }
         if self.replicas == 1 {
             return Err(Error::config(
                 "zero.level",

@@ -59,79 +59,90 @@ impl Trainer {
         Ok((devices, stage))
     }
 
-    /// The executor holding a parameter on replica 0.
-    pub(super) fn owner_exec(&self, name: &str) -> Result<&Executor<CpuBackend>> {
+    /// The executors holding a parameter at tensor-parallel rank `rank` (0 without tensor
+    /// parallelism), one per replica in replica order.
+    fn rank_execs(&self, name: &str, rank: usize) -> Result<Vec<&Executor<CpuBackend>>> {
         let (devices, stage) = self.owners(name)?;
-        self.devices[devices[0]]
-            .exec_of(stage)
-            .ok_or_else(|| Error::internal("owner without its stage"))
-    }
-
-    /// A parameter as each replica holds it (replica order); replicas must stay identical.
-    pub fn replica_parameters(&self, name: &str) -> Result<Vec<HostData>> {
-        let (devices, stage) = self.owners(name)?;
-        devices
+        let mut mine: Vec<usize> = devices
             .into_iter()
+            .filter(|&d| self.devices[d].tp_rank == rank)
+            .collect();
+        mine.sort_by_key(|&d| self.devices[d].replica);
+        mine.into_iter()
             .map(|d| {
                 self.devices[d]
                     .exec_of(stage)
-                    .ok_or_else(|| Error::internal("owner without its stage"))?
-                    .read_parameter(name)
+                    .ok_or_else(|| Error::internal("owner without its stage"))
             })
             .collect()
     }
 
-    /// A parameter's whole optimizer state (`len` elements per buffer; empty before its first
-    /// update): replica 0's, or under ZeRO every replica's shard put back in place.
-    pub(super) fn full_state(&self, name: &str, len: usize) -> Result<Vec<HostData>> {
-        let (devices, stage) = self.owners(name)?;
-        let mut full: Vec<Vec<f32>> = Vec::new();
-        for d in devices {
-            let exec = self.devices[d]
-                .exec_of(stage)
-                .ok_or_else(|| Error::internal("owner without its stage"))?;
-            let range = exec.state_range(name)?;
-            for (i, buf) in exec.read_state(name)?.iter().enumerate() {
-                let part = buf
-                    .as_f32()
-                    .filter(|v| v.len() == range.len() && range.end <= len)
-                    .ok_or_else(|| {
-                        Error::internal(format!("state of '{name}' has the wrong size"))
-                    })?;
-                if full.len() <= i {
-                    full.push(vec![0.0; len]);
-                }
-                full[i][range.clone()].copy_from_slice(part);
-            }
-            if range.len() == len {
-                break; // not sharded: replica 0 holds it all
-            }
-        }
-        Ok(full.into_iter().map(HostData::F32).collect())
+    /// A parameter as each replica holds it (replica order); replicas must stay identical.
+    pub fn replica_parameters(&self, name: &str) -> Result<Vec<HostData>> {
+        self.rank_execs(name, 0)?
+            .into_iter()
+            .map(|e| e.read_parameter(name))
+            .collect()
     }
 
-    /// A whole parameter: replica 0's, or under ZeRO v2 every replica's piece put in place.
+    /// A parameter's whole optimizer state (empty before its first update): replica 0's, under
+    /// ZeRO every replica's range put back in place, under tensor parallelism every rank's
+    /// shard assembled.
+    pub(super) fn full_state(&self, name: &str) -> Result<Vec<HostData>> {
+        // A replica whose ZeRO range of this parameter is empty keeps no state for it.
+        let mut count = 0;
+        for exec in self.rank_execs(name, 0)? {
+            count = count.max(exec.read_state(name)?.len());
+        }
+        (0..count)
+            .map(|i| {
+                let whole = self.whole(name, |rank| {
+                    let mut full = Vec::new();
+                    for exec in self.rank_execs(name, rank)? {
+                        let range = exec.state_range(name)?;
+                        let len = exec.param_len(name)?;
+                        full.resize(len, 0.0);
+                        let Some(part) = exec.read_state(name)?.get(i).cloned() else {
+                            continue;
+                        };
+                        let part = f32_of(Some(&part), name)?;
+                        if part.len() != range.len() || range.end > len {
+                            return Err(Error::internal(format!(
+                                "state of '{name}' has the wrong size"
+                            )));
+                        }
+                        full[range.clone()].copy_from_slice(&part);
+                        if range.len() == len {
+                            break; // not sharded: replica 0 holds it all
+                        }
+                    }
+                    Ok(full)
+                })?;
+                Ok(HostData::F32(whole))
+            })
+            .collect()
+    }
+
+    /// A whole parameter: replica 0's, under ZeRO v2 every replica's piece put in place, under
+    /// tensor parallelism every rank's shard assembled.
     pub fn parameter(&self, name: &str) -> Result<HostData> {
-        if let Some((full, cut)) = self.tp_shard(name) {
-            return self.tp_parameter(name, &full, cut);
-        }
-        let exec = self.owner_exec(name)?;
-        let Some(pieces) = exec.param_pieces(name)? else {
-            return exec.read_parameter(name);
-        };
-        let (devices, stage) = self.owners(name)?;
-        let mut whole = vec![0.0f32; pieces.iter().map(|r| r.len()).sum()];
-        for (d, range) in devices.into_iter().zip(pieces) {
-            let exec = self.devices[d]
-                .exec_of(stage)
-                .ok_or_else(|| Error::internal("owner without its stage"))?;
-            let piece = exec.read_parameter(name)?;
-            let v = piece
-                .as_f32()
-                .filter(|v| v.len() == range.len())
-                .ok_or_else(|| Error::internal(format!("piece of '{name}' has the wrong size")))?;
-            whole[range].copy_from_slice(v);
-        }
+        let whole = self.whole(name, |rank| {
+            let execs = self.rank_execs(name, rank)?;
+            let Some(pieces) = execs[0].param_pieces(name)? else {
+                return f32_of(Some(&execs[0].read_parameter(name)?), name);
+            };
+            let mut whole = vec![0.0f32; pieces.iter().map(|r| r.len()).sum()];
+            for (exec, range) in execs.into_iter().zip(pieces) {
+                let piece = f32_of(Some(&exec.read_parameter(name)?), name)?;
+                if piece.len() != range.len() {
+                    return Err(Error::internal(format!(
+                        "piece of '{name}' has the wrong size"
+                    )));
+                }
+                whole[range].copy_from_slice(&piece);
+            }
+            Ok(whole)
+        })?;
         Ok(HostData::F32(whole))
     }
 
@@ -148,46 +159,57 @@ impl Trainer {
         })
     }
 
-    /// A tensor-parallel parameter, assembled from replica 0's devices in rank order.
-    fn tp_parameter(&self, name: &str, full: &[usize], cut: crate::ir::Cut) -> Result<HostData> {
-        let (devices, stage) = self.owners(name)?;
-        let read = |d: usize| {
-            self.devices[d]
-                .exec_of(stage)
-                .ok_or_else(|| Error::internal("owner without its stage"))?
-                .read_parameter(name)
+    /// The whole tensor of `name` from what `local` gives at each tensor-parallel rank (the
+    /// rank's own tensor, whole across replicas): rank 0's, or every rank's shard assembled (a
+    /// padded vocabulary assembled at its padded length, then cut back).
+    fn whole(&self, name: &str, local: impl Fn(usize) -> Result<Vec<f32>>) -> Result<Vec<f32>> {
+        let Some((full, cut)) = self.tp_shard(name) else {
+            return local(0);
         };
         let mut shards = Vec::new();
-        for &d in devices.iter().take(cut.parts) {
-            shards.extend_from_slice(
-                read(d)?
-                    .as_f32()
-                    .ok_or_else(|| Error::internal("parameters are f32"))?,
-            );
+        for rank in 0..cut.parts {
+            shards.extend(local(rank)?);
         }
-        // A padded vocabulary is assembled at its padded length, then cut back.
         let plen = crate::exec::tp::padded_len(full[cut.axis], cut.groups * cut.parts);
         let mut padded = full.to_vec();
         padded[cut.axis] = plen;
         let mut whole = vec![0.0; shards.len()];
         crate::exec::tp::assemble(&shards, &padded, cut, &mut whole)?;
-        Ok(HostData::F32(crate::exec::tp::unpad(
-            &whole, full, cut.axis, plen,
-        )))
+        Ok(crate::exec::tp::unpad(&whole, &full, cut.axis, plen))
     }
 
-    /// Checkpoints and weight files hold whole tensors; under tensor parallelism each device
-    /// holds shards, which they do not read or write yet: refused, never half-done.
-    pub(super) fn refuse_tensor_parallel(&self, what: &str) -> Result<()> {
-        if self.layout.tp > 1 {
-            return Err(Error::unsupported(
-                format!("{what} with tensor parallelism"),
-                format!(
-                    "{what} reads or writes whole tensors and this layout holds {}-way \
-                     shards; train without split scopes (or --tp 1) to use it",
-                    self.layout.tp
-                ),
-            ));
+    /// Write a whole parameter (`state`: false) or its whole optimizer state on every device
+    /// holding it; a tensor-parallel device keeps its shard, cut as initialisation cuts.
+    pub(super) fn write_whole(&mut self, name: &str, data: &[HostData], state: bool) -> Result<()> {
+        let Some((full, cut)) = self.tp_shard(name) else {
+            return self.for_each_owner(name, |e| match state {
+                true => e.write_state(name, data),
+                false => e.write_parameter(name, &data[0]),
+            });
+        };
+        let (devices, stage) = self.owners(name)?;
+        let plen = crate::exec::tp::padded_len(full[cut.axis], cut.groups * cut.parts);
+        let mut padded = full.clone();
+        padded[cut.axis] = plen;
+        for d in devices {
+            let rank = self.devices[d].tp_rank;
+            let shards = data
+                .iter()
+                .map(|t| {
+                    let whole =
+                        crate::exec::tp::pad(&f32_of(Some(t), name)?, &full, cut.axis, plen);
+                    Ok(HostData::F32(crate::exec::tp::cut(
+                        &whole, &padded, cut, rank,
+                    )?))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let exec = self.devices[d]
+                .exec_of_mut(stage)
+                .ok_or_else(|| Error::internal("owner without its stage"))?;
+            match state {
+                true => exec.write_state(name, &shards)?,
+                false => exec.write_parameter(name, &shards[0])?,
+            }
         }
         Ok(())
     }
@@ -246,4 +268,11 @@ impl Trainer {
             .map(|(_, d)| d.iter().product::<usize>())
             .sum()
     }
+}
+
+/// A host tensor's f32 values (parameters and optimizer state are f32).
+fn f32_of(data: Option<&HostData>, name: &str) -> Result<Vec<f32>> {
+    data.and_then(HostData::as_f32)
+        .map(<[f32]>::to_vec)
+        .ok_or_else(|| Error::internal(format!("'{name}': expected an f32 buffer")))
 }

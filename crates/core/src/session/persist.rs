@@ -26,7 +26,6 @@ fn is_hf_mask_buffer(t: &TensorEntry) -> bool {
 impl Trainer {
     /// Save parameters, optimizer state, the step and `meta` (e.g. the model config) to `dir`.
     pub fn save(&self, dir: &Path, meta: Value) -> Result<()> {
-        self.refuse_tensor_parallel("saving a checkpoint")?;
         let mut params = Vec::new();
         let mut state = Vec::new();
         for (name, dims) in self.parameter_shapes() {
@@ -35,7 +34,7 @@ impl Trainer {
                 dims.clone(),
                 self.parameter(&name)?,
             ));
-            let bufs = self.full_state(&name, dims.iter().product())?;
+            let bufs = self.full_state(&name)?;
             for (s, data) in state_names(bufs.len()).iter().zip(bufs) {
                 state.push(TensorEntry::new(format!("{name}.{s}"), dims.clone(), data));
             }
@@ -65,7 +64,6 @@ impl Trainer {
     /// Load a directory written by `save`: parameters, optimizer state and step. Returns the
     /// `meta` value stored with it. Nothing changes unless the whole checkpoint matches.
     pub fn load(&mut self, dir: &Path) -> Result<Value> {
-        self.refuse_tensor_parallel("loading a checkpoint")?;
         let ck = checkpoint::load_dir(dir)?;
         let path = dir.join("model.safetensors");
         let file = checkpoint::SafeTensors {
@@ -99,7 +97,7 @@ impl Trainer {
             self.write_parameter_everywhere(&t.name, &t.data)?;
         }
         for (name, bufs) in states {
-            self.for_each_owner(&name, |e| e.write_state(&name, &bufs))?;
+            self.write_whole(&name, &bufs, true)?;
         }
         self.step = ck.step;
         // fp16's loss scale continues where it was (a checkpoint without one keeps the start).
@@ -114,7 +112,6 @@ impl Trainer {
     /// tensor may be there, except GPT-2's attention-mask buffers, which are returned by name
     /// so the caller can report them.
     pub fn load_weights(&mut self, file: &Path) -> Result<Vec<String>> {
-        self.refuse_tensor_parallel("loading initial weights")?;
         let mut st = checkpoint::safetensors::read(file)?;
         let skipped: Vec<String> = st
             .tensors
@@ -143,8 +140,8 @@ impl Trainer {
         Ok(skipped)
     }
 
-    /// Write a parameter on every replica that holds it.
+    /// Write a parameter on every device that holds it (its shard under tensor parallelism).
     fn write_parameter_everywhere(&mut self, name: &str, data: &HostData) -> Result<()> {
-        self.for_each_owner(name, |e| e.write_parameter(name, data))
+        self.write_whole(name, std::slice::from_ref(data), false)
     }
 }

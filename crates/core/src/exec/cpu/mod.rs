@@ -437,6 +437,16 @@ fn dispatch_tensor(op: &Op, a: &Args, y: &mut [f32], ctx: &KernelCtx) -> Result<
             let (p, dy) = (a.same(0)?, a.same(1)?);
             moe::gate_backward(p.data, dy.data, p.shape[1], top_k, capacity_factor, y)
         }
+        Op::MoeDispatch { .. }
+        | Op::MoeDispatchBackward { .. }
+        | Op::MoeCombine { .. }
+        | Op::MoeCombineBackward { .. }
+        | Op::MoeCombineGates { .. } => {
+            let ins = (0..a.inputs.len())
+                .map(|i| a.f(i))
+                .collect::<Result<Vec<_>>>()?;
+            moe::execute(op, &ins, y)?
+        }
         Op::ColumnMask { start, valid, fill } => {
             let x = a.same(0)?;
             crate::exec::tp::column_mask(

@@ -210,6 +210,11 @@ impl<B: Backend> Executor<B> {
         Ok(self.owned_range(self.param_id(name)?))
     }
 
+    /// Elements of a parameter as this device's graph has it (a tensor-parallel shard's).
+    pub fn param_len(&self, name: &str) -> Result<usize> {
+        Ok(numel(&self.dims[self.param_id(name)?.index()]))
+    }
+
     /// Every parameter of this stage as host f32, in place, by node (ZeRO's gather of updated
     /// shards writes into them directly).
     pub fn params_host_mut(&mut self) -> Result<HashMap<NodeId, &mut [f32]>> {

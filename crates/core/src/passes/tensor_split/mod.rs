@@ -16,7 +16,9 @@ mod rules;
 mod tests;
 
 use crate::error::{Error, Result};
-use crate::ir::{Cut, Graph, Init, Node, NodeId, Op, Phase, Shape, Strategy, TensorType, infer};
+use crate::ir::{
+    Cut, Graph, Init, Node, NodeId, Op, Phase, Shape, Strategy, TensorType, TokenSlice, infer,
+};
 use std::collections::HashMap;
 
 /// Where one value lives across the tensor-parallel group.
@@ -81,6 +83,13 @@ pub(crate) enum Expand {
     VocabArgmax { valid: usize },
     /// A batch input read by a colocated replicate TaskGraph: loaded whole, then cut by rows.
     RowShard,
+    /// Dispatch of this device's tokens into every expert's slots, then an all-to-all that
+    /// leaves each device the slots of its own experts (summed over the senders: each slot
+    /// holds one token, the other senders' copies are zero).
+    MoeDispatch { top_k: usize, capacity_factor: f32 },
+    /// An all-to-all that hands every device all experts' slots, the combine of its tokens,
+    /// and an all-gather of every device's tokens.
+    MoeCombine,
 }
 
 /// The tensor-parallel width of a model: the device count of its split scopes (all equal), or
@@ -374,6 +383,11 @@ impl<'a> Emitter<'a> {
                 self.push(mm, &[hot, table], tg)
             }
             Expand::RowShard => Err(Error::internal("row shards expand leaves only")),
+            Expand::MoeDispatch {
+                top_k,
+                capacity_factor,
+            } => self.moe_dispatch(ins, top_k, capacity_factor, tg),
+            Expand::MoeCombine => self.moe_combine(ins, tg),
             Expand::VocabCrossEntropy { valid } => {
                 let (mut x, labels) = (ins[0], ins[1]);
                 let width = last(self, x);
@@ -437,6 +451,77 @@ impl<'a> Emitter<'a> {
         let picked = self.push(reduce(ReduceOp::Sum, false), &[picked], tg)?;
         let picked = self.push(Op::TpReduce, &[picked], tg)?;
         self.push(Op::Binary(BinaryOp::Sub), &[lse, picked], tg)
+    }
+
+    fn tokens(&self) -> TokenSlice {
+        TokenSlice {
+            index: self.index,
+            parts: self.n,
+        }
+    }
+
+    /// x [N/n, C] (this device's tokens), gates [N, E] -> this device's experts' slots
+    /// [E/n, S, C].
+    fn moe_dispatch(
+        &mut self,
+        ins: &[NodeId],
+        top_k: usize,
+        capacity_factor: f32,
+        tg: crate::ir::TaskGraphId,
+    ) -> Result<NodeId> {
+        let tokens = self.tokens();
+        let op = Op::MoeDispatch {
+            top_k,
+            capacity_factor,
+            tokens,
+        };
+        let buf = self.push(op, ins, tg)?;
+        let sent = self.push(Op::TpAllToAll, &[buf], tg)?;
+        let [e, s, c] = self.dims3(sent)?;
+        let by_sender = self.reshape(sent, &[self.n, e / self.n, s, c], tg)?;
+        let sum = Op::Reduce {
+            op: crate::ir::ReduceOp::Sum,
+            axis: 0,
+            keepdim: false,
+        };
+        self.push(sum, &[by_sender], tg)
+    }
+
+    /// buf [E/n, S, C] (this device's experts), gates [N, E] -> all tokens [N, C].
+    fn moe_combine(&mut self, ins: &[NodeId], tg: crate::ir::TaskGraphId) -> Result<NodeId> {
+        let (buf, gates) = (ins[0], ins[1]);
+        let [e, s, c] = self.dims3(buf)?;
+        let one = self.reshape(buf, &[1, e, s, c], tg)?;
+        let to_all = Op::Expand {
+            shape: Shape::fixed(&[self.n, e, s, c]),
+        };
+        let copies = self.push(to_all, &[one], tg)?;
+        let back = self.push(Op::TpAllToAll, &[copies], tg)?;
+        let all = self.reshape(back, &[self.n * e, s, c], tg)?;
+        let tokens = self.tokens();
+        let mine = self.push(Op::MoeCombine { tokens }, &[all, gates], tg)?;
+        let rows = Op::TpGather {
+            cut: Cut {
+                axis: 0,
+                groups: 1,
+                parts: self.n,
+            },
+            index: self.index,
+        };
+        self.push(rows, &[mine], tg)
+    }
+
+    fn dims3(&self, id: NodeId) -> Result<[usize; 3]> {
+        let d = self.out.node(id).shape.to_vec();
+        d.try_into()
+            .map_err(|d| Error::internal(format!("expert buffer {id}: dims {d:?}, not 3")))
+    }
+
+    fn reshape(&mut self, x: NodeId, dims: &[usize], tg: crate::ir::TaskGraphId) -> Result<NodeId> {
+        let op = Op::Reshape {
+            shape: Shape::fixed(dims),
+        };
+        self.push(op, &[x], tg)
     }
 
     fn push(&mut self, op: Op, inputs: &[NodeId], tg: crate::ir::TaskGraphId) -> Result<NodeId> {

@@ -253,6 +253,12 @@ impl Analysis<'_> {
             Op::Embedding => self.embedding(id),
             Op::CrossEntropy => self.cross_entropy(id),
             Op::Argmax => self.argmax(id),
+            Op::MoeDispatch {
+                top_k,
+                capacity_factor,
+                ..
+            } => self.moe_dispatch(id, *top_k, *capacity_factor),
+            Op::MoeCombine { .. } => self.moe_combine(id),
             _ => self.no_rule(id),
         }
     }

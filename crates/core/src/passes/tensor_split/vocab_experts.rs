@@ -1,5 +1,6 @@
 //! Placement rules of vocabulary parallelism (embedding, cross-entropy, argmax) and expert
-//! parallelism (per-expert weights), a child of `rules` sharing its analysis.
+//! parallelism (per-expert weights; tokens dispatched to their experts' devices and combined
+//! back by all-to-all), a child of `rules` sharing its analysis.
 
 use super::{Analysis, plan};
 use crate::error::Result;
@@ -102,5 +103,55 @@ impl Analysis<'_> {
             vec![conv_a, Conv::Keep],
             &self.g.node(id).op,
         )))
+    }
+
+    /// Expert parallelism's dispatch: each device takes its slice of the (replicated) tokens,
+    /// places them in their experts' slots (numbered over all tokens, so every device agrees)
+    /// and an all-to-all sends each device the slots of its experts: the buffer comes out
+    /// sharded by expert.
+    pub(super) fn moe_dispatch(&mut self, id: NodeId, top_k: usize, cf: f32) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let (x, gates) = (node.inputs[0], node.inputs[1]);
+        let (tokens, experts) = (self.dims(gates)[0], self.dims(gates)[1]);
+        let convs = match (self.place(x), self.place(gates)) {
+            (Place::Rep, Place::Rep) => vec![Conv::Shard { axis: 0, groups: 1 }, Conv::Keep],
+            _ => return self.no_rule(id),
+        };
+        if !experts.is_multiple_of(self.n) {
+            let msg = format!("{experts} experts do not divide over {} devices", self.n);
+            return Err(self.error(id, msg));
+        }
+        if !tokens.is_multiple_of(self.n) {
+            return Err(self.error(
+                id,
+                format!(
+                    "{tokens} tokens per micro-batch do not divide over {} devices (expert                      parallelism cuts the tokens among them)",
+                    self.n
+                ),
+            ));
+        }
+        Ok(NodePlan {
+            expand: Some(Expand::MoeDispatch {
+                top_k,
+                capacity_factor: cf,
+            }),
+            ..plan(Place::Shard { axis: 0, groups: 1 }, convs, &node.op)
+        })
+    }
+
+    /// Expert parallelism's combine: an all-to-all returns every expert's slots to every device,
+    /// which combines its slice of the tokens; the slices are all-gathered, so the result is
+    /// replicated like the layer's input. The gates' gradient is partial (each device's rows),
+    /// so they are read through `Copy`.
+    pub(super) fn moe_combine(&mut self, id: NodeId) -> Result<NodePlan> {
+        let node = self.g.node(id);
+        let (buf, gates) = (node.inputs[0], node.inputs[1]);
+        match (self.place(buf), self.place(gates)) {
+            (Place::Shard { axis: 0, groups: 1 }, Place::Rep) => Ok(NodePlan {
+                expand: Some(Expand::MoeCombine),
+                ..plan(Place::Rep, vec![Conv::Keep, Conv::Copy], &node.op)
+            }),
+            _ => self.no_rule(id),
+        }
     }
 }
