@@ -151,38 +151,17 @@ fn expert_parallelism_over_2_and_4_devices_matches_one_device() {
         assert!(base[4] < base[0], "the {form:?} MoE model learns: {base:?}");
         for tp in [2, 4] {
             let (got, t) = train(tp, tp, form);
-            for (i, (a, b)) in base.iter().zip(&got).enumerate() {
-                assert!(
-                    (a - b).abs() <= 1e-5 * a.abs(),
-                    "{form:?} ep{tp}: step {} loss {b} vs one device {a}",
-                    i + 1
-                );
-            }
+            assert_losses_match(&got, &base, &format!("{form:?} ep{tp}"));
             // Each device holds E / tp experts; the router stays whole.
             let g = t.compiled();
-            let shape = |name: &str| {
-                let (id, _) = g
-                    .parameters()
-                    .into_iter()
-                    .find(|(_, n)| *n == name)
-                    .unwrap();
-                g.node(id).shape.to_vec()
-            };
-            assert_eq!(shape("moe.w1"), [E / tp, C, H]);
-            assert_eq!(shape("moe.b2"), [E / tp, 1, C]);
-            assert_eq!(shape("moe.gate.weight"), [C, E]);
+            assert_eq!(param_shape(g, "moe.w1"), [E / tp, C, H]);
+            assert_eq!(param_shape(g, "moe.b2"), [E / tp, 1, C]);
+            assert_eq!(param_shape(g, "moe.gate.weight"), [C, E]);
             // Routed: tokens go to their experts and back by all-to-all, forward and backward.
             let all_to_all = if form == Form::Routed { 4 } else { 0 };
             assert_eq!(count(g, "tp_all_to_all"), all_to_all, "{form:?} ep{tp}");
             for n in ["moe.w1", "moe.w2", "moe.gate.weight"] {
-                let (a, b) = (base_t.parameter(n).unwrap(), t.parameter(n).unwrap());
-                let diff = a
-                    .as_f32()
-                    .unwrap()
-                    .iter()
-                    .zip(b.as_f32().unwrap())
-                    .map(|(x, y)| (x - y).abs())
-                    .fold(0.0f32, f32::max);
+                let diff = max_diff(&base_t.parameter(n).unwrap(), &t.parameter(n).unwrap());
                 assert!(diff < 1e-4, "{form:?} ep{tp}: {n} differs by {diff}");
             }
         }

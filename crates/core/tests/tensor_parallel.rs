@@ -85,14 +85,8 @@ fn assert_vocab_parity(name: &str, layout: (usize, usize, usize, usize), vocab: 
         );
     }
     for n in ["wte", "h.0.attn.weight", "h.3.fc.bias", "h.3.out.weight"] {
-        let (x, y) = (base_t.parameter(n).unwrap(), t.parameter(n).unwrap());
-        let (x, y) = (x.as_f32().unwrap(), y.as_f32().unwrap());
-        assert_eq!(x.len(), y.len(), "{name}: {n} gathered to the whole size");
-        let diff = x
-            .iter()
-            .zip(y)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        // (max_diff checks that the shards were gathered to the whole size)
+        let diff = max_diff(&base_t.parameter(n).unwrap(), &t.parameter(n).unwrap());
         assert!(diff < 1e-4, "{name}: parameter {n} differs by {diff}");
     }
 }
@@ -124,14 +118,7 @@ fn tensor_parallel_composes_with_pipeline_and_data_parallelism() {
 fn each_device_holds_its_shards_and_one_reduction_per_pairing() {
     let (_, t) = run(1, 4, 4, 1);
     let g = t.compiled();
-    let shape = |name: &str| {
-        let (id, _) = g
-            .parameters()
-            .into_iter()
-            .find(|(_, n)| *n == name)
-            .unwrap();
-        g.node(id).shape.to_vec()
-    };
+    let shape = |name: &str| param_shape(g, name);
     // Column-parallel q|k|v and fc (bias cut with them), row-parallel proj and out.
     assert_eq!(shape("h.0.attn.weight"), [C, 3 * C / 4]);
     assert_eq!(shape("h.0.attn.bias"), [3 * C / 4]);

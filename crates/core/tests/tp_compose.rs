@@ -46,14 +46,9 @@ fn a_checkpoint_saved_under_one_tensor_parallel_width_resumes_under_another() {
         let mut second = trainer(load_tp, load_n, load_cfg);
         second.load(&dir).unwrap();
         let resumed = steps(&mut second, 2..5);
-        for (s, (a, b)) in base[2..].iter().zip(&resumed).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-5 * a.abs(),
-                "case {i} (tp{save_tp} on {save_n} -> tp{load_tp} on {load_n}): step {} loss {b} \
-                 vs uninterrupted {a}",
-                s + 3
-            );
-        }
+        let what =
+            format!("case {i}, tp{save_tp} on {save_n} -> tp{load_tp} on {load_n}, from step 3");
+        assert_losses_match(&resumed, &base[2..], &what);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -88,25 +83,9 @@ fn zero_shards_the_tensor_parallel_shards_across_replicas() {
     for level in ["v0", "v1", "v2"] {
         let mut t = trainer(2, 4, json!({ "zero.level": level }));
         let got = steps(&mut t, 0..5);
-        for (i, (a, b)) in base.iter().zip(&got).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-5 * a.abs(),
-                "zero {level} dp2 x tp2: step {} loss {b} vs one device {a}",
-                i + 1
-            );
-        }
+        assert_losses_match(&got, &base, &format!("zero {level} dp2 x tp2"));
         for n in ["wte", "h.0.attn.weight", "h.3.fc.bias"] {
-            let y = t
-                .parameter(n)
-                .unwrap_or_else(|e| panic!("zero {level}: {n}: {e}"));
-            let x = one.parameter(n).unwrap();
-            let diff = x
-                .as_f32()
-                .unwrap()
-                .iter()
-                .zip(y.as_f32().unwrap())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let diff = max_diff(&one.parameter(n).unwrap(), &t.parameter(n).unwrap());
             assert!(diff < 1e-4, "zero {level}: {n} differs by {diff}");
         }
     }

@@ -241,3 +241,35 @@ pub fn assert_parity_with(
         assert!(diff < 1e-4, "{name}: parameter {n} differs by {diff}");
     }
 }
+
+/// Losses equal within 1e-5 relative, step by step (the parity harness's bar).
+pub fn assert_losses_match(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: step counts");
+    for (i, (b, a)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs(),
+            "{what}: step {} loss {b} vs reference {a}",
+            i + 1
+        );
+    }
+}
+
+/// The largest elementwise difference of two f32 tensors of one length.
+pub fn max_diff(a: &HostData, b: &HostData) -> f32 {
+    let (a, b) = (a.as_f32().unwrap(), b.as_f32().unwrap());
+    assert_eq!(a.len(), b.len(), "tensors of different lengths");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
+/// A parameter's shape as a compiled (per-device) graph holds it.
+pub fn param_shape(g: &Graph, name: &str) -> Vec<usize> {
+    let (id, _) = g
+        .parameters()
+        .into_iter()
+        .find(|(_, n)| *n == name)
+        .unwrap_or_else(|| panic!("no parameter '{name}'"));
+    g.node(id).shape.to_vec()
+}
