@@ -126,7 +126,7 @@ test('compile rejects an indivisible global batch, CUDA and a bad batch option w
     instanceOf: weft.WeftDeviceError,
     // Without a GPU (CI): the libraries it lacks are named; with one: the session is not wired;
     // on the WASM build: there is no CUDA.
-    message: /devices cuda:1 needs CUDA libraries that could not be loaded: libcuda\.so \(the NVIDIA driver\)|training on CUDA is not wired yet|devices cuda:1 needs CUDA, which the WASM build does not have/,
+    message: /devices cuda:1 needs CUDA libraries that could not be loaded: libcuda\.so \(the NVIDIA driver\)|devices cuda:1 needs CUDA, which the WASM build does not have/,
   });
   await t.throwsAsync(weft.compile(tinyMlp(), { batch: 0 }), { instanceOf: weft.WeftConfigError });
 });

@@ -3,12 +3,16 @@
 #
 #   scripts/gpu-check.sh build   on a development machine (no GPU needed): builds weft-cuda's
 #                                test executables and copies them, stripped, to gpu-check/bin/
-#                                (git-ignored), ready to carry to the GPU machine.
+#                                (git-ignored), with this machine's node (xz-compressed), ready to
+#                                carry to the GPU machine together with dist/, bindings/index.js
+#                                and bindings/weft.linux-x64-gnu.node (`npm run build` first).
 #   scripts/gpu-check.sh         on a machine with an NVIDIA GPU, no network and no Rust or Node:
 #                                runs those executables (the NVRTC kernel check and the CPU-vs-
-#                                CUDA op parity tests, GPU tests included), then benchmark W3 of
-#                                shared/BENCHMARKS.md (GPT-2 124M, bf16, batch 16 x 1024) for
-#                                PyTorch eager and torch.compile, and prints tokens/s, MFU, ratios.
+#                                CUDA op parity tests and training on cuda:N, GPU tests included),
+#                                then benchmark W3 of shared/BENCHMARKS.md (GPT-2 124M, bf16,
+#                                batch 16 x 1024) for weft (`weft train --devices cuda:1`, when the
+#                                node binary and the addon were carried), PyTorch eager and
+#                                torch.compile, and prints tokens/s, MFU and the ratios.
 #
 # Libraries come from the machine: the driver's libcuda.so, and NVRTC, cuBLAS and NCCL from the
 # NVIDIA wheels next to PyTorch (found through python3 and passed as WEFT_CUDA_LIB_DIR).
@@ -17,7 +21,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${WEFT_GPU_BIN:-gpu-check/bin}
-TESTS=(nvrtc_kernels no_gpu ops_parity)
+TESTS=(nvrtc_kernels no_gpu ops_parity training)
 
 build() {
   mkdir -p "$BIN"
@@ -32,6 +36,21 @@ for line in sys.stdin:
     objcopy --strip-debug "$exe" "$BIN/$name"
     echo "built $BIN/$name ($(du -h "$BIN/$name" | cut -f1))"
   done
+  xz -9 -c "$(command -v node)" >"$BIN/node.xz" && echo "built $BIN/node.xz ($(du -h "$BIN/node.xz" | cut -f1))"
+}
+
+# weft's W3 through the CLI on one GPU: prints the run's summary JSON line, or nothing.
+weft_w3() {
+  local node="$BIN/node"
+  [ -x "$node" ] || { [ -f "$BIN/node.xz" ] && xz -dc "$BIN/node.xz" >"$node" && chmod +x "$node"; }
+  if [ ! -x "$node" ] || [ ! -f dist/cli/main.js ] || [ ! -f bindings/weft.linux-x64-gnu.node ]; then
+    echo "weft W3 skipped: carry $BIN/node.xz, dist/, bindings/index.js and the addon" >&2
+    return 0
+  fi
+  # shellcheck disable=SC2086
+  "$node" dist/cli/main.js train --model gpt --layers 12 --heads 12 --dim 768 --seq 1024 \
+    --vocab 50257 --batch 16 --steps "${WEFT_W3_STEPS:-12}" --devices cuda:1 \
+    --set amp.level=O1 --set amp.dtype=bf16 --json | tail -n 1
 }
 
 # Folders of the NVIDIA wheels' shared libraries, ':'-separated.
@@ -86,10 +105,22 @@ w3() {
   printf '%-16s %14s %8s\n' impl tokens/s MFU
   printf '%-16s %14s %8s\n' "pytorch eager" "$te" "$(json_field "$eager" mfu)"
   printf '%-16s %14s %8s\n' "torch.compile" "$tc" "$(json_field "$compiled" mfu)"
-  printf '%-16s %14s %8s\n' weft "not run" "-"
-  echo "weft: not measured. The training session (crates/core/src/session) is hard-wired to the"
-  echo "CPU backend; weft-cuda's backend runs every op (the parity tests above) but no session"
-  echo "drives it yet, so there is no weft W3 figure and no weft/PyTorch ratio."
+  local summary tw
+  summary=$(weft_w3 | "$PY" -c '
+import json, sys
+try:
+    print(json.dumps(json.loads(sys.stdin.read())["summary"]))
+except (ValueError, KeyError):
+    pass')
+  tw=$(json_field "$summary" tokens_per_s)
+  if [ -n "$tw" ] && [ -n "$te" ]; then
+    # Same model and tokens: MFU scales with tokens/s.
+    printf '%-16s %14s %8s\n' weft "$tw" "$("$PY" -c "import sys; print(round(float(sys.argv[1]) * float(sys.argv[2]) / float(sys.argv[3]), 4))" "$(json_field "$eager" mfu)" "$tw" "$te")"
+    "$PY" -c "import sys; w, e, c = map(float, sys.argv[1:]); print(f'ratio weft / eager: {w/e:.3f}, weft / torch.compile: {w/c:.3f}')" "$tw" "$te" "${tc:-nan}"
+  else
+    printf '%-16s %14s %8s\n' weft "not run" "-"
+    echo "weft: no W3 figure (see the lines above: a missing carried binary, or the run's error)"
+  fi
   if [ -z "$te" ] || [ -z "$tc" ]; then
     echo "FAIL: a PyTorch W3 run printed no result (see its error above)"
     return 1

@@ -19,19 +19,37 @@ use weft_core::ir::Graph;
 use weft_core::session::{DeviceSpec, StepReport, Trainer, TrainerOptions};
 use weft_core::{Error, Result};
 
-type Shared = Arc<Mutex<Trainer>>;
+/// A compiled trainer, on CPU virtual devices or (native builds) CUDA ones.
+pub enum AnyTrainer {
+    Cpu(Trainer),
+    #[cfg(not(target_family = "wasm"))]
+    Cuda(Trainer<weft_cuda::CudaBackend>),
+}
+
+/// `$body` with `$t` bound to the trainer whichever backend it runs on.
+macro_rules! on {
+    ($trainer:expr, |$t:ident| $body:expr) => {
+        match $trainer {
+            AnyTrainer::Cpu($t) => $body,
+            #[cfg(not(target_family = "wasm"))]
+            AnyTrainer::Cuda($t) => $body,
+        }
+    };
+}
+
+type Shared = Arc<Mutex<AnyTrainer>>;
 type Staging = Arc<Mutex<BTreeMap<String, HostData>>>;
 
 fn poisoned() -> Error {
     Error::internal("the trainer is unusable after an earlier internal error")
 }
 
-fn lock(t: &Shared) -> Result<MutexGuard<'_, Trainer>> {
+fn lock(t: &Shared) -> Result<MutexGuard<'_, AnyTrainer>> {
     t.lock().map_err(|_| poisoned())
 }
 
 /// Sync accessors must not block the JS thread behind a running task.
-fn try_lock(t: &Shared) -> Result<MutexGuard<'_, Trainer>> {
+fn try_lock(t: &Shared) -> Result<MutexGuard<'_, AnyTrainer>> {
     t.try_lock().map_err(|e| match e {
         TryLockError::WouldBlock => Error::Unsupported {
             feature: "concurrent trainer calls".into(),
@@ -94,14 +112,19 @@ pub struct CompileTask {
     job: Option<(Graph, TrainerOptions)>,
 }
 
+/// `cuda:N` first checks the GPUs and CUDA libraries, so a machine without them gets an error
+/// naming what is missing.
 #[cfg(not(target_family = "wasm"))]
-fn probe_cuda(n: usize) -> weft_core::Result<()> {
-    weft_cuda::probe(n).map(|_| ())
+fn compile_cuda(graph: Graph, options: TrainerOptions) -> Result<AnyTrainer> {
+    weft_cuda::compile(graph, options).map(AnyTrainer::Cuda)
 }
 
 /// The WASM build leaves weft-cuda out (it loads CUDA's libraries with dlopen, which WASI lacks).
 #[cfg(target_family = "wasm")]
-fn probe_cuda(n: usize) -> weft_core::Result<()> {
+fn compile_cuda(_: Graph, options: TrainerOptions) -> Result<AnyTrainer> {
+    let n = match options.devices {
+        DeviceSpec::Cuda(n) | DeviceSpec::Cpu(n) => n,
+    };
     Err(Error::Device {
         message: format!(
             "devices cuda:{n} needs CUDA, which the WASM build does not have: use the native addon, or cpu devices"
@@ -111,7 +134,7 @@ fn probe_cuda(n: usize) -> weft_core::Result<()> {
 
 #[napi]
 impl Task for CompileTask {
-    type Output = Result<Trainer>;
+    type Output = Result<AnyTrainer>;
     type JsValue = NativeTrainer;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
@@ -120,19 +143,17 @@ impl Task for CompileTask {
                 .job
                 .take()
                 .ok_or_else(|| Error::internal("compile ran twice"))?;
-            // `cuda:N` first checks the GPUs and CUDA libraries, so a machine without them
-            // gets an error naming what is missing.
-            if let DeviceSpec::Cuda(n) = options.devices {
-                probe_cuda(n)?;
+            match options.devices {
+                DeviceSpec::Cuda(_) => compile_cuda(graph, options),
+                DeviceSpec::Cpu(_) => Trainer::compile(graph, options).map(AnyTrainer::Cpu),
             }
-            Trainer::compile(graph, options)
         }))
     }
 
     fn resolve(&mut self, env: Env, out: Self::Output) -> napi::Result<NativeTrainer> {
         catch(|| {
             out.map(|t| NativeTrainer {
-                input_names: t.inputs().iter().map(|s| s.name.clone()).collect(),
+                input_names: on!(&t, |t| t.inputs().iter().map(|s| s.name.clone()).collect()),
                 inner: Arc::new(Mutex::new(t)),
                 staging: Staging::default(),
             })
@@ -158,11 +179,11 @@ impl Task for StepTask {
     fn compute(&mut self) -> napi::Result<Self::Output> {
         Ok(catch(|| {
             let mut t = lock(&self.trainer)?;
-            if self.train {
+            on!(&mut *t, |t| if self.train {
                 t.step(&self.batch)
             } else {
                 t.evaluate(&self.batch)
-            }
+            })
         }))
     }
 
@@ -199,14 +220,14 @@ impl Task for IoTask {
                 .take()
                 .ok_or_else(|| Error::internal("task ran twice"))?;
             let mut t = lock(&self.trainer)?;
-            Ok(match job {
+            Ok(on!(&mut *t, |t| match job {
                 Io::Save(dir, meta) => {
                     t.save(&dir, meta)?;
                     Value::Null
                 }
                 Io::Load(dir) => t.load(&dir)?,
                 Io::LoadWeights(file) => Value::from(t.load_weights(&file)?),
-            }
+            })
             .to_string())
         }))
     }
@@ -270,7 +291,8 @@ impl NativeTrainer {
                 .zip(&inputs)
                 .map(|(name, v)| (name.clone(), host_view(v)))
                 .collect();
-            Ok(step_report(try_lock(&self.inner)?.step(&batch)?))
+            let mut t = try_lock(&self.inner)?;
+            Ok(step_report(on!(&mut *t, |t| t.step(&batch))?))
         })
     }
 
@@ -309,29 +331,26 @@ impl NativeTrainer {
     #[napi]
     pub fn inputs(&self) -> js::Result<Vec<JsInputSpec>> {
         guard(|| {
-            Ok(try_lock(&self.inner)?
-                .inputs()
-                .iter()
-                .map(input_spec)
-                .collect())
+            let t = try_lock(&self.inner)?;
+            Ok(on!(&*t, |t| t.inputs().iter().map(input_spec).collect()))
         })
     }
 
     /// Optimizer steps taken so far (restored by `load`).
     #[napi]
     pub fn step_count(&self) -> js::Result<i64> {
-        guard(|| Ok(try_lock(&self.inner)?.step_count() as i64))
+        guard(|| Ok(on!(&*try_lock(&self.inner)?, |t| t.step_count() as i64)))
     }
 
     #[napi]
     pub fn plan_text(&self) -> js::Result<String> {
-        guard(|| Ok(try_lock(&self.inner)?.plan_text()))
+        guard(|| Ok(on!(&*try_lock(&self.inner)?, |t| t.plan_text())))
     }
 
     /// The plan as JSON text (devices, taskgraphs, schedule, memory, config).
     #[napi]
     pub fn plan_json(&self) -> js::Result<String> {
-        guard(|| Ok(try_lock(&self.inner)?.plan_json().to_string()))
+        guard(|| Ok(on!(&*try_lock(&self.inner)?, |t| t.plan_json().to_string())))
     }
 
     /// This process's place in a multi-process job as JSON text
@@ -340,7 +359,7 @@ impl NativeTrainer {
     pub fn process_json(&self) -> js::Result<String> {
         guard(|| {
             let t = try_lock(&self.inner)?;
-            let v = t.process_rank().map(|p| {
+            let v = on!(&*t, |t| t.process_rank()).map(|p| {
                 serde_json::json!({
                     "rank": p.rank,
                     "world": p.world,
@@ -356,19 +375,23 @@ impl NativeTrainer {
     /// Measured and predicted memory per device as JSON text.
     #[napi]
     pub fn memory_json(&self) -> js::Result<String> {
-        guard(|| Ok(try_lock(&self.inner)?.memory_json().to_string()))
+        guard(|| {
+            Ok(on!(&*try_lock(&self.inner)?, |t| t
+                .memory_json()
+                .to_string()))
+        })
     }
 
     #[napi]
     pub fn parameter_names(&self) -> js::Result<Vec<String>> {
-        guard(|| Ok(try_lock(&self.inner)?.parameter_names()))
+        guard(|| Ok(on!(&*try_lock(&self.inner)?, |t| t.parameter_names())))
     }
 
     #[napi]
     pub fn parameters(&self) -> js::Result<Vec<ParameterInfo>> {
         guard(|| {
             let t = try_lock(&self.inner)?;
-            Ok(t.parameter_shapes()
+            Ok(on!(&*t, |t| t.parameter_shapes())
                 .into_iter()
                 .map(|(name, dims)| ParameterInfo {
                     name,
@@ -381,12 +404,20 @@ impl NativeTrainer {
     /// A copy of a parameter's current value.
     #[napi(ts_return_type = "Float32Array | Int32Array")]
     pub fn get_parameter(&self, name: String) -> js::Result<JsTensor> {
-        guard(|| Ok(to_js_tensor(try_lock(&self.inner)?.parameter(&name)?)))
+        guard(|| {
+            Ok(to_js_tensor(
+                on!(&*try_lock(&self.inner)?, |t| t.parameter(&name))?
+            ))
+        })
     }
 
     /// Chrome/Perfetto trace of the last training step as JSON text: one track per device.
     #[napi]
     pub fn trace_json(&self) -> js::Result<String> {
-        guard(|| Ok(try_lock(&self.inner)?.trace_json().to_string()))
+        guard(|| {
+            Ok(on!(&*try_lock(&self.inner)?, |t| t
+                .trace_json()
+                .to_string()))
+        })
     }
 }

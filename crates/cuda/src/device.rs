@@ -17,20 +17,24 @@ pub(crate) fn driver(what: &str, e: DriverError) -> Error {
 }
 
 /// Checks that `count` GPUs can be used: the libraries load and the driver sees enough devices.
-/// This is what `--devices cuda:N` runs first; on a machine without CUDA it names what is
-/// missing. More than one GPU also needs NCCL.
+/// On a machine without CUDA it names what is missing. More than one GPU also needs NCCL.
 pub fn probe(count: usize) -> Result<usize> {
-    let what = format!("devices cuda:{count}");
     let mut libs = Lib::BACKEND.to_vec();
     if count > 1 {
         libs.push(Lib::Nccl);
     }
-    loader::require(&libs, &what)?;
-    let visible = loader::guard(&what, || {
+    probe_for(&format!("devices cuda:{count}"), &libs, count)
+}
+
+/// The GPUs the driver sees, after checking `libs` load and that there are at least `gpus`;
+/// errors begin with `what`.
+pub(crate) fn probe_for(what: &str, libs: &[Lib], gpus: usize) -> Result<usize> {
+    loader::require(libs, what)?;
+    let visible = loader::guard(what, || {
         CudaContext::device_count().map_err(|e| driver("device count", e))
     })?;
     let visible = usize::try_from(visible).unwrap_or(0);
-    if visible < count {
+    if visible < gpus {
         return Err(Error::Device {
             message: format!("{what}: the CUDA driver sees {visible} GPU(s)"),
         });

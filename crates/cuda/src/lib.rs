@@ -9,6 +9,7 @@
 //! - `buffer`   device buffers and the caching allocator
 //! - `ops`      one launch function per op family
 //! - `backend`  `CudaBackend`, weft_core's `Backend` trait on one GPU
+//! - `session`  `compile`: weft_core's trainer on `cuda:N` virtual devices
 
 mod backend;
 mod buffer;
@@ -16,7 +17,9 @@ mod device;
 pub mod kernels;
 pub mod loader;
 mod ops;
+mod session;
 
 pub use backend::CudaBackend;
 pub use buffer::{CacheStats, CudaBuffer};
 pub use device::probe;
+pub use session::compile;

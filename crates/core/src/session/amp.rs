@@ -6,6 +6,7 @@
 use super::options::TrainerOptions;
 use crate::config::{AmpDtype, AmpLevel, LossScale};
 use crate::error::Result;
+use crate::exec::Backend;
 use crate::ir::{DType, Graph};
 use crate::passes::{AmpReport, mixed_precision, recast_parameters, run_pass, scale_loss_seed};
 
@@ -136,7 +137,7 @@ pub(super) fn warnings(options: &TrainerOptions) -> Vec<String> {
     Vec::new()
 }
 
-impl super::trainer::Trainer {
+impl<B: Backend> super::trainer::Trainer<B> {
     /// The report of a step dynamic loss scaling skipped: nothing was updated, the step count
     /// stands, and the scale is already halved.
     pub(super) fn skipped_report(&self, loss: f32, t0: std::time::Instant) -> super::StepReport {

@@ -5,6 +5,7 @@
 use super::device::DeviceResult;
 use super::trainer::Trainer;
 use crate::error::{Error, Result};
+use crate::exec::Backend;
 use crate::exec::{AsHostView, HostData, HostView};
 use std::collections::BTreeMap;
 
@@ -15,7 +16,7 @@ pub(super) fn views<D: AsHostView>(batch: &BTreeMap<String, D>) -> Batch<'_> {
     batch.iter().map(|(k, v)| (k.as_str(), v.view())).collect()
 }
 
-impl Trainer {
+impl<B: Backend> Trainer<B> {
     /// Check names, dtypes and sizes of a global batch before anything runs.
     pub(super) fn check_batch(&self, batch: &Batch<'_>) -> Result<()> {
         for name in batch.keys() {

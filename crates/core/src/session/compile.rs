@@ -43,12 +43,12 @@ pub(super) fn device_count(options: &TrainerOptions) -> Result<usize> {
             "devices",
             format!("devices cpu:{n}: at most 16 CPU virtual devices"),
         )),
-        DeviceSpec::Cuda(_) => Err(Error::Device {
-            message: "training on CUDA is not wired yet: the session runs on the CPU backend only \
-                 (weft-cuda's backend runs every op, but the session is not generic over the \
-                 backend yet); use --devices cpu:N"
-                .into(),
-        }),
+        // A GPU's virtual devices share it (each its own streams); the count bounds alike.
+        DeviceSpec::Cuda(n) if n <= 16 => Ok(n),
+        DeviceSpec::Cuda(n) => Err(Error::config(
+            "devices",
+            format!("devices cuda:{n}: at most 16 virtual devices"),
+        )),
     }
 }
 

@@ -26,6 +26,7 @@ use super::options::TrainerOptions;
 use super::overlap::Buckets;
 use crate::collectives::{ReduceOp, from_fp16_payload, reduce_in_rank_order, to_fp16_payload};
 use crate::error::{Error, Result};
+use crate::exec::Backend;
 use crate::exec::{Awaited, UpdateRule};
 use std::fmt::Write;
 use std::time::Instant;
@@ -86,8 +87,8 @@ pub(super) fn check_features(options: &TrainerOptions, tp: usize) -> Result<()> 
 
 /// Phase one of a step on every device, on this thread: the pipeline work, interleaved, then
 /// the gradient reduction across replicas.
-pub(super) fn compute_all(
-    devices: &mut [Device],
+pub(super) fn compute_all<B: Backend>(
+    devices: &mut [Device<B>],
     plans: &[StepPlan<'_>],
     names: &[String],
 ) -> Result<Vec<DeviceResult>> {
@@ -102,8 +103,8 @@ pub(super) fn compute_all(
     })
 }
 
-fn interleave(
-    devices: &mut [Device],
+fn interleave<B: Backend>(
+    devices: &mut [Device<B>],
     plans: &[StepPlan<'_>],
     names: &[String],
 ) -> Result<Vec<DeviceResult>> {
@@ -152,7 +153,7 @@ fn interleave(
 }
 
 /// The first message work item `wi` of a device waits for; None when it can run now.
-fn awaited(d: &Device, plan: &StepPlan<'_>, wi: usize) -> Result<Option<Awaited>> {
+fn awaited<B: Backend>(d: &Device<B>, plan: &StepPlan<'_>, wi: usize) -> Result<Option<Awaited>> {
     let Some((kind, stage, mb)) = program_of(plan.work[wi], plan.train) else {
         return Ok(None);
     };
@@ -162,7 +163,12 @@ fn awaited(d: &Device, plan: &StepPlan<'_>, wi: usize) -> Result<Option<Awaited>
 
 /// The deadlock report: each device's schedule with its next item in brackets and the message
 /// that item waits for.
-fn deadlock(devices: &[Device], plans: &[StepPlan<'_>], next: &[usize], names: &[String]) -> Error {
+fn deadlock<B: Backend>(
+    devices: &[Device<B>],
+    plans: &[StepPlan<'_>],
+    next: &[usize],
+    names: &[String],
+) -> Error {
     let mut text = String::from(
         "cooperative executor: no device can run its next work item (the schedule deadlocks):",
     );
@@ -208,8 +214,8 @@ fn mb_of(w: Work) -> usize {
 /// After every device's compute: each replica's gradients packed into the threaded reducer's
 /// buckets, each bucket summed over its data-parallel group in rank (replica) order, written
 /// back scaled; then each device's share of the global norm.
-fn reduce_gradients(
-    devices: &mut [Device],
+fn reduce_gradients<B: Backend>(
+    devices: &mut [Device<B>],
     plans: &[StepPlan<'_>],
     outs: &mut [DeviceResult],
 ) -> Result<()> {
@@ -248,7 +254,7 @@ fn reduce_gradients(
 }
 
 /// One device's gradients in buckets, one set per hosted stage (all final after compute).
-fn pack(d: &mut Device, plan: &StepPlan<'_>) -> Result<Vec<Buckets>> {
+fn pack<B: Backend>(d: &mut Device<B>, plan: &StepPlan<'_>) -> Result<Vec<Buckets>> {
     let Device { execs, spare, .. } = d;
     execs
         .iter()
@@ -266,7 +272,7 @@ fn pack(d: &mut Device, plan: &StepPlan<'_>) -> Result<Vec<Buckets>> {
 
 /// The data-parallel groups: the devices at the same pipeline position in every replica, as
 /// device indices in replica order (the group ranks of `Layout::communicators`).
-fn dp_groups(devices: &[Device]) -> Vec<Vec<usize>> {
+fn dp_groups<B: Backend>(devices: &[Device<B>]) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for (i, d) in devices.iter().enumerate().filter(|(_, d)| !d.dp.is_empty()) {
         let peer = |g: &Vec<usize>| {
@@ -333,8 +339,8 @@ fn reduce_group(
 /// The optimizer step on every device, one after another; returns each one's span. Under ZeRO
 /// v0/v1 each replica updates its pieces of an apply group, then the driver gathers them into
 /// every replica's parameters, group after group, as the threaded all-gather does.
-pub(super) fn update(
-    devices: &mut [Device],
+pub(super) fn update<B: Backend>(
+    devices: &mut [Device<B>],
     step: u64,
     rule_for: &dyn Fn(&str) -> UpdateRule,
     coef: f32,
@@ -369,8 +375,8 @@ pub(super) fn update(
 
 /// ZeRO: every replica of `group` updates its pieces of hosted stage `s`'s apply group `g`;
 /// their packed pieces, concatenated in replica order, are then unpacked into every replica.
-fn update_and_gather(
-    devices: &mut [Device],
+fn update_and_gather<B: Backend>(
+    devices: &mut [Device<B>],
     group: &[usize],
     s: usize,
     g: usize,
@@ -401,7 +407,7 @@ fn update_and_gather(
 }
 
 /// Replica 0's initial weights copied to every other replica (EPL's variable broadcast).
-pub(super) fn broadcast_initial_weights(devices: &mut [Device]) -> Result<()> {
+pub(super) fn broadcast_initial_weights<B: Backend>(devices: &mut [Device<B>]) -> Result<()> {
     for group in dp_groups(devices) {
         let (root, rest) = group.split_first().unwrap_or((&0, &[]));
         for s in 0..devices[*root].execs.len() {

@@ -8,7 +8,7 @@ use super::trace::DeviceTrace;
 use super::zero::ShardPlan;
 use crate::collectives::Communicator;
 use crate::error::{Error, Result};
-use crate::exec::cpu::CpuBackend;
+use crate::exec::Backend;
 use crate::exec::{
     Executor, GradHook, GradReduce, HostData, HostView, KernelCtx, Link, ProgramKind,
 };
@@ -38,9 +38,9 @@ impl Work {
     }
 }
 
-pub(super) struct Device {
+pub(super) struct Device<B: Backend> {
     /// One executor per hosted stage, in `stages` order.
-    pub execs: Vec<Executor<CpuBackend>>,
+    pub execs: Vec<Executor<B>>,
     pub stages: Vec<usize>,
     /// This device's rank within its pipeline replica.
     pub position: usize,
@@ -106,7 +106,7 @@ pub(super) struct StepPlan<'a> {
     pub qualified: bool,
 }
 
-impl Device {
+impl<B: Backend> Device<B> {
     /// Fail this device's communication groups so peers stop waiting for it.
     pub fn abort(&self, reason: &str) {
         if let Some(w) = &self.world {
@@ -121,14 +121,14 @@ impl Device {
         }
     }
 
-    pub fn exec_of(&self, stage: usize) -> Option<&Executor<CpuBackend>> {
+    pub fn exec_of(&self, stage: usize) -> Option<&Executor<B>> {
         self.stages
             .iter()
             .position(|&s| s == stage)
             .map(|i| &self.execs[i])
     }
 
-    pub fn exec_of_mut(&mut self, stage: usize) -> Option<&mut Executor<CpuBackend>> {
+    pub fn exec_of_mut(&mut self, stage: usize) -> Option<&mut Executor<B>> {
         self.stages
             .iter()
             .position(|&s| s == stage)
@@ -271,8 +271,8 @@ pub(super) fn exec_index(stages: &[usize], stage: usize) -> Result<usize> {
 
 /// Run work item `wi` of `plan` on `exec` (the executor of its stage), trace it, and take the
 /// loss and outputs it finished.
-pub(super) fn run_item(
-    exec: &mut Executor<CpuBackend>,
+pub(super) fn run_item<B: Backend>(
+    exec: &mut Executor<B>,
     link: Option<&Link<'_>>,
     plan: &StepPlan<'_>,
     wi: usize,
@@ -301,8 +301,8 @@ pub(super) fn run_item(
 }
 
 /// The loss and outputs of micro-batch `mb` that `stage` computed.
-fn take_results(
-    exec: &mut Executor<CpuBackend>,
+fn take_results<B: Backend>(
+    exec: &mut Executor<B>,
     plan: &StepPlan<'_>,
     stage: usize,
     mb: usize,
@@ -310,7 +310,7 @@ fn take_results(
 ) -> Result<()> {
     // One node may be the loss and outputs at once: download each node once.
     let mut taken: Vec<(NodeId, HostData)> = Vec::new();
-    let mut take = |id: NodeId, exec: &mut Executor<CpuBackend>| -> Result<HostData> {
+    let mut take = |id: NodeId, exec: &mut Executor<B>| -> Result<HostData> {
         if let Some((_, d)) = taken.iter().find(|(n, _)| *n == id) {
             return Ok(d.clone());
         }
@@ -332,8 +332,8 @@ fn take_results(
 
 /// The scale the reduced gradients get: the mean's, or under EPL's local clipping (each
 /// replica clips its own gradient before the sum) the replica scale after clipping here.
-pub(super) fn local_clip_scale(
-    execs: &mut [Executor<CpuBackend>],
+pub(super) fn local_clip_scale<B: Backend>(
+    execs: &mut [Executor<B>],
     plan: &StepPlan<'_>,
 ) -> Result<f32> {
     let Some(clip) = plan.local_clip else {
@@ -353,7 +353,7 @@ pub(super) fn local_clip_scale(
 
 /// A stage's share of the global gradient norm: a tensor-parallel device other than the first
 /// counts only its shards (the replicated parameters are the first's too).
-pub(super) fn sum_squares(exec: &Executor<CpuBackend>, tp_rank: usize) -> Result<f64> {
+pub(super) fn sum_squares<B: Backend>(exec: &Executor<B>, tp_rank: usize) -> Result<f64> {
     if tp_rank == 0 {
         return exec.grad_sum_squares();
     }

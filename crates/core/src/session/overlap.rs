@@ -11,7 +11,7 @@ use crate::collectives::{
     Bucket, Communicator, ReduceOp, all_reduce_fp16, plan_buckets, reduce_scatter_fp16,
 };
 use crate::error::{Error, Result};
-use crate::exec::cpu::CpuBackend;
+use crate::exec::Backend;
 use crate::exec::{Executor, GradReduce};
 use crate::ir::NodeId;
 use std::collections::HashMap;
@@ -103,10 +103,10 @@ impl Buckets {
 
     /// Write the reduced buckets (under ZeRO v1, this replica's chunk of each) back as the
     /// scaled gradients, and return the bucket buffers to `spare`.
-    pub fn write_back(
+    pub fn write_back<B: Backend>(
         self,
         reduced: Vec<Option<Vec<f32>>>,
-        exec: &mut Executor<CpuBackend>,
+        exec: &mut Executor<B>,
         scale: f32,
         spare: &mut Vec<Vec<f32>>,
     ) -> Result<()> {
@@ -215,9 +215,9 @@ impl<'scope> Overlap<'scope> {
 
     /// Wait for every bucket, write the reduced, scaled gradients back, and return the bucket
     /// buffers to `spare`.
-    pub fn finish(
+    pub fn finish<B: Backend>(
         self,
-        exec: &mut Executor<CpuBackend>,
+        exec: &mut Executor<B>,
         scale: f32,
         spare: &mut Vec<Vec<f32>>,
     ) -> Result<()> {

@@ -3,11 +3,11 @@
 
 use super::trainer::Trainer;
 use crate::error::{Error, Result};
-use crate::exec::cpu::CpuBackend;
+use crate::exec::Backend;
 use crate::exec::{Executor, HostData};
 use crate::ir::Graph;
 
-impl Trainer {
+impl<B: Backend> Trainer<B> {
     /// (name, shape) of every parameter, in creation order.
     pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
         self.compiled
@@ -61,7 +61,7 @@ impl Trainer {
 
     /// The executors holding a parameter at tensor-parallel rank `rank` (0 without tensor
     /// parallelism), one per replica in replica order.
-    fn rank_execs(&self, name: &str, rank: usize) -> Result<Vec<&Executor<CpuBackend>>> {
+    fn rank_execs(&self, name: &str, rank: usize) -> Result<Vec<&Executor<B>>> {
         let (devices, stage) = self.owners(name)?;
         let mut mine: Vec<usize> = devices
             .into_iter()
@@ -236,7 +236,7 @@ impl Trainer {
     pub(super) fn for_each_owner(
         &mut self,
         name: &str,
-        mut f: impl FnMut(&mut Executor<CpuBackend>) -> Result<()>,
+        mut f: impl FnMut(&mut Executor<B>) -> Result<()>,
     ) -> Result<()> {
         let (devices, stage) = self.owners(name)?;
         for d in devices {

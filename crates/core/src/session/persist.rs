@@ -4,6 +4,7 @@
 use super::trainer::Trainer;
 use crate::checkpoint::{self, CheckpointData, OptimizerState, TensorEntry, check_against};
 use crate::error::{Error, Result};
+use crate::exec::Backend;
 use crate::exec::HostData;
 use serde_json::Value;
 use std::path::Path;
@@ -23,7 +24,7 @@ fn is_hf_mask_buffer(t: &TensorEntry) -> bool {
     (t.name.ends_with(".attn.bias") || t.name.ends_with(".attn.masked_bias")) && t.shape.len() == 4
 }
 
-impl Trainer {
+impl<B: Backend> Trainer<B> {
     /// Save parameters, optimizer state, the step and `meta` (e.g. the model config) to `dir`.
     pub fn save(&self, dir: &Path, meta: Value) -> Result<()> {
         let mut params = Vec::new();

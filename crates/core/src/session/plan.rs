@@ -3,6 +3,7 @@
 
 use super::device::Work;
 use super::trainer::Trainer;
+use crate::exec::Backend;
 use crate::exec::{Action, Program};
 use crate::ir::{Graph, NodeId, Strategy};
 use serde_json::{Value, json};
@@ -235,7 +236,7 @@ fn work_stage(w: &Work) -> usize {
     }
 }
 
-impl Trainer {
+impl<B: Backend> Trainer<B> {
     /// Predicted peak bytes of every device, in device order (summed over hosted stages).
     pub fn memory_estimates(&self) -> Vec<MemoryEstimate> {
         let states = self.options.optimizer.rule(0.0).state_count();

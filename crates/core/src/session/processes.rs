@@ -6,6 +6,7 @@
 //! and the step's losses, gradient norm and outputs are gathered from every process, so every
 //! process reports the same global numbers, bit for bit those of one process.
 
+use crate::exec::Backend;
 use std::ops::Range;
 
 use super::device::DeviceResult;
@@ -272,7 +273,7 @@ impl Cluster {
     }
 }
 
-impl super::trainer::Trainer {
+impl<B: Backend> super::trainer::Trainer<B> {
     /// A step's loss, squared gradient norm and outputs over the whole job: this process's own
     /// when it runs alone.
     pub(super) fn across_processes(

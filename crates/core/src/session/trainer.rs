@@ -14,6 +14,7 @@ use super::report::StepReport;
 use super::zero::ShardPlan;
 use crate::config::ZeroLevel;
 use crate::error::{Error, Result};
+use crate::exec::Backend;
 use crate::exec::cpu::CpuBackend;
 use crate::exec::{AsHostView, Executor, GradReduce, HostView, KernelCtx, Residency, UpdateRule};
 use crate::ir::{DType, Graph};
@@ -34,8 +35,8 @@ fn grad_reduce(options: &TrainerOptions, scale: f32) -> GradReduce {
 
 /// ZeRO: each hosted stage's shard plan, with its executor told which shard it updates (and,
 /// for v1, to free each gradient once it is in its bucket).
-fn shard_plans(
-    execs: &mut [Executor<CpuBackend>],
+fn shard_plans<B: Backend>(
+    execs: &mut [Executor<B>],
     options: &TrainerOptions,
     replica: usize,
     replicas: usize,
@@ -69,12 +70,12 @@ pub struct InputSpec {
     pub batched: bool,
 }
 
-pub struct Trainer {
+pub struct Trainer<B: Backend = CpuBackend> {
     pub(super) model: Graph,
     pub(super) compiled: Graph,
     pub(super) stages: StageMap,
     pub(super) layout: Layout,
-    pub(super) devices: Vec<Device>,
+    pub(super) devices: Vec<Device<B>>,
     pub(super) options: TrainerOptions,
     pub(super) inputs: Vec<InputSpec>,
     pub(super) step: u64,
@@ -97,8 +98,32 @@ pub struct Trainer {
     pub(super) cooperative: bool,
 }
 
-impl Trainer {
+/// Makes the backend of each virtual device this process hosts: (its rank in the job, the
+/// intra-op threads it may use).
+pub type BackendFactory<'a, B> = dyn Fn(usize, usize) -> Result<B> + 'a;
+
+impl Trainer<CpuBackend> {
+    /// Compile `model` for CPU virtual devices (`devices: cpu:N`).
     pub fn compile(model: Graph, options: TrainerOptions) -> Result<Trainer> {
+        if let super::options::DeviceSpec::Cuda(n) = options.devices {
+            return Err(Error::Device {
+                message: format!(
+                    "devices cuda:{n} run on weft-cuda's backend (weft_cuda::compile, or the \
+                     native addon with CUDA); this entry point builds CPU devices"
+                ),
+            });
+        }
+        Self::compile_with(model, options, &|_, threads| Ok(CpuBackend::new(threads)))
+    }
+}
+
+impl<B: Backend> Trainer<B> {
+    /// Compile `model` on the devices `backend` makes (one backend per virtual device).
+    pub fn compile_with(
+        model: Graph,
+        options: TrainerOptions,
+        backend: &BackendFactory<'_, B>,
+    ) -> Result<Trainer<B>> {
         options.config.check_supported()?;
         let (model, auto_report) = auto_partition(model, &options)?;
         let local_n = device_count(&options)?;
@@ -159,8 +184,8 @@ impl Trainer {
                         offload: options.config.offload.level == crate::config::OffloadLevel::V0,
                         sharded: options.config.zero.level.shards_params(),
                     };
-                    let backend = CpuBackend::new(threads);
                     let graph = per_tp[tp_rank].clone();
+                    let backend = backend(rank, threads)?;
                     Executor::with_residency(backend, graph, &stages, s, seed, residency)
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -486,8 +511,8 @@ impl Trainer {
 }
 
 /// The optimizer step on every device, each on its own thread; returns each one's span.
-fn update_threaded(
-    devices: &mut [Device],
+fn update_threaded<B: Backend>(
+    devices: &mut [Device<B>],
     step: u64,
     rule_for: &(dyn Fn(&str) -> UpdateRule + Sync),
     coef: f32,
@@ -520,7 +545,7 @@ fn update_threaded(
 }
 
 /// For each device, the rank in its world group of every stage of its pipeline replica.
-fn ranks_of_stages(devices: &[Device], layout: &Layout) -> Vec<Vec<usize>> {
+fn ranks_of_stages<B: Backend>(devices: &[Device<B>], layout: &Layout) -> Vec<Vec<usize>> {
     devices
         .iter()
         .map(|d| {
@@ -533,7 +558,10 @@ fn ranks_of_stages(devices: &[Device], layout: &Layout) -> Vec<Vec<usize>> {
 
 /// Every device's compute phase on a thread of its own. On failure, the cause: not a peer's
 /// "the group failed" echo.
-fn compute_threaded(devices: &mut [Device], plans: &[StepPlan<'_>]) -> Result<Vec<DeviceResult>> {
+fn compute_threaded<B: Backend>(
+    devices: &mut [Device<B>],
+    plans: &[StepPlan<'_>],
+) -> Result<Vec<DeviceResult>> {
     let results = parallel(devices, |i, d| {
         // A panic on one device must fail its peers' collectives, not leave them waiting.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d.compute(&plans[i])))
@@ -562,9 +590,9 @@ fn compute_threaded(devices: &mut [Device], plans: &[StepPlan<'_>]) -> Result<Ve
 
 /// Run `f` on every device (with its index), each on its own thread (inline when there is one
 /// device).
-pub(super) fn parallel<T: Send>(
-    devices: &mut [Device],
-    f: impl Fn(usize, &mut Device) -> Result<T> + Sync,
+pub(super) fn parallel<B: Backend, T: Send>(
+    devices: &mut [Device<B>],
+    f: impl Fn(usize, &mut Device<B>) -> Result<T> + Sync,
 ) -> Vec<Result<T>> {
     if devices.len() == 1 {
         return devices
