@@ -174,21 +174,24 @@ impl<B: Backend> Device<B> {
             let mut out = DeviceResult::default();
             let mut reducers: Vec<Option<Overlap<'_>>> = (0..execs.len()).map(|_| None).collect();
             let mut reduce_start = None;
+            // Stage i's reducer over its channels, fed in the order its gradients become final.
+            let start_reducer = |i: usize, order: &[(NodeId, usize)], spare: &mut Vec<Vec<f32>>| {
+                Overlap::start(
+                    scope,
+                    channels_of(i),
+                    order,
+                    plan.reduce,
+                    plan.grad_shard,
+                    spare,
+                )
+            };
             for (wi, w) in plan.work.iter().enumerate() {
                 let Some((kind, stage, _)) = program_of(*w, plan.train) else {
                     continue;
                 };
                 let i = exec_index(stages, stage)?;
                 if overlap && kind == ProgramKind::Backward && last_backward[i] == Some(wi) {
-                    let order = execs[i].grad_order();
-                    let mut r = Overlap::start(
-                        scope,
-                        channels_of(i),
-                        &order,
-                        plan.reduce,
-                        plan.grad_shard,
-                        spare,
-                    );
+                    let mut r = start_reducer(i, &execs[i].grad_order(), spare);
                     reduce_start.get_or_insert_with(Instant::now);
                     let hook: &mut GradHook<'_> = &mut |p, g| r.ready(p, g);
                     run_item(&mut execs[i], link.as_ref(), plan, wi, &mut out, Some(hook))?;
@@ -212,15 +215,7 @@ impl<B: Backend> Device<B> {
                     }
                     // Not overlapped (local clipping): the same reducer, fed all at once.
                     None => {
-                        let order = exec.grad_order();
-                        let mut r = Overlap::start(
-                            scope,
-                            channels_of(i),
-                            &order,
-                            plan.reduce,
-                            plan.grad_shard,
-                            spare,
-                        );
+                        let mut r = start_reducer(i, &exec.grad_order(), spare);
                         exec.each_grad(&mut |p, g| r.ready(p, g))?;
                         r.finish(exec, scale, spare)?;
                     }
