@@ -2,9 +2,10 @@
 //! partition and EPL's device slicing of the stages.
 
 use super::options::{DeviceSpec, TrainerOptions};
-use super::trainer::InputSpec;
+use super::trainer::{InputSpec, Trainer};
 use crate::config::GcType;
 use crate::error::{Error, Result};
+use crate::exec::CpuBackend;
 use crate::ir::{Dim, Graph};
 use crate::passes::{
     assign_stages, block_ends, live_across, recompute, run_pass, sqrt_segment_ends,
@@ -202,4 +203,23 @@ pub(super) fn compile_per_tp(
     }
     let (amp_report, scaler) = first.ok_or_else(|| Error::internal("no tensor-parallel index"))?;
     Ok((graphs, amp_report, scaler))
+}
+
+/// Makes the backend of each virtual device this process hosts: (its rank in the job, the
+/// intra-op threads it may use).
+pub type BackendFactory<'a, B> = dyn Fn(usize, usize) -> Result<B> + 'a;
+
+impl Trainer<CpuBackend> {
+    /// Compile `model` for CPU virtual devices (`devices: cpu:N`).
+    pub fn compile(model: Graph, options: TrainerOptions) -> Result<Trainer> {
+        if let DeviceSpec::Cuda(n) = options.devices {
+            return Err(Error::Device {
+                message: format!(
+                    "devices cuda:{n} run on weft-cuda's backend (weft_cuda::compile, or the \
+                     native addon with CUDA); this entry point builds CPU devices"
+                ),
+            });
+        }
+        Self::compile_with(model, options, &|_, threads| Ok(CpuBackend::new(threads)))
+    }
 }

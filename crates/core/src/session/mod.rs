@@ -18,6 +18,7 @@ mod trace;
 mod trainer;
 mod zero;
 
+pub use compile::BackendFactory;
 pub use device::Work;
 pub use layout::Layout;
 pub use options::{DeviceSpec, TrainerOptions};

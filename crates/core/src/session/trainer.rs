@@ -98,31 +98,12 @@ pub struct Trainer<B: Backend = CpuBackend> {
     pub(super) cooperative: bool,
 }
 
-/// Makes the backend of each virtual device this process hosts: (its rank in the job, the
-/// intra-op threads it may use).
-pub type BackendFactory<'a, B> = dyn Fn(usize, usize) -> Result<B> + 'a;
-
-impl Trainer<CpuBackend> {
-    /// Compile `model` for CPU virtual devices (`devices: cpu:N`).
-    pub fn compile(model: Graph, options: TrainerOptions) -> Result<Trainer> {
-        if let super::options::DeviceSpec::Cuda(n) = options.devices {
-            return Err(Error::Device {
-                message: format!(
-                    "devices cuda:{n} run on weft-cuda's backend (weft_cuda::compile, or the \
-                     native addon with CUDA); this entry point builds CPU devices"
-                ),
-            });
-        }
-        Self::compile_with(model, options, &|_, threads| Ok(CpuBackend::new(threads)))
-    }
-}
-
 impl<B: Backend> Trainer<B> {
     /// Compile `model` on the devices `backend` makes (one backend per virtual device).
     pub fn compile_with(
         model: Graph,
         options: TrainerOptions,
-        backend: &BackendFactory<'_, B>,
+        backend: &super::compile::BackendFactory<'_, B>,
     ) -> Result<Trainer<B>> {
         options.config.check_supported()?;
         let (model, auto_report) = auto_partition(model, &options)?;
