@@ -41,20 +41,34 @@ enum Form {
 /// x [B, C] -> x + moe(x) -> linear -> cross-entropy + 0.01 * load-balancing loss, all in a
 /// split scope over `tp` devices (0: no scope).
 fn moe_model(tp: usize, experts: usize, form: Form) -> Graph {
+    moe_model_with(tp, experts, form, false)
+}
+
+/// `backbone`: x first goes through relu(x W) in a replicate scope (EPL's MoE example, run with
+/// `cluster.colocate_split_and_replicate`).
+fn moe_model_with(tp: usize, experts: usize, form: Form, backbone: bool) -> Graph {
     let mut b = GraphBuilder::new();
-    let x = b
+    let mut x = b
         .input("x", Shape(vec![Dim::Batch(1), Dim::Fixed(C)]), DType::F32)
         .unwrap();
     let y = b
         .input("y", Shape(vec![Dim::Batch(1)]), DType::I32)
         .unwrap();
-    if tp > 0 {
-        b.open_taskgraph("moe", Strategy::Split, tp);
-    }
     let normal = Init::Normal {
         mean: 0.0,
         std: 0.3,
     };
+    if backbone {
+        if tp > 0 {
+            b.open_taskgraph("backbone", Strategy::Replicate, 1);
+        }
+        let w = p(&mut b, "backbone.weight", &[C, C], normal.clone());
+        let h = mm(&mut b, x, w);
+        x = op(&mut b, Op::Unary(UnaryOp::Relu), &[h]);
+    }
+    if tp > 0 {
+        b.open_taskgraph("moe", Strategy::Split, tp);
+    }
     let wg = p(&mut b, "moe.gate.weight", &[C, experts], normal.clone());
     let logits = mm(&mut b, x, wg);
     let probs = op(&mut b, Op::Softmax, &[logits]);
@@ -211,4 +225,37 @@ fn experts_or_tokens_that_do_not_divide_are_named() {
         let want = format!("split scope 'moe', layer {want}");
         assert!(e.to_string().contains(&want), "{form:?}: {e}");
     }
+}
+
+#[test]
+fn expert_parallelism_composes_with_sequence_parallelism() {
+    let (base, _) = train(0, 1, Form::Routed);
+    let sp = serde_json::json!({"split.sequence_parallel": true});
+    let mut t = Trainer::compile(
+        moe_model(2, E, Form::Routed),
+        options(2, 1, "PreferBackward", sp),
+    )
+    .unwrap();
+    let got: Vec<f32> = (0..5)
+        .map(|s| t.step(&moe_batch(s)).unwrap().loss)
+        .collect();
+    assert_losses_match(&got, &base, "ep2 with sequence parallelism");
+    // The expert buffer meets its experts' weights as it is: no gather of the slots.
+    assert_eq!(count(t.compiled(), "tp_all_to_all"), 4);
+}
+
+#[test]
+fn a_replicated_backbone_colocates_with_expert_parallelism() {
+    let model = |tp| moe_model_with(tp, E, Form::Routed, true);
+    let train = |tp, devices, config| {
+        let mut t =
+            Trainer::compile(model(tp), options(devices, 1, "PreferBackward", config)).unwrap();
+        (0..5)
+            .map(|s| t.step(&moe_batch(s)).unwrap().loss)
+            .collect::<Vec<f32>>()
+    };
+    let base = train(0, 1, serde_json::json!({}));
+    let colocate = serde_json::json!({"cluster.colocate_split_and_replicate": true});
+    // The backbone's rows are cut among the devices: each dispatches its own.
+    assert_losses_match(&train(2, 2, colocate), &base, "colocated backbone + ep2");
 }

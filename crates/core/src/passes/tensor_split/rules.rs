@@ -451,14 +451,23 @@ impl Analysis<'_> {
         }
         // Sequence parallelism and colocated data-parallel rows: rows sharded before a
         // column-parallel weight are all-gathered (the partial gradient reduce-scattered back).
+        // (Only rows: an expert-sharded buffer meets its experts' weights as it is.)
         let column = match self.places[b.index()] {
             None => true,
             Some(Place::Shard { axis, .. }) => axis == b_n,
             Some(_) => false,
         };
         let rows = self.sequence || self.colocate;
-        if rows && column && matches!(pa, Place::Shard { axis, .. } if axis != a_k) {
-            (pa, conv_a) = (Place::Rep, Conv::GatherPartial);
+        if rows && column && matches!(pa, Place::Shard { axis, .. } if axis == ax.a_m) {
+            // A weight that stays whole (a router) gives the rows their whole gradient, so
+            // backward takes this device's rows instead of summing partial ones.
+            let whole = self.undecided(b) && self.normalised(id);
+            let conv = if whole {
+                Conv::Gather
+            } else {
+                Conv::GatherPartial
+            };
+            (pa, conv_a) = (Place::Rep, conv);
         }
         if let Some(plan) = self.experts(id, a, b, pa, conv_a)? {
             return Ok(plan);

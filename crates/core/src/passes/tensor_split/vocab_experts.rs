@@ -105,7 +105,8 @@ impl Analysis<'_> {
         )))
     }
 
-    /// Expert parallelism's dispatch: each device takes its slice of the (replicated) tokens,
+    /// Expert parallelism's dispatch: each device takes its slice of the tokens (cut from
+    /// replicated ones, or already its rows),
     /// places them in their experts' slots (numbered over all tokens, so every device agrees)
     /// and an all-to-all sends each device the slots of its experts: the buffer comes out
     /// sharded by expert.
@@ -115,6 +116,9 @@ impl Analysis<'_> {
         let (tokens, experts) = (self.dims(gates)[0], self.dims(gates)[1]);
         let convs = match (self.place(x), self.place(gates)) {
             (Place::Rep, Place::Rep) => vec![Conv::Shard { axis: 0, groups: 1 }, Conv::Keep],
+            // Rows already cut among the devices (a colocated replicate backbone's, or
+            // sequence parallelism's): each device's part is the slice it dispatches.
+            (Place::Shard { axis: 0, groups: 1 }, Place::Rep) => vec![Conv::Keep, Conv::Keep],
             _ => return self.no_rule(id),
         };
         if !experts.is_multiple_of(self.n) {
