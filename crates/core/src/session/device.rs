@@ -355,3 +355,69 @@ pub(super) fn sum_squares<B: Backend>(exec: &Executor<B>, tp_rank: usize) -> Res
     let graph = exec.graph();
     exec.grad_sum_squares_of(|p| crate::passes::is_shard(graph, p))
 }
+
+/// Device `rank` of the layout: an executor per stage it hosts, on its tensor-parallel index's
+/// graph (`graphs`: the graph of each index, and the stage map), with its communicators.
+pub(super) fn make_device<B: Backend>(
+    rank: usize,
+    layout: &super::layout::Layout,
+    graphs: (&[crate::ir::Graph], &crate::passes::StageMap),
+    options: &super::options::TrainerOptions,
+    backend: &dyn Fn(usize) -> Result<B>,
+    comms: super::layout::DeviceComms,
+) -> Result<Device<B>> {
+    let (per_tp, stages) = graphs;
+    let (replica, position, tp_rank) = layout.coordinates(rank);
+    let hosted: Vec<usize> = (position..layout.stages).step_by(layout.ranks).collect();
+    let residency = crate::exec::Residency {
+        offload: options.config.offload.level == crate::config::OffloadLevel::V0,
+        sharded: options.config.zero.level.shards_params(),
+    };
+    let mut execs = hosted
+        .iter()
+        .map(|&s| {
+            let graph = per_tp[tp_rank].clone();
+            Executor::with_residency(backend(rank)?, graph, stages, s, options.seed, residency)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let zero = shard_plans(&mut execs, options, replica, layout.replicas);
+    Ok(Device {
+        execs,
+        stages: hosted,
+        position,
+        replica,
+        world: comms.world,
+        dp: comms.dp,
+        gather: comms.gather,
+        tp_rank,
+        tp: comms.tp,
+        spare: Vec::new(),
+        zero,
+    })
+}
+
+/// ZeRO: each hosted stage's shard plan, with its executor told which shard it updates (and,
+/// for v1, to free each gradient once it is in its bucket).
+fn shard_plans<B: Backend>(
+    execs: &mut [Executor<B>],
+    options: &super::options::TrainerOptions,
+    replica: usize,
+    replicas: usize,
+) -> Vec<Option<ShardPlan>> {
+    execs
+        .iter_mut()
+        .map(|exec| {
+            let level = options.config.zero.level;
+            (level != crate::config::ZeroLevel::Off).then(|| {
+                let groups = options.config.optimizer.num_apply_group;
+                let reduce = super::trainer::grad_reduce(options, 1.0);
+                let plan = ShardPlan::new(&exec.grad_order(), &reduce, replicas, groups);
+                exec.set_owned(plan.owned(replica));
+                if level.shards_grads() {
+                    exec.set_release_notified();
+                }
+                plan
+            })
+        })
+        .collect()
+}

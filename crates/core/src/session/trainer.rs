@@ -11,19 +11,17 @@ use super::layout::Layout;
 use super::options::TrainerOptions;
 use super::processes::Cluster;
 use super::report::StepReport;
-use super::zero::ShardPlan;
-use crate::config::ZeroLevel;
 use crate::error::{Error, Result};
 use crate::exec::Backend;
 use crate::exec::cpu::CpuBackend;
-use crate::exec::{AsHostView, Executor, GradReduce, HostView, KernelCtx, Residency, UpdateRule};
+use crate::exec::{AsHostView, GradReduce, HostView, KernelCtx, UpdateRule};
 use crate::ir::{DType, Graph};
 use crate::passes::{StageMap, assign_stages, resolve_batch, run_pass};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// How gradients are bucketed and reduced (`scale` is applied after the sum).
-fn grad_reduce(options: &TrainerOptions, scale: f32) -> GradReduce {
+pub(super) fn grad_reduce(options: &TrainerOptions, scale: f32) -> GradReduce {
     let comm = &options.config.communication;
     GradReduce {
         bucket_bytes: comm.bucket_size_mb * (1 << 20),
@@ -31,32 +29,6 @@ fn grad_reduce(options: &TrainerOptions, scale: f32) -> GradReduce {
         fp16_scale: comm.fp16.then_some(comm.fp16_scale as f32),
         scale,
     }
-}
-
-/// ZeRO: each hosted stage's shard plan, with its executor told which shard it updates (and,
-/// for v1, to free each gradient once it is in its bucket).
-fn shard_plans<B: Backend>(
-    execs: &mut [Executor<B>],
-    options: &TrainerOptions,
-    replica: usize,
-    replicas: usize,
-) -> Vec<Option<ShardPlan>> {
-    execs
-        .iter_mut()
-        .map(|exec| {
-            let level = options.config.zero.level;
-            (level != ZeroLevel::Off).then(|| {
-                let groups = options.config.optimizer.num_apply_group;
-                let reduce = grad_reduce(options, 1.0);
-                let plan = ShardPlan::new(&exec.grad_order(), &reduce, replicas, groups);
-                exec.set_owned(plan.owned(replica));
-                if level.shards_grads() {
-                    exec.set_release_notified();
-                }
-                plan
-            })
-        })
-        .collect()
 }
 
 /// One batch input of the compiled model, at the global batch size.
@@ -153,40 +125,20 @@ impl<B: Backend> Trainer<B> {
             Some(c) => (c.communicators(&layout, &options)?, c.local_ranks()),
             None => (layout.communicators(&options)?, 0..n),
         };
-        let seed = options.seed;
-        let mut devices = Vec::with_capacity(n);
-        for rank in hosted_ranks {
-            let (replica, position, tp_rank) = layout.coordinates(rank);
-            let hosted: Vec<usize> = (position..layout.stages).step_by(layout.ranks).collect();
-            let execs = hosted
-                .iter()
-                .map(|&s| {
-                    let residency = Residency {
-                        offload: options.config.offload.level == crate::config::OffloadLevel::V0,
-                        sharded: options.config.zero.level.shards_params(),
-                    };
-                    let graph = per_tp[tp_rank].clone();
-                    let backend = backend(rank, threads)?;
-                    Executor::with_residency(backend, graph, &stages, s, seed, residency)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let c = comms.take(rank);
-            let mut execs = execs;
-            let zero = shard_plans(&mut execs, &options, replica, layout.replicas);
-            devices.push(Device {
-                execs,
-                stages: hosted,
-                position,
-                replica,
-                world: c.world,
-                dp: c.dp,
-                gather: c.gather,
-                tp_rank,
-                tp: c.tp,
-                spare: Vec::new(),
-                zero,
-            });
-        }
+        let make_backend = |rank| backend(rank, threads);
+        let devices = hosted_ranks
+            .map(|rank| {
+                let graphs = (&per_tp[..], &stages);
+                super::device::make_device(
+                    rank,
+                    &layout,
+                    graphs,
+                    &options,
+                    &make_backend,
+                    comms.take(rank),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
         let schedule = options.optimizer.lr_schedule()?;
         let last_trace = Vec::new();
         let warnings = super::amp::warnings(&options);
