@@ -60,19 +60,16 @@ fn assert_tp_parity(name: &str, stages: usize, tp: usize, devices: usize, micro:
     assert_vocab_parity(name, (stages, tp, devices, micro), V);
 }
 
-/// Parity of (stages, tp, devices, micro-batches) with one device: losses, gradient norms, the
-/// gathered logits and parameters.
-fn assert_vocab_parity(name: &str, layout: (usize, usize, usize, usize), vocab: usize) {
-    let (stages, tp, devices, micro) = layout;
-    let (base, base_logits, base_t) = run_vocab(1, 1, 1, 1, vocab);
-    let (got, logits, t) = run_vocab(stages, tp, devices, micro, vocab);
-    let diff = base_logits
+/// Losses and gradient norms step by step, and the last step's logits, of `got` against `base`.
+fn assert_run_matches(name: &str, base: &Run, got: &Run) {
+    let diff = base
+        .1
         .iter()
-        .zip(&logits)
+        .zip(&got.1)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     assert!(diff < 1e-4, "{name}: logits differ by {diff}");
-    for (i, ((a, na), (b, nb))) in base.iter().zip(&got).enumerate() {
+    for (i, ((a, na), (b, nb))) in base.0.iter().zip(&got.0).enumerate() {
         assert!(
             (a - b).abs() <= 1e-5 * a.abs(),
             "{name}: step {} loss {b} vs single-device {a}",
@@ -84,6 +81,16 @@ fn assert_vocab_parity(name: &str, layout: (usize, usize, usize, usize), vocab: 
             i + 1
         );
     }
+}
+
+/// Parity of (stages, tp, devices, micro-batches) with one device: losses, gradient norms, the
+/// gathered logits and parameters.
+fn assert_vocab_parity(name: &str, layout: (usize, usize, usize, usize), vocab: usize) {
+    let (stages, tp, devices, micro) = layout;
+    let base = run_vocab(1, 1, 1, 1, vocab);
+    let got = run_vocab(stages, tp, devices, micro, vocab);
+    assert_run_matches(name, &base, &got);
+    let (base_t, t) = (&base.2, &got.2);
     for n in ["wte", "h.0.attn.weight", "h.3.fc.bias", "h.3.out.weight"] {
         // (max_diff checks that the shards were gathered to the whole size)
         let diff = max_diff(&base_t.parameter(n).unwrap(), &t.parameter(n).unwrap());
@@ -281,31 +288,15 @@ fn an_op_without_a_sharding_rule_is_named_never_replicated() {
 #[test]
 fn sequence_parallelism_matches_one_device_with_gathers_and_scatters_for_reductions() {
     let sp = serde_json::json!({"split.sequence_parallel": true});
-    let (base, base_logits, _) = run_vocab(1, 1, 1, 1, V);
+    let base = run_vocab(1, 1, 1, 1, V);
     for (name, stages, tp, devices, micro) in [
         ("sp tp2", 1, 2, 2, 1),
         ("sp tp4", 1, 4, 4, 1),
         ("sp pp2 x tp2", 2, 2, 4, 2),
     ] {
-        let (got, logits, t) = run_config(stages, tp, devices, micro, V, sp.clone());
-        for (i, ((a, na), (b, nb))) in base.iter().zip(&got).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-5 * a.abs(),
-                "{name}: step {} loss {b} vs {a}",
-                i + 1
-            );
-            assert!(
-                (na - nb).abs() <= 1e-4 * na.abs(),
-                "{name}: step {} norm {nb} vs {na}",
-                i + 1
-            );
-        }
-        let diff = base_logits
-            .iter()
-            .zip(&logits)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        assert!(diff < 1e-4, "{name}: logits differ by {diff}");
+        let got = run_config(stages, tp, devices, micro, V, sp.clone());
+        assert_run_matches(name, &base, &got);
+        let t = got.2;
         // Inside the blocks no all-reduce is left in the forward: reduce-scatters after the
         // row-parallel layers, all-gathers before the column-parallel ones.
         let g = t.compiled();
@@ -379,24 +370,11 @@ fn a_replicated_backbone_and_a_split_head_colocate_and_match_one_device() {
     let (base, _) = train(0, 1);
     for (tp, devices) in [(2, 2), (4, 4), (2, 4)] {
         let (got, t) = train(tp, devices);
-        for (i, (a, b)) in base.iter().zip(&got).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-5 * a.abs(),
-                "colocated tp{tp} on {devices}: step {} loss {b} vs one device {a}",
-                i + 1
-            );
-        }
+        assert_losses_match(&got, &base, &format!("colocated tp{tp} on {devices}"));
         // One stage; the backbone whole on every device, the head cut by classes.
         assert_eq!(t.layout().stages, 1);
         let g = t.compiled();
-        let shape = |name: &str| {
-            let (id, _) = g
-                .parameters()
-                .into_iter()
-                .find(|(_, n)| *n == name)
-                .unwrap();
-            g.node(id).shape.to_vec()
-        };
+        let shape = |name: &str| param_shape(g, name);
         assert_eq!(shape("fc1.weight"), [C, 2 * C]);
         assert_eq!(shape("classes.weight"), [C, V / tp]);
         let count = |name: &str| g.nodes.iter().filter(|n| n.op.name() == name).count();

@@ -178,12 +178,7 @@ fn checkpoints_move_between_zero_and_plain_layouts() {
         .unwrap();
         t.load(&dir.join(from)).unwrap();
         let got = next(t);
-        for (a, b) in want.iter().zip(&got) {
-            assert!(
-                (a - b).abs() <= 1e-5 * a.abs(),
-                "{from} -> {extra} on {devices}: {got:?} vs {want:?}"
-            );
-        }
+        assert_losses_match(&got, &want, &format!("{from} -> {extra} on {devices}"));
     }
 }
 
