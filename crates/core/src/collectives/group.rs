@@ -126,11 +126,6 @@ impl Group {
         describe(&self.ranks, call, seq)
     }
 
-    /// "broadcast (root 2, 16 f32)", for mismatch reports.
-    pub(super) fn describe_call(&self, call: Call) -> String {
-        describe_call(&self.ranks, call)
-    }
-
     /// Record the group's first failure, wake every waiter, and return the error for the caller.
     pub(super) fn fail(&self, st: &mut State, message: String) -> Error {
         st.failed.get_or_insert_with(|| message.clone());
@@ -158,29 +153,7 @@ impl Group {
             departed: 0,
         });
         let (other, first) = round.first;
-        // Name the lower rank first so the message does not depend on who arrived first.
-        let ((ra, a), (rb, b)) = if other < me {
-            ((other, first), (me, call))
-        } else {
-            ((me, call), (other, first))
-        };
-        let (ga, gb) = (self.ranks[ra], self.ranks[rb]);
-        if (a.kind, a.op, a.root) != (b.kind, b.op, b.root) {
-            let (da, db) = (self.describe_call(a), self.describe_call(b));
-            let label = self.label();
-            return Err(format!(
-                "collective mismatch at #{seq} on group {label}: rank {ga} called {da} \
-                 but rank {gb} called {db}"
-            ));
-        }
-        if a.count != b.count {
-            let (kind, label) = (call.kind, self.label());
-            return Err(format!(
-                "{kind} #{seq} on group {label}: element counts differ: \
-                 rank {ga} has {} f32, rank {gb} has {} f32",
-                a.count, b.count
-            ));
-        }
+        check_match(&self.ranks, seq, (me, call), (other, first))?;
         round.inputs[me] = Some(input);
         round.arrived += 1;
         if round.arrived == n {
@@ -303,6 +276,63 @@ pub(super) fn describe_call(ranks: &[usize], call: Call) -> String {
     } else {
         format!("{} ({})", call.kind, parts.join(", "))
     }
+}
+
+/// Two ranks' calls of round `seq` must agree: the same collective, then the same element count.
+/// The lower rank is named first, so the message does not depend on who arrived first.
+pub(super) fn check_match(
+    ranks: &[usize],
+    seq: u64,
+    (rx, x): (usize, Call),
+    (ry, y): (usize, Call),
+) -> Result<(), String> {
+    let ((ra, a), (rb, b)) = if ry < rx {
+        ((ry, y), (rx, x))
+    } else {
+        ((rx, x), (ry, y))
+    };
+    let (ga, gb, label) = (ranks[ra], ranks[rb], list(ranks));
+    if (a.kind, a.op, a.root) != (b.kind, b.op, b.root) {
+        let (da, db) = (describe_call(ranks, a), describe_call(ranks, b));
+        return Err(format!(
+            "collective mismatch at #{seq} on group {label}: rank {ga} called {da} \
+             but rank {gb} called {db}"
+        ));
+    }
+    if a.count != b.count {
+        return Err(format!(
+            "{} #{seq} on group {label}: element counts differ: \
+             rank {ga} has {} f32, rank {gb} has {} f32",
+            x.kind, a.count, b.count
+        ));
+    }
+    Ok(())
+}
+
+/// "recv from rank 3 (tag 7, 16 f32) on group [1,3]".
+pub(super) fn describe_recv(ranks: &[usize], from: usize, tag: u64, len: usize) -> String {
+    format!(
+        "recv from rank {} (tag {tag}, {len} f32) on group {}",
+        ranks[from],
+        list(ranks)
+    )
+}
+
+/// A point-to-point peer must be a rank of the group.
+pub(super) fn check_peer(
+    ranks: &[usize],
+    peer: usize,
+    what: &str,
+    tag: u64,
+) -> crate::error::Result<()> {
+    if peer < ranks.len() {
+        return Ok(());
+    }
+    Err(collective_error(format!(
+        "{what} group rank {peer} (tag {tag}) on group {}: the group has {} ranks",
+        list(ranks),
+        ranks.len()
+    )))
 }
 
 /// "[0,2,4]": compact, so long groups stay readable on one line.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use super::communicator::{
     CollectiveKind, Communicator, ReduceOp, check_buffers, collective_error, deliver,
 };
-use super::group::{Call, Group, State, list};
+use super::group::{Call, Group, State, check_peer, describe_recv, list};
 use crate::error::Result;
 
 /// Constructors for in-process groups. A group exists only through its members' handles.
@@ -209,27 +209,6 @@ impl LocalCommunicator {
         }
     }
 
-    /// "recv from rank 3 (tag 7, 16 f32) on group [1,3]".
-    fn describe_recv(&self, from: usize, tag: u64, len: usize) -> String {
-        let g = &*self.group;
-        format!(
-            "recv from rank {} (tag {tag}, {len} f32) on group {}",
-            g.ranks[from],
-            g.label()
-        )
-    }
-
-    fn check_peer(&self, peer: usize, what: &str, tag: u64) -> Result<()> {
-        let n = self.group.n();
-        if peer < n {
-            return Ok(());
-        }
-        Err(collective_error(format!(
-            "{what} group rank {peer} (tag {tag}) on group {}: the group has {n} ranks",
-            self.group.label()
-        )))
-    }
-
     /// Why a recv that found no message will never get one, if it will not.
     fn recv_stuck(
         &self,
@@ -240,7 +219,7 @@ impl LocalCommunicator {
         timed_out: bool,
     ) -> Option<String> {
         let g = &*self.group;
-        let desc = self.describe_recv(from, tag, len);
+        let desc = describe_recv(&self.group.ranks, from, tag, len);
         let peer = g.ranks[from];
         if let Some(earlier) = &st.failed {
             return Some(format!(
@@ -344,7 +323,7 @@ impl Communicator for LocalCommunicator {
     }
 
     fn send(&self, buf: &[f32], to: usize, tag: u64) -> Result<()> {
-        self.check_peer(to, "send to", tag)?;
+        check_peer(&self.group.ranks, to, "send to", tag)?;
         let message = buf.to_vec();
         let mut st = self.group.lock();
         st.mailboxes
@@ -356,7 +335,7 @@ impl Communicator for LocalCommunicator {
     }
 
     fn recv(&self, buf: &mut [f32], from: usize, tag: u64) -> Result<()> {
-        self.check_peer(from, "recv from", tag)?;
+        check_peer(&self.group.ranks, from, "recv from", tag)?;
         let g = &*self.group;
         let key = (from, self.rank, tag);
         let deadline = Instant::now() + g.timeout;
@@ -381,11 +360,13 @@ impl Communicator for LocalCommunicator {
         };
         drop(st);
         let len = buf.len();
-        deliver(&message, buf, || self.describe_recv(from, tag, len))
+        deliver(&message, buf, || {
+            describe_recv(&self.group.ranks, from, tag, len)
+        })
     }
 
     fn has_message(&self, from: usize, tag: u64) -> Result<bool> {
-        self.check_peer(from, "probe for a message from", tag)?;
+        check_peer(&self.group.ranks, from, "probe for a message from", tag)?;
         let st = self.group.lock();
         if let Some(earlier) = &st.failed {
             return Err(collective_error(format!(

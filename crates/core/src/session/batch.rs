@@ -82,8 +82,7 @@ impl<B: Backend> Trainer<B> {
             .map(|(r, _)| r)
             .flat_map(|r| r.losses.iter().copied())
             .collect();
-        let loss =
-            (losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len().max(1) as f64) as f32;
+        let loss = mean_loss(&losses);
         let mut merged: Vec<(String, Vec<usize>, HostData)> = Vec::new();
         for (name, id) in &self.compiled.outputs {
             let mut dims = self.compiled.node(*id).shape.to_vec();
@@ -120,4 +119,10 @@ impl<B: Backend> Trainer<B> {
         }
         (loss, merged)
     }
+}
+
+/// The step's loss: the mean of every micro-batch's, summed in f64 in device order (so one
+/// process and several agree bit for bit).
+pub(super) fn mean_loss(losses: &[f32]) -> f32 {
+    (losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len().max(1) as f64) as f32
 }

@@ -55,14 +55,24 @@ impl Cluster {
     /// Every process must have the same devices, batch and seed, or the replicas would diverge
     /// (or the groups never meet); say which process differs.
     fn check_agreement(&self, options: &TrainerOptions) -> Result<()> {
-        let mine = [self.local_devices, options.batch, options.seed as usize];
+        let mine = [
+            self.local_devices as u64,
+            options.batch as u64,
+            options.seed,
+        ];
         let names = ["devices (cpu:N)", "batch", "seed"];
         let p = self.world.rank.world;
-        let mut all = vec![0.0f32; mine.len() * p];
-        let values: Vec<f32> = mine.iter().map(|&v| v as f32).collect();
+        // Each value as two u32 bit patterns: exact, where an f32 value would round (a seed
+        // of 2^24 or more).
+        let values: Vec<f32> = mine
+            .iter()
+            .flat_map(|&v| [(v >> 32) as u32, v as u32].map(f32::from_bits))
+            .collect();
+        let mut all = vec![0.0f32; values.len() * p];
         self.world.procs.all_gather(&values, &mut all)?;
-        for (r, theirs) in all.chunks(mine.len()).enumerate() {
-            for ((name, &a), &b) in names.iter().zip(&values).zip(theirs) {
+        let value = |w: &[f32]| (u64::from(w[0].to_bits()) << 32) | u64::from(w[1].to_bits());
+        for (r, theirs) in all.chunks(values.len()).enumerate() {
+            for ((name, &a), b) in names.iter().zip(&mine).zip(theirs.chunks(2).map(value)) {
                 if a != b {
                     return Err(Error::config(
                         "processes",
@@ -165,8 +175,7 @@ impl Cluster {
             .iter()
             .flat_map(|d| d[3..3 + d[2] as usize].iter().copied())
             .collect();
-        let loss =
-            (losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len().max(1) as f64) as f32;
+        let loss = super::batch::mean_loss(&losses);
         // Replica 0 is devices 0..ranks (replica-major ranks).
         let sq: f64 = rows[..layout.ranks]
             .iter()

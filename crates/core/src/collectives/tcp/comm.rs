@@ -17,8 +17,8 @@ use super::super::communicator::{
     CollectiveKind, Communicator, ReduceOp, check_buffers, collective_error, deliver,
     reduce_in_rank_order,
 };
-use super::super::group::{Call, describe, describe_call, list};
-use super::link::{Frame, Mesh, Rendezvous, Slot, connect_mesh};
+use super::super::group::{Call, check_match, check_peer, describe, describe_recv, list};
+use super::link::{Frame, Mesh, Rendezvous, Slot, connect_mesh, file};
 use crate::error::Result;
 
 /// One rank's handle on a TCP group.
@@ -116,7 +116,12 @@ impl TcpCommunicator {
                 };
                 let (theirs, data) = queue.pop_front().unwrap_or_default();
                 st.frames.remove(&(peer, Slot::Round(seq)));
-                self.check_match(seq, call, peer, theirs.unwrap_or(call))?;
+                check_match(
+                    &self.ranks,
+                    seq,
+                    (self.rank, call),
+                    (peer, theirs.unwrap_or(call)),
+                )?;
                 *slot = Some(data);
             }
             let missing: Vec<usize> = (0..n)
@@ -153,32 +158,6 @@ impl TcpCommunicator {
         }
     }
 
-    /// The same words as `LocalGroup` for a peer that called something else.
-    fn check_match(&self, seq: u64, mine: Call, peer: usize, theirs: Call) -> Result<(), String> {
-        let ((ra, a), (rb, b)) = if peer < self.rank {
-            ((peer, theirs), (self.rank, mine))
-        } else {
-            ((self.rank, mine), (peer, theirs))
-        };
-        let (ga, gb) = (self.ranks[ra], self.ranks[rb]);
-        let label = list(&self.ranks);
-        if (a.kind, a.op, a.root) != (b.kind, b.op, b.root) {
-            let (da, db) = (describe_call(&self.ranks, a), describe_call(&self.ranks, b));
-            return Err(format!(
-                "collective mismatch at #{seq} on group {label}: rank {ga} called {da} \
-                 but rank {gb} called {db}"
-            ));
-        }
-        if a.count != b.count {
-            return Err(format!(
-                "{} #{seq} on group {label}: element counts differ: \
-                 rank {ga} has {} f32, rank {gb} has {} f32",
-                mine.kind, a.count, b.count
-            ));
-        }
-        Ok(())
-    }
-
     /// Every rank's contribution in rank order, this rank's own taken from `own`.
     fn in_rank_order<'a>(&self, got: &'a [Option<Vec<f32>>], own: &'a [f32]) -> Vec<&'a [f32]> {
         (0..self.n())
@@ -195,26 +174,6 @@ impl TcpCommunicator {
     fn chunk(buf: &[f32], n: usize, i: usize) -> &[f32] {
         let m = buf.len() / n.max(1);
         &buf[i * m..(i + 1) * m]
-    }
-
-    /// "recv from rank 3 (tag 7, 16 f32) on group [1,3]".
-    fn describe_recv(&self, from: usize, tag: u64, len: usize) -> String {
-        format!(
-            "recv from rank {} (tag {tag}, {len} f32) on group {}",
-            self.ranks[from],
-            list(&self.ranks)
-        )
-    }
-
-    fn check_peer(&self, peer: usize, what: &str, tag: u64) -> Result<()> {
-        if peer < self.n() {
-            return Ok(());
-        }
-        Err(collective_error(format!(
-            "{what} group rank {peer} (tag {tag}) on group {}: the group has {} ranks",
-            list(&self.ranks),
-            self.n()
-        )))
     }
 }
 
@@ -319,17 +278,11 @@ impl Communicator for TcpCommunicator {
     }
 
     fn send(&self, buf: &[f32], to: usize, tag: u64) -> Result<()> {
-        self.check_peer(to, "send to", tag)?;
+        check_peer(&self.ranks, to, "send to", tag)?;
         let data = buf.to_vec();
         if to == self.rank {
             // A message to oneself never touches the network.
-            let mut st = self.mesh.inbox.lock();
-            st.frames
-                .entry((to, Slot::Tag(tag)))
-                .or_default()
-                .push_back((None, data));
-            drop(st);
-            self.mesh.inbox.changed.notify_all();
+            file(&self.mesh.inbox, to, Frame::Message { tag, data });
             return Ok(());
         }
         self.mesh.send(to, &Frame::Message { tag, data });
@@ -337,8 +290,8 @@ impl Communicator for TcpCommunicator {
     }
 
     fn recv(&self, buf: &mut [f32], from: usize, tag: u64) -> Result<()> {
-        self.check_peer(from, "recv from", tag)?;
-        let desc = self.describe_recv(from, tag, buf.len());
+        check_peer(&self.ranks, from, "recv from", tag)?;
+        let desc = describe_recv(&self.ranks, from, tag, buf.len());
         let key = (from, Slot::Tag(tag));
         let deadline = Instant::now() + self.timeout;
         let inbox = &self.mesh.inbox;

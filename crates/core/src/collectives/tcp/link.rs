@@ -361,7 +361,8 @@ fn spawn_reader(
         .map_err(|e| format!("cannot start a reader thread: {e}"))
 }
 
-fn file(inbox: &Inbox, peer: usize, frame: Frame) {
+/// File a frame from `peer` in the inbox and wake its readers.
+pub(super) fn file(inbox: &Inbox, peer: usize, frame: Frame) {
     let mut st = inbox.lock();
     match frame {
         Frame::Round { seq, call, data } => st
