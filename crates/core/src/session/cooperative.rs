@@ -87,13 +87,15 @@ pub(super) fn check_features(options: &TrainerOptions, tp: usize) -> Result<()> 
 
 /// Phase one of a step on every device, on this thread: the pipeline work, interleaved, then
 /// the gradient reduction across replicas.
+/// `dp_groups`: `Layout::dp_groups`, the devices that reduce their gradients together.
 pub(super) fn compute_all<B: Backend>(
     devices: &mut [Device<B>],
     plans: &[StepPlan<'_>],
     names: &[String],
+    dp_groups: &[Vec<usize>],
 ) -> Result<Vec<DeviceResult>> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        interleave(devices, plans, names)
+        interleave(devices, plans, names, dp_groups)
     }))
     .unwrap_or_else(|p| {
         Err(Error::internal(format!(
@@ -107,6 +109,7 @@ fn interleave<B: Backend>(
     devices: &mut [Device<B>],
     plans: &[StepPlan<'_>],
     names: &[String],
+    dp_groups: &[Vec<usize>],
 ) -> Result<Vec<DeviceResult>> {
     let mut outs: Vec<DeviceResult> = devices.iter().map(|_| DeviceResult::default()).collect();
     let mut next = vec![0usize; devices.len()];
@@ -147,7 +150,7 @@ fn interleave<B: Backend>(
         }
     }
     if plans.first().is_some_and(|p| p.train) {
-        reduce_gradients(devices, plans, &mut outs)?;
+        reduce_gradients(devices, plans, &mut outs, dp_groups)?;
     }
     Ok(outs)
 }
@@ -218,6 +221,7 @@ fn reduce_gradients<B: Backend>(
     devices: &mut [Device<B>],
     plans: &[StepPlan<'_>],
     outs: &mut [DeviceResult],
+    dp_groups: &[Vec<usize>],
 ) -> Result<()> {
     let t0 = Instant::now();
     let mut packed: Vec<(f32, Vec<Buckets>)> = Vec::with_capacity(devices.len());
@@ -233,10 +237,10 @@ fn reduce_gradients<B: Backend>(
         };
         packed.push((scale, buckets));
     }
-    for group in dp_groups(devices) {
+    for group in dp_groups {
         let plan = &plans[group[0]];
         let sharded = plan.grad_shard.is_some();
-        reduce_group(&mut packed, &group, plan.reduce.fp16_scale, sharded);
+        reduce_group(&mut packed, group, plan.reduce.fp16_scale, sharded);
     }
     for (((d, (scale, buckets)), out), plan) in devices.iter_mut().zip(packed).zip(outs).zip(plans)
     {
@@ -268,26 +272,6 @@ fn pack<B: Backend>(d: &mut Device<B>, plan: &StepPlan<'_>) -> Result<Vec<Bucket
             Ok(b)
         })
         .collect()
-}
-
-/// The data-parallel groups: the devices at the same pipeline position in every replica, as
-/// device indices in replica order (the group ranks of `Layout::communicators`).
-fn dp_groups<B: Backend>(devices: &[Device<B>]) -> Vec<Vec<usize>> {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    for (i, d) in devices.iter().enumerate().filter(|(_, d)| !d.dp.is_empty()) {
-        let peer = |g: &Vec<usize>| {
-            let first = &devices[g[0]];
-            (first.position, first.tp_rank) == (d.position, d.tp_rank)
-        };
-        match groups.iter_mut().find(|g| peer(g)) {
-            Some(g) => g.push(i),
-            None => groups.push(vec![i]),
-        }
-    }
-    for g in &mut groups {
-        g.sort_by_key(|&i| devices[i].replica);
-    }
-    groups
 }
 
 /// Every bucket of every hosted stage of one data-parallel group, summed over the group as its
@@ -341,6 +325,7 @@ fn reduce_group(
 /// every replica's parameters, group after group, as the threaded all-gather does.
 pub(super) fn update<B: Backend>(
     devices: &mut [Device<B>],
+    dp_groups: &[Vec<usize>],
     step: u64,
     rule_for: &dyn Fn(&str) -> UpdateRule,
     coef: f32,
@@ -358,13 +343,13 @@ pub(super) fn update<B: Backend>(
         }
         spans.push((start, Instant::now()));
     }
-    for group in dp_groups(devices) {
+    for group in dp_groups {
         for s in 0..devices[group[0]].execs.len() {
             let groups = devices[group[0]].zero[s]
                 .as_ref()
                 .map_or(0, |p| p.group_count());
             for g in 0..groups {
-                update_and_gather(devices, &group, s, g, step, rule_for)?;
+                update_and_gather(devices, group, s, g, step, rule_for)?;
             }
         }
         let end = Instant::now();
@@ -407,8 +392,11 @@ fn update_and_gather<B: Backend>(
 }
 
 /// Replica 0's initial weights copied to every other replica (EPL's variable broadcast).
-pub(super) fn broadcast_initial_weights<B: Backend>(devices: &mut [Device<B>]) -> Result<()> {
-    for group in dp_groups(devices) {
+pub(super) fn broadcast_initial_weights<B: Backend>(
+    devices: &mut [Device<B>],
+    dp_groups: &[Vec<usize>],
+) -> Result<()> {
+    for group in dp_groups {
         let (root, rest) = group.split_first().unwrap_or((&0, &[]));
         for s in 0..devices[*root].execs.len() {
             let src = &devices[*root].execs[s];

@@ -190,6 +190,22 @@ impl Layout {
         options.config.communication.num_communicators.max(1) * self.virtual_stages
     }
 
+    /// The data-parallel groups: for each stage position and tensor-parallel index, the devices
+    /// holding it in every replica, in replica order (none with one replica).
+    pub fn dp_groups(&self) -> Vec<Vec<usize>> {
+        if self.replicas <= 1 {
+            return Vec::new();
+        }
+        (0..self.ranks * self.tp)
+            .map(|pt| {
+                let (p, t) = (pt / self.tp, pt % self.tp);
+                (0..self.replicas)
+                    .map(|r| self.rank_of_tp(r, p, t))
+                    .collect()
+            })
+            .collect()
+    }
+
     pub fn communicators(&self, options: &TrainerOptions) -> Result<Comms> {
         let n = self.ranks * self.replicas * self.tp;
         let timeout = Duration::from_secs(options.config.communication.timeout_s as u64);
@@ -205,14 +221,7 @@ impl Layout {
             }
         }
         if self.replicas > 1 {
-            let groups: Vec<Vec<usize>> = (0..self.ranks * self.tp)
-                .map(|pt| {
-                    let (p, t) = (pt / self.tp, pt % self.tp);
-                    (0..self.replicas)
-                        .map(|r| self.rank_of_tp(r, p, t))
-                        .collect()
-                })
-                .collect();
+            let groups = self.dp_groups();
             let channels = self.dp_channels(options);
             let gather = usize::from(options.config.zero.level.shards_params());
             // In-process channels run back to back; with NCCL each is its own stream.

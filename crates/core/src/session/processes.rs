@@ -131,10 +131,7 @@ impl Cluster {
         let mut dp: Vec<Vec<Box<dyn Communicator>>> = (0..n).map(|_| Vec::new()).collect();
         if layout.replicas > 1 {
             for _ in 0..layout.dp_channels(options) {
-                for position in 0..layout.ranks {
-                    let group: Vec<usize> = (0..layout.replicas)
-                        .map(|r| r * layout.ranks + position)
-                        .collect();
+                for group in layout.dp_groups() {
                     let members: Vec<usize> = (0..group.len())
                         .filter(|&i| local.contains(&group[i]))
                         .collect();

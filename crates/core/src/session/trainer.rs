@@ -172,7 +172,8 @@ impl<B: Backend> Trainer<B> {
             return Ok(());
         }
         if self.cooperative {
-            return super::cooperative::broadcast_initial_weights(&mut self.devices);
+            let groups = self.layout.dp_groups();
+            return super::cooperative::broadcast_initial_weights(&mut self.devices, &groups);
         }
         let results = parallel(&mut self.devices, |_, d| {
             let Some(dp) = d.dp.first() else {
@@ -265,7 +266,12 @@ impl<B: Backend> Trainer<B> {
             let names: Vec<String> = (0..self.devices.len())
                 .map(|i| self.device_name(i))
                 .collect();
-            super::cooperative::compute_all(&mut self.devices, &plans, &names)
+            super::cooperative::compute_all(
+                &mut self.devices,
+                &plans,
+                &names,
+                &self.layout.dp_groups(),
+            )
         } else {
             compute_threaded(&mut self.devices, &plans)
         };
@@ -369,7 +375,13 @@ impl<B: Backend> Trainer<B> {
         let rule = self.options.optimizer.rule(lr);
         let rule_for = |_: &str| rule.clone();
         let times = if self.cooperative {
-            super::cooperative::update(&mut self.devices, step, &rule_for, coef)?
+            super::cooperative::update(
+                &mut self.devices,
+                &self.layout.dp_groups(),
+                step,
+                &rule_for,
+                coef,
+            )?
         } else {
             let sharded_params = self.options.config.zero.level.shards_params();
             update_threaded(&mut self.devices, step, &rule_for, coef, sharded_params)?
