@@ -3,6 +3,7 @@
 //! buffers that let every CPU kernel run on 16-bit tensors in f32.
 
 use super::backend::HostData;
+pub use crate::checkpoint::bf16_to_f32;
 use crate::collectives::{f16_to_f32, f32_to_f16};
 use crate::ir::DType;
 use std::borrow::Cow;
@@ -15,10 +16,6 @@ pub fn f32_to_bf16(x: f32) -> u16 {
     }
     let round = 0x7fff + ((bits >> 16) & 1);
     (bits.wrapping_add(round) >> 16) as u16
-}
-
-pub fn bf16_to_f32(b: u16) -> f32 {
-    f32::from_bits(u32::from(b) << 16)
 }
 
 /// One 16-bit value of `dtype` as f32.

@@ -115,12 +115,8 @@ pub fn init_values(init: &Init, name: &str, len: usize, seed: u64) -> Vec<f32> {
         } => {
             // A vocabulary that does not divide is padded with zero rows first.
             let whole = init_values(base, name, full.iter().product(), seed);
-            let plen = super::tp::padded_len(full[cut.axis], cut.groups * cut.parts);
-            let mut dims = full.clone();
-            dims[cut.axis] = plen;
-            let whole = super::tp::pad(&whole, full, cut.axis, plen);
             // The executor checked the cut (`check_cut`) before asking for the values.
-            super::tp::cut(&whole, &dims, cut, index).unwrap_or_else(|_| vec![f32::NAN; len])
+            super::tp::cut_padded(&whole, full, cut, index).unwrap_or_else(|_| vec![f32::NAN; len])
         }
         Init::Zeros => vec![0.0; len],
         Init::Ones => vec![1.0; len],
@@ -430,10 +426,11 @@ impl<B: Backend> Executor<B> {
             }
             // Each rank's shard laid out contiguously, in rank order, then reduce-scattered.
             Op::TpReduceScatter { cut, .. } => {
-                let whole = self.dims[x.index()].clone();
-                let mut by_rank = Vec::with_capacity(input.len());
-                for r in 0..cut.parts {
-                    by_rank.extend(super::tp::cut(&input, &whole, cut, r)?);
+                let whole = &self.dims[x.index()];
+                let mut by_rank = vec![0.0; input.len()];
+                let n = input.len() / cut.parts.max(1);
+                for (r, part) in by_rank.chunks_exact_mut(n.max(1)).enumerate() {
+                    super::tp::cut_into(&input, whole, cut, r, part)?;
                 }
                 comm.reduce_scatter(&by_rank, y, crate::collectives::ReduceOp::Sum)
             }

@@ -51,15 +51,38 @@ fn geometry(dims: &[usize], cut: Cut) -> Result<(usize, usize, usize)> {
     Ok((outer, n / step, inner))
 }
 
-/// Checks that `cut` divides the padded `dims` (a shard parameter's initialiser), so that
-/// `init_values` can cut it.
-pub fn check_cut(dims: &[usize], cut: Cut) -> Result<()> {
+/// `dims` with the cut axis padded so that it divides into `groups x parts` (an indivisible
+/// vocabulary), and that axis's padded length.
+fn padded_dims(dims: &[usize], cut: Cut) -> Result<(Vec<usize>, usize)> {
     let mut padded = dims.to_vec();
     let axis = padded
         .get_mut(cut.axis)
         .ok_or_else(|| Error::internal(format!("cut {cut} of dims {dims:?}: no such axis")))?;
     *axis = padded_len(*axis, cut.groups * cut.parts);
-    geometry(&padded, cut).map(|_| ())
+    let plen = *axis;
+    Ok((padded, plen))
+}
+
+/// Checks that `cut` divides the padded `dims` (a shard parameter's initialiser), so that
+/// `init_values` can cut it.
+pub fn check_cut(dims: &[usize], cut: Cut) -> Result<()> {
+    geometry(&padded_dims(dims, cut)?.0, cut).map(|_| ())
+}
+
+/// Shard `index` of the whole tensor `whole` (dims `full`), its cut axis padded with zeros
+/// first when it does not divide: what a tensor-parallel device keeps of a whole parameter.
+pub fn cut_padded(whole: &[f32], full: &[usize], cut: Cut, index: usize) -> Result<Vec<f32>> {
+    let (padded, plen) = padded_dims(full, cut)?;
+    self::cut(&pad(whole, full, cut.axis, plen), &padded, cut, index)
+}
+
+/// `cut_padded`'s inverse: the whole tensor (dims `full`) from every device's shard in rank
+/// order, padding dropped.
+pub fn assemble_padded(shards: &[f32], full: &[usize], cut: Cut) -> Result<Vec<f32>> {
+    let (padded, plen) = padded_dims(full, cut)?;
+    let mut whole = vec![0.0; shards.len()];
+    assemble(shards, &padded, cut, &mut whole)?;
+    Ok(unpad(&whole, full, cut.axis, plen))
 }
 
 /// Shard `index` of the whole tensor `whole` (dims `dims`) into `out`.

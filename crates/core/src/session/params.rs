@@ -102,16 +102,17 @@ impl<B: Backend> Trainer<B> {
                         let range = exec.state_range(name)?;
                         let len = exec.param_len(name)?;
                         full.resize(len, 0.0);
-                        let Some(part) = exec.read_state(name)?.get(i).cloned() else {
+                        let state = exec.read_state(name)?;
+                        let Some(part) = state.get(i) else {
                             continue;
                         };
-                        let part = f32_of(Some(&part), name)?;
+                        let part = f32_of(part, name)?;
                         if part.len() != range.len() || range.end > len {
                             return Err(Error::internal(format!(
                                 "state of '{name}' has the wrong size"
                             )));
                         }
-                        full[range.clone()].copy_from_slice(&part);
+                        full[range.clone()].copy_from_slice(part);
                         if range.len() == len {
                             break; // not sharded: replica 0 holds it all
                         }
@@ -129,17 +130,18 @@ impl<B: Backend> Trainer<B> {
         let whole = self.whole(name, |rank| {
             let execs = self.rank_execs(name, rank)?;
             let Some(pieces) = execs[0].param_pieces(name)? else {
-                return f32_of(Some(&execs[0].read_parameter(name)?), name);
+                return Ok(f32_of(&execs[0].read_parameter(name)?, name)?.to_vec());
             };
             let mut whole = vec![0.0f32; pieces.iter().map(|r| r.len()).sum()];
             for (exec, range) in execs.into_iter().zip(pieces) {
-                let piece = f32_of(Some(&exec.read_parameter(name)?), name)?;
+                let piece = exec.read_parameter(name)?;
+                let piece = f32_of(&piece, name)?;
                 if piece.len() != range.len() {
                     return Err(Error::internal(format!(
                         "piece of '{name}' has the wrong size"
                     )));
                 }
-                whole[range].copy_from_slice(&piece);
+                whole[range].copy_from_slice(piece);
             }
             Ok(whole)
         })?;
@@ -170,12 +172,7 @@ impl<B: Backend> Trainer<B> {
         for rank in 0..cut.parts {
             shards.extend(local(rank)?);
         }
-        let plen = crate::exec::tp::padded_len(full[cut.axis], cut.groups * cut.parts);
-        let mut padded = full.to_vec();
-        padded[cut.axis] = plen;
-        let mut whole = vec![0.0; shards.len()];
-        crate::exec::tp::assemble(&shards, &padded, cut, &mut whole)?;
-        Ok(crate::exec::tp::unpad(&whole, &full, cut.axis, plen))
+        crate::exec::tp::assemble_padded(&shards, &full, cut)
     }
 
     /// Write a whole parameter (`state`: false) or its whole optimizer state on every device
@@ -188,19 +185,13 @@ impl<B: Backend> Trainer<B> {
             });
         };
         let (devices, stage) = self.owners(name)?;
-        let plen = crate::exec::tp::padded_len(full[cut.axis], cut.groups * cut.parts);
-        let mut padded = full.clone();
-        padded[cut.axis] = plen;
         for d in devices {
             let rank = self.devices[d].tp_rank;
             let shards = data
                 .iter()
                 .map(|t| {
-                    let whole =
-                        crate::exec::tp::pad(&f32_of(Some(t), name)?, &full, cut.axis, plen);
-                    Ok(HostData::F32(crate::exec::tp::cut(
-                        &whole, &padded, cut, rank,
-                    )?))
+                    let shard = crate::exec::tp::cut_padded(f32_of(t, name)?, &full, cut, rank)?;
+                    Ok(HostData::F32(shard))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let exec = self.devices[d]
@@ -271,8 +262,7 @@ impl<B: Backend> Trainer<B> {
 }
 
 /// A host tensor's f32 values (parameters and optimizer state are f32).
-fn f32_of(data: Option<&HostData>, name: &str) -> Result<Vec<f32>> {
-    data.and_then(HostData::as_f32)
-        .map(<[f32]>::to_vec)
+fn f32_of<'a>(data: &'a HostData, name: &str) -> Result<&'a [f32]> {
+    data.as_f32()
         .ok_or_else(|| Error::internal(format!("'{name}': expected an f32 buffer")))
 }

@@ -217,19 +217,6 @@ impl<'a> Emitter<'a> {
             let node = self.src.node(id);
             let new = match &node.op {
                 Op::Parameter { name, shape, init } => self.parameter(id, name, shape, init)?,
-                _ if self.plans[id.index()].expand == Some(Expand::RowShard) => {
-                    let whole = self.push(node.op.clone(), &[], node.taskgraph)?;
-                    let cut = Cut {
-                        axis: 0,
-                        groups: 1,
-                        parts: self.n,
-                    };
-                    let op = Op::TpShard {
-                        cut,
-                        index: self.index,
-                    };
-                    self.push(op, &[whole], node.taskgraph)?
-                }
                 _ => {
                     let plan = &self.plans[id.index()];
                     let mut inputs = Vec::with_capacity(node.inputs.len());
@@ -238,7 +225,7 @@ impl<'a> Emitter<'a> {
                     }
                     match plan.expand {
                         None => self.push(plan.op.clone(), &inputs, node.taskgraph)?,
-                        Some(e) => self.expand(e, &inputs, node.taskgraph)?,
+                        Some(e) => self.expand(e, &plan.op, &inputs, node.taskgraph)?,
                     }
                 }
             };
@@ -366,8 +353,15 @@ impl<'a> Emitter<'a> {
         Ok(new)
     }
 
-    /// The several ops of a vocabulary-parallel embedding or cross-entropy.
-    fn expand(&mut self, e: Expand, ins: &[NodeId], tg: crate::ir::TaskGraphId) -> Result<NodeId> {
+    /// The several ops that replace `op` (whose inputs are now `ins`): vocabulary parallelism's,
+    /// expert parallelism's, a colocated batch input's row cut.
+    fn expand(
+        &mut self,
+        e: Expand,
+        op: &Op,
+        ins: &[NodeId],
+        tg: crate::ir::TaskGraphId,
+    ) -> Result<NodeId> {
         let last =
             |s: &Self, id: NodeId| s.out.node(id).shape.to_vec().last().copied().unwrap_or(1);
         match e {
@@ -382,7 +376,17 @@ impl<'a> Emitter<'a> {
                 };
                 self.push(mm, &[hot, table], tg)
             }
-            Expand::RowShard => Err(Error::internal("row shards expand leaves only")),
+            // A batch input: loaded whole, then this device's rows kept.
+            Expand::RowShard => {
+                let whole = self.push(op.clone(), &[], tg)?;
+                let cut = Cut {
+                    axis: 0,
+                    groups: 1,
+                    parts: self.n,
+                };
+                let index = self.index;
+                self.push(Op::TpShard { cut, index }, &[whole], tg)
+            }
             Expand::MoeDispatch {
                 top_k,
                 capacity_factor,

@@ -112,15 +112,14 @@ impl Analysis<'_> {
 }
 
 /// Where `din`'s `axis` lands when a reshape to `dout` merges it with the dims before it:
-/// (its new axis, the product of the merged outer dims), when `din[..k]` and `dout[..j]` agree,
-/// `dout[j]` is `din[k..=axis]` merged and the dims after it are unchanged.
+/// (its new axis k, the product of the merged outer dims), when `din[..k]` and `dout[..k]`
+/// agree, `dout[k]` is `din[k..=axis]` merged and the dims after it are unchanged.
 fn merged(din: &[usize], dout: &[usize], axis: usize) -> Option<(usize, usize)> {
     (0..=axis).find_map(|k| {
-        let j = k;
         let outer: usize = din[k..axis].iter().product();
-        let ok = dout.get(..j) == din.get(..k)
-            && dout.get(j) == Some(&(outer * din[axis]))
-            && dout.get(j + 1..) == din.get(axis + 1..);
-        ok.then_some((j, outer))
+        let ok = dout.get(..k) == din.get(..k)
+            && dout.get(k) == Some(&(outer * din[axis]))
+            && dout.get(k + 1..) == din.get(axis + 1..);
+        ok.then_some((k, outer))
     })
 }

@@ -129,7 +129,8 @@ impl Analysis<'_> {
             return Err(self.error(
                 id,
                 format!(
-                    "{tokens} tokens per micro-batch do not divide over {} devices (expert                      parallelism cuts the tokens among them)",
+                    "{tokens} tokens per micro-batch do not divide over {} devices (expert \
+                     parallelism cuts the tokens among them)",
                     self.n
                 ),
             ));
