@@ -259,11 +259,17 @@ fn reduce_gradients<B: Backend>(
 
 /// One device's gradients in buckets, one set per hosted stage (all final after compute).
 fn pack<B: Backend>(d: &mut Device<B>, plan: &StepPlan<'_>) -> Result<Vec<Buckets>> {
-    let Device { execs, spare, .. } = d;
+    let Device {
+        execs,
+        spare,
+        buckets,
+        ..
+    } = d;
     execs
         .iter()
-        .map(|exec| {
-            let mut b = Buckets::new(&exec.grad_order(), plan.reduce, plan.grad_shard, spare);
+        .zip(buckets.iter())
+        .map(|(exec, layout)| {
+            let mut b = Buckets::new(layout, plan.grad_shard, spare);
             exec.each_grad(&mut |p, g| {
                 b.ready(p, g);
                 Ok(())

@@ -2,8 +2,7 @@
 //! several with interleaved virtual stages), its communicators, and what it does in a step (its
 //! pipeline work, then gradient reduction across replicas).
 
-use super::overlap::Overlap;
-use super::overlap::ShardOf;
+use super::overlap::{BucketLayout, Overlap, ShardOf};
 use super::trace::DeviceTrace;
 use super::zero::ShardPlan;
 use crate::collectives::Communicator;
@@ -14,6 +13,7 @@ use crate::exec::{
 };
 use crate::ir::NodeId;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// One unit of pipeline work: the forward or backward of a stage for a micro-batch.
@@ -60,6 +60,8 @@ pub(super) struct Device<B: Backend> {
     pub spare: Vec<Vec<f32>>,
     /// ZeRO: how each hosted stage's parameters are sharded over the replicas (`execs` order).
     pub zero: Vec<Option<ShardPlan>>,
+    /// Each hosted stage's gradient buckets (`execs` order), planned once.
+    pub buckets: Vec<Arc<BucketLayout>>,
 }
 
 /// Local clipping before the all-reduce (see `StepPlan::local_clip`).
@@ -153,6 +155,7 @@ impl<B: Backend> Device<B> {
             tp,
             tp_rank,
             spare,
+            buckets,
             ..
         } = self;
         let all_channels: Vec<&dyn Communicator> = dp.iter().map(|c| c.as_ref()).collect();
@@ -175,11 +178,12 @@ impl<B: Backend> Device<B> {
             let mut reducers: Vec<Option<Overlap<'_>>> = (0..execs.len()).map(|_| None).collect();
             let mut reduce_start = None;
             // Stage i's reducer over its channels, fed in the order its gradients become final.
-            let start_reducer = |i: usize, order: &[(NodeId, usize)], spare: &mut Vec<Vec<f32>>| {
+            let start_reducer = |i: usize, spare: &mut Vec<Vec<f32>>| {
+                let layout = &buckets[i];
                 Overlap::start(
                     scope,
                     channels_of(i),
-                    order,
+                    layout,
                     plan.reduce,
                     plan.grad_shard,
                     spare,
@@ -191,7 +195,7 @@ impl<B: Backend> Device<B> {
                 };
                 let i = exec_index(stages, stage)?;
                 if overlap && kind == ProgramKind::Backward && last_backward[i] == Some(wi) {
-                    let mut r = start_reducer(i, &execs[i].grad_order(), spare);
+                    let mut r = start_reducer(i, spare);
                     reduce_start.get_or_insert_with(Instant::now);
                     let hook: &mut GradHook<'_> = &mut |p, g| r.ready(p, g);
                     run_item(&mut execs[i], link.as_ref(), plan, wi, &mut out, Some(hook))?;
@@ -215,7 +219,7 @@ impl<B: Backend> Device<B> {
                     }
                     // Not overlapped (local clipping): the same reducer, fed all at once.
                     None => {
-                        let mut r = start_reducer(i, &exec.grad_order(), spare);
+                        let mut r = start_reducer(i, spare);
                         exec.each_grad(&mut |p, g| r.ready(p, g))?;
                         r.finish(exec, scale, spare)?;
                     }
@@ -380,7 +384,12 @@ pub(super) fn make_device<B: Backend>(
             Executor::with_residency(backend(rank)?, graph, stages, s, options.seed, residency)
         })
         .collect::<Result<Vec<_>>>()?;
-    let zero = shard_plans(&mut execs, options, replica, layout.replicas);
+    let reduce = super::trainer::grad_reduce(options, 1.0);
+    let buckets: Vec<Arc<BucketLayout>> = execs
+        .iter()
+        .map(|e| Arc::new(BucketLayout::new(&e.grad_order(), &reduce)))
+        .collect();
+    let zero = shard_plans(&mut execs, &buckets, options, replica, layout.replicas);
     Ok(Device {
         execs,
         stages: hosted,
@@ -393,6 +402,7 @@ pub(super) fn make_device<B: Backend>(
         tp: comms.tp,
         spare: Vec::new(),
         zero,
+        buckets,
     })
 }
 
@@ -400,18 +410,19 @@ pub(super) fn make_device<B: Backend>(
 /// for v1, to free each gradient once it is in its bucket).
 fn shard_plans<B: Backend>(
     execs: &mut [Executor<B>],
+    buckets: &[Arc<BucketLayout>],
     options: &super::options::TrainerOptions,
     replica: usize,
     replicas: usize,
 ) -> Vec<Option<ShardPlan>> {
     execs
         .iter_mut()
-        .map(|exec| {
+        .zip(buckets)
+        .map(|(exec, layout)| {
             let level = options.config.zero.level;
             (level != crate::config::ZeroLevel::Off).then(|| {
                 let groups = options.config.optimizer.num_apply_group;
-                let reduce = super::trainer::grad_reduce(options, 1.0);
-                let plan = ShardPlan::new(&exec.grad_order(), &reduce, replicas, groups);
+                let plan = ShardPlan::new(layout, replicas, groups);
                 exec.set_owned(plan.owned(replica));
                 if level.shards_grads() {
                     exec.set_release_notified();

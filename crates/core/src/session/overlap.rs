@@ -15,7 +15,7 @@ use crate::exec::Backend;
 use crate::exec::{Executor, GradReduce};
 use crate::ir::NodeId;
 use std::collections::HashMap;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::{Scope, ScopedJoinHandle};
 
 type Reduced = Result<Vec<(usize, Vec<f32>)>>;
@@ -25,23 +25,32 @@ pub(super) type Slots = HashMap<NodeId, (usize, usize, usize)>;
 
 /// The buckets over `order` (parameters in the order their gradients become final) and each
 /// parameter's place in them: shared by the reducer and ZeRO's shard plan, which must agree.
-pub(super) fn bucket_slots(order: &[(NodeId, usize)], reduce: &GradReduce) -> (Vec<Bucket>, Slots) {
-    let sizes: Vec<(usize, usize)> = order
-        .iter()
-        .enumerate()
-        .map(|(i, (_, n))| (i, *n))
-        .collect();
-    let buckets = plan_buckets(&sizes, reduce.bucket_bytes, reduce.max_splits);
-    let mut slot_of = HashMap::new();
-    for (b, bucket) in buckets.iter().enumerate() {
-        let mut offset = 0;
-        for &t in &bucket.tensors {
-            let (p, n) = order[t];
-            slot_of.insert(p, (b, offset, n));
-            offset += n;
+/// Fixed for a compiled stage, so made once (`make_device`), not every step.
+#[derive(Debug)]
+pub(super) struct BucketLayout {
+    pub buckets: Vec<Bucket>,
+    pub slot_of: Slots,
+}
+
+impl BucketLayout {
+    pub fn new(order: &[(NodeId, usize)], reduce: &GradReduce) -> BucketLayout {
+        let sizes: Vec<(usize, usize)> = order
+            .iter()
+            .enumerate()
+            .map(|(i, (_, n))| (i, *n))
+            .collect();
+        let buckets = plan_buckets(&sizes, reduce.bucket_bytes, reduce.max_splits);
+        let mut slot_of = HashMap::new();
+        for (b, bucket) in buckets.iter().enumerate() {
+            let mut offset = 0;
+            for &t in &bucket.tensors {
+                let (p, n) = order[t];
+                slot_of.insert(p, (b, offset, n));
+                offset += n;
+            }
         }
+        BucketLayout { buckets, slot_of }
     }
-    (buckets, slot_of)
 }
 
 /// ZeRO v1: this replica's index and the replica count (chunk r of R of each bucket).
@@ -51,7 +60,7 @@ pub(super) type ShardOf = Option<(usize, usize)>;
 /// buckets written back: the part of the reducer that does not communicate, shared by the
 /// threaded reducer below and the cooperative executor (which reduces at the driver).
 pub(super) struct Buckets {
-    slot_of: Slots,
+    layout: Arc<BucketLayout>,
     shard: ShardOf,
     /// Each bucket's packed gradients; taken when the bucket is full.
     pub flats: Vec<Vec<f32>>,
@@ -59,15 +68,10 @@ pub(super) struct Buckets {
 }
 
 impl Buckets {
-    pub fn new(
-        order: &[(NodeId, usize)],
-        reduce: &GradReduce,
-        shard: ShardOf,
-        spare: &mut Vec<Vec<f32>>,
-    ) -> Buckets {
-        let (buckets, slot_of) = bucket_slots(order, reduce);
+    pub fn new(layout: &Arc<BucketLayout>, shard: ShardOf, spare: &mut Vec<Vec<f32>>) -> Buckets {
+        let buckets = &layout.buckets;
         Buckets {
-            slot_of,
+            layout: layout.clone(),
             shard,
             // Reuse last step's bucket buffers: fresh megabytes would page-fault every step.
             flats: buckets
@@ -85,7 +89,7 @@ impl Buckets {
     /// A parameter's gradient is final: copy it into its bucket. Returns the bucket when this
     /// completed it.
     pub fn ready(&mut self, param: NodeId, grad: &[f32]) -> Option<usize> {
-        let &(b, offset, n) = self.slot_of.get(&param)?;
+        let &(b, offset, n) = self.layout.slot_of.get(&param)?;
         self.flats[b][offset..offset + n].copy_from_slice(grad);
         self.remaining[b] -= 1;
         (self.remaining[b] == 0).then_some(b)
@@ -110,7 +114,7 @@ impl Buckets {
         scale: f32,
         spare: &mut Vec<Vec<f32>>,
     ) -> Result<()> {
-        for (p, (b, offset, n)) in self.slot_of {
+        for (&p, &(b, offset, n)) in &self.layout.slot_of {
             let flat = reduced[b]
                 .as_ref()
                 .ok_or_else(|| Error::internal("a bucket was not reduced"))?;
@@ -144,17 +148,17 @@ pub(super) struct Overlap<'scope> {
 }
 
 impl<'scope> Overlap<'scope> {
-    /// Plan buckets over `order` (parameters in the order their gradients become final) and
-    /// start one communication thread per channel.
+    /// Fill `layout`'s buckets as gradients become final, with one communication thread per
+    /// channel.
     pub fn start<'env>(
         scope: &'scope Scope<'scope, 'env>,
         channels: &[&'env dyn Communicator],
-        order: &[(NodeId, usize)],
+        layout: &Arc<BucketLayout>,
         reduce: &GradReduce,
         shard: ShardOf,
         spare: &mut Vec<Vec<f32>>,
     ) -> Overlap<'scope> {
-        let buckets = Buckets::new(order, reduce, shard, spare);
+        let buckets = Buckets::new(layout, shard, spare);
         let mut senders = Vec::new();
         let mut workers = Vec::new();
         for &comm in channels {

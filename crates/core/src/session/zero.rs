@@ -17,10 +17,10 @@
 //! is elementwise, a shard's update equals the same elements of the whole update: ZeRO
 //! training is bit-identical to plain data parallelism.
 
-use super::overlap::bucket_slots;
+use super::overlap::BucketLayout;
 use crate::collectives::Communicator;
 use crate::error::{Error, Result};
-use crate::exec::{GradReduce, grow_exact};
+use crate::exec::grow_exact;
 use crate::ir::NodeId;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -41,16 +41,12 @@ pub(super) struct ShardPlan {
 }
 
 impl ShardPlan {
-    /// The plan for parameters `order` (`grad_order`), bucketed as the reducer buckets them,
-    /// applied in `groups` runs of parameters balanced by size.
-    pub fn new(
-        order: &[(NodeId, usize)],
-        reduce: &GradReduce,
-        replicas: usize,
-        groups: usize,
-    ) -> ShardPlan {
-        let (buckets, slot_of) = bucket_slots(order, reduce);
-        let mut slots: Vec<(NodeId, (usize, usize, usize))> = slot_of.into_iter().collect();
+    /// The plan for a stage's gradient buckets (the reducer's own `layout`), applied in
+    /// `groups` runs of parameters balanced by size.
+    pub fn new(layout: &BucketLayout, replicas: usize, groups: usize) -> ShardPlan {
+        let BucketLayout { buckets, slot_of } = layout;
+        let mut slots: Vec<(NodeId, (usize, usize, usize))> =
+            slot_of.iter().map(|(&p, &s)| (p, s)).collect();
         slots.sort_by_key(|&(_, (b, offset, _))| (b, offset));
         let chunks = buckets
             .iter()
@@ -260,6 +256,7 @@ fn param<'a>(params: &'a mut HashMap<NodeId, &mut [f32]>, p: NodeId) -> Result<&
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::GradReduce;
 
     fn plan() -> ShardPlan {
         // 10 + 3 + 7 = 20 elements in one bucket over 3 replicas: chunks of 7 (the last 6).
@@ -270,7 +267,7 @@ mod tests {
             scale: 1.0,
         };
         let order = [(NodeId(5), 10), (NodeId(2), 3), (NodeId(9), 7)];
-        ShardPlan::new(&order, &one_bucket, 3, 1)
+        ShardPlan::new(&BucketLayout::new(&order, &one_bucket), 3, 1)
     }
 
     #[test]
@@ -305,7 +302,7 @@ mod tests {
                 fp16_scale: None,
                 scale: 1.0,
             };
-            let plan = ShardPlan::new(&order, &reduce, replicas, 1);
+            let plan = ShardPlan::new(&BucketLayout::new(&order, &reduce), replicas, 1);
             for &(p, n) in &order {
                 let mut covered = vec![0; n];
                 for r in 0..replicas {
