@@ -195,8 +195,8 @@ impl Backend for CudaBackend {
         loader::guard(op.name(), || match op {
             Op::Cast { .. } => l.cast(inputs[0].buf, out),
             Op::LossScale => l.fill(out, ctx.loss_scale),
-            _ if ops::moves_data(op) => ops::dispatch(&l, op, inputs, out, out_shape, ctx),
-            _ if ops::touches_half(inputs, out)
+            _ if op.moves_data() => ops::dispatch(&l, op, inputs, out, out_shape, ctx),
+            _ if weft_core::exec::touches_half(inputs, out.dtype())
                 && !(ops::native_half(op) && ops::uniform_float(inputs, out)) =>
             {
                 l.execute_widened(op, inputs, out, out_shape, ctx)

@@ -176,6 +176,11 @@ pub struct TensorRef<'a, B> {
     pub dtype: DType,
 }
 
+/// Whether a launch reads or writes a 16-bit float tensor (`out`: its output's dtype).
+pub fn touches_half<Buf>(inputs: &[TensorRef<'_, Buf>], out: DType) -> bool {
+    out.is_half() || inputs.iter().any(|t| t.dtype.is_half())
+}
+
 /// `inputs` with each one that has a widened f32 copy in `wide` (same order) read from that
 /// copy instead: how a backend runs an f32 kernel on 16-bit inputs.
 pub fn widened_refs<'r, Buf>(

@@ -407,6 +407,20 @@ impl Op {
         })
     }
 
+    /// Ops that only move elements (any dtype, bits copied): every backend runs them without
+    /// widening 16-bit values.
+    pub fn moves_data(&self) -> bool {
+        matches!(
+            self,
+            Op::Reshape { .. }
+                | Op::Permute { .. }
+                | Op::Slice { .. }
+                | Op::SliceBackward { .. }
+                | Op::Concat { .. }
+                | Op::Expand { .. }
+        )
+    }
+
     pub fn is_leaf(&self) -> bool {
         matches!(
             self,

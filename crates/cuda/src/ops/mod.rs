@@ -227,24 +227,6 @@ pub fn native_half(op: &Op) -> bool {
     )
 }
 
-/// Ops that only move elements: any dtype, bits copied.
-pub fn moves_data(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Reshape { .. }
-            | Op::Permute { .. }
-            | Op::Slice { .. }
-            | Op::SliceBackward { .. }
-            | Op::Concat { .. }
-            | Op::Expand { .. }
-    )
-}
-
-/// Whether an op reads or writes a 16-bit float tensor.
-pub fn touches_half(inputs: &[TensorRef<'_, CudaBuffer>], out: &CudaBuffer) -> bool {
-    out.dtype().is_half() || inputs.iter().any(|t| t.dtype.is_half())
-}
-
 fn dtype_err(op: &str, what: &str, expected: DType, got: DType) -> Error {
     Error::DType {
         what: format!("{op} {what}"),
@@ -344,12 +326,7 @@ pub fn dispatch(
     ctx: &KernelCtx,
 ) -> Result<()> {
     match op {
-        Op::Reshape { .. }
-        | Op::Permute { .. }
-        | Op::Slice { .. }
-        | Op::SliceBackward { .. }
-        | Op::Concat { .. }
-        | Op::Expand { .. } => l.move_data(op, inputs, out, out_shape),
+        _ if op.moves_data() => l.move_data(op, inputs, out, out_shape),
         Op::Fill { .. }
         | Op::Unary(_)
         | Op::UnaryBackward(_)

@@ -181,7 +181,7 @@ impl Backend for CpuBackend {
         }
         self.run(|| match op {
             Op::Cast { .. } => widen::cast(inputs, out, out_shape),
-            _ if !is_data_movement(op) && widen::touches_half(inputs, out) => {
+            _ if !op.moves_data() && crate::exec::touches_half(inputs, out.dtype()) => {
                 widen::execute_widened(op, inputs, out, out_shape, ctx, dispatch)
             }
             _ => dispatch(op, inputs, out, out_shape, ctx),
@@ -309,19 +309,6 @@ fn apply_rule(rule: &UpdateRule, step: u64, p: &mut [f32], g: &[f32], mut bufs: 
     }
 }
 
-/// Ops that only move elements: any dtype, bits copied.
-fn is_data_movement(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Reshape { .. }
-            | Op::Permute { .. }
-            | Op::Slice { .. }
-            | Op::SliceBackward { .. }
-            | Op::Concat { .. }
-            | Op::Expand { .. }
-    )
-}
-
 /// Picks and runs the kernel for `op` (arity already checked).
 fn dispatch(
     op: &Op,
@@ -335,7 +322,7 @@ fn dispatch(
         Op::Input { .. } | Op::Parameter { .. } => Err(Error::internal(format!(
             "{name}: leaves are fed by the executor, not executed"
         ))),
-        _ if is_data_movement(op) => dispatch_data_movement(op, inputs, out, out_shape),
+        _ if op.moves_data() => dispatch_data_movement(op, inputs, out, out_shape),
         Op::Argmax => metrics::argmax(
             f32_in(name, inputs, 0)?,
             metrics::i32_out(name, out, out_shape)?,

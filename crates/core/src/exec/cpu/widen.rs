@@ -9,11 +9,6 @@ use crate::exec::half::{narrow_into, widen};
 use crate::exec::{HostData, KernelCtx, TensorRef, widened_refs};
 use crate::ir::{DType, Op};
 
-/// Whether an op touches a 16-bit tensor (and is not pure data movement, which copies bits).
-pub(super) fn touches_half(inputs: &[TensorRef<'_, HostData>], out: &HostData) -> bool {
-    out.dtype().is_half() || inputs.iter().any(|t| t.buf.dtype().is_half())
-}
-
 /// y = x rounded to `out`'s float type.
 pub(super) fn cast(
     inputs: &[TensorRef<'_, HostData>],
