@@ -221,6 +221,48 @@ pub enum UpdateRule {
 }
 
 impl UpdateRule {
+    /// SGD's hyper-parameters, when this is SGD.
+    pub fn sgd(&self) -> Option<super::cpu::optim::Sgd> {
+        match *self {
+            UpdateRule::Sgd {
+                lr,
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+            } => Some(super::cpu::optim::Sgd {
+                lr,
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+            }),
+            UpdateRule::Adam { .. } => None,
+        }
+    }
+
+    /// Adam's (or AdamW's) hyper-parameters, when this is Adam.
+    pub fn adam(&self) -> Option<super::cpu::optim::Adam> {
+        match *self {
+            UpdateRule::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decoupled,
+            } => Some(super::cpu::optim::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decoupled,
+            }),
+            UpdateRule::Sgd { .. } => None,
+        }
+    }
+
     /// The checks every backend's `update` makes before touching memory: `range` lies in the
     /// parameter, `states` is the rule's count, and the gradient is the whole parameter's or
     /// (ZeRO's shards) just the range's. Returns the range of the gradient to read.

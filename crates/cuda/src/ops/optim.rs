@@ -4,7 +4,7 @@
 use super::{Launch, elems, launch};
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DeviceRepr};
 use weft_core::exec::UpdateRule;
-use weft_core::exec::cpu::optim::{Adam, AdamScalars};
+use weft_core::exec::cpu::optim::AdamScalars;
 use weft_core::{Error, Result};
 
 /// Mirrors optim.cu's `SgdArgs`.
@@ -41,22 +41,13 @@ unsafe impl DeviceRepr for AdamArgs {}
 
 impl SgdArgs {
     fn new(rule: &UpdateRule, step: u64) -> Option<SgdArgs> {
-        let UpdateRule::Sgd {
-            lr,
-            momentum,
-            dampening,
-            nesterov,
-            weight_decay,
-        } = *rule
-        else {
-            return None;
-        };
+        let h = rule.sgd()?;
         Some(SgdArgs {
-            lr,
-            momentum,
-            damp: (1.0 - dampening as f64) as f32,
-            weight_decay,
-            nesterov: i32::from(nesterov),
+            lr: h.lr,
+            momentum: h.momentum,
+            damp: h.damp(),
+            weight_decay: h.weight_decay,
+            nesterov: i32::from(h.nesterov),
             first: i32::from(step <= 1),
         })
     }
@@ -65,36 +56,18 @@ impl SgdArgs {
 impl AdamArgs {
     /// The step's scalars, as the CPU's `AdamScalars` computes them (f64, then rounded).
     fn new(rule: &UpdateRule, step: u64) -> Option<AdamArgs> {
-        let UpdateRule::Adam {
-            lr,
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-            decoupled,
-        } = *rule
-        else {
-            return None;
-        };
-        let h = Adam {
-            lr,
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-            decoupled,
-        };
+        let h = rule.adam()?;
         let s = AdamScalars::new(&h, step);
         Some(AdamArgs {
             one_minus_beta1: s.one_minus_beta1,
             one_minus_beta2: s.one_minus_beta2,
-            beta2,
-            eps,
-            weight_decay,
+            beta2: h.beta2,
+            eps: h.eps,
+            weight_decay: h.weight_decay,
             decay: s.decay,
             neg_step_size: s.neg_step_size,
             bc2_sqrt: s.bc2_sqrt,
-            decoupled: i32::from(decoupled),
+            decoupled: i32::from(h.decoupled),
         })
     }
 }

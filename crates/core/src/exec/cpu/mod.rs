@@ -269,43 +269,10 @@ fn sum_squares_f64(x: &[f32]) -> f64 {
 }
 
 fn apply_rule(rule: &UpdateRule, step: u64, p: &mut [f32], g: &[f32], mut bufs: Vec<&mut [f32]>) {
-    match *rule {
-        UpdateRule::Sgd {
-            lr,
-            momentum,
-            dampening,
-            nesterov,
-            weight_decay,
-        } => {
-            let h = optim::Sgd {
-                lr,
-                momentum,
-                dampening,
-                nesterov,
-                weight_decay,
-            };
-            optim::sgd_step(&h, p, g, bufs.pop(), step <= 1);
-        }
-        UpdateRule::Adam {
-            lr,
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-            decoupled,
-        } => {
-            let h = optim::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                decoupled,
-            };
-            if let [m, v] = bufs.as_mut_slice() {
-                optim::adam_step(&h, step, p, g, m, v);
-            }
-        }
+    if let Some(h) = rule.sgd() {
+        optim::sgd_step(&h, p, g, bufs.pop(), step <= 1);
+    } else if let (Some(h), [m, v]) = (rule.adam(), bufs.as_mut_slice()) {
+        optim::adam_step(&h, step, p, g, m, v);
     }
 }
 

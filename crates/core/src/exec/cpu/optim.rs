@@ -22,6 +22,14 @@ pub struct Sgd {
     pub weight_decay: f32,
 }
 
+impl Sgd {
+    /// The gradient's weight in the momentum buffer, 1 - dampening (computed in f64, as torch
+    /// does).
+    pub fn damp(&self) -> f32 {
+        (1.0 - self.dampening as f64) as f32
+    }
+}
+
 /// torch.optim.Adam / AdamW hyper-parameters.
 #[derive(Debug, Clone, Copy)]
 pub struct Adam {
@@ -58,7 +66,7 @@ pub fn sgd_step(h: &Sgd, p: &mut [f32], g: &[f32], buf: Option<&mut [f32]>, firs
 simd_fn! {
     fn sgd_chunk(h: &Sgd, p: &mut [f32], g: &[f32], buf: Option<&mut [f32]>, first: bool) {
         let (lr, wd, mom) = (h.lr, h.weight_decay, h.momentum);
-        let damp = (1.0 - h.dampening as f64) as f32;
+        let damp = h.damp();
         match buf {
             None => {
                 for (p, &g) in p.iter_mut().zip(g) {
