@@ -112,12 +112,7 @@ impl Backend for CudaBackend {
     fn alloc(&self, dtype: DType, len: usize) -> Result<CudaBuffer> {
         let s = &self.dev.streams.compute;
         if let Some(mut d) = self.cache.take(dtype, len) {
-            let r = match &mut d {
-                Data::F32(x) => s.memset_zeros(x),
-                Data::I32(x) => s.memset_zeros(x),
-                Data::BF16(x) | Data::F16(x) => s.memset_zeros(x),
-            };
-            r.map_err(|e| driver("memset", e))?;
+            d.memset_zeros(s)?;
             return Ok(self.wrap(d));
         }
         let d = match dtype {

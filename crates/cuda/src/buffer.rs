@@ -18,6 +18,16 @@ pub enum Data {
 }
 
 impl Data {
+    /// Zero-fills the buffer on `stream`.
+    pub fn memset_zeros(&mut self, stream: &Arc<CudaStream>) -> weft_core::Result<()> {
+        match self {
+            Data::F32(x) => stream.memset_zeros(x),
+            Data::I32(x) => stream.memset_zeros(x),
+            Data::BF16(x) | Data::F16(x) => stream.memset_zeros(x),
+        }
+        .map_err(|e| crate::device::driver("memset", e))
+    }
+
     pub fn dtype(&self) -> DType {
         match self {
             Data::F32(_) => DType::F32,

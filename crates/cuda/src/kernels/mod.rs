@@ -9,7 +9,7 @@
 //! |--------------|-------------------------------------------------------------------------|
 //! | elementwise  | unary / binary / scale / fill / add_inplace / sum_to / sum_squares;     |
 //! |              | cast_<from>_<to> between f32, bf16, f16                                 |
-//! | shape        | strided_copy (reshape, permute, slice, concat, expand), zero            |
+//! | shape        | strided_copy (reshape, permute, slice, concat, expand)                  |
 //! | reduce       | reduce_forward (sum, mean, max), max_backward                           |
 //! | softmax      | softmax and fused cross-entropy, forward and backward                   |
 //! | layer_norm   | layer_norm forward, backward, row stats, backward weight                |
@@ -76,7 +76,7 @@ pub const MODULES: &[Module] = &[
     Module {
         name: "shape",
         body: include_str!("shape.cu"),
-        kernels: &["strided_copy", "zero"],
+        kernels: &["strided_copy"],
         suffixes: &["b32", "b16"],
     },
     Module {

@@ -21,8 +21,7 @@ __device__ void strided_copy(const T* x, i64 x_off, Dims xs, T* y, i64 y_off, Di
   extern "C" __global__ void strided_copy_##S(const T* x, i64 xo, Dims xs, T* y, i64 yo, Dims ys, \
                                               Dims dims, int rank, i64 n) {                     \
     strided_copy<T>(x, xo, xs, y, yo, ys, dims, rank, n);                                       \
-  }                                                                                             \
-  extern "C" __global__ void zero_##S(T* y, i64 n) { GRID_LOOP(i, n) y[i] = (T)0; }
+  }
 INST(unsigned int, b32)
 INST(unsigned short, b16)
 #undef INST

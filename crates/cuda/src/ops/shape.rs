@@ -4,8 +4,7 @@
 
 use super::tensor::broadcast_strides;
 use super::{Dims, Launch, elems, launch, numel};
-use crate::buffer::{CudaBuffer, Data};
-use crate::device::driver;
+use crate::buffer::CudaBuffer;
 use weft_core::exec::TensorRef;
 use weft_core::ir::{Op, strides};
 use weft_core::{Error, Result};
@@ -21,12 +20,8 @@ pub(super) struct Copy {
     pub dims: Vec<usize>,
 }
 
-fn dims_of(op: &str, v: &[usize]) -> Result<Dims> {
-    Dims::of(op, v)
-}
-
 fn strides_of(op: &str, shape: &[usize]) -> Result<Dims> {
-    dims_of(op, &strides(shape))
+    Dims::of(op, &strides(shape))
 }
 
 /// The copies that implement `op` (x shapes in `shapes`, output `out`).
@@ -39,9 +34,9 @@ pub(super) fn plan(op: &Op, shapes: &[&[usize]], out: &[usize]) -> Result<Vec<Co
         Op::Reshape { .. } => vec![Copy {
             input: 0,
             x_off: 0,
-            xs: dims_of(name, &[1])?,
+            xs: Dims::of(name, &[1])?,
             y_off: 0,
-            ys: dims_of(name, &[1])?,
+            ys: Dims::of(name, &[1])?,
             dims: vec![numel(out)],
         }],
         Op::Permute { ref perm } => {
@@ -50,7 +45,7 @@ pub(super) fn plan(op: &Op, shapes: &[&[usize]], out: &[usize]) -> Result<Vec<Co
             vec![Copy {
                 input: 0,
                 x_off: 0,
-                xs: dims_of(name, &permuted)?,
+                xs: Dims::of(name, &permuted)?,
                 y_off: 0,
                 ys,
                 dims: out.to_vec(),
@@ -61,7 +56,7 @@ pub(super) fn plan(op: &Op, shapes: &[&[usize]], out: &[usize]) -> Result<Vec<Co
             vec![Copy {
                 input: 0,
                 x_off: (start * xst[axis]) as i64,
-                xs: dims_of(name, &xst)?,
+                xs: Dims::of(name, &xst)?,
                 y_off: 0,
                 ys,
                 dims: out.to_vec(),
@@ -132,7 +127,11 @@ impl Launch<'_> {
             if n == 0 {
                 continue;
             }
-            let (dims, rank, n64) = (dims_of(name, &copy.dims)?, copy.dims.len() as i32, n as i64);
+            let (dims, rank, n64) = (
+                Dims::of(name, &copy.dims)?,
+                copy.dims.len() as i32,
+                n as i64,
+            );
             // Both buffers as raw device pointers: the kernel moves 4- or 2-byte words whatever
             // the dtype (`check` made the dtypes agree).
             let width = if out.dtype().size_bytes() == 2 {
@@ -150,12 +149,6 @@ impl Launch<'_> {
 
     /// Zero-fills a buffer on the compute stream.
     pub(super) fn zero(&self, out: &mut CudaBuffer) -> Result<()> {
-        let s = &self.b.dev.streams.compute;
-        match out.data_mut() {
-            Data::F32(x) => s.memset_zeros(x),
-            Data::I32(x) => s.memset_zeros(x),
-            Data::BF16(x) | Data::F16(x) => s.memset_zeros(x),
-        }
-        .map_err(|e| driver("memset", e))
+        out.data_mut().memset_zeros(&self.b.dev.streams.compute)
     }
 }
