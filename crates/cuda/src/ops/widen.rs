@@ -1,27 +1,14 @@
 //! 16-bit floats, with the CPU backend's semantics (weft_core's `cpu/widen.rs`): `cast` rounds
-//! to nearest even, and every other op touching a bf16/f16 tensor runs its f32 kernels on f32
-//! copies of its 16-bit inputs, its f32 result rounded once into the output. So both backends
-//! compute the same thing on the same rounded inputs. The bf16/f16 instantiations of the
-//! kernels (NVRTC-checked in CI) are the native path that will replace the copies.
+//! to nearest even. An op touching a bf16/f16 tensor runs natively when its kernel family is
+//! instantiated for one float type (`native_half`) and all its float tensors share it;
+//! otherwise its f32 kernels run on f32 copies of its 16-bit inputs, the f32 result rounded
+//! once into the output (`execute_widened`).
 
-use super::{Launch, dispatch, elems, launch};
+use super::{Launch, dispatch, elems, launch, sfx};
 use crate::buffer::CudaBuffer;
 use weft_core::exec::{KernelCtx, TensorRef, widened_refs};
-use weft_core::ir::{DType, Op};
+use weft_core::ir::Op;
 use weft_core::{Error, Result};
-
-fn sfx(d: DType) -> Result<&'static str> {
-    match d {
-        DType::F32 => Ok("f32"),
-        DType::BF16 => Ok("bf16"),
-        DType::F16 => Ok("f16"),
-        DType::I32 => Err(Error::DType {
-            what: "cast".into(),
-            expected: "a float type".into(),
-            got: "i32".into(),
-        }),
-    }
-}
 
 impl Launch<'_> {
     /// out = x converted to out's float type (any float type to any).
@@ -32,7 +19,11 @@ impl Launch<'_> {
         if x.is_empty() {
             return Ok(());
         }
-        let entry = format!("cast_{}_{}", sfx(x.dtype())?, sfx(out.dtype())?);
+        let entry = format!(
+            "cast_{}_{}",
+            sfx("cast", x.dtype())?,
+            sfx("cast", out.dtype())?
+        );
         let stream = &self.b.dev.streams.compute;
         let n = x.len() as i64;
         let (xp, _xg) = x.data().ptr(stream);
