@@ -9,6 +9,7 @@
 //   npm run bench:wasm [-- --steps 20]
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { median } from './lib.mjs';
 
 const B = 256;
 const SIZES = [784, 1024, 1024, 10];
@@ -16,7 +17,6 @@ const args = process.argv.slice(2);
 const steps = args.includes('--steps') ? Number(args[args.indexOf('--steps') + 1]) : 20;
 const warmup = 3;
 const self = fileURLToPath(import.meta.url);
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function data() {
   let s = 1;

@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { median } from './lib.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -27,7 +28,6 @@ const quick = args.includes('--quick');
 const python = join(root, '.venv', 'bin', 'python');
 const haveRef = existsSync(python);
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const fmt = (x, d = 1) => (x === undefined ? '—' : x.toFixed(d));
 
 /** Lines of JSON printed by a reference script (empty when it is not installed or fails). */

@@ -9,36 +9,11 @@
 //    run) and tensor parallelism (tensor-parallel.spec; collectives inside kernels);
 //  - cli (spawns processes), and the specs that read or write files through WASI (the token
 //    file test, gpt-parity's safetensors load): Node 20's WASI crashes intermittently on them.
-import { spawn } from 'node:child_process';
+import { run } from './lib.mjs';
 
 const SPECS = ['config', 'data', 'model', 'trainer', 'models', 'parallel', 'memory', 'cooperative']
   .map((s) => `__test__/${s}.spec.ts`);
 const EXCLUDE = ['token files round-trip*', 'ZeRO v2 trains exactly like plain data parallelism*'];
-
-function run(cmd, args, env, onLine) {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    for (const [stream, out] of [[child.stdout, process.stdout], [child.stderr, process.stderr]]) {
-      let buf = '';
-      stream.setEncoding('utf8');
-      stream.on('data', (chunk) => {
-        out.write(chunk);
-        buf += chunk;
-        let nl;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          onLine(buf.slice(0, nl));
-          buf = buf.slice(nl + 1);
-        }
-      });
-      stream.on('end', () => buf && onLine(buf));
-    }
-    child.on('error', (err) => {
-      process.stderr.write(`${cmd}: ${err.message}\n`);
-      resolve(127);
-    });
-    child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
-  });
-}
 
 const counts = { passed: 0, failed: 0 };
 const tap = (line) => {
@@ -48,7 +23,7 @@ const tap = (line) => {
 /** Runs one stage; a non-zero exit without a parsed failure counts as one failure. */
 async function stage(cmd, args, env = {}) {
   const before = counts.failed;
-  const code = await run(cmd, args, env, tap);
+  const code = await run(cmd, args, tap, env);
   if (code !== 0 && counts.failed === before) counts.failed += 1;
   return code;
 }

@@ -4,36 +4,7 @@
 // Output streams through; the last line is the plain summary `N passed, N failed[, N skipped]`
 // over both runners. Exits non-zero when anything failed (a runner that exits non-zero without
 // a parsed failure, e.g. a build error, counts as one failure).
-import { spawn } from 'node:child_process';
-
-function run(cmd, args, onLine) {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
-    const pump = (stream, out) => {
-      let buf = '';
-      stream.setEncoding('utf8');
-      stream.on('data', (chunk) => {
-        out.write(chunk);
-        buf += chunk;
-        let nl;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          onLine(buf.slice(0, nl));
-          buf = buf.slice(nl + 1);
-        }
-      });
-      stream.on('end', () => {
-        if (buf) onLine(buf);
-      });
-    };
-    pump(child.stdout, process.stdout);
-    pump(child.stderr, process.stderr);
-    child.on('error', (err) => {
-      process.stderr.write(`${cmd}: ${err.message}\n`);
-      resolve(127);
-    });
-    child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
-  });
-}
+import { run } from './lib.mjs';
 
 const total = { passed: 0, failed: 0, skipped: 0 };
 
