@@ -20,8 +20,8 @@ use super::super::communicator::{CollectiveKind, ReduceOp, collective_error};
 use super::super::group::{Call, list};
 use super::store::StoreClient;
 use super::wire::{
-    check_offer, connect_retrying, f32_bytes, f32_values, get_bytes, get_string, get_u8, get_u64,
-    offer, put_bytes, put_u8, put_u64,
+    check_offer, connect_retrying, get_f32s, get_string, get_u8, get_u64, offer, put_bytes,
+    put_f32s, put_u8, put_u64,
 };
 use crate::error::Result;
 
@@ -75,12 +75,12 @@ impl Frame {
                 put_u64(w, op.map_or(NONE, |o| o as u64))?;
                 put_u64(w, call.root.map_or(NONE, |r| r as u64))?;
                 put_u64(w, call.count as u64)?;
-                put_bytes(w, &f32_bytes(data))
+                put_f32s(w, data)
             }
             Frame::Message { tag, data } => {
                 put_u8(w, 1)?;
                 put_u64(w, *tag)?;
-                put_bytes(w, &f32_bytes(data))
+                put_f32s(w, data)
             }
             Frame::Abort { message } => {
                 put_u8(w, 2)?;
@@ -106,7 +106,7 @@ impl Frame {
                     x => Some(x as usize),
                 };
                 let count = get_u64(r)? as usize;
-                let data = f32_values(&get_bytes(r)?);
+                let data = get_f32s(r)?;
                 let call = Call {
                     kind,
                     count,
@@ -117,7 +117,7 @@ impl Frame {
             }
             1 => {
                 let tag = get_u64(r)?;
-                let data = f32_values(&get_bytes(r)?);
+                let data = get_f32s(r)?;
                 Ok(Frame::Message { tag, data })
             }
             2 => Ok(Frame::Abort {

@@ -63,21 +63,29 @@ pub(super) fn get_string(r: &mut impl Read) -> io::Result<String> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a string is not UTF-8"))
 }
 
-/// f32 values as little-endian bytes (the wire format of every payload).
-pub(super) fn f32_bytes(values: &[f32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(values.len() * 4);
+/// f32 values as `put_bytes` would send their little-endian bytes (the wire format of every
+/// payload), written straight from the slice.
+pub(super) fn put_f32s(w: &mut impl Write, values: &[f32]) -> io::Result<()> {
+    put_u64(w, (values.len() * 4) as u64)?;
     for v in values {
-        out.extend_from_slice(&v.to_le_bytes());
+        w.write_all(&v.to_le_bytes())?;
     }
-    out
+    Ok(())
 }
 
-/// The inverse of `f32_bytes`; bits travel unchanged, NaN payloads included.
-pub(super) fn f32_values(bytes: &[u8]) -> Vec<f32> {
-    bytes
+/// The inverse of `put_f32s`; bits travel unchanged, NaN payloads included.
+pub(super) fn get_f32s(r: &mut impl Read) -> io::Result<Vec<f32>> {
+    let bytes = get_bytes(r)?;
+    if bytes.len() % 4 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a payload of {} bytes is not f32 values", bytes.len()),
+        ));
+    }
+    Ok(bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+        .collect())
 }
 
 /// What the accepting side answers to a handshake.
