@@ -18,6 +18,9 @@ pub(super) struct Call {
     pub(super) op: Option<ReduceOp>,
     /// Group rank of the root, for broadcast and reduce.
     pub(super) root: Option<usize>,
+    /// A meeting only (`LocalCommunicator::meet`): the ranks exchange tokens, another engine
+    /// moves the data.
+    pub(super) meet: bool,
 }
 
 impl Call {
@@ -27,6 +30,7 @@ impl Call {
             count,
             op: None,
             root: None,
+            meet: false,
         }
     }
 }
@@ -207,6 +211,7 @@ impl Round {
             .map(|x| x.as_deref().unwrap_or(&[]))
             .collect();
         match call.kind {
+            _ if call.meet => self.result = Arc::new(inputs.concat()),
             CollectiveKind::AllReduce | CollectiveKind::Reduce | CollectiveKind::ReduceScatter => {
                 let mut result = spare.unwrap_or_default();
                 result.clear();
@@ -226,6 +231,7 @@ impl Round {
         let n = self.inputs.len();
         let input = |r: usize| self.inputs[r].as_deref().unwrap_or(&[]);
         match call.kind {
+            _ if call.meet => output.copy_from_slice(&self.result),
             CollectiveKind::AllReduce | CollectiveKind::AllGather => {
                 output.copy_from_slice(&self.result)
             }

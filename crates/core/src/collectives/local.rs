@@ -116,6 +116,35 @@ impl LocalCommunicator {
     pub fn timeout(&self) -> Duration {
         self.group.timeout
     }
+
+    /// One round of collective `kind` over `count` elements in which the ranks exchange only
+    /// `tokens` (the same number on every rank) and get every rank's, in rank order: how an
+    /// engine that moves the data itself (a GPU group copying device memory) meets, with this
+    /// group's matching, timeout and failure reports worded as for the real collective.
+    pub fn meet(
+        &self,
+        kind: CollectiveKind,
+        count: usize,
+        op: Option<ReduceOp>,
+        tokens: &[u64],
+    ) -> Result<Vec<u64>> {
+        let call = Call {
+            op,
+            meet: true,
+            ..Call::new(kind, count)
+        };
+        // Each token as two f32 bit patterns; f32 copies move bits, so they come back exact.
+        let staged: Vec<f32> = tokens
+            .iter()
+            .flat_map(|&t| [(t >> 32) as u32, t as u32].map(f32::from_bits))
+            .collect();
+        let mut all = vec![0.0f32; staged.len() * self.group.n()];
+        self.run(call, || staged, &mut all, None)?;
+        Ok(all
+            .chunks_exact(2)
+            .map(|w| (u64::from(w[0].to_bits()) << 32) | u64::from(w[1].to_bits()))
+            .collect())
+    }
 }
 
 impl fmt::Debug for LocalCommunicator {
@@ -149,7 +178,11 @@ impl LocalCommunicator {
     ) -> Result<()> {
         let g = &*self.group;
         let seq = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
-        let checked = check_buffers(call.kind, g.n(), call.count, output_len, call.root);
+        let checked = match call.meet {
+            // The engine that moves the data checked its buffers before meeting.
+            true => Ok(()),
+            false => check_buffers(call.kind, g.n(), call.count, output_len, call.root),
+        };
         let input = if checked.is_ok() { stage() } else { Vec::new() };
         let mut st = g.lock();
         if let Some(earlier) = &st.failed {
@@ -174,10 +207,11 @@ impl LocalCommunicator {
             if let Some(round) = st.rounds.get_mut(&seq).filter(|r| r.complete) {
                 // All-reduce and all-gather copy their (large) result after releasing the lock,
                 // so the ranks copy in parallel instead of one after another.
-                let whole = matches!(
-                    call.kind,
-                    CollectiveKind::AllReduce | CollectiveKind::AllGather
-                );
+                let whole = call.meet
+                    || matches!(
+                        call.kind,
+                        CollectiveKind::AllReduce | CollectiveKind::AllGather
+                    );
                 let shared = whole.then(|| Arc::clone(&round.result));
                 if shared.is_none() {
                     round.deliver(call, self.rank, output);

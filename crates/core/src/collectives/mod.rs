@@ -12,11 +12,14 @@
 //!   (`communication.bucket_size_mb`, `communication.max_splits`), and flatten / unflatten.
 //! - `fp16`: fp16 compression of all-reduce payloads (`communication.fp16`, `fp16_scale`).
 //! - `tcp`: the engine between processes: the rendezvous store and `TcpCommunicator`.
+//! - `device`: `DeviceCommunicator`, collectives over a backend's own buffers (GPU engines),
+//!   the `GroupSpec` an engine makes them from, and `HostBuffers`, the host engine behind it.
 //!
 //! Failures are `Error::Collective` (code `WEFT_COLLECTIVE`).
 
 mod bucket;
 mod communicator;
+mod device;
 mod fp16;
 mod group;
 mod local;
@@ -25,6 +28,9 @@ pub mod tcp;
 pub use bucket::{Bucket, flatten_into, plan_buckets, unflatten_from};
 pub use communicator::{
     CollectiveKind, Communicator, ReduceOp, check_buffers, host_f32_mut, reduce_in_rank_order,
+};
+pub use device::{
+    DeviceCommunicator, DeviceCommunicators, DeviceGroupFactory, GroupSpec, HostBuffers,
 };
 pub use fp16::{
     all_reduce_fp16, decode_f16, encode_f16, f16_to_f32, f32_to_f16, from_fp16_payload,

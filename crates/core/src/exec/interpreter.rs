@@ -5,7 +5,7 @@
 use super::backend::{AsHostView, Backend, HostData, HostView, KernelCtx, TensorRef, UpdateRule};
 use super::memory::{Category, MemoryStats, Pool};
 use super::plan::{Action, Program, ProgramKind};
-use crate::collectives::Communicator;
+use crate::collectives::{Communicator, DeviceCommunicator};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, Init, NodeId, Op};
 use crate::passes::StageMap;
@@ -24,6 +24,13 @@ pub use transfer::Awaited;
 /// Called with (parameter, its accumulated gradient) after every gradient accumulation.
 pub type GradHook<'a> = dyn FnMut(NodeId, &[f32]) -> Result<()> + 'a;
 
+/// Where a final gradient goes during backward: a host reducer copies it (`Host`), a device
+/// reducer takes the buffer itself and gives it back reduced (`Device`, then `put_grad`).
+pub enum GradSink<'h, Buf> {
+    Host(&'h mut GradHook<'h>),
+    Device(&'h mut (dyn FnMut(NodeId, Buf) -> Result<()> + 'h)),
+}
+
 /// How gradients are reduced across replicas (`communication.*` config keys).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GradReduce {
@@ -38,8 +45,10 @@ pub struct GradReduce {
 }
 
 /// How a device reaches the other stages of its pipeline replica.
-pub struct Link<'a> {
+pub struct Link<'a, Buf> {
     pub comm: &'a dyn Communicator,
+    /// The same group over device memory, when the engine has one: sends and receives use it.
+    pub device: Option<&'a dyn DeviceCommunicator<Buf>>,
     /// Rank (in `comm`) of each stage of this device's pipeline replica.
     pub rank_of_stage: &'a [usize],
     /// ZeRO v2: the channel to this stage's other replicas over which parameters are gathered.
@@ -229,7 +238,7 @@ impl<B: Backend> Executor<B> {
         mb: usize,
         inputs: &BTreeMap<String, D>,
         ctx: &KernelCtx,
-        link: Option<&Link<'_>>,
+        link: Option<&Link<'_, B::Buffer>>,
     ) -> Result<()> {
         self.run_with(kind, mb, inputs, ctx, link, None)
     }
@@ -242,8 +251,8 @@ impl<B: Backend> Executor<B> {
         mb: usize,
         inputs: &BTreeMap<String, D>,
         ctx: &KernelCtx,
-        link: Option<&Link<'_>>,
-        mut on_grad: Option<&mut GradHook<'_>>,
+        link: Option<&Link<'_, B::Buffer>>,
+        mut on_grad: Option<&mut GradSink<'_, B::Buffer>>,
     ) -> Result<()> {
         self.slot(mb);
         // Taken out for the run so `act` can borrow the executor mutably; put back after.
@@ -252,12 +261,15 @@ impl<B: Backend> Executor<B> {
             actions.iter().try_for_each(|a| {
                 ex.act(a, mb, inputs, ctx, link)?;
                 match (a, on_grad.as_deref_mut()) {
-                    (Action::AccumulateGrad { param, .. }, Some(hook)) => {
+                    (Action::AccumulateGrad { param, .. }, Some(GradSink::Host(hook))) => {
                         ex.notify(*param, hook)?;
                         if ex.release_notified {
                             ex.release_grad(*param);
                         }
                         Ok(())
+                    }
+                    (Action::AccumulateGrad { param, .. }, Some(GradSink::Device(take))) => {
+                        ex.hand_over(*param, take)
                     }
                     _ => Ok(()),
                 }
@@ -288,7 +300,7 @@ impl<B: Backend> Executor<B> {
         mb: usize,
         inputs: &BTreeMap<String, D>,
         ctx: &KernelCtx,
-        link: Option<&Link<'_>>,
+        link: Option<&Link<'_, B::Buffer>>,
     ) -> Result<()> {
         let no_link = || Error::internal("a cross-stage transfer needs a communicator");
         match *action {
@@ -311,6 +323,9 @@ impl<B: Backend> Executor<B> {
             Action::Send { node, to_stage } => {
                 let link = link.ok_or_else(no_link)?;
                 let to = link.rank_of_stage[to_stage];
+                if let Some(device) = link.device {
+                    return device.send(self.value(mb, node)?, to, tag(mb, node));
+                }
                 self.read_f32(self.value(mb, node)?, |buf| {
                     link.comm.send(buf, to, tag(mb, node))
                 })
@@ -324,9 +339,12 @@ impl<B: Backend> Executor<B> {
                     .take(&self.backend, Category::Activations, dtype, len)?;
                 let t0 = std::time::Instant::now();
                 let from = link.rank_of_stage[from_stage];
-                let got = self.write_values(&mut b, dtype, len, |buf| {
-                    link.comm.recv(buf, from, tag(mb, node))
-                });
+                let got = match link.device {
+                    Some(device) => device.recv(&mut b, from, tag(mb, node)),
+                    None => self.write_values(&mut b, dtype, len, |buf| {
+                        link.comm.recv(buf, from, tag(mb, node))
+                    }),
+                };
                 self.recv_wait += t0.elapsed();
                 if let Err(e) = got {
                     self.pool.give(Category::Activations, dtype, len, b);
@@ -402,7 +420,7 @@ impl<B: Backend> Executor<B> {
 
     /// A tensor-parallel collective node: all-reduce (`TpReduce` sums, `TpMax` takes the max)
     /// or all-gather (`TpGather`) of its input over the device's tensor-parallel group.
-    fn tp_collective(&mut self, id: NodeId, mb: usize, link: Option<&Link<'_>>) -> Result<()> {
+    fn tp_collective(&mut self, id: NodeId, mb: usize, link: Option<&Link<'_, B::Buffer>>) -> Result<()> {
         let node = &self.graph.nodes[id.index()];
         let op = node.op.clone();
         let x = node.inputs[0];

@@ -16,6 +16,8 @@ pub use backend::{
 };
 pub use cpu::CpuBackend;
 pub use gemm_bench::cpu_gemm_gflops;
-pub use interpreter::{Awaited, Executor, GradHook, GradReduce, Link, Residency, init_values};
+pub use interpreter::{
+    Awaited, Executor, GradHook, GradReduce, GradSink, Link, Residency, init_values,
+};
 pub use memory::{Category, MemoryStats, grow_exact};
 pub use plan::{Action, DeviceId, Program, ProgramKind};

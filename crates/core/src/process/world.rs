@@ -70,13 +70,19 @@ impl ProcessWorld {
         &self.store
     }
 
+    /// A store key prefix for one more group (`group3`), from the counter `group` numbers
+    /// its groups with: every process reserves its groups in the same order, so the prefixes
+    /// agree.
+    pub fn group_key(&self) -> String {
+        format!("group{}", self.groups.fetch_add(1, Ordering::Relaxed))
+    }
+
     /// This process's members of a group over global device `ranks`: one communicator per
     /// entry of `members` (group ranks hosted here), connected concurrently because the members
     /// of one process must meet each other too. Every process must make the same groups in the
     /// same order.
     pub fn group(&self, ranks: &[usize], members: &[usize]) -> Result<Vec<TcpCommunicator>> {
-        let id = self.groups.fetch_add(1, Ordering::Relaxed);
-        let name = format!("group{id}");
+        let name = self.group_key();
         let rv = Rendezvous {
             store: &self.store,
             name: &name,

@@ -126,9 +126,10 @@ fn interleave<B: Backend>(
                         world,
                         gather,
                         tp,
+                        device,
                         ..
                     } = d;
-                    let link = link(world, gather, tp, plan);
+                    let link = link(world, gather, tp, device, plan);
                     run_item(
                         &mut execs[e],
                         link.as_ref(),

@@ -2,14 +2,16 @@
 //! several with interleaved virtual stages), its communicators, and what it does in a step (its
 //! pipeline work, then gradient reduction across replicas).
 
+use super::device_reduce::DeviceOverlap;
+use super::engine::DeviceGroups;
 use super::overlap::{BucketLayout, Overlap, ShardOf};
 use super::trace::DeviceTrace;
 use super::zero::ShardPlan;
-use crate::collectives::Communicator;
+use crate::collectives::{Communicator, DeviceCommunicator};
 use crate::error::{Error, Result};
 use crate::exec::Backend;
 use crate::exec::{
-    Executor, GradHook, GradReduce, HostData, HostView, KernelCtx, Link, ProgramKind,
+    Executor, GradHook, GradReduce, GradSink, HostData, HostView, KernelCtx, Link, ProgramKind,
 };
 use crate::ir::NodeId;
 use std::collections::BTreeMap;
@@ -62,6 +64,49 @@ pub(super) struct Device<B: Backend> {
     pub zero: Vec<Option<ShardPlan>>,
     /// Each hosted stage's gradient buckets (`execs` order), planned once.
     pub buckets: Vec<Arc<BucketLayout>>,
+    /// The engine's device-memory groups (pipeline sends, gradient reduction), where it has
+    /// them; the host communicators above carry the rest.
+    pub device: DeviceGroups<B::Buffer>,
+}
+
+/// A stage's gradient reducer: over host copies, or in device memory when the engine has
+/// gradient groups.
+enum Reducer<'s, Buf: Send> {
+    Host(Overlap<'s>),
+    Device(DeviceOverlap<'s, Buf>),
+}
+
+impl<'s, Buf: Send + 's> Reducer<'s, Buf> {
+    /// `f` run with a gradient sink feeding this reducer.
+    fn feed(&mut self, f: impl FnOnce(&mut GradSink<'_, Buf>) -> Result<()>) -> Result<()> {
+        match self {
+            Reducer::Host(r) => {
+                let hook: &mut GradHook<'_> = &mut |p, g| r.ready(p, g);
+                f(&mut GradSink::Host(hook))
+            }
+            Reducer::Device(r) => f(&mut GradSink::Device(&mut |p, g| r.ready(p, g))),
+        }
+    }
+
+    /// Every accumulated gradient at once (the reduction was not overlapped with backward).
+    fn feed_all<B: Backend<Buffer = Buf>>(&mut self, exec: &mut Executor<B>) -> Result<()> {
+        match self {
+            Reducer::Host(r) => exec.each_grad(&mut |p, g| r.ready(p, g)),
+            Reducer::Device(r) => exec.hand_over_all(&mut |p, g| r.ready(p, g)),
+        }
+    }
+
+    fn finish<B: Backend<Buffer = Buf>>(
+        self,
+        exec: &mut Executor<B>,
+        scale: f32,
+        spare: &mut Vec<Vec<f32>>,
+    ) -> Result<()> {
+        match self {
+            Reducer::Host(r) => r.finish(exec, scale, spare),
+            Reducer::Device(r) => r.finish(exec, scale),
+        }
+    }
 }
 
 /// Local clipping before the all-reduce (see `StepPlan::local_clip`).
@@ -121,6 +166,10 @@ impl<B: Backend> Device<B> {
         if let Some(t) = &self.tp {
             t.abort(reason);
         }
+        if let Some(w) = &self.device.world {
+            w.abort(reason);
+        }
+        self.device.dp.iter().for_each(|c| c.abort(reason));
     }
 
     pub fn exec_of(&self, stage: usize) -> Option<&Executor<B>> {
@@ -139,8 +188,8 @@ impl<B: Backend> Device<B> {
 
     /// How this device's programs reach the other stages, its peers' parameters and its
     /// tensor-parallel group in this step (None with one device).
-    pub fn link<'a>(&'a self, plan: &'a StepPlan<'_>) -> Option<Link<'a>> {
-        link(&self.world, &self.gather, &self.tp, plan)
+    pub fn link<'a>(&'a self, plan: &'a StepPlan<'_>) -> Option<Link<'a, B::Buffer>> {
+        link(&self.world, &self.gather, &self.tp, &self.device, plan)
     }
 
     /// Run this device's pipeline work for one step; gradients are reduced across replicas
@@ -156,12 +205,15 @@ impl<B: Backend> Device<B> {
             tp_rank,
             spare,
             buckets,
+            device,
             ..
         } = self;
         let all_channels: Vec<&dyn Communicator> = dp.iter().map(|c| c.as_ref()).collect();
+        let device_channels: Vec<&dyn DeviceCommunicator<B::Buffer>> =
+            device.dp.iter().map(|c| c.as_ref()).collect();
         // Each hosted stage reduces over its own set of channels (`Layout::dp_channels`).
         let per_stage = all_channels.len() / execs.len().max(1);
-        let channels_of = |i: usize| &all_channels[i * per_stage..(i + 1) * per_stage];
+        let range_of = |i: usize| i * per_stage..(i + 1) * per_stage;
         // Local clipping needs the whole local gradient before anything is reduced.
         let overlap = plan.train && !all_channels.is_empty() && plan.local_clip.is_none();
         let last_backward: Vec<Option<usize>> = stages
@@ -172,22 +224,27 @@ impl<B: Backend> Device<B> {
                     .rposition(|w| matches!(*w, Work::Backward { stage, .. } if stage == st))
             })
             .collect();
-        let link = link(world, gather, tp, plan);
+        let link = link(world, gather, tp, device, plan);
         std::thread::scope(|scope| {
             let mut out = DeviceResult::default();
-            let mut reducers: Vec<Option<Overlap<'_>>> = (0..execs.len()).map(|_| None).collect();
+            let mut reducers: Vec<Option<Reducer<'_, B::Buffer>>> =
+                (0..execs.len()).map(|_| None).collect();
             let mut reduce_start = None;
             // Stage i's reducer over its channels, fed in the order its gradients become final.
             let start_reducer = |i: usize, spare: &mut Vec<Vec<f32>>| {
                 let layout = &buckets[i];
-                Overlap::start(
+                if !device_channels.is_empty() {
+                    let channels = &device_channels[range_of(i)];
+                    return Reducer::Device(DeviceOverlap::start(scope, channels, layout));
+                }
+                Reducer::Host(Overlap::start(
                     scope,
-                    channels_of(i),
+                    &all_channels[range_of(i)],
                     layout,
                     plan.reduce,
                     plan.grad_shard,
                     spare,
-                )
+                ))
             };
             for (wi, w) in plan.work.iter().enumerate() {
                 let Some((kind, stage, _)) = program_of(*w, plan.train) else {
@@ -197,8 +254,9 @@ impl<B: Backend> Device<B> {
                 if overlap && kind == ProgramKind::Backward && last_backward[i] == Some(wi) {
                     let mut r = start_reducer(i, spare);
                     reduce_start.get_or_insert_with(Instant::now);
-                    let hook: &mut GradHook<'_> = &mut |p, g| r.ready(p, g);
-                    run_item(&mut execs[i], link.as_ref(), plan, wi, &mut out, Some(hook))?;
+                    r.feed(|sink| {
+                        run_item(&mut execs[i], link.as_ref(), plan, wi, &mut out, Some(sink))
+                    })?;
                     reducers[i] = Some(r);
                 } else {
                     run_item(&mut execs[i], link.as_ref(), plan, wi, &mut out, None)?;
@@ -220,7 +278,7 @@ impl<B: Backend> Device<B> {
                     // Not overlapped (local clipping): the same reducer, fed all at once.
                     None => {
                         let mut r = start_reducer(i, spare);
-                        exec.each_grad(&mut |p, g| r.ready(p, g))?;
+                        r.feed_all(exec)?;
                         r.finish(exec, scale, spare)?;
                     }
                 }
@@ -236,14 +294,16 @@ impl<B: Backend> Device<B> {
 type Channel = Option<Box<dyn Communicator>>;
 
 /// A device's link from its fields (apart, so its executors can be borrowed beside it).
-pub(super) fn link<'a>(
+pub(super) fn link<'a, Buf>(
     world: &'a Channel,
     gather: &'a Channel,
     tp: &'a Channel,
+    device: &'a DeviceGroups<Buf>,
     plan: &'a StepPlan<'_>,
-) -> Option<Link<'a>> {
+) -> Option<Link<'a, Buf>> {
     world.as_deref().map(|comm| Link {
         comm,
+        device: device.world.as_deref(),
         rank_of_stage: plan.rank_of_stage,
         params: gather.as_deref(),
         tp: tp.as_deref(),
@@ -272,18 +332,18 @@ pub(super) fn exec_index(stages: &[usize], stage: usize) -> Result<usize> {
 /// loss and outputs it finished.
 pub(super) fn run_item<B: Backend>(
     exec: &mut Executor<B>,
-    link: Option<&Link<'_>>,
+    link: Option<&Link<'_, B::Buffer>>,
     plan: &StepPlan<'_>,
     wi: usize,
     out: &mut DeviceResult,
-    hook: Option<&mut GradHook<'_>>,
+    sink: Option<&mut GradSink<'_, B::Buffer>>,
 ) -> Result<()> {
     let w = plan.work[wi];
     let Some((kind, stage, mb)) = program_of(w, plan.train) else {
         return Ok(());
     };
     let (t0, wait0) = (Instant::now(), exec.recv_wait);
-    exec.run_with(kind, mb, &plan.micro_inputs[mb], &plan.ctx, link, hook)?;
+    exec.run_with(kind, mb, &plan.micro_inputs[mb], &plan.ctx, link, sink)?;
     let category = if kind == ProgramKind::Backward {
         "backward"
     } else {
@@ -369,7 +429,15 @@ pub(super) fn make_device<B: Backend>(
     options: &super::options::TrainerOptions,
     backend: &dyn Fn(usize) -> Result<B>,
     comms: super::layout::DeviceComms,
+    device: DeviceGroups<B::Buffer>,
 ) -> Result<Device<B>> {
+    if !device.dp.is_empty() && device.dp.len() != comms.dp.len() {
+        return Err(Error::internal(format!(
+            "device {rank} has {} device gradient channels for {} host ones",
+            device.dp.len(),
+            comms.dp.len()
+        )));
+    }
     let (per_tp, stages) = graphs;
     let (replica, position, tp_rank) = layout.coordinates(rank);
     let hosted: Vec<usize> = (position..layout.stages).step_by(layout.ranks).collect();
@@ -403,6 +471,7 @@ pub(super) fn make_device<B: Backend>(
         spare: Vec::new(),
         zero,
         buckets,
+        device,
     })
 }
 

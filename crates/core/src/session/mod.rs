@@ -6,6 +6,8 @@ mod batch;
 mod compile;
 mod cooperative;
 mod device;
+mod device_reduce;
+mod engine;
 mod layout;
 mod options;
 mod overlap;
@@ -20,6 +22,7 @@ mod zero;
 
 pub use compile::BackendFactory;
 pub use device::Work;
+pub use engine::Engine;
 pub use layout::Layout;
 pub use options::{DeviceSpec, TrainerOptions};
 pub use plan::MemoryEstimate;

@@ -71,11 +71,25 @@ pub struct Trainer<B: Backend = CpuBackend> {
 }
 
 impl<B: Backend> Trainer<B> {
-    /// Compile `model` on the devices `backend` makes (one backend per virtual device).
+    /// Compile `model` on the devices `backend` makes (one backend per virtual device), their
+    /// tensors exchanged by the host communicators.
     pub fn compile_with(
         model: Graph,
         options: TrainerOptions,
         backend: &super::compile::BackendFactory<'_, B>,
+    ) -> Result<Trainer<B>> {
+        let engine = super::engine::Engine {
+            backend,
+            groups: None,
+        };
+        Self::compile_on(model, options, &engine)
+    }
+
+    /// Compile `model` on an engine: its backends, and its device groups where it has them.
+    pub fn compile_on(
+        model: Graph,
+        options: TrainerOptions,
+        engine: &super::engine::Engine<'_, B>,
     ) -> Result<Trainer<B>> {
         options.config.check_supported()?;
         let (model, auto_report) = auto_partition(model, &options)?;
@@ -125,7 +139,16 @@ impl<B: Backend> Trainer<B> {
             Some(c) => (c.communicators(&layout, &options)?, c.local_ranks()),
             None => (layout.communicators(&options)?, 0..n),
         };
-        let make_backend = |rank| backend(rank, threads);
+        let mut device_groups = super::engine::device_groups(
+            &layout,
+            &options,
+            engine.groups,
+            cluster.as_ref().map(|c| &c.world),
+            hosted_ranks.clone(),
+            cooperative,
+        )?
+        .into_iter();
+        let make_backend = |rank| (engine.backend)(rank, threads);
         let devices = hosted_ranks
             .map(|rank| {
                 let graphs = (&per_tp[..], &stages);
@@ -136,6 +159,9 @@ impl<B: Backend> Trainer<B> {
                     &options,
                     &make_backend,
                     comms.take(rank),
+                    device_groups
+                        .next()
+                        .ok_or_else(|| Error::internal("no device groups for a device"))?,
                 )
             })
             .collect::<Result<Vec<_>>>()?;
@@ -184,6 +210,24 @@ impl<B: Backend> Trainer<B> {
                 .try_for_each(|e| e.broadcast_params(dp.as_ref()))
         });
         results.into_iter().collect()
+    }
+
+    /// What moves tensors between this process's devices, by purpose: `gradients` and
+    /// `pipeline` name the engine (`host` for the host communicators, else the device
+    /// engine's name: `gpu-group`, `nccl`); absent when the layout has no such exchange.
+    pub fn exchange_engines(&self) -> BTreeMap<&'static str, &'static str> {
+        let mut out = BTreeMap::new();
+        for d in &self.devices {
+            if !d.dp.is_empty() {
+                let engine = d.device.dp.first().map_or("host", |c| c.engine());
+                out.insert("gradients", engine);
+            }
+            if d.world.is_some() && self.layout.ranks > 1 {
+                let engine = d.device.world.as_ref().map_or("host", |c| c.engine());
+                out.insert("pipeline", engine);
+            }
+        }
+        out
     }
 
     pub fn inputs(&self) -> &[InputSpec] {

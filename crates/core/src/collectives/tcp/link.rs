@@ -112,6 +112,7 @@ impl Frame {
                     count,
                     op,
                     root,
+                    meet: false,
                 };
                 Ok(Frame::Round { seq, call, data })
             }

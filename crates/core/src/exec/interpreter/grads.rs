@@ -55,6 +55,43 @@ impl<B: Backend> Executor<B> {
         written
     }
 
+    /// Give a final gradient's buffer to a device reducer (`GradSink::Device`); it stays
+    /// counted as live gradient memory until `put_grad` returns it.
+    pub(super) fn hand_over(
+        &mut self,
+        param: NodeId,
+        take: &mut dyn FnMut(NodeId, B::Buffer) -> Result<()>,
+    ) -> Result<()> {
+        let g = self.grads[param.index()]
+            .take()
+            .ok_or_else(|| Error::internal(format!("{param} has no gradient to hand over")))?;
+        take(param, g)
+    }
+
+    /// Every accumulated gradient handed over, in `grad_order` (a device reduction started
+    /// after backward is fed as one overlapped with it).
+    pub fn hand_over_all(
+        &mut self,
+        take: &mut dyn FnMut(NodeId, B::Buffer) -> Result<()>,
+    ) -> Result<()> {
+        for (p, _) in self.grad_order() {
+            if self.grads[p.index()].is_some() {
+                self.hand_over(p, take)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A handed-over gradient comes back, reduced; it is multiplied by `scale` here (the same
+    /// one f32 product per element as `write_grad_scaled`).
+    pub fn put_grad(&mut self, param: NodeId, mut grad: B::Buffer, scale: f32) -> Result<()> {
+        if scale != 1.0 {
+            self.backend.scale_inplace(&mut grad, scale)?;
+        }
+        self.grads[param.index()] = Some(grad);
+        Ok(())
+    }
+
     /// Free a parameter's gradient (ZeRO v1: once it is in its bucket, or not this replica's).
     pub fn release_grad(&mut self, param: NodeId) {
         if let Some(g) = self.take_grad(param) {

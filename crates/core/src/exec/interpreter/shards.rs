@@ -175,7 +175,7 @@ impl<B: Backend> Executor<B> {
     pub(super) fn prefetch_order<'l>(
         &self,
         actions: &[Action],
-        link: Option<&Link<'l>>,
+        link: Option<&Link<'l, B::Buffer>>,
     ) -> Option<(Vec<NodeId>, &'l dyn Communicator)> {
         let comm = link.and_then(|l| l.params)?;
         let order: Vec<NodeId> = actions

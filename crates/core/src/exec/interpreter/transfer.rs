@@ -75,7 +75,7 @@ impl<B: Backend> Executor<B> {
         &self,
         kind: ProgramKind,
         mb: usize,
-        link: Option<&Link<'_>>,
+        link: Option<&Link<'_, B::Buffer>>,
     ) -> Result<Option<Awaited>> {
         for action in self.program.actions(kind) {
             let Action::Recv { node, from_stage } = *action else {
