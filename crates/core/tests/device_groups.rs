@@ -14,7 +14,11 @@ use weft_core::session::Engine;
 
 /// Device groups from in-process host groups: one `LocalGroup` per spec, wrapped.
 fn host_groups(spec: &GroupSpec<'_>) -> weft_core::Result<DeviceCommunicators<HostData>> {
-    assert_eq!(spec.members.len(), spec.ranks.len(), "one process hosts all");
+    assert_eq!(
+        spec.members.len(),
+        spec.ranks.len(),
+        "one process hosts all"
+    );
     let comms = LocalGroup::with_ranks(spec.ranks, spec.timeout)?;
     Ok(Some(HostBuffers::wrap(comms)))
 }
@@ -44,7 +48,11 @@ fn assert_same(
     engines: &[(&str, &str)],
 ) {
     let opts = || options(devices, micro, "PreferBackward", extra.clone());
-    let vocab = if name.contains("buckets") { BIG_VOCAB } else { V };
+    let vocab = if name.contains("buckets") {
+        BIG_VOCAB
+    } else {
+        V
+    };
     let model = || model_vocab(stages, false, 0, vocab);
     let mut t = Trainer::compile(model(), opts()).unwrap();
     let host: Vec<f32> = (0..5).map(|s| t.step(&batch(s)).unwrap().loss).collect();
@@ -53,7 +61,11 @@ fn assert_same(
     let report: Vec<(&str, &str)> = d.exchange_engines().into_iter().collect();
     assert_eq!(report, engines, "{name}: engines");
     let to_bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(to_bits(&got), to_bits(&host), "{name}: losses {got:?} vs {host:?}");
+    assert_eq!(
+        to_bits(&got),
+        to_bits(&host),
+        "{name}: losses {got:?} vs {host:?}"
+    );
     for n in t.parameter_names() {
         let (a, b) = (
             t.replica_parameters(&n).unwrap(),
@@ -70,7 +82,9 @@ fn data_parallel_gradients_reduce_in_device_groups() {
     let engines = [("gradients", "host-buffers")];
     assert_same("DP2", (1, 2, 1), serde_json::json!({}), &engines);
     // Two buckets over two channels, so buckets go round-robin to two threads.
-    let two = serde_json::json!({"communication.num_communicators": 2});
+    let two = serde_json::json!({
+        "communication.bucket_size_mb": 1, "communication.num_communicators": 2
+    });
     assert_same("DP2 two buckets", (1, 2, 2), two, &engines);
     // EPL's local clipping: the whole local gradient first, handed over after backward.
     let local = serde_json::json!({"communication.clip_after_allreduce": false});
@@ -107,9 +121,7 @@ fn a_device_group_with_the_wrong_handle_count_is_refused() {
         groups: Some(&short),
     };
     let opts = options(2, 1, "PreferBackward", serde_json::json!({}));
-    let err = Trainer::compile_on(model(1), opts, &engine)
-        .err()
-        .unwrap();
+    let err = Trainer::compile_on(model(1), opts, &engine).err().unwrap();
     assert_eq!(
         err.to_string(),
         "internal error (a weft bug): the gradients device group made 1 handles for 2 members"
@@ -118,6 +130,7 @@ fn a_device_group_with_the_wrong_handle_count_is_refused() {
     let comms = HostBuffers::wrap(LocalGroup::new(1, std::time::Duration::from_secs(1)));
     let c: &dyn DeviceCommunicator<HostData> = comms[0].as_ref();
     let mut x = HostData::F32(vec![1.0, 2.0]);
-    c.all_reduce(&mut [&mut x], weft_core::collectives::ReduceOp::Sum).unwrap();
+    c.all_reduce(&mut [&mut x], weft_core::collectives::ReduceOp::Sum)
+        .unwrap();
     assert_eq!(x, HostData::F32(vec![1.0, 2.0]));
 }

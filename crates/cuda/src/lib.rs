@@ -9,10 +9,12 @@
 //! - `buffer`   device buffers and the caching allocator
 //! - `ops`      one launch function per op family
 //! - `backend`  `CudaBackend`, weft_core's `Backend` trait on one GPU
+//! - `collectives` device groups: `GpuGroup` (virtual devices on one GPU), NCCL (distinct GPUs)
 //! - `session`  `compile`: weft_core's trainer on `cuda:N` virtual devices
 
 mod backend;
 mod buffer;
+pub mod collectives;
 mod device;
 pub mod kernels;
 pub mod loader;

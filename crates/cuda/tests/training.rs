@@ -139,7 +139,12 @@ fn several_virtual_devices_on_one_gpu_train_like_the_cpu() {
         let cpu = options(&format!("cpu:{n}"), micro);
         let want = losses(&mut Trainer::compile(mlp(staged), cpu).unwrap());
         let cuda = options(&format!("cuda:{n}"), micro);
-        let got = losses(&mut weft_cuda::compile(mlp(staged), cuda).unwrap());
+        let mut t = weft_cuda::compile(mlp(staged), cuda).unwrap();
+        let got = losses(&mut t);
         assert_close(&got, &want, &format!("cuda:{n} m{micro} vs cpu:{n}"));
+        // Virtual devices on one GPU exchange tensors in GPU memory, not through the host.
+        for (purpose, engine) in t.exchange_engines() {
+            assert_eq!(engine, "gpu-group", "cuda:{n} m{micro}: {purpose}");
+        }
     }
 }

@@ -73,7 +73,9 @@ pub struct HostBuffers(pub Box<dyn Communicator>);
 
 impl HostBuffers {
     /// One handle per member of each host group: `LocalGroup` handles wrapped.
-    pub fn wrap(comms: Vec<impl Communicator + 'static>) -> Vec<Box<dyn DeviceCommunicator<HostData>>> {
+    pub fn wrap(
+        comms: Vec<impl Communicator + 'static>,
+    ) -> Vec<Box<dyn DeviceCommunicator<HostData>>> {
         comms
             .into_iter()
             .map(|c| Box::new(HostBuffers(Box::new(c))) as Box<dyn DeviceCommunicator<HostData>>)

@@ -18,9 +18,9 @@ pub(super) struct Call {
     pub(super) op: Option<ReduceOp>,
     /// Group rank of the root, for broadcast and reduce.
     pub(super) root: Option<usize>,
-    /// A meeting only (`LocalCommunicator::meet`): the ranks exchange tokens, another engine
-    /// moves the data.
-    pub(super) meet: bool,
+    /// A meeting only (`LocalCommunicator::meet`): the ranks exchange this many tokens each,
+    /// another engine moves the data.
+    pub(super) meet: Option<usize>,
 }
 
 impl Call {
@@ -30,7 +30,7 @@ impl Call {
             count,
             op: None,
             root: None,
-            meet: false,
+            meet: None,
         }
     }
 }
@@ -211,7 +211,7 @@ impl Round {
             .map(|x| x.as_deref().unwrap_or(&[]))
             .collect();
         match call.kind {
-            _ if call.meet => self.result = Arc::new(inputs.concat()),
+            _ if call.meet.is_some() => self.result = Arc::new(inputs.concat()),
             CollectiveKind::AllReduce | CollectiveKind::Reduce | CollectiveKind::ReduceScatter => {
                 let mut result = spare.unwrap_or_default();
                 result.clear();
@@ -231,7 +231,7 @@ impl Round {
         let n = self.inputs.len();
         let input = |r: usize| self.inputs[r].as_deref().unwrap_or(&[]);
         match call.kind {
-            _ if call.meet => output.copy_from_slice(&self.result),
+            _ if call.meet.is_some() => output.copy_from_slice(&self.result),
             CollectiveKind::AllReduce | CollectiveKind::AllGather => {
                 output.copy_from_slice(&self.result)
             }
@@ -298,7 +298,7 @@ pub(super) fn check_match(
         ((rx, x), (ry, y))
     };
     let (ga, gb, label) = (ranks[ra], ranks[rb], list(ranks));
-    if (a.kind, a.op, a.root) != (b.kind, b.op, b.root) {
+    if (a.kind, a.op, a.root, a.meet) != (b.kind, b.op, b.root, b.meet) {
         let (da, db) = (describe_call(ranks, a), describe_call(ranks, b));
         return Err(format!(
             "collective mismatch at #{seq} on group {label}: rank {ga} called {da} \

@@ -118,9 +118,10 @@ impl LocalCommunicator {
     }
 
     /// One round of collective `kind` over `count` elements in which the ranks exchange only
-    /// `tokens` (the same number on every rank) and get every rank's, in rank order: how an
-    /// engine that moves the data itself (a GPU group copying device memory) meets, with this
-    /// group's matching, timeout and failure reports worded as for the real collective.
+    /// `tokens` (ranks passing different numbers of them is a mismatch) and get every rank's,
+    /// in rank order: how an engine that moves the data itself (a GPU group copying device
+    /// memory) meets, with this group's matching, timeout and failure reports worded as for
+    /// the real collective.
     pub fn meet(
         &self,
         kind: CollectiveKind,
@@ -130,7 +131,7 @@ impl LocalCommunicator {
     ) -> Result<Vec<u64>> {
         let call = Call {
             op,
-            meet: true,
+            meet: Some(tokens.len()),
             ..Call::new(kind, count)
         };
         // Each token as two f32 bit patterns; f32 copies move bits, so they come back exact.
@@ -180,8 +181,8 @@ impl LocalCommunicator {
         let seq = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let checked = match call.meet {
             // The engine that moves the data checked its buffers before meeting.
-            true => Ok(()),
-            false => check_buffers(call.kind, g.n(), call.count, output_len, call.root),
+            Some(_) => Ok(()),
+            None => check_buffers(call.kind, g.n(), call.count, output_len, call.root),
         };
         let input = if checked.is_ok() { stage() } else { Vec::new() };
         let mut st = g.lock();
@@ -207,7 +208,7 @@ impl LocalCommunicator {
             if let Some(round) = st.rounds.get_mut(&seq).filter(|r| r.complete) {
                 // All-reduce and all-gather copy their (large) result after releasing the lock,
                 // so the ranks copy in parallel instead of one after another.
-                let whole = call.meet
+                let whole = call.meet.is_some()
                     || matches!(
                         call.kind,
                         CollectiveKind::AllReduce | CollectiveKind::AllGather

@@ -404,3 +404,44 @@ fn has_message_probes_without_taking_or_waiting() {
          rank 0 failed: bad batch"
     );
 }
+
+#[test]
+fn meet_exchanges_tokens_and_reports_as_the_collective() {
+    use crate::collectives::CollectiveKind;
+    let group = LocalGroup::new(2, Duration::from_secs(5));
+    let tokens = std::thread::scope(|s| {
+        let hs: Vec<_> = group
+            .iter()
+            .enumerate()
+            .map(|(r, c)| {
+                // Bit patterns that are NaNs as f32 must come back exact.
+                let mine = [u64::MAX - r as u64, 0x7fc0_0001_0000_0000 + r as u64];
+                s.spawn(move || c.meet(CollectiveKind::AllReduce, 64, Some(ReduceOp::Sum), &mine))
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let want = vec![
+        u64::MAX,
+        0x7fc0_0001_0000_0000,
+        u64::MAX - 1,
+        0x7fc0_0001_0000_0001,
+    ];
+    assert_eq!(tokens, vec![want.clone(), want]);
+    // A rank that never comes is named as for the real all-reduce.
+    let group = LocalGroup::new(2, Duration::from_millis(50));
+    let err = group[0]
+        .meet(CollectiveKind::AllReduce, 64, Some(ReduceOp::Sum), &[1])
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("all_reduce #1 (64 f32) on group [0,1] timed out after"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().ends_with("ranks [1] did not arrive"),
+        "{err}"
+    );
+}

@@ -420,7 +420,12 @@ impl<B: Backend> Executor<B> {
 
     /// A tensor-parallel collective node: all-reduce (`TpReduce` sums, `TpMax` takes the max)
     /// or all-gather (`TpGather`) of its input over the device's tensor-parallel group.
-    fn tp_collective(&mut self, id: NodeId, mb: usize, link: Option<&Link<'_, B::Buffer>>) -> Result<()> {
+    fn tp_collective(
+        &mut self,
+        id: NodeId,
+        mb: usize,
+        link: Option<&Link<'_, B::Buffer>>,
+    ) -> Result<()> {
         let node = &self.graph.nodes[id.index()];
         let op = node.op.clone();
         let x = node.inputs[0];

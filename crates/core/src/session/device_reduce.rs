@@ -61,12 +61,9 @@ impl<'scope, Buf: Send + 'scope> DeviceOverlap<'scope, Buf> {
     /// A parameter's final gradient: hold it in its bucket; launch the bucket when full.
     pub fn ready(&mut self, param: NodeId, grad: Buf) -> Result<()> {
         let Some(&(b, _, _)) = self.layout.slot_of.get(&param) else {
-            return Err(Error::internal(format!(
-                "{param}'s gradient has no bucket"
-            )));
+            return Err(Error::internal(format!("{param}'s gradient has no bucket")));
         };
         self.held[b].push((param, grad));
-        eprintln!("BUCKETS {}", self.layout.buckets.len());
         if self.held[b].len() < self.layout.buckets[b].tensors.len() {
             return Ok(());
         }

@@ -17,6 +17,7 @@
 //! | dropout      | dropout forward and backward (weft_core::rng's counter-based mask)      |
 //! | attention    | fused causal attention forward; backward stats, dq, dkv                 |
 //! | optim        | fused SGD and Adam/AdamW updates                                        |
+//! | collective   | rank-ordered reduction over peers' buffers (virtual devices on one GPU) |
 
 use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
 use weft_core::{Error, Result};
@@ -135,6 +136,13 @@ pub const MODULES: &[Module] = &[
         body: include_str!("optim.cu"),
         kernels: &["sgd_update", "adam_update"],
         suffixes: FLOATS,
+    },
+    Module {
+        name: "collective",
+        body: include_str!("collective.cu"),
+        kernels: &["collective_reduce"],
+        // Gradients and the rest of what is reduced are f32.
+        suffixes: &["f32"],
     },
 ];
 

@@ -199,7 +199,7 @@ fn call(kind: CollectiveKind, count: usize, op: Option<ReduceOp>, root: Option<u
         count,
         op,
         root,
-        meet: false,
+        meet: None,
     }
 }
 

@@ -112,7 +112,7 @@ impl Frame {
                     count,
                     op,
                     root,
-                    meet: false,
+                    meet: None,
                 };
                 Ok(Frame::Round { seq, call, data })
             }

@@ -1,0 +1,85 @@
+//! The CUDA engine's device groups: collectives in GPU memory, never staged through the host.
+//!
+//! Table of contents:
+//! - `plan`       the index arithmetic (chunks, bucket segments, kernel passes), CPU-tested
+//! - `gpu_group`  `GpuGroup`: virtual devices sharing one GPU (device-to-device copies and a
+//!   rank-ordered reduction kernel; NCCL refuses two ranks on one GPU)
+//! - `nccl`       `NcclCommunicator`: distinct GPUs, in this process or across processes
+//! - this file    `make_groups`, which picks the engine for each group of a layout
+
+mod gpu_group;
+mod nccl;
+mod plan;
+
+pub use gpu_group::GpuGroup;
+pub use nccl::NcclCommunicator;
+
+use crate::buffer::CudaBuffer;
+use weft_core::collectives::{DeviceCommunicator, DeviceCommunicators, GroupSpec};
+use weft_core::{Error, Result};
+
+/// The device group for `spec` (`gpu_of`: a global device rank's GPU):
+/// - members all on one GPU (one process): a `GpuGroup`, bit-identical to the CPU engines;
+/// - gradient groups over distinct GPUs, or across processes: NCCL;
+/// - otherwise the host communicators (None): a group mixing shared and distinct GPUs, and
+///   pipeline sends between GPUs, whose receive order differs from their send order (NCCL
+///   matches a pair's messages by order only; see `nccl`).
+pub fn make_groups(
+    spec: &GroupSpec<'_>,
+    gpu_of: &dyn Fn(usize) -> usize,
+) -> Result<DeviceCommunicators<CudaBuffer>> {
+    let gpus: Vec<usize> = spec
+        .members
+        .iter()
+        .map(|&m| gpu_of(spec.ranks[m]))
+        .collect();
+    let boxed = |v: Vec<Box<dyn DeviceCommunicator<CudaBuffer>>>| Ok(Some(v));
+    let one_gpu = gpus.windows(2).all(|w| w[0] == w[1]);
+    let distinct = (1..gpus.len()).all(|i| !gpus[..i].contains(&gpus[i]));
+    match (&spec.store, spec.purpose) {
+        (None, _) if one_gpu && spec.members.len() == spec.ranks.len() => {
+            let groups = GpuGroup::create(gpus[0], spec.ranks, spec.timeout)?;
+            boxed(groups.into_iter().map(|g| Box::new(g) as _).collect())
+        }
+        (_, "gradients") if distinct => {
+            let groups = NcclCommunicator::create(spec, &gpus)?;
+            boxed(groups.into_iter().map(|g| Box::new(g) as _).collect())
+        }
+        (Some(_), "gradients") => Err(Error::unsupported(
+            "several virtual devices per GPU across processes",
+            format!(
+                "this process's members of gradient group {} share GPUs {gpus:?}; NCCL needs \
+                 one GPU per rank (start one process per GPU with cuda:1)",
+                describe(spec.ranks)
+            ),
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// `Error::Collective` with `message`.
+pub(crate) fn collective(message: String) -> Error {
+    Error::Collective { message }
+}
+
+/// "[0,2,4]", as the host engines print groups.
+pub(crate) fn describe(ranks: &[usize]) -> String {
+    let inner: Vec<String> = ranks.iter().map(usize::to_string).collect();
+    format!("[{}]", inner.join(","))
+}
+
+/// u64 tokens as f32 bit patterns (two each), for the in-process mailbox.
+pub(crate) fn encode(tokens: &[u64]) -> Vec<f32> {
+    tokens
+        .iter()
+        .flat_map(|&t| [(t >> 32) as u32, t as u32].map(f32::from_bits))
+        .collect()
+}
+
+/// The inverse of `encode`.
+pub(crate) fn decode(words: &[f32]) -> Vec<u64> {
+    words
+        .chunks_exact(2)
+        .map(|w| (u64::from(w[0].to_bits()) << 32) | u64::from(w[1].to_bits()))
+        .collect()
+}

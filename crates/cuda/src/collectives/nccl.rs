@@ -1,0 +1,510 @@
+//! `NcclCommunicator`: a device group over distinct GPUs (in this process or across
+//! processes) through NCCL, loaded at run time as `libnccl.so.2`. One NCCL communicator per
+//! group of the plan, on its own stream, so a gradient bucket's all-reduce overlaps backward;
+//! a bucket's tensors go in one NCCL group call (no packing copy).
+//!
+//! What NCCL does not give, weft adds:
+//! - a watchdog: a collective that does not complete within `communication.timeout_s` aborts
+//!   the communicator and fails with the collective's name, sequence number, size and group
+//!   (NCCL cannot say which rank is missing; the process group reports a dead process);
+//! - tags: NCCL delivers a pair's messages in send order only, so every message is preceded by
+//!   a header (tag, length) that the receiver checks before the payload lands; a message sent
+//!   in another order is an error naming both tags, never a silent swap;
+//! - deadlock-free pipelines: sends to higher ranks and to lower ones go on two communicators
+//!   (two streams), so two ranks sending to each other never queue behind each other.
+//!
+//! Reductions are NCCL's (ring or tree order), so unlike the CPU and GPU-group engines they are
+//! not bit-identical to a one-device run; Mean is `ncclAvg`, and Max follows NCCL's NaN rules.
+
+use super::{collective, describe};
+use crate::buffer::{CudaBuffer, Data};
+use crate::device::driver;
+use crate::loader;
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
+use cudarc::nccl::{result as nccl, sys};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use weft_core::collectives::{
+    CollectiveKind, DeviceCommunicator, GroupSpec, ReduceOp, check_buffers,
+};
+use weft_core::ir::DType;
+use weft_core::{Error, Result};
+
+/// A raw NCCL communicator, aborted (never finalised) on drop: a group that failed must not
+/// wait for its peers on the way out.
+struct Raw(sys::ncclComm_t);
+
+// SAFETY: NCCL communicators may be used from any thread; weft issues each one's calls from
+// one thread at a time (its owner's reducer or executor).
+unsafe impl Send for Raw {}
+unsafe impl Sync for Raw {}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from ncclCommInitRank and is dropped once.
+        let _ = std::panic::catch_unwind(|| unsafe { nccl::comm_abort(self.0) });
+    }
+}
+
+/// One rank's handle on an NCCL group.
+pub struct NcclCommunicator {
+    /// Collectives, and sends to higher ranks / receives from lower ones.
+    up: Raw,
+    /// Sends to lower ranks / receives from higher ones.
+    down: Raw,
+    up_stream: Arc<CudaStream>,
+    down_stream: Arc<CudaStream>,
+    rank: usize,
+    /// Global device ranks, for messages.
+    ranks: Vec<usize>,
+    timeout: Duration,
+    calls: AtomicU64,
+}
+
+fn nccl_error(what: &str, e: nccl::NcclError) -> Error {
+    Error::Device {
+        message: format!("NCCL {what}: {e:?}"),
+    }
+}
+
+/// Two unique ids (up, down) as bytes, for the store.
+fn new_ids() -> Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(256);
+    for _ in 0..2 {
+        let id = nccl::get_uniqueid().map_err(|e| nccl_error("unique id", e))?;
+        bytes.extend(id.internal.iter().map(|&c| c as u8));
+    }
+    Ok(bytes)
+}
+
+fn ids_of(bytes: &[u8]) -> Result<[sys::ncclUniqueId; 2]> {
+    if bytes.len() != 256 {
+        return Err(Error::internal(
+            "an NCCL unique id from the store is not 128 bytes",
+        ));
+    }
+    let id = |half: &[u8]| {
+        let mut internal = [0 as std::ffi::c_char; 128];
+        for (d, &s) in internal.iter_mut().zip(half) {
+            *d = s as std::ffi::c_char;
+        }
+        sys::ncclUniqueId { internal }
+    };
+    Ok([id(&bytes[..128]), id(&bytes[128..])])
+}
+
+impl NcclCommunicator {
+    /// Handles for `spec.members`, member i on GPU `gpus[i]`. In one process the ids are made
+    /// here; across processes the process hosting group rank 0 puts them in the job's store
+    /// and the others wait for them there.
+    pub fn create(spec: &GroupSpec<'_>, gpus: &[usize]) -> Result<Vec<NcclCommunicator>> {
+        loader::require(&[loader::Lib::Nccl], "NCCL device groups")?;
+        let what = format!("NCCL {} group {}", spec.purpose, describe(spec.ranks));
+        let ids = loader::guard(&what, || match &spec.store {
+            None => ids_of(&new_ids()?),
+            Some((store, prefix)) => {
+                let key = format!("{prefix}/nccl-ids");
+                if spec.members.first() == Some(&0) {
+                    store.set(&key, &new_ids()?)?;
+                }
+                ids_of(&store.get(&key, spec.timeout)?)
+            }
+        })?;
+        let n = spec.ranks.len();
+        // Every member's init blocks until the whole group has joined: one thread each.
+        std::thread::scope(|s| {
+            let handles: Vec<_> = spec
+                .members
+                .iter()
+                .zip(gpus)
+                .map(|(&m, &gpu)| {
+                    let what = &what;
+                    s.spawn(move || loader::guard(what, || init(gpu, n, m, ids, spec)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::internal("an NCCL init thread panicked")))
+                })
+                .collect()
+        })
+    }
+
+    fn size(&self) -> usize {
+        self.ranks.len()
+    }
+
+    /// Wait for `stream` to finish what this call enqueued, or abort the group after the
+    /// timeout naming the collective.
+    fn wait(&self, stream: &CudaStream, desc: impl Fn() -> String) -> Result<()> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            // SAFETY: the stream is alive (held by self).
+            let r = unsafe { cudarc::driver::sys::cuStreamQuery(stream.cu_stream()) };
+            match r {
+                cudarc::driver::sys::cudaError_enum::CUDA_SUCCESS => return Ok(()),
+                cudarc::driver::sys::cudaError_enum::CUDA_ERROR_NOT_READY => {}
+                e => return Err(collective(format!("{}: CUDA error {e:?}", desc()))),
+            }
+            if Instant::now() >= deadline {
+                // SAFETY: aborting makes the pending kernels return; the handle stays owned.
+                unsafe {
+                    let _ = nccl::comm_abort(self.up.0);
+                    let _ = nccl::comm_abort(self.down.0);
+                }
+                return Err(collective(format!(
+                    "{} did not complete within {:?}: a rank did not arrive, or died \
+                     (NCCL cannot tell which); the group is aborted",
+                    desc(),
+                    self.timeout
+                )));
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+
+    /// "all_reduce #3 (1024 f32) on NCCL group [0,1]", numbering this call.
+    fn next(&self, kind: CollectiveKind, count: usize) -> impl Fn() -> String + '_ {
+        let seq = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        move || {
+            format!(
+                "{kind} #{seq} ({count} elements) on NCCL group {}",
+                describe(&self.ranks)
+            )
+        }
+    }
+
+    fn check(&self, kind: CollectiveKind, input: usize, output: Option<usize>) -> Result<()> {
+        check_buffers(kind, self.size(), input, output, None).map_err(|why| {
+            collective(format!(
+                "{kind} on NCCL group {}: {why}",
+                describe(&self.ranks)
+            ))
+        })
+    }
+
+    /// The communicator and stream a message to (or from) `peer` travels on.
+    fn lane(&self, peer: usize, sending: bool) -> (&Raw, &Arc<CudaStream>) {
+        if (peer > self.rank) == sending {
+            (&self.up, &self.up_stream)
+        } else {
+            (&self.down, &self.down_stream)
+        }
+    }
+}
+
+/// One member's communicators: both NCCL inits on `gpu`, each with its own stream.
+fn init(
+    gpu: usize,
+    n: usize,
+    member: usize,
+    ids: [sys::ncclUniqueId; 2],
+    spec: &GroupSpec<'_>,
+) -> Result<NcclCommunicator> {
+    let ctx = CudaContext::new(gpu).map_err(|e| driver("context", e))?;
+    ctx.bind_to_thread().map_err(|e| driver("context", e))?;
+    let mut raw = Vec::with_capacity(2);
+    for id in ids {
+        let mut comm = std::mem::MaybeUninit::uninit();
+        // SAFETY: `comm` is written by a successful init before it is read.
+        let comm = unsafe {
+            nccl::comm_init_rank(comm.as_mut_ptr(), n as i32, id, member as i32)
+                .map_err(|e| nccl_error("init", e))?;
+            comm.assume_init()
+        };
+        raw.push(Raw(comm));
+    }
+    let stream = || ctx.new_stream().map_err(|e| driver("NCCL stream", e));
+    let missing = || Error::internal("an NCCL communicator was not made");
+    let down = raw.pop().ok_or_else(missing)?;
+    let up = raw.pop().ok_or_else(missing)?;
+    Ok(NcclCommunicator {
+        up,
+        down,
+        up_stream: stream()?,
+        down_stream: stream()?,
+        rank: member,
+        ranks: spec.ranks.to_vec(),
+        timeout: spec.timeout,
+        calls: AtomicU64::new(0),
+    })
+}
+
+fn dtype_of(d: DType) -> sys::ncclDataType_t {
+    match d {
+        DType::F32 => sys::ncclDataType_t::ncclFloat32,
+        DType::I32 => sys::ncclDataType_t::ncclInt32,
+        DType::BF16 => sys::ncclDataType_t::ncclBfloat16,
+        DType::F16 => sys::ncclDataType_t::ncclFloat16,
+    }
+}
+
+fn op_of(op: ReduceOp) -> sys::ncclRedOp_t {
+    match op {
+        ReduceOp::Sum => sys::ncclRedOp_t::ncclSum,
+        ReduceOp::Mean => sys::ncclRedOp_t::ncclAvg,
+        ReduceOp::Max => sys::ncclRedOp_t::ncclMax,
+    }
+}
+
+/// Runs `f` between ncclGroupStart and ncclGroupEnd (the end runs even when `f` fails).
+fn grouped(f: impl FnOnce() -> Result<()>) -> Result<()> {
+    nccl::group_start().map_err(|e| nccl_error("group start", e))?;
+    let r = f();
+    let end = nccl::group_end().map_err(|e| nccl_error("group end", e));
+    r.and(end.map(|_| ()))
+}
+
+fn ptr_of<'a>(d: &'a Data, s: &'a CudaStream) -> (u64, cudarc::driver::SyncOnDrop<'a>) {
+    d.ptr(s)
+}
+
+impl DeviceCommunicator<CudaBuffer> for NcclCommunicator {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.ranks.len()
+    }
+
+    fn engine(&self) -> &'static str {
+        "nccl"
+    }
+
+    fn all_reduce(&self, bufs: &mut [&mut CudaBuffer], op: ReduceOp) -> Result<()> {
+        let total = bufs.iter().map(|b| b.len()).sum();
+        let desc = self.next(CollectiveKind::AllReduce, total);
+        let s = &self.up_stream;
+        let mut guards = Vec::with_capacity(bufs.len());
+        loader::guard("NCCL all_reduce", || {
+            grouped(|| {
+                for b in bufs.iter_mut() {
+                    let (len, t) = (b.len(), dtype_of(b.dtype()));
+                    let (p, g) = b.data_mut().ptr_mut(s);
+                    guards.push(g);
+                    // SAFETY: in-place all-reduce of `len` elements of a live buffer.
+                    unsafe {
+                        nccl::all_reduce(
+                            p as _,
+                            p as _,
+                            len,
+                            t,
+                            op_of(op),
+                            self.up.0,
+                            s.cu_stream() as _,
+                        )
+                    }
+                    .map_err(|e| nccl_error("all_reduce", e))?;
+                }
+                Ok(())
+            })
+        })?;
+        self.wait(s, desc)
+    }
+
+    fn all_gather(&self, input: &CudaBuffer, output: &mut CudaBuffer) -> Result<()> {
+        self.check(CollectiveKind::AllGather, input.len(), Some(output.len()))?;
+        let desc = self.next(CollectiveKind::AllGather, input.len());
+        let s = &self.up_stream;
+        let (ip, _ig) = ptr_of(input.data(), s);
+        let (op_, _og) = output.data_mut().ptr_mut(s);
+        let t = dtype_of(input.dtype());
+        // SAFETY: lengths checked above; both buffers live until the wait.
+        unsafe {
+            nccl::all_gather(
+                ip as _,
+                op_ as _,
+                input.len(),
+                t,
+                self.up.0,
+                s.cu_stream() as _,
+            )
+        }
+        .map_err(|e| nccl_error("all_gather", e))?;
+        self.wait(s, desc)
+    }
+
+    fn reduce_scatter(
+        &self,
+        input: &CudaBuffer,
+        output: &mut CudaBuffer,
+        op: ReduceOp,
+    ) -> Result<()> {
+        self.check(
+            CollectiveKind::ReduceScatter,
+            input.len(),
+            Some(output.len()),
+        )?;
+        let desc = self.next(CollectiveKind::ReduceScatter, input.len());
+        let s = &self.up_stream;
+        let (m, t) = (output.len(), dtype_of(input.dtype()));
+        let (ip, _ig) = ptr_of(input.data(), s);
+        let (out, _og) = output.data_mut().ptr_mut(s);
+        // SAFETY: lengths checked above; both buffers live until the wait.
+        unsafe {
+            nccl::reduce_scatter(
+                ip as _,
+                out as _,
+                m,
+                t,
+                op_of(op),
+                self.up.0,
+                s.cu_stream() as _,
+            )
+        }
+        .map_err(|e| nccl_error("reduce_scatter", e))?;
+        self.wait(s, desc)
+    }
+
+    fn all_to_all(&self, input: &CudaBuffer, output: &mut CudaBuffer) -> Result<()> {
+        self.check(CollectiveKind::AllToAll, input.len(), Some(output.len()))?;
+        let desc = self.next(CollectiveKind::AllToAll, input.len());
+        let s = &self.up_stream;
+        let (ip, _ig) = ptr_of(input.data(), s);
+        let (out, _og) = output.data_mut().ptr_mut(s);
+        let m = input.len() / self.size();
+        let (t, bytes) = (dtype_of(input.dtype()), m * input.dtype().size_bytes());
+        grouped(|| {
+            for k in 0..self.size() {
+                let off = (k * bytes) as u64;
+                // SAFETY: chunk k of both buffers (lengths checked above).
+                unsafe {
+                    nccl::send(
+                        (ip + off) as _,
+                        m,
+                        t,
+                        k as i32,
+                        self.up.0,
+                        s.cu_stream() as _,
+                    )
+                    .map_err(|e| nccl_error("all_to_all send", e))?;
+                    nccl::recv(
+                        (out + off) as _,
+                        m,
+                        t,
+                        k as i32,
+                        self.up.0,
+                        s.cu_stream() as _,
+                    )
+                    .map_err(|e| nccl_error("all_to_all recv", e))?;
+                }
+            }
+            Ok(())
+        })?;
+        self.wait(s, desc)
+    }
+
+    fn send(&self, buf: &CudaBuffer, to: usize, tag: u64) -> Result<()> {
+        if to >= self.size() {
+            return Err(collective(format!(
+                "send to group rank {to} (tag {tag}) on NCCL group {}: the group has {} ranks",
+                describe(&self.ranks),
+                self.size()
+            )));
+        }
+        let (comm, s) = self.lane(to, true);
+        let header: CudaSlice<u64> = s
+            .clone_htod(&[tag, buf.len() as u64])
+            .map_err(|e| driver("NCCL message header", e))?;
+        let desc = || {
+            format!(
+                "send to rank {} (tag {tag}, {} elements) on NCCL group {}",
+                self.ranks[to],
+                buf.len(),
+                describe(&self.ranks)
+            )
+        };
+        {
+            let (hp, _hg) = cudarc::driver::DevicePtr::device_ptr(&header, s);
+            let (bp, _bg) = ptr_of(buf.data(), s);
+            let t = dtype_of(buf.dtype());
+            grouped(|| {
+                // SAFETY: both buffers live until the wait below.
+                unsafe {
+                    nccl::send(
+                        hp as _,
+                        2,
+                        sys::ncclDataType_t::ncclUint64,
+                        to as i32,
+                        comm.0,
+                        s.cu_stream() as _,
+                    )
+                    .map_err(|e| nccl_error("send header", e))?;
+                    nccl::send(bp as _, buf.len(), t, to as i32, comm.0, s.cu_stream() as _)
+                        .map_err(|e| nccl_error("send", e))?;
+                }
+                Ok(())
+            })?;
+        }
+        // The payload is read in place: wait until it has left, as the trait's send is buffered.
+        self.wait(s, desc)
+    }
+
+    fn recv(&self, buf: &mut CudaBuffer, from: usize, tag: u64) -> Result<()> {
+        let len = buf.len();
+        let peer = self.ranks.get(from).copied().unwrap_or(from);
+        let group = describe(&self.ranks);
+        let desc =
+            || format!("recv from rank {peer} (tag {tag}, {len} elements) on NCCL group {group}");
+        if from >= self.size() {
+            return Err(collective(format!(
+                "{}: the group has {} ranks",
+                desc(),
+                self.size()
+            )));
+        }
+        let (comm, s) = self.lane(from, false);
+        let mut header = s
+            .alloc_zeros::<u64>(2)
+            .map_err(|e| driver("NCCL message header", e))?;
+        {
+            let (hp, _hg) = cudarc::driver::DevicePtrMut::device_ptr_mut(&mut header, s);
+            // SAFETY: a 2-element u64 buffer, live until the wait.
+            unsafe {
+                nccl::recv(
+                    hp as _,
+                    2,
+                    sys::ncclDataType_t::ncclUint64,
+                    from as i32,
+                    comm.0,
+                    s.cu_stream() as _,
+                )
+            }
+            .map_err(|e| nccl_error("recv header", e))?;
+        }
+        self.wait(s, desc)?;
+        let got = s
+            .clone_dtoh(&header)
+            .map_err(|e| driver("NCCL message header", e))?;
+        if got[0] != tag || got[1] != len as u64 {
+            return Err(collective(format!(
+                "{}: the next message from that rank has tag {} and {} elements (NCCL delivers \
+                 a pair's messages in send order)",
+                desc(),
+                got[0],
+                got[1]
+            )));
+        }
+        let t = dtype_of(buf.dtype());
+        {
+            let (bp, _bg) = buf.data_mut().ptr_mut(s);
+            // SAFETY: the header said `len` elements; the buffer holds them.
+            unsafe { nccl::recv(bp as _, len, t, from as i32, comm.0, s.cu_stream() as _) }
+                .map_err(|e| nccl_error("recv", e))?;
+        }
+        self.wait(s, desc)
+    }
+
+    fn abort(&self, _reason: &str) {
+        // SAFETY: aborting makes peers' pending collectives on this group fail; the handles
+        // stay owned and are aborted again (a no-op) on drop.
+        unsafe {
+            let _ = nccl::comm_abort(self.up.0);
+            let _ = nccl::comm_abort(self.down.0);
+        }
+    }
+}
