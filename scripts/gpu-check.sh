@@ -7,8 +7,9 @@
 #                                carry to the GPU machine together with dist/, bindings/index.js
 #                                and bindings/weft.linux-x64-gnu.node (`npm run build` first).
 #   scripts/gpu-check.sh         on a machine with an NVIDIA GPU, no network and no Rust or Node:
-#                                runs those executables (the NVRTC kernel check and the CPU-vs-
-#                                CUDA op parity tests and training on cuda:N, GPU tests included),
+#                                runs those executables (the NVRTC kernel check, the CPU-vs-CUDA
+#                                op parity tests, the device groups against the host engine, and
+#                                training on cuda:N, GPU tests included),
 #                                then benchmark W3 of shared/BENCHMARKS.md (GPT-2 124M, bf16,
 #                                batch 16 x 1024) for weft (`weft train --devices cuda:1`, when the
 #                                node binary and the addon were carried), PyTorch eager and
@@ -21,7 +22,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${WEFT_GPU_BIN:-gpu-check/bin}
-TESTS=(nvrtc_kernels no_gpu ops_parity training)
+TESTS=(nvrtc_kernels no_gpu ops_parity collectives training)
 
 build() {
   mkdir -p "$BIN"

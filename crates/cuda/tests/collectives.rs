@@ -45,12 +45,9 @@ fn device_groups_name_the_library_they_need() {
         assert_eq!(err.code(), "WEFT_DEVICE");
         assert!(err.to_string().contains("libnccl.so.2 (NCCL)"), "{err}");
     }
-    // Pipeline sends between GPUs stay on the host communicators: no library needed.
-    assert!(
-        make_groups(&spec(&[0, 1], "pipeline"), &|r| r)
-            .unwrap()
-            .is_none()
-    );
+    // A group mixing a shared and a distinct GPU stays on the host communicators.
+    let mixed = make_groups(&spec(&[0, 1, 2], "pipeline"), &|r| r / 2).unwrap();
+    assert!(mixed.is_none());
 }
 
 /// Rank r's bucket: two f32 tensors with values no two ranks share.

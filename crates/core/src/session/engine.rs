@@ -13,6 +13,7 @@ use crate::config::ZeroLevel;
 use crate::error::{Error, Result};
 use crate::exec::Backend;
 use crate::process::ProcessWorld;
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -108,4 +109,24 @@ pub(super) fn device_groups<Buf>(
         }
     }
     Ok(out)
+}
+
+impl<B: Backend> super::Trainer<B> {
+    /// What moves tensors between this process's devices, by purpose: `gradients` and
+    /// `pipeline` name the engine (`host` for the host communicators, else the device
+    /// engine's name: `gpu-group`, `nccl`); absent when the layout has no such exchange.
+    pub fn exchange_engines(&self) -> BTreeMap<&'static str, &'static str> {
+        let mut out = BTreeMap::new();
+        for d in &self.devices {
+            if !d.dp.is_empty() {
+                let engine = d.device.dp.first().map_or("host", |c| c.engine());
+                out.insert("gradients", engine);
+            }
+            if d.world.is_some() && self.layout.ranks > 1 {
+                let engine = d.device.world.as_ref().map_or("host", |c| c.engine());
+                out.insert("pipeline", engine);
+            }
+        }
+        out
+    }
 }

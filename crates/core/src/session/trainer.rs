@@ -212,24 +212,6 @@ impl<B: Backend> Trainer<B> {
         results.into_iter().collect()
     }
 
-    /// What moves tensors between this process's devices, by purpose: `gradients` and
-    /// `pipeline` name the engine (`host` for the host communicators, else the device
-    /// engine's name: `gpu-group`, `nccl`); absent when the layout has no such exchange.
-    pub fn exchange_engines(&self) -> BTreeMap<&'static str, &'static str> {
-        let mut out = BTreeMap::new();
-        for d in &self.devices {
-            if !d.dp.is_empty() {
-                let engine = d.device.dp.first().map_or("host", |c| c.engine());
-                out.insert("gradients", engine);
-            }
-            if d.world.is_some() && self.layout.ranks > 1 {
-                let engine = d.device.world.as_ref().map_or("host", |c| c.engine());
-                out.insert("pipeline", engine);
-            }
-        }
-        out
-    }
-
     pub fn inputs(&self) -> &[InputSpec] {
         &self.inputs
     }

@@ -118,6 +118,11 @@ impl GpuGroup {
         if bytes == 0 {
             return Ok(());
         }
+        // Raw driver calls use the calling thread's context (a reducer thread has none yet).
+        self.stream
+            .context()
+            .bind_to_thread()
+            .map_err(|e| driver("context", e))?;
         // SAFETY: both ranges lie in live buffers of the group (lengths checked before the
         // meeting; peers keep theirs until the closing meeting).
         unsafe {

@@ -5,10 +5,12 @@
 //! - `gpu_group`  `GpuGroup`: virtual devices sharing one GPU (device-to-device copies and a
 //!   rank-ordered reduction kernel; NCCL refuses two ranks on one GPU)
 //! - `nccl`       `NcclCommunicator`: distinct GPUs, in this process or across processes
+//! - `nccl_p2p`   its tagged sends and receives (NCCL itself matches messages by order)
 //! - this file    `make_groups`, which picks the engine for each group of a layout
 
 mod gpu_group;
 mod nccl;
+mod nccl_p2p;
 mod plan;
 
 pub use gpu_group::GpuGroup;
@@ -20,10 +22,8 @@ use weft_core::{Error, Result};
 
 /// The device group for `spec` (`gpu_of`: a global device rank's GPU):
 /// - members all on one GPU (one process): a `GpuGroup`, bit-identical to the CPU engines;
-/// - gradient groups over distinct GPUs, or across processes: NCCL;
-/// - otherwise the host communicators (None): a group mixing shared and distinct GPUs, and
-///   pipeline sends between GPUs, whose receive order differs from their send order (NCCL
-///   matches a pair's messages by order only; see `nccl`).
+/// - members on distinct GPUs, in this process or across processes: NCCL;
+/// - a group mixing shared and distinct GPUs in one process: the host communicators (None).
 pub fn make_groups(
     spec: &GroupSpec<'_>,
     gpu_of: &dyn Fn(usize) -> usize,
@@ -41,14 +41,14 @@ pub fn make_groups(
             let groups = GpuGroup::create(gpus[0], spec.ranks, spec.timeout)?;
             boxed(groups.into_iter().map(|g| Box::new(g) as _).collect())
         }
-        (_, "gradients") if distinct => {
+        (_, _) if distinct => {
             let groups = NcclCommunicator::create(spec, &gpus)?;
             boxed(groups.into_iter().map(|g| Box::new(g) as _).collect())
         }
-        (Some(_), "gradients") => Err(Error::unsupported(
+        (Some(_), purpose) => Err(Error::unsupported(
             "several virtual devices per GPU across processes",
             format!(
-                "this process's members of gradient group {} share GPUs {gpus:?}; NCCL needs \
+                "this process's members of {purpose} group {} share GPUs {gpus:?}; NCCL needs \
                  one GPU per rank (start one process per GPU with cuda:1)",
                 describe(spec.ranks)
             ),

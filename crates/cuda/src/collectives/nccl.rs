@@ -8,8 +8,9 @@
 //!   the communicator and fails with the collective's name, sequence number, size and group
 //!   (NCCL cannot say which rank is missing; the process group reports a dead process);
 //! - tags: NCCL delivers a pair's messages in send order only, so every message is preceded by
-//!   a header (tag, length) that the receiver checks before the payload lands; a message sent
-//!   in another order is an error naming both tags, never a silent swap;
+//!   a header (tag, length, dtype); a receive drains the pair's messages in order, keeping those
+//!   with other tags until they are asked for (`nccl_p2p`), and sends are not waited for, so
+//!   the pipeline's receive order need not be its send order;
 //! - deadlock-free pipelines: sends to higher ranks and to lower ones go on two communicators
 //!   (two streams), so two ranks sending to each other never queue behind each other.
 //!
@@ -20,7 +21,7 @@ use super::{collective, describe};
 use crate::buffer::{CudaBuffer, Data};
 use crate::device::driver;
 use crate::loader;
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
+use cudarc::driver::{CudaContext, CudaStream};
 use cudarc::nccl::{result as nccl, sys};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +34,7 @@ use weft_core::{Error, Result};
 
 /// A raw NCCL communicator, aborted (never finalised) on drop: a group that failed must not
 /// wait for its peers on the way out.
-struct Raw(sys::ncclComm_t);
+pub(super) struct Raw(pub(super) sys::ncclComm_t);
 
 // SAFETY: NCCL communicators may be used from any thread; weft issues each one's calls from
 // one thread at a time (its owner's reducer or executor).
@@ -50,19 +51,21 @@ impl Drop for Raw {
 /// One rank's handle on an NCCL group.
 pub struct NcclCommunicator {
     /// Collectives, and sends to higher ranks / receives from lower ones.
-    up: Raw,
+    pub(super) up: Raw,
     /// Sends to lower ranks / receives from higher ones.
-    down: Raw,
+    pub(super) down: Raw,
     up_stream: Arc<CudaStream>,
     down_stream: Arc<CudaStream>,
     rank: usize,
     /// Global device ranks, for messages.
-    ranks: Vec<usize>,
+    pub(super) ranks: Vec<usize>,
     timeout: Duration,
     calls: AtomicU64,
+    /// Messages that arrived before the one a receive asked for (`nccl_p2p`).
+    pub(super) stash: super::nccl_p2p::Stash,
 }
 
-fn nccl_error(what: &str, e: nccl::NcclError) -> Error {
+pub(super) fn nccl_error(what: &str, e: nccl::NcclError) -> Error {
     Error::Device {
         message: format!("NCCL {what}: {e:?}"),
     }
@@ -101,15 +104,17 @@ impl NcclCommunicator {
     pub fn create(spec: &GroupSpec<'_>, gpus: &[usize]) -> Result<Vec<NcclCommunicator>> {
         loader::require(&[loader::Lib::Nccl], "NCCL device groups")?;
         let what = format!("NCCL {} group {}", spec.purpose, describe(spec.ranks));
-        let ids = loader::guard(&what, || match &spec.store {
-            None => ids_of(&new_ids()?),
-            Some((store, prefix)) => {
-                let key = format!("{prefix}/nccl-ids");
-                if spec.members.first() == Some(&0) {
-                    store.set(&key, &new_ids()?)?;
-                }
-                ids_of(&store.get(&key, spec.timeout)?)
+        let Some((store, prefix)) = &spec.store else {
+            // One process: ncclCommInitAll makes every member at once (no member can be left
+            // waiting for one whose set-up failed).
+            return loader::guard(&what, || init_all(spec, gpus));
+        };
+        let ids = loader::guard(&what, || {
+            let key = format!("{prefix}/nccl-ids");
+            if spec.members.first() == Some(&0) {
+                store.set(&key, &new_ids()?)?;
             }
+            ids_of(&store.get(&key, spec.timeout)?)
         })?;
         let n = spec.ranks.len();
         // Every member's init blocks until the whole group has joined: one thread each.
@@ -120,7 +125,14 @@ impl NcclCommunicator {
                 .zip(gpus)
                 .map(|(&m, &gpu)| {
                     let what = &what;
-                    s.spawn(move || loader::guard(what, || init(gpu, n, m, ids, spec)))
+                    s.spawn(move || {
+                        loader::guard(what, || {
+                            let ctx = context(gpu)?;
+                            let raw = ids.map(|id| init_rank(n, m, id));
+                            let [up, down] = raw;
+                            member(spec, m, &ctx, up?, down?)
+                        })
+                    })
                 })
                 .collect();
             handles
@@ -133,14 +145,19 @@ impl NcclCommunicator {
         })
     }
 
-    fn size(&self) -> usize {
+    pub(super) fn size(&self) -> usize {
         self.ranks.len()
     }
 
     /// Wait for `stream` to finish what this call enqueued, or abort the group after the
     /// timeout naming the collective.
-    fn wait(&self, stream: &CudaStream, desc: impl Fn() -> String) -> Result<()> {
+    pub(super) fn wait(&self, stream: &CudaStream, desc: impl Fn() -> String) -> Result<()> {
         let deadline = Instant::now() + self.timeout;
+        // Raw driver calls use the calling thread's context (a reducer thread has none yet).
+        stream
+            .context()
+            .bind_to_thread()
+            .map_err(|e| driver("context", e))?;
         loop {
             // SAFETY: the stream is alive (held by self).
             let r = unsafe { cudarc::driver::sys::cuStreamQuery(stream.cu_stream()) };
@@ -187,7 +204,7 @@ impl NcclCommunicator {
     }
 
     /// The communicator and stream a message to (or from) `peer` travels on.
-    fn lane(&self, peer: usize, sending: bool) -> (&Raw, &Arc<CudaStream>) {
+    pub(super) fn lane(&self, peer: usize, sending: bool) -> (&Raw, &Arc<CudaStream>) {
         if (peer > self.rank) == sending {
             (&self.up, &self.up_stream)
         } else {
@@ -197,43 +214,66 @@ impl NcclCommunicator {
 }
 
 /// One member's communicators: both NCCL inits on `gpu`, each with its own stream.
-fn init(
-    gpu: usize,
-    n: usize,
-    member: usize,
-    ids: [sys::ncclUniqueId; 2],
-    spec: &GroupSpec<'_>,
-) -> Result<NcclCommunicator> {
+fn context(gpu: usize) -> Result<Arc<CudaContext>> {
     let ctx = CudaContext::new(gpu).map_err(|e| driver("context", e))?;
     ctx.bind_to_thread().map_err(|e| driver("context", e))?;
-    let mut raw = Vec::with_capacity(2);
-    for id in ids {
-        let mut comm = std::mem::MaybeUninit::uninit();
-        // SAFETY: `comm` is written by a successful init before it is read.
-        let comm = unsafe {
-            nccl::comm_init_rank(comm.as_mut_ptr(), n as i32, id, member as i32)
-                .map_err(|e| nccl_error("init", e))?;
-            comm.assume_init()
-        };
-        raw.push(Raw(comm));
+    Ok(ctx)
+}
+
+/// This process's communicator of group rank `rank` (blocks until every rank has joined).
+fn init_rank(n: usize, rank: usize, id: sys::ncclUniqueId) -> Result<Raw> {
+    let mut comm = std::mem::MaybeUninit::uninit();
+    // SAFETY: `comm` is written by a successful init before it is read.
+    unsafe {
+        nccl::comm_init_rank(comm.as_mut_ptr(), n as i32, id, rank as i32)
+            .map_err(|e| nccl_error("init", e))?;
+        Ok(Raw(comm.assume_init()))
     }
+}
+
+/// Every member of a one-process group, both communicators, with ncclCommInitAll.
+fn init_all(spec: &GroupSpec<'_>, gpus: &[usize]) -> Result<Vec<NcclCommunicator>> {
+    let devices: Vec<i32> = gpus.iter().map(|&g| g as i32).collect();
+    let mut made = Vec::new();
+    for _ in 0..2 {
+        let mut comms = vec![std::ptr::null_mut(); devices.len()];
+        // SAFETY: `comms` has one slot per device, written by a successful init.
+        unsafe { nccl::comm_init_all(comms.as_mut_ptr(), devices.len() as i32, devices.as_ptr()) }
+            .map_err(|e| nccl_error("init", e))?;
+        made.push(comms.into_iter().map(Raw).collect::<Vec<_>>());
+    }
+    let downs = made.pop().unwrap_or_default();
+    let ups = made.pop().unwrap_or_default();
+    ups.into_iter()
+        .zip(downs)
+        .zip(gpus)
+        .enumerate()
+        .map(|(m, ((up, down), &gpu))| member(spec, m, &context(gpu)?, up, down))
+        .collect()
+}
+
+fn member(
+    spec: &GroupSpec<'_>,
+    rank: usize,
+    ctx: &Arc<CudaContext>,
+    up: Raw,
+    down: Raw,
+) -> Result<NcclCommunicator> {
     let stream = || ctx.new_stream().map_err(|e| driver("NCCL stream", e));
-    let missing = || Error::internal("an NCCL communicator was not made");
-    let down = raw.pop().ok_or_else(missing)?;
-    let up = raw.pop().ok_or_else(missing)?;
     Ok(NcclCommunicator {
         up,
         down,
         up_stream: stream()?,
         down_stream: stream()?,
-        rank: member,
+        rank,
         ranks: spec.ranks.to_vec(),
         timeout: spec.timeout,
         calls: AtomicU64::new(0),
+        stash: Default::default(),
     })
 }
 
-fn dtype_of(d: DType) -> sys::ncclDataType_t {
+pub(super) fn dtype_of(d: DType) -> sys::ncclDataType_t {
     match d {
         DType::F32 => sys::ncclDataType_t::ncclFloat32,
         DType::I32 => sys::ncclDataType_t::ncclInt32,
@@ -251,14 +291,14 @@ fn op_of(op: ReduceOp) -> sys::ncclRedOp_t {
 }
 
 /// Runs `f` between ncclGroupStart and ncclGroupEnd (the end runs even when `f` fails).
-fn grouped(f: impl FnOnce() -> Result<()>) -> Result<()> {
+pub(super) fn grouped(f: impl FnOnce() -> Result<()>) -> Result<()> {
     nccl::group_start().map_err(|e| nccl_error("group start", e))?;
     let r = f();
     let end = nccl::group_end().map_err(|e| nccl_error("group end", e));
     r.and(end.map(|_| ()))
 }
 
-fn ptr_of<'a>(d: &'a Data, s: &'a CudaStream) -> (u64, cudarc::driver::SyncOnDrop<'a>) {
+pub(super) fn ptr_of<'a>(d: &'a Data, s: &'a CudaStream) -> (u64, cudarc::driver::SyncOnDrop<'a>) {
     d.ptr(s)
 }
 
@@ -399,104 +439,11 @@ impl DeviceCommunicator<CudaBuffer> for NcclCommunicator {
     }
 
     fn send(&self, buf: &CudaBuffer, to: usize, tag: u64) -> Result<()> {
-        if to >= self.size() {
-            return Err(collective(format!(
-                "send to group rank {to} (tag {tag}) on NCCL group {}: the group has {} ranks",
-                describe(&self.ranks),
-                self.size()
-            )));
-        }
-        let (comm, s) = self.lane(to, true);
-        let header: CudaSlice<u64> = s
-            .clone_htod(&[tag, buf.len() as u64])
-            .map_err(|e| driver("NCCL message header", e))?;
-        let desc = || {
-            format!(
-                "send to rank {} (tag {tag}, {} elements) on NCCL group {}",
-                self.ranks[to],
-                buf.len(),
-                describe(&self.ranks)
-            )
-        };
-        {
-            let (hp, _hg) = cudarc::driver::DevicePtr::device_ptr(&header, s);
-            let (bp, _bg) = ptr_of(buf.data(), s);
-            let t = dtype_of(buf.dtype());
-            grouped(|| {
-                // SAFETY: both buffers live until the wait below.
-                unsafe {
-                    nccl::send(
-                        hp as _,
-                        2,
-                        sys::ncclDataType_t::ncclUint64,
-                        to as i32,
-                        comm.0,
-                        s.cu_stream() as _,
-                    )
-                    .map_err(|e| nccl_error("send header", e))?;
-                    nccl::send(bp as _, buf.len(), t, to as i32, comm.0, s.cu_stream() as _)
-                        .map_err(|e| nccl_error("send", e))?;
-                }
-                Ok(())
-            })?;
-        }
-        // The payload is read in place: wait until it has left, as the trait's send is buffered.
-        self.wait(s, desc)
+        self.send_tagged(buf, to, tag)
     }
 
     fn recv(&self, buf: &mut CudaBuffer, from: usize, tag: u64) -> Result<()> {
-        let len = buf.len();
-        let peer = self.ranks.get(from).copied().unwrap_or(from);
-        let group = describe(&self.ranks);
-        let desc =
-            || format!("recv from rank {peer} (tag {tag}, {len} elements) on NCCL group {group}");
-        if from >= self.size() {
-            return Err(collective(format!(
-                "{}: the group has {} ranks",
-                desc(),
-                self.size()
-            )));
-        }
-        let (comm, s) = self.lane(from, false);
-        let mut header = s
-            .alloc_zeros::<u64>(2)
-            .map_err(|e| driver("NCCL message header", e))?;
-        {
-            let (hp, _hg) = cudarc::driver::DevicePtrMut::device_ptr_mut(&mut header, s);
-            // SAFETY: a 2-element u64 buffer, live until the wait.
-            unsafe {
-                nccl::recv(
-                    hp as _,
-                    2,
-                    sys::ncclDataType_t::ncclUint64,
-                    from as i32,
-                    comm.0,
-                    s.cu_stream() as _,
-                )
-            }
-            .map_err(|e| nccl_error("recv header", e))?;
-        }
-        self.wait(s, desc)?;
-        let got = s
-            .clone_dtoh(&header)
-            .map_err(|e| driver("NCCL message header", e))?;
-        if got[0] != tag || got[1] != len as u64 {
-            return Err(collective(format!(
-                "{}: the next message from that rank has tag {} and {} elements (NCCL delivers \
-                 a pair's messages in send order)",
-                desc(),
-                got[0],
-                got[1]
-            )));
-        }
-        let t = dtype_of(buf.dtype());
-        {
-            let (bp, _bg) = buf.data_mut().ptr_mut(s);
-            // SAFETY: the header said `len` elements; the buffer holds them.
-            unsafe { nccl::recv(bp as _, len, t, from as i32, comm.0, s.cu_stream() as _) }
-                .map_err(|e| nccl_error("recv", e))?;
-        }
-        self.wait(s, desc)
+        self.recv_tagged(buf, from, tag)
     }
 
     fn abort(&self, _reason: &str) {
