@@ -31,24 +31,7 @@ fn assert_same(
 ) {
     let (threaded, mut t) = train_with(stages, devices, micro, strategy, extra.clone());
     let (coop, mut c) = train_with(stages, devices, micro, strategy, cooperative(&extra));
-    let to_bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(
-        to_bits(&coop),
-        to_bits(&threaded),
-        "{name}: losses {coop:?} vs {threaded:?}"
-    );
-    for n in t.parameter_names() {
-        let (a, b) = (
-            t.replica_parameters(&n).unwrap(),
-            c.replica_parameters(&n).unwrap(),
-        );
-        assert_eq!(a.len(), b.len(), "{name}: replicas of {n}");
-        for (r, (x, y)) in a.iter().zip(&b).enumerate() {
-            let (x, y) = (bits(x), bits(y));
-            let first = x.iter().zip(&y).position(|(p, q)| p != q);
-            assert_eq!(first, None, "{name}: parameter {n} of replica {r} differs");
-        }
-    }
+    assert_same_training(name, (&threaded, &t), (&coop, &c));
     let (e1, e2) = (
         t.evaluate(&batch(9)).unwrap(),
         c.evaluate(&batch(9)).unwrap(),

@@ -35,10 +35,6 @@ fn compile_on_device_groups(model: Graph, opts: TrainerOptions) -> Trainer {
 /// A vocabulary this large makes the gradients span two 1 MB buckets.
 const BIG_VOCAB: usize = 20_000;
 
-fn bits(d: &HostData) -> Vec<u32> {
-    d.as_f32().unwrap().iter().map(|x| x.to_bits()).collect()
-}
-
 /// Train `layout` on host communicators and on device groups: identical losses and every
 /// replica's parameters identical bit for bit; `engines` is what the device run reports.
 fn assert_same(
@@ -60,21 +56,7 @@ fn assert_same(
     let got: Vec<f32> = (0..5).map(|s| d.step(&batch(s)).unwrap().loss).collect();
     let report: Vec<(&str, &str)> = d.exchange_engines().into_iter().collect();
     assert_eq!(report, engines, "{name}: engines");
-    let to_bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(
-        to_bits(&got),
-        to_bits(&host),
-        "{name}: losses {got:?} vs {host:?}"
-    );
-    for n in t.parameter_names() {
-        let (a, b) = (
-            t.replica_parameters(&n).unwrap(),
-            d.replica_parameters(&n).unwrap(),
-        );
-        for (r, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert_eq!(bits(x), bits(y), "{name}: parameter {n} of replica {r}");
-        }
-    }
+    assert_same_training(name, (&host, &t), (&got, &d));
 }
 
 #[test]

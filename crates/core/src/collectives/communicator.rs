@@ -189,6 +189,23 @@ pub fn check_buffers(
     Ok(())
 }
 
+/// u64 values as f32 words (two each, high half first) for an f32 collective: bit patterns,
+/// never arithmetic, so they come back exact (a seed of 2^24 or more, a device address).
+pub fn u64s_to_words(values: &[u64]) -> Vec<f32> {
+    values
+        .iter()
+        .flat_map(|&v| [(v >> 32) as u32, v as u32].map(f32::from_bits))
+        .collect()
+}
+
+/// The inverse of `u64s_to_words`.
+pub fn words_to_u64s(words: &[f32]) -> Vec<u64> {
+    words
+        .chunks_exact(2)
+        .map(|w| (u64::from(w[0].to_bits()) << 32) | u64::from(w[1].to_bits()))
+        .collect()
+}
+
 /// A CPU buffer as the f32 slice the collectives take; i32 buffers are never communicated.
 pub fn host_f32_mut<'a>(data: &'a mut HostData, what: &str) -> Result<&'a mut [f32]> {
     match data {

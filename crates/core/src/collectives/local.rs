@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::communicator::{
     CollectiveKind, Communicator, ReduceOp, check_buffers, collective_error, deliver,
+    u64s_to_words, words_to_u64s,
 };
 use super::group::{Call, Group, State, check_peer, describe_recv, list};
 use crate::error::Result;
@@ -134,17 +135,10 @@ impl LocalCommunicator {
             meet: Some(tokens.len()),
             ..Call::new(kind, count)
         };
-        // Each token as two f32 bit patterns; f32 copies move bits, so they come back exact.
-        let staged: Vec<f32> = tokens
-            .iter()
-            .flat_map(|&t| [(t >> 32) as u32, t as u32].map(f32::from_bits))
-            .collect();
+        let staged = u64s_to_words(tokens);
         let mut all = vec![0.0f32; staged.len() * self.group.n()];
         self.run(call, || staged, &mut all, None)?;
-        Ok(all
-            .chunks_exact(2)
-            .map(|w| (u64::from(w[0].to_bits()) << 32) | u64::from(w[1].to_bits()))
-            .collect())
+        Ok(words_to_u64s(&all))
     }
 }
 

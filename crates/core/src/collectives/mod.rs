@@ -28,6 +28,7 @@ pub mod tcp;
 pub use bucket::{Bucket, flatten_into, plan_buckets, unflatten_from};
 pub use communicator::{
     CollectiveKind, Communicator, ReduceOp, check_buffers, host_f32_mut, reduce_in_rank_order,
+    u64s_to_words, words_to_u64s,
 };
 pub use device::{
     DeviceCommunicator, DeviceCommunicators, DeviceGroupFactory, GroupSpec, HostBuffers,

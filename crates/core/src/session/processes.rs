@@ -62,17 +62,13 @@ impl Cluster {
         ];
         let names = ["devices (cpu:N)", "batch", "seed"];
         let p = self.world.rank.world;
-        // Each value as two u32 bit patterns: exact, where an f32 value would round (a seed
-        // of 2^24 or more).
-        let values: Vec<f32> = mine
-            .iter()
-            .flat_map(|&v| [(v >> 32) as u32, v as u32].map(f32::from_bits))
-            .collect();
+        // Bit patterns, exact where an f32 value would round (a seed of 2^24 or more).
+        let values = crate::collectives::u64s_to_words(&mine);
         let mut all = vec![0.0f32; values.len() * p];
         self.world.procs.all_gather(&values, &mut all)?;
-        let value = |w: &[f32]| (u64::from(w[0].to_bits()) << 32) | u64::from(w[1].to_bits());
-        for (r, theirs) in all.chunks(values.len()).enumerate() {
-            for ((name, &a), b) in names.iter().zip(&mine).zip(theirs.chunks(2).map(value)) {
+        let all = crate::collectives::words_to_u64s(&all);
+        for (r, theirs) in all.chunks(mine.len()).enumerate() {
+            for ((name, &a), &b) in names.iter().zip(&mine).zip(theirs) {
                 if a != b {
                     return Err(Error::config(
                         "processes",

@@ -273,3 +273,25 @@ pub fn param_shape(g: &Graph, name: &str) -> Vec<usize> {
         .unwrap_or_else(|| panic!("no parameter '{name}'"));
     g.node(id).shape.to_vec()
 }
+
+/// Two runs trained alike: losses and every replica's every parameter equal bit for bit.
+pub fn assert_same_training(
+    name: &str,
+    (l1, t1): (&[f32], &Trainer),
+    (l2, t2): (&[f32], &Trainer),
+) {
+    let to_bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(to_bits(l2), to_bits(l1), "{name}: losses {l2:?} vs {l1:?}");
+    for n in t1.parameter_names() {
+        let (a, b) = (
+            t1.replica_parameters(&n).unwrap(),
+            t2.replica_parameters(&n).unwrap(),
+        );
+        assert_eq!(a.len(), b.len(), "{name}: replicas of {n}");
+        for (r, (x, y)) in a.iter().zip(&b).enumerate() {
+            let bits = |d: &HostData| to_bits(d.as_f32().unwrap());
+            let first = bits(x).iter().zip(&bits(y)).position(|(p, q)| p != q);
+            assert_eq!(first, None, "{name}: parameter {n} of replica {r} differs");
+        }
+    }
+}

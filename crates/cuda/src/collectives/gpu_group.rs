@@ -16,7 +16,7 @@
 //! takes it and copies it into the receiver's buffer.
 
 use super::plan::{self, MAX_PEERS};
-use super::{collective, decode, describe, encode};
+use super::{collective, describe};
 use crate::buffer::{CudaBuffer, Data};
 use crate::device::driver;
 use crate::kernels;
@@ -31,7 +31,7 @@ use std::time::Duration;
 use weft_core::Result;
 use weft_core::collectives::{
     CollectiveKind, Communicator, DeviceCommunicator, LocalCommunicator, LocalGroup, ReduceOp,
-    check_buffers,
+    check_buffers, u64s_to_words, words_to_u64s,
 };
 use weft_core::ir::DType;
 
@@ -100,17 +100,6 @@ impl GpuGroup {
         self.stream
             .synchronize()
             .map_err(|e| driver("communication stream", e))
-    }
-
-    /// Meet the other ranks for `kind`, exchanging `tokens` (device addresses).
-    fn meet(
-        &self,
-        kind: CollectiveKind,
-        count: usize,
-        op: Option<ReduceOp>,
-        tokens: &[u64],
-    ) -> Result<Vec<u64>> {
-        self.local.meet(kind, count, op, tokens)
     }
 
     /// `bytes` from device address `src` to `dst`, on this rank's stream.
@@ -246,7 +235,7 @@ impl DeviceCommunicator<CudaBuffer> for GpuGroup {
         }
         self.sync()?;
         let tokens: Vec<u64> = std::iter::once(sp).chain(ptrs.iter().copied()).collect();
-        let all = self.meet(kind, total, Some(op), &tokens)?;
+        let all = self.local.meet(kind, total, Some(op), &tokens)?;
         let per = tokens.len();
         // Phase 1: this rank's chunk, folded over the ranks in order, into its scratch.
         for seg in plan::segments(&lens, mine) {
@@ -257,7 +246,7 @@ impl DeviceCommunicator<CudaBuffer> for GpuGroup {
             self.reduce_into(&srcs, sp + 4 * seg.at as u64, seg.within.len(), op)?;
         }
         self.sync()?;
-        self.meet(kind, total, Some(op), &[])?;
+        self.local.meet(kind, total, Some(op), &[])?;
         // Phase 2: every rank's chunk, from its scratch, into this rank's buffers.
         for r in 0..n {
             for seg in plan::segments(&lens, plan::chunk(total, n, r)) {
@@ -267,7 +256,7 @@ impl DeviceCommunicator<CudaBuffer> for GpuGroup {
         }
         self.sync()?;
         // Nobody reuses its scratch or buffers until every rank has copied out of them.
-        self.meet(kind, total, Some(op), &[])?;
+        self.local.meet(kind, total, Some(op), &[])?;
         Ok(())
     }
 
@@ -279,13 +268,13 @@ impl DeviceCommunicator<CudaBuffer> for GpuGroup {
         let (ip, _ig) = input.data().ptr(s);
         let (op_, _og) = output.data_mut().ptr_mut(s);
         self.sync()?;
-        let all = self.meet(kind, input.len(), None, &[ip])?;
+        let all = self.local.meet(kind, input.len(), None, &[ip])?;
         let chunk = bytes(input, input.len());
         for (k, &src) in all.iter().enumerate() {
             self.copy(op_ + (k * chunk) as u64, src, chunk)?;
         }
         self.sync()?;
-        self.meet(kind, input.len(), None, &[])?;
+        self.local.meet(kind, input.len(), None, &[])?;
         Ok(())
     }
 
@@ -304,12 +293,12 @@ impl DeviceCommunicator<CudaBuffer> for GpuGroup {
         let (ip, _ig) = input.data().ptr(s);
         let (out, _og) = output.data_mut().ptr_mut(s);
         self.sync()?;
-        let all = self.meet(kind, input.len(), Some(op), &[ip])?;
+        let all = self.local.meet(kind, input.len(), Some(op), &[ip])?;
         let off = (4 * m * self.rank()) as u64;
         let srcs: Vec<u64> = all.iter().map(|&p| p + off).collect();
         self.reduce_into(&srcs, out, m, op)?;
         self.sync()?;
-        self.meet(kind, input.len(), Some(op), &[])?;
+        self.local.meet(kind, input.len(), Some(op), &[])?;
         Ok(())
     }
 
@@ -321,14 +310,14 @@ impl DeviceCommunicator<CudaBuffer> for GpuGroup {
         let (ip, _ig) = input.data().ptr(s);
         let (out, _og) = output.data_mut().ptr_mut(s);
         self.sync()?;
-        let all = self.meet(kind, input.len(), None, &[ip])?;
+        let all = self.local.meet(kind, input.len(), None, &[ip])?;
         let chunk = bytes(input, input.len() / self.size());
         let mine = (chunk * self.rank()) as u64;
         for (k, &src) in all.iter().enumerate() {
             self.copy(out + (k * chunk) as u64, src + mine, chunk)?;
         }
         self.sync()?;
-        self.meet(kind, input.len(), None, &[])?;
+        self.local.meet(kind, input.len(), None, &[])?;
         Ok(())
     }
 
@@ -350,7 +339,7 @@ impl DeviceCommunicator<CudaBuffer> for GpuGroup {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(addr, copy);
-        let sent = self.local.send(&encode(&[addr, len]), to, tag);
+        let sent = self.local.send(&u64s_to_words(&[addr, len]), to, tag);
         if sent.is_err() {
             self.in_flight
                 .lock()
@@ -363,7 +352,7 @@ impl DeviceCommunicator<CudaBuffer> for GpuGroup {
     fn recv(&self, buf: &mut CudaBuffer, from: usize, tag: u64) -> Result<()> {
         let mut token = [0.0f32; 4];
         self.local.recv(&mut token, from, tag)?;
-        let [addr, len] = decode(&token)[..] else {
+        let [addr, len] = words_to_u64s(&token)[..] else {
             return Err(weft_core::Error::internal("a GPU group message token"));
         };
         let message = self

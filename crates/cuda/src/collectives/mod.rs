@@ -67,19 +67,3 @@ pub(crate) fn describe(ranks: &[usize]) -> String {
     let inner: Vec<String> = ranks.iter().map(usize::to_string).collect();
     format!("[{}]", inner.join(","))
 }
-
-/// u64 tokens as f32 bit patterns (two each), for the in-process mailbox.
-pub(crate) fn encode(tokens: &[u64]) -> Vec<f32> {
-    tokens
-        .iter()
-        .flat_map(|&t| [(t >> 32) as u32, t as u32].map(f32::from_bits))
-        .collect()
-}
-
-/// The inverse of `encode`.
-pub(crate) fn decode(words: &[f32]) -> Vec<u64> {
-    words
-        .chunks_exact(2)
-        .map(|w| (u64::from(w[0].to_bits()) << 32) | u64::from(w[1].to_bits()))
-        .collect()
-}
