@@ -17,10 +17,6 @@ fn cooperative(extra: &serde_json::Value) -> serde_json::Value {
     v
 }
 
-fn bits(d: &HostData) -> Vec<u32> {
-    d.as_f32().unwrap().iter().map(|x| x.to_bits()).collect()
-}
-
 /// Train the layout threaded and cooperatively; losses, evaluation and every replica's every
 /// parameter must be identical.
 fn assert_same(
