@@ -148,3 +148,22 @@ fn cuda_memory_is_cached_and_reused() {
     );
     assert_eq!(gpu.download(&b).unwrap(), HostData::F32(vec![0.0; 1000]));
 }
+
+/// The core's finite-difference gradient checks, every case, on the GPU (ops with CPU kernels
+/// only are listed, not failed).
+#[test]
+#[ignore = "needs an NVIDIA GPU; scripts/gpu-check.sh runs it"]
+fn gradient_checks_pass_on_cuda() {
+    use weft_core::autodiff::gradcheck::{cases, check};
+    let (mut ran, mut cpu_only) = (0, Vec::new());
+    for case in cases() {
+        match check(&case, gpu()) {
+            Ok(Ok(())) => ran += 1,
+            Ok(Err(why)) => panic!("{why}"),
+            Err(e) if e.code() == "WEFT_UNSUPPORTED" => cpu_only.push(case.name.clone()),
+            Err(e) => panic!("{}: {e}", case.name),
+        }
+    }
+    eprintln!("{ran} gradient checks passed on CUDA; CPU-only ops: {cpu_only:?}");
+    assert!(ran > 30, "only {ran} cases ran on CUDA");
+}

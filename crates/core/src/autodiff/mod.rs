@@ -1,6 +1,7 @@
 //! Reverse-mode autodiff as a graph-to-graph transform: `differentiate(graph)` appends the
 //! backward nodes (phase `Backward`, in their forward op's TaskGraph) and records each
-//! parameter's gradient in `graph.grads`. The per-op maths lives in one table, `rules.rs`.
+//! parameter's gradient in `graph.grads`. The per-op maths lives in one table, `rules.rs`;
+//! `gradcheck` holds the finite-difference cases every backend runs.
 
 mod rules;
 
@@ -114,7 +115,6 @@ pub fn differentiate(mut graph: Graph) -> Result<Graph> {
     Ok(graph)
 }
 
-#[cfg(test)]
-mod gradcheck;
+pub mod gradcheck;
 #[cfg(test)]
 mod tests;
