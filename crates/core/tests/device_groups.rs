@@ -78,6 +78,9 @@ fn pipeline_sends_and_gradients_use_device_groups() {
     let both = [("gradients", "host-buffers"), ("pipeline", "host-buffers")];
     assert_same("PP2", (2, 2, 2), serde_json::json!({}), &both[1..]);
     assert_same("DP2 x PP2", (2, 4, 2), serde_json::json!({}), &both);
+    // Interleaved stages: each device reduces two stages' buckets over their own channels.
+    let v2 = serde_json::json!({"pipeline.num_virtual_stages": 2});
+    assert_same("DP2 x PP2 interleaved v2", (4, 4, 4), v2, &both);
     // bf16 activations cross stages in their own dtype.
     let amp = serde_json::json!({"amp.level": "O1", "amp.dtype": "bf16"});
     assert_same("PP2 bf16", (2, 2, 2), amp, &both[1..]);
