@@ -170,3 +170,38 @@ fn nccl_groups_match_the_host_engine() {
     let boxed = comms.into_iter().map(|c| Box::new(c) as _).collect();
     check_against_host(boxed, |r| r, false);
 }
+
+#[test]
+#[ignore = "needs two NVIDIA GPUs and NCCL; scripts/gpu-check.sh runs it"]
+fn an_nccl_group_serves_host_slices_too() {
+    let visible = gpus();
+    if visible < 2 {
+        eprintln!("SKIPPED an_nccl_group_serves_host_slices_too: {visible} GPU visible");
+        return;
+    }
+    let ranks: Vec<usize> = (0..visible).collect();
+    let comms = NcclCommunicator::create(&spec(&ranks, "gradients"), &ranks).unwrap();
+    let n = comms.len() as f32;
+    std::thread::scope(|s| {
+        for (r, c) in comms.iter().enumerate() {
+            s.spawn(move || {
+                let c: &dyn Communicator = c;
+                let mut x = [r as f32 + 1.0; 4];
+                c.broadcast(&mut x, 1).unwrap();
+                assert_eq!(x, [2.0; 4]);
+                let mut y = [r as f32 + 1.0; 3];
+                c.reduce(&mut y, 0, ReduceOp::Sum).unwrap();
+                let want = if r == 0 {
+                    n * (n + 1.0) / 2.0
+                } else {
+                    r as f32 + 1.0
+                };
+                assert_eq!(y, [want; 3]);
+                let mut z = [1.0f32; 5];
+                c.all_reduce(&mut z, ReduceOp::Sum).unwrap();
+                assert_eq!(z, [n; 5]);
+                c.barrier().unwrap();
+            });
+        }
+    });
+}

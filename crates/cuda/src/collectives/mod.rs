@@ -6,10 +6,12 @@
 //!   rank-ordered reduction kernel; NCCL refuses two ranks on one GPU)
 //! - `nccl`       `NcclCommunicator`: distinct GPUs, in this process or across processes
 //! - `nccl_p2p`   its tagged sends and receives (NCCL itself matches messages by order)
+//! - `nccl_host`  the same group as a host `Communicator` (slices staged through the GPU)
 //! - this file    `make_groups`, which picks the engine for each group of a layout
 
 mod gpu_group;
 mod nccl;
+mod nccl_host;
 mod nccl_p2p;
 mod plan;
 

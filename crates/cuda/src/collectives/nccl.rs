@@ -54,7 +54,7 @@ pub struct NcclCommunicator {
     pub(super) up: Raw,
     /// Sends to lower ranks / receives from higher ones.
     pub(super) down: Raw,
-    up_stream: Arc<CudaStream>,
+    pub(super) up_stream: Arc<CudaStream>,
     down_stream: Arc<CudaStream>,
     rank: usize,
     /// Global device ranks, for messages.
@@ -63,6 +63,8 @@ pub struct NcclCommunicator {
     calls: AtomicU64,
     /// Messages that arrived before the one a receive asked for (`nccl_p2p`).
     pub(super) stash: super::nccl_p2p::Stash,
+    /// Device copies of host slices (`Communicator`, in `nccl_host`), reused between calls.
+    pub(super) staging: Arc<crate::buffer::Cache>,
 }
 
 pub(super) fn nccl_error(what: &str, e: nccl::NcclError) -> Error {
@@ -184,7 +186,7 @@ impl NcclCommunicator {
     }
 
     /// "all_reduce #3 (1024 f32) on NCCL group [0,1]", numbering this call.
-    fn next(&self, kind: CollectiveKind, count: usize) -> impl Fn() -> String + '_ {
+    pub(super) fn next(&self, kind: CollectiveKind, count: usize) -> impl Fn() -> String + '_ {
         let seq = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         move || {
             format!(
@@ -270,6 +272,7 @@ fn member(
         timeout: spec.timeout,
         calls: AtomicU64::new(0),
         stash: Default::default(),
+        staging: Default::default(),
     })
 }
 
@@ -282,7 +285,7 @@ pub(super) fn dtype_of(d: DType) -> sys::ncclDataType_t {
     }
 }
 
-fn op_of(op: ReduceOp) -> sys::ncclRedOp_t {
+pub(super) fn op_of(op: ReduceOp) -> sys::ncclRedOp_t {
     match op {
         ReduceOp::Sum => sys::ncclRedOp_t::ncclSum,
         ReduceOp::Mean => sys::ncclRedOp_t::ncclAvg,
