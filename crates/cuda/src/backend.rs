@@ -205,6 +205,14 @@ impl Backend for CudaBackend {
         self.launcher().sum_squares(x)
     }
 
+    fn sum_squares_all(&self, bufs: &[&CudaBuffer]) -> Result<f64> {
+        let xs = bufs
+            .iter()
+            .map(|b| f32_of("sum_squares", b))
+            .collect::<Result<Vec<_>>>()?;
+        loader::guard("sum_squares", || self.launcher().sum_squares_all(&xs))
+    }
+
     fn scale_inplace(&self, buf: &mut CudaBuffer, factor: f32) -> Result<()> {
         let x = f32_mut("scale_inplace", buf)?;
         self.launcher().scale_inplace(x, factor)

@@ -167,3 +167,29 @@ fn gradient_checks_pass_on_cuda() {
     eprintln!("{ran} gradient checks passed on CUDA; CPU-only ops: {cpu_only:?}");
     assert!(ran > 30, "only {ran} cases ran on CUDA");
 }
+
+/// Sums of squares (global-norm clipping): one buffer, and several read back at once, equal
+/// the CPU's within f64 rounding of different block splits.
+#[test]
+#[ignore = "needs an NVIDIA GPU; scripts/gpu-check.sh runs it"]
+fn cuda_sums_of_squares_match_cpu() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new(0));
+    let data: Vec<HostData> = [0usize, 7, 300_000, 3_000_001]
+        .iter()
+        .map(|&n| HostData::F32((0..n).map(|i| ((i % 97) as f32 - 48.0) / 7.0).collect()))
+        .collect();
+    let on_gpu: Vec<_> = data.iter().map(|d| gpu.upload(d).unwrap()).collect();
+    let on_cpu: Vec<_> = data.iter().map(|d| cpu.upload(d).unwrap()).collect();
+    let want = cpu
+        .sum_squares_all(&on_cpu.iter().collect::<Vec<_>>())
+        .unwrap();
+    let all = gpu
+        .sum_squares_all(&on_gpu.iter().collect::<Vec<_>>())
+        .unwrap();
+    let one_by_one: f64 = on_gpu.iter().map(|b| gpu.sum_squares(b).unwrap()).sum();
+    assert_eq!(
+        all, one_by_one,
+        "batched and one-by-one sums add the same partials"
+    );
+    assert!((all - want).abs() <= 1e-9 * want, "{all} vs {want}");
+}

@@ -332,6 +332,14 @@ pub trait Backend: Send + Sync {
     /// Sum of squares of an f32 buffer (for global-norm clipping), accumulated in f64.
     fn sum_squares(&self, buf: &Self::Buffer) -> Result<f64>;
 
+    /// The sums of squares of several buffers, each as `sum_squares` gives it, added in order:
+    /// a device backend overrides it to read every partial sum back at once rather than
+    /// synchronising once per tensor.
+    fn sum_squares_all(&self, bufs: &[&Self::Buffer]) -> Result<f64> {
+        bufs.iter()
+            .try_fold(0.0, |s, b| Ok(s + self.sum_squares(b)?))
+    }
+
     /// buf *= factor, in place.
     fn scale_inplace(&self, buf: &mut Self::Buffer, factor: f32) -> Result<()>;
 

@@ -197,6 +197,46 @@ impl Launch<'_> {
         Ok(host.iter().sum())
     }
 
+    /// `sum_squares` of several buffers with one read-back: each buffer's per-block partials go
+    /// to its own range of one scratch; each range is added in block order (as `sum_squares`
+    /// does) and the buffers in order, so the result is the same number.
+    pub fn sum_squares_all(&self, xs: &[&CudaSlice<f32>]) -> Result<f64> {
+        let mut ranges = Vec::with_capacity(xs.len());
+        let mut total = 0;
+        for x in xs {
+            let blocks = if x.is_empty() {
+                0
+            } else {
+                elems(x.len().min(1 << 20)).grid_dim.0 as usize
+            };
+            ranges.push(total..total + blocks);
+            total += blocks;
+        }
+        if total == 0 {
+            return Ok(0.0);
+        }
+        let stream = &self.b.dev.streams.compute;
+        let mut partial = stream
+            .alloc_zeros::<f64>(total)
+            .map_err(|e| driver("sum_squares scratch", e))?;
+        for (x, r) in xs.iter().zip(&ranges) {
+            if r.is_empty() {
+                continue;
+            }
+            let cfg = elems(x.len().min(1 << 20));
+            let n = x.len() as i64;
+            let mut part = partial.slice_mut(r.clone());
+            launch!(self, "sum_squares_f32".to_string(), cfg; *x, &mut part, &n)?;
+        }
+        let host = stream
+            .clone_dtoh(&partial)
+            .map_err(|e| driver("sum_squares download", e))?;
+        stream.synchronize().map_err(|e| driver("sum_squares", e))?;
+        Ok(ranges
+            .into_iter()
+            .fold(0.0, |s, r| s + host[r].iter().sum::<f64>()))
+    }
+
     pub fn scale_inplace(&self, x: &mut CudaSlice<f32>, factor: f32) -> Result<()> {
         if x.is_empty() {
             return Ok(());

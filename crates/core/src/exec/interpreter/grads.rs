@@ -156,13 +156,13 @@ impl<B: Backend> Executor<B> {
     /// `grad_sum_squares` over the parameters `keep` selects (a tensor-parallel device other
     /// than the first counts only its shards: the replicated parameters are the first's too).
     pub fn grad_sum_squares_of(&self, keep: impl Fn(NodeId) -> bool) -> Result<f64> {
-        let mut s = 0.0;
-        for p in self.grad_params().into_iter().filter(|&p| keep(p)) {
-            s += self
-                .backend
-                .sum_squares(self.grads[p.index()].as_ref().expect("checked"))?;
-        }
-        Ok(s)
+        let grads: Vec<&B::Buffer> = self
+            .grad_params()
+            .into_iter()
+            .filter(|&p| keep(p))
+            .filter_map(|p| self.grads[p.index()].as_ref())
+            .collect();
+        self.backend.sum_squares_all(&grads)
     }
 
     /// Parameter nodes with an accumulated gradient.
