@@ -56,6 +56,19 @@ fn assert_same(
     let got: Vec<f32> = (0..5).map(|s| d.step(&batch(s)).unwrap().loss).collect();
     let report: Vec<(&str, &str)> = d.exchange_engines().into_iter().collect();
     assert_eq!(report, engines, "{name}: engines");
+    // The plan says what moves in device memory; a host-only layout says nothing of it.
+    let said: Vec<String> = engines
+        .iter()
+        .filter(|(_, e)| *e != "host")
+        .map(|(what, e)| format!("{what} over {e}"))
+        .collect();
+    let line = format!("exchange: {} (in device memory)", said.join(", "));
+    assert_eq!(
+        d.plan_text().contains(&line),
+        !said.is_empty(),
+        "{name}: {line}"
+    );
+    assert!(!t.plan_text().contains("exchange:"), "{name}: host run");
     assert_same_training(name, (&host, &t), (&got, &d));
 }
 

@@ -32,6 +32,14 @@ impl DeviceSpec {
             _ => Err(bad()),
         }
     }
+
+    /// `cpu` or `cuda`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DeviceSpec::Cpu(_) => "cpu",
+            DeviceSpec::Cuda(_) => "cuda",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -387,7 +387,8 @@ impl<B: Backend> Trainer<B> {
         let v = self.layout.virtual_stages;
         let _ = writeln!(
             t,
-            "devices: {n} x cpu ({r} replica(s) x {} device(s) per replica; {s} stage(s), {v} per device{})",
+            "devices: {n} x {} ({r} replica(s) x {} device(s) per replica; {s} stage(s), {v} per device{})",
+            self.options.devices.kind(),
             self.layout.ranks * self.layout.tp,
             match self.layout.tp {
                 1 => String::new(),
@@ -415,6 +416,16 @@ impl<B: Backend> Trainer<B> {
                 "executor: cooperative ({n} device(s) interleaved on the calling thread; \
                  gradients reduced after compute, not overlapped with backward)"
             );
+        }
+        // Device-memory exchanges (GPU engines); the host communicators go unmentioned.
+        let device: Vec<String> = self
+            .exchange_engines()
+            .into_iter()
+            .filter(|(_, e)| *e != "host")
+            .map(|(what, e)| format!("{what} over {e}"))
+            .collect();
+        if !device.is_empty() {
+            let _ = writeln!(t, "exchange: {} (in device memory)", device.join(", "));
         }
         if let Some(a) = &self.amp_report {
             let low = self.options.config.amp.dtype.as_str();
