@@ -11,7 +11,10 @@
 //! - `widen`    16-bit floats: cast, and every other op run in f32 on widened inputs
 //! - `tests`    the host-side index plans (copies, broadcasts, cuBLAS arguments) checked without
 //!   a GPU, by running the kernels' index arithmetic on the CPU against the CPU backend
+//! - `attention_tests`  the attention kernels' blocks, tiles and loops, transcribed the same way
 
+#[cfg(test)]
+mod attention_tests;
 mod matmul;
 mod nn;
 mod optim;

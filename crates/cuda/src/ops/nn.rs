@@ -333,14 +333,27 @@ fn geom(op: &str, shape: &[usize], heads: usize) -> Result<AttGeom> {
     })
 }
 
-/// One warp per (batch, head, row), four warps a block.
+/// Rows (warps) per block: they share each tile of staged keys or queries.
+pub(super) const ATT_WARPS: u32 = 8;
+
+/// Rows per staged tile (attention.cu's `ATT_TILE`): two tiles stay within 32 KiB.
+pub(super) fn att_tile(d: i32) -> u32 {
+    if d <= 128 { 32 } else { 16 }
+}
+
+/// One warp per row; a block is `ATT_WARPS` consecutive rows of one (batch, head): the grid is
+/// (row tiles, batch x heads), with shared memory for two staged tiles.
 fn warps(g: &AttGeom) -> Result<LaunchConfig> {
-    let rows = (g.b * g.t) as usize * g.h as usize;
-    let blocks = u32::try_from(rows.div_ceil(4).max(1))
-        .map_err(|_| Error::unsupported("causal attention on CUDA", "> 2^32 blocks"))?;
+    let too_big = |what: &str| Error::unsupported("causal attention on CUDA", what.to_string());
+    let tiles = u32::try_from((g.t as u64).div_ceil(u64::from(ATT_WARPS)).max(1))
+        .map_err(|_| too_big("> 2^32 row tiles"))?;
+    let heads = u32::try_from(g.b * i64::from(g.h))
+        .ok()
+        .filter(|&n| n <= 65_535)
+        .ok_or_else(|| too_big("more than 65535 (batch x head) pairs"))?;
     Ok(LaunchConfig {
-        grid_dim: (blocks, 1, 1),
-        block_dim: (128, 1, 1),
-        shared_mem_bytes: 0,
+        grid_dim: (tiles, heads.max(1), 1),
+        block_dim: (32 * ATT_WARPS, 1, 1),
+        shared_mem_bytes: 2 * att_tile(g.d) * g.d as u32 * 4,
     })
 }

@@ -11,7 +11,7 @@ use weft_core::exec::{Backend, CpuBackend, HostData, KernelCtx, TensorRef};
 use weft_core::ir::{BinaryOp, DType, Op, Shape, TensorType, infer};
 use weft_core::rng;
 
-fn data(seed: u64, shape: &[usize]) -> Vec<f32> {
+pub(super) fn data(seed: u64, shape: &[usize]) -> Vec<f32> {
     let n: usize = shape.iter().product();
     (0..n as u64)
         .map(|i| rng::uniform(seed, 3, i) * 4.0 - 2.0)
@@ -19,7 +19,7 @@ fn data(seed: u64, shape: &[usize]) -> Vec<f32> {
 }
 
 /// The CPU backend's result of `op` on f32 inputs, and its shape.
-fn cpu(op: &Op, inputs: &[(Vec<usize>, Vec<f32>)]) -> (Vec<usize>, Vec<f32>) {
+pub(super) fn cpu(op: &Op, inputs: &[(Vec<usize>, Vec<f32>)]) -> (Vec<usize>, Vec<f32>) {
     let b = CpuBackend::new(1);
     let bufs: Vec<HostData> = inputs
         .iter()
@@ -239,84 +239,5 @@ fn cublas_arguments_compute_the_row_major_product() {
                 assert!((x - y).abs() <= 1e-5, "ta={ta} tb={tb} a={a:?} b={b:?}");
             }
         }
-    }
-}
-
-/// attention.cu's per-row algorithm, transcribed (a row's channels as one vector instead of
-/// spread over a warp's lanes): the forward's online softmax, and the backward's stats, dq and
-/// dk/dv loops. Returns (y [B,T,C], dqkv [B,T,3C]).
-fn attention(qkv: &[f32], dy: &[f32], (b, t, h, d): (usize, usize, usize, usize)) -> [Vec<f32>; 2] {
-    let c = h * d;
-    let scale = 1.0 / (d as f32).sqrt();
-    let part = |bi: usize, i: usize, p: usize, hi: usize| {
-        let off = (bi * t + i) * 3 * c + p * c + hi * d;
-        &qkv[off..off + d]
-    };
-    let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f32>();
-    let (mut y, mut dqkv) = (vec![0.0; b * t * c], vec![0.0; b * t * 3 * c]);
-    for (bi, hi) in (0..b).flat_map(|bi| (0..h).map(move |hi| (bi, hi))) {
-        let mut stats = Vec::with_capacity(t);
-        for i in 0..t {
-            let (mut m, mut l, mut o) = (f32::NEG_INFINITY, 0.0f32, vec![0.0f32; d]);
-            for j in 0..=i {
-                let s = dot(part(bi, i, 0, hi), part(bi, j, 1, hi)) * scale;
-                let mn = m.max(s);
-                let (corr, p) = ((m - mn).exp(), (s - mn).exp());
-                l = l * corr + p;
-                for (ok, vk) in o.iter_mut().zip(part(bi, j, 2, hi)) {
-                    *ok = *ok * corr + p * vk;
-                }
-                m = mn;
-            }
-            let yo = (bi * t + i) * c + hi * d;
-            for (k, ok) in o.iter().enumerate() {
-                y[yo + k] = ok / l;
-            }
-            // (log-sum-exp, D_i = dy_i . o_i), as causal_attention_backward_stats writes them.
-            stats.push((m + l.ln(), dot(&dy[yo..yo + d], &y[yo..yo + d])));
-        }
-        for i in 0..t {
-            let dyi = &dy[(bi * t + i) * c + hi * d..][..d];
-            let ds = |j: usize| {
-                let p = (dot(part(bi, i, 0, hi), part(bi, j, 1, hi)) * scale - stats[i].0).exp();
-                (p, p * (dot(dyi, part(bi, j, 2, hi)) - stats[i].1))
-            };
-            for j in 0..=i {
-                let (p, dsij) = ds(j);
-                let (qo, ko, vo) = (
-                    (bi * t + i) * 3 * c + hi * d,
-                    (bi * t + j) * 3 * c + c + hi * d,
-                    (bi * t + j) * 3 * c + 2 * c + hi * d,
-                );
-                for k in 0..d {
-                    dqkv[qo + k] += dsij * part(bi, j, 1, hi)[k] * scale;
-                    dqkv[ko + k] += dsij * part(bi, i, 0, hi)[k] * scale;
-                    dqkv[vo + k] += p * dyi[k];
-                }
-            }
-        }
-    }
-    [y, dqkv]
-}
-
-#[test]
-fn the_attention_algorithm_matches_the_cpu() {
-    let (b, t, h, d) = (2, 9, 2, 8);
-    let (qkv, dy) = (data(8, &[b, t, 3 * h * d]), data(9, &[b, t, h * d]));
-    let [y, dqkv] = attention(&qkv, &dy, (b, t, h, d));
-    let shape = vec![b, t, 3 * h * d];
-    let (_, want_y) = cpu(
-        &Op::CausalAttention { heads: h },
-        &[(shape.clone(), qkv.clone())],
-    );
-    let back = Op::CausalAttentionBackward { heads: h };
-    let (_, want_d) = cpu(&back, &[(shape, qkv), (vec![b, t, h * d], dy)]);
-    for (got, want) in [(y, want_y), (dqkv, want_d)] {
-        let err = got
-            .iter()
-            .zip(&want)
-            .map(|(g, w)| (g - w).abs())
-            .fold(0.0, f32::max);
-        assert!(err <= 1e-5, "max abs error {err}");
     }
 }
