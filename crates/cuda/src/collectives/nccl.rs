@@ -118,6 +118,17 @@ impl NcclCommunicator {
             }
             ids_of(&store.get(&key, spec.timeout)?)
         })?;
+        // NCCL's init waits for every rank without a timeout; meet in the store first, so a
+        // device whose process never came is named instead of hanging everyone.
+        let joined = |r: usize| format!("{prefix}/joined/device{}", spec.ranks[r]);
+        for &m in spec.members {
+            store.set(&joined(m), b"1")?;
+        }
+        let keys: Vec<String> = (0..spec.ranks.len()).map(joined).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        store
+            .wait(&keys, spec.timeout)
+            .map_err(|e| collective(format!("{what} did not form: {e}")))?;
         let n = spec.ranks.len();
         // Every member's init blocks until the whole group has joined: one thread each.
         std::thread::scope(|s| {
