@@ -32,19 +32,46 @@ use weft_core::collectives::{
 use weft_core::ir::DType;
 use weft_core::{Error, Result};
 
-/// A raw NCCL communicator, aborted (never finalised) on drop: a group that failed must not
-/// wait for its peers on the way out.
-pub(super) struct Raw(pub(super) sys::ncclComm_t);
+/// A raw NCCL communicator. Aborting frees it, so it is aborted once: by `abort` (a timeout, a
+/// failed peer) or on drop, never finalised (a group that failed must not wait for its peers
+/// on the way out). Calls after an abort fail by name instead of using a freed handle.
+pub(super) struct Raw(std::sync::Mutex<sys::ncclComm_t>);
 
 // SAFETY: NCCL communicators may be used from any thread; weft issues each one's calls from
-// one thread at a time (its owner's reducer or executor).
+// one thread at a time (its owner's reducer or executor), and the handle sits behind a mutex.
 unsafe impl Send for Raw {}
 unsafe impl Sync for Raw {}
 
+impl Raw {
+    fn new(comm: sys::ncclComm_t) -> Raw {
+        Raw(std::sync::Mutex::new(comm))
+    }
+
+    /// The live handle, or an error once the communicator has been aborted.
+    pub(super) fn get(&self) -> Result<sys::ncclComm_t> {
+        let comm = *self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if comm.is_null() {
+            return Err(collective(
+                "the NCCL communicator was aborted earlier (a timeout or a failed rank)".into(),
+            ));
+        }
+        Ok(comm)
+    }
+
+    /// Abort and free the communicator, once.
+    pub(super) fn abort(&self) {
+        let mut comm = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !comm.is_null() {
+            let c = std::mem::replace(&mut *comm, std::ptr::null_mut());
+            // SAFETY: the handle came from an NCCL init and is aborted only here.
+            let _ = std::panic::catch_unwind(|| unsafe { nccl::comm_abort(c) });
+        }
+    }
+}
+
 impl Drop for Raw {
     fn drop(&mut self) {
-        // SAFETY: the handle came from ncclCommInitRank and is dropped once.
-        let _ = std::panic::catch_unwind(|| unsafe { nccl::comm_abort(self.0) });
+        self.abort();
     }
 }
 
@@ -180,11 +207,9 @@ impl NcclCommunicator {
                 e => return Err(collective(format!("{}: CUDA error {e:?}", desc()))),
             }
             if Instant::now() >= deadline {
-                // SAFETY: aborting makes the pending kernels return; the handle stays owned.
-                unsafe {
-                    let _ = nccl::comm_abort(self.up.0);
-                    let _ = nccl::comm_abort(self.down.0);
-                }
+                // Aborting makes the pending kernels return.
+                self.up.abort();
+                self.down.abort();
                 return Err(collective(format!(
                     "{} did not complete within {:?}: a rank did not arrive, or died \
                      (NCCL cannot tell which); the group is aborted",
@@ -240,7 +265,7 @@ fn init_rank(n: usize, rank: usize, id: sys::ncclUniqueId) -> Result<Raw> {
     unsafe {
         nccl::comm_init_rank(comm.as_mut_ptr(), n as i32, id, rank as i32)
             .map_err(|e| nccl_error("init", e))?;
-        Ok(Raw(comm.assume_init()))
+        Ok(Raw::new(comm.assume_init()))
     }
 }
 
@@ -253,7 +278,7 @@ fn init_all(spec: &GroupSpec<'_>, gpus: &[usize]) -> Result<Vec<NcclCommunicator
         // SAFETY: `comms` has one slot per device, written by a successful init.
         unsafe { nccl::comm_init_all(comms.as_mut_ptr(), devices.len() as i32, devices.as_ptr()) }
             .map_err(|e| nccl_error("init", e))?;
-        made.push(comms.into_iter().map(Raw).collect::<Vec<_>>());
+        made.push(comms.into_iter().map(Raw::new).collect::<Vec<_>>());
     }
     let downs = made.pop().unwrap_or_default();
     let ups = made.pop().unwrap_or_default();
@@ -348,7 +373,7 @@ impl DeviceCommunicator<CudaBuffer> for NcclCommunicator {
                             len,
                             t,
                             op_of(op),
-                            self.up.0,
+                            self.up.get()?,
                             s.cu_stream() as _,
                         )
                     }
@@ -374,7 +399,7 @@ impl DeviceCommunicator<CudaBuffer> for NcclCommunicator {
                 op_ as _,
                 input.len(),
                 t,
-                self.up.0,
+                self.up.get()?,
                 s.cu_stream() as _,
             )
         }
@@ -406,7 +431,7 @@ impl DeviceCommunicator<CudaBuffer> for NcclCommunicator {
                 m,
                 t,
                 op_of(op),
-                self.up.0,
+                self.up.get()?,
                 s.cu_stream() as _,
             )
         }
@@ -432,7 +457,7 @@ impl DeviceCommunicator<CudaBuffer> for NcclCommunicator {
                         m,
                         t,
                         k as i32,
-                        self.up.0,
+                        self.up.get()?,
                         s.cu_stream() as _,
                     )
                     .map_err(|e| nccl_error("all_to_all send", e))?;
@@ -441,7 +466,7 @@ impl DeviceCommunicator<CudaBuffer> for NcclCommunicator {
                         m,
                         t,
                         k as i32,
-                        self.up.0,
+                        self.up.get()?,
                         s.cu_stream() as _,
                     )
                     .map_err(|e| nccl_error("all_to_all recv", e))?;
@@ -461,11 +486,8 @@ impl DeviceCommunicator<CudaBuffer> for NcclCommunicator {
     }
 
     fn abort(&self, _reason: &str) {
-        // SAFETY: aborting makes peers' pending collectives on this group fail; the handles
-        // stay owned and are aborted again (a no-op) on drop.
-        unsafe {
-            let _ = nccl::comm_abort(self.up.0);
-            let _ = nccl::comm_abort(self.down.0);
-        }
+        // Peers' pending collectives on this group fail; later calls here fail by name.
+        self.up.abort();
+        self.down.abort();
     }
 }

@@ -74,7 +74,7 @@ impl NcclCommunicator {
                         f32s,
                         op_of(op),
                         r,
-                        self.up.0,
+                        self.up.get()?,
                         s.cu_stream() as _,
                     ),
                     None => nccl::broadcast(
@@ -83,7 +83,7 @@ impl NcclCommunicator {
                         buf.len(),
                         f32s,
                         r,
-                        self.up.0,
+                        self.up.get()?,
                         s.cu_stream() as _,
                     ),
                 }

@@ -75,9 +75,9 @@ impl NcclCommunicator {
                 // in stream order, and `buf`'s next writer waits for the event the guard records.
                 unsafe {
                     let u64s = sys::ncclDataType_t::ncclUint64;
-                    nccl::send(hp as _, HEADER, u64s, peer, comm.0, s.cu_stream() as _)
+                    nccl::send(hp as _, HEADER, u64s, peer, comm.get()?, s.cu_stream() as _)
                         .map_err(|e| nccl_error("send header", e))?;
-                    nccl::send(bp as _, len, t, peer, comm.0, s.cu_stream() as _)
+                    nccl::send(bp as _, len, t, peer, comm.get()?, s.cu_stream() as _)
                         .map_err(|e| nccl_error("send", e))?;
                 }
                 Ok(())
@@ -124,7 +124,7 @@ impl NcclCommunicator {
                             HEADER,
                             u64s,
                             from as i32,
-                            comm.0,
+                            comm.get()?,
                             s.cu_stream() as _,
                         )
                     }
@@ -152,7 +152,7 @@ impl NcclCommunicator {
                             n,
                             dtype_of(d),
                             from as i32,
-                            comm.0,
+                            comm.get()?,
                             s.cu_stream() as _,
                         )
                     }
