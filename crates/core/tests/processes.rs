@@ -235,3 +235,74 @@ fn tensor_parallelism_across_processes_is_refused() {
         errors[0]
     );
 }
+
+/// An engine's device groups across processes, as a GPU engine makes them: through the job's
+/// store (`GroupSpec::store`), joining with this process's members only. Here the data moves
+/// in TCP communicators behind the device interface (`HostBuffers`).
+fn tcp_groups(
+    spec: &weft_core::collectives::GroupSpec<'_>,
+) -> weft_core::Result<weft_core::collectives::DeviceCommunicators<HostData>> {
+    use weft_core::collectives::HostBuffers;
+    use weft_core::collectives::tcp::{Rendezvous, TcpCommunicator};
+    let (store, prefix) = spec
+        .store
+        .as_ref()
+        .expect("a multi-process job passes its store");
+    let rv = Rendezvous {
+        store,
+        name: prefix,
+        host: "127.0.0.1".parse().unwrap(),
+        token: "test-token",
+        timeout: spec.timeout,
+    };
+    let comms = std::thread::scope(|s| {
+        let joins: Vec<_> = spec
+            .members
+            .iter()
+            .map(|&m| {
+                let rv = &rv;
+                s.spawn(move || TcpCommunicator::connect(rv, spec.ranks, m))
+            })
+            .collect();
+        joins
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<weft_core::Result<Vec<_>>>()
+    })?;
+    Ok(Some(HostBuffers::wrap(comms)))
+}
+
+#[test]
+fn device_groups_across_processes_match_one_process_bit_for_bit() {
+    // 2 processes x 2 devices: data parallel, then DP 2 x PP 2 (one replica per process).
+    for (stages, micro) in [(1, 1), (2, 2)] {
+        let one = Trainer::compile(model(stages), options(4, micro, "PreferBackward", short()));
+        let expected = losses_and_logits(&mut one.unwrap());
+        let port = free_port();
+        let got: Vec<Vec<f32>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|r| {
+                    s.spawn(move || {
+                        let mut opts = options(2, micro, "PreferBackward", short());
+                        opts.processes = Some(rank(r, 2, port));
+                        let backend = |_: usize, t: usize| Ok(weft_core::exec::CpuBackend::new(t));
+                        let engine = weft_core::session::Engine {
+                            backend: &backend,
+                            groups: Some(&tcp_groups),
+                        };
+                        let mut t = Trainer::compile_on(model(stages), opts, &engine).unwrap();
+                        let engines = t.exchange_engines();
+                        let device =
+                            !engines.is_empty() && engines.values().all(|&e| e == "host-buffers");
+                        assert!(device, "{engines:?}");
+                        losses_and_logits(&mut t)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (p, g) in got.iter().enumerate() {
+            assert_eq!(bits(g), bits(&expected), "{stages} stage(s): process {p}");
+        }
+    }
+}
