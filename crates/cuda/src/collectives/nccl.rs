@@ -88,6 +88,9 @@ pub struct NcclCommunicator {
     pub(super) ranks: Vec<usize>,
     timeout: Duration,
     calls: AtomicU64,
+    /// One process: the number of the latest collective each member started, shared by the
+    /// members, so a stuck one names the ranks that did not arrive (NCCL cannot say).
+    arrivals: Option<Arc<[AtomicU64]>>,
     /// Messages that arrived before the one a receive asked for (`nccl_p2p`).
     pub(super) stash: super::nccl_p2p::Stash,
     /// Device copies of host slices (`Communicator`, in `nccl_host`), reused between calls.
@@ -210,9 +213,14 @@ impl NcclCommunicator {
                 // Aborting makes the pending kernels return.
                 self.up.abort();
                 self.down.abort();
+                let cause = match self.arrivals {
+                    Some(_) => "",
+                    None => {
+                        " (a rank did not arrive, or died: across processes NCCL cannot tell which)"
+                    }
+                };
                 return Err(collective(format!(
-                    "{} did not complete within {:?}: a rank did not arrive, or died \
-                     (NCCL cannot tell which); the group is aborted",
+                    "{} did not complete within {:?}{cause}; the group is aborted",
                     desc(),
                     self.timeout
                 )));
@@ -221,14 +229,27 @@ impl NcclCommunicator {
         }
     }
 
-    /// "all_reduce #3 (1024 f32) on NCCL group [0,1]", numbering this call.
+    /// Number this call and describe it: "all_reduce #3 (1024 elements) on NCCL group [0,1]",
+    /// followed, in one process, by the ranks that have not started it when described.
     pub(super) fn next(&self, kind: CollectiveKind, count: usize) -> impl Fn() -> String + '_ {
         let seq = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(a) = &self.arrivals {
+            a[self.rank].store(seq, Ordering::Release);
+        }
         move || {
-            format!(
-                "{kind} #{seq} ({count} elements) on NCCL group {}",
-                describe(&self.ranks)
-            )
+            let group = describe(&self.ranks);
+            let late = self
+                .arrivals
+                .as_deref()
+                .map(|a| late_ranks(a, &self.ranks, seq));
+            match late.filter(|l| !l.is_empty()) {
+                Some(l) => format!(
+                    "{kind} #{seq} ({count} elements) on NCCL group {group}: ranks {} did not \
+                     arrive",
+                    describe(&l)
+                ),
+                None => format!("{kind} #{seq} ({count} elements) on NCCL group {group}"),
+            }
         }
     }
 
@@ -269,6 +290,16 @@ fn init_rank(n: usize, rank: usize, id: sys::ncclUniqueId) -> Result<Raw> {
     }
 }
 
+/// The global ranks of the members that have not started collective `seq`.
+fn late_ranks(arrivals: &[AtomicU64], ranks: &[usize], seq: u64) -> Vec<usize> {
+    arrivals
+        .iter()
+        .zip(ranks)
+        .filter(|(a, _)| a.load(Ordering::Acquire) < seq)
+        .map(|(_, &r)| r)
+        .collect()
+}
+
 /// Every member of a one-process group, both communicators, with ncclCommInitAll.
 fn init_all(spec: &GroupSpec<'_>, gpus: &[usize]) -> Result<Vec<NcclCommunicator>> {
     let devices: Vec<i32> = gpus.iter().map(|&g| g as i32).collect();
@@ -282,11 +313,18 @@ fn init_all(spec: &GroupSpec<'_>, gpus: &[usize]) -> Result<Vec<NcclCommunicator
     }
     let downs = made.pop().unwrap_or_default();
     let ups = made.pop().unwrap_or_default();
+    let arrivals: Arc<[AtomicU64]> = gpus.iter().map(|_| AtomicU64::new(0)).collect();
     ups.into_iter()
         .zip(downs)
         .zip(gpus)
         .enumerate()
-        .map(|(m, ((up, down), &gpu))| member(spec, m, &context(gpu)?, up, down))
+        .map(|(m, ((up, down), &gpu))| {
+            let made = member(spec, m, &context(gpu)?, up, down)?;
+            Ok(NcclCommunicator {
+                arrivals: Some(arrivals.clone()),
+                ..made
+            })
+        })
         .collect()
 }
 
@@ -307,6 +345,7 @@ fn member(
         ranks: spec.ranks.to_vec(),
         timeout: spec.timeout,
         calls: AtomicU64::new(0),
+        arrivals: None,
         stash: Default::default(),
         staging: Default::default(),
     })
@@ -489,5 +528,19 @@ impl DeviceCommunicator<CudaBuffer> for NcclCommunicator {
         // Peers' pending collectives on this group fail; later calls here fail by name.
         self.up.abort();
         self.down.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::late_ranks;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn the_ranks_that_have_not_started_a_collective_are_named() {
+        let arrivals = [3, 2, 3, 0].map(AtomicU64::new);
+        assert_eq!(late_ranks(&arrivals, &[4, 5, 6, 7], 3), vec![5, 7]);
+        assert_eq!(late_ranks(&arrivals, &[4, 5, 6, 7], 2), vec![7]);
+        assert!(late_ranks(&arrivals[..1], &[4], 3).is_empty());
     }
 }
