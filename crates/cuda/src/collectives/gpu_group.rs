@@ -363,8 +363,8 @@ impl DeviceCommunicator<CudaBuffer> for GpuGroup {
             .ok_or_else(|| weft_core::Error::internal("a GPU group message went missing"))?;
         if len as usize != buf.len() || message.dtype() != buf.dtype() {
             return Err(collective(format!(
-                "recv from group rank {from} (tag {tag}) on GPU group {}: the message is {} x {} but \
-                 the buffer is {} x {}",
+                "recv from group rank {from} (tag {tag}) on GPU group {}: the message is {} x {} \
+                 but the buffer is {} x {}",
                 describe(self.local.group_ranks()),
                 len,
                 message.dtype(),
