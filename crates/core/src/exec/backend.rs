@@ -198,71 +198,46 @@ pub fn widened_refs<'r, Buf>(
         .collect()
 }
 
+/// torch.optim.SGD hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sgd {
+    pub lr: f32,
+    pub momentum: f32,
+    pub dampening: f32,
+    pub nesterov: bool,
+    pub weight_decay: f32,
+}
+
+impl Sgd {
+    /// The gradient's weight in the momentum buffer, 1 - dampening (computed in f64, as torch
+    /// does).
+    pub fn damp(&self) -> f32 {
+        (1.0 - self.dampening as f64) as f32
+    }
+}
+
+/// torch.optim.Adam / AdamW hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Adam {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// AdamW: decay the parameter (p *= 1 - lr*wd) instead of adding wd*p to the gradient.
+    pub decoupled: bool,
+}
+
 /// One optimizer update rule applied to one parameter tensor (PyTorch semantics).
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpdateRule {
     /// state: [momentum buffer] (empty when momentum == 0).
-    Sgd {
-        lr: f32,
-        momentum: f32,
-        dampening: f32,
-        nesterov: bool,
-        weight_decay: f32,
-    },
-    /// state: [exp_avg, exp_avg_sq]. `decoupled` selects AdamW's weight decay.
-    Adam {
-        lr: f32,
-        beta1: f32,
-        beta2: f32,
-        eps: f32,
-        weight_decay: f32,
-        decoupled: bool,
-    },
+    Sgd(Sgd),
+    /// state: [exp_avg, exp_avg_sq].
+    Adam(Adam),
 }
 
 impl UpdateRule {
-    /// SGD's hyper-parameters, when this is SGD.
-    pub fn sgd(&self) -> Option<super::cpu::optim::Sgd> {
-        match *self {
-            UpdateRule::Sgd {
-                lr,
-                momentum,
-                dampening,
-                nesterov,
-                weight_decay,
-            } => Some(super::cpu::optim::Sgd {
-                lr,
-                momentum,
-                dampening,
-                nesterov,
-                weight_decay,
-            }),
-            UpdateRule::Adam { .. } => None,
-        }
-    }
-
-    /// Adam's (or AdamW's) hyper-parameters, when this is Adam.
-    pub fn adam(&self) -> Option<super::cpu::optim::Adam> {
-        match *self {
-            UpdateRule::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                decoupled,
-            } => Some(super::cpu::optim::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                decoupled,
-            }),
-            UpdateRule::Sgd { .. } => None,
-        }
-    }
-
     /// The checks every backend's `update` makes before touching memory: `range` lies in the
     /// parameter, `states` is the rule's count, and the gradient is the whole parameter's or
     /// (ZeRO's shards) just the range's. Returns the range of the gradient to read.
@@ -296,8 +271,8 @@ impl UpdateRule {
     /// How many state buffers (each the parameter's size) the rule keeps.
     pub fn state_count(&self) -> usize {
         match self {
-            UpdateRule::Sgd { momentum, .. } => usize::from(*momentum != 0.0),
-            UpdateRule::Adam { .. } => 2,
+            UpdateRule::Sgd(h) => usize::from(h.momentum != 0.0),
+            UpdateRule::Adam(_) => 2,
         }
     }
 }

@@ -11,8 +11,8 @@ mod plan;
 pub mod tp;
 
 pub use backend::{
-    AsHostView, Backend, HostData, HostView, KernelCtx, TensorRef, UpdateRule, touches_half,
-    widened_refs,
+    Adam, AsHostView, Backend, HostData, HostView, KernelCtx, Sgd, TensorRef, UpdateRule,
+    touches_half, widened_refs,
 };
 pub use cpu::CpuBackend;
 pub use gemm_bench::cpu_gemm_gflops;

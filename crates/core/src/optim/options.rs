@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::schedule::LrSchedule;
 use crate::error::{Error, Result};
-use crate::exec::UpdateRule;
+use crate::exec::{Adam, Sgd, UpdateRule};
 
 /// Which optimizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -222,21 +222,21 @@ impl OptimizerConfig {
     /// The backend's update rule for one step at learning rate `lr` (from the schedule).
     pub fn rule(&self, lr: f32) -> UpdateRule {
         match self.kind {
-            OptimizerKind::Sgd => UpdateRule::Sgd {
+            OptimizerKind::Sgd => UpdateRule::Sgd(Sgd {
                 lr,
                 momentum: self.momentum,
                 dampening: self.dampening,
                 nesterov: self.nesterov,
                 weight_decay: self.weight_decay,
-            },
-            OptimizerKind::Adam | OptimizerKind::AdamW => UpdateRule::Adam {
+            }),
+            OptimizerKind::Adam | OptimizerKind::AdamW => UpdateRule::Adam(Adam {
                 lr,
                 beta1: self.beta1,
                 beta2: self.beta2,
                 eps: self.eps,
                 weight_decay: self.weight_decay,
                 decoupled: self.kind == OptimizerKind::AdamW,
-            },
+            }),
         }
     }
 }
@@ -315,21 +315,23 @@ mod tests {
         };
         assert_eq!(
             sgd.rule(0.05),
-            UpdateRule::Sgd {
+            UpdateRule::Sgd(Sgd {
                 lr: 0.05,
                 momentum: 0.9,
                 dampening: 0.0,
                 nesterov: true,
                 weight_decay: 0.0
-            }
+            })
         );
-        let want = |decoupled, weight_decay| UpdateRule::Adam {
-            lr: 0.5,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay,
-            decoupled,
+        let want = |decoupled, weight_decay| {
+            UpdateRule::Adam(Adam {
+                lr: 0.5,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay,
+                decoupled,
+            })
         };
         assert_eq!(OptimizerConfig::adamw(1.0).rule(0.5), want(true, 0.01));
         assert_eq!(OptimizerConfig::adam(1.0).rule(0.5), want(false, 0.0));

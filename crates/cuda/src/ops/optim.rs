@@ -41,7 +41,9 @@ unsafe impl DeviceRepr for AdamArgs {}
 
 impl SgdArgs {
     fn new(rule: &UpdateRule, step: u64) -> Option<SgdArgs> {
-        let h = rule.sgd()?;
+        let UpdateRule::Sgd(h) = rule else {
+            return None;
+        };
         Some(SgdArgs {
             lr: h.lr,
             momentum: h.momentum,
@@ -56,8 +58,10 @@ impl SgdArgs {
 impl AdamArgs {
     /// The step's scalars, as the CPU's `AdamScalars` computes them (f64, then rounded).
     fn new(rule: &UpdateRule, step: u64) -> Option<AdamArgs> {
-        let h = rule.adam()?;
-        let s = AdamScalars::new(&h, step);
+        let UpdateRule::Adam(h) = rule else {
+            return None;
+        };
+        let s = AdamScalars::new(h, step);
         Some(AdamArgs {
             one_minus_beta1: s.one_minus_beta1,
             one_minus_beta2: s.one_minus_beta2,

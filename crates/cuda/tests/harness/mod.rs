@@ -2,7 +2,7 @@
 //! `Backend`, so the same cases check CPU against CUDA (or one CPU configuration against
 //! another). A case is an op, its inputs (deterministic data from weft_core::rng) and a step.
 
-use weft_core::exec::{Backend, HostData, KernelCtx, TensorRef, UpdateRule};
+use weft_core::exec::{Adam, Backend, HostData, KernelCtx, Sgd, TensorRef, UpdateRule};
 use weft_core::ir::{DType, Shape, TensorType, infer};
 use weft_core::{Error, Result};
 
@@ -105,36 +105,36 @@ pub fn compare<A: Backend, B: Backend>(reference: &A, other: &B) -> Vec<String> 
 /// One update of each rule on both backends, over a sub-range (as ZeRO shards do).
 pub fn compare_updates<A: Backend, B: Backend>(reference: &A, other: &B) -> Vec<String> {
     let rules = [
-        UpdateRule::Sgd {
+        UpdateRule::Sgd(Sgd {
             lr: 0.1,
             momentum: 0.0,
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.01,
-        },
-        UpdateRule::Sgd {
+        }),
+        UpdateRule::Sgd(Sgd {
             lr: 0.1,
             momentum: 0.9,
             dampening: 0.1,
             nesterov: true,
             weight_decay: 0.0,
-        },
-        UpdateRule::Adam {
+        }),
+        UpdateRule::Adam(Adam {
             lr: 1e-3,
             beta1: 0.9,
             beta2: 0.95,
             eps: 1e-8,
             weight_decay: 0.1,
             decoupled: true,
-        },
-        UpdateRule::Adam {
+        }),
+        UpdateRule::Adam(Adam {
             lr: 1e-3,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.1,
             decoupled: false,
-        },
+        }),
     ];
     let mut bad = Vec::new();
     for (i, rule) in rules.iter().enumerate() {

@@ -269,10 +269,11 @@ fn sum_squares_f64(x: &[f32]) -> f64 {
 }
 
 fn apply_rule(rule: &UpdateRule, step: u64, p: &mut [f32], g: &[f32], mut bufs: Vec<&mut [f32]>) {
-    if let Some(h) = rule.sgd() {
-        optim::sgd_step(&h, p, g, bufs.pop(), step <= 1);
-    } else if let (Some(h), [m, v]) = (rule.adam(), bufs.as_mut_slice()) {
-        optim::adam_step(&h, step, p, g, m, v);
+    match (rule, bufs.as_mut_slice()) {
+        (UpdateRule::Sgd(h), _) => optim::sgd_step(h, p, g, bufs.pop(), step <= 1),
+        (UpdateRule::Adam(h), [m, v]) => optim::adam_step(h, step, p, g, m, v),
+        // `grad_range` checked the state count.
+        (UpdateRule::Adam(_), _) => {}
     }
 }
 

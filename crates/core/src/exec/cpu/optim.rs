@@ -8,39 +8,10 @@
 
 use super::simd::simd_fn;
 use super::util::PAR_MIN_ELEMS;
+use crate::exec::{Adam, Sgd};
 use rayon::prelude::*;
 
 const CHUNK: usize = 8 * 1024;
-
-/// torch.optim.SGD hyper-parameters.
-#[derive(Debug, Clone, Copy)]
-pub struct Sgd {
-    pub lr: f32,
-    pub momentum: f32,
-    pub dampening: f32,
-    pub nesterov: bool,
-    pub weight_decay: f32,
-}
-
-impl Sgd {
-    /// The gradient's weight in the momentum buffer, 1 - dampening (computed in f64, as torch
-    /// does).
-    pub fn damp(&self) -> f32 {
-        (1.0 - self.dampening as f64) as f32
-    }
-}
-
-/// torch.optim.Adam / AdamW hyper-parameters.
-#[derive(Debug, Clone, Copy)]
-pub struct Adam {
-    pub lr: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub weight_decay: f32,
-    /// AdamW: decay the parameter (p *= 1 - lr*wd) instead of adding wd*p to the gradient.
-    pub decoupled: bool,
-}
 
 fn parallel(len: usize) -> bool {
     len >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1

@@ -214,14 +214,14 @@ fn adamw() {
     let mut p = f(&[np], 12);
     let g = f(&[np], 13);
     let mut st = vec![f(&[np], 14), f(&[np], 15)];
-    let rule = crate::exec::UpdateRule::Adam {
+    let rule = crate::exec::UpdateRule::Adam(crate::exec::Adam {
         lr: 3e-4,
         beta1: 0.9,
         beta2: 0.999,
         eps: 1e-8,
         weight_decay: 0.1,
         decoupled: true,
-    };
+    });
     let mut times = Vec::new();
     for s in 1..10 {
         let t0 = Instant::now();

@@ -32,24 +32,24 @@ fn two_steps(rule: &UpdateRule) -> (Vec<f32>, Vec<Vec<f32>>) {
 }
 
 fn sgd(lr: f32, momentum: f32, dampening: f32, nesterov: bool, weight_decay: f32) -> UpdateRule {
-    UpdateRule::Sgd {
+    UpdateRule::Sgd(crate::exec::Sgd {
         lr,
         momentum,
         dampening,
         nesterov,
         weight_decay,
-    }
+    })
 }
 
 fn adam(weight_decay: f32, decoupled: bool) -> UpdateRule {
-    UpdateRule::Adam {
+    UpdateRule::Adam(crate::exec::Adam {
         lr: 0.01,
         beta1: 0.9,
         beta2: 0.999,
         eps: 1e-8,
         weight_decay,
         decoupled,
-    }
+    })
 }
 
 #[test]
