@@ -87,41 +87,33 @@ impl<B: Backend> Trainer<B> {
 
     /// A parameter's whole optimizer state (empty before its first update): replica 0's, under
     /// ZeRO every replica's range put back in place, under tensor parallelism every rank's
-    /// shard assembled.
+    /// shard assembled. Each device's state is read once.
     pub(super) fn full_state(&self, name: &str) -> Result<Vec<HostData>> {
-        // A replica whose ZeRO range of this parameter is empty keeps no state for it.
-        let mut count = 0;
-        for exec in self.rank_execs(name, 0)? {
-            count = count.max(exec.read_state(name)?.len());
-        }
-        (0..count)
-            .map(|i| {
-                let whole = self.whole(name, |rank| {
-                    let mut full = Vec::new();
-                    for exec in self.rank_execs(name, rank)? {
-                        let range = exec.state_range(name)?;
-                        let len = exec.param_len(name)?;
-                        full.resize(len, 0.0);
-                        let state = exec.read_state(name)?;
-                        let Some(part) = state.get(i) else {
-                            continue;
-                        };
-                        let part = f32_of(part, name)?;
-                        if part.len() != range.len() || range.end > len {
-                            return Err(Error::internal(format!(
-                                "state of '{name}' has the wrong size"
-                            )));
-                        }
-                        full[range.clone()].copy_from_slice(part);
-                        if range.len() == len {
-                            break; // not sharded: replica 0 holds it all
-                        }
+        let whole = self.whole(name, |rank| {
+            // A replica whose ZeRO range of this parameter is empty keeps no state for it.
+            let mut full: Vec<Vec<f32>> = Vec::new();
+            for exec in self.rank_execs(name, rank)? {
+                let range = exec.state_range(name)?;
+                let len = exec.param_len(name)?;
+                for (i, part) in exec.read_state(name)?.iter().enumerate() {
+                    let part = f32_of(part, name)?;
+                    if part.len() != range.len() || range.end > len {
+                        return Err(Error::internal(format!(
+                            "state of '{name}' has the wrong size"
+                        )));
                     }
-                    Ok(full)
-                })?;
-                Ok(HostData::F32(whole))
-            })
-            .collect()
+                    if full.len() <= i {
+                        full.push(vec![0.0; len]);
+                    }
+                    full[i][range.clone()].copy_from_slice(part);
+                }
+                if range.len() == len {
+                    break; // not sharded: replica 0 holds it all
+                }
+            }
+            Ok(full)
+        })?;
+        Ok(whole.into_iter().map(HostData::F32).collect())
     }
 
     /// A whole parameter: replica 0's, under ZeRO v2 every replica's piece put in place, under
@@ -130,7 +122,9 @@ impl<B: Backend> Trainer<B> {
         let whole = self.whole(name, |rank| {
             let execs = self.rank_execs(name, rank)?;
             let Some(pieces) = execs[0].param_pieces(name)? else {
-                return Ok(f32_of(&execs[0].read_parameter(name)?, name)?.to_vec());
+                return Ok(vec![
+                    f32_of(&execs[0].read_parameter(name)?, name)?.to_vec(),
+                ]);
             };
             let mut whole = vec![0.0f32; pieces.iter().map(|r| r.len()).sum()];
             for (exec, range) in execs.into_iter().zip(pieces) {
@@ -143,9 +137,12 @@ impl<B: Backend> Trainer<B> {
                 }
                 whole[range].copy_from_slice(piece);
             }
-            Ok(whole)
+            Ok(vec![whole])
         })?;
-        Ok(HostData::F32(whole))
+        let whole = whole.into_iter().next();
+        whole
+            .map(HostData::F32)
+            .ok_or_else(|| Error::internal(format!("no value for parameter '{name}'")))
     }
 
     /// The whole dims and the cut of a tensor-parallel shard parameter.
@@ -161,18 +158,31 @@ impl<B: Backend> Trainer<B> {
         })
     }
 
-    /// The whole tensor of `name` from what `local` gives at each tensor-parallel rank (the
-    /// rank's own tensor, whole across replicas): rank 0's, or every rank's shard assembled (a
-    /// padded vocabulary assembled at its padded length, then cut back).
-    fn whole(&self, name: &str, local: impl Fn(usize) -> Result<Vec<f32>>) -> Result<Vec<f32>> {
+    /// The whole tensors of `name` (the parameter, or its optimizer state buffers) from what
+    /// `local` gives at each tensor-parallel rank (the rank's own tensors, whole across
+    /// replicas): rank 0's, or every rank's shards assembled tensor by tensor (a padded
+    /// vocabulary assembled at its padded length, then cut back).
+    fn whole(
+        &self,
+        name: &str,
+        local: impl Fn(usize) -> Result<Vec<Vec<f32>>>,
+    ) -> Result<Vec<Vec<f32>>> {
         let Some((full, cut)) = self.tp_shard(name) else {
             return local(0);
         };
-        let mut shards = Vec::new();
-        for rank in 0..cut.parts {
-            shards.extend(local(rank)?);
+        let ranks = (0..cut.parts).map(local).collect::<Result<Vec<_>>>()?;
+        let count = ranks.first().map_or(0, Vec::len);
+        if ranks.iter().any(|r| r.len() != count) {
+            return Err(Error::internal(format!(
+                "the tensor-parallel ranks hold different numbers of tensors for '{name}'"
+            )));
         }
-        crate::exec::tp::assemble_padded(&shards, &full, cut)
+        (0..count)
+            .map(|i| {
+                let shards: Vec<f32> = ranks.iter().flat_map(|r| r[i].iter().copied()).collect();
+                crate::exec::tp::assemble_padded(&shards, &full, cut)
+            })
+            .collect()
     }
 
     /// Write a whole parameter (`state`: false) or its whole optimizer state on every device
