@@ -53,6 +53,17 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic payload".into())
 }
 
+/// `f`'s result, or a panic inside it as `Error::Internal` saying that `what` panicked and why:
+/// a device's panic must fail its step (and its peers' collectives), never unwind further.
+pub fn catch_panic<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(Error::internal(format!(
+            "{what} panicked: {}",
+            panic_message(p.as_ref())
+        )))
+    })
+}
+
 impl Error {
     /// Stable machine-readable code, used by the binding and the TS error classes.
     pub fn code(&self) -> &'static str {

@@ -94,15 +94,7 @@ pub(super) fn compute_all<B: Backend>(
     names: &[String],
     dp_groups: &[Vec<usize>],
 ) -> Result<Vec<DeviceResult>> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        interleave(devices, plans, names, dp_groups)
-    }))
-    .unwrap_or_else(|p| {
-        Err(Error::internal(format!(
-            "a device panicked: {}",
-            crate::error::panic_message(p.as_ref())
-        )))
-    })
+    crate::error::catch_panic("a device", || interleave(devices, plans, names, dp_groups))
 }
 
 fn interleave<B: Backend>(

@@ -535,13 +535,7 @@ fn compute_threaded<B: Backend>(
 ) -> Result<Vec<DeviceResult>> {
     let results = parallel(devices, |i, d| {
         // A panic on one device must fail its peers' collectives, not leave them waiting.
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d.compute(&plans[i])))
-            .unwrap_or_else(|p| {
-                Err(Error::internal(format!(
-                    "a device thread panicked: {}",
-                    crate::error::panic_message(p.as_ref())
-                )))
-            });
+        let r = crate::error::catch_panic("a device thread", || d.compute(&plans[i]));
         if let Err(e) = &r {
             d.abort(&e.to_string());
         }
