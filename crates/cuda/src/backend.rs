@@ -202,7 +202,7 @@ impl Backend for CudaBackend {
 
     fn sum_squares(&self, buf: &CudaBuffer) -> Result<f64> {
         let x = f32_of("sum_squares", buf)?;
-        self.launcher().sum_squares(x)
+        self.launcher().sum_squares_all(&[x])
     }
 
     fn sum_squares_all(&self, bufs: &[&CudaBuffer]) -> Result<f64> {

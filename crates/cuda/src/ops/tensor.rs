@@ -177,29 +177,9 @@ impl Launch<'_> {
             x, &in_dims, y, &out_dims, &rank, &n_out, &per)
     }
 
-    /// Sum of squares in f64: per-block partials summed on the host in block order.
-    pub fn sum_squares(&self, x: &CudaSlice<f32>) -> Result<f64> {
-        if x.is_empty() {
-            return Ok(0.0);
-        }
-        let cfg = elems(x.len().min(1 << 20));
-        let blocks = cfg.grid_dim.0 as usize;
-        let stream = &self.b.dev.streams.compute;
-        let mut partial = stream
-            .alloc_zeros::<f64>(blocks)
-            .map_err(|e| driver("sum_squares scratch", e))?;
-        let n = x.len() as i64;
-        launch!(self, "sum_squares_f32".to_string(), cfg; x, &mut partial, &n)?;
-        let host = stream
-            .clone_dtoh(&partial)
-            .map_err(|e| driver("sum_squares download", e))?;
-        stream.synchronize().map_err(|e| driver("sum_squares", e))?;
-        Ok(host.iter().sum())
-    }
-
-    /// `sum_squares` of several buffers with one read-back: each buffer's per-block partials go
-    /// to its own range of one scratch; each range is added in block order (as `sum_squares`
-    /// does) and the buffers in order, so the result is the same number.
+    /// Sums of squares in f64 of several buffers with one read-back: each buffer's per-block
+    /// partials go to its own range of one scratch; each range is added on the host in block
+    /// order, then the buffers in order (one buffer: its own sum).
     pub fn sum_squares_all(&self, xs: &[&CudaSlice<f32>]) -> Result<f64> {
         let mut ranges = Vec::with_capacity(xs.len());
         let mut total = 0;
