@@ -47,13 +47,24 @@ __device__ __forceinline__ float att_dot(const float* a, const float* b) {
 }
 
 // Rows j0..j0+n of a [T, row_stride] array (a head's channels at `src`, D of them) into `tile`
-// ([n, D] f32), by the whole block. Callers synchronise around it.
+// ([n, D] f32), by the whole block (`att_stage_pair` puts the barriers around it).
 template <typename T>
 __device__ void att_stage(const T* src, i64 row_stride, int d, i64 j0, int n, float* tile) {
   for (int e = threadIdx.x; e < n * d; e += blockDim.x) {
     int jj = e / d, ch = e - jj * d;
     tile[e] = to_f32(src[(j0 + jj) * row_stride + ch]);
   }
+}
+
+// Two such tiles (keys and values, or queries and dy) staged between barriers: every warp is
+// done with the previous tiles before they are overwritten, and sees the new ones whole.
+template <typename T>
+__device__ void att_stage_pair(const T* a, i64 a_stride, const T* b, i64 b_stride, int d, i64 j0,
+                               int n, float* ta, float* tb) {
+  __syncthreads();
+  att_stage(a, a_stride, d, j0, n, ta);
+  att_stage(b, b_stride, d, j0, n, tb);
+  __syncthreads();
 }
 
 // One query row's output o (unnormalised by l on return: o / l is the attention output) and its
@@ -68,10 +79,8 @@ __device__ void att_row_forward(const T* base, const AttGeom& g, const AttRow& r
   for (int k = 0; k < ATT_PER_LANE; ++k) o[k] = 0.f;
   for (i64 j0 = 0; j0 <= r.last; j0 += tile) {
     int n = (int)min((i64)tile, r.last + 1 - j0);
-    __syncthreads();
-    att_stage(base + c + r.h * g.d, stride, g.d, j0, n, kt);
-    att_stage(base + 2 * c + r.h * g.d, stride, g.d, j0, n, vt);
-    __syncthreads();
+    att_stage_pair(base + c + r.h * g.d, stride, base + 2 * c + r.h * g.d, stride, g.d, j0, n,
+                   kt, vt);
     if (!r.valid) continue;
     for (int jj = 0; jj < n && j0 + jj <= r.i; ++jj) {
       att_load(kt + jj * g.d, g.d, kv);
@@ -137,10 +146,8 @@ __device__ void causal_attention_backward_dq(const T* qkv, const T* dy, const fl
   for (int k = 0; k < ATT_PER_LANE; ++k) dq[k] = 0.f;
   for (i64 j0 = 0; j0 <= r.last; j0 += tile) {
     int n = (int)min((i64)tile, r.last + 1 - j0);
-    __syncthreads();
-    att_stage(base + c + r.h * g.d, stride, g.d, j0, n, kt);
-    att_stage(base + 2 * c + r.h * g.d, stride, g.d, j0, n, vt);
-    __syncthreads();
+    att_stage_pair(base + c + r.h * g.d, stride, base + 2 * c + r.h * g.d, stride, g.d, j0, n,
+                   kt, vt);
     if (!r.valid) continue;
     for (int jj = 0; jj < n && j0 + jj <= r.i; ++jj) {
       att_load(kt + jj * g.d, g.d, kj);
@@ -177,10 +184,7 @@ __device__ void causal_attention_backward_dkv(const T* qkv, const T* dy, const f
   for (int k = 0; k < ATT_PER_LANE; ++k) { dk[k] = 0.f; dv[k] = 0.f; }
   for (i64 i0 = r.first; i0 < g.t; i0 += tile) {
     int n = (int)min((i64)tile, g.t - i0);
-    __syncthreads();
-    att_stage(base + r.h * g.d, stride, g.d, i0, n, qt);
-    att_stage(dyb + r.h * g.d, c, g.d, i0, n, gt);
-    __syncthreads();
+    att_stage_pair(base + r.h * g.d, stride, dyb + r.h * g.d, c, g.d, i0, n, qt, gt);
     if (!r.valid) continue;
     for (int ii = 0; ii < n; ++ii) {
       i64 i = i0 + ii;
