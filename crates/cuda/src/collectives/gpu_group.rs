@@ -31,7 +31,7 @@ use std::time::Duration;
 use weft_core::Result;
 use weft_core::collectives::{
     CollectiveKind, Communicator, DeviceCommunicator, LocalCommunicator, LocalGroup, ReduceOp,
-    check_buffers, u64s_to_words, words_to_u64s,
+    u64s_to_words, words_to_u64s,
 };
 use weft_core::ir::DType;
 
@@ -174,13 +174,14 @@ impl GpuGroup {
         Ok(s)
     }
 
-    fn check(&self, kind: CollectiveKind, input: usize, output: Option<usize>) -> Result<()> {
-        check_buffers(kind, self.size(), input, output, None).map_err(|why| {
-            collective(format!(
-                "{kind} on GPU group {}: {why}",
-                describe(self.local.group_ranks())
-            ))
-        })
+    fn check(&self, kind: CollectiveKind, input: usize, output: usize) -> Result<()> {
+        super::check(
+            "GPU",
+            self.local.group_ranks(),
+            kind,
+            (input, Some(output)),
+            None,
+        )
     }
 }
 
@@ -262,7 +263,7 @@ impl DeviceCommunicator<CudaBuffer> for GpuGroup {
 
     fn all_gather(&self, input: &CudaBuffer, output: &mut CudaBuffer) -> Result<()> {
         let kind = CollectiveKind::AllGather;
-        self.check(kind, input.len(), Some(output.len()))?;
+        self.check(kind, input.len(), output.len())?;
         same_dtype(kind, input, output)?;
         let s = &self.stream;
         let (ip, _ig) = input.data().ptr(s);
@@ -285,7 +286,7 @@ impl DeviceCommunicator<CudaBuffer> for GpuGroup {
         op: ReduceOp,
     ) -> Result<()> {
         let kind = CollectiveKind::ReduceScatter;
-        self.check(kind, input.len(), Some(output.len()))?;
+        self.check(kind, input.len(), output.len())?;
         f32_only(kind, input)?;
         f32_only(kind, output)?;
         let s = &self.stream;
@@ -304,7 +305,7 @@ impl DeviceCommunicator<CudaBuffer> for GpuGroup {
 
     fn all_to_all(&self, input: &CudaBuffer, output: &mut CudaBuffer) -> Result<()> {
         let kind = CollectiveKind::AllToAll;
-        self.check(kind, input.len(), Some(output.len()))?;
+        self.check(kind, input.len(), output.len())?;
         same_dtype(kind, input, output)?;
         let s = &self.stream;
         let (ip, _ig) = input.data().ptr(s);

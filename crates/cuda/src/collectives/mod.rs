@@ -19,7 +19,9 @@ pub use gpu_group::GpuGroup;
 pub use nccl::NcclCommunicator;
 
 use crate::buffer::CudaBuffer;
-use weft_core::collectives::{DeviceCommunicator, DeviceCommunicators, GroupSpec};
+use weft_core::collectives::{
+    CollectiveKind, DeviceCommunicator, DeviceCommunicators, GroupSpec, check_buffers,
+};
 use weft_core::{Error, Result};
 
 /// The device group for `spec` (`gpu_of`: a global device rank's GPU):
@@ -57,6 +59,23 @@ pub fn make_groups(
         )),
         _ => Ok(None),
     }
+}
+
+/// `check_buffers` for a collective of `engine`'s group over `ranks` (`input` the length every
+/// rank agrees on, `output` a separate output's), refused in the host engines' words.
+pub(crate) fn check(
+    engine: &str,
+    ranks: &[usize],
+    kind: CollectiveKind,
+    (input, output): (usize, Option<usize>),
+    root: Option<usize>,
+) -> Result<()> {
+    check_buffers(kind, ranks.len(), input, output, root).map_err(|why| {
+        collective(format!(
+            "{kind} on {engine} group {}: {why}",
+            describe(ranks)
+        ))
+    })
 }
 
 /// `Error::Collective` with `message`.

@@ -26,9 +26,7 @@ use cudarc::nccl::{result as nccl, sys};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use weft_core::collectives::{
-    CollectiveKind, DeviceCommunicator, GroupSpec, ReduceOp, check_buffers,
-};
+use weft_core::collectives::{CollectiveKind, DeviceCommunicator, GroupSpec, ReduceOp};
 use weft_core::ir::DType;
 use weft_core::{Error, Result};
 
@@ -253,13 +251,8 @@ impl NcclCommunicator {
         }
     }
 
-    fn check(&self, kind: CollectiveKind, input: usize, output: Option<usize>) -> Result<()> {
-        check_buffers(kind, self.size(), input, output, None).map_err(|why| {
-            collective(format!(
-                "{kind} on NCCL group {}: {why}",
-                describe(&self.ranks)
-            ))
-        })
+    fn check(&self, kind: CollectiveKind, input: usize, output: usize) -> Result<()> {
+        super::check("NCCL", &self.ranks, kind, (input, Some(output)), None)
     }
 
     /// The communicator and stream a message to (or from) `peer` travels on.
@@ -425,7 +418,7 @@ impl DeviceCommunicator<CudaBuffer> for NcclCommunicator {
     }
 
     fn all_gather(&self, input: &CudaBuffer, output: &mut CudaBuffer) -> Result<()> {
-        self.check(CollectiveKind::AllGather, input.len(), Some(output.len()))?;
+        self.check(CollectiveKind::AllGather, input.len(), output.len())?;
         let desc = self.next(CollectiveKind::AllGather, input.len());
         let s = &self.up_stream;
         let (ip, _ig) = ptr_of(input.data(), s);
@@ -452,11 +445,7 @@ impl DeviceCommunicator<CudaBuffer> for NcclCommunicator {
         output: &mut CudaBuffer,
         op: ReduceOp,
     ) -> Result<()> {
-        self.check(
-            CollectiveKind::ReduceScatter,
-            input.len(),
-            Some(output.len()),
-        )?;
+        self.check(CollectiveKind::ReduceScatter, input.len(), output.len())?;
         let desc = self.next(CollectiveKind::ReduceScatter, input.len());
         let s = &self.up_stream;
         let (m, t) = (output.len(), dtype_of(input.dtype()));
@@ -479,7 +468,7 @@ impl DeviceCommunicator<CudaBuffer> for NcclCommunicator {
     }
 
     fn all_to_all(&self, input: &CudaBuffer, output: &mut CudaBuffer) -> Result<()> {
-        self.check(CollectiveKind::AllToAll, input.len(), Some(output.len()))?;
+        self.check(CollectiveKind::AllToAll, input.len(), output.len())?;
         let desc = self.next(CollectiveKind::AllToAll, input.len());
         let s = &self.up_stream;
         let (ip, _ig) = ptr_of(input.data(), s);

@@ -4,14 +4,11 @@
 //! against host slices (the step's scalars, checkpoint gathers), with the same checks and words.
 
 use super::nccl::{NcclCommunicator, nccl_error, op_of};
-use super::{collective, describe};
 use crate::buffer::{CudaBuffer, Data};
 use crate::device::driver;
 use cudarc::nccl::{result as nccl, sys};
 use weft_core::Result;
-use weft_core::collectives::{
-    CollectiveKind, Communicator, DeviceCommunicator, ReduceOp, check_buffers,
-};
+use weft_core::collectives::{CollectiveKind, Communicator, DeviceCommunicator, ReduceOp};
 use weft_core::ir::DType;
 
 impl NcclCommunicator {
@@ -52,12 +49,7 @@ impl NcclCommunicator {
             Some(_) => CollectiveKind::Reduce,
             None => CollectiveKind::Broadcast,
         };
-        check_buffers(kind, self.size(), buf.len(), None, Some(root)).map_err(|why| {
-            collective(format!(
-                "{kind} on NCCL group {}: {why}",
-                describe(&self.ranks)
-            ))
-        })?;
+        super::check("NCCL", &self.ranks, kind, (buf.len(), None), Some(root))?;
         let desc = self.next(kind, buf.len());
         let mut d = self.stage(Some(buf), buf.len())?;
         let s = &self.up_stream;
