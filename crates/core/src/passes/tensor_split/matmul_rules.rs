@@ -156,19 +156,11 @@ impl Analysis<'_> {
             Conv::Reduce => Conv::ReduceCopy,
             c => c,
         };
-        let out = match (pa, pb) {
-            (Place::Rep, Place::Rep) => {
-                return Ok(plan(Place::Rep, vec![conv_a, Conv::Keep], &node.op));
-            }
+        let (out, convs) = match (pa, pb) {
+            (Place::Rep, Place::Rep) => (Place::Rep, vec![conv_a, Conv::Keep]),
             (Place::Rep, Place::Shard { axis, groups }) if axis == b_n => {
-                return Ok(plan(
-                    Place::Shard {
-                        axis: ro - 1,
-                        groups,
-                    },
-                    vec![copy_a, Conv::Keep],
-                    &node.op,
-                ));
+                let axis = ro - 1;
+                (Place::Shard { axis, groups }, vec![copy_a, Conv::Keep])
             }
             (
                 Place::Shard { axis, groups },
@@ -176,23 +168,18 @@ impl Analysis<'_> {
                     axis: bx,
                     groups: bg,
                 },
-            ) if axis == a_k && bx == b_k && groups == bg => Place::Partial,
-            (Place::Shard { axis, groups }, Place::Rep) if axis == a_k => {
-                return Ok(plan(
-                    Place::Partial,
-                    vec![Conv::Keep, Conv::Shard { axis: b_k, groups }],
-                    &node.op,
-                ));
+            ) if axis == a_k && bx == b_k && groups == bg => {
+                (Place::Partial, vec![conv_a, Conv::Keep])
             }
+            (Place::Shard { axis, groups }, Place::Rep) if axis == a_k => (
+                Place::Partial,
+                vec![Conv::Keep, Conv::Shard { axis: b_k, groups }],
+            ),
             (Place::Shard { axis, groups }, Place::Rep)
                 if axis == a_m || (axis < ra - 2 && rb == 2) =>
             {
                 let axis = axis + ro - ra;
-                return Ok(plan(
-                    Place::Shard { axis, groups },
-                    vec![conv_a, Conv::Copy],
-                    &node.op,
-                ));
+                (Place::Shard { axis, groups }, vec![conv_a, Conv::Copy])
             }
             (
                 Place::Shard { axis, groups },
@@ -201,10 +188,10 @@ impl Analysis<'_> {
                     groups: bg,
                 },
             ) if axis < ra - 2 && ra == rb && axis == bx && groups == bg => {
-                Place::Shard { axis, groups }
+                (Place::Shard { axis, groups }, vec![conv_a, Conv::Keep])
             }
             _ => return self.no_rule(id),
         };
-        Ok(plan(out, vec![conv_a, Conv::Keep], &node.op))
+        Ok(plan(out, convs, &node.op))
     }
 }
