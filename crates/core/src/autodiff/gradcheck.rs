@@ -518,26 +518,4 @@ mod tests {
             }
         }
     }
-
-    #[test]
-    fn second_order_gradients_are_refused_by_name() {
-        let mut b = GraphBuilder::new();
-        let x = param(&mut b, "x", &[3], -1.0, 1.0);
-        let y = b.op(Op::UnaryBackward(UnaryOp::Relu), &[x, x]).unwrap();
-        let s = b
-            .op(
-                Op::Reduce {
-                    op: ReduceOp::Sum,
-                    axis: 0,
-                    keepdim: false,
-                },
-                &[y],
-            )
-            .unwrap();
-        let err: Result<_> = crate::autodiff::differentiate(b.finish(s).unwrap());
-        assert_eq!(
-            err.unwrap_err().to_string(),
-            "second-order gradient of relu_backward is not yet supported: weft differentiates training graphs once"
-        );
-    }
 }

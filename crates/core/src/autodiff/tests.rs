@@ -1,5 +1,5 @@
-//! Structural tests of the transform; the numerical gradient checks of every op are in
-//! `gradcheck.rs`, which runs the CPU backend against finite differences.
+//! Structural tests of the transform, and what it refuses; the numerical gradient checks of
+//! every op are `gradcheck.rs`'s cases, which every backend runs against finite differences.
 
 use super::differentiate;
 use crate::ir::{BinaryOp, DType, Dim, GraphBuilder, Init, Op, Phase, ReduceOp, Shape, UnaryOp};
@@ -71,5 +71,27 @@ fn shared_parameter_gradients_are_summed() {
         g.nodes[s.index() + 1..]
             .iter()
             .all(|n| n.phase == Phase::Backward)
+    );
+}
+
+#[test]
+fn second_order_gradients_are_refused_by_name() {
+    let mut b = GraphBuilder::new();
+    let x = b.parameter("x", Shape::fixed(&[3]), Init::Ones).unwrap();
+    let y = b.op(Op::UnaryBackward(UnaryOp::Relu), &[x, x]).unwrap();
+    let s = b
+        .op(
+            Op::Reduce {
+                op: ReduceOp::Sum,
+                axis: 0,
+                keepdim: false,
+            },
+            &[y],
+        )
+        .unwrap();
+    let err = differentiate(b.finish(s).unwrap());
+    assert_eq!(
+        err.unwrap_err().to_string(),
+        "second-order gradient of relu_backward is not yet supported: weft differentiates training graphs once"
     );
 }
