@@ -135,11 +135,14 @@ function flatten(input: unknown, prefix = ''): Record<string, unknown> {
   return out;
 }
 
-/** The `WEFT_*` environment variables (the core decides which of them are config). */
+/**
+ * The environment variables; the core decides which are config (`WEFT_<SECTION>_<KEY>`, EPL's
+ * `EPL_<SECTION>_<KEY>` aliases) and refuses unknown `WEFT_*` names.
+ */
 function weftEnv(): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (k.startsWith('WEFT_') && v !== undefined) env[k] = v;
+    if (v !== undefined) env[k] = v;
   }
   return env;
 }
@@ -161,6 +164,18 @@ function resolve(flat: Record<string, unknown>): Config {
  */
 export function config(input: ConfigInput = {}): Config {
   return resolve(flatten(input));
+}
+
+/**
+ * One key's value parsed from text by the key's type, as an environment variable is read
+ * (`weft plan --set key=value`): `'1'` is a string for a string key, a number for an int key.
+ * Throws a {@link WeftConfigError} naming the key for an unknown key or a bad value.
+ *
+ * @example
+ * weft.configValueFromText('cluster.run_visible_devices', '1') // '1'
+ */
+export function configValueFromText(key: string, text: string): ConfigValue {
+  return JSON.parse(call(() => native().configValueFromText(key, text))) as ConfigValue;
 }
 
 /**

@@ -10,7 +10,7 @@
  * });
  * const trainer = await weft.compile(model, { batch: 32, optimizer: weft.optim.adamW({ lr: 1e-3 }) });
  */
-export { Config, config, configKeys } from './config.js';
+export { Config, config, configKeys, configValueFromText } from './config.js';
 export type { ConfigInput, ConfigKeyInfo, ConfigValue } from './config.js';
 export { MAX_CPU_DEVICES, cpu, cuda, parseDevices } from './devices.js';
 export type { Devices } from './devices.js';

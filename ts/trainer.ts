@@ -89,6 +89,12 @@ export interface CompileOptions {
    * `'single'`: train in this process only, whatever the environment says.
    */
   readonly processes?: 'env' | 'single';
+  /**
+   * A simulated cluster `'HOSTSxDEVICES'` (e.g. `'2x4'`) for EPL's device slicing in this
+   * process, so multi-host placement can be inspected (`weft plan --cluster`); the device count
+   * must be HOSTS x DEVICES.
+   */
+  readonly cluster?: string;
 }
 
 /** This process's place in a multi-process job ({@link Trainer.process}). */
@@ -505,6 +511,7 @@ export async function compile(model: Model, options: CompileOptions): Promise<Tr
     optimizer: options.optimizer ?? { kind: 'adamw' },
     config: cfg.changed,
     processes: options.processes ?? 'env',
+    cluster: options.cluster ?? null,
   });
   const nativeModel = model.takeNative();
   const t = await callAsync(() => call(() => native().compile(nativeModel, model.lossId, json)));

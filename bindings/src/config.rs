@@ -76,6 +76,12 @@ pub fn resolve_config(explicit_json: String, env: HashMap<String, String>) -> js
     })
 }
 
+/// One key's value parsed from `text` by the key's type (`--set key=value`), as JSON text.
+#[napi]
+pub fn config_value_from_text(key: String, text: String) -> js::Result<String> {
+    guard(|| Ok(weft_core::config::value_from_text(&key, &text)?.to_string()))
+}
+
 /// The markdown table of every key (for the README and `weft help config`).
 #[napi]
 pub fn config_docs() -> js::Result<String> {

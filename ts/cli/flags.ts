@@ -68,6 +68,10 @@ const RUN: FlagSpec[] = [
   { name: 'memory-limit', kind: 'size', group: 'run', value: 'SIZE', help: 'per-device memory limit, e.g. 4GiB' },
 ];
 
+const PLAN: FlagSpec[] = [
+  { name: 'cluster', kind: 'string', group: 'run', value: 'HOSTSxDEVICES', help: 'plan: slice for simulated hosts, e.g. 2x4 (the device count must be HOSTS x DEVICES)' },
+];
+
 const SAMPLE: FlagSpec[] = [
   { name: 'checkpoint', kind: 'string', group: 'sample', value: 'DIR', help: 'checkpoint saved by train --save' },
   { name: 'prompt', kind: 'string', group: 'sample', value: 'TEXT', help: 'text to continue' },
@@ -94,12 +98,12 @@ const LAUNCH: FlagSpec[] = [
   { name: 'raw-output', kind: 'bool', group: 'launch', help: 'pass output through without the [rank R] prefix' },
 ];
 
-const ALL: readonly FlagSpec[] = [...MODEL, ...DATA, ...OPTIMIZER, ...RUN, ...SAMPLE, ...DEMO, ...LAUNCH];
+const ALL: readonly FlagSpec[] = [...MODEL, ...DATA, ...OPTIMIZER, ...RUN, ...PLAN, ...SAMPLE, ...DEMO, ...LAUNCH];
 
 /** The flags each subcommand accepts. */
 export const COMMAND_FLAGS: Readonly<Record<string, readonly FlagSpec[]>> = {
   train: [...MODEL, ...DATA, ...OPTIMIZER, ...RUN],
-  plan: [...MODEL, ...DATA, ...OPTIMIZER, ...RUN],
+  plan: [...MODEL, ...DATA, ...OPTIMIZER, ...RUN, ...PLAN],
   sample: SAMPLE,
   demo: DEMO,
   launch: LAUNCH,

@@ -31,6 +31,8 @@ export interface RunSpec {
   readonly memoryLimit: number | undefined;
   /** `--trace FILE.json`: the Chrome trace of the last step goes there. */
   readonly trace: string | undefined;
+  /** `weft plan --cluster HOSTSxDEVICES`: simulated hosts for EPL's slicing. */
+  readonly cluster: string | undefined;
 }
 
 /** How the devices are used: `dp` replicas of a `pp`-stage pipeline, each stage on `tp` devices. */
@@ -148,7 +150,8 @@ export function configSpec(f: Flags): weft.Config {
   for (const item of f.list<string[]>('set') ?? []) {
     const eq = item.indexOf('=');
     if (eq <= 0) throw new UsageError(`--set: expected key=value (e.g. pipeline.num_micro_batch=4), got '${item}'`);
-    cfg = cfg.with({ [item.slice(0, eq)]: parseSetValue(item.slice(eq + 1)) });
+    const key = item.slice(0, eq);
+    cfg = cfg.with({ [key]: parseSetValue(key, item.slice(eq + 1)) });
   }
   return cfg;
 }
@@ -172,11 +175,9 @@ function readConfigFile(file: string): weft.ConfigInput {
   return value as weft.ConfigInput;
 }
 
-/** `true`/`false` become booleans, numbers numbers, anything else stays a string. */
-function parseSetValue(raw: string): weft.ConfigValue {
-  if (raw === 'true' || raw === 'false') return raw === 'true';
-  if (raw.trim() !== '' && Number.isFinite(Number(raw))) return Number(raw);
-  return raw;
+/** The text of `--set key=value`, parsed by the key's type in the core (`"1"` stays a string for a string key). */
+function parseSetValue(key: string, raw: string): weft.ConfigValue {
+  return weft.configValueFromText(key, raw);
 }
 
 /** Most CPU virtual devices a run may use. */
@@ -294,6 +295,7 @@ export function runSpec(f: Flags, saved?: SavedDefaults): RunSpec {
     save: f.str('save'),
     resume: f.str('resume'),
     memoryLimit: f.num('memory-limit'),
+    cluster: f.str('cluster'),
     trace: f.str('trace'),
   };
 }

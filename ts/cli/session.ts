@@ -29,7 +29,8 @@ export function buildModel(spec: ModelSpec, cfg: weft.Config, outputLogits = fal
  */
 export async function compileRun(spec: RunSpec): Promise<weft.Trainer> {
   const model = buildModel(spec.model, spec.config, false, spec.layout.pp, spec.layout.tp);
-  return weft.compile(model, { batch: spec.batch, devices: spec.devices, optimizer: spec.optimizer, seed: spec.seed });
+  const cluster = spec.cluster === undefined ? {} : { cluster: spec.cluster };
+  return weft.compile(model, { batch: spec.batch, devices: spec.devices, optimizer: spec.optimizer, seed: spec.seed, ...cluster });
 }
 
 /** Predicted bytes of one device, as in `plan.json.memory`. */

@@ -1,11 +1,12 @@
 //! Reading config values: from JSON (explicit values, flat or nested, snake or camel case) and
-//! from `WEFT_<SECTION>_<KEY>` environment variables, each checked against its key's spec.
+//! from environment variables (`env.rs`), each checked against its key's spec.
 
 use serde_json::Value;
 
-use super::suggest::{camel_to_snake, nearest};
-use super::table::{Config, KeySpec, key_table, lookup, sections, spec_or_err};
-use super::value::{ConfigValue, ValueType};
+use super::env::config_vars;
+use super::suggest::camel_to_snake;
+use super::table::{Config, KeySpec, lookup, sections, spec_or_err};
+use super::value::{AmpDtype, ConfigValue, ValueType};
 use crate::error::{Error, Result};
 
 impl KeySpec {
@@ -17,6 +18,7 @@ impl KeySpec {
             (ValueType::Str, Value::String(s)) => Some(ConfigValue::Str(s.clone())),
             (ValueType::LossScale, Value::String(s)) => loss_scale_text(s),
             (ValueType::LossScale, Value::Number(n)) => n.as_f64().map(ConfigValue::Float),
+            (ValueType::List, Value::Array(items)) => Some(ConfigValue::List(items.clone())),
             _ => None,
         };
         match parsed {
@@ -40,6 +42,10 @@ impl KeySpec {
             ValueType::Int => trimmed.parse().ok().map(ConfigValue::Int),
             ValueType::Str => Some(ConfigValue::Str(text.to_string())),
             ValueType::LossScale => loss_scale_text(trimmed),
+            ValueType::List => match serde_json::from_str(trimmed) {
+                Ok(Value::Array(items)) => Some(ConfigValue::List(items)),
+                _ => None,
+            },
         };
         let received = Value::String(text.to_string());
         match parsed {
@@ -141,20 +147,28 @@ impl Config {
         spec.set(self, &value)
     }
 
-    /// Defaults, then `WEFT_<SECTION>_<KEY>` environment variables, then the explicit values
-    /// (which win; a later explicit value for the same key wins over an earlier one).
-    /// Environment variables without a section prefix are not config and are ignored.
+    /// Defaults, then the environment (`WEFT_<SECTION>_<KEY>`, or EPL's `EPL_<SECTION>_<KEY>`
+    /// where no WEFT name is set; see `env.rs`), then the explicit values (which win; a later
+    /// explicit value for the same key wins over an earlier one). Then EPL's implication: a
+    /// config that sets `amp.loss_scale` but not `amp.dtype` means fp16.
     pub fn from_sources(explicit: &[(String, Value)], env: &[(String, String)]) -> Result<Config> {
         let mut config = Config::default();
-        for (name, text) in env {
-            let Some(spec) = env_spec(name)? else {
-                continue;
-            };
-            let value = spec.parse_text(text).map_err(|e| from_env(e, name))?;
+        let mut given: Vec<&'static str> = Vec::new();
+        for (spec, text, read) in config_vars(env)? {
+            let value = spec
+                .parse_text(&text)
+                .map_err(|e| from_env(e, &read.variable))?;
             spec.set(&mut config, &value)?;
+            given.push(spec.key);
+            config.env_reads.push(read);
         }
         for (key, value) in explicit {
-            config.set(key, value)?;
+            let spec = spec_for(key)?;
+            spec.set(&mut config, &spec.parse_json(value)?)?;
+            given.push(spec.key);
+        }
+        if given.contains(&"amp.loss_scale") && !given.contains(&"amp.dtype") {
+            config.amp.dtype = AmpDtype::Fp16;
         }
         Ok(config)
     }
@@ -165,6 +179,12 @@ impl Config {
     pub fn from_json_object(object: &Value) -> Result<Config> {
         Config::from_sources(&flatten_json(object)?, &[])
     }
+}
+
+/// One key's value parsed from text by the key's type (as an environment variable is), as
+/// JSON: what `weft plan --set key=value` passes on, so `"1"` stays a string for a string key.
+pub fn value_from_text(key: &str, text: &str) -> Result<Value> {
+    Ok(spec_for(key)?.parse_text(text)?.to_json())
 }
 
 /// The (key, value) pairs of a flat or nested config object, keys as written, joined by '.'.
@@ -205,29 +225,6 @@ fn check_no_duplicates(pairs: &[(String, Value)]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The key an environment variable sets: None when the variable is not config (no
-/// `WEFT_<SECTION>_` prefix), an error with a suggestion when the section is right but the
-/// attribute is not.
-fn env_spec(name: &str) -> Result<Option<&'static KeySpec>> {
-    if let Some(spec) = key_table().iter().find(|s| s.env_var() == name) {
-        return Ok(Some(spec));
-    }
-    let is_config = sections()
-        .iter()
-        .any(|s| name.starts_with(&format!("WEFT_{}_", s.to_ascii_uppercase())));
-    if !is_config {
-        return Ok(None);
-    }
-    let names: Vec<String> = key_table().iter().map(KeySpec::env_var).collect();
-    let message = match nearest(name, names.iter().map(String::as_str)) {
-        Some(near) => {
-            format!("unknown config environment variable '{name}'; did you mean '{near}'?")
-        }
-        None => format!("unknown config environment variable '{name}'"),
-    };
-    Err(Error::config(name, message))
 }
 
 fn from_env(err: Error, name: &str) -> Error {
@@ -277,7 +274,7 @@ mod tests {
             ("WEFT_CLUSTER_RUN_VISIBLE_DEVICES", "0,1"),
             ("WEFT_AMP_LOSS_SCALE", "1024"),
             ("PATH", "/usr/bin"),
-            ("WEFT_LOG", "debug"),
+            ("WEFT_STORE_TOKEN", "not config"),
         ]);
         let c = Config::from_sources(&[], &vars).unwrap();
         assert_eq!(c.pipeline.num_micro_batch, 4);
@@ -303,7 +300,7 @@ mod tests {
         let err = Config::from_sources(&[], &env(&[("WEFT_PIPELINE_NUM_MICRO_BATCHES", "4")]));
         assert_eq!(
             message(err.unwrap_err()),
-            "unknown config environment variable 'WEFT_PIPELINE_NUM_MICRO_BATCHES'; \
+            "unknown environment variable 'WEFT_PIPELINE_NUM_MICRO_BATCHES'; \
              did you mean 'WEFT_PIPELINE_NUM_MICRO_BATCH'?"
         );
     }

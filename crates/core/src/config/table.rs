@@ -5,7 +5,7 @@
 use super::suggest;
 use super::value::{
     AmpDtype, AmpLevel, ClusterLayout, ConfigValue, Field, GcType, LossScale, OffloadLevel,
-    PipelineStrategy, ReduceMethod, ValueType, ZeroLevel,
+    PipelineStrategy, ReduceMethod, StagePolicyChoice, ValueType, ZeroLevel,
 };
 use crate::error::{Error, Result};
 
@@ -106,6 +106,8 @@ macro_rules! config_table {
         #[derive(Debug, Clone, PartialEq, Default)]
         pub struct Config {
             $($(#[doc = $sdoc])+ pub $section: $Struct,)+
+            /// The keys the environment set and from which variable (`weft plan` shows them).
+            pub env_reads: Vec<super::env::EnvRead>,
         }
 
         static KEYS: &[KeySpec] = &[$($(
@@ -235,7 +237,8 @@ config_table! {
         dtype: AmpDtype {
             default: AmpDtype::Bf16, min: None, origin: Weft,
             unsupported: None,
-            doc: "Low-precision type AMP computes in: 'bf16' or 'fp16'.",
+            doc: "Low-precision type AMP computes in: 'bf16' or 'fp16'. When unset, a config \
+                  that sets amp.loss_scale means 'fp16' (EPL's O1 is fp16 with that scale).",
         }
     }
     /// Optimizer application.
@@ -270,8 +273,22 @@ config_table! {
         layout: ClusterLayout {
             default: ClusterLayout::Auto, min: None, origin: Weft,
             unsupported: None,
-            doc: "How TaskGraphs map onto devices: 'auto' (split devices evenly), 'all' (every \
-                  TaskGraph on all devices) or 'specific' (given per TaskGraph).",
+            doc: "How TaskGraphs map onto devices: 'auto' (split devices evenly), 'all' (one \
+                  slot per device, every TaskGraph on each: one stage), 'specific' (the slices \
+                  of cluster.specific) or 'aware_row' (cluster.aware_row one-device workers per \
+                  slice, workers of a machine adjacent).",
+        }
+        specific: Vec<serde_json::Value> {
+            default: Vec::new(), min: None, origin: Weft,
+            unsupported: None,
+            doc: "Device slices of cluster.layout='specific', [taskgraph][replica][device], \
+                  each device a global id (host-major) or a name such as 'cpu:1'.",
+        }
+        aware_row: usize {
+            default: 0, min: Some(0), origin: Weft,
+            unsupported: None,
+            doc: "Workers per slice of cluster.layout='aware_row' (EPL's {aware_row: n}); 0 = \
+                  unset.",
         }
     }
     /// Gradient communication between replicas.
@@ -358,6 +375,13 @@ config_table! {
                   repeated blocks when they divide evenly, else a FLOPs cost model solved exactly \
                   (no strategy scopes allowed).",
         }
+        stage_policy: StagePolicyChoice {
+            default: StagePolicyChoice::Epl, min: None, origin: Weft,
+            unsupported: None,
+            doc: "'epl': repeated blocks dealt out evenly when their count divides the stages \
+                  (EPL's rule), else the cost model; 'cost_model': always the cost model's \
+                  min-max partition (weft plan prints both predictions).",
+        }
     }
     /// Tensor parallelism inside split scopes.
     split: SplitConfig {
@@ -420,167 +444,5 @@ pub(crate) fn unknown_key(key: &str) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_has_all_26_epl_keys_in_10_sections_plus_weft_keys_split_and_executor() {
-        let epl: Vec<&str> = KEYS
-            .iter()
-            .filter(|s| s.origin == Origin::Epl)
-            .map(|s| s.key)
-            .collect();
-        assert_eq!(epl.len(), 26);
-        let weft: Vec<&str> = KEYS
-            .iter()
-            .filter(|s| s.origin == Origin::Weft)
-            .map(|s| s.key)
-            .collect();
-        assert_eq!(
-            weft,
-            [
-                "pipeline.num_virtual_stages",
-                "amp.dtype",
-                "cluster.layout",
-                "communication.bucket_size_mb",
-                "communication.timeout_s",
-                "split.sequence_parallel",
-                "executor.cooperative",
-            ]
-        );
-        assert_eq!(
-            sections(),
-            [
-                "pipeline",
-                "gradient_checkpoint",
-                "zero",
-                "offload",
-                "amp",
-                "optimizer",
-                "cluster",
-                "communication",
-                "io",
-                "auto",
-                "split",
-                "executor"
-            ]
-        );
-        let mut keys: Vec<&str> = KEYS.iter().map(|s| s.key).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        assert_eq!(keys.len(), KEYS.len(), "duplicate key");
-    }
-
-    #[test]
-    fn defaults_match_epl() {
-        let expect = |key: &str, v: ConfigValue| {
-            assert_eq!(lookup(key).unwrap().default_value(), v, "{key}");
-        };
-        let s = |t: &str| ConfigValue::Str(t.to_string());
-        expect("pipeline.num_micro_batch", ConfigValue::Int(1));
-        expect("pipeline.num_stages", ConfigValue::Int(-1));
-        expect("pipeline.strategy", s("PreferBackward"));
-        expect("gradient_checkpoint.type", s(""));
-        expect("gradient_checkpoint.end_taskgraph", ConfigValue::Int(-1));
-        expect("amp.loss_scale", s("dynamic"));
-        expect(
-            "cluster.device_place_prefer_intra_node",
-            ConfigValue::Bool(true),
-        );
-        expect("communication.num_communicators", ConfigValue::Int(2));
-        expect("communication.max_splits", ConfigValue::Int(5));
-        expect("communication.fp16_scale", ConfigValue::Int(128));
-        expect("communication.gradients_reduce_method", s("mean"));
-        expect("communication.bucket_size_mb", ConfigValue::Int(4));
-        expect("communication.timeout_s", ConfigValue::Int(300));
-        expect("amp.dtype", s("bf16"));
-        expect("cluster.layout", s("auto"));
-        expect("auto.auto_parallel", ConfigValue::Bool(false));
-    }
-
-    #[test]
-    fn struct_defaults_agree_with_table_and_getters() {
-        let c = Config::default();
-        assert_eq!(c.pipeline.num_micro_batch, 1);
-        assert_eq!(c.gradient_checkpoint.kind, GcType::Off);
-        assert_eq!(c.amp.loss_scale, LossScale::Dynamic);
-        for spec in KEYS {
-            assert_eq!(spec.get(&c), spec.default_value(), "{}", spec.key);
-        }
-    }
-
-    #[test]
-    fn setters_write_the_named_field() {
-        let mut c = Config::default();
-        lookup("gradient_checkpoint.type")
-            .unwrap()
-            .set(&mut c, &ConfigValue::Str("auto".into()))
-            .unwrap();
-        assert_eq!(c.gradient_checkpoint.kind, GcType::Auto);
-        lookup("communication.max_splits")
-            .unwrap()
-            .set(&mut c, &ConfigValue::Int(9))
-            .unwrap();
-        assert_eq!(c.communication.max_splits, 9);
-    }
-
-    #[test]
-    fn spec_metadata() {
-        let spec = lookup("gradient_checkpoint.end_taskgraph").unwrap();
-        assert_eq!(spec.env_var(), "WEFT_GRADIENT_CHECKPOINT_END_TASKGRAPH");
-        assert_eq!(
-            (spec.section, spec.attribute),
-            ("gradient_checkpoint", "end_taskgraph")
-        );
-        let spec = lookup("pipeline.strategy").unwrap();
-        assert_eq!(
-            spec.allowed,
-            ["PreferForward", "PreferBackward", "PreferBackwardOptimizer"]
-        );
-        assert_eq!(spec.ty, ValueType::Str);
-        assert_eq!(lookup("amp.loss_scale").unwrap().ty, ValueType::LossScale);
-        assert!(
-            lookup("pipeline.num_micro_batch")
-                .unwrap()
-                .unsupported
-                .is_none()
-        );
-        assert!(lookup("zero.level").unwrap().unsupported.is_none());
-    }
-
-    #[test]
-    fn unknown_key_messages() {
-        let err = spec_or_err("pipline.num_micro_batch").unwrap_err();
-        assert_eq!(
-            err,
-            Error::config(
-                "pipline.num_micro_batch",
-                "unknown config key 'pipline.num_micro_batch'; \
-                 did you mean 'pipeline.num_micro_batch'?"
-            )
-        );
-        let msg = |k: &str| match unknown_key(k) {
-            Error::Config { message, .. } => message,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(
-            msg("pipeline.num_micro_batches"),
-            "unknown config key 'pipeline.num_micro_batches'; \
-             did you mean 'pipeline.num_micro_batch'?"
-        );
-        assert_eq!(
-            msg("loss_scale"),
-            "unknown config key 'loss_scale'; did you mean 'amp.loss_scale'?"
-        );
-        assert_eq!(
-            msg("comm.fp16_scale"),
-            "unknown config key 'comm.fp16_scale'; did you mean 'communication.fp16_scale'?"
-        );
-        assert_eq!(
-            msg("learning_rate"),
-            "unknown config key 'learning_rate'; keys are 'section.attribute' with sections \
-             pipeline, gradient_checkpoint, zero, offload, amp, optimizer, cluster, \
-             communication, io, auto, split, executor"
-        );
-    }
-}
+#[path = "table_tests.rs"]
+mod tests;

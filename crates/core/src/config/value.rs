@@ -14,6 +14,8 @@ pub enum ValueType {
     Str,
     /// `"dynamic"` or a positive number (`amp.loss_scale`).
     LossScale,
+    /// A JSON list (`cluster.specific`'s device slices); text is parsed as JSON.
+    List,
 }
 
 impl ValueType {
@@ -24,6 +26,7 @@ impl ValueType {
             ValueType::Int => "int",
             ValueType::Str => "string",
             ValueType::LossScale => "'dynamic' or number",
+            ValueType::List => "list",
         }
     }
 
@@ -34,6 +37,7 @@ impl ValueType {
             ValueType::Int => "an int",
             ValueType::Str => "a string",
             ValueType::LossScale => "'dynamic' or a positive number",
+            ValueType::List => "a list",
         }
     }
 }
@@ -45,6 +49,8 @@ pub enum ConfigValue {
     Int(i64),
     Float(f64),
     Str(String),
+    /// A JSON list, kept as written.
+    List(Vec<serde_json::Value>),
 }
 
 impl ConfigValue {
@@ -63,6 +69,7 @@ impl ConfigValue {
             ConfigValue::Int(i) => serde_json::Value::from(*i),
             ConfigValue::Float(f) => serde_json::Value::from(*f),
             ConfigValue::Str(s) => serde_json::Value::String(s.clone()),
+            ConfigValue::List(items) => serde_json::Value::Array(items.clone()),
         }
     }
 }
@@ -76,6 +83,7 @@ impl fmt::Display for ConfigValue {
             ConfigValue::Int(i) => write!(f, "{i}"),
             ConfigValue::Float(x) => write!(f, "{x}"),
             ConfigValue::Str(s) => f.write_str(s),
+            ConfigValue::List(items) => write!(f, "{}", serde_json::Value::Array(items.clone())),
         }
     }
 }
@@ -143,6 +151,20 @@ impl Field for String {
     fn from_value(key: &str, value: &ConfigValue) -> Result<Self> {
         match value {
             ConfigValue::Str(s) => Ok(s.clone()),
+            other => Err(mismatch(key, other)),
+        }
+    }
+}
+
+/// A list key's value: empty when not given.
+impl Field for Vec<serde_json::Value> {
+    const TYPE: ValueType = ValueType::List;
+    fn to_value(&self) -> ConfigValue {
+        ConfigValue::List(self.clone())
+    }
+    fn from_value(key: &str, value: &ConfigValue) -> Result<Self> {
+        match value {
+            ConfigValue::List(items) => Ok(items.clone()),
             other => Err(mismatch(key, other)),
         }
     }
@@ -301,8 +323,21 @@ config_enum! {
         All = "all",
         /// Devices are split evenly between TaskGraphs.
         Auto = "auto",
-        /// Placement given explicitly per TaskGraph.
+        /// Placement given explicitly per TaskGraph (`cluster.specific`).
         Specific = "specific",
+        /// Topology-aware slices of `cluster.aware_row` one-device workers.
+        AwareRow = "aware_row",
+    }
+}
+
+config_enum! {
+    /// `auto.stage_policy`: how `auto.auto_parallel` cuts stages.
+    StagePolicyChoice {
+        /// EPL's rule: repeated blocks dealt out evenly when their count divides the stages,
+        /// else the cost model.
+        Epl = "epl",
+        /// Always the cost model's min-max partition.
+        CostModel = "cost_model",
     }
 }
 

@@ -125,16 +125,43 @@ pub(super) fn amp_backward(
 /// Warnings about a configuration that runs but likely not as meant.
 pub(super) fn warnings(options: &TrainerOptions) -> Vec<String> {
     let amp = &options.config.amp;
-    let unscaled = amp.loss_scale == LossScale::Fixed(1.0);
-    if amp.level != AmpLevel::Off && amp.dtype == AmpDtype::Fp16 && unscaled {
-        return vec![
+    let mut out = Vec::new();
+    if amp.level == AmpLevel::Off {
+        // Every amp key but the level itself is idle without it: say which were set.
+        let idle: Vec<String> = options
+            .config
+            .diff_from_default()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("amp.") && *k != "amp.level")
+            .map(|(k, v)| format!("{k}={}", v.quoted()))
+            .collect();
+        if !idle.is_empty() {
+            out.push(format!(
+                "{} {} no effect: mixed precision is off (set amp.level='o1')",
+                idle.join(", "),
+                if idle.len() == 1 { "has" } else { "have" }
+            ));
+        }
+        return out;
+    }
+    let fixed = match amp.loss_scale {
+        LossScale::Fixed(x) => Some(x),
+        LossScale::Dynamic => None,
+    };
+    match (amp.dtype, fixed) {
+        (AmpDtype::Fp16, Some(x)) if x == 1.0 => out.push(
             "amp.dtype='fp16' with amp.loss_scale=1: gradients below 2^-24 (about 6e-8) \
              underflow to zero in fp16 and larger ones lose precision; set amp.loss_scale to \
              'dynamic' (the default) or a power of two such as 1024"
                 .into(),
-        ];
+        ),
+        (AmpDtype::Bf16, Some(x)) => out.push(format!(
+            "amp.loss_scale={x} has no effect under amp.dtype='bf16' (bf16 has f32's range and \
+             is never scaled); set amp.dtype='fp16' to scale the loss, or drop amp.loss_scale"
+        )),
+        _ => {}
     }
-    Vec::new()
+    out
 }
 
 impl<B: Backend> super::trainer::Trainer<B> {

@@ -37,18 +37,66 @@ pub(super) fn input_specs(model: &Graph, batch: usize) -> Result<Vec<InputSpec>>
     Ok(specs)
 }
 
+/// This process's devices: `devices` cpu:N / cuda:N, narrowed by `cluster.run_visible_devices`
+/// (EPL's visible device list: the process uses the listed ones, renumbered from 0).
 pub(super) fn device_count(options: &TrainerOptions) -> Result<usize> {
-    match options.devices {
-        DeviceSpec::Cpu(n) if n <= 16 => Ok(n),
-        DeviceSpec::Cpu(n) => Err(Error::config(
-            "devices",
-            format!("devices cpu:{n}: at most 16 CPU virtual devices"),
-        )),
+    let n = match options.devices {
+        DeviceSpec::Cpu(n) if n <= 16 => n,
+        DeviceSpec::Cpu(n) => {
+            return Err(Error::config(
+                "devices",
+                format!("devices cpu:{n}: at most 16 CPU virtual devices"),
+            ));
+        }
         // A GPU's virtual devices share it (each its own streams); the count bounds alike.
-        DeviceSpec::Cuda(n) if n <= 16 => Ok(n),
-        DeviceSpec::Cuda(n) => Err(Error::config(
-            "devices",
-            format!("devices cuda:{n}: at most 16 virtual devices"),
+        DeviceSpec::Cuda(n) if n <= 16 => n,
+        DeviceSpec::Cuda(n) => {
+            return Err(Error::config(
+                "devices",
+                format!("devices cuda:{n}: at most 16 virtual devices"),
+            ));
+        }
+    };
+    let text = &options.config.cluster.run_visible_devices;
+    match (crate::strategy::visible_devices(text, n)?, options.devices) {
+        (None, _) => Ok(n),
+        (Some(_), DeviceSpec::Cuda(_)) => Err(Error::Unsupported {
+            feature: "cluster.run_visible_devices".into(),
+            message: format!(
+                "cluster.run_visible_devices='{text}' selects CPU virtual devices; on cuda \
+                 devices the GPUs a process sees are CUDA_VISIBLE_DEVICES'"
+            ),
+        }),
+        (Some(visible), DeviceSpec::Cpu(_)) => Ok(visible.len()),
+    }
+}
+
+/// The hosts EPL slices: the processes of a multi-process job (one host each, named
+/// `node<N>:<local rank>` from the launcher's variables so `aware_row` groups a node's
+/// workers), else the simulated `hosts x devices` of the `cluster` option, else one host.
+pub(super) fn device_cluster(
+    options: &TrainerOptions,
+    n: usize,
+    processes: Option<&super::processes::Cluster>,
+) -> Result<crate::strategy::Cluster> {
+    use crate::strategy::{Cluster, DeviceKind};
+    let kind = match options.devices {
+        DeviceSpec::Cpu(_) => DeviceKind::Cpu,
+        DeviceSpec::Cuda(_) => DeviceKind::Cuda,
+    };
+    if let Some(p) = processes {
+        return Cluster::new(kind, p.hosts());
+    }
+    match options.hosts {
+        None => Cluster::uniform(kind, 1, n),
+        Some((h, d)) if h * d == n => Cluster::uniform(kind, h, d),
+        Some((h, d)) => Err(Error::config(
+            "cluster",
+            format!(
+                "cluster {h}x{d} has {} devices, but devices {}:{n} has {n}",
+                h * d,
+                options.devices.kind()
+            ),
         )),
     }
 }
@@ -63,7 +111,8 @@ pub(super) fn auto_partition(
         return Ok((model, None));
     }
     let s = options.config.pipeline.num_stages.max(1) as usize;
-    let (g, report) = run_pass_with(model, |g| crate::passes::auto_stages(g, s))?;
+    let policy = options.config.auto.stage_policy;
+    let (g, report) = run_pass_with(model, |g| crate::passes::auto_stages(g, s, policy))?;
     Ok((g, Some(report)))
 }
 
@@ -76,11 +125,11 @@ fn run_pass_with<T>(
     Ok((g, t))
 }
 
-/// EPL's slicing of the stages (TaskGraphs that compute) over `n` local CPU devices. With
-/// one-device stages it is replica-major, the order of the trainer's device ranks.
+/// EPL's slicing of the stages (TaskGraphs that compute) over `cluster`. With one-device
+/// stages and the default enumeration it is replica-major, the order of the trainer's ranks.
 pub(super) fn stage_slicing(
     model: &Graph,
-    n: usize,
+    cluster: &crate::strategy::Cluster,
     options: &TrainerOptions,
 ) -> Result<crate::strategy::Slicing> {
     let stages = assign_stages(model)?;
@@ -100,7 +149,7 @@ pub(super) fn stage_slicing(
                 })
         })
         .collect();
-    crate::strategy::slice_for_config(&crate::strategy::Cluster::local(n)?, &tgs, &options.config)
+    crate::strategy::slice_for_config(cluster, &tgs, &options.config)
 }
 
 /// `gradient_checkpoint`: the differentiated graph with backward recomputing every forward

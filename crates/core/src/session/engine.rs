@@ -14,7 +14,6 @@ use crate::error::{Error, Result};
 use crate::exec::Backend;
 use crate::process::ProcessWorld;
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::time::Duration;
 
 /// A backend factory and, optionally, the engine's maker of device groups.
@@ -56,10 +55,10 @@ pub(super) fn device_groups<Buf>(
     options: &TrainerOptions,
     factory: Option<&DeviceGroupFactory<'_, Buf>>,
     world: Option<&ProcessWorld>,
-    hosted: Range<usize>,
+    hosted: &[usize],
     cooperative: bool,
 ) -> Result<Vec<DeviceGroups<Buf>>> {
-    let mut out: Vec<DeviceGroups<Buf>> = hosted.clone().map(|_| DeviceGroups::none()).collect();
+    let mut out: Vec<DeviceGroups<Buf>> = hosted.iter().map(|_| DeviceGroups::none()).collect();
     let Some(factory) = factory.filter(|_| !cooperative) else {
         return Ok(out);
     };
@@ -87,9 +86,11 @@ pub(super) fn device_groups<Buf>(
                 members.len()
             )));
         }
+        // A member's handle goes to the position of its rank among the hosted ones.
+        let local = |rank: usize| hosted.iter().position(|&h| h == rank).unwrap_or(0);
         Ok(members
             .iter()
-            .map(|&i| ranks[i] - hosted.start)
+            .map(|&i| local(ranks[i]))
             .zip(handles.into_iter().flatten())
             .collect())
     };

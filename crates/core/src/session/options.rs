@@ -55,9 +55,12 @@ pub struct TrainerOptions {
     /// This process's place in a multi-process job; None for a single process. The option
     /// `"processes": "env"` discovers it from the launcher's environment (`process::discover`).
     pub processes: Option<crate::process::ProcessRank>,
+    /// A simulated cluster of (hosts, devices per host) for slicing in one process (`"cluster":
+    /// "2x4"`, `weft plan --cluster`); the device count must be hosts x devices.
+    pub hosts: Option<(usize, usize)>,
 }
 
-const KEYS: [&str; 7] = [
+const KEYS: [&str; 8] = [
     "batch",
     "seed",
     "threads",
@@ -65,11 +68,12 @@ const KEYS: [&str; 7] = [
     "optimizer",
     "config",
     "processes",
+    "cluster",
 ];
 
 impl TrainerOptions {
-    /// Parse `{batch, seed?, threads?, devices?, optimizer?, config?, processes?}`; unknown keys
-    /// are errors.
+    /// Parse `{batch, seed?, threads?, devices?, optimizer?, config?, processes?, cluster?}`;
+    /// unknown keys are errors.
     pub fn from_json(v: &Value) -> Result<TrainerOptions> {
         let obj = v
             .as_object()
@@ -113,9 +117,10 @@ impl TrainerOptions {
             }
             Some(o) => OptimizerConfig::from_json(o)?,
         };
-        // Environment variables first, explicit values win (DESIGN.md).
-        let env: Vec<(String, String)> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("WEFT_"))
+        // Environment variables first, explicit values win (DESIGN.md); the config decides
+        // which variables are its own (`config/env.rs`).
+        let env: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
         let explicit = match obj.get("config") {
             None | Some(Value::Null) => Vec::new(),
@@ -135,7 +140,18 @@ impl TrainerOptions {
                 ));
             }
         };
+        let hosts = match obj.get("cluster") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(crate::strategy::parse_cluster_shape(s)?),
+            Some(x) => {
+                return Err(Error::config(
+                    "cluster",
+                    format!("cluster must be a string like \"2x4\", got {x}"),
+                ));
+            }
+        };
         Ok(TrainerOptions {
+            hosts,
             batch,
             seed: uint("seed", 0)?,
             threads: uint("threads", 0)? as usize,

@@ -316,18 +316,37 @@ impl<B: Backend> Trainer<B> {
         }
     }
 
-    /// Device indices of each stage, [replica][device] as EPL's VirtualDevice slices.
-    fn stage_devices(&self, stage: usize) -> Vec<Vec<usize>> {
-        match &self.slicing {
-            Some(sl) => sl.taskgraphs[stage]
-                .replicas
+    /// Every TaskGraph with its strategy and device indices, [replica][device] as EPL's
+    /// VirtualDevice slices (under layout `all` every TaskGraph, each on every device); without
+    /// a slicing (interleaved, colocated), each stage on its ranks.
+    fn taskgraph_devices(&self) -> Vec<(String, &'static str, Vec<Vec<usize>>)> {
+        if let Some(sl) = &self.slicing {
+            return sl
+                .taskgraphs
                 .iter()
-                .map(|r| r.iter().map(|d| d.index()).collect())
-                .collect(),
-            None => (0..self.layout.replicas)
-                .map(|r| vec![self.layout.rank_of(r, stage)])
-                .collect(),
+                .map(|tg| {
+                    let ids = tg
+                        .replicas
+                        .iter()
+                        .map(|r| r.iter().map(|d| d.index()).collect());
+                    (
+                        tg.name.clone(),
+                        crate::strategy::strategy_name(tg.strategy),
+                        ids.collect(),
+                    )
+                })
+                .collect();
         }
+        (0..self.layout.stages)
+            .map(|stage| {
+                let name = &self.stages.names[stage];
+                let tg = self.model.taskgraphs.iter().find(|t| &t.name == name);
+                let split = tg.is_some_and(|t| t.strategy == Strategy::Split);
+                let ids = (0..self.layout.replicas).map(|r| vec![self.layout.rank_of(r, stage)]);
+                let strategy = if split { "split" } else { "replicate" };
+                (name.clone(), strategy, ids.collect())
+            })
+            .collect()
     }
 
     /// Mixed precision's decisions (each op's only with `amp.debug_log`).
@@ -343,11 +362,12 @@ impl<B: Backend> Trainer<B> {
     }
 
     pub fn plan_json(&self) -> Value {
-        let taskgraphs: Vec<Value> = (0..self.layout.stages)
-            .map(|s| {
-                let tg = self.model.taskgraphs.iter().find(|t| t.name == self.stages.names[s]);
-                let strategy = if tg.is_some_and(|t| t.strategy == Strategy::Split) { "split" } else { "replicate" };
-                json!({"name": self.stages.names[s], "index": s, "strategy": strategy, "devices": self.stage_devices(s)})
+        let taskgraphs: Vec<Value> = self
+            .taskgraph_devices()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, strategy, devices))| {
+                json!({"name": name, "index": i, "strategy": strategy, "devices": devices})
             })
             .collect();
         let mut schedule = serde_json::Map::new();
@@ -373,6 +393,8 @@ impl<B: Backend> Trainer<B> {
             "warnings": self.warnings,
             "executor": if self.cooperative { "cooperative" } else { "threads" },
             "config": self.options.config.to_json(),
+            "config_env": self.options.config.env_reads.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            "cluster": self.slicing.as_ref().map(|sl| sl.cluster.to_string()),
         })
     }
 
@@ -401,13 +423,18 @@ impl<B: Backend> Trainer<B> {
             self.options.batch,
             self.options.batch / (r * m)
         );
-        for st in 0..s {
-            let _ = writeln!(
-                t,
-                "taskgraph {st} '{}': devices {:?}",
-                self.stages.names[st],
-                self.stage_devices(st)
-            );
+        for (i, (name, _, devices)) in self.taskgraph_devices().into_iter().enumerate() {
+            let _ = writeln!(t, "taskgraph {i} '{name}': devices {devices:?}");
+        }
+        if let Some(sl) = self
+            .slicing
+            .as_ref()
+            .filter(|sl| sl.cluster.num_hosts() > 1)
+        {
+            let _ = writeln!(t, "cluster: {} (layout {})", sl.cluster, sl.layout.name());
+        }
+        for read in &self.options.config.env_reads {
+            let _ = writeln!(t, "config from the environment: {read}");
         }
         let _ = writeln!(t, "parameters: {}", self.param_count());
         if self.cooperative {

@@ -1,5 +1,7 @@
-//! A trainer spread over several processes: process p hosts devices `p*L .. (p+1)*L` of a
-//! world of `processes x L` devices (replica-major, as in one process; no tensor parallelism). Every process builds
+//! A trainer spread over several processes: each process is a host of EPL's cluster with its
+//! L devices, and hosts the ranks whose stage slice lands on its devices (with the default
+//! enumeration, process p hosts ranks `p*L .. (p+1)*L`; `cluster.device_place_prefer_intra_node
+//! =false` or `aware_row` place them elsewhere; no tensor parallelism). Every process builds
 //! the same model with the same seed and feeds the same global batch; its devices take their
 //! rows and stages exactly as in one process. What differs: the communicators are TCP ones
 //! (the world group carries pipeline sends, one group per stage position reduces gradients),
@@ -7,7 +9,6 @@
 //! process reports the same global numbers, bit for bit those of one process.
 
 use crate::exec::Backend;
-use std::ops::Range;
 
 use super::device::DeviceResult;
 use super::layout::{Comms, Layout};
@@ -24,6 +25,8 @@ pub(super) struct Cluster {
     pub(super) world: ProcessWorld,
     /// CPU devices each process hosts.
     pub(super) local_devices: usize,
+    /// The global device ranks this process runs, ascending (`host_ranks` sets them).
+    hosted: Vec<usize>,
 }
 
 impl Cluster {
@@ -34,9 +37,11 @@ impl Cluster {
         };
         let timeout = Duration::from_secs(options.config.communication.timeout_s as u64);
         let world = ProcessWorld::join(rank, timeout)?;
+        let first = world.rank.rank * local_devices;
         let cluster = Cluster {
             world,
             local_devices,
+            hosted: (first..first + local_devices).collect(),
         };
         cluster.check_agreement(options)?;
         Ok(Some(cluster))
@@ -47,9 +52,77 @@ impl Cluster {
     }
 
     /// The global device ranks this process hosts.
-    pub(super) fn local_ranks(&self) -> Range<usize> {
-        let first = self.world.rank.rank * self.local_devices;
-        first..first + self.local_devices
+    pub(super) fn local_ranks(&self) -> &[usize] {
+        &self.hosted
+    }
+
+    /// One host per process, in rank order, named `node<N>:<local rank>` (N = rank / local
+    /// world, the launchers' node-major numbering) so `aware_row` sees which share a machine.
+    pub(super) fn hosts(&self) -> Vec<crate::strategy::Host> {
+        let per_node = self.world.rank.local_world.max(1);
+        (0..self.world.rank.world)
+            .map(|p| {
+                let name = format!("node{}:{}", p / per_node, p % per_node);
+                crate::strategy::Host::new(name, self.local_devices)
+            })
+            .collect()
+    }
+
+    /// Host the ranks EPL's slicing puts on this process's devices: rank (replica r, stage s)
+    /// runs where stage s's replica r is. Replicas of a stage must sit in process order, since
+    /// outputs are gathered process by process; another order is refused, naming the stage.
+    pub(super) fn host_ranks(
+        &mut self,
+        slicing: Option<&crate::strategy::Slicing>,
+        layout: &Layout,
+    ) -> Result<()> {
+        let Some(sl) = slicing else {
+            return Ok(());
+        };
+        let process_of = |s: usize, r: usize| -> Option<usize> {
+            let d = *sl.taskgraphs.get(s)?.replicas.get(r)?.first()?;
+            sl.host_order.get(sl.cluster.host_of(d)).copied()
+        };
+        let mut hosted = Vec::new();
+        for s in 0..layout.ranks {
+            let mut last = 0;
+            for r in 0..layout.replicas {
+                let p = process_of(s, r).ok_or_else(|| {
+                    Error::internal(format!(
+                        "the slicing has no device for stage {s} replica {r}"
+                    ))
+                })?;
+                if p < last {
+                    return Err(Error::unsupported(
+                        "this placement across processes",
+                        format!(
+                            "stage {s}'s replica {r} is on process {p}, before replica {}'s \
+                             process {last}; outputs are gathered in process order",
+                            r - 1
+                        ),
+                    ));
+                }
+                last = p;
+                if p == self.world.rank.rank {
+                    hosted.push(layout.rank_of(r, s));
+                }
+            }
+        }
+        hosted.sort_unstable();
+        if hosted.len() != self.local_devices {
+            return Err(Error::config(
+                "cluster.layout",
+                format!(
+                    "the {} layout gives process {} {}, but it has {}",
+                    sl.layout.name(),
+                    self.world.rank.rank,
+                    crate::strategy::plural(hosted.len(), "device"),
+                    self.local_devices
+                ),
+            ));
+        }
+        self.hosted = hosted;
+        Ok(())
     }
 
     /// Every process must have the same devices, batch and seed, or the replicas would diverge
@@ -117,10 +190,7 @@ impl Cluster {
         let mut world: Vec<Option<Box<dyn Communicator>>> = (0..n).map(|_| None).collect();
         if layout.ranks > 1 {
             let all: Vec<usize> = (0..n).collect();
-            for (rank, c) in local
-                .clone()
-                .zip(self.world.group(&all, &local.clone().collect::<Vec<_>>())?)
-            {
+            for (&rank, c) in local.iter().zip(self.world.group(&all, local)?) {
                 world[rank] = Some(Box::new(c));
             }
         }
@@ -141,38 +211,40 @@ impl Cluster {
     }
 
     /// The step's loss and squared gradient norm over every process's devices, computed as one
-    /// process computes them: every loss in device order, summed in f64; the sum of replica
-    /// 0's devices' norms. `micro_batches` bounds the losses of one device.
+    /// process computes them: every loss in rank order, summed in f64; the sum of replica 0's
+    /// ranks' norms. `micro_batches` bounds the losses of one device.
     pub(super) fn global(&self, results: &[DeviceResult], layout: &Layout) -> Result<(f32, f64)> {
         let m = layout.micro_batches;
-        let width = 3 + m;
-        // Per device: the f64 norm as two f32 bit patterns (gathering copies bits), the number
-        // of losses, then the losses padded to M.
+        let width = 4 + m;
+        // Per device: its rank and the f64 norm as f32 bit patterns (gathering copies bits),
+        // the number of losses, then the losses padded to M.
         let mut mine = vec![0.0f32; results.len() * width];
-        for (r, row) in results.iter().zip(mine.chunks_mut(width)) {
+        for ((r, row), &rank) in results.iter().zip(mine.chunks_mut(width)).zip(&self.hosted) {
             if r.losses.len() > m {
                 return Err(Error::internal(
                     "a device reported more losses than micro-batches",
                 ));
             }
             let bits = r.sum_squares.to_bits();
-            row[0] = f32::from_bits((bits >> 32) as u32);
-            row[1] = f32::from_bits(bits as u32);
-            row[2] = r.losses.len() as f32;
-            row[3..3 + r.losses.len()].copy_from_slice(&r.losses);
+            row[0] = f32::from_bits(rank as u32);
+            row[1] = f32::from_bits((bits >> 32) as u32);
+            row[2] = f32::from_bits(bits as u32);
+            row[3] = r.losses.len() as f32;
+            row[4..4 + r.losses.len()].copy_from_slice(&r.losses);
         }
         let mut all = vec![0.0f32; mine.len() * self.world.rank.world];
         self.world.procs.all_gather(&mine, &mut all)?;
-        let rows: Vec<&[f32]> = all.chunks(width).collect();
+        let mut rows: Vec<&[f32]> = all.chunks(width).collect();
+        rows.sort_by_key(|d| d[0].to_bits());
         let losses: Vec<f32> = rows
             .iter()
-            .flat_map(|d| d[3..3 + d[2] as usize].iter().copied())
+            .flat_map(|d| d[4..4 + d[3] as usize].iter().copied())
             .collect();
         let loss = super::batch::mean_loss(&losses);
-        // Replica 0 is devices 0..ranks (replica-major ranks).
+        // Replica 0 is ranks 0..ranks (replica-major ranks).
         let sq: f64 = rows[..layout.ranks]
             .iter()
-            .map(|d| f64::from_bits((u64::from(d[0].to_bits()) << 32) | u64::from(d[1].to_bits())))
+            .map(|d| f64::from_bits((u64::from(d[1].to_bits()) << 32) | u64::from(d[2].to_bits())))
             .sum();
         Ok((loss, sq))
     }

@@ -5,7 +5,9 @@
 
 use super::amp::LossScaler;
 use super::batch::{Batch, views};
-use super::compile::{auto_partition, compile_per_tp, device_count, input_specs, stage_slicing};
+use super::compile::{
+    auto_partition, compile_per_tp, device_cluster, device_count, input_specs, stage_slicing,
+};
 use super::device::{Device, DeviceResult, LocalClip, StepPlan};
 use super::layout::Layout;
 use super::options::TrainerOptions;
@@ -95,16 +97,19 @@ impl<B: Backend> Trainer<B> {
         let (model, auto_report) = auto_partition(model, &options)?;
         let local_n = device_count(&options)?;
         let cooperative = super::cooperative::select(&options)?;
-        let cluster = Cluster::join(&options, local_n)?;
+        let mut cluster = Cluster::join(&options, local_n)?;
         let n = cluster.as_ref().map_or(local_n, Cluster::world_devices);
         // The rule the scopes enforce when the model is built, for graphs built directly too.
         for tg in &model.taskgraphs {
             crate::strategy::check_device_count(tg.strategy, tg.device_count, &tg.name)?;
         }
         let tp = crate::passes::tp_width(&model)?;
-        // EPL's colocate_split_and_replicate: every TaskGraph on the same devices, one stage.
-        let colocate = tp > 1 && options.config.cluster.colocate_split_and_replicate;
-        let stage_map = |g: &Graph| match colocate {
+        // Layout `all` (or EPL's colocate_split_and_replicate): one VirtualDevice slot per
+        // device and every TaskGraph on each (EPL's `parallel.py` puts every TaskGraph on
+        // virtual_devices[0] when there are fewer VirtualDevices than TaskGraphs): one stage.
+        let all = crate::strategy::shares_all_devices(&options.config.cluster);
+        let colocate = tp > 1 && all;
+        let stage_map = |g: &Graph| match all {
             true => Ok(StageMap::single(g)),
             false => assign_stages(g),
         };
@@ -113,10 +118,14 @@ impl<B: Backend> Trainer<B> {
         // EPL's slicer knows one stage per device; interleaved and colocated layouts place
         // stages themselves.
         let slicing = if layout.virtual_stages == 1 && !colocate {
-            Some(stage_slicing(&model, n, &options)?)
+            let hosts = device_cluster(&options, n, cluster.as_ref())?;
+            Some(stage_slicing(&model, &hosts, &options)?)
         } else {
             None
         };
+        if let Some(c) = &mut cluster {
+            c.host_ranks(slicing.as_ref(), &layout)?;
+        }
         let micro_rows = options.batch / (layout.replicas * layout.micro_batches);
         let inputs = input_specs(&model, options.batch)?;
         let resolved = run_pass(model.clone(), |g| resolve_batch(g, micro_rows))?;
@@ -135,21 +144,25 @@ impl<B: Backend> Trainer<B> {
             0 => (std::thread::available_parallelism().map_or(1, |p| p.get()) / n).max(1),
             t => t,
         };
-        let (mut comms, hosted_ranks) = match &cluster {
-            Some(c) => (c.communicators(&layout, &options)?, c.local_ranks()),
-            None => (layout.communicators(&options)?, 0..n),
+        let (mut comms, hosted_ranks): (_, Vec<usize>) = match &cluster {
+            Some(c) => (
+                c.communicators(&layout, &options)?,
+                c.local_ranks().to_vec(),
+            ),
+            None => (layout.communicators(&options)?, (0..n).collect()),
         };
         let mut device_groups = super::engine::device_groups(
             &layout,
             &options,
             engine.groups,
             cluster.as_ref().map(|c| &c.world),
-            hosted_ranks.clone(),
+            &hosted_ranks,
             cooperative,
         )?
         .into_iter();
         let make_backend = |rank| (engine.backend)(rank, threads);
         let devices = hosted_ranks
+            .into_iter()
             .map(|rank| {
                 let graphs = (&per_tp[..], &stages);
                 super::device::make_device(

@@ -199,6 +199,64 @@ impl Cluster {
     }
 }
 
+/// `HOSTSxDEVICES` (e.g. `2x4`): the simulated cluster of `weft plan --cluster`. A `:KIND`
+/// suffix (`2x4:h100`) is refused for now: hardware kinds land with cluster planning.
+pub fn parse_cluster_shape(text: &str) -> Result<(usize, usize)> {
+    let bad = |why: &str| {
+        Error::config(
+            "cluster",
+            format!("cluster '{text}' {why}; expected HOSTSxDEVICES such as 2x4"),
+        )
+    };
+    let (shape, kind) = text.split_once(':').unwrap_or((text, ""));
+    if !kind.is_empty() || text.ends_with(':') {
+        return Err(Error::Unsupported {
+            feature: "cluster kinds".into(),
+            message: format!(
+                "cluster '{text}': a hardware kind (':{kind}') is not accepted yet; hardware \
+                 kinds land with cluster planning (give HOSTSxDEVICES, e.g. '{shape}')"
+            ),
+        });
+    }
+    let (hosts, devices) = shape
+        .to_ascii_lowercase()
+        .split_once('x')
+        .map(|(h, d)| (h.trim().parse::<usize>(), d.trim().parse::<usize>()))
+        .ok_or_else(|| bad("has no 'x'"))?;
+    match (hosts, devices) {
+        (Ok(h), Ok(d)) if h >= 1 && d >= 1 => Ok((h, d)),
+        _ => Err(bad("needs two whole numbers >= 1")),
+    }
+}
+
+/// `cluster.run_visible_devices` ('1', '0,2'): the local device indices a process uses, out of
+/// `local` (None when unset: all). Errors name the entry.
+pub fn visible_devices(text: &str, local: usize) -> Result<Option<Vec<usize>>> {
+    const KEY: &str = "cluster.run_visible_devices";
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let mut out: Vec<usize> = Vec::new();
+    for entry in text.split(',').map(str::trim) {
+        let bad = |why: String| Error::config(KEY, format!("{KEY}='{text}': {why}"));
+        let i: usize = entry
+            .parse()
+            .map_err(|_| bad(format!("'{entry}' is not a device index")))?;
+        if i >= local {
+            return Err(bad(format!(
+                "device {i} is not one of this process's {} (indices 0 to {})",
+                super::slicing::plural(local, "device"),
+                local - 1
+            )));
+        }
+        if out.contains(&i) {
+            return Err(bad(format!("device {i} is listed twice")));
+        }
+        out.push(i);
+    }
+    Ok(Some(out))
+}
+
 impl fmt::Display for Cluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.num_hosts();
@@ -254,6 +312,49 @@ mod tests {
         let ids = |v: Vec<GlobalDevice>| v.into_iter().map(|d| d.0).collect::<Vec<_>>();
         assert_eq!(ids(c.enumerate(true)), [0, 1, 2, 3, 4, 5, 6, 7]);
         assert_eq!(ids(c.enumerate(false)), [0, 4, 1, 5, 2, 6, 3, 7]);
+    }
+
+    #[test]
+    fn cluster_shapes_parse_and_kinds_wait() {
+        assert_eq!(parse_cluster_shape("2x4"), Ok((2, 4)));
+        assert_eq!(parse_cluster_shape("1X8"), Ok((1, 8)));
+        let err = |t: &str| parse_cluster_shape(t).unwrap_err();
+        assert_eq!(
+            err("2x0").to_string(),
+            "cluster '2x0' needs two whole numbers >= 1; expected HOSTSxDEVICES such as 2x4"
+        );
+        assert_eq!(
+            err("8").to_string(),
+            "cluster '8' has no 'x'; expected HOSTSxDEVICES such as 2x4"
+        );
+        let kind = err("2x4:h100");
+        assert_eq!(kind.code(), "WEFT_UNSUPPORTED");
+        assert_eq!(
+            kind.to_string(),
+            "cluster '2x4:h100': a hardware kind (':h100') is not accepted yet; hardware kinds \
+             land with cluster planning (give HOSTSxDEVICES, e.g. '2x4')"
+        );
+    }
+
+    #[test]
+    fn visible_devices_name_the_bad_entry() {
+        assert_eq!(visible_devices("", 2), Ok(None));
+        assert_eq!(visible_devices("1", 2), Ok(Some(vec![1])));
+        assert_eq!(visible_devices(" 1, 0 ", 2), Ok(Some(vec![1, 0])));
+        let err = |t: &str| visible_devices(t, 2).unwrap_err().to_string();
+        assert_eq!(
+            err("2"),
+            "cluster.run_visible_devices='2': device 2 is not one of this process's 2 devices \
+             (indices 0 to 1)"
+        );
+        assert_eq!(
+            err("0,gpu"),
+            "cluster.run_visible_devices='0,gpu': 'gpu' is not a device index"
+        );
+        assert_eq!(
+            err("1,1"),
+            "cluster.run_visible_devices='1,1': device 1 is listed twice"
+        );
     }
 
     #[test]

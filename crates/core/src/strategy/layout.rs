@@ -37,22 +37,48 @@ impl Layout {
     }
 
     /// The layout the config asks for. `colocate_split_and_replicate` forces `all` (as EPL's
-    /// `init` does); `specific` needs the slices, which no config key can hold.
-    pub fn from_config(config: &ClusterConfig, specific: Option<Slices>) -> Result<Layout> {
-        match (config.colocate_split_and_replicate, config.layout, specific) {
-            (true, ClusterLayout::Specific, _) => Err(Error::config(
+    /// `init` does); `specific` takes its slices from `cluster.specific` (device ids or names
+    /// of `cluster`), `aware_row` its slice size from `cluster.aware_row`. A slice key given
+    /// for another layout is an error, never ignored.
+    pub fn from_config(config: &ClusterConfig, cluster: &Cluster) -> Result<Layout> {
+        let wanted = match config.layout {
+            ClusterLayout::Specific => "specific",
+            ClusterLayout::AwareRow => "aware_row",
+            _ => "",
+        };
+        if config.colocate_split_and_replicate && !wanted.is_empty() {
+            return Err(Error::config(
                 KEY,
-                "cluster.colocate_split_and_replicate=true puts every TaskGraph on all devices \
-                 (layout 'all'); it conflicts with cluster.layout='specific'",
-            )),
-            (true, _, _) | (false, ClusterLayout::All, _) => Ok(Layout::All),
-            (false, ClusterLayout::Auto, _) => Ok(Layout::Auto),
-            (false, ClusterLayout::Specific, Some(slices)) => Ok(Layout::Specific(slices)),
-            (false, ClusterLayout::Specific, None) => Err(Error::config(
+                format!(
+                    "cluster.colocate_split_and_replicate=true puts every TaskGraph on all \
+                     devices (layout 'all'); it conflicts with cluster.layout='{wanted}'"
+                ),
+            ));
+        }
+        if !config.specific.is_empty() && wanted != "specific" {
+            return Err(idle_key("cluster.specific", "specific", config));
+        }
+        if config.aware_row != 0 && wanted != "aware_row" {
+            return Err(idle_key("cluster.aware_row", "aware_row", config));
+        }
+        match config.layout {
+            _ if shares_all_devices(config) => Ok(Layout::All),
+            ClusterLayout::Specific if config.specific.is_empty() => Err(Error::config(
                 KEY,
-                "cluster.layout='specific' needs the device slices \
+                "cluster.layout='specific' needs the device slices in cluster.specific \
                  ([taskgraph][replica][device]); none were given",
             )),
+            ClusterLayout::Specific => {
+                let value = Value::Array(config.specific.clone());
+                parse_specific(&value, cluster, "cluster.specific").map(Layout::Specific)
+            }
+            ClusterLayout::AwareRow if config.aware_row == 0 => Err(Error::config(
+                KEY,
+                "cluster.layout='aware_row' needs cluster.aware_row, the workers per slice \
+                 (>= 1)",
+            )),
+            ClusterLayout::AwareRow => Ok(Layout::AwareRow(config.aware_row)),
+            ClusterLayout::All | ClusterLayout::Auto => Ok(Layout::Auto),
         }
     }
 
@@ -64,7 +90,7 @@ impl Layout {
             Value::Object(map) if map.len() == 1 => {
                 let (name, arg) = map.iter().next().expect("one entry");
                 match name.to_ascii_lowercase().as_str() {
-                    "specific" => parse_specific(arg, cluster).map(Layout::Specific),
+                    "specific" => parse_specific(arg, cluster, "specific").map(Layout::Specific),
                     "aware_row" => parse_aware_row(arg),
                     "all" | "auto" => from_name(name),
                     _ => Err(unknown(name)),
@@ -81,6 +107,23 @@ impl Layout {
             )),
         }
     }
+}
+
+/// Layout `all` (`cluster.layout='all'` or `cluster.colocate_split_and_replicate`): every
+/// TaskGraph on every device.
+pub fn shares_all_devices(config: &ClusterConfig) -> bool {
+    config.colocate_split_and_replicate || config.layout == ClusterLayout::All
+}
+
+fn idle_key(key: &str, layout: &str, config: &ClusterConfig) -> Error {
+    Error::config(
+        key,
+        format!(
+            "{key} is set but cluster.layout is '{}'; it only takes effect with \
+             cluster.layout='{layout}'",
+            config.layout
+        ),
+    )
 }
 
 fn unknown(name: &str) -> Error {
@@ -116,19 +159,20 @@ fn parse_aware_row(arg: &Value) -> Result<Layout> {
 }
 
 fn as_list<'a>(value: &'a Value, at: &str) -> Result<&'a [Value]> {
-    let msg = || format!("specific{at} must be a list, got {value}");
+    let msg = || format!("{at} must be a list, got {value}");
     value
         .as_array()
         .map(Vec::as_slice)
         .ok_or_else(|| Error::config(KEY, msg()))
 }
 
-fn parse_specific(arg: &Value, cluster: &Cluster) -> Result<Slices> {
+/// `[taskgraph][replica][device]` slices; errors name the position under `label`.
+fn parse_specific(arg: &Value, cluster: &Cluster, label: &str) -> Result<Slices> {
     let mut slices = Vec::new();
-    for (t, tg) in as_list(arg, "")?.iter().enumerate() {
+    for (t, tg) in as_list(arg, label)?.iter().enumerate() {
         let mut replicas = Vec::new();
-        for (r, replica) in as_list(tg, &format!("[{t}]"))?.iter().enumerate() {
-            let at = format!("[{t}][{r}]");
+        for (r, replica) in as_list(tg, &format!("{label}[{t}]"))?.iter().enumerate() {
+            let at = format!("{label}[{t}][{r}]");
             let devices = as_list(replica, &at)?.iter().enumerate();
             let devices = devices.map(|(i, d)| parse_device(d, cluster, &format!("{at}[{i}]")));
             replicas.push(devices.collect::<Result<Vec<_>>>()?);
@@ -149,9 +193,7 @@ fn parse_device(value: &Value, cluster: &Cluster, at: &str) -> Result<GlobalDevi
     let first = cluster.device_name(GlobalDevice(0));
     Err(Error::config(
         KEY,
-        format!(
-            "specific{at} is {value}, not a device of the cluster (an id or a name like '{first}')"
-        ),
+        format!("{at} is {value}, not a device of the cluster (an id or a name like '{first}')"),
     ))
 }
 
@@ -242,31 +284,53 @@ mod tests {
 
     #[test]
     fn from_config() {
+        let cl = cluster();
         let mut c = ClusterConfig::default();
-        assert_eq!(Layout::from_config(&c, None), Ok(Layout::Auto));
+        assert_eq!(Layout::from_config(&c, &cl), Ok(Layout::Auto));
         c.layout = ClusterLayout::All;
-        assert_eq!(Layout::from_config(&c, None), Ok(Layout::All));
+        assert_eq!(Layout::from_config(&c, &cl), Ok(Layout::All));
         c.layout = ClusterLayout::Auto;
         c.colocate_split_and_replicate = true;
-        assert_eq!(Layout::from_config(&c, None), Ok(Layout::All));
+        assert_eq!(Layout::from_config(&c, &cl), Ok(Layout::All));
         c.layout = ClusterLayout::Specific;
         assert_eq!(
-            Layout::from_config(&c, Some(vec![]))
-                .unwrap_err()
-                .to_string(),
+            Layout::from_config(&c, &cl).unwrap_err().to_string(),
             "cluster.colocate_split_and_replicate=true puts every TaskGraph on all devices \
              (layout 'all'); it conflicts with cluster.layout='specific'"
         );
         c.colocate_split_and_replicate = false;
         assert_eq!(
-            Layout::from_config(&c, None).unwrap_err().to_string(),
-            "cluster.layout='specific' needs the device slices ([taskgraph][replica][device]); \
-             none were given"
+            Layout::from_config(&c, &cl).unwrap_err().to_string(),
+            "cluster.layout='specific' needs the device slices in cluster.specific \
+             ([taskgraph][replica][device]); none were given"
         );
-        let slices = vec![vec![vec![GlobalDevice(1)]]];
+        c.specific = vec![json!([[1]]), json!([["host1/cuda:0"]])];
         assert_eq!(
-            Layout::from_config(&c, Some(slices.clone())),
-            Ok(Layout::Specific(slices))
+            Layout::from_config(&c, &cl),
+            Ok(Layout::Specific(vec![
+                vec![vec![GlobalDevice(1)]],
+                vec![vec![GlobalDevice(2)]]
+            ]))
         );
+        c.specific = vec![json!([[1]]), json!([[0, "gpu:9"]])];
+        assert_eq!(
+            Layout::from_config(&c, &cl).unwrap_err().to_string(),
+            "cluster.specific[1][0][1] is \"gpu:9\", not a device of the cluster (an id or a \
+             name like 'host0/cuda:0')"
+        );
+        c.layout = ClusterLayout::Auto;
+        assert_eq!(
+            Layout::from_config(&c, &cl).unwrap_err().to_string(),
+            "cluster.specific is set but cluster.layout is 'auto'; it only takes effect with \
+             cluster.layout='specific'"
+        );
+        c.specific.clear();
+        c.layout = ClusterLayout::AwareRow;
+        assert_eq!(
+            Layout::from_config(&c, &cl).unwrap_err().to_string(),
+            "cluster.layout='aware_row' needs cluster.aware_row, the workers per slice (>= 1)"
+        );
+        c.aware_row = 2;
+        assert_eq!(Layout::from_config(&c, &cl), Ok(Layout::AwareRow(2)));
     }
 }

@@ -20,8 +20,9 @@ mod slicing;
 mod tests;
 
 pub use aware::aware_host_order;
-pub use cluster::{Cluster, DeviceKind, GlobalDevice, Host};
-pub use layout::{Layout, Slices};
+pub use cluster::{Cluster, DeviceKind, GlobalDevice, Host, parse_cluster_shape, visible_devices};
+pub use layout::{Layout, Slices, shares_all_devices};
 pub use render::strategy_name;
 pub use scopes::{ScopeStack, check_device_count};
+pub(crate) use slicing::plural;
 pub use slicing::{Slicing, VirtualDevice, slice, slice_for_config};

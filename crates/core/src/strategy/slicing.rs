@@ -122,7 +122,7 @@ pub fn slice_for_config(
     taskgraphs: &[TaskGraph],
     config: &Config,
 ) -> Result<Slicing> {
-    let layout = Layout::from_config(&config.cluster, None)?;
+    let layout = Layout::from_config(&config.cluster, cluster)?;
     slice(
         cluster,
         taskgraphs,
@@ -236,12 +236,15 @@ fn check_specific(
             ));
         }
         let mut seen = HashSet::new();
-        for &d in replicas.iter().flatten() {
+        let positions = replicas.iter().enumerate();
+        let positions =
+            positions.flat_map(|(r, ds)| ds.iter().enumerate().map(move |(i, d)| (r, i, *d)));
+        for (r, i, d) in positions {
             if !cluster.contains(d) {
                 let n = cluster.num_devices();
                 return bad(format!(
-                    "layout specific names device {d}, but the cluster has {n} devices (ids 0 \
-                     to {})",
+                    "layout specific names device {d} at [{t}][{r}][{i}], but the cluster has \
+                     {n} devices (ids 0 to {})",
                     n - 1
                 ));
             }

@@ -9,11 +9,14 @@
 //! - `tests.rs`: EPL's cases (8 / 6 / 12 blocks into 4 stages) and the cost model against equal
 //!   op counts.
 //!
-//! Policy, in order: if at least `MIN_REPEAT_BLOCKS` repeated blocks are found and their count
-//! divides S, consecutive blocks go to stages evenly (EPL's rule); otherwise the cost model cuts
-//! the forward compute ops into S contiguous stages minimising the slowest stage. When repeated
-//! blocks exist but their count does not divide S, cuts are kept on block boundaries if that
-//! costs at most 5% on the slowest stage (whole layers per stage, at nearly no loss).
+//! Policy (`auto.stage_policy`), in order: under 'epl' (the default), if at least
+//! `MIN_REPEAT_BLOCKS` repeated blocks are found and their count divides S, consecutive blocks
+//! go to stages evenly (EPL's rule, whatever the cost model predicts; the report then carries the
+//! cost model's partition when it predicts a faster pipeline, so `weft plan` can suggest it);
+//! otherwise, and always under 'cost_model', the cost model cuts the forward compute ops into S
+//! contiguous stages minimising the slowest stage. When repeated blocks exist but are not dealt
+//! out, cuts are kept on block boundaries if that costs at most 5% on the slowest stage (whole
+//! layers per stage, at nearly no loss).
 //!
 //! Stages are contiguous in node order, which is a topological order (every input precedes its
 //! user), so no forward tensor can flow from a later stage to an earlier one.
@@ -26,6 +29,7 @@ mod tests;
 
 pub use cost::{StageCost, stage_costs};
 
+use crate::config::StagePolicyChoice;
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId, Phase, Strategy, TaskGraph, TaskGraphId};
 use std::fmt;
@@ -57,6 +61,9 @@ pub struct AutoStageReport {
     pub blocks: Option<usize>,
     /// True when every cut falls on a block boundary (always so under `RepeatedBlocks`).
     pub block_aligned: bool,
+    /// Under `RepeatedBlocks`: the cost model's stages, when it predicts a faster pipeline
+    /// (`auto.stage_policy='cost_model'` picks them).
+    pub faster_cost_model: Option<Vec<StageCost>>,
 }
 
 impl AutoStageReport {
@@ -82,6 +89,18 @@ impl fmt::Display for AutoStageReport {
         for (i, s) in self.stages.iter().enumerate() {
             writeln!(f, "  stage{i}: {s}")?;
         }
+        if let Some(other) = &self.faster_cost_model {
+            let slowest = other.iter().map(|s| s.time_ms).fold(0.0, f64::max);
+            writeln!(
+                f,
+                "  the cost model predicts a faster pipeline (slowest stage {slowest:.3} ms vs \
+                 {:.3} ms); auto.stage_policy='cost_model' cuts:",
+                self.bottleneck_ms()
+            )?;
+            for (i, s) in other.iter().enumerate() {
+                writeln!(f, "    stage{i}: {s}")?;
+            }
+        }
         Ok(())
     }
 }
@@ -89,18 +108,45 @@ impl fmt::Display for AutoStageReport {
 /// Partition a forward graph (one TaskGraph holding all computation, no autodiff yet) into
 /// `num_stages` pipeline stages: TaskGraphs `stage0..stage{S-1}` (replicate, one device), with
 /// every node re-tagged. Leaves (parameters, inputs, constants) go to their first consumer's stage.
-pub fn auto_stages(graph: Graph, num_stages: usize) -> Result<(Graph, AutoStageReport)> {
+pub fn auto_stages(
+    graph: Graph,
+    num_stages: usize,
+    policy: StagePolicyChoice,
+) -> Result<(Graph, AutoStageReport)> {
     check_graph(&graph, num_stages)?;
     let units = compute_units(&graph);
     let unit_costs = cost::unit_costs(&graph, &units);
     let found = blocks::find_repeated_blocks(&graph, &units);
-    let choice = choose_stages(&unit_costs, &found, num_stages)?;
-    let stage_of = spread_to_leaves(&graph, &units, &choice.unit_stage);
+    let cost_model = cost_model_stages(&unit_costs, &found, num_stages)?;
+    let even = (policy == StagePolicyChoice::Epl
+        && found.len() >= blocks::MIN_REPEAT_BLOCKS
+        && found.len().is_multiple_of(num_stages))
+    .then(|| Choice {
+        unit_stage: found.even_stages(unit_costs.len(), num_stages),
+        policy: StagePolicy::RepeatedBlocks,
+        aligned: true,
+    });
+    let costs_of = |c: &Choice| {
+        let stage_of = spread_to_leaves(&graph, &units, &c.unit_stage);
+        (stage_costs(&graph, &stage_of, num_stages), stage_of)
+    };
+    let slowest = |costs: &[StageCost]| costs.iter().map(|s| s.time_ms).fold(0.0, f64::max);
+    let (choice, faster_cost_model) = match even {
+        Some(even) => {
+            let (other, _) = costs_of(&cost_model);
+            let (mine, _) = costs_of(&even);
+            let faster = slowest(&other) < slowest(&mine);
+            (even, faster.then_some(other))
+        }
+        None => (cost_model, None),
+    };
+    let (stages, stage_of) = costs_of(&choice);
     let report = AutoStageReport {
-        stages: stage_costs(&graph, &stage_of, num_stages),
+        stages,
         policy: choice.policy,
         blocks: (!found.is_empty()).then_some(found.len()),
         block_aligned: !found.is_empty() && choice.aligned,
+        faster_cost_model,
     };
     let graph = retag(graph, &stage_of, num_stages);
     graph.verify()?;
@@ -232,33 +278,14 @@ struct Choice {
     aligned: bool,
 }
 
-fn choose_stages(costs: &[cost::UnitCost], found: &blocks::Blocks, s: usize) -> Result<Choice> {
+/// The cost model's stages: the exact min-max partition, kept on block boundaries when that
+/// costs at most 5% on the slowest stage (whole layers together: simpler stages, cleaner
+/// activation hand-offs).
+fn cost_model_stages(costs: &[cost::UnitCost], found: &blocks::Blocks, s: usize) -> Result<Choice> {
     let keys: Vec<partition::Key> = costs.iter().map(|c| c.key()).collect();
     let free = partition::min_max_partition(&keys, s, None)
         .ok_or_else(|| Error::internal(format!("no partition of {} ops into {s}", keys.len())))?;
-    // Cutting between blocks keeps whole layers together (simpler stages, cleaner activation
-    // hand-offs); worth up to 5% on the slowest stage, no more.
     let within = |bottleneck: f64| bottleneck <= 1.05 * free.bottleneck.0 as f64;
-    if found.len() >= blocks::MIN_REPEAT_BLOCKS && found.len().is_multiple_of(s) {
-        // EPL's rule (layers dealt out evenly), unless a large embedding or head makes it lose
-        // more than 5% to the cost model's optimum (e.g. GPT-2's tied vocabulary head).
-        let unit_stage = found.even_stages(costs.len(), s);
-        let per_stage = (0..s).map(|st| {
-            costs
-                .iter()
-                .zip(&unit_stage)
-                .filter(|(_, u)| **u == st)
-                .map(|(c, _)| c.key().0 as f64)
-                .sum::<f64>()
-        });
-        if within(per_stage.fold(0.0, f64::max)) {
-            return Ok(Choice {
-                unit_stage,
-                policy: StagePolicy::RepeatedBlocks,
-                aligned: true,
-            });
-        }
-    }
     let mut best = (free.clone(), false);
     if !found.is_empty() {
         let allowed = found.boundaries(costs.len());

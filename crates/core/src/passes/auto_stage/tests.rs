@@ -9,6 +9,7 @@ use crate::ir::{BinaryOp, DType, Dim, GraphBuilder, Init, Op, ReduceOp, Shape, U
 use crate::passes::assign_stages;
 use std::collections::BTreeSet;
 
+const EPL: StagePolicyChoice = StagePolicyChoice::Epl;
 const C: usize = 32;
 const T: usize = 16;
 const HEADS: usize = 4;
@@ -146,7 +147,7 @@ fn equal_op_bottleneck(g: &Graph, stages: usize) -> (f64, Vec<usize>) {
 
 #[test]
 fn eight_layers_into_four_stages_pair_up() {
-    let (g, report) = auto_stages(gpt(8, 64), 4).unwrap();
+    let (g, report) = auto_stages(gpt(8, 64), 4, EPL).unwrap();
     check_pipeline(&g, &report, 4);
     assert_eq!(report.policy, StagePolicy::RepeatedBlocks);
     assert_eq!(report.blocks, Some(8));
@@ -161,7 +162,7 @@ fn eight_layers_into_four_stages_pair_up() {
 
 #[test]
 fn twelve_layers_into_four_stages_three_each() {
-    let (g, report) = auto_stages(gpt(12, 64), 4).unwrap();
+    let (g, report) = auto_stages(gpt(12, 64), 4, EPL).unwrap();
     check_pipeline(&g, &report, 4);
     assert_eq!(report.policy, StagePolicy::RepeatedBlocks);
     assert_eq!(report.blocks, Some(12));
@@ -175,9 +176,39 @@ fn twelve_layers_into_four_stages_three_each() {
 }
 
 #[test]
+fn repeated_blocks_win_over_a_heavy_head_and_the_cost_model_is_offered() {
+    // EPL's auto_test.py::test_auto_pipeline_repeated: 8 blocks into 4 stages pair up even when
+    // a 4096-token head makes the cost model predict a faster cut elsewhere; the report carries
+    // that cut, and auto.stage_policy='cost_model' takes it.
+    let (g, report) = auto_stages(gpt(8, 4096), 4, EPL).unwrap();
+    check_pipeline(&g, &report, 4);
+    assert_eq!(report.policy, StagePolicy::RepeatedBlocks);
+    for i in 0..8 {
+        assert_eq!(block_stages(&g, i), BTreeSet::from([i as u32 / 2]));
+    }
+    let other = report
+        .faster_cost_model
+        .clone()
+        .expect("a faster cost-model cut");
+    let slowest = other.iter().map(|s| s.time_ms).fold(0.0, f64::max);
+    assert!(slowest < report.bottleneck_ms(), "{report}");
+    assert!(
+        report
+            .to_string()
+            .contains("auto.stage_policy='cost_model' cuts:")
+    );
+    let cost = StagePolicyChoice::CostModel;
+    let (g, chosen) = auto_stages(gpt(8, 4096), 4, cost).unwrap();
+    check_pipeline(&g, &chosen, 4);
+    assert_eq!(chosen.policy, StagePolicy::CostModel);
+    assert_eq!(chosen.stages, other);
+    assert_eq!(chosen.faster_cost_model, None);
+}
+
+#[test]
 fn six_layers_into_four_stages_cut_inside_layers() {
     let g0 = gpt(6, 64);
-    let (g, report) = auto_stages(g0.clone(), 4).unwrap();
+    let (g, report) = auto_stages(g0.clone(), 4, EPL).unwrap();
     check_pipeline(&g, &report, 4);
     // 6 is not a multiple of 4: EPL falls back to op counts and its stage boundaries overlap
     // layers; here the cost model does, since whole layers would leave one stage with 2 of 6.
@@ -194,7 +225,7 @@ fn cost_model_beats_equal_op_count_on_a_heavy_head() {
     // A 4096-token vocabulary makes the tied head (and its cross-entropy) heavier than all four
     // layers together; counting ops ignores that.
     let g0 = gpt(4, 4096);
-    let (g, report) = auto_stages(g0.clone(), 3).unwrap();
+    let (g, report) = auto_stages(g0.clone(), 3, EPL).unwrap();
     check_pipeline(&g, &report, 3);
     assert_eq!(report.policy, StagePolicy::CostModel);
     let (epl, epl_ops) = equal_op_bottleneck(&g0, 3);
@@ -216,14 +247,14 @@ fn whole_layers_when_within_five_percent() {
     // 5 layers into 2 stages with a head about as heavy as a layer in estimated time (a
     // 1344-token vocabulary; whole layers win from 800 to 1952): 3 layers | 2 layers + head
     // is within 5% of the best free cut, so no layer is split.
-    let (g, report) = auto_stages(gpt(5, 1344), 2).unwrap();
+    let (g, report) = auto_stages(gpt(5, 1344), 2, EPL).unwrap();
     check_pipeline(&g, &report, 2);
     assert_eq!(report.policy, StagePolicy::CostModel);
     assert!(report.block_aligned, "{report}");
     assert!((0..5).all(|i| block_stages(&g, i).len() == 1), "{report}");
     // 7 layers into 2 with a light head: whole layers give 4 of 7 (14% over half), so the
     // layer in the middle is split.
-    let (g, report) = auto_stages(gpt(7, 64), 2).unwrap();
+    let (g, report) = auto_stages(gpt(7, 64), 2, EPL).unwrap();
     check_pipeline(&g, &report, 2);
     assert!(!report.block_aligned, "{report}");
     assert_eq!(block_stages(&g, 3), BTreeSet::from([0, 1]), "{report}");
@@ -231,7 +262,7 @@ fn whole_layers_when_within_five_percent() {
 
 #[test]
 fn one_stage_holds_everything() {
-    let (g, report) = auto_stages(gpt(3, 64), 1).unwrap();
+    let (g, report) = auto_stages(gpt(3, 64), 1, EPL).unwrap();
     check_pipeline(&g, &report, 1);
     assert!(g.nodes.iter().all(|n| n.taskgraph.0 == 0));
     assert_eq!(g.taskgraphs.len(), 1);
@@ -239,7 +270,7 @@ fn one_stage_holds_everything() {
 
 #[test]
 fn display_has_one_line_per_stage() {
-    let (_, report) = auto_stages(gpt(8, 64), 4).unwrap();
+    let (_, report) = auto_stages(gpt(8, 64), 4, EPL).unwrap();
     let text = report.to_string();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 5, "{text}");
@@ -281,15 +312,15 @@ fn tiny() -> Graph {
 
 #[test]
 fn more_stages_than_ops_is_refused() {
-    let err = auto_stages(tiny(), 5).unwrap_err();
+    let err = auto_stages(tiny(), 5, EPL).unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("pipeline.num_stages=5") && msg.contains("4 compute ops"),
         "{msg}"
     );
-    let (g, report) = auto_stages(tiny(), 4).unwrap();
+    let (g, report) = auto_stages(tiny(), 4, EPL).unwrap();
     check_pipeline(&g, &report, 4);
-    assert!(auto_stages(tiny(), 0).is_err());
+    assert!(auto_stages(tiny(), 0, EPL).is_err());
 }
 
 #[test]
@@ -321,7 +352,7 @@ fn strategy_scopes_are_refused() {
         &[s],
     );
     let g = b.finish(loss).unwrap();
-    let err = auto_stages(g, 2).unwrap_err();
+    let err = auto_stages(g, 2, EPL).unwrap_err();
     assert_eq!(err.code(), "WEFT_CONFIG");
     let msg = err.to_string();
     assert!(
@@ -335,7 +366,7 @@ fn strategy_scopes_are_refused() {
 fn differentiated_graphs_are_refused() {
     let mut g = tiny();
     g.nodes[3].phase = Phase::Backward;
-    let msg = auto_stages(g, 2).unwrap_err().to_string();
+    let msg = auto_stages(g, 2, EPL).unwrap_err().to_string();
     assert!(
         msg.contains("before autodiff") && msg.contains("%3"),
         "{msg}"
@@ -398,7 +429,7 @@ fn small_repeats_are_not_layers() {
         },
         &[s],
     );
-    let (g, report) = auto_stages(b.finish(loss).unwrap(), 4).unwrap();
+    let (g, report) = auto_stages(b.finish(loss).unwrap(), 4, EPL).unwrap();
     check_pipeline(&g, &report, 4);
     assert_eq!(report.policy, StagePolicy::CostModel);
     assert_eq!(report.blocks, None);

@@ -70,7 +70,7 @@ impl Case {
                 colocate_split_and_replicate: true,
                 ..ClusterConfig::default()
             };
-            Layout::from_config(&config, None)?
+            Layout::from_config(&config, &self.cluster)?
         } else {
             Layout::from_json(&self.layout, &self.cluster)?
         };

@@ -121,7 +121,7 @@ fn specific_device_out_of_range() {
     let tgs = [replicate("a", 1)];
     assert_eq!(
         error(&gpus(1, 4), &tgs, ids(&[&[&[0], &[4]]])).1,
-        "layout specific names device 4, but the cluster has 4 devices (ids 0 to 3)"
+        "layout specific names device 4 at [0][1][0], but the cluster has 4 devices (ids 0 to 3)"
     );
 }
 
