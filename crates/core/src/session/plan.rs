@@ -389,6 +389,9 @@ impl<B: Backend> Trainer<B> {
             "memory": memory,
             "parameters": self.param_count(),
             "auto_stages": self.auto_report.as_ref().map(|r| r.to_string()),
+            "auto_stage_blocks": self.auto_report.as_ref().map(|r| {
+                r.block_stages.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()
+            }),
             "amp": self.amp_json(),
             "warnings": self.warnings,
             "executor": if self.cooperative { "cooperative" } else { "threads" },

@@ -64,6 +64,9 @@ pub struct AutoStageReport {
     /// Under `RepeatedBlocks`: the cost model's stages, when it predicts a faster pipeline
     /// (`auto.stage_policy='cost_model'` picks them).
     pub faster_cost_model: Option<Vec<StageCost>>,
+    /// Each repeated block's scope (`h.3`) and the stages its ops landed on (one unless the
+    /// cut falls inside it), in block order.
+    pub block_stages: Vec<(String, Vec<usize>)>,
 }
 
 impl AutoStageReport {
@@ -141,7 +144,17 @@ pub fn auto_stages(
         None => (cost_model, None),
     };
     let (stages, stage_of) = costs_of(&choice);
+    let block_stages = found
+        .list
+        .iter()
+        .map(|b| {
+            let mut on: Vec<usize> = b.units.iter().map(|&u| choice.unit_stage[u]).collect();
+            on.dedup();
+            (b.scope.clone(), on)
+        })
+        .collect();
     let report = AutoStageReport {
+        block_stages,
         stages,
         policy: choice.policy,
         blocks: (!found.is_empty()).then_some(found.len()),
