@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::env::config_vars;
 use super::suggest::camel_to_snake;
 use super::table::{Config, KeySpec, lookup, sections, spec_or_err};
-use super::value::{AmpDtype, ConfigValue, ValueType};
+use super::value::{ConfigValue, ValueType};
 use crate::error::{Error, Result};
 
 impl KeySpec {
@@ -149,26 +149,18 @@ impl Config {
 
     /// Defaults, then the environment (`WEFT_<SECTION>_<KEY>`, or EPL's `EPL_<SECTION>_<KEY>`
     /// where no WEFT name is set; see `env.rs`), then the explicit values (which win; a later
-    /// explicit value for the same key wins over an earlier one). Then EPL's implication: a
-    /// config that sets `amp.loss_scale` but not `amp.dtype` means fp16.
+    /// explicit value for the same key wins over an earlier one).
     pub fn from_sources(explicit: &[(String, Value)], env: &[(String, String)]) -> Result<Config> {
         let mut config = Config::default();
-        let mut given: Vec<&'static str> = Vec::new();
         for (spec, text, read) in config_vars(env)? {
             let value = spec
                 .parse_text(&text)
                 .map_err(|e| from_env(e, &read.variable))?;
             spec.set(&mut config, &value)?;
-            given.push(spec.key);
             config.env_reads.push(read);
         }
         for (key, value) in explicit {
-            let spec = spec_for(key)?;
-            spec.set(&mut config, &spec.parse_json(value)?)?;
-            given.push(spec.key);
-        }
-        if given.contains(&"amp.loss_scale") && !given.contains(&"amp.dtype") {
-            config.amp.dtype = AmpDtype::Fp16;
+            config.set(key, value)?;
         }
         Ok(config)
     }

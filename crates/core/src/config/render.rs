@@ -52,8 +52,10 @@ impl fmt::Display for Config {
 pub fn docs_markdown() -> String {
     let mut out = String::from(
         "Each key can also be set by the environment variable `WEFT_<SECTION>_<KEY>` (upper \
-         case, e.g. `WEFT_PIPELINE_NUM_MICRO_BATCH=4`); explicit values win. Keys marked \
-         (weft) are weft's additions to EPL's.\n\n\
+         case, e.g. `WEFT_PIPELINE_NUM_MICRO_BATCH=4`), or by EPL's `EPL_<SECTION>_<KEY>` \
+         (the WEFT name wins when both are set); explicit values win over both. Any other \
+         `WEFT_*` variable that weft does not read is an error naming the nearest one. Keys \
+         marked (weft) are weft's additions to EPL's.\n\n\
          | Key | Type | Default | Meaning |\n|---|---|---|---|\n",
     );
     for spec in key_table() {
@@ -172,7 +174,7 @@ mod tests {
         assert!(
             md.contains("| `pipeline.num_micro_batch` | int >= 1 | `1` | Micro-batches per step.")
         );
-        assert!(md.contains("| `amp.dtype` (weft) | one of `'bf16'`, `'fp16'` | `'bf16'` |"));
+        assert!(md.contains("| `amp.dtype` (weft) | one of `''`, `'bf16'`, `'fp16'` | `''` |"));
         assert!(md.contains("| `zero.level` | one of `''`, `'v0'`, `'v1'`, `'v2'` | `''` |"));
         assert!(md.contains("*Not yet supported beyond the default.*"));
         for row in rows {

@@ -235,10 +235,10 @@ config_table! {
                   factor (1 warns: small gradients underflow).",
         }
         dtype: AmpDtype {
-            default: AmpDtype::Bf16, min: None, origin: Weft,
+            default: AmpDtype::Auto, min: None, origin: Weft,
             unsupported: None,
-            doc: "Low-precision type AMP computes in: 'bf16' or 'fp16'. When unset, a config \
-                  that sets amp.loss_scale means 'fp16' (EPL's O1 is fp16 with that scale).",
+            doc: "Low-precision type AMP computes in: 'bf16' or 'fp16'; unset: 'fp16' when \
+                  amp.loss_scale is a number (EPL's O1 is fp16 with that scale), else 'bf16'.",
         }
     }
     /// Optimizer application.
@@ -402,6 +402,18 @@ config_table! {
                   (always on the single-threaded WASM build); gradients are reduced after \
                   compute, not overlapped with backward. Not with tensor parallelism, ZeRO or \
                   several processes.",
+        }
+    }
+}
+
+impl AmpConfig {
+    /// The low-precision type AMP computes in: `amp.dtype`, or when unset fp16 for a fixed
+    /// `amp.loss_scale` (EPL's semantics) and bf16 otherwise.
+    pub fn low_dtype(&self) -> AmpDtype {
+        match (self.dtype, self.loss_scale) {
+            (AmpDtype::Auto, LossScale::Fixed(_)) => AmpDtype::Fp16,
+            (AmpDtype::Auto, LossScale::Dynamic) => AmpDtype::Bf16,
+            (chosen, _) => chosen,
         }
     }
 }

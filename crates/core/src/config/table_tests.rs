@@ -74,7 +74,7 @@ fn defaults_match_epl() {
     expect("communication.gradients_reduce_method", s("mean"));
     expect("communication.bucket_size_mb", ConfigValue::Int(4));
     expect("communication.timeout_s", ConfigValue::Int(300));
-    expect("amp.dtype", s("bf16"));
+    expect("amp.dtype", s(""));
     expect("cluster.layout", s("auto"));
     expect("auto.auto_parallel", ConfigValue::Bool(false));
 }

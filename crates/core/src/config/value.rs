@@ -311,6 +311,9 @@ config_enum! {
 config_enum! {
     /// `amp.dtype`: the low-precision type AMP computes in.
     AmpDtype {
+        /// Unset: fp16 when `amp.loss_scale` is a number (EPL's O1 with a fixed scale), else
+        /// bf16 (`AmpConfig::low_dtype`).
+        Auto = "",
         Bf16 = "bf16",
         Fp16 = "fp16",
     }

@@ -70,8 +70,8 @@ impl LossScaler {
 
 /// The low type of `amp.dtype`.
 fn low_dtype(options: &TrainerOptions) -> DType {
-    match options.config.amp.dtype {
-        AmpDtype::Bf16 => DType::BF16,
+    match options.config.amp.low_dtype() {
+        AmpDtype::Bf16 | AmpDtype::Auto => DType::BF16,
         AmpDtype::Fp16 => DType::F16,
     }
 }
@@ -106,7 +106,7 @@ pub(super) fn amp_backward(
         return Ok((graph, None));
     }
     let graph = run_pass(graph, recast_parameters)?;
-    if amp.dtype != AmpDtype::Fp16 {
+    if amp.low_dtype() != AmpDtype::Fp16 {
         return Ok((graph, None));
     }
     let (scale, dynamic) = match amp.loss_scale {
@@ -148,14 +148,14 @@ pub(super) fn warnings(options: &TrainerOptions) -> Vec<String> {
         LossScale::Fixed(x) => Some(x),
         LossScale::Dynamic => None,
     };
-    match (amp.dtype, fixed) {
+    match (amp.low_dtype(), fixed) {
         (AmpDtype::Fp16, Some(x)) if x == 1.0 => out.push(
             "amp.dtype='fp16' with amp.loss_scale=1: gradients below 2^-24 (about 6e-8) \
              underflow to zero in fp16 and larger ones lose precision; set amp.loss_scale to \
              'dynamic' (the default) or a power of two such as 1024"
                 .into(),
         ),
-        (AmpDtype::Bf16, Some(x)) => out.push(format!(
+        (AmpDtype::Bf16 | AmpDtype::Auto, Some(x)) => out.push(format!(
             "amp.loss_scale={x} has no effect under amp.dtype='bf16' (bf16 has f32's range and \
              is never scaled); set amp.dtype='fp16' to scale the loss, or drop amp.loss_scale"
         )),

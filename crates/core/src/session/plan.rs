@@ -356,7 +356,7 @@ impl<B: Backend> Trainer<B> {
         };
         let debug = self.options.config.amp.debug_log;
         json!({
-            "dtype": self.options.config.amp.dtype.as_str(), "low": a.low, "full": a.full,
+            "dtype": self.options.config.amp.low_dtype().as_str(), "low": a.low, "full": a.full,
             "casts": a.casts, "decisions": debug.then_some(&a.decisions),
         })
     }
@@ -458,7 +458,7 @@ impl<B: Backend> Trainer<B> {
             let _ = writeln!(t, "exchange: {} (in device memory)", device.join(", "));
         }
         if let Some(a) = &self.amp_report {
-            let low = self.options.config.amp.dtype.as_str();
+            let low = self.options.config.amp.low_dtype().as_str();
             let _ = writeln!(
                 t,
                 "mixed precision: {} forward op(s) in {low}, {} in f32, {} cast(s)",

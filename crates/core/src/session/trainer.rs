@@ -124,6 +124,7 @@ impl<B: Backend> Trainer<B> {
             None
         };
         if let Some(c) = &mut cluster {
+            c.check_layout(&layout, &options)?;
             c.host_ranks(slicing.as_ref(), &layout)?;
         }
         let micro_rows = options.batch / (layout.replicas * layout.micro_batches);
@@ -136,9 +137,6 @@ impl<B: Backend> Trainer<B> {
         layout.check_zero(&options)?;
         if cooperative {
             super::cooperative::check_features(&options, tp)?;
-        }
-        if let Some(c) = &cluster {
-            c.check_layout(&layout, &options)?;
         }
         let threads = match options.threads {
             0 => (std::thread::available_parallelism().map_or(1, |p| p.get()) / n).max(1),
