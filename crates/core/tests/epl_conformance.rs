@@ -503,3 +503,66 @@ fn auto_stages_deal_repeated_blocks_out_evenly() {
         );
     }
 }
+
+// ---- scheduler_test.py ----
+
+#[test]
+fn prefer_backward_optimizer_orders_4_stages_by_6_micro_batches() {
+    // scheduler_test.py (PreferBackwardOptimizer, 4 stages x 6 micro-batches): every stage
+    // runs its forwards and its backwards in micro-batch order, a micro-batch's forward before
+    // its backward, a non-last stage s warms up with one forward more than 1F1B's 4 - s (the
+    // last stage strictly alternates), and the update comes last.
+    let o = options(4, 6, "PreferBackwardOptimizer", json!({}));
+    let mut o = o;
+    o.batch = 24;
+    let p = plan(4, o);
+    for s in 0..4usize {
+        let list: Vec<String> =
+            serde_json::from_value(p["schedule"][format!("cpu:{s}")].clone()).unwrap();
+        let at = |w: &str| list.iter().position(|x| x == w).unwrap();
+        for m in 0..6 {
+            assert!(
+                at(&format!("F{m}")) < at(&format!("B{m}")),
+                "stage {s}: {list:?}"
+            );
+            if m > 0 {
+                assert!(
+                    at(&format!("F{}", m - 1)) < at(&format!("F{m}")),
+                    "{list:?}"
+                );
+                assert!(
+                    at(&format!("B{}", m - 1)) < at(&format!("B{m}")),
+                    "{list:?}"
+                );
+            }
+        }
+        let warm = list.iter().take_while(|w| w.starts_with('F')).count();
+        let want = if s == 3 { 1 } else { 5 - s };
+        assert_eq!(warm, want, "stage {s}: {list:?}");
+        assert_eq!(list.last().map(String::as_str), Some("STEP"), "stage {s}");
+        assert_eq!(
+            list.len(),
+            13,
+            "stage {s}: 6 F, 6 B and the update: {list:?}"
+        );
+    }
+}
+
+// ---- collections_test.py ----
+
+#[test]
+fn outputs_are_concatenated_over_replicas_and_micro_batches() {
+    // collections_test.py (GLOBAL_CONCAT): a step's output holds every row of the global
+    // batch, micro-batches then replicas in batch order, as one device computes it.
+    let mut one = Trainer::compile(model(1), opts(1, json!({}))).unwrap();
+    let want = one.step(&batch(0)).unwrap().outputs.remove(0);
+    let mut dp = Trainer::compile(model(1), options(4, 2, "PreferBackward", json!({}))).unwrap();
+    let got = dp.step(&batch(0)).unwrap().outputs.remove(0);
+    assert_eq!((got.0.as_str(), &got.1), ("logits", &vec![BATCH * T, V]));
+    assert_eq!(want.1, got.1);
+    assert!(
+        max_diff(&want.2, &got.2) < 1e-5,
+        "{}",
+        max_diff(&want.2, &got.2)
+    );
+}
