@@ -262,7 +262,9 @@ config_table! {
         run_visible_devices: String {
             default: String::new(), min: None, origin: Epl,
             unsupported: None,
-            doc: "Visible device list, e.g. '0,1,2,3' (normally set by a scheduler); empty = all.",
+            doc: "Visible device list, e.g. '1' or '0,2' (normally set by a scheduler): each \
+                  process uses those of its devices, renumbered from 0 (CPU virtual devices; on \
+                  cuda set CUDA_VISIBLE_DEVICES instead); empty = all.",
         }
         colocate_split_and_replicate: bool {
             default: false, min: None, origin: Epl,
