@@ -5,6 +5,7 @@
 mod corpus;
 pub mod manifest;
 pub mod prepare;
+pub mod shards;
 pub mod slicing;
 pub mod tokenizer;
 pub mod tokens;
