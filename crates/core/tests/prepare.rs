@@ -37,7 +37,11 @@ fn text_and_json_lines_become_shards_and_a_manifest() {
         shard_tokens: 100,
     };
     let mut calls = 0;
-    let m = prepare(&o, &mut |_| calls += 1).unwrap();
+    let m = prepare(&o, &mut |_| {
+        calls += 1;
+        Ok(())
+    })
+    .unwrap();
     assert!(calls >= 1);
     assert_eq!(m, Manifest::open(&dir.join("out/data.json")).unwrap());
     assert_eq!(
@@ -97,7 +101,7 @@ fn bad_json_lines_name_the_file_and_line() {
         val_fraction: 0.0,
         shard_tokens: 1000,
     };
-    let e = prepare(&o, &mut |_| {}).unwrap_err();
+    let e = prepare(&o, &mut |_| Ok(())).unwrap_err();
     assert_eq!(e.code(), "WEFT_DATA");
     assert_eq!(
         e.to_string(),

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::manifest::{self, Manifest};
-use super::slicing::{SliceOptions, slice_files};
 use super::tokens::{TokenBatch, TokenFile, token_count};
 use crate::error::{Error, Result};
 use crate::rng::mix64;
@@ -76,16 +75,6 @@ impl DataSet {
             )),
             _ => Ok(()),
         }
-    }
-
-    /// The shards worker `worker` reads under `io.slicing` (EPL's division, `slicing.rs`).
-    pub fn for_worker(
-        &self,
-        local_replicas: &[usize],
-        worker: usize,
-        o: SliceOptions,
-    ) -> Vec<PathBuf> {
-        slice_files(&self.shards, local_replicas, worker, o).files
     }
 }
 

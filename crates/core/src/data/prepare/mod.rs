@@ -9,7 +9,7 @@ mod shards;
 
 pub use input::Format;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -70,8 +70,11 @@ fn check(o: &PrepareOptions) -> Result<u64> {
 }
 
 /// Tokenizes every input into shards under `out_dir` and writes `data.json`; `progress` is
-/// called after each batch (from the calling thread).
-pub fn prepare(o: &PrepareOptions, progress: &mut dyn FnMut(Progress)) -> Result<Manifest> {
+/// called after each batch (from the calling thread); its error stops the run.
+pub fn prepare(
+    o: &PrepareOptions,
+    progress: &mut dyn FnMut(Progress) -> Result<()>,
+) -> Result<Manifest> {
     let mut p = Progress {
         bytes_total: check(o)?,
         ..Progress::default()
@@ -91,7 +94,7 @@ pub fn prepare(o: &PrepareOptions, progress: &mut dyn FnMut(Progress)) -> Result
                 p.tokens += tokens.len() as u64;
                 split.write(&tokens)?;
             }
-            progress(p);
+            progress(p)?;
         }
     }
     let manifest = split.finish(o, documents)?;
@@ -178,14 +181,5 @@ impl Splitter {
             shards,
             sha256: hex(&h.finalize()),
         })
-    }
-}
-
-/// The manifest of a prepared directory (or the path of a `data.json` itself).
-pub fn manifest_path(path: &Path) -> PathBuf {
-    if path.is_dir() {
-        path.join(manifest::FILE_NAME)
-    } else {
-        path.to_path_buf()
     }
 }
