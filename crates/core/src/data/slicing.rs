@@ -90,10 +90,13 @@ mod tests {
     /// EPL's `tests/utils_test.py`, `test_fetch_slice_objects_proportion_to_local_num_replicas`,
     /// row for row: (local replicas per worker, file count, worker, drop_last, unbalanced,
     /// expected files sorted as the EPL test sorts them).
+    /// (local replicas per worker, file count, worker, drop_last, unbalanced, expected files).
+    type Row = (&'static [usize], usize, usize, bool, bool, &'static [usize]);
+
     #[test]
     fn reproduces_epl_utils_test_matrix() {
         #[rustfmt::skip]
-        let table: &[(&[usize], usize, usize, bool, bool, &[usize])] = &[
+        let table: &[Row] = &[
             // Scene 1: two workers with 2 replicas each (4 replicas).
             (&[2, 2], 2, 0, false, false, &[0]),
             (&[2, 2], 2, 1, false, false, &[1]),
