@@ -112,3 +112,28 @@ fn bad_json_lines_name_the_file_and_line() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_val_fraction_that_whole_units_cannot_meet_is_an_error() {
+    let dir = temp("onepiece");
+    std::fs::write(dir.join("small.txt"), "One small document, a single unit.\n").unwrap();
+    let o = PrepareOptions {
+        inputs: vec![dir.join("small.txt")],
+        out_dir: dir.join("out"),
+        tokenizer: Tokenizer::Gpt2,
+        field: "text".into(),
+        val_fraction: 0.1,
+        shard_tokens: 1000,
+    };
+    let e = prepare(&o, &mut |_| Ok(())).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "data file {}: 10 train and 0 val tokens: --val-fraction 0.1 cannot be met with whole \
+             units (units are documents, or 1 MB pieces of a text file); give more or smaller \
+             documents, or another --val-fraction",
+            dir.join("out").display()
+        )
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

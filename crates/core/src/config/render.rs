@@ -175,7 +175,10 @@ mod tests {
         assert!(md.contains("| `amp.dtype` (weft) | one of `'bf16'`, `'fp16'` | `'bf16'` |"));
         assert!(md.contains("| `zero.level` | one of `''`, `'v0'`, `'v1'`, `'v2'` | `''` |"));
         // io.slicing was the last refused key; its row no longer carries the refusal.
-        let slicing = md.lines().find(|l| l.starts_with("| `io.slicing`")).unwrap();
+        let slicing = md
+            .lines()
+            .find(|l| l.starts_with("| `io.slicing`"))
+            .unwrap();
         assert!(!slicing.contains("Not yet supported"), "{slicing}");
         for row in rows {
             assert_eq!(

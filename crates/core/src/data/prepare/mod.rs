@@ -133,9 +133,10 @@ fn tokenize(tok: Tokenizer, batch: &[Unit]) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// Routes each unit's tokens to `train` or `val` so that val holds `val_fraction` of the tokens
-/// written so far (a unit goes to val while val is behind its share): deterministic, and spread
-/// over the whole corpus rather than taken from its end.
+/// Routes whole units (documents, or 1 MB pieces of a text file) to `train` or `val`: a unit goes
+/// to val when val is behind its share of the tokens so far by at least half the unit, so val
+/// holds about `val_fraction` of the tokens, spread over the corpus rather than taken from its
+/// end, and no document is split between the two.
 struct Splitter {
     train: SplitWriter,
     val: SplitWriter,
@@ -154,8 +155,10 @@ impl Splitter {
     }
 
     fn write(&mut self, tokens: &[u32]) -> Result<()> {
-        let total = (self.written[0] + self.written[1] + tokens.len() as u64) as f64;
-        let to_val = (self.written[1] as f64) < self.fraction * total;
+        let n = tokens.len() as u64;
+        let total = (self.written[0] + self.written[1] + n) as f64;
+        let to_val =
+            (self.written[1] + n / 2) as f64 <= self.fraction * total && self.fraction > 0.0;
         let (w, i) = if to_val {
             (&mut self.val, 1)
         } else {
@@ -166,6 +169,19 @@ impl Splitter {
     }
 
     fn finish(self, o: &PrepareOptions, documents: u64) -> Result<Manifest> {
+        let [train, val] = self.written;
+        let units = "units are documents, or 1 MB pieces of a text file";
+        if train == 0 || (val == 0 && self.fraction > 0.0) {
+            let m = format!(
+                "{train} train and {val} val tokens: --val-fraction {} cannot be met with whole \
+                 units ({units}); give more or smaller documents, or another --val-fraction",
+                self.fraction
+            );
+            return Err(Error::Data {
+                path: o.out_dir.display().to_string(),
+                message: m,
+            });
+        }
         let mut shards = self.train.finish()?;
         shards.extend(self.val.finish()?);
         let mut h = Sha256::new();
