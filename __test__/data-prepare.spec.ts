@@ -107,3 +107,11 @@ test('EPL\'s IO slicing through the API', (t) => {
   t.deepEqual(weft.data.sliceShards(['a', 'b', 'c'], [2, 2], 1), { files: ['a', 'b', 'c'], kind: 'uneven' });
   t.deepEqual(weft.data.sliceShards(['a', 'b', 'c'], [2, 2], 1, { dropLastFiles: true }), { files: ['b'], kind: 'sliced' });
 });
+
+test('weft plan shows the shards each worker reads', async (t) => {
+  const dir = await prepared();
+  const train = weft.data.resolve(dir).shards.map((s) => path.basename(s));
+  const r = await run('plan', ...GPT, '--data', dir, '--dp', '2', '--set', 'io.slicing=true');
+  t.is(r.code, 0, r.stderr);
+  t.true(r.stdout.includes(`data: ${train.length} shards (gpt2, vocabulary 50257); io.slicing on\n  worker 0 (2 replicas): ${train.join(', ')}\n`), r.stdout);
+});
