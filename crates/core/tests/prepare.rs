@@ -116,7 +116,11 @@ fn bad_json_lines_name_the_file_and_line() {
 #[test]
 fn a_val_fraction_that_whole_units_cannot_meet_is_an_error() {
     let dir = temp("onepiece");
-    std::fs::write(dir.join("small.txt"), "One small document, a single unit.\n").unwrap();
+    std::fs::write(
+        dir.join("small.txt"),
+        "One small document, a single unit.\n",
+    )
+    .unwrap();
     let o = PrepareOptions {
         inputs: vec![dir.join("small.txt")],
         out_dir: dir.join("out"),
