@@ -11,6 +11,7 @@ mod bench;
 mod config;
 mod convert;
 mod data;
+mod datasets;
 mod error;
 mod model;
 mod trainer;

@@ -3,7 +3,7 @@
  * flags, typed values, and errors that name the flag, the expected form and the nearest flag.
  */
 import { UsageError } from './cli-error.js';
-import { COMMAND_FLAGS, expectedForm, findFlag, type FlagSpec } from './flags.js';
+import { COMMAND_FLAGS, expectedForm, findFlag, type FlagSpec, POSITIONAL_COMMANDS } from './flags.js';
 
 export { UsageError };
 
@@ -16,6 +16,8 @@ export interface ParsedArgs {
   readonly flags: ReadonlyMap<string, FlagValue>;
   /** Arguments after a bare `--`. */
   readonly rest: readonly string[];
+  /** Non-flag arguments, for the commands in POSITIONAL_COMMANDS. */
+  readonly positional?: readonly string[];
 }
 
 /**
@@ -27,9 +29,14 @@ export interface ParsedArgs {
 export function parseArgs(command: string, argv: readonly string[]): ParsedArgs {
   const specs = COMMAND_FLAGS[command] ?? [];
   const flags = new Map<string, FlagValue>();
+  const positional: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
-    if (arg === '--') return { command, flags, rest: argv.slice(i + 1) };
+    if (arg === '--') return { command, flags, rest: argv.slice(i + 1), positional };
+    if (!arg.startsWith('--') && POSITIONAL_COMMANDS.has(command)) {
+      positional.push(arg);
+      continue;
+    }
     if (!arg.startsWith('--')) throw new UsageError(`unexpected argument '${arg}' for 'weft ${command}'`);
     const eq = arg.indexOf('=');
     const name = arg.slice(2, eq < 0 ? undefined : eq);
@@ -41,7 +48,7 @@ export function parseArgs(command: string, argv: readonly string[]): ParsedArgs 
     }
     store(flags, spec, parseValue(spec, raw));
   }
-  return { command, flags, rest: [] };
+  return { command, flags, rest: [], positional };
 }
 
 function store(flags: Map<string, FlagValue>, spec: FlagSpec, value: FlagValue): void {

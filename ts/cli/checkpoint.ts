@@ -12,9 +12,11 @@ import type { ModelSpec } from './run-spec.js';
 /** The CLI's part of a checkpoint. */
 export interface CliMeta {
   readonly model: ModelSpec;
-  /** `byte` when trained on byte-tokenised text (the built-in corpus), else `file`. */
-  readonly tokenizer: 'byte' | 'file';
-  readonly data: { readonly path: string | null; readonly position: number } | null;
+  /** `byte` when trained on byte-tokenised text (the built-in corpus), `gpt2` on a data set
+   * prepared with GPT-2's tokenizer, else `file`. */
+  readonly tokenizer: 'byte' | 'gpt2' | 'file';
+  /** `loader`: the many-shard loader's position (epoch, shard, window), when it was used. */
+  readonly data: { readonly path: string | null; readonly position: number; readonly loader?: weft.data.ShardLoaderState } | null;
   /** The optimizer and its options, the defaults of a resumed run. */
   readonly optimizer: weft.Optimizer;
   readonly seed: number;

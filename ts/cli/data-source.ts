@@ -24,12 +24,17 @@ export interface BatchSource {
  * const src = batchSource(spec.model, 8, undefined, 0);
  * await trainer.step(src.next());
  */
-export function batchSource(model: ModelSpec, batch: number, data: string | undefined, seed: number, resume?: CliMeta['data']): BatchSource {
-  if (model.kind === 'gpt') return tokenSource(model.seq, batch, data, resume);
+export function batchSource(model: ModelSpec, batch: number, data: string | undefined, seed: number, resume?: CliMeta['data'], workers?: Workers): BatchSource {
+  if (model.kind === 'gpt') return tokenSource(model.seq, batch, data, seed, resume, workers);
   return teacherSource(model.sizes, batch, seed, resume?.path === null ? resume.position : 0);
 }
 
-function tokenSource(seq: number, batch: number, data: string | undefined, resume: CliMeta['data'] | undefined): BatchSource {
+function tokenSource(seq: number, batch: number, data: string | undefined, seed: number, resume: CliMeta['data'] | undefined, workers: Workers | undefined): BatchSource {
+  const set = data === undefined ? undefined : weft.data.resolve(data);
+  if (data !== undefined && set && (set.manifest || set.shards.length > 1)) {
+    const mine = workers ? workerShards(set.shards, workers, workers.rank).files : set.shards;
+    return shardSource(seq, batch, data, { ...set, shards: mine }, seed, resume);
+  }
   const loader = weft.data.tokenLoader({ batch, seq, ...(data !== undefined && { path: data }) });
   if (resume && resume.path === (data ?? null)) loader.seek(resume.position);
   return {
@@ -40,6 +45,57 @@ function tokenSource(seq: number, batch: number, data: string | undefined, resum
     itemsPerBatch: batch * seq,
     state: () => ({ path: data ?? null, position: loader.position }),
     tokenizer: data === undefined ? 'byte' : 'file',
+  };
+}
+
+/** The processes of a run and the options of EPL's IO slicing. */
+export interface Workers {
+  /** This process's rank (0 alone). */
+  readonly rank: number;
+  /** Data-parallel replicas hosted by each process (every process hosts as many). */
+  readonly localReplicas: readonly number[];
+  readonly slicing: boolean;
+  readonly dropLastFiles: boolean;
+  readonly unbalanced: boolean;
+}
+
+/** The run's workers: one per process, each with dp / processes replicas. */
+export function workersOf(config: weft.Config, dp: number, process: { rank: number; world: number } | null): Workers {
+  const world = process?.world ?? 1;
+  return {
+    rank: process?.rank ?? 0,
+    localReplicas: Array.from({ length: world }, () => Math.max(1, Math.floor(dp / world))),
+    slicing: config.get('io.slicing') === true,
+    dropLastFiles: config.get('io.drop_last_files') === true,
+    unbalanced: config.get('io.unbalanced_io_slicing') === true,
+  };
+}
+
+/**
+ * The shards worker `worker` reads: all of them, or under `io.slicing` its share by EPL's rule
+ * (the core's `data::slicing`). A process's replicas share its shards, each reading its own rows.
+ */
+export function workerShards(shards: readonly string[], w: Workers, worker: number): weft.data.WorkerShards | { files: readonly string[]; kind: 'all' } {
+  if (!w.slicing) return { files: shards, kind: 'all' };
+  return weft.data.sliceShards(shards, w.localReplicas, worker, { dropLastFiles: w.dropLastFiles, unbalanced: w.unbalanced });
+}
+
+/**
+ * Many shards (a list, a glob, a prepared directory): batches in the seeded shuffled order of
+ * `weft.data.shardLoader`; the checkpoint keeps the loader's state, so a resume continues it.
+ * One plain file keeps llm.c's sequential loader above.
+ */
+function shardSource(seq: number, batch: number, data: string, set: weft.data.DataSet, seed: number, resume: CliMeta['data'] | undefined): BatchSource {
+  const loader = weft.data.shardLoader({ shards: set.shards, batch, seq, seed });
+  if (resume && resume.path === data && resume.loader) loader.seek(resume.loader);
+  return {
+    next: () => {
+      const b = loader.next();
+      return { idx: b.inputs, targets: b.targets };
+    },
+    itemsPerBatch: batch * seq,
+    state: () => ({ path: data, position: 0, loader: loader.state }),
+    tokenizer: set.manifest?.tokenizer === 'gpt2' ? 'gpt2' : 'file',
   };
 }
 

@@ -11,7 +11,7 @@ export interface FlagSpec {
   /** Long name without the leading dashes, kebab-case. */
   readonly name: string;
   readonly kind: FlagKind;
-  readonly group: 'model' | 'data' | 'optimizer' | 'run' | 'sample' | 'demo' | 'launch';
+  readonly group: 'model' | 'data' | 'optimizer' | 'run' | 'sample' | 'demo' | 'launch' | 'prepare';
   readonly help: string;
   /** Placeholder shown in help and in "expected" error messages. */
   readonly value?: string;
@@ -36,7 +36,7 @@ const MODEL: FlagSpec[] = [
 ];
 
 const DATA: FlagSpec[] = [
-  { name: 'data', kind: 'string', group: 'data', value: 'FILE.bin', help: 'llm.c token file (default: built-in corpus / synthetic)' },
+  { name: 'data', kind: 'string', group: 'data', value: 'FILE.bin|A,B|GLOB|DIR', help: 'llm.c token file(s): one, a list, a glob, or a prepared directory (default: built-in corpus)' },
   { name: 'batch', kind: 'int', group: 'data', min: 1, value: 'B', help: 'global batch per optimizer step (default 8 gpt, 256 mlp; with --resume the checkpoint\'s)' },
 ];
 
@@ -98,7 +98,16 @@ const LAUNCH: FlagSpec[] = [
   { name: 'raw-output', kind: 'bool', group: 'launch', help: 'pass output through without the [rank R] prefix' },
 ];
 
-const ALL: readonly FlagSpec[] = [...MODEL, ...DATA, ...OPTIMIZER, ...RUN, ...PLAN, ...SAMPLE, ...DEMO, ...LAUNCH];
+const PREPARE: FlagSpec[] = [
+  { name: 'out', kind: 'string', group: 'prepare', value: 'DIR', help: 'where the shards and data.json go (required)' },
+  { name: 'tokenizer', kind: 'choice', group: 'prepare', choices: ['gpt2', 'byte'], help: 'tokenizer (default gpt2)' },
+  { name: 'field', kind: 'string', group: 'prepare', value: 'NAME', help: 'JSON Lines key holding the text (default text)' },
+  { name: 'val-fraction', kind: 'number', group: 'prepare', min: 0, value: 'F', help: 'share of tokens in val_*.bin shards (default 0)' },
+  { name: 'shard-tokens', kind: 'int', group: 'prepare', min: 1, value: 'N', help: 'tokens per shard (default 100000000)' },
+  { name: 'json', kind: 'bool', group: 'prepare', help: 'print the summary as JSON' },
+];
+
+const ALL: readonly FlagSpec[] = [...MODEL, ...DATA, ...OPTIMIZER, ...RUN, ...PLAN, ...SAMPLE, ...DEMO, ...LAUNCH, ...PREPARE];
 
 /** The flags each subcommand accepts. */
 export const COMMAND_FLAGS: Readonly<Record<string, readonly FlagSpec[]>> = {
@@ -107,7 +116,11 @@ export const COMMAND_FLAGS: Readonly<Record<string, readonly FlagSpec[]>> = {
   sample: SAMPLE,
   demo: DEMO,
   launch: LAUNCH,
+  data: PREPARE,
 };
+
+/** Commands that take positional arguments (`weft data prepare FILE...`). */
+export const POSITIONAL_COMMANDS: ReadonlySet<string> = new Set(['data']);
 
 /** Every flag any command knows, for "belongs to another command" hints. */
 export function findFlag(name: string): FlagSpec | undefined {

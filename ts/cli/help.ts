@@ -9,6 +9,7 @@ const SUMMARY: Record<string, string> = {
   sample: 'generate text from a gpt checkpoint',
   demo: 'train a small gpt on the built-in corpus for a minute, then sample from it',
   launch: 'start N processes that train together (torchrun\'s environment contract)',
+  data: 'data prepare: tokenize text / JSON Lines files into llm.c shards and data.json',
 };
 
 const USAGE: Record<string, string> = {
@@ -17,6 +18,7 @@ const USAGE: Record<string, string> = {
   sample: 'weft sample --checkpoint DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]',
   demo: 'weft demo [--out DIR] [--steps N]',
   launch: 'weft launch --nproc-per-node N [--nnodes K --node-rank R --master-addr A --master-port P] -- COMMAND...',
+  data: 'weft data prepare FILE... --out DIR [--tokenizer gpt2|byte] [--field text] [--val-fraction F] [--shard-tokens N]',
 };
 
 const LAUNCH_NOTES = [

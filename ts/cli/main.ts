@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `weft` command: `train`, `plan`, `sample`, `demo`, `launch`, `help`, `--version`.
+ * The `weft` command: `train`, `plan`, `sample`, `demo`, `launch`, `data prepare`, `help`, `--version`.
  * Errors print as `error: <message>`; exit code 2 for usage errors, 1 for failed runs.
  */
 import * as fs from 'node:fs';
@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import * as weft from '../index.js';
 import { nearest, parseArgs } from './args.js';
 import { CliError, UsageError } from './cli-error.js';
+import { dataCommand } from './data.js';
 import { demoCommand } from './demo.js';
 import { commandHelp, mainHelp } from './help.js';
 import { launchCommand } from './launch.js';
@@ -23,6 +24,7 @@ const COMMANDS: Record<string, Command> = {
   sample: sampleCommand,
   demo: demoCommand,
   launch: launchCommand,
+  data: dataCommand,
 };
 
 /**

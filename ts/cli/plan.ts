@@ -5,6 +5,8 @@
 import type { ParsedArgs } from './args.js';
 import { stageSizes } from '../models/stages.js';
 import { CliError, UsageError } from './cli-error.js';
+import { workerShards, workersOf } from './data-source.js';
+import * as weft from '../index.js';
 import { Flags, type RunSpec, runSpec } from './run-spec.js';
 import { compileRun, formatBytes, overLimit } from './session.js';
 import type { Io } from './train.js';
@@ -24,6 +26,7 @@ export async function planCommand(args: ParsedArgs, io: Io): Promise<number> {
     io.out.write(`${JSON.stringify(plan.json)}\n`);
   } else {
     io.out.write(stageLines(spec));
+    io.out.write(shardLines(spec, trainer.process));
     io.out.write(`${plan.toString()}\n`);
     io.out.write(estimateLine(plan.json));
   }
@@ -50,6 +53,25 @@ function stageLines(spec: RunSpec): string {
     if (s === pp - 1) names.push(...(model.kind === 'gpt' ? ['ln_f', 'head (tied to wte)', 'loss'] : ['loss']));
     lines.push(`  stage${s}: ${names.join(', ')}`);
     first += count;
+  });
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * With `--data` naming several shards, which shards each worker (process) reads: all of them,
+ * or under `io.slicing` its share by EPL's rule.
+ */
+function shardLines(spec: RunSpec, process: { rank: number; world: number } | null): string {
+  if (spec.data === undefined || spec.model.kind !== 'gpt') return '';
+  const set = weft.data.resolve(spec.data);
+  if (!set.manifest && set.shards.length < 2) return '';
+  const w = workersOf(spec.config, spec.layout.dp, process);
+  const head = `data: ${set.shards.length} shards${set.manifest ? ` (${set.manifest.tokenizer}, vocabulary ${set.manifest.vocab_size})` : ''}; io.slicing ${w.slicing ? 'on' : 'off'}`;
+  const lines = [head];
+  w.localReplicas.forEach((replicas, worker) => {
+    const s = workerShards(set.shards, w, worker);
+    const why = s.kind === 'too-few-files' ? ' (fewer shards than buckets: slicing off)' : s.kind === 'uneven' ? ' (shards do not divide: slicing off; see io.drop_last_files, io.unbalanced_io_slicing)' : '';
+    lines.push(`  worker ${worker} (${replicas} replica${replicas > 1 ? 's' : ''}): ${s.files.map((f) => f.split('/').pop()).join(', ')}${why}`);
   });
   return `${lines.join('\n')}\n`;
 }

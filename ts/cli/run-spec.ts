@@ -111,6 +111,18 @@ export function modelSpec(f: Flags, saved?: ModelSpec): ModelSpec {
   return out;
 }
 
+/**
+ * A prepared data set names its vocabulary: the gpt's unless `--vocab` (or the checkpoint) set
+ * it, and a vocabulary smaller than the data's is an error before anything is built.
+ */
+function withDataVocab(model: ModelSpec, data: string | undefined, vocabGiven: boolean): ModelSpec {
+  if (model.kind !== 'gpt' || data === undefined) return model;
+  const manifest = weft.data.resolve(data).manifest;
+  const out = manifest && !vocabGiven ? { ...model, vocab: manifest.vocab_size } : model;
+  weft.data.checkVocab(data, out.vocab);
+  return out;
+}
+
 /** Optimizer flags and the option each sets. */
 const OPTIMIZER_FLAGS = {
   lr: 'lr', 'weight-decay': 'weightDecay', 'grad-clip': 'gradClip', warmup: 'warmup',
@@ -265,14 +277,14 @@ export interface SavedDefaults {
  * and data are the defaults, so that a resumed run continues the saved one.
  */
 export function runSpec(f: Flags, saved?: SavedDefaults): RunSpec {
-  const model = modelSpec(f, saved?.model);
+  const data = f.str('data') ?? saved?.data ?? undefined;
+  const model = withDataVocab(modelSpec(f, saved?.model), data, f.has('vocab') || saved !== undefined);
   const { devices, layout } = devicesSpec(f);
   checkStages(model, layout.pp);
   if (layout.tp > 1 && model.kind !== 'gpt') {
     throw new UsageError(`--tp ${layout.tp}: tensor parallelism of the built-in models applies to --model gpt (an mlp's own model can use m.split)`);
   }
   const steps = f.num('steps', 100);
-  const data = f.str('data') ?? saved?.data ?? undefined;
   if (data !== undefined && model.kind === 'mlp') throw new UsageError('--data applies to --model gpt (the mlp trains on seeded synthetic data)');
   if (data === undefined && model.kind === 'gpt' && model.vocab < 256) {
     throw new UsageError(`--vocab ${model.vocab} is below 256, the byte tokenizer's vocabulary used for the built-in corpus; use --vocab 256 or more, or --data FILE.bin`);

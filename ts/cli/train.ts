@@ -8,7 +8,7 @@ import * as weft from '../index.js';
 import type { ParsedArgs } from './args.js';
 import { type CliMeta, type SavedRun, readCheckpoint } from './checkpoint.js';
 import { CliError, UsageError } from './cli-error.js';
-import { type BatchSource, batchSource } from './data-source.js';
+import { type BatchSource, batchSource, workersOf } from './data-source.js';
 import { type Out, type Reporter, reporter } from './report.js';
 import { Flags, type RunSpec, runSpec } from './run-spec.js';
 import { compileRun, overLimit } from './session.js';
@@ -109,7 +109,7 @@ async function prepare(f: Flags, io: Io): Promise<Prepared> {
     const skipped = await trainer.loadWeights(spec.init);
     if (skipped.length > 0 && !spec.json) io.err.write(`note: ${spec.init}: skipped ${skipped.length} non-parameter tensors (attention-mask buffers)\n`);
   }
-  const source = batchSource(spec.model, spec.batch, spec.data, spec.seed, saved?.meta.data);
+  const source = batchSource(spec.model, spec.batch, spec.data, spec.seed, saved?.meta.data, workersOf(spec.config, spec.layout.dp, trainer.process));
   const curve = saved ? [...((saved.meta as CliMeta & { curve?: LossPoint[] }).curve ?? [])] : [];
   return { spec, trainer, source, curve };
 }

@@ -43,13 +43,6 @@ mod tests {
         Config::from_json_object(&v).unwrap()
     }
 
-    fn unsupported(v: serde_json::Value) -> (String, String) {
-        match config(v).check_supported().unwrap_err() {
-            Error::Unsupported { feature, message } => (feature, message),
-            other => panic!("expected unsupported, got {other:?}"),
-        }
-    }
-
     #[test]
     fn defaults_and_single_device_keys_are_supported() {
         assert_eq!(Config::default().check_supported(), Ok(()));
@@ -64,31 +57,12 @@ mod tests {
         assert_eq!(c.check_supported(), Ok(()));
     }
 
+    /// No key is refused today (`io.slicing` was the last, until the data issue); the check
+    /// stays for keys that are parsed before they are implemented.
     #[test]
-    fn each_unsupported_key_is_named() {
-        let cases = [(json!({"io.slicing": true}), "io.slicing", "io.slicing=true")];
-        for (input, key, fragment) in cases {
-            let (feature, message) = unsupported(input);
-            assert_eq!(feature, key);
-            assert!(message.contains(fragment), "{message}");
-            assert!(
-                message.contains("is not yet supported by this build ("),
-                "{message}"
-            );
-        }
-    }
-
-    #[test]
-    fn all_unsupported_keys_are_listed_and_supported_ones_are_not() {
-        let c = config(json!({"io.slicing": true, "amp.level": "o1", "zero.level": "v2"}));
-        let features: Vec<String> = c
-            .unsupported_features()
-            .into_iter()
-            .map(|e| match e {
-                Error::Unsupported { feature, .. } => feature,
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(features, ["io.slicing"]);
+    fn io_slicing_is_supported() {
+        let c = config(json!({"io.slicing": true, "io.drop_last_files": true}));
+        assert_eq!(c.check_supported(), Ok(()));
+        assert!(c.unsupported_features().is_empty());
     }
 }

@@ -354,8 +354,10 @@ config_table! {
     io: IoConfig {
         slicing: bool {
             default: false, min: None, origin: Epl,
-            unsupported: Some("input file slicing lands with the data issue"),
-            doc: "Shard input file lists across workers automatically.",
+            unsupported: None,
+            doc: "Divide the shard list of --data among workers (processes) in proportion to \
+                  their local replicas, as EPL divides file lists (`weft plan` shows each \
+                  worker's shards).",
         }
         unbalanced_io_slicing: bool {
             default: false, min: None, origin: Epl,

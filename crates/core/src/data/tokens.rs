@@ -77,67 +77,91 @@ fn header_int(bytes: &[u8], i: usize) -> i32 {
 }
 
 fn parse(bytes: &[u8], path: &Path) -> Result<Vec<u16>> {
-    if bytes.len() < HEADER_BYTES {
-        let m = format!(
-            "file is {} bytes, shorter than the {HEADER_BYTES}-byte header",
-            bytes.len()
-        );
-        return Err(err(path, m));
-    }
-    let magic = header_int(bytes, 0);
-    if magic != MAGIC {
-        let m = format!("bad magic number {magic} (expected {MAGIC}): not an llm.c token file");
-        return Err(err(path, m));
-    }
-    let version = header_int(bytes, 1);
-    if version != VERSION {
-        let m = format!("unsupported version {version} (weft reads version {VERSION}: u16 tokens)");
-        return Err(err(path, m));
-    }
-    let count = header_int(bytes, 2);
-    let count = usize::try_from(count)
-        .map_err(|_| err(path, format!("negative token count {count} in the header")))?;
-    let body = &bytes[HEADER_BYTES..];
-    // Widen before multiplying: a hostile count must not overflow on 32-bit targets.
-    let need = count as u64 * 2;
-    if (body.len() as u64) < need {
-        let m = format!(
-            "too few tokens: the header says {count} tokens ({need} bytes) but only {} bytes \
-             follow the header",
-            body.len()
-        );
-        return Err(err(path, m));
-    }
-    if body.len() as u64 > need {
-        // llm.c rejects any size mismatch; extra bytes mean a wrong count or a spliced file.
-        let m = format!(
-            "{} bytes follow the {count} tokens the header announces",
-            body.len() as u64 - need
-        );
-        return Err(err(path, m));
-    }
-    Ok(body
+    check_header(bytes, bytes.len().saturating_sub(HEADER_BYTES) as u64, path)?;
+    Ok(bytes[HEADER_BYTES..]
         .chunks_exact(2)
         .map(|c| u16::from_le_bytes([c[0], c[1]]))
         .collect())
 }
 
-/// Write an llm.c version-1 token file atomically.
-pub fn write_tokens(path: &Path, tokens: &[u16]) -> Result<()> {
-    let count = i32::try_from(tokens.len()).map_err(|_| {
+/// The token count of a `.bin` file, checked as `TokenFile::open` checks it, from its header
+/// and size alone: a loader over many shards learns their sizes without reading them.
+pub fn token_count(path: &Path) -> Result<usize> {
+    let io = |e| Error::io(path.display().to_string(), e);
+    let mut file = fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let mut head = Vec::with_capacity(HEADER_BYTES);
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&mut file, HEADER_BYTES as u64),
+        &mut head,
+    )
+    .map_err(io)?;
+    check_header(&head, size.saturating_sub(HEADER_BYTES as u64), path)
+}
+
+/// Validates the header (`head`, at least its first bytes) against `body` bytes after it;
+/// returns the token count.
+fn check_header(head: &[u8], body: u64, path: &Path) -> Result<usize> {
+    if head.len() < HEADER_BYTES {
+        let m = format!(
+            "file is {} bytes, shorter than the {HEADER_BYTES}-byte header",
+            head.len()
+        );
+        return Err(err(path, m));
+    }
+    let magic = header_int(head, 0);
+    if magic != MAGIC {
+        let m = format!("bad magic number {magic} (expected {MAGIC}): not an llm.c token file");
+        return Err(err(path, m));
+    }
+    let version = header_int(head, 1);
+    if version != VERSION {
+        let m = format!("unsupported version {version} (weft reads version {VERSION}: u16 tokens)");
+        return Err(err(path, m));
+    }
+    let count = header_int(head, 2);
+    let count = usize::try_from(count)
+        .map_err(|_| err(path, format!("negative token count {count} in the header")))?;
+    // Widen before multiplying: a hostile count must not overflow on 32-bit targets.
+    let need = count as u64 * 2;
+    if body < need {
+        let m = format!(
+            "too few tokens: the header says {count} tokens ({need} bytes) but only {body} bytes \
+             follow the header"
+        );
+        return Err(err(path, m));
+    }
+    if body > need {
+        // llm.c rejects any size mismatch; extra bytes mean a wrong count or a spliced file.
+        let m = format!(
+            "{} bytes follow the {count} tokens the header announces",
+            body - need
+        );
+        return Err(err(path, m));
+    }
+    Ok(count)
+}
+
+/// The 1024-byte header of a version-1 file holding `count` tokens; `path` names the file in the
+/// error when the count does not fit the header's i32.
+pub fn header(path: &Path, count: usize) -> Result<Vec<u8>> {
+    let count = i32::try_from(count).map_err(|_| {
         err(
             path,
-            format!("{} tokens do not fit the header's i32 count", tokens.len()),
+            format!("{count} tokens do not fit the header's i32 count"),
         )
     })?;
     let mut header = [0i32; HEADER_INTS];
     header[0] = MAGIC;
     header[1] = VERSION;
     header[2] = count;
-    let mut bytes = Vec::with_capacity(HEADER_BYTES + 2 * tokens.len());
-    header
-        .iter()
-        .for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
+    Ok(header.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
+/// Write an llm.c version-1 token file atomically.
+pub fn write_tokens(path: &Path, tokens: &[u16]) -> Result<()> {
+    let mut bytes = header(path, tokens.len())?;
+    bytes.reserve(2 * tokens.len());
     tokens
         .iter()
         .for_each(|t| bytes.extend_from_slice(&t.to_le_bytes()));
