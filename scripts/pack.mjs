@@ -29,7 +29,7 @@ const main = readJson(join(root, 'package.json'));
 
 /** Packs the staged directory `dir`; returns the tarball's path. */
 function pack(dir) {
-  const name = execFileSync('npm', ['pack', '--ignore-scripts', '--pack-destination', tarballs], { cwd: dir, encoding: 'utf8' })
+  const name = execFileSync('npm', ['pack', '--ignore-scripts', '--loglevel=warn', '--pack-destination', tarballs], { cwd: dir, encoding: 'utf8' })
     .trim()
     .split('\n')
     .pop();

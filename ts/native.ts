@@ -60,9 +60,10 @@ function platform(): string {
 
 /** The load error a consumer sees: the platform, every candidate tried and why it failed. */
 function loadFailure(err: unknown): string {
+  // The loader chains its candidates' errors through `cause`, the last tried first.
   const tried: string[] = [];
   for (let e: unknown = err; e instanceof Error; e = e.cause) {
-    if (e !== err) tried.push(`  - ${e.message.split('\n')[0]}`);
+    if (e !== err) tried.unshift(`  - ${e.message.split('\n')[0]}`);
   }
   return [
     `weft-ml: no build of the engine loads on ${platform()} (Node ${process.version}).`,
