@@ -45,9 +45,11 @@ function platformPackage(dir) {
   const to = join(stage, dir);
   mkdirSync(to, { recursive: true });
   for (const file of pkg.files) {
-    const from = ARTIFACT_DIRS.map((d) => join(d, file)).find((f) => existsSync(f));
+    // Committed files (napi-rs's `.wasm.d.ts`) sit beside the package.json.
+    const dirs = [join(root, 'npm', dir), ...ARTIFACT_DIRS];
+    const from = dirs.map((d) => join(d, file)).find((f) => existsSync(f));
     if (from === undefined) {
-      throw new Error(`pack: ${pkg.name} needs ${file}, in none of ${ARTIFACT_DIRS.join(', ')} (scripts/build-dist.sh builds it)`);
+      throw new Error(`pack: ${pkg.name} needs ${file}, in none of ${dirs.join(', ')} (scripts/build-dist.sh builds it)`);
     }
     copyFileSync(from, join(to, file));
   }

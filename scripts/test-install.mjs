@@ -118,6 +118,30 @@ check('npm install of the tarballs: offline, no toolchain, nothing compiled', ()
   }
 });
 
+check('strict tsc over an ESM and a CommonJS consumer (a misspelt config key is an error)', () => {
+  writeFileSync(join(app, 'use.mts'), [
+    "import * as weft from 'weft-ml';",
+    'const model = weft.mlp({ sizes: [4, 2] }, weft.config({ pipeline: { numMicroBatch: 2 } }));',
+    '// @ts-expect-error misspelt key',
+    'weft.config({ pipeline: { numMicroBatchs: 2 } });',
+    'const trainer = await weft.compile(model, { batch: 4 });',
+    "const total: number = trainer.memory()['cpu:0']!.predicted.total;",
+    'const plan: weft.PlanJson = trainer.plan.json;',
+    'console.log(total, plan.stages, weft.runtime().binding);',
+    '',
+  ].join('\n'));
+  writeFileSync(join(app, 'use.cts'), [
+    "import weft = require('weft-ml');",
+    "const n: number = weft.config({ 'pipeline.num_micro_batch': 2 }).get('pipeline.num_micro_batch');",
+    'console.log(n);',
+    '',
+  ].join('\n'));
+  const options = { strict: true, module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', noEmit: true, types: [] };
+  writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({ compilerOptions: options, files: ['use.mts', 'use.cts'] }));
+  // This checkout's TypeScript, run by path: the consumer folder has none, and `tsc` on PATH is a tripwire.
+  sh('node', [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', app], { cwd: app, env });
+});
+
 // --- 4. train through the public API -------------------------------------------------------------
 const body = `
 async function main() {
