@@ -68,6 +68,35 @@ check(`the linux-x64-gnu addon needs glibc <= ${GLIBC_BASELINE.join('.')} and is
   return `highest symbol version GLIBC_${major}.${minor}`;
 });
 
+/** The names of a WebAssembly module's custom sections. */
+function customSections(file) {
+  const b = readFileSync(file);
+  let i = 8; // magic and version
+  const leb = () => {
+    let [r, shift, x] = [0, 0, 0];
+    do {
+      x = b[i++];
+      r += (x & 0x7f) * 2 ** shift;
+      shift += 7;
+    } while (x & 0x80);
+    return r;
+  };
+  const names = [];
+  while (i < b.length) {
+    const id = b[i++];
+    const end = leb() + i;
+    if (id === 0) names.push(b.subarray(i + 1, i + 1 + b[i]).toString()); // names here are < 128 bytes
+    i = end;
+  }
+  return names;
+}
+check('the WASM package ships a stripped module (no name or debug sections)', () => {
+  const names = customSections(join(root, 'target', 'dist', 'pkg', 'wasm32-wasip1', 'weft.wasm32-wasip1.wasm'));
+  const debug = names.filter((n) => n === 'name' || n.startsWith('.debug'));
+  if (debug.length > 0) throw new Error(`custom sections ${debug.join(', ')}`);
+  return `custom sections: ${names.join(', ') || 'none'}`;
+});
+
 // --- 3. install into an empty folder -------------------------------------------------------------
 const dir = mkdtempSync(join(tmpdir(), 'weft-install-'));
 const bin = join(dir, '.bin');
