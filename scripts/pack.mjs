@@ -59,8 +59,8 @@ function platformPackage(dir) {
   pack(to);
 }
 
+// Packs made earlier for other platforms stay (a tarball of the same name is replaced).
 rmSync(stage, { recursive: true, force: true });
-rmSync(tarballs, { recursive: true, force: true });
 mkdirSync(tarballs, { recursive: true });
 // Every platform is listed in weft-ml's optionalDependencies; only those named on the command
 // line (default: all of npm/) are packed here, so a contributor's machine packs its own.

@@ -14,7 +14,7 @@
 //     names the platform and the WASM package.
 // Prints `install: N passed, N failed` last; exits non-zero on any failure.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,8 +53,8 @@ check('build the platform packages and pack them (scripts/build-dist.sh)', () =>
   built = true;
 });
 if (!built) finish();
-const tarballDir = join(root, 'target', 'dist', 'tarballs');
-const tarballs = readdirSync(tarballDir).map((f) => join(tarballDir, f));
+const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+const tarballs = ['weft-ml', NATIVE, WASM].map((p) => join(root, 'target', 'dist', 'tarballs', `${p}-${version}.tgz`));
 
 // --- 2. the native addon's glibc baseline --------------------------------------------------------
 const addon = join(root, 'target', 'dist', 'pkg', 'linux-x64-gnu', 'weft.linux-x64-gnu.node');
