@@ -11,4 +11,4 @@ mkdir -p target/dist/native
 cp bindings/weft.linux-x64-gnu.node target/dist/native/
 npm run build:wasm
 npm run build:ts
-node scripts/pack.mjs linux-x64-gnu wasm32-wasip1 # the others: scripts/build-cross.sh, README
+node scripts/pack.mjs linux-x64-gnu wasm32-wasip1 # the others: a contributor's machine (README)

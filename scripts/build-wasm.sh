@@ -100,9 +100,6 @@ linker = "$WASM_LD"
 rustflags = ["-C", "target-feature=+simd128"]
 EOF
 
-# `--toolchain-only`: steps 1-4 only; scripts/build-cross.sh builds other targets with them.
-[ "${1:-}" = --toolchain-only ] && exit 0
-
 # --- 5. napi build ------------------------------------------------------------------------------
 say "compiling (build-std; slow on few cores)"
 start=$(date +%s)
