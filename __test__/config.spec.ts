@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import test from 'ava';
 import * as weft from '../ts/index.js';
 
@@ -13,6 +15,9 @@ test('nested camelCase and flat dotted keys give the same config', (t) => {
 });
 
 test('an unknown key is a WeftConfigError that suggests the nearest key', (t) => {
+  // The key types come from the core's table (ts/config-keys.ts), so the typo is a compile error
+  // too: `tsc -p tsconfig.test.json` fails if this line type-checks.
+  // @ts-expect-error 'pipline' is not a config section
   const err = t.throws(() => weft.config({ pipline: { numMicroBatch: 4 } }), { instanceOf: weft.WeftConfigError });
   t.is(err?.code, 'WEFT_CONFIG');
   t.is(err?.message, "unknown config key 'pipline.numMicroBatch'; did you mean 'pipeline.num_micro_batch'?");
@@ -60,4 +65,27 @@ test('optimizer options are validated at compile with a suggestion', async (t) =
   const bad = { kind: 'adamw', lr: 0.1, weightDecy: 0.1 } as unknown as weft.Optimizer;
   const err = await t.throwsAsync(weft.compile(model, { batch: 2, optimizer: bad }), { instanceOf: weft.WeftConfigError });
   t.regex(err?.message ?? '', /did you mean 'weightDecay'\?/);
+});
+
+test('config keys and values are typed from the key table', (t) => {
+  // Each line below is a compile error (misspelt attribute, flat key, wrong value type, value
+  // outside the allowed ones); the core refuses each at run time as well.
+  // @ts-expect-error misspelt attribute in a nested section
+  t.throws(() => weft.config({ pipeline: { numMicroBatchs: 4 } }), { instanceOf: weft.WeftConfigError });
+  // @ts-expect-error misspelt flat key
+  t.throws(() => weft.config({ 'pipeline.num_micro_batchs': 4 }), { instanceOf: weft.WeftConfigError });
+  // @ts-expect-error a string for an int key
+  t.throws(() => weft.config({ pipeline: { numMicroBatch: 'four' } }), { instanceOf: weft.WeftConfigError });
+  // @ts-expect-error not one of the allowed values
+  t.throws(() => weft.config({ zero: { level: 'v3' } }), { instanceOf: weft.WeftConfigError });
+  // @ts-expect-error get() of an unknown key
+  t.throws(() => weft.config().get('pipeline.num_micro_batchs'), { instanceOf: weft.WeftConfigError });
+  const n: number = weft.config({ 'pipeline.numMicroBatch': 2, amp: { level: 'O1' } }).get('pipeline.num_micro_batch');
+  t.is(n, 2);
+});
+
+test('ts/config-keys.ts is what the key table generates', (t) => {
+  const script = path.join(__dirname, '..', 'scripts', 'gen-config-types.mjs');
+  const r = spawnSync(process.execPath, [script, '--check'], { encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
 });

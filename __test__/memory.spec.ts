@@ -47,7 +47,7 @@ test('fp16 without loss scaling compiles with a warning that gives the reason', 
 });
 
 test('ZeRO v2 trains exactly like plain data parallelism and keeps half the parameters per device', async (t) => {
-  const run = async (zero: string) => {
+  const run = async (zero: weft.ConfigKeyTypes['zero.level']) => {
     const trainer = await weft.compile(gpt(SMALL, weft.config({ zero: { level: zero } })), {
       batch: 8, devices: weft.cpu(2), threads: 1, optimizer: weft.optim.adamW({ lr: 1e-3 }),
     });

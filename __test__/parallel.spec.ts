@@ -281,7 +281,7 @@ test('the plan shows device slices, the schedule grid and per-device memory', as
   const json = trainer.plan.json;
   t.deepEqual(json.devices, ['cpu:0', 'cpu:1', 'cpu:2', 'cpu:3']);
   t.deepEqual(
-    (json.taskgraphs as { name: string; index: number; devices: number[][] }[]).map((g) => [g.name, g.index, g.devices]),
+    json.taskgraphs.map((g) => [g.name, g.index, g.devices]),
     [
       ['stage0', 0, [[0], [2]]],
       ['stage1', 1, [[1], [3]]],

@@ -170,3 +170,42 @@ test('the plan renders as text and JSON', async (t) => {
     ],
   );
 });
+
+/** `keys` sorted, where the compiler checks that they are exactly the keys of `T`. */
+const exactKeys =
+  <T>() =>
+  <const K extends readonly (keyof T & string)[]>(...keys: K & ([Exclude<keyof T, K[number]>] extends [never] ? unknown : never)) =>
+    [...keys].sort();
+
+test('plan.json, memory() and trace() have the typed shapes (ts/reports.ts)', async (t) => {
+  const trainer = await weft.compile(tinyMlp(), { batch: BATCH, devices: weft.cpu(2) });
+  await trainer.step(tinyBatch());
+  const plan = trainer.plan.json;
+  t.deepEqual(
+    Object.keys(plan).sort(),
+    exactKeys<weft.PlanJson>()(
+      'devices', 'layout', 'virtual_stages', 'batch', 'stages', 'pipeline_strategy', 'taskgraphs', 'schedule',
+      'memory', 'parameters', 'auto_stages', 'amp', 'warnings', 'executor', 'config',
+    ),
+  );
+  t.deepEqual(Object.keys(plan.batch).sort(), ['global', 'micro_batches', 'per_micro_batch', 'replicas']);
+  t.deepEqual(Object.keys(plan.taskgraphs[0]!).sort(), exactKeys<weft.PlanTaskGraph>()('name', 'index', 'strategy', 'devices'));
+  const estimateKeys = exactKeys<weft.MemoryEstimate>()(
+    'params', 'grads', 'optimizer_state', 'activations', 'host', 'total', 'resident_params',
+  );
+  t.deepEqual(Object.keys(plan.memory['cpu:0']!).sort(), estimateKeys);
+  t.is(plan.config['pipeline.num_micro_batch'], 1);
+  const memory = trainer.memory()['cpu:1']!;
+  t.deepEqual(Object.keys(memory).sort(), exactKeys<weft.DeviceMemory>()('measured', 'predicted', 'zero_gather_bytes').filter((k) => k !== 'zero_gather_bytes'));
+  t.deepEqual(Object.keys(memory.predicted).sort(), estimateKeys);
+  t.deepEqual(
+    Object.keys(memory.measured).sort(),
+    exactKeys<weft.MemoryMeasured>()('params', 'grads', 'optimizer_state', 'activations', 'host', 'peak_total', 'resident_params'),
+  );
+  const trace = trainer.trace();
+  t.deepEqual(Object.keys(trace).sort(), exactKeys<weft.Trace>()('traceEvents', 'displayTimeUnit'));
+  const names = trace.traceEvents.filter((e) => e.ph === 'M').map((e) => e.args.name);
+  t.deepEqual(names, ['cpu:0', 'cpu:1']);
+  const span = trace.traceEvents.find((e) => e.ph === 'X');
+  t.deepEqual(Object.keys(span ?? {}).sort(), ['cat', 'dur', 'name', 'ph', 'pid', 'tid', 'ts']);
+});

@@ -36,18 +36,27 @@ const avaCode = await run(process.execPath, [avaBin.pathname, '--tap'], (line) =
 });
 if (avaCode !== 0 && ava.failed === 0) ava.failed = 1;
 
-// The WASM build's tests (scripts/test-wasm.mjs), when asked for: `wasm: N passed, N failed`.
-const wasm = { passed: 0, failed: 0, skipped: 0 };
-if (process.env.WEFT_TEST_WASM === '1') {
-  const wasmScript = new URL('./test-wasm.mjs', import.meta.url).pathname;
-  const wasmCode = await run(process.execPath, [wasmScript], (line) => {
-    const m = /^wasm: (\d+) passed, (\d+) failed/.exec(line);
-    if (m) [wasm.passed, wasm.failed] = [Number(m[1]), Number(m[2])];
+/**
+ * A script stage run when `process.env[flag] === '1'`, whose last line is
+ * `NAME: N passed, N failed`; a non-zero exit without a parsed failure counts as one.
+ */
+async function scriptStage(name, script, flag) {
+  const counts = { passed: 0, failed: 0, skipped: 0, ran: process.env[flag] === '1' };
+  if (!counts.ran) return counts;
+  const re = new RegExp(`^${name}: (\\d+) passed, (\\d+) failed`);
+  const code = await run(process.execPath, [new URL(script, import.meta.url).pathname], (line) => {
+    const m = re.exec(line);
+    if (m) [counts.passed, counts.failed] = [Number(m[1]), Number(m[2])];
   });
-  if (wasmCode !== 0 && wasm.failed === 0) wasm.failed = 1;
+  if (code !== 0 && counts.failed === 0) counts.failed = 1;
+  return counts;
 }
+// The WASM build's tests (scripts/test-wasm.mjs), then the install-like-a-user test and the
+// glibc-baseline check (scripts/test-install.mjs, which packs the WASM build the stage before made).
+const wasm = await scriptStage('wasm', './test-wasm.mjs', 'WEFT_TEST_WASM');
+const install = await scriptStage('install', './test-install.mjs', 'WEFT_TEST_INSTALL');
 
-for (const r of [cargo, typecheck, ava, wasm]) {
+for (const r of [cargo, typecheck, ava, wasm, install]) {
   total.passed += r.passed;
   total.failed += r.failed;
   total.skipped += r.skipped;
@@ -55,7 +64,9 @@ for (const r of [cargo, typecheck, ava, wasm]) {
 console.log(`\ncargo: ${cargo.passed} passed, ${cargo.failed} failed, ${cargo.skipped} ignored`);
 console.log(`tsc: ${tscCode === 0 ? 'types check' : 'type errors'}`);
 console.log(`ava: ${ava.passed} passed, ${ava.failed} failed, ${ava.skipped} skipped`);
-if (process.env.WEFT_TEST_WASM === '1') console.log(`wasm: ${wasm.passed} passed, ${wasm.failed} failed`);
+for (const [name, r] of [['wasm', wasm], ['install', install]]) {
+  if (r.ran) console.log(`${name}: ${r.passed} passed, ${r.failed} failed`);
+}
 const skipped = total.skipped > 0 ? `, ${total.skipped} skipped` : '';
 console.log(`${total.passed} passed, ${total.failed} failed${skipped}`);
 process.exit(total.failed > 0 ? 1 : 0);

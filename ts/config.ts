@@ -3,16 +3,47 @@
  * given as nested camelCase objects or flat dotted keys, merged over `WEFT_<SECTION>_<KEY>`
  * environment variables (explicit values win), validated by the core's key table.
  */
+import type { ConfigKeyTypes } from './config-keys.js';
 import { WeftConfigError } from './errors.js';
 import { call, native } from './native.js';
+
+export type { ConfigKeyTypes } from './config-keys.js';
 
 /** A config value: what the key table's types hold. */
 export type ConfigValue = boolean | number | string;
 
-/** A nested or flat config object as a user writes it. */
-export interface ConfigInput {
-  readonly [key: string]: ConfigValue | ConfigInput;
-}
+/** Every config key, dotted snake_case (`pipeline.num_micro_batch`). */
+export type ConfigKey = keyof ConfigKeyTypes;
+
+/** Every key with its value, as {@link Config.values} holds them. */
+export type ConfigValues = { readonly [K in ConfigKey]: ConfigKeyTypes[K] };
+
+/** `num_micro_batch` -> `numMicroBatch`. */
+type CamelCase<S extends string> = S extends `${infer H}_${infer T}` ? `${H}${Capitalize<CamelCase<T>>}` : S;
+type SectionOf<K extends string> = K extends `${infer S}.${string}` ? S : never;
+type AttributeOf<K extends string> = K extends `${string}.${infer A}` ? A : never;
+
+/** A key as a user may spell it: dotted snake_case, or with camelCase parts. */
+export type ConfigKeyName<K extends ConfigKey = ConfigKey> = K extends ConfigKey
+  ? K | `${CamelCase<SectionOf<K>>}.${CamelCase<AttributeOf<K>>}`
+  : never;
+
+/** Flat keys: `{ 'pipeline.num_micro_batch': 4 }` or `{ 'pipeline.numMicroBatch': 4 }`. */
+type FlatConfigInput = { readonly [K in ConfigKey as ConfigKeyName<K>]?: ConfigKeyTypes[K] };
+
+/** Nested sections: `{ pipeline: { numMicroBatch: 4 } }`, snake_case or camelCase. */
+type NestedConfigInput = {
+  readonly [S in SectionOf<ConfigKey> as S | CamelCase<S>]?: {
+    readonly [K in ConfigKey as K extends `${S}.${infer A}` ? A | CamelCase<A> : never]?: ConfigKeyTypes[K];
+  };
+};
+
+/**
+ * A nested or flat config object as a user writes it, typed from the core's key table
+ * (`ts/config-keys.ts` is generated from it), so a misspelt key or a wrong value type is a
+ * compile error; the core checks the same at run time for untyped callers.
+ */
+export type ConfigInput = FlatConfigInput & NestedConfigInput;
 
 /** One config key's description, from the core's key table. */
 export interface ConfigKeyInfo {
@@ -42,13 +73,13 @@ interface Resolved {
 /** A validated, frozen configuration. */
 export class Config {
   /** Every key with its value (flat, dotted snake_case). */
-  readonly values: Readonly<Record<string, ConfigValue>>;
+  readonly values: ConfigValues;
   /** The keys whose value differs from the default (explicit or from the environment). */
   readonly changed: Readonly<Record<string, ConfigValue>>;
 
   /** @internal Use {@link config}. */
   constructor(resolved: Resolved) {
-    this.values = Object.freeze({ ...resolved.values });
+    this.values = Object.freeze({ ...resolved.values }) as ConfigValues;
     this.changed = Object.freeze({ ...resolved.changed });
     Object.freeze(this);
   }
@@ -59,9 +90,11 @@ export class Config {
    * @example
    * weft.config({ pipeline: { numMicroBatch: 4 } }).get('pipeline.num_micro_batch') // 4
    */
+  get<K extends ConfigKey>(key: K): ConfigKeyTypes[K];
+  get(key: ConfigKeyName): ConfigValue;
   get(key: string): ConfigValue {
     const flat = normaliseKey(key);
-    const value = this.values[flat];
+    const value = (this.values as Readonly<Record<string, ConfigValue>>)[flat];
     if (value === undefined) {
       // Let the core produce its "did you mean" message.
       call(() => native().resolveConfig(JSON.stringify({ [flat]: null }), {}));
@@ -101,7 +134,7 @@ export class Config {
    * @example
    * JSON.stringify(weft.config()) // {"amp.dtype":...,"pipeline.num_micro_batch":1,...}
    */
-  toJSON(): Record<string, ConfigValue> {
+  toJSON(): ConfigValues {
     return { ...this.values };
   }
 }

@@ -2,7 +2,7 @@
  * weft: EPL-style distributed training for TypeScript.
  *
  * @example
- * import * as weft from 'weft';
+ * import * as weft from 'weft-ml';
  * const model = weft.model(weft.config(), (m) => {
  *   const x = m.input('x', [null, 784]);
  *   const y = m.input('y', [null], 'i32');
@@ -11,7 +11,7 @@
  * const trainer = await weft.compile(model, { batch: 32, optimizer: weft.optim.adamW({ lr: 1e-3 }) });
  */
 export { Config, config, configKeys, configValueFromText } from './config.js';
-export type { ConfigInput, ConfigKeyInfo, ConfigValue } from './config.js';
+export type { ConfigInput, ConfigKey, ConfigKeyInfo, ConfigKeyName, ConfigKeyTypes, ConfigValue, ConfigValues } from './config.js';
 export { MAX_CPU_DEVICES, cpu, cuda, parseDevices } from './devices.js';
 export type { Devices } from './devices.js';
 export {
@@ -64,9 +64,26 @@ export type {
   ProcessInfo,
   StepResult,
 } from './trainer.js';
+export type {
+  DeviceMemory,
+  MemoryEstimate,
+  MemoryMeasured,
+  MemoryReport,
+  PlanAmp,
+  PlanJson,
+  PlanTaskGraph,
+  Trace,
+  TraceEvent,
+} from './reports.js';
 export type { Init } from './init.js';
 export type { Optimizer, AdamOptions, SgdOptions, CommonOptions } from './optim.js';
 export type { TokenBatch, TokenLoader, TokenLoaderOptions } from './data.js';
+export { gpt, gptBuild, gptParameterCount } from './models/gpt.js';
+export type { GptOptions } from './models/gpt.js';
+export { mlp, mlpBuild, mlpParameterCount } from './models/mlp.js';
+export type { MlpOptions as MlpModelOptions } from './models/mlp.js';
+export { WASM_PACKAGE, runtime } from './native.js';
+export type { RuntimeInfo } from './native.js';
 export * as init from './init.js';
 export * as optim from './optim.js';
 export * as data from './data.js';

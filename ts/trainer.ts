@@ -9,6 +9,7 @@ import type { CollectionSpec, GraphKey, Model } from './model.js';
 import { type NativeTrainer, call, callAsync, native } from './native.js';
 import type { Optimizer } from './optim.js';
 import type { DType } from './tensor.js';
+import type { MemoryReport, PlanJson, Trace } from './reports.js';
 
 /** A batch tensor: a typed array of the input's dtype, or plain numbers (converted). */
 export type BatchTensor = Float32Array | Int32Array | readonly number[];
@@ -119,7 +120,7 @@ export interface InputShape {
 /** The compiled plan: TaskGraphs, device slices, schedule grid and memory estimate. */
 export interface Plan {
   /** The plan as JSON (`weft plan --json` prints the same). */
-  readonly json: Readonly<Record<string, unknown>>;
+  readonly json: PlanJson;
   /** The human-readable plan. */
   toString(): string;
 }
@@ -329,7 +330,7 @@ export class Trainer {
    */
   get plan(): Plan {
     const text = this.idle('plan', () => this.nativeTrainer.planText());
-    const json = JSON.parse(this.idle('plan', () => this.nativeTrainer.planJson())) as Record<string, unknown>;
+    const json = JSON.parse(this.idle('plan', () => this.nativeTrainer.planJson())) as PlanJson;
     return Object.freeze({ json: Object.freeze(json), toString: () => text });
   }
 
@@ -339,8 +340,8 @@ export class Trainer {
    * @example
    * console.log(trainer.memory()['cpu:0']);
    */
-  memory(): Readonly<Record<string, unknown>> {
-    return JSON.parse(this.idle('memory()', () => this.nativeTrainer.memoryJson())) as Record<string, unknown>;
+  memory(): MemoryReport {
+    return JSON.parse(this.idle('memory()', () => this.nativeTrainer.memoryJson())) as MemoryReport;
   }
 
   /**
@@ -393,8 +394,8 @@ export class Trainer {
    * @example
    * fs.writeFileSync('trace.json', JSON.stringify(trainer.trace()));
    */
-  trace(): object {
-    return JSON.parse(this.idle('trace()', () => this.nativeTrainer.traceJson())) as object;
+  trace(): Trace {
+    return JSON.parse(this.idle('trace()', () => this.nativeTrainer.traceJson())) as Trace;
   }
 }
 

@@ -2,6 +2,7 @@
  * `weft plan`: compile the run described by the train flags and print its plan (TaskGraphs,
  * device slices, schedule, memory estimate) without running a step.
  */
+import type * as weft from '../index.js';
 import type { ParsedArgs } from './args.js';
 import { stageSizes } from '../models/stages.js';
 import { CliError, UsageError } from './cli-error.js';
@@ -77,8 +78,7 @@ function shardLines(spec: RunSpec, process: { rank: number; world: number } | nu
 }
 
 /** `memory estimate: 162.7 MiB peak per device (cpu:0)`. */
-function estimateLine(json: Readonly<Record<string, unknown>>): string {
-  const memory = (json['memory'] ?? {}) as Record<string, { total?: number }>;
-  const peaks = Object.entries(memory).map(([d, m]) => `${d} ${formatBytes(m.total ?? 0)}`);
+function estimateLine(json: weft.PlanJson): string {
+  const peaks = Object.entries(json.memory).map(([d, m]) => `${d} ${formatBytes(m.total)}`);
   return `memory estimate (peak per device): ${peaks.join(', ')}\n`;
 }

@@ -162,8 +162,9 @@ export function configSpec(f: Flags): weft.Config {
   for (const item of f.list<string[]>('set') ?? []) {
     const eq = item.indexOf('=');
     if (eq <= 0) throw new UsageError(`--set: expected key=value (e.g. pipeline.num_micro_batch=4), got '${item}'`);
+    // A key typed on the command line: the core validates it (and suggests the nearest key).
     const key = item.slice(0, eq);
-    cfg = cfg.with({ [key]: parseSetValue(key, item.slice(eq + 1)) });
+    cfg = cfg.with({ [key]: parseSetValue(key, item.slice(eq + 1)) } as weft.ConfigInput);
   }
   return cfg;
 }

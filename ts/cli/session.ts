@@ -33,25 +33,17 @@ export async function compileRun(spec: RunSpec): Promise<weft.Trainer> {
   return weft.compile(model, { batch: spec.batch, devices: spec.devices, optimizer: spec.optimizer, seed: spec.seed, ...cluster });
 }
 
-/** Predicted bytes of one device, as in `plan.json.memory`. */
-interface DeviceMemory {
-  readonly total?: number;
-  readonly params?: number;
-  readonly activations?: number;
-}
-
 /**
  * The devices whose predicted peak exceeds `limit` bytes, as readable lines (empty: it fits).
  *
  * @example
  * for (const line of overLimit(trainer.plan.json, 2 ** 30)) console.error(line);
  */
-export function overLimit(planJson: Readonly<Record<string, unknown>>, limit: number): string[] {
-  const memory = (planJson['memory'] ?? {}) as Record<string, DeviceMemory>;
+export function overLimit(planJson: weft.PlanJson, limit: number): string[] {
   const out: string[] = [];
-  for (const [device, m] of Object.entries(memory)) {
-    if ((m.total ?? 0) > limit) {
-      out.push(`${device}: predicted peak ${formatBytes(m.total ?? 0)} exceeds --memory-limit ${formatBytes(limit)}`);
+  for (const [device, m] of Object.entries(planJson.memory)) {
+    if (m.total > limit) {
+      out.push(`${device}: predicted peak ${formatBytes(m.total)} exceeds --memory-limit ${formatBytes(limit)}`);
     }
   }
   return out;

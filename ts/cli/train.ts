@@ -83,10 +83,9 @@ interface IdleReport {
 
 /** The last step report's `idle` (per device, in device order) and `idealIdle`. */
 function idleReport(trainer: weft.Trainer, last: weft.StepResult | undefined): IdleReport {
-  const plan = trainer.plan.json as { devices?: string[]; batch?: { micro_batches?: number } };
-  const names = plan.devices ?? [];
-  const measured = Object.fromEntries((last?.idle ?? []).map((v, i) => [names[i] ?? `cpu:${i}`, roundTo(v, 4)]));
-  return { measured, ideal: roundTo(last?.idealIdle ?? 0, 4), microBatches: plan.batch?.micro_batches ?? 1 };
+  const plan = trainer.plan.json;
+  const measured = Object.fromEntries((last?.idle ?? []).map((v, i) => [plan.devices[i] ?? `cpu:${i}`, roundTo(v, 4)]));
+  return { measured, ideal: roundTo(last?.idealIdle ?? 0, 4), microBatches: plan.batch.micro_batches };
 }
 
 function roundTo(v: number, digits: number): number {
@@ -172,7 +171,7 @@ function summary(run: Prepared, lines: readonly { loss: number; ms: number; rate
     median_ms: Number(medianMs.toFixed(3)),
     tokens_per_s: Number(((run.source.itemsPerBatch * 1000) / medianMs).toFixed(1)),
     wall_s: Number(wall.toFixed(3)),
-    parameters: run.trainer.plan.json['parameters'],
+    parameters: run.trainer.plan.json.parameters,
     devices: run.spec.devices.toString(),
     dp: run.spec.layout.dp,
     pp: run.spec.layout.pp,

@@ -1,0 +1,115 @@
+/**
+ * The JSON reports of a compiled {@link Trainer}, typed as the core writes them
+ * (`session/plan.rs`: `plan_json`, `memory_json`; `exec/memory.rs`; `session/trace.rs`). The
+ * trainer spec checks that these keys are exactly the ones the core emits.
+ */
+import type { ConfigValues } from './config.js';
+
+/** Bytes per category, as `weft plan` predicts them for one device. */
+export interface MemoryEstimate {
+  readonly params: number;
+  readonly grads: number;
+  readonly optimizer_state: number;
+  readonly activations: number;
+  /** Host memory (offloaded parameters), outside the device's total. */
+  readonly host: number;
+  /** The predicted peak of the device's allocator. */
+  readonly total: number;
+  /** Parameter bytes kept on the device between uses (ZeRO v2 pieces; none under offload). */
+  readonly resident_params: number;
+}
+
+/** Peak bytes per category measured by one executor's allocator. */
+export interface MemoryMeasured {
+  readonly params: number;
+  readonly grads: number;
+  readonly optimizer_state: number;
+  readonly activations: number;
+  readonly host: number;
+  readonly peak_total: number;
+  /** Parameter bytes on the device now: between steps, those it keeps. */
+  readonly resident_params: number;
+}
+
+/** One device in {@link Trainer.memory}. */
+export interface DeviceMemory {
+  /** One executor's peaks, or one per stage the device hosts (interleaved pipelines). */
+  readonly measured: MemoryMeasured | readonly MemoryMeasured[];
+  readonly predicted: MemoryEstimate;
+  /** ZeRO's all-gather buffers, outside the allocator's categories; only under ZeRO. */
+  readonly zero_gather_bytes?: { readonly measured: number; readonly predicted: number };
+}
+
+/** {@link Trainer.memory}: every device by name (`cpu:0`, ...). */
+export type MemoryReport = Readonly<Record<string, DeviceMemory>>;
+
+/** One pipeline stage (TaskGraph) of the plan. */
+export interface PlanTaskGraph {
+  readonly name: string;
+  readonly index: number;
+  readonly strategy: 'replicate' | 'split';
+  /** The device indices of each replica of the stage. */
+  readonly devices: readonly (readonly number[])[];
+}
+
+/** Mixed precision's decisions; `decisions` only with `amp.debug_log`. */
+export interface PlanAmp {
+  readonly dtype: string;
+  readonly low: number;
+  readonly full: number;
+  readonly casts: number;
+  readonly decisions: readonly string[] | null;
+}
+
+/** `trainer.plan.json`, what `weft plan --json` prints. */
+export interface PlanJson {
+  readonly devices: readonly string[];
+  /** EPL's device layout (`auto`, `all`, `specific`, `aware_row`, ...) or `interleaved`. */
+  readonly layout: string;
+  readonly virtual_stages: number;
+  readonly batch: {
+    readonly global: number;
+    readonly replicas: number;
+    readonly micro_batches: number;
+    readonly per_micro_batch: number;
+  };
+  readonly stages: number;
+  readonly pipeline_strategy: string;
+  readonly taskgraphs: readonly PlanTaskGraph[];
+  /** Each device's work items in order (`F0`, `B0`, ...). */
+  readonly schedule: Readonly<Record<string, readonly string[]>>;
+  readonly memory: Readonly<Record<string, MemoryEstimate>>;
+  readonly parameters: number;
+  /** The automatic partition's report, with `auto.auto_parallel`. */
+  readonly auto_stages: string | null;
+  readonly amp: PlanAmp | null;
+  readonly warnings: readonly string[];
+  readonly executor: 'threads' | 'cooperative';
+  readonly config: ConfigValues;
+}
+
+/** One Chrome trace event: a track's name (`ph: 'M'`) or a span (`ph: 'X'`, microseconds). */
+export type TraceEvent =
+  | {
+      readonly name: 'thread_name';
+      readonly ph: 'M';
+      readonly pid: number;
+      readonly tid: number;
+      readonly args: { readonly name: string };
+    }
+  | {
+      readonly name: string;
+      /** `forward`, `backward`, `allreduce`, `optimizer`, ... */
+      readonly cat: string;
+      readonly ph: 'X';
+      readonly pid: number;
+      readonly tid: number;
+      readonly ts: number;
+      readonly dur: number;
+    };
+
+/** {@link Trainer.trace}: Chrome/Perfetto trace JSON, one track per device. */
+export interface Trace {
+  readonly traceEvents: readonly TraceEvent[];
+  readonly displayTimeUnit: 'ms';
+}
