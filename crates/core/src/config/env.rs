@@ -36,6 +36,23 @@ pub const OTHER_WEFT_VARIABLES: &[(&str, &str)] = &[
         "tests: run the specs against the WASM build",
     ),
     ("WEFT_TEST_CHILD", "tests: marks a test's child process"),
+    (
+        "WEFT_TEST_INSTALL",
+        "tests: run the install-like-a-user stage",
+    ),
+    (
+        "WEFT_NATIVE_ZIG",
+        "build:native: build the glibc-2.28 addon with Zig",
+    ),
+    (
+        "WEFT_CHROMIUM",
+        "scripts/test-browser.mjs: the Chromium binary",
+    ),
+    (
+        "WEFT_LAUNCHER_FD",
+        "set by weft launch: the pipe whose closing ends the rank",
+    ),
+    ("WEFT_FUZZ_CASES", "tests: cases per fuzz target"),
     ("WEFT_BLESS", "tests: rewrite golden fixtures"),
     (
         "WEFT_GPU_BIN",
