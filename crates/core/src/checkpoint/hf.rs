@@ -241,3 +241,132 @@ pub fn write_config(dir: &Path, shape: &Gpt2Shape) -> Result<()> {
         .map_err(|e| Error::internal(e.to_string()))?;
     super::atomic::write_atomic(&dir.join("config.json"), format!("{text}\n").as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, shape: &[usize], v: f32) -> TensorEntry {
+        let n = shape.iter().product();
+        TensorEntry::new(name, shape.to_vec(), HostData::F32(vec![v; n]))
+    }
+
+    fn file(tensors: Vec<TensorEntry>) -> SafeTensors {
+        SafeTensors {
+            tensors,
+            metadata: Default::default(),
+        }
+    }
+
+    fn expected() -> Vec<(String, Vec<usize>)> {
+        vec![
+            ("wte.weight".into(), vec![4, 2]),
+            ("wpe.weight".into(), vec![3, 2]),
+        ]
+    }
+
+    #[test]
+    fn prefix_buffers_and_a_tied_head_are_set_aside_and_wpe_is_cut() {
+        let mut f = file(vec![
+            entry("transformer.wte.weight", &[4, 2], 1.0),
+            entry("transformer.wpe.weight", &[5, 2], 2.0),
+            entry("transformer.h.0.attn.bias", &[1, 1, 5, 5], 1.0),
+            entry("transformer.h.0.attn.masked_bias", &[], -1e4),
+            entry("lm_head.weight", &[4, 2], 1.0),
+        ]);
+        let a = adapt(&mut f, &expected(), Path::new("m.safetensors")).unwrap();
+        assert_eq!(
+            a.skipped,
+            ["h.0.attn.bias", "h.0.attn.masked_bias", "lm_head.weight"]
+        );
+        assert_eq!(f.names().collect::<Vec<_>>(), ["wte.weight", "wpe.weight"]);
+        assert_eq!(f.get("wpe.weight").unwrap().shape, [3, 2]);
+        assert_eq!(f.get("wpe.weight").unwrap().data.len(), 6);
+    }
+
+    #[test]
+    fn an_untied_head_and_a_short_wpe_are_errors() {
+        let mut f = file(vec![
+            entry("wte.weight", &[4, 2], 1.0),
+            entry("lm_head.weight", &[4, 2], 3.0),
+        ]);
+        let e = adapt(&mut f, &expected(), Path::new("m.safetensors")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "checkpoint m.safetensors: lm_head.weight differs from wte.weight; weft's GPT ties its head to wte (tie_word_embeddings = true)"
+        );
+        let mut f = file(vec![entry("wpe.weight", &[2, 2], 1.0)]);
+        let e = adapt(&mut f, &expected(), Path::new("m.safetensors")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "checkpoint m.safetensors: wpe.weight has 2 positions but the model's context (--seq) is 3; use --seq 2 or less"
+        );
+    }
+
+    fn config_with(extra: Value) -> Result<Gpt2Shape> {
+        let dir = std::env::temp_dir().join(format!(
+            "weft-hf-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cfg = config_json(&Gpt2Shape {
+            layers: 2,
+            heads: 2,
+            dim: 8,
+            vocab: 16,
+            positions: 12,
+            eps: 1e-5,
+        });
+        cfg.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let path = dir.join("config.json");
+        std::fs::write(&path, cfg.to_string()).unwrap();
+        let r = read_config(&path).map_err(|e| {
+            Error::config(
+                "",
+                e.to_string()
+                    .replace(&path.display().to_string(), "config.json"),
+            )
+        });
+        std::fs::remove_dir_all(&dir).ok();
+        r
+    }
+
+    #[test]
+    fn config_json_round_trips_and_unimplemented_values_are_named() {
+        let s = config_with(json!({})).unwrap();
+        assert_eq!(
+            s,
+            Gpt2Shape {
+                layers: 2,
+                heads: 2,
+                dim: 8,
+                vocab: 16,
+                positions: 12,
+                eps: 1e-5
+            }
+        );
+        let e = config_with(json!({"activation_function": "gelu"})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config.json: activation_function = \"gelu\" is not supported: weft implements GELU's tanh approximation (\"gelu_new\")"
+        );
+        let e = config_with(json!({"scale_attn_by_inverse_layer_idx": true})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config.json: scale_attn_by_inverse_layer_idx = true is not supported: weft implements no per-layer attention scaling"
+        );
+        let e = config_with(json!({"n_inner": 10})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config.json: n_inner 10 is not supported: weft's GPT-2 MLP is 4 x n_embd = 32"
+        );
+        let e = config_with(json!({"n_layer": "two"})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config.json: 'n_layer' must be a positive integer, got \"two\""
+        );
+    }
+}
