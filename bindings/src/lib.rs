@@ -12,6 +12,7 @@ mod config;
 mod convert;
 mod data;
 mod error;
+mod generate;
 mod model;
 mod trainer;
 #[cfg(all(target_os = "wasi", not(target_feature = "atomics")))]
