@@ -10,6 +10,7 @@ import { WeftNativeError, fromNative } from './errors.js';
 export type NativeBinding = typeof Binding;
 export type NativeModel = Binding.NativeModel;
 export type NativeTrainer = Binding.NativeTrainer;
+export type NativeDecoder = Binding.NativeDecoder;
 export type TensorInfo = Binding.TensorInfo;
 
 let loaded: NativeBinding | undefined;
