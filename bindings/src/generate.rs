@@ -79,13 +79,13 @@ impl NativeDecoder {
 fn shape_json(s: &Gpt2Shape) -> String {
     serde_json::json!({
         "layers": s.layers, "heads": s.heads, "dim": s.dim, "vocab": s.vocab,
-        "positions": s.positions, "eps": s.eps,
+        "positions": s.positions, "eps": hf::eps_json(s.eps),
     })
     .to_string()
 }
 
-/// The GPT-2 shape in the `config.json` of a `--init` path (a `save_pretrained` directory, or
-/// beside a file) as JSON text, or null when there is none.
+/// The GPT-2 shape in the `config.json` of a `--init` directory (`save_pretrained`'s) as JSON
+/// text, or null when there is none.
 #[napi]
 pub fn read_hf_config(path: String) -> js::Result<Option<String>> {
     guard(|| match hf::config_path(Path::new(&path)) {

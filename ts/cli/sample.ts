@@ -144,7 +144,8 @@ function textStream(tok: TextTokenizer, out: Out, holdback: number): { push: (id
   return {
     push: (id) => {
       ids.push(id);
-      const text = tok.decode(ids.slice(0, Math.max(0, ids.length - Math.max(0, holdback - 1))));
+      // The token completing a stop sequence arrives before generation sees the stop.
+      const text = tok.decode(ids.slice(0, Math.max(0, ids.length - holdback)));
       if (!text.endsWith('\uFFFD') && text.startsWith(written)) flush(text);
     },
     end: (final) => {

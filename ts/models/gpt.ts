@@ -101,9 +101,8 @@ export function gpt(opts: GptOptions, cfg: weft.Config = weft.config()): weft.Mo
 }
 
 /**
- * The shape a Hugging Face GPT-2 `config.json` describes, for a `save_pretrained` directory or
- * a file with `config.json` beside it (`seq` is its `n_positions`); undefined when there is no
- * `config.json`. A value weft does not implement (another activation, ...) throws
+ * The shape the `config.json` of a Hugging Face GPT-2 `save_pretrained` directory describes
+ * (`seq` is its `n_positions`); undefined when `path` is not a directory with a `config.json`. A value weft does not implement (another activation, ...) throws
  * `WeftConfigError` naming it.
  *
  * @example

@@ -191,3 +191,53 @@ fn a_model_without_gpt2_structure_says_why() {
         "the model is not a GPT-2: it has no parameter 'wte.weight'"
     );
 }
+
+#[test]
+fn f16_and_bf16_files_load_widened() {
+    use weft_core::checkpoint::{SafeTensors, TensorEntry, safetensors};
+    use weft_core::exec::half::narrow_one;
+    let original = safetensors::read(&fixture_dir().join("model.safetensors")).unwrap();
+    for dtype in [DType::F16, DType::BF16] {
+        let narrow = |t: &TensorEntry| {
+            let bits: Vec<u16> = t
+                .data
+                .as_f32()
+                .unwrap()
+                .iter()
+                .map(|&x| narrow_one(dtype, x))
+                .collect();
+            let data = if dtype == DType::F16 {
+                HostData::F16(bits)
+            } else {
+                HostData::BF16(bits)
+            };
+            TensorEntry::new(t.name.clone(), t.shape.clone(), data)
+        };
+        let file = SafeTensors {
+            tensors: original.tensors.iter().map(narrow).collect(),
+            metadata: Default::default(),
+        };
+        let path = std::env::temp_dir().join(format!(
+            "weft-generate-{}-{dtype:?}.safetensors",
+            std::process::id()
+        ));
+        safetensors::write(&path, &file.tensors, &file.metadata).unwrap();
+        let mut t = fixture_trainer();
+        t.load_weights(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        let got = t.parameter("h.1.mlp.c_fc.weight").unwrap();
+        let want = file.get("transformer.h.1.mlp.c_fc.weight").unwrap();
+        let want: Vec<f32> = match &want.data {
+            HostData::F16(b) => b
+                .iter()
+                .map(|&h| weft_core::checkpoint::f16_to_f32(h))
+                .collect(),
+            HostData::BF16(b) => b
+                .iter()
+                .map(|&h| weft_core::checkpoint::bf16_to_f32(h))
+                .collect(),
+            _ => unreachable!(),
+        };
+        assert_eq!(got.as_f32().unwrap(), want.as_slice(), "{dtype:?}");
+    }
+}

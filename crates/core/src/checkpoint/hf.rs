@@ -23,11 +23,11 @@ pub fn weights_path(path: &Path) -> PathBuf {
     }
 }
 
-/// The `config.json` that goes with a `--init` path (a directory's, or the one beside a file),
-/// if there is one.
+/// The `config.json` of a `--init` directory, if it has one. A file given by itself takes its
+/// shape from the caller (flags), even with a `config.json` beside it: a weft checkpoint's
+/// `model.safetensors` has one, and its flags must keep meaning what they say.
 pub fn config_path(path: &Path) -> Option<PathBuf> {
-    let dir = if path.is_dir() { path } else { path.parent()? };
-    Some(dir.join("config.json")).filter(|p| p.is_file())
+    Some(path.join("config.json")).filter(|p| path.is_dir() && p.is_file())
 }
 
 /// What loading set aside: tensors that are not parameters, by name, each with the reason.
@@ -222,7 +222,7 @@ pub fn config_json(shape: &Gpt2Shape) -> Value {
         "n_head": shape.heads,
         "n_inner": null,
         "activation_function": "gelu_new",
-        "layer_norm_epsilon": shape.eps,
+        "layer_norm_epsilon": eps_json(shape.eps),
         "resid_pdrop": 0.0,
         "embd_pdrop": 0.0,
         "attn_pdrop": 0.0,
@@ -233,6 +233,11 @@ pub fn config_json(shape: &Gpt2Shape) -> Value {
         "tie_word_embeddings": true,
         "use_cache": true,
     })
+}
+
+/// An f32 epsilon as the decimal it was written as (1e-5, not 9.99999974e-6).
+pub fn eps_json(eps: f32) -> f64 {
+    eps.to_string().parse().unwrap_or(f64::from(eps))
 }
 
 /// Writes `dir/config.json` for `shape`, atomically.
