@@ -63,10 +63,10 @@ pub fn adapt(
         }
         out.skipped.push(head.name);
     }
-    if let Some(want) = expected.iter().find(|(n, _)| n == "wpe.weight") {
-        if let Some(wpe) = file.tensors.iter_mut().find(|t| t.name == "wpe.weight") {
-            slice_positions(wpe, &want.1, path)?;
-        }
+    let want = expected.iter().find(|(n, _)| n == "wpe.weight");
+    let wpe = file.tensors.iter_mut().find(|t| t.name == "wpe.weight");
+    if let (Some(want), Some(wpe)) = (want, wpe) {
+        slice_positions(wpe, &want.1, path)?;
     }
     Ok(out)
 }
@@ -138,17 +138,16 @@ pub fn read_config(path: &Path) -> Result<Gpt2Shape> {
             .and_then(Value::as_f64)
             .unwrap_or(1e-5) as f32,
     };
-    if let Some(inner) = cfg.get("n_inner").filter(|v| !v.is_null()) {
-        if inner.as_u64() != Some(4 * dim as u64) {
-            return Err(config_err(
-                path,
-                "n_inner",
-                format!(
-                    "n_inner {inner} is not supported: weft's GPT-2 MLP is 4 x n_embd = {}",
-                    4 * dim
-                ),
-            ));
-        }
+    let inner = cfg.get("n_inner").filter(|v| !v.is_null());
+    if let Some(inner) = inner.filter(|v| v.as_u64() != Some(4 * dim as u64)) {
+        return Err(config_err(
+            path,
+            "n_inner",
+            format!(
+                "n_inner {inner} is not supported: weft's GPT-2 MLP is 4 x n_embd = {}",
+                4 * dim
+            ),
+        ));
     }
     Ok(shape)
 }
