@@ -5,8 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { nearest, parseArgs, parseSize } from '../ts/cli/args.js';
 import { commandHelp } from '../ts/cli/help.js';
-import { Rng } from '../ts/cli/rng.js';
-import { sampleToken } from '../ts/cli/sampling.js';
+import { Rng } from '../ts/rng.js';
+import { sampleToken } from '../ts/sampling.js';
 import { lossChart } from '../ts/cli/svg.js';
 
 // The CLI runs as users run it: `node dist/cli/main.js` after `npm run build`.
@@ -423,4 +423,63 @@ test('--version and --help answer without training', async (t) => {
   const help = await weft('train', '--help');
   t.is(help.code, 0);
   t.regex(help.stdout, /--memory-limit SIZE/);
+});
+
+// ---- generation and Hugging Face checkpoints ----
+
+const HF_FIXTURE = path.join(__dirname, 'fixtures', 'hf_gpt2');
+
+test('sample works on a checkpoint trained with --data and draws ids above 255', async (t) => {
+  const dir = tempDir();
+  // A token file of ids 290 and 7, written with weft's own writer: a vocabulary above 256.
+  const file = path.join(dir, 'tokens.bin');
+  const tokens = Uint16Array.from({ length: 4096 }, (_, i) => (i % 2 ? 290 : 7));
+  const { data } = await import('../ts/index.js');
+  data.writeTokens(file, tokens);
+  const ckpt = path.join(dir, 'ckpt');
+  const tiny = ['--model', 'gpt', '--layers', '1', '--heads', '2', '--dim', '32', '--seq', '16', '--vocab', '300', '--batch', '4'];
+  const r = await weft('train', ...tiny, '--data', file, '--steps', '30', '--lr', '1e-2', '--save', ckpt);
+  t.is(r.code, 0, r.stderr);
+  const s = await weft('sample', '--checkpoint', ckpt, '--tokenizer', 'ids', '--prompt', '7', '--tokens', '4', '--temperature', '0');
+  t.is(s.code, 0, s.stderr);
+  t.regex(s.stdout, /^7 290( \d+){3}\n$/, 'ids above 255 are drawn');
+  const bytes = await weft('sample', '--checkpoint', ckpt, '--prompt', 'a', '--tokens', '4', '--temperature', '0');
+  t.is(bytes.code, 0, bytes.stderr);
+  t.regex(bytes.stderr, /note: .* was trained on a token file that names no tokenizer; decoding as bytes/);
+});
+
+test('sample gives the same text with and without the cache, in the training layout, and stops on --stop', async (t) => {
+  const dir = path.join(tempDir(), 'ckpt');
+  const r = await weft('train', ...TINY_GPT, '--steps', '10', '--lr', '3e-3', '--save', dir);
+  t.is(r.code, 0, r.stderr);
+  const base = ['sample', '--checkpoint', dir, '--prompt', 'To be', '--tokens', '40', '--seed', '3', '--top-p', '0.9'];
+  const cached = await weft(...base);
+  t.is(cached.code, 0, cached.stderr);
+  const full = await weft(...base, '--no-cache');
+  t.is(full.stdout, cached.stdout);
+  const dp = await weft(...base, '--dp', '2');
+  t.is(dp.code, 0, dp.stderr);
+  t.is(dp.stdout, cached.stdout);
+  const stop = cached.stdout.slice(15, 17);
+  const stopped = await weft(...base, '--stop', stop);
+  t.is(stopped.stdout, `${cached.stdout.slice(0, cached.stdout.indexOf(stop, 5))}\n`);
+});
+
+test('train --init takes a Hugging Face folder as it is and saves one from_pretrained can read', async (t) => {
+  const dir = path.join(tempDir(), 'ckpt');
+  const file = path.join(tempDir(), 'tokens.bin');
+  const { data } = await import('../ts/index.js');
+  data.writeTokens(file, Uint16Array.from({ length: 2048 }, (_, i) => (i * 7) % 96));
+  const r = await weft('train', '--init', HF_FIXTURE, '--data', file, '--seq', '32', '--batch', '2', '--steps', '2', '--save', dir, '--json');
+  t.is(r.code, 0, r.stderr);
+  const { summary } = jsonLines(r.stdout).at(-1) as { summary: { model: Record<string, unknown> } };
+  t.deepEqual(summary.model, { kind: 'gpt', layers: 2, heads: 2, dim: 32, seq: 32, vocab: 96 });
+  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  t.like(config, { model_type: 'gpt2', n_positions: 32, n_layer: 2, vocab_size: 96 });
+  const clash = await weft('train', '--init', HF_FIXTURE, '--layers', '3', '--steps', '1');
+  t.is(clash.code, 2);
+  t.regex(clash.stderr, /--layers 3 differs from n_layer 2 in the config.json of --init .*hf_gpt2; leave --layers out/);
+  const long = await weft('train', '--init', HF_FIXTURE, '--seq', '64', '--steps', '1');
+  t.is(long.code, 2);
+  t.regex(long.stderr, /--seq 64 is longer than n_positions 48 in the config.json of --init .*; use --seq 48 or less/);
 });

@@ -51,6 +51,7 @@ export { Metrics } from './metrics.js';
 export { Tensor } from './tensor.js';
 export type { DType, Dim, MatmulOptions, ReduceOptions, Shape } from './tensor.js';
 export { Trainer, compile } from './trainer.js';
+export type { GenerateOptions, GenerateResult } from './generate.js';
 export type {
   Batch,
   BatchTensor,

@@ -12,6 +12,7 @@ import { WeftNativeError, fromNative } from './errors.js';
 export type NativeBinding = typeof Binding;
 export type NativeModel = Binding.NativeModel;
 export type NativeTrainer = Binding.NativeTrainer;
+export type NativeDecoder = Binding.NativeDecoder;
 export type TensorInfo = Binding.TensorInfo;
 
 /** The npm package of the WASM build, the fallback on every platform without a native one. */

@@ -3,6 +3,7 @@
  * Calls on one trainer run one at a time, in call order.
  */
 import type { Config } from './config.js';
+import { type GenerateOptions, type GenerateResult, generate } from './generate.js';
 import { type Devices, cpu } from './devices.js';
 import { WeftBatchError, WeftConfigError, WeftDTypeError, WeftInternalError, WeftUnsupportedError } from './errors.js';
 import type { CollectionSpec, GraphKey, Model } from './model.js';
@@ -287,6 +288,30 @@ export class Trainer {
   }
 
   /**
+   * Generates token ids after `prompt` (ids): temperature, top-k, top-p and stop sequences,
+   * seeded. A GPT-2-shaped model (the built-in GPT, Hugging Face GPT-2) decodes through a
+   * key/value cache, one position per token, on the host with the current weights, whatever
+   * the layout; any other model with an i32 `idx` input and a `logits` output recomputes the
+   * full window through `evaluate` on its own layout (`note` says why).
+   *
+   * @example
+   * const { tokens } = await trainer.generate(weft.data.encode('To be'), { maxTokens: 50, temperature: 0 });
+   */
+  generate(prompt: ArrayLike<number>, options: GenerateOptions = {}): Promise<GenerateResult> {
+    return this.serial(() =>
+      generate(
+        {
+          inputs: this.inputs,
+          decoder: () => call(() => this.nativeTrainer.kvDecoder()),
+          evaluate: async (batch) => report(await callAsync(() => call(() => this.nativeTrainer.evaluate(this.prepare(batch)))), this.merge).outputs,
+        },
+        prompt,
+        options,
+      ),
+    );
+  }
+
+  /**
    * Saves parameters, optimizer state and the step count to a directory (atomically; a failed
    * save leaves the previous checkpoint intact). `meta` is stored with it.
    *
@@ -311,8 +336,10 @@ export class Trainer {
   }
 
   /**
-   * Initialises parameters from a safetensors file (e.g. Hugging Face GPT-2's
-   * `model.safetensors`); resolves to the names of tensors skipped as non-parameters.
+   * Initialises parameters from a safetensors file or a Hugging Face `save_pretrained`
+   * directory (GPT-2's `transformer.` prefix, tied `lm_head.weight`, f16/bf16, a longer `wpe`
+   * cut to the model's context); resolves to the names of tensors set aside (mask buffers, a
+   * tied head).
    *
    * @example
    * const skipped = await trainer.loadWeights('gpt2.safetensors');

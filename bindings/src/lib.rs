@@ -13,6 +13,7 @@ mod convert;
 mod data;
 mod datasets;
 mod error;
+mod generate;
 mod model;
 mod trainer;
 #[cfg(all(target_os = "wasi", not(target_feature = "atomics")))]

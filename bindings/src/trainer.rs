@@ -320,8 +320,9 @@ impl NativeTrainer {
         guard(|| Ok(self.io_task(Io::Load(dir.into()))))
     }
 
-    /// Initialise parameters from a safetensors file (e.g. Hugging Face GPT-2); resolves to the
-    /// JSON array of tensors skipped as non-parameters (GPT-2's attention-mask buffers).
+    /// Initialise parameters from a safetensors file or a Hugging Face `save_pretrained`
+    /// directory; resolves to the JSON array of tensors set aside (GPT-2's attention-mask
+    /// buffers, a tied `lm_head.weight`).
     #[napi(ts_return_type = "Promise<string>")]
     pub fn load_weights(&self, file: String) -> js::Result<AsyncTask<IoTask>> {
         guard(|| Ok(self.io_task(Io::LoadWeights(file.into()))))
@@ -407,6 +408,18 @@ impl NativeTrainer {
         guard(|| {
             Ok(to_js_tensor(
                 on!(&*try_lock(&self.inner)?, |t| t.parameter(&name))?
+            ))
+        })
+    }
+
+    /// A key/value-cached decoder with the current weights, or one whose `reason` says why
+    /// the model has none.
+    #[napi]
+    pub fn kv_decoder(&self) -> js::Result<crate::generate::NativeDecoder> {
+        guard(|| {
+            let t = try_lock(&self.inner)?;
+            Ok(crate::generate::NativeDecoder::new(
+                on!(&*t, |t| t.kv_decoder())?
             ))
         })
     }

@@ -4,7 +4,7 @@
  */
 import * as weft from '../index.js';
 import type { CliMeta } from './checkpoint.js';
-import { Rng } from './rng.js';
+import { Rng } from '../rng.js';
 import type { ModelSpec } from './run-spec.js';
 
 /** An endless stream of global batches. */

@@ -39,6 +39,6 @@ export async function demoCommand(args: ParsedArgs, io: Io): Promise<number> {
   if (code !== 0) return code;
   if (!json) io.out.write(`\nsample (prompt 'Ham.', 400 bytes, temperature 0.8, top-k 40; more: weft sample --checkpoint ${out}):\n\n`);
   const sampling = { temperature: 0.8, topK: 40 };
-  await sample({ checkpoint: out, prompt: PROMPT, tokens: 400, sampling, seed }, json ? io.err : io.out);
+  await sample({ checkpoint: out, prompt: PROMPT, tokens: 400, sampling, seed }, json ? io.err : io.out, io.err);
   return 0;
 }

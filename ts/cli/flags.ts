@@ -31,7 +31,7 @@ const MODEL: FlagSpec[] = [
   { name: 'seq', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: context length (default 128)' },
   { name: 'vocab', kind: 'int', group: 'model', min: 1, value: 'N', help: 'gpt: vocabulary size (default 4096)' },
   { name: 'sizes', kind: 'list', group: 'model', value: '784,1024,1024,10', help: 'mlp: layer widths' },
-  { name: 'init', kind: 'string', group: 'model', value: 'FILE.safetensors', help: 'initial weights' },
+  { name: 'init', kind: 'string', group: 'model', value: 'FILE|DIR', help: 'initial weights: a safetensors file or a Hugging Face save_pretrained folder (shape from its config.json)' },
   { name: 'seed', kind: 'int', group: 'model', min: 0, value: 'N', help: 'seed for init and synthetic data (default 0; with --resume the checkpoint\'s)' },
 ];
 
@@ -79,6 +79,10 @@ const SAMPLE: FlagSpec[] = [
   { name: 'temperature', kind: 'number', group: 'sample', min: 0, value: 'T', help: 'softmax temperature, 0 = greedy (default 0.8)' },
   { name: 'seed', kind: 'int', group: 'sample', min: 0, value: 'N', help: 'seed of the sampler (default 0)' },
   { name: 'top-k', kind: 'int', group: 'sample', min: 0, value: 'K', help: 'sample among the K likeliest, 0 = all (default 40)' },
+  { name: 'top-p', kind: 'number', group: 'sample', min: 0, minExclusive: true, value: 'P', help: 'sample among the likeliest summing to P (default 1 = all)' },
+  { name: 'stop', kind: 'string', group: 'sample', value: 'TEXT', help: 'stop when the continuation produces TEXT (not printed)' },
+  { name: 'tokenizer', kind: 'string', group: 'sample', value: 'NAME', help: 'byte, gpt2 or ids (default: the checkpoint\'s; bytes for a token file)' },
+  { name: 'no-cache', kind: 'bool', group: 'sample', help: 'recompute the full window per token instead of the key/value cache' },
 ];
 
 const DEMO: FlagSpec[] = [
@@ -113,7 +117,8 @@ const ALL: readonly FlagSpec[] = [...MODEL, ...DATA, ...OPTIMIZER, ...RUN, ...PL
 export const COMMAND_FLAGS: Readonly<Record<string, readonly FlagSpec[]>> = {
   train: [...MODEL, ...DATA, ...OPTIMIZER, ...RUN],
   plan: [...MODEL, ...DATA, ...OPTIMIZER, ...RUN, ...PLAN],
-  sample: SAMPLE,
+  // Sampling runs on one device unless given the layout (e.g. the one the model trained with).
+  sample: [...SAMPLE, ...RUN.filter((f) => ['devices', 'dp', 'pp', 'tp'].includes(f.name))],
   demo: DEMO,
   launch: LAUNCH,
   data: PREPARE,

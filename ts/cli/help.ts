@@ -15,7 +15,7 @@ const SUMMARY: Record<string, string> = {
 const USAGE: Record<string, string> = {
   train: 'weft train --model gpt|mlp [model flags] [--data FILE.bin] [--devices cpu:N] [--dp N] [--pp N] [--tp N] [--set pipeline.num_micro_batch=M] [--steps N] [--json] [--save DIR] [--trace FILE.json]',
   plan: 'weft plan <train flags> [--json]',
-  sample: 'weft sample --checkpoint DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]',
+  sample: 'weft sample --checkpoint DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--top-p P] [--stop TEXT] [--seed S] [--dp/--pp/--tp N]',
   demo: 'weft demo [--out DIR] [--steps N]',
   launch: 'weft launch --nproc-per-node N [--nnodes K --node-rank R --master-addr A --master-port P] -- COMMAND...',
   data: 'weft data prepare FILE... --out DIR [--tokenizer gpt2|byte] [--field text] [--val-fraction F] [--shard-tokens N]',

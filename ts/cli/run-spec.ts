@@ -4,11 +4,16 @@
  */
 import * as fs from 'node:fs';
 import * as weft from '../index.js';
+import { gptOptionsFromHf } from '../models/gpt.js';
 import { type FlagValue, type ParsedArgs, UsageError } from './args.js';
 
 /** The built-in model to build. */
 export type ModelSpec =
-  | { readonly kind: 'gpt'; readonly layers: number; readonly heads: number; readonly dim: number; readonly seq: number; readonly vocab: number }
+  | {
+      readonly kind: 'gpt'; readonly layers: number; readonly heads: number; readonly dim: number; readonly seq: number; readonly vocab: number;
+      /** Layer-norm epsilon (absent: GPT-2's 1e-5). */
+      readonly eps?: number;
+    }
   | { readonly kind: 'mlp'; readonly sizes: readonly number[] };
 
 /** Everything a `train` or `plan` run needs. */
@@ -83,9 +88,13 @@ export class Flags {
 
 /**
  * The model a run trains: from the flags, or, when resuming, from the checkpoint with any
- * explicit flag checked against it.
+ * explicit flag checked against it, or from the `config.json` of a Hugging Face `--init`
+ * (whose context `--seq` may shorten: `wpe` is cut on load).
  */
 export function modelSpec(f: Flags, saved?: ModelSpec): ModelSpec {
+  const init = f.str('init');
+  const hf = init === undefined ? undefined : gptOptionsFromHf(init);
+  if (hf) return hfModelSpec(f, init as string, hf);
   const kind = (f.str('model') ?? saved?.kind ?? 'gpt') as ModelSpec['kind'];
   if (saved && saved.kind !== kind) throw new UsageError(`--model ${kind} differs from the checkpoint's model '${saved.kind}'`);
   const wrong = kind === 'gpt' ? ['sizes'] : GPT_FLAGS;
@@ -121,6 +130,20 @@ function withDataVocab(model: ModelSpec, data: string | undefined, vocabGiven: b
   const out = manifest && !vocabGiven ? { ...model, vocab: manifest.vocab_size } : model;
   weft.data.checkVocab(data, out.vocab);
   return out;
+}
+
+/** `--init DIR`'s config.json shape, with any shape flag checked against it. */
+function hfModelSpec(f: Flags, init: string, hf: NonNullable<ReturnType<typeof gptOptionsFromHf>>): ModelSpec {
+  if ((f.str('model') ?? 'gpt') !== 'gpt') throw new UsageError(`--init ${init} is a GPT-2 (it has a config.json); --model ${f.str('model')} does not apply`);
+  if (f.has('sizes')) throw new UsageError('--sizes does not apply to --model gpt');
+  const keys = { layers: 'n_layer', heads: 'n_head', dim: 'n_embd', vocab: 'vocab_size' } as const;
+  for (const [flag, key] of Object.entries(keys) as [keyof typeof keys, string][]) {
+    const v = f.num(flag);
+    if (v !== undefined && v !== hf[flag]) throw new UsageError(`--${flag} ${v} differs from ${key} ${hf[flag]} in the config.json of --init ${init}; leave --${flag} out`);
+  }
+  const seq = f.num('seq', hf.seq);
+  if (seq > hf.seq) throw new UsageError(`--seq ${seq} is longer than n_positions ${hf.seq} in the config.json of --init ${init} (its wpe has ${hf.seq} rows); use --seq ${hf.seq} or less`);
+  return { kind: 'gpt', layers: hf.layers, heads: hf.heads, dim: hf.dim, seq, vocab: hf.vocab, ...(hf.eps !== 1e-5 && { eps: hf.eps }) };
 }
 
 /** Optimizer flags and the option each sets. */

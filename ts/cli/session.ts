@@ -16,8 +16,8 @@ import type { ModelSpec, RunSpec } from './run-spec.js';
  */
 export function buildModel(spec: ModelSpec, cfg: weft.Config, outputLogits = false, stages = 1, tp = 1): weft.Model {
   if (spec.kind === 'mlp') return mlp({ sizes: spec.sizes, outputLogits, stages }, cfg);
-  const { layers, heads, dim, seq, vocab } = spec;
-  return gpt({ layers, heads, dim, seq, vocab, outputLogits, stages, tp }, cfg);
+  const { layers, heads, dim, seq, vocab, eps } = spec;
+  return gpt({ layers, heads, dim, seq, vocab, ...(eps !== undefined && { eps }), outputLogits, stages, tp }, cfg);
 }
 
 /**

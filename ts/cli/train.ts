@@ -106,7 +106,7 @@ async function prepare(f: Flags, io: Io): Promise<Prepared> {
   if (saved) await trainer.load(saved.dir);
   if (spec.init !== undefined) {
     const skipped = await trainer.loadWeights(spec.init);
-    if (skipped.length > 0 && !spec.json) io.err.write(`note: ${spec.init}: skipped ${skipped.length} non-parameter tensors (attention-mask buffers)\n`);
+    if (skipped.length > 0 && !spec.json) io.err.write(`note: ${spec.init}: set aside ${skipped.length} tensors that are not parameters (attention-mask buffers, a tied lm_head.weight)\n`);
   }
   const source = batchSource(spec.model, spec.batch, spec.data, spec.seed, saved?.meta.data, workersOf(spec.config, spec.layout.dp, trainer.process));
   const curve = saved ? [...((saved.meta as CliMeta & { curve?: LossPoint[] }).curve ?? [])] : [];

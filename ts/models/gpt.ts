@@ -4,6 +4,7 @@
  * `model.safetensors` loads into it.
  */
 import * as weft from '../index.js';
+import { call, native } from '../native.js';
 import { inStage, stageSizes } from './stages.js';
 
 /** The shape of a GPT-2 model. */
@@ -17,6 +18,8 @@ export interface GptOptions {
   readonly seq: number;
   /** Vocabulary size V. */
   readonly vocab: number;
+  /** Layer-norm epsilon (default 1e-5, GPT-2's). */
+  readonly eps?: number;
   /** Dropout after the embeddings and on each residual branch (default 0). */
   readonly dropout?: number;
   /** Also output the `[B*T, V]` logits as `logits` (for sampling). */
@@ -81,7 +84,7 @@ export function gptBuild(opts: GptOptions): weft.BuildFn {
 
 /** `ln_f`, the output projection tied to `wte`, and the mean next-token cross-entropy. */
 function head(m: weft.ModelBuilder, x: weft.Tensor, wte: weft.Tensor, targets: weft.Tensor, opts: GptOptions): weft.Tensor {
-  const h = m.nn.layerNorm(x, { name: 'ln_f', eps: 1e-5 });
+  const h = m.nn.layerNorm(x, { name: 'ln_f', eps: opts.eps ?? 1e-5 });
   const logits = h.reshape([-1, opts.dim]).matmul(wte, { transB: true });
   if (opts.outputLogits) m.output('logits', logits);
   return m.losses.softmaxCrossEntropy(logits, targets);
@@ -95,6 +98,21 @@ function head(m: weft.ModelBuilder, x: weft.Tensor, wte: weft.Tensor, targets: w
  */
 export function gpt(opts: GptOptions, cfg: weft.Config = weft.config()): weft.Model {
   return weft.model(cfg, gptBuild(opts));
+}
+
+/**
+ * The shape the `config.json` of a Hugging Face GPT-2 `save_pretrained` directory describes
+ * (`seq` is its `n_positions`); undefined when `path` is not a directory with a `config.json`. A value weft does not implement (another activation, ...) throws
+ * `WeftConfigError` naming it.
+ *
+ * @example
+ * const shape = gptOptionsFromHf('gpt2/'); // { layers: 12, heads: 12, dim: 768, seq: 1024, vocab: 50257, eps: 1e-5 }
+ */
+export function gptOptionsFromHf(path: string): Required<Pick<GptOptions, 'layers' | 'heads' | 'dim' | 'seq' | 'vocab' | 'eps'>> | undefined {
+  const text = call(() => native().readHfConfig(path));
+  if (text === null) return undefined;
+  const s = JSON.parse(text) as { layers: number; heads: number; dim: number; vocab: number; positions: number; eps: number };
+  return { layers: s.layers, heads: s.heads, dim: s.dim, seq: s.positions, vocab: s.vocab, eps: s.eps };
 }
 
 /**
@@ -112,9 +130,9 @@ export function gptParameterCount(opts: GptOptions): number {
 /** Block `h.{i}`: `x + attn(ln_1(x))`, then `h + mlp(ln_2(h))`. */
 function block(m: weft.ModelBuilder, x: weft.Tensor, i: number, opts: GptOptions): weft.Tensor {
   return m.scope(`h.${i}`, () => {
-    const a = attention(m, m.nn.layerNorm(x, { name: 'ln_1', eps: 1e-5 }), opts);
+    const a = attention(m, m.nn.layerNorm(x, { name: 'ln_1', eps: opts.eps ?? 1e-5 }), opts);
     const h = x.add(dropout(a, opts.dropout));
-    const f = mlp(m, m.nn.layerNorm(h, { name: 'ln_2', eps: 1e-5 }), opts);
+    const f = mlp(m, m.nn.layerNorm(h, { name: 'ln_2', eps: opts.eps ?? 1e-5 }), opts);
     return h.add(dropout(f, opts.dropout));
   });
 }

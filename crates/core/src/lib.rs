@@ -11,6 +11,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod exec;
+pub mod generate;
 pub mod ir;
 pub mod optim;
 pub mod passes;

@@ -80,7 +80,9 @@ fn stage_files(
     staged: &mut Vec<(PathBuf, PathBuf)>,
 ) -> Result<()> {
     let step = ckpt.step.to_string();
+    // `format: pt` is what Hugging Face's loaders require of a safetensors file's metadata.
     let mut meta = BTreeMap::from([
+        ("format".to_string(), "pt".to_string()),
         ("step".to_string(), step),
         (SAVE_ID_KEY.to_string(), save_id.to_string()),
     ]);

@@ -6,6 +6,7 @@ pub mod atomic;
 mod check;
 pub mod dir;
 mod half;
+pub mod hf;
 pub mod safetensors;
 
 pub use check::check_against;

@@ -5,6 +5,7 @@ mod amp;
 mod batch;
 mod compile;
 mod cooperative;
+mod decode;
 mod device;
 mod device_reduce;
 mod engine;

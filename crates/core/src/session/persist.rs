@@ -18,12 +18,6 @@ fn state_names(count: usize) -> &'static [&'static str] {
     }
 }
 
-/// GPT-2 files from Hugging Face carry the causal-mask buffers `h.N.attn.bias` /
-/// `h.N.attn.masked_bias`; they are not parameters (weft's attention op is causal by itself).
-fn is_hf_mask_buffer(t: &TensorEntry) -> bool {
-    (t.name.ends_with(".attn.bias") || t.name.ends_with(".attn.masked_bias")) && t.shape.len() == 4
-}
-
 impl<B: Backend> Trainer<B> {
     /// Save parameters, optimizer state, the step and `meta` (e.g. the model config) to `dir`.
     pub fn save(&self, dir: &Path, meta: Value) -> Result<()> {
@@ -59,7 +53,12 @@ impl<B: Backend> Trainer<B> {
                 params,
                 optimizer,
             },
-        )
+        )?;
+        // A GPT-2 checkpoint is also a Hugging Face one: `from_pretrained(dir)` reads this.
+        if let Ok(shape) = crate::generate::gpt2_shape(&self.model) {
+            checkpoint::hf::write_config(dir, &shape)?;
+        }
+        Ok(())
     }
 
     /// Load a directory written by `save`: parameters, optimizer state and step. Returns the
@@ -108,37 +107,33 @@ impl<B: Backend> Trainer<B> {
         Ok(ck.config.get("meta").cloned().unwrap_or(Value::Null))
     }
 
-    /// Initialise parameters from a safetensors file (e.g. a Hugging Face GPT-2
-    /// `model.safetensors`). Every parameter must be present with its shape and no unknown
-    /// tensor may be there, except GPT-2's attention-mask buffers, which are returned by name
-    /// so the caller can report them.
-    pub fn load_weights(&mut self, file: &Path) -> Result<Vec<String>> {
-        let mut st = checkpoint::safetensors::read(file)?;
-        let skipped: Vec<String> = st
-            .tensors
-            .iter()
-            .filter(|t| is_hf_mask_buffer(t))
-            .map(|t| t.name.clone())
-            .collect();
-        st.tensors.retain(|t| !is_hf_mask_buffer(t));
-        check_against(&self.parameter_shapes(), &st, file)?;
+    /// Initialise parameters from a safetensors file or a Hugging Face `save_pretrained`
+    /// directory (its `model.safetensors`), as `checkpoint::hf::adapt` reads GPT-2 files: every
+    /// parameter must be present with its shape and no unknown tensor may be there. Returns the
+    /// names of the tensors set aside (mask buffers, a tied `lm_head.weight`) so the caller can
+    /// report them. 16-bit files widen to f32 as they are read.
+    pub fn load_weights(&mut self, path: &Path) -> Result<Vec<String>> {
+        let file = checkpoint::hf::weights_path(path);
+        let mut st = checkpoint::safetensors::read(&file)?;
+        let expected = self.parameter_shapes();
+        let adapted = checkpoint::hf::adapt(&mut st, &expected, &file)?;
+        check_against(&expected, &st, &file)?;
         for t in &st.tensors {
-            let data = match &t.data {
-                HostData::F32(_) => t.data.clone(),
-                other => {
-                    return Err(Error::Checkpoint {
-                        path: file.display().to_string(),
-                        message: format!(
-                            "tensor '{}' is {}; parameters are f32",
-                            t.name,
-                            other.dtype()
-                        ),
-                    });
-                }
-            };
-            self.write_parameter_everywhere(&t.name, &data)?;
+            if !matches!(t.data, HostData::F32(_)) {
+                return Err(Error::Checkpoint {
+                    path: file.display().to_string(),
+                    message: format!(
+                        "tensor '{}' is {}; parameters are f32",
+                        t.name,
+                        t.data.dtype()
+                    ),
+                });
+            }
         }
-        Ok(skipped)
+        for t in &st.tensors {
+            self.write_parameter_everywhere(&t.name, &t.data)?;
+        }
+        Ok(adapted.skipped)
     }
 
     /// Write a parameter on every device that holds it (its shard under tensor parallelism).
