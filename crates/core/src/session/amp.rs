@@ -149,7 +149,7 @@ pub(super) fn warnings(options: &TrainerOptions) -> Vec<String> {
         LossScale::Dynamic => None,
     };
     match (amp.low_dtype(), fixed) {
-        (AmpDtype::Fp16, Some(x)) if x == 1.0 => out.push(
+        (AmpDtype::Fp16, Some(1.0)) => out.push(
             "amp.dtype='fp16' with amp.loss_scale=1: gradients below 2^-24 (about 6e-8) \
              underflow to zero in fp16 and larger ones lose precision; set amp.loss_scale to \
              'dynamic' (the default) or a power of two such as 1024"
