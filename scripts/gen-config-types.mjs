@@ -21,6 +21,10 @@ function valueType(k) {
       return 'number';
     case 'string':
       return 'string';
+    case 'list':
+      // List keys hold nested JSON (cluster.specific: [taskgraph][replica][device]); their
+      // shape and entries are checked by the core, which names the bad index.
+      return 'ConfigList';
     case "'dynamic' or number":
       return "'dynamic' | number";
     default:
@@ -36,6 +40,9 @@ export function render(keys) {
     '',
     '/** A closed string value as the table spells it, or in lower or upper case. */',
     'export type AnyCase<S extends string> = S | Lowercase<S> | Uppercase<S>;',
+    '',
+    '/** A list key\'s value: nested lists of numbers and strings, checked by the core. */',
+    'export type ConfigList = readonly (number | string | ConfigList)[];',
     '',
     '/** Every config key (dotted snake_case) and the type of its values. */',
     'export interface ConfigKeyTypes {',

@@ -4,26 +4,35 @@
 /** A closed string value as the table spells it, or in lower or upper case. */
 export type AnyCase<S extends string> = S | Lowercase<S> | Uppercase<S>;
 
+/** A list key's value: nested lists of numbers and strings, checked by the core. */
+export type ConfigList = readonly (number | string | ConfigList)[];
+
 /** Every config key (dotted snake_case) and the type of its values. */
 export interface ConfigKeyTypes {
   /** Log every op's precision decision. Default: false; env: WEFT_AMP_DEBUG_LOG. */
   readonly 'amp.debug_log': boolean;
-  /** Low-precision type AMP computes in: 'bf16' or 'fp16'. Default: "bf16"; env: WEFT_AMP_DTYPE. */
-  readonly 'amp.dtype': AnyCase<"bf16" | "fp16">;
+  /** Low-precision type AMP computes in: 'bf16' or 'fp16'; unset: 'fp16' when amp.loss_scale is a number (EPL's O1 is fp16 with that scale), else 'bf16'. Default: ""; env: WEFT_AMP_DTYPE. */
+  readonly 'amp.dtype': AnyCase<"" | "bf16" | "fp16">;
   /** Off when empty; 'o1' (any case): mixed precision by graph rewrite: matmuls and attention in amp.dtype; layer norm and cross-entropy read 16-bit inputs and compute in f32; softmax, reductions and embedding lookups in f32; elementwise ops in 16 bits when an input is; f32 master weights and optimizer state, parameters cast just in time in forward and again in backward (no low-precision weight copies kept). Default: ""; env: WEFT_AMP_LEVEL. */
   readonly 'amp.level': AnyCase<"" | "o1">;
   /** fp16 only (bf16 has f32's range): 'dynamic' (start 2^15, x2 after 2000 finite steps, /2 and skip the step on overflow, floor 1) or a fixed positive factor (1 warns: small gradients underflow). Default: "dynamic"; env: WEFT_AMP_LOSS_SCALE. */
   readonly 'amp.loss_scale': 'dynamic' | number;
   /** Partition the model into pipeline.num_stages contiguous stages automatically: repeated blocks when they divide evenly, else a FLOPs cost model solved exactly (no strategy scopes allowed). Default: false; env: WEFT_AUTO_AUTO_PARALLEL. */
   readonly 'auto.auto_parallel': boolean;
+  /** 'epl': repeated blocks dealt out evenly when their count divides the stages (EPL's rule), else the cost model; 'cost_model': always the cost model's min-max partition (weft plan prints both predictions). Default: "epl"; env: WEFT_AUTO_STAGE_POLICY. */
+  readonly 'auto.stage_policy': AnyCase<"epl" | "cost_model">;
+  /** Workers per slice of cluster.layout='aware_row' (EPL's {aware_row: n}); 0 = unset. Default: 0; env: WEFT_CLUSTER_AWARE_ROW. */
+  readonly 'cluster.aware_row': number;
   /** All TaskGraphs share the same devices (layout 'all'); needed for replicate+split hybrids such as MoE. Default: false; env: WEFT_CLUSTER_COLOCATE_SPLIT_AND_REPLICATE. */
   readonly 'cluster.colocate_split_and_replicate': boolean;
   /** Enumerate devices worker-major so one replica's devices stay inside a node. Default: true; env: WEFT_CLUSTER_DEVICE_PLACE_PREFER_INTRA_NODE. */
   readonly 'cluster.device_place_prefer_intra_node': boolean;
-  /** How TaskGraphs map onto devices: 'auto' (split devices evenly), 'all' (every TaskGraph on all devices) or 'specific' (given per TaskGraph). Default: "auto"; env: WEFT_CLUSTER_LAYOUT. */
-  readonly 'cluster.layout': AnyCase<"all" | "auto" | "specific">;
-  /** Visible device list, e.g. '0,1,2,3' (normally set by a scheduler); empty = all. Default: ""; env: WEFT_CLUSTER_RUN_VISIBLE_DEVICES. */
+  /** How TaskGraphs map onto devices: 'auto' (split devices evenly), 'all' (one slot per device, every TaskGraph on each: one stage), 'specific' (the slices of cluster.specific) or 'aware_row' (cluster.aware_row one-device workers per slice, workers of a machine adjacent). Default: "auto"; env: WEFT_CLUSTER_LAYOUT. */
+  readonly 'cluster.layout': AnyCase<"all" | "auto" | "specific" | "aware_row">;
+  /** Visible device list, e.g. '1' or '0,2' (normally set by a scheduler): each process uses those of its devices, renumbered from 0 (CPU virtual devices; on cuda set CUDA_VISIBLE_DEVICES instead); empty = all. Default: ""; env: WEFT_CLUSTER_RUN_VISIBLE_DEVICES. */
   readonly 'cluster.run_visible_devices': string;
+  /** Device slices of cluster.layout='specific', [taskgraph][replica][device], each device a global id (host-major) or a name such as 'cpu:1'. Default: []; env: WEFT_CLUSTER_SPECIFIC. */
+  readonly 'cluster.specific': ConfigList;
   /** Target size of one gradient all-reduce bucket, in MiB (at most communication.max_splits buckets). Buckets start while backward runs, so several small ones overlap communication with compute where one big one cannot. Default: 4; env: WEFT_COMMUNICATION_BUCKET_SIZE_MB. */
   readonly 'communication.bucket_size_mb': number;
   /** true: all-reduce first, clip the global norm of the reduced gradients (weft's default: equals single-device training); false (EPL's default): clip each replica's local gradients, then all-reduce (data parallelism with one device per replica; refused with pipeline stages). Default: true; env: WEFT_COMMUNICATION_CLIP_AFTER_ALLREDUCE. */
@@ -52,7 +61,7 @@ export interface ConfigKeyTypes {
   readonly 'gradient_checkpoint.type': AnyCase<"" | "collection" | "auto">;
   /** Drop remainder files so every worker gets an equal share. Default: false; env: WEFT_IO_DROP_LAST_FILES. */
   readonly 'io.drop_last_files': boolean;
-  /** Shard input file lists across workers automatically. Default: false; env: WEFT_IO_SLICING. */
+  /** Divide the shard list of --data among workers (processes) in proportion to their local replicas, as EPL divides file lists (`weft plan` shows each worker's shards). Default: false; env: WEFT_IO_SLICING. */
   readonly 'io.slicing': boolean;
   /** Allow workers to get unequal file counts. Default: false; env: WEFT_IO_UNBALANCED_IO_SLICING. */
   readonly 'io.unbalanced_io_slicing': boolean;

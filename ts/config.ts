@@ -3,14 +3,14 @@
  * given as nested camelCase objects or flat dotted keys, merged over `WEFT_<SECTION>_<KEY>`
  * environment variables (explicit values win), validated by the core's key table.
  */
-import type { ConfigKeyTypes } from './config-keys.js';
+import type { ConfigKeyTypes, ConfigList } from './config-keys.js';
 import { WeftConfigError } from './errors.js';
 import { call, native } from './native.js';
 
-export type { ConfigKeyTypes } from './config-keys.js';
+export type { ConfigKeyTypes, ConfigList } from './config-keys.js';
 
 /** A config value: what the key table's types hold. */
-export type ConfigValue = boolean | number | string;
+export type ConfigValue = boolean | number | string | ConfigList;
 
 /** Every config key, dotted snake_case (`pipeline.num_micro_batch`). */
 export type ConfigKey = keyof ConfigKeyTypes;

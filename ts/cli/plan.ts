@@ -2,7 +2,6 @@
  * `weft plan`: compile the run described by the train flags and print its plan (TaskGraphs,
  * device slices, schedule, memory estimate) without running a step.
  */
-import type * as weft from '../index.js';
 import type { ParsedArgs } from './args.js';
 import { stageSizes } from '../models/stages.js';
 import { CliError, UsageError } from './cli-error.js';
