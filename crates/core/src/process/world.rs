@@ -43,7 +43,8 @@ impl ProcessWorld {
             0 => Some(StoreServer::bind(addr, &rank.token)?),
             _ => None,
         };
-        let store = StoreClient::connect(addr, &rank.token, timeout)?;
+        let who = format!("rank {}", rank.rank);
+        let store = StoreClient::connect(addr, &rank.token, timeout, &who)?;
         let host = store.local_addr().ip();
         let rv = Rendezvous {
             store: &store,
