@@ -167,7 +167,12 @@ impl<B: Backend> Trainer<B> {
             .collect::<Result<Vec<_>>>()?;
         let schedule = options.optimizer.lr_schedule()?;
         let last_trace = Vec::new();
-        let warnings = super::amp::warnings(&options);
+        let mut warnings = super::amp::warnings(&options);
+        warnings.extend(
+            cluster
+                .iter()
+                .flat_map(|c| c.world.warnings.iter().cloned()),
+        );
         let mut t = Trainer {
             model,
             compiled,
