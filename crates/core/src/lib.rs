@@ -15,6 +15,7 @@ pub mod ir;
 pub mod optim;
 pub mod passes;
 pub mod process;
+pub mod resource;
 pub mod rng;
 pub mod schedule;
 pub mod session;

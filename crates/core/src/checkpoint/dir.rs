@@ -236,6 +236,19 @@ fn read_manifest(path: &Path) -> Result<Manifest> {
     })
 }
 
+/// When `path` is the weights file of a checkpoint directory (read on its own, e.g. to sample),
+/// refuse it unless it belongs to the directory's manifest, as `load_dir` would.
+pub fn check_weights_of_dir(file: &SafeTensors, path: &Path) -> Result<()> {
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    let manifest = dir.join(MANIFEST_FILE);
+    if path.file_name() != Some(MODEL_FILE.as_ref()) || !manifest.exists() {
+        return Ok(());
+    }
+    check_same_save(file, &read_manifest(&manifest)?.save_id, path)
+}
+
 fn check_same_save(file: &SafeTensors, save_id: &str, path: &Path) -> Result<()> {
     if file.metadata.get(SAVE_ID_KEY).map(String::as_str) == Some(save_id) {
         return Ok(());
@@ -369,6 +382,29 @@ mod tests {
             a.join(OPTIMIZER_FILE).display()
         );
         assert_eq!(e.to_string(), want);
+        cleanup(&a);
+        cleanup(&b);
+    }
+
+    #[test]
+    fn a_torn_weights_file_read_alone_is_detected() {
+        let (a, b) = (
+            unique_temp_dir("ckdir-torn-w-a"),
+            unique_temp_dir("ckdir-torn-w-b"),
+        );
+        save_dir(&a, &ckpt(1, false)).unwrap();
+        save_dir(&b, &ckpt(2, false)).unwrap();
+        let path = a.join(MODEL_FILE);
+        let own = crate::checkpoint::safetensors::read(&path).unwrap();
+        assert_eq!(check_weights_of_dir(&own, &path), Ok(()));
+        // A crash after save 2's weights were renamed but before its manifest.
+        fs::copy(b.join(MODEL_FILE), &path).unwrap();
+        let torn = crate::checkpoint::safetensors::read(&path).unwrap();
+        let e = check_weights_of_dir(&torn, &path).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("this checkpoint is torn and cannot be resumed")
+        );
         cleanup(&a);
         cleanup(&b);
     }

@@ -111,9 +111,11 @@ impl<B: Backend> Trainer<B> {
     /// Initialise parameters from a safetensors file (e.g. a Hugging Face GPT-2
     /// `model.safetensors`). Every parameter must be present with its shape and no unknown
     /// tensor may be there, except GPT-2's attention-mask buffers, which are returned by name
-    /// so the caller can report them.
+    /// so the caller can report them. The weights file of a checkpoint directory must belong
+    /// to its manifest (a torn save is refused).
     pub fn load_weights(&mut self, file: &Path) -> Result<Vec<String>> {
         let mut st = checkpoint::safetensors::read(file)?;
+        checkpoint::check_weights_of_dir(&st, file)?;
         let skipped: Vec<String> = st
             .tensors
             .iter()

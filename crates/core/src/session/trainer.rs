@@ -119,6 +119,7 @@ impl<B: Backend> Trainer<B> {
         };
         let micro_rows = options.batch / (layout.replicas * layout.micro_batches);
         let inputs = input_specs(&model, options.batch)?;
+        super::limits::check_sizes(&model, &inputs)?;
         let resolved = run_pass(model.clone(), |g| resolve_batch(g, micro_rows))?;
         let (per_tp, amp_report, scaler) = compile_per_tp(&resolved, &options, tp, colocate)?;
         let compiled = per_tp[0].clone();

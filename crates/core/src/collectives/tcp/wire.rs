@@ -151,8 +151,11 @@ pub(super) fn set_timeouts(stream: &TcpStream, t: Option<Duration>) -> io::Resul
     stream.set_write_timeout(t)
 }
 
+/// A handshake offer's two fields: the magic and the token.
+pub(super) type Offer = (Vec<u8>, Vec<u8>);
+
 /// The two fields of a handshake offer: the magic and the token.
-fn read_offer(r: &mut impl Read) -> io::Result<(Vec<u8>, Vec<u8>)> {
+fn read_offer(r: &mut impl Read) -> io::Result<Offer> {
     let magic = get_bytes_max(r, MAX_HANDSHAKE_FIELD)?;
     Ok((magic, get_bytes_max(r, MAX_HANDSHAKE_FIELD)?))
 }
@@ -160,7 +163,7 @@ fn read_offer(r: &mut impl Read) -> io::Result<(Vec<u8>, Vec<u8>)> {
 /// A handshake offer parsed from the bytes received so far: `Ok(None)` while incomplete, the
 /// magic and token once whole, an error for a field over `MAX_HANDSHAKE_FIELD` bytes. Lets a
 /// poll loop handle many strangers without a thread or a buffer beyond `MAX_OFFER` each.
-pub(super) fn parse_offer(buf: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+pub(super) fn parse_offer(buf: &[u8]) -> Result<Option<Offer>, String> {
     match read_offer(&mut &buf[..]) {
         Ok(f) => Ok(Some(f)),
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
