@@ -22,3 +22,6 @@ pub mod session;
 pub mod strategy;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+mod fuzz_tests;

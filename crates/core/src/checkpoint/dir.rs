@@ -180,7 +180,7 @@ pub fn load_dir(dir: &Path) -> Result<CheckpointData> {
     })
 }
 
-struct Manifest {
+pub(crate) struct Manifest {
     step: u64,
     save_id: String,
     optimizer: Option<String>,
@@ -195,8 +195,14 @@ fn read_manifest(path: &Path) -> Result<Manifest> {
         }
         Err(e) => return Err(Error::io(path.display().to_string(), e)),
     };
+    parse_manifest(&text, path)
+}
+
+/// The manifest in `text` (read from `path`, for messages): format, version, step, save id,
+/// optimizer name and config, each checked for its type.
+pub(crate) fn parse_manifest(text: &str, path: &Path) -> Result<Manifest> {
     let v: Value =
-        serde_json::from_str(&text).map_err(|e| err(path, format!("invalid JSON: {e}")))?;
+        serde_json::from_str(text).map_err(|e| err(path, format!("invalid JSON: {e}")))?;
     if v.get("format").and_then(Value::as_str) != Some(FORMAT_NAME) {
         return Err(err(path, format!("\"format\" is not \"{FORMAT_NAME}\"")));
     }

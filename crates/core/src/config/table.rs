@@ -450,6 +450,7 @@ mod tests {
                 "cluster.layout",
                 "communication.bucket_size_mb",
                 "communication.timeout_s",
+                "communication.insecure_store",
                 "split.sequence_parallel",
                 "executor.cooperative",
             ]

@@ -76,7 +76,7 @@ fn header_int(bytes: &[u8], i: usize) -> i32 {
     ])
 }
 
-fn parse(bytes: &[u8], path: &Path) -> Result<Vec<u16>> {
+pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Vec<u16>> {
     if bytes.len() < HEADER_BYTES {
         let m = format!(
             "file is {} bytes, shorter than the {HEADER_BYTES}-byte header",

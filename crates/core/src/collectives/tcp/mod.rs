@@ -20,6 +20,8 @@ pub use link::Rendezvous;
 pub use store::{StoreClient, StoreLimits, StoreServer};
 
 #[cfg(test)]
+pub(crate) mod fuzz;
+#[cfg(test)]
 mod hostile_tests;
 #[cfg(test)]
 mod tests;

@@ -61,7 +61,7 @@ const TIMED_OUT: u8 = 1;
 const BAD: u8 = 2;
 
 #[derive(Default)]
-struct Table {
+pub(super) struct Table {
     values: Mutex<BTreeMap<String, Vec<u8>>>,
     changed: Condvar,
 }
@@ -121,6 +121,8 @@ pub struct StoreLimits {
     pub max_value: u64,
     /// The most keys one `wait` may name.
     pub max_keys: u64,
+    /// The longest a `get` or `wait` may block the store's side of a connection.
+    pub max_wait: Duration,
 }
 
 impl Default for StoreLimits {
@@ -131,6 +133,7 @@ impl Default for StoreLimits {
             clients: 1024,
             max_value: 16 << 20,
             max_keys: 1 << 16,
+            max_wait: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -201,8 +204,17 @@ impl Drop for StoreServer {
 fn serve(stream: TcpStream, table: &Table, limits: &StoreLimits) -> io::Result<()> {
     // An authenticated client may idle in the pool of its process for as long as it likes.
     set_timeouts(&stream, None)?;
-    let mut r = BufReader::new(stream.try_clone()?);
-    let mut w = BufWriter::new(stream);
+    let r = BufReader::new(stream.try_clone()?);
+    serve_on(r, BufWriter::new(stream), table, limits)
+}
+
+/// The request loop of `serve` over any byte streams (the fuzz tests feed it bytes).
+pub(super) fn serve_on(
+    mut r: impl io::Read,
+    mut w: impl Write,
+    table: &Table,
+    limits: &StoreLimits,
+) -> io::Result<()> {
     loop {
         let op = match get_u8(&mut r) {
             Ok(op) => op,
@@ -242,7 +254,8 @@ fn answer(
         }
         Req::Get => {
             let (key, ms) = (get_string(r)?, get_u64(r)?);
-            let missing = table.wait_for(std::slice::from_ref(&key), Duration::from_millis(ms));
+            let wait = Duration::from_millis(ms).min(limits.max_wait);
+            let missing = table.wait_for(std::slice::from_ref(&key), wait);
             match table.lock().get(&key).filter(|_| missing.is_empty()) {
                 Some(v) => put_u8(w, OK).and_then(|_| put_bytes(w, v)),
                 None => put_u8(w, TIMED_OUT),
@@ -265,7 +278,7 @@ fn answer(
                 .map(|_| get_string(r))
                 .collect::<io::Result<Vec<_>>>()?;
             let ms = get_u64(r)?;
-            let missing = table.wait_for(&keys, Duration::from_millis(ms));
+            let missing = table.wait_for(&keys, Duration::from_millis(ms).min(limits.max_wait));
             if missing.is_empty() {
                 return put_u8(w, OK);
             }
