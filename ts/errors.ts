@@ -18,6 +18,7 @@ export type WeftErrorCode =
   | 'WEFT_NON_FINITE'
   | 'WEFT_IO'
   | 'WEFT_DEVICE'
+  | 'WEFT_RESOURCE'
   | 'WEFT_INTERNAL'
   | 'WEFT_NATIVE';
 
@@ -121,6 +122,13 @@ export class WeftDeviceError extends WeftError {
   }
 }
 
+/** A size the user chose needs more than weft or the host can give; names quantity, size, limit. */
+export class WeftResourceError extends WeftError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('WEFT_RESOURCE', message, options);
+  }
+}
+
 /** An internal invariant broke or Rust panicked: a bug in weft, please report it. */
 export class WeftInternalError extends WeftError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -150,6 +158,7 @@ const CLASSES: Readonly<Record<WeftErrorCode, ErrorClass>> = {
   WEFT_NON_FINITE: WeftNonFiniteError,
   WEFT_IO: WeftIoError,
   WEFT_DEVICE: WeftDeviceError,
+  WEFT_RESOURCE: WeftResourceError,
   WEFT_INTERNAL: WeftInternalError,
   WEFT_NATIVE: WeftNativeError,
 };

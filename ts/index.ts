@@ -22,6 +22,7 @@ export {
   WeftDTypeError,
   WeftDataError,
   WeftDeviceError,
+  WeftResourceError,
   WeftError,
   WeftInternalError,
   WeftIoError,

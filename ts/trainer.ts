@@ -430,6 +430,11 @@ function toTyped(spec: InputShape, data: unknown): Float32Array | Int32Array {
   const f32 = spec.dtype === 'f32';
   if (f32 ? data instanceof Float32Array : data instanceof Int32Array) return data as Float32Array | Int32Array;
   if (Array.isArray(data)) {
+    // Float32Array.from would turn a string (or anything else) into NaN without a word.
+    const bad = data.findIndex((v) => typeof v !== 'number');
+    if (bad >= 0) {
+      throw new WeftDTypeError(`input '${spec.name}': expected numbers, got ${typeName(data[bad])} at index ${bad}`);
+    }
     if (!f32 && !data.every((v) => Number.isInteger(v))) {
       throw new WeftDTypeError(`input '${spec.name}': expected i32 values, got a non-integer in the array`);
     }

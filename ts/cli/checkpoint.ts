@@ -46,12 +46,51 @@ export function readCheckpoint(dir: string, flag = 'checkpoint'): SavedRun {
     const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no weft.json there (not a checkpoint saved by weft train --save)' : (e as Error).message;
     throw new UsageError(`--${flag} ${dir}: ${why}`);
   }
-  const meta = manifest.config?.meta as CliMeta | undefined;
-  if (!meta || typeof meta !== 'object' || !meta.model || !['gpt', 'mlp'].includes(meta.model.kind)) {
+  const meta = manifest.config?.meta;
+  const model = isRecord(meta) ? meta['model'] : undefined;
+  if (!isRecord(meta) || !isRecord(model) || !['gpt', 'mlp'].includes(model['kind'] as string)) {
     throw new UsageError(`--${flag} ${dir}: the checkpoint has no model description (it was not saved by weft train --save)`);
   }
+  const bad = metaProblem(meta);
+  if (bad) throw new UsageError(`--${flag} ${dir}: weft.json: ${bad} (the file was edited or damaged)`);
   const batch = manifest.config?.batch;
-  return { dir, step: typeof manifest.step === 'number' ? manifest.step : 0, batch: typeof batch === 'number' ? batch : undefined, meta };
+  return { dir, step: typeof manifest.step === 'number' ? manifest.step : 0, batch: typeof batch === 'number' ? batch : undefined, meta: meta as unknown as CliMeta };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const isCount = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 1;
+
+/**
+ * What is wrong with a CLI meta read from a checkpoint (undefined when nothing): every field
+ * a resumed or sampled run reads is checked as strictly as the tensors are.
+ */
+export function metaProblem(meta: Record<string, unknown>): string | undefined {
+  const model = meta['model'] as Record<string, unknown>;
+  if (model['kind'] === 'gpt') {
+    const wrong = ['layers', 'heads', 'dim', 'seq', 'vocab'].find((k) => !isCount(model[k]));
+    if (wrong) return `meta.model.${wrong} must be a positive integer, got ${JSON.stringify(model[wrong])}`;
+  } else {
+    const sizes = model['sizes'];
+    if (!Array.isArray(sizes) || sizes.length < 2 || !sizes.every(isCount)) {
+      return `meta.model.sizes must be a list of at least two positive integers, got ${JSON.stringify(sizes)}`;
+    }
+  }
+  if (meta['tokenizer'] !== 'byte' && meta['tokenizer'] !== 'file') {
+    return `meta.tokenizer must be 'byte' or 'file', got ${JSON.stringify(meta['tokenizer'])}`;
+  }
+  const data = meta['data'];
+  if (data !== null && !(isRecord(data) && (data['path'] === null || typeof data['path'] === 'string') && Number.isSafeInteger(data['position']) && (data['position'] as number) >= 0)) {
+    return `meta.data must be null or {path: string | null, position: a non-negative integer}, got ${JSON.stringify(data)}`;
+  }
+  const optimizer = meta['optimizer'];
+  if (!isRecord(optimizer) || typeof optimizer['kind'] !== 'string') {
+    return `meta.optimizer must be an object with a 'kind', got ${JSON.stringify(optimizer)}`;
+  }
+  if (!Number.isSafeInteger(meta['seed'])) return `meta.seed must be an integer, got ${JSON.stringify(meta['seed'])}`;
+  return undefined;
 }
 
 /** The weights file inside a checkpoint directory. */

@@ -3,7 +3,9 @@
  * environment contract (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR,
  * MASTER_PORT) plus a store token (WEFT_STORE_TOKEN) and WEFT_LAUNCH=1; prefix their output
  * with their rank, forward SIGINT/SIGTERM, and when one dies, stop the others and exit non-zero
- * naming it.
+ * naming it. Each child also gets one end of a pipe as fd 3 (WEFT_LAUNCHER_FD): the kernel closes
+ * the launcher's end however it ends (`kill -9` too), and the child's weft then exits, so no
+ * rank outlives its launcher.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
@@ -84,6 +86,9 @@ export async function freePort(host: string): Promise<number> {
   return any;
 }
 
+/** The child's descriptor of the pipe whose closing tells it the launcher is gone. */
+const LAUNCHER_FD = 3;
+
 /** The environment of global rank `rank`, local rank `local`. */
 function childEnv(spec: LaunchSpec, local: number, port: number, token: string): NodeJS.ProcessEnv {
   return {
@@ -97,6 +102,7 @@ function childEnv(spec: LaunchSpec, local: number, port: number, token: string):
     MASTER_PORT: String(port),
     WEFT_STORE_TOKEN: token,
     WEFT_LAUNCH: '1',
+    WEFT_LAUNCHER_FD: String(LAUNCHER_FD),
   };
 }
 
@@ -118,22 +124,33 @@ function pipeLines(stream: NodeJS.ReadableStream | null, out: Out, prefix: strin
   });
 }
 
+/** How a rank ended: its exit code, or the signal that killed it. */
+interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
 /** One started rank. */
 interface Rank {
   readonly rank: number;
   readonly child: ChildProcess;
-  /** Resolves when it has exited and its output is drained. */
-  readonly done: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves once, when it has exited (or could not start) and its output is drained. */
+  readonly done: Promise<Exit>;
 }
 
 function startRank(spec: LaunchSpec, local: number, port: number, token: string, io: Io): Rank {
   const env = childEnv(spec, local, port, token);
   const rank = Number(env['RANK']);
   const [cmd, ...args] = spec.command as [string, ...string[]];
-  const child = spawn(cmd, args, { env, stdio: ['inherit', spec.prefix ? 'pipe' : 'inherit', spec.prefix ? 'pipe' : 'inherit'] });
+  const out = spec.prefix ? 'pipe' : 'inherit';
+  // fd 3: the launcher never writes to it; the child sees end of file when the launcher is gone.
+  const child = spawn(cmd, args, { env, stdio: ['inherit', out, out, 'pipe'] });
+  child.stdio[LAUNCHER_FD]?.on('error', () => undefined);
   pipeLines(child.stdout, io.out, `[rank ${rank}] `);
   pipeLines(child.stderr, io.err, `[rank ${rank}] `);
-  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+  const done = new Promise<Exit>((resolve) => {
+    // A command that cannot start emits 'error' (then 'close' with code -2): report it once, as
+    // the shell's 127.
     child.once('error', (e) => {
       io.err.write(`weft launch: rank ${rank}: cannot start '${cmd}': ${e.message}\n`);
       resolve({ code: 127, signal: null });
@@ -143,7 +160,7 @@ function startRank(spec: LaunchSpec, local: number, port: number, token: string,
   return { rank, child, done };
 }
 
-function describeExit(r: Rank, code: number | null, signal: NodeJS.Signals | null): string {
+function describeExit(r: Rank, { code, signal }: Exit): string {
   const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
   return `rank ${r.rank} (pid ${r.child.pid ?? '?'}) ${how}`;
 }
@@ -186,13 +203,14 @@ export async function launchCommand(args: ParsedArgs, io: Io): Promise<number> {
 
 /** Wait for every rank; on the first failure give the others `graceS`, then stop them. */
 async function supervise(ranks: readonly Rank[], spec: LaunchSpec, io: Io): Promise<number> {
-  let failed: { rank: Rank; code: number } | undefined;
+  let failed: { rank: Rank; exit: Exit; code: number } | undefined;
   const timers: NodeJS.Timeout[] = [];
   const watched = ranks.map(async (r) => {
-    const { code, signal } = await r.done;
+    const exit = await r.done;
+    const { code, signal } = exit;
     if ((code === 0 && !signal) || failed) return;
-    failed = { rank: r, code: code && code > 0 ? code : 1 };
-    io.err.write(`weft launch: ${describeExit(r, code, signal)}; stopping the other ranks\n`);
+    failed = { rank: r, exit, code: code && code > 0 ? code : 1 };
+    io.err.write(`weft launch: ${describeExit(r, exit)}; stopping the other ranks\n`);
     const alive = (x: Rank): boolean => x.child.exitCode === null && x.child.signalCode === null;
     timers.push(setTimeout(() => ranks.filter(alive).forEach((x) => x.child.kill('SIGTERM')), spec.graceS * 1000));
     timers.push(setTimeout(() => ranks.filter(alive).forEach((x) => x.child.kill('SIGKILL')), spec.graceS * 1000 + 5000));
@@ -200,6 +218,6 @@ async function supervise(ranks: readonly Rank[], spec: LaunchSpec, io: Io): Prom
   await Promise.all(watched);
   timers.forEach(clearTimeout);
   if (!failed) return 0;
-  io.err.write(`weft launch: failed: ${describeExit(failed.rank, failed.rank.child.exitCode, failed.rank.child.signalCode)}\n`);
+  io.err.write(`weft launch: failed: ${describeExit(failed.rank, failed.exit)}\n`);
   return failed.code;
 }

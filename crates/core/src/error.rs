@@ -31,6 +31,9 @@ pub enum Error {
     NonFinite { step: u64, what: String },
     /// Operating-system I/O failed.
     Io { path: String, message: String },
+    /// A user-given size needs more than weft or the host can give (memory, threads); the
+    /// message names the quantity, its size and the limit.
+    Resource { quantity: String, message: String },
     /// A device or backend could not be used (e.g. CUDA libraries missing).
     Device { message: String },
     /// A collective or point-to-point transfer failed: a rank did not arrive in time, ranks
@@ -78,6 +81,7 @@ impl Error {
             Error::Data { .. } => "WEFT_DATA",
             Error::NonFinite { .. } => "WEFT_NON_FINITE",
             Error::Io { .. } => "WEFT_IO",
+            Error::Resource { .. } => "WEFT_RESOURCE",
             Error::Device { .. } => "WEFT_DEVICE",
             Error::Collective { .. } => "WEFT_COLLECTIVE",
             Error::Internal { .. } => "WEFT_INTERNAL",
@@ -118,6 +122,14 @@ impl Error {
         Error::Unsupported { feature, message }
     }
 
+    /// A size beyond a limit; `message` is a full sentence naming quantity, size and limit.
+    pub fn resource(quantity: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Resource {
+            quantity: quantity.into(),
+            message: message.into(),
+        }
+    }
+
     pub fn io(path: impl Into<String>, err: impl fmt::Display) -> Self {
         Error::Io {
             path: path.into(),
@@ -138,11 +150,10 @@ impl fmt::Display for Error {
                 write!(f, "{what}: expected dtype {expected}, got {got}")
             }
             Error::Verify { message } => write!(f, "graph verification failed: {message}"),
-            // Both carry full sentences that already name the key or feature.
-            // Both carry full sentences that already name the key or feature.
-            Error::Config { message, .. } | Error::Unsupported { message, .. } => {
-                f.write_str(message)
-            }
+            // These carry full sentences that already name the key, feature or quantity.
+            Error::Config { message, .. }
+            | Error::Unsupported { message, .. }
+            | Error::Resource { message, .. } => f.write_str(message),
             Error::Batch { message } => write!(f, "batch: {message}"),
             Error::Checkpoint { path, message } => write!(f, "checkpoint {path}: {message}"),
             Error::Data { path, message } => write!(f, "data file {path}: {message}"),

@@ -16,9 +16,13 @@ pub mod ir;
 pub mod optim;
 pub mod passes;
 pub mod process;
+pub mod resource;
 pub mod rng;
 pub mod schedule;
 pub mod session;
 pub mod strategy;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+mod fuzz_tests;

@@ -121,6 +121,7 @@ fn what_the_mode_cannot_run_is_refused_by_name() {
         master_addr: "127.0.0.1".into(),
         master_port: 1,
         token: String::new(),
+        launcher_fd: None,
     });
     let err = Trainer::compile(model(1), opts).err().unwrap();
     assert_eq!(

@@ -44,6 +44,7 @@ fn rank(rank: usize, world: usize, port: u16) -> ProcessRank {
         master_addr: "127.0.0.1".into(),
         master_port: port,
         token: "test-token".into(),
+        launcher_fd: None,
     }
 }
 

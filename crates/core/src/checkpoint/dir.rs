@@ -182,7 +182,7 @@ pub fn load_dir(dir: &Path) -> Result<CheckpointData> {
     })
 }
 
-struct Manifest {
+pub(crate) struct Manifest {
     step: u64,
     save_id: String,
     optimizer: Option<String>,
@@ -197,8 +197,14 @@ fn read_manifest(path: &Path) -> Result<Manifest> {
         }
         Err(e) => return Err(Error::io(path.display().to_string(), e)),
     };
+    parse_manifest(&text, path)
+}
+
+/// The manifest in `text` (read from `path`, for messages): format, version, step, save id,
+/// optimizer name and config, each checked for its type.
+pub(crate) fn parse_manifest(text: &str, path: &Path) -> Result<Manifest> {
     let v: Value =
-        serde_json::from_str(&text).map_err(|e| err(path, format!("invalid JSON: {e}")))?;
+        serde_json::from_str(text).map_err(|e| err(path, format!("invalid JSON: {e}")))?;
     if v.get("format").and_then(Value::as_str) != Some(FORMAT_NAME) {
         return Err(err(path, format!("\"format\" is not \"{FORMAT_NAME}\"")));
     }
@@ -236,6 +242,19 @@ fn read_manifest(path: &Path) -> Result<Manifest> {
         optimizer,
         config,
     })
+}
+
+/// When `path` is the weights file of a checkpoint directory (read on its own, e.g. to sample),
+/// refuse it unless it belongs to the directory's manifest, as `load_dir` would.
+pub fn check_weights_of_dir(file: &SafeTensors, path: &Path) -> Result<()> {
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    let manifest = dir.join(MANIFEST_FILE);
+    if path.file_name() != Some(MODEL_FILE.as_ref()) || !manifest.exists() {
+        return Ok(());
+    }
+    check_same_save(file, &read_manifest(&manifest)?.save_id, path)
 }
 
 fn check_same_save(file: &SafeTensors, save_id: &str, path: &Path) -> Result<()> {
@@ -371,6 +390,29 @@ mod tests {
             a.join(OPTIMIZER_FILE).display()
         );
         assert_eq!(e.to_string(), want);
+        cleanup(&a);
+        cleanup(&b);
+    }
+
+    #[test]
+    fn a_torn_weights_file_read_alone_is_detected() {
+        let (a, b) = (
+            unique_temp_dir("ckdir-torn-w-a"),
+            unique_temp_dir("ckdir-torn-w-b"),
+        );
+        save_dir(&a, &ckpt(1, false)).unwrap();
+        save_dir(&b, &ckpt(2, false)).unwrap();
+        let path = a.join(MODEL_FILE);
+        let own = crate::checkpoint::safetensors::read(&path).unwrap();
+        assert_eq!(check_weights_of_dir(&own, &path), Ok(()));
+        // A crash after save 2's weights were renamed but before its manifest.
+        fs::copy(b.join(MODEL_FILE), &path).unwrap();
+        let torn = crate::checkpoint::safetensors::read(&path).unwrap();
+        let e = check_weights_of_dir(&torn, &path).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("this checkpoint is torn and cannot be resumed")
+        );
         cleanup(&a);
         cleanup(&b);
     }

@@ -10,6 +10,6 @@ pub mod hf;
 pub mod safetensors;
 
 pub use check::check_against;
-pub use dir::{CheckpointData, OptimizerState, load_dir, save_dir};
+pub use dir::{CheckpointData, OptimizerState, check_weights_of_dir, load_dir, save_dir};
 pub use half::{bf16_to_f32, f16_to_f32};
 pub use safetensors::{SafeTensors, TensorEntry};

@@ -349,6 +349,12 @@ config_table! {
             unsupported: None,
             doc: "Seconds a collective may wait for its peers before failing.",
         }
+        insecure_store: bool {
+            default: false, min: None, origin: Weft,
+            unsupported: None,
+            doc: "Run a multi-process job's store off loopback without WEFT_STORE_TOKEN (anyone \
+                  reaching MASTER_ADDR could read and change its keys); refused otherwise.",
+        }
     }
     /// Input sharding across workers.
     io: IoConfig {

@@ -24,6 +24,7 @@ fn table_has_all_26_epl_keys_in_10_sections_plus_weft_keys_split_and_executor() 
             "cluster.aware_row",
             "communication.bucket_size_mb",
             "communication.timeout_s",
+            "communication.insecure_store",
             "auto.stage_policy",
             "split.sequence_parallel",
             "executor.cooperative",

@@ -76,7 +76,7 @@ fn header_int(bytes: &[u8], i: usize) -> i32 {
     ])
 }
 
-fn parse(bytes: &[u8], path: &Path) -> Result<Vec<u16>> {
+pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Vec<u16>> {
     check_header(bytes, bytes.len().saturating_sub(HEADER_BYTES) as u64, path)?;
     Ok(bytes[HEADER_BYTES..]
         .chunks_exact(2)

@@ -40,11 +40,14 @@ pub struct ProcessRank {
     /// Rank among the processes of this node.
     pub local_rank: usize,
     pub local_world: usize,
-    /// Where rank 0 hosts the store: a host name or address, and a port.
+    /// Where rank 0 hosts the store: a host name or address, and a port (`WEFT_STORE_PORT`, else
+    /// `MASTER_PORT`, or the port beside it under torchrun).
     pub master_addr: String,
     pub master_port: u16,
     /// The shared secret every connection presents (`WEFT_STORE_TOKEN`; empty when unset).
     pub token: String,
+    /// `weft launch`'s pipe (`WEFT_LAUNCHER_FD`): this process exits when it closes.
+    pub launcher_fd: Option<i32>,
 }
 
 /// torchrun's default port, also used when Open MPI's ranks all run on one node without
@@ -85,6 +88,11 @@ fn torchrun(env: &Env) -> Result<ProcessRank> {
     let local_world = optional_uint(env, "LOCAL_WORLD_SIZE")?.unwrap_or(world);
     let master_addr = required(env, "MASTER_ADDR", launcher)?.to_string();
     let master_port = port(env, "MASTER_PORT", launcher)?;
+    // torchrun's own store may hold MASTER_PORT on rank 0's node: weft takes the next one.
+    let master_port = match under_torchelastic(env) && launcher == Launcher::Torchrun {
+        true => beside(master_port),
+        false => master_port,
+    };
     finish(
         env,
         launcher,
@@ -164,7 +172,20 @@ fn open_mpi(env: &Env) -> Result<ProcessRank> {
     )
 }
 
-/// Check the numbers against each other and add the token.
+/// Whether torchrun's elastic agent started this process (its `TORCHELASTIC_*` variables): its
+/// store then holds `MASTER_PORT`.
+fn under_torchelastic(env: &Env) -> bool {
+    env.keys().any(|k| k.starts_with("TORCHELASTIC_"))
+}
+
+/// The store's port under torchrun when `WEFT_STORE_PORT` is not given: `MASTER_PORT + 1`
+/// (`MASTER_PORT - 1` for 65535).
+fn beside(master_port: u16) -> u16 {
+    master_port.checked_add(1).unwrap_or(master_port - 1)
+}
+
+/// Check the numbers against each other and add the token; `WEFT_STORE_PORT` overrides the
+/// store's port under any launcher.
 fn finish(
     env: &Env,
     launcher: Launcher,
@@ -217,7 +238,24 @@ fn finish(
     if master_addr.is_empty() {
         return Err(Error::config("MASTER_ADDR", "MASTER_ADDR is empty"));
     }
+    let master_port = match env.get("WEFT_STORE_PORT") {
+        Some(_) => port(env, "WEFT_STORE_PORT", launcher)?,
+        None => master_port,
+    };
     let token = env.get("WEFT_STORE_TOKEN").cloned().unwrap_or_default();
+    let launcher_fd = match launcher {
+        Launcher::Weft => optional_uint(env, "WEFT_LAUNCHER_FD")?
+            .map(|fd| {
+                i32::try_from(fd).map_err(|_| {
+                    Error::config(
+                        "WEFT_LAUNCHER_FD",
+                        format!("WEFT_LAUNCHER_FD={fd} is not a file descriptor"),
+                    )
+                })
+            })
+            .transpose()?,
+        _ => None,
+    };
     Ok(ProcessRank {
         launcher,
         rank,
@@ -227,6 +265,7 @@ fn finish(
         master_addr,
         master_port,
         token,
+        launcher_fd,
     })
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::env::ProcessRank;
+use super::orphan::exit_with_launcher;
 use crate::collectives::tcp::{Rendezvous, StoreClient, StoreServer, TcpCommunicator};
 use crate::error::{Error, Result};
 
@@ -24,6 +25,8 @@ pub struct ProcessWorld {
     pub procs: TcpCommunicator,
     /// Groups made so far: each gets its own store prefix.
     groups: AtomicU64,
+    /// What the user should know about this job's store (no token on loopback).
+    pub warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for ProcessWorld {
@@ -37,13 +40,19 @@ impl std::fmt::Debug for ProcessWorld {
 impl ProcessWorld {
     /// Join the job: rank 0 starts the store; everyone connects and meets the others. Waits up
     /// to `timeout` for the store and for every process (naming the ranks that did not come).
-    pub fn join(rank: &ProcessRank, timeout: Duration) -> Result<ProcessWorld> {
+    /// `insecure` is `communication.insecure_store` (see `store_security`).
+    pub fn join(rank: &ProcessRank, timeout: Duration, insecure: bool) -> Result<ProcessWorld> {
+        if let Some(fd) = rank.launcher_fd {
+            exit_with_launcher(fd, rank.rank)?;
+        }
         let addr = resolve(&rank.master_addr, rank.master_port)?;
+        let warnings = store_security(rank, addr, insecure)?;
         let server = match rank.rank {
             0 => Some(StoreServer::bind(addr, &rank.token)?),
             _ => None,
         };
-        let store = StoreClient::connect(addr, &rank.token, timeout)?;
+        let who = format!("rank {}", rank.rank);
+        let store = StoreClient::connect(addr, &rank.token, timeout, &who)?;
         let host = store.local_addr().ip();
         let rv = Rendezvous {
             store: &store,
@@ -62,6 +71,7 @@ impl ProcessWorld {
             timeout,
             procs,
             groups: AtomicU64::new(0),
+            warnings,
         })
     }
 
@@ -110,6 +120,36 @@ impl ProcessWorld {
     }
 }
 
+/// Without a token the store trusts whoever connects: acceptable on loopback (a warning), refused
+/// on an address other hosts reach unless `insecure` (`communication.insecure_store`).
+fn store_security(rank: &ProcessRank, addr: SocketAddr, insecure: bool) -> Result<Vec<String>> {
+    if !rank.token.is_empty() {
+        return Ok(Vec::new());
+    }
+    let launcher = rank.launcher.name();
+    if addr.ip().is_loopback() {
+        return Ok(vec![format!(
+            "WEFT_STORE_TOKEN is not set (started by {launcher}): the store at {addr} accepts \
+             any process of this host; set WEFT_STORE_TOKEN to the same secret on every rank"
+        )]);
+    }
+    if insecure {
+        return Ok(vec![format!(
+            "communication.insecure_store=true: the store at {addr} accepts anyone who reaches \
+             it, without a token"
+        )]);
+    }
+    Err(Error::config(
+        "WEFT_STORE_TOKEN",
+        format!(
+            "WEFT_STORE_TOKEN is not set (started by {launcher}) and the store at {addr} is not \
+             on loopback: anyone who reaches it could read and change the job's keys; set \
+             WEFT_STORE_TOKEN to the same secret on every rank (README: Security), or \
+             communication.insecure_store=true to accept the risk"
+        ),
+    ))
+}
+
 /// `MASTER_ADDR:MASTER_PORT` as a socket address (host names are resolved; IPv4 first).
 fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
     let bad = |why: String| Error::config("MASTER_ADDR", format!("MASTER_ADDR='{host}': {why}"));
@@ -123,3 +163,6 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
         .next()
         .ok_or_else(|| bad("it resolves to no address".into()))
 }
+
+#[cfg(test)]
+mod tests;

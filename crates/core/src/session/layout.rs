@@ -34,6 +34,12 @@ impl Layout {
         stages: usize,
         tp: usize,
     ) -> Result<Layout> {
+        crate::resource::check_count(
+            "communication.num_communicators",
+            options.config.communication.num_communicators as u64,
+            crate::resource::MAX_COMMUNICATORS,
+            "each is a thread on every device",
+        )?;
         let v = options.config.pipeline.num_virtual_stages.max(1);
         if !stages.is_multiple_of(v) {
             return Err(Error::config(

@@ -10,6 +10,7 @@ mod device;
 mod device_reduce;
 mod engine;
 mod layout;
+mod limits;
 mod options;
 mod overlap;
 mod params;

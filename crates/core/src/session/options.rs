@@ -94,13 +94,16 @@ impl TrainerOptions {
                 }),
             }
         };
-        let batch = uint("batch", 0)? as usize;
+        let batch = uint("batch", 0)?;
         if batch == 0 {
             return Err(Error::config(
                 "batch",
                 "batch (the global batch) must be a positive integer",
             ));
         }
+        let why = "batch sizes travel as 32-bit integers";
+        crate::resource::check_count("batch", batch, crate::resource::MAX_BATCH, why)?;
+        let batch = batch as usize;
         let devices = match obj.get("devices") {
             None | Some(Value::Null) => DeviceSpec::Cpu(1),
             Some(Value::String(s)) => DeviceSpec::parse(s)?,

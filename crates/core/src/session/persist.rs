@@ -115,6 +115,9 @@ impl<B: Backend> Trainer<B> {
     pub fn load_weights(&mut self, path: &Path) -> Result<Vec<String>> {
         let file = checkpoint::hf::weights_path(path);
         let mut st = checkpoint::safetensors::read(&file)?;
+        // The weights file of a checkpoint directory must belong to its manifest (a torn save
+        // is refused).
+        checkpoint::check_weights_of_dir(&st, &file)?;
         let expected = self.parameter_shapes();
         let adapted = checkpoint::hf::adapt(&mut st, &expected, &file)?;
         check_against(&expected, &st, &file)?;

@@ -36,7 +36,8 @@ impl Cluster {
             return Ok(None);
         };
         let timeout = Duration::from_secs(options.config.communication.timeout_s as u64);
-        let world = ProcessWorld::join(rank, timeout)?;
+        let insecure = options.config.communication.insecure_store;
+        let world = ProcessWorld::join(rank, timeout, insecure)?;
         let first = world.rank.rank * local_devices;
         let cluster = Cluster {
             world,

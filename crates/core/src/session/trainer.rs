@@ -129,6 +129,7 @@ impl<B: Backend> Trainer<B> {
         }
         let micro_rows = options.batch / (layout.replicas * layout.micro_batches);
         let inputs = input_specs(&model, options.batch)?;
+        super::limits::check_sizes(&model, &inputs)?;
         let resolved = run_pass(model.clone(), |g| resolve_batch(g, micro_rows))?;
         let (per_tp, amp_report, scaler) = compile_per_tp(&resolved, &options, tp, colocate)?;
         let compiled = per_tp[0].clone();
@@ -178,7 +179,12 @@ impl<B: Backend> Trainer<B> {
             .collect::<Result<Vec<_>>>()?;
         let schedule = options.optimizer.lr_schedule()?;
         let last_trace = Vec::new();
-        let warnings = super::amp::warnings(&options);
+        let mut warnings = super::amp::warnings(&options);
+        warnings.extend(
+            cluster
+                .iter()
+                .flat_map(|c| c.world.warnings.iter().cloned()),
+        );
         let mut t = Trainer {
             model,
             compiled,

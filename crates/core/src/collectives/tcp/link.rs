@@ -21,7 +21,7 @@ use super::super::group::{Call, list};
 use super::store::StoreClient;
 use super::wire::{
     check_offer, connect_retrying, get_f32s, get_string, get_u8, get_u64, offer, put_bytes,
-    put_f32s, put_u8, put_u64,
+    put_f32s, put_u8, put_u64, set_timeouts,
 };
 use crate::error::Result;
 
@@ -198,7 +198,11 @@ impl Mesh {
         let mut bytes = Vec::new();
         if frame.write(&mut bytes).is_ok() {
             let mut s = stream.lock().unwrap_or_else(PoisonError::into_inner);
-            let _ = s.write_all(&bytes);
+            // A write that fails (or outlasts the write timeout: a frozen peer) leaves the stream
+            // unframed; closing it makes the reader report the peer gone.
+            if s.write_all(&bytes).is_err() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
         }
     }
 
@@ -252,13 +256,14 @@ pub(super) fn connect_mesh(rv: &Rendezvous<'_>, ranks: &[usize], rank: usize) ->
                 ranks[peer]
             ))
         })?;
-        offer(&mut s, MAGIC, rv.token).map_err(|why| {
+        offer(&mut s, MAGIC, rv.token, rv.timeout).map_err(|why| {
             fail(format!(
-                "rank {} refused rank {}: {why}",
-                ranks[peer], ranks[rank]
+                "rank {}: handshake with rank {} at {peer_addr}: {why}",
+                ranks[rank], ranks[peer]
             ))
         })?;
         put_u64(&mut s, rank as u64).map_err(|e| fail(e.to_string()))?;
+        meshed(&s, rv.timeout).map_err(|e| fail(e.to_string()))?;
         *slot = Some(s);
     }
     accept_higher(&listener, rv, ranks, rank, &mut streams).map_err(fail)?;
@@ -277,6 +282,13 @@ pub(super) fn connect_mesh(rv: &Rendezvous<'_>, ranks: &[usize], rank: usize) ->
         streams: writers,
         inbox,
     })
+}
+
+/// A stream past its handshake: reads wait as long as the schedule needs (the collectives have
+/// their own deadlines); a write that a frozen peer blocks fails after `timeout`.
+fn meshed(s: &TcpStream, timeout: Duration) -> io::Result<()> {
+    set_timeouts(s, Some(timeout))?;
+    s.set_read_timeout(None)
 }
 
 /// Accept one connection from every higher rank, each presenting the token and its rank.
@@ -312,14 +324,13 @@ fn accept_higher(
         };
         s.set_nonblocking(false).map_err(|e| e.to_string())?;
         s.set_nodelay(true).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(rv.timeout))
-            .map_err(|e| e.to_string())?;
+        set_timeouts(&s, Some(rv.timeout)).map_err(|e| e.to_string())?;
         // A stranger without the token is turned away; keep waiting for the real peers.
         if check_offer(&mut s, MAGIC, rv.token).is_err() {
             continue;
         }
         let peer = get_u64(&mut s).map_err(|e| e.to_string())? as usize;
-        s.set_read_timeout(None).map_err(|e| e.to_string())?;
+        meshed(&s, rv.timeout).map_err(|e| e.to_string())?;
         match streams.get_mut(peer) {
             Some(slot @ None) if peer > rank => *slot = Some(s),
             _ => {

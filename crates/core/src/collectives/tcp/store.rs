@@ -2,12 +2,16 @@
 //! to it through a `StoreClient`. Ranks publish what the others need to find them (each
 //! communicator's listen address; later the NCCL unique id) and wait for each other's keys.
 //!
-//! One thread per client connection; a blocking `get`/`wait` blocks only its own connection's
-//! thread, on a condition variable (nobody spins). Values are bytes; `add` keeps a decimal
-//! counter, as torch's store does, so `get` of a counter reads as text.
+//! Authentication comes first: new connections wait in `accept`'s poll loop (no thread, at most
+//! `StoreLimits::pending` of them, each dropped after `StoreLimits::handshake`) until they
+//! present the shared-secret token (`WEFT_STORE_TOKEN`); only then does a connection get a
+//! thread of its own (at most `StoreLimits::clients`), whose keys and values are bounded by
+//! `StoreLimits::max_value`. A blocking `get`/`wait` blocks only its own connection's thread, on
+//! a condition variable (nobody spins). Values are bytes; `add` keeps a decimal counter, as
+//! torch's store does, so `get` of a counter reads as text.
 //!
-//! Every connection starts with a handshake carrying the shared-secret token
-//! (`WEFT_STORE_TOKEN`); a mismatch is refused with a message saying so.
+//! Every client request has a deadline: the client's timeout, plus the server-side wait for
+//! `get`/`wait`; a store that accepts and never answers is an error naming it.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufReader, BufWriter, Write};
@@ -16,9 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::accept::{Admitted, accept_loop};
 use super::wire::{
-    check_offer, connect_retrying, get_bytes, get_i64, get_string, get_u8, get_u64, offer,
-    put_bytes, put_i64, put_u8, put_u64,
+    connect_retrying, get_bytes, get_bytes_max, get_i64, get_string, get_string_max, get_u8,
+    get_u64, offer, put_bytes, put_i64, put_u8, put_u64, set_timeouts,
 };
 use crate::collectives::communicator::collective_error;
 use crate::error::Result;
@@ -56,7 +61,7 @@ const TIMED_OUT: u8 = 1;
 const BAD: u8 = 2;
 
 #[derive(Default)]
-struct Table {
+pub(super) struct Table {
     values: Mutex<BTreeMap<String, Vec<u8>>>,
     changed: Condvar,
 }
@@ -102,67 +107,114 @@ impl Table {
     }
 }
 
+/// What the store allows its clients; the defaults suit any job (a job's keys are addresses and
+/// ids of a few hundred bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// How long a new connection may take to present its token before it is closed.
+    pub handshake: Duration,
+    /// Connections still in their handshake; beyond this the oldest is closed for a new one.
+    pub pending: usize,
+    /// Authenticated connections served at once (each has a thread); more are refused.
+    pub clients: usize,
+    /// The longest key or value an authenticated client may send, in bytes.
+    pub max_value: u64,
+    /// The most keys one `wait` may name.
+    pub max_keys: u64,
+    /// The longest a `get` or `wait` may block the store's side of a connection.
+    pub max_wait: Duration,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            handshake: Duration::from_secs(10),
+            pending: 64,
+            clients: 1024,
+            max_value: 16 << 20,
+            max_keys: 1 << 16,
+            max_wait: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
 /// The store's host side. Dropping it stops accepting new clients.
 pub struct StoreServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    admitted: Arc<Admitted>,
 }
 
 impl StoreServer {
     /// Listen on `addr` (port 0 picks a free port; see `addr()`), accepting clients that present
-    /// `token`.
+    /// `token`, with the default limits.
     pub fn bind(addr: SocketAddr, token: &str) -> Result<StoreServer> {
+        StoreServer::bind_with(addr, token, StoreLimits::default())
+    }
+
+    /// `bind` with explicit limits.
+    pub fn bind_with(addr: SocketAddr, token: &str, limits: StoreLimits) -> Result<StoreServer> {
         let listener = TcpListener::bind(addr)
             .map_err(|e| collective_error(format!("store: cannot listen on {addr}: {e}")))?;
         let addr = listener
             .local_addr()
             .map_err(|e| collective_error(format!("store: {e}")))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| collective_error(format!("store: {e}")))?;
         let stop = Arc::new(AtomicBool::new(false));
+        let admitted = Arc::new(Admitted::default());
         let table = Arc::new(Table::default());
-        let (token, flag) = (token.to_string(), Arc::clone(&stop));
+        let token = token.to_string();
+        let (flag, counts) = (Arc::clone(&stop), Arc::clone(&admitted));
+        let serve_one = move |stream: TcpStream| {
+            let _ = serve(stream, &table, &limits);
+        };
         std::thread::Builder::new()
             .name("weft-store".into())
-            .spawn(move || accept_loop(listener, table, token, flag))
+            .spawn(move || accept_loop(listener, MAGIC, &token, limits, &flag, &counts, serve_one))
             .map_err(|e| collective_error(format!("store: cannot start its thread: {e}")))?;
-        Ok(StoreServer { addr, stop })
+        Ok(StoreServer {
+            addr,
+            stop,
+            admitted,
+        })
     }
 
     /// Where the store listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+
+    /// Connections now waiting in their handshake, and authenticated connections being served
+    /// (each the one thread it costs).
+    pub fn connections(&self) -> (usize, usize) {
+        self.admitted.counts()
+    }
 }
 
 impl Drop for StoreServer {
     fn drop(&mut self) {
+        // The accept loop polls; it sees the flag within one pause.
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-    }
-}
-
-fn accept_loop(listener: TcpListener, table: Arc<Table>, token: String, stop: Arc<AtomicBool>) {
-    for stream in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok(mut stream) = stream else { continue };
-        let (table, token) = (Arc::clone(&table), token.clone());
-        let _ = std::thread::Builder::new()
-            .name("weft-store-client".into())
-            .spawn(move || {
-                let _ = stream.set_nodelay(true);
-                if check_offer(&mut stream, MAGIC, &token).is_ok() {
-                    let _ = serve(stream, &table);
-                }
-            });
     }
 }
 
 /// Answer one client's requests until it disconnects.
-fn serve(stream: TcpStream, table: &Table) -> io::Result<()> {
-    let mut r = BufReader::new(stream.try_clone()?);
-    let mut w = BufWriter::new(stream);
+fn serve(stream: TcpStream, table: &Table, limits: &StoreLimits) -> io::Result<()> {
+    // An authenticated client may idle in the pool of its process for as long as it likes.
+    set_timeouts(&stream, None)?;
+    let r = BufReader::new(stream.try_clone()?);
+    serve_on(r, BufWriter::new(stream), table, limits)
+}
+
+/// The request loop of `serve` over any byte streams (the fuzz tests feed it bytes).
+pub(super) fn serve_on(
+    mut r: impl io::Read,
+    mut w: impl Write,
+    table: &Table,
+    limits: &StoreLimits,
+) -> io::Result<()> {
     loop {
         let op = match get_u8(&mut r) {
             Ok(op) => op,
@@ -170,27 +222,40 @@ fn serve(stream: TcpStream, table: &Table) -> io::Result<()> {
             Err(e) => return Err(e),
         };
         match Req::from_u8(op) {
-            Some(req) => answer(req, &mut r, &mut w, table)?,
+            Some(req) => answer(req, &mut r, &mut w, table, limits)?,
             None => {
+                // The rest of the stream cannot be framed: answer, then close it.
+                let why = format!("unknown store request {op}");
                 put_u8(&mut w, BAD)?;
-                put_bytes(&mut w, format!("unknown store request {op}").as_bytes())?;
+                put_bytes(&mut w, why.as_bytes())?;
+                w.flush()?;
+                return Err(io::Error::new(io::ErrorKind::InvalidData, why));
             }
         }
         w.flush()?;
     }
 }
 
-fn answer(req: Req, r: &mut impl io::Read, w: &mut impl Write, table: &Table) -> io::Result<()> {
+fn answer(
+    req: Req,
+    r: &mut impl io::Read,
+    w: &mut impl Write,
+    table: &Table,
+    limits: &StoreLimits,
+) -> io::Result<()> {
+    let max = limits.max_value;
+    let get_string = |r: &mut _| get_string_max(r, max);
     match req {
         Req::Set => {
-            let (key, value) = (get_string(r)?, get_bytes(r)?);
+            let (key, value) = (get_string(r)?, get_bytes_max(r, max)?);
             table.lock().insert(key, value);
             table.changed.notify_all();
             put_u8(w, OK)
         }
         Req::Get => {
             let (key, ms) = (get_string(r)?, get_u64(r)?);
-            let missing = table.wait_for(std::slice::from_ref(&key), Duration::from_millis(ms));
+            let wait = Duration::from_millis(ms).min(limits.max_wait);
+            let missing = table.wait_for(std::slice::from_ref(&key), wait);
             match table.lock().get(&key).filter(|_| missing.is_empty()) {
                 Some(v) => put_u8(w, OK).and_then(|_| put_bytes(w, v)),
                 None => put_u8(w, TIMED_OUT),
@@ -202,12 +267,18 @@ fn answer(req: Req, r: &mut impl io::Read, w: &mut impl Write, table: &Table) ->
             put_u8(w, OK).and_then(|_| put_i64(w, new))
         }
         Req::Wait => {
-            let n = get_u64(r)?.min(1 << 20);
+            let n = get_u64(r)?;
+            if n > limits.max_keys {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a wait for {n} keys (the limit is {})", limits.max_keys),
+                ));
+            }
             let keys = (0..n)
                 .map(|_| get_string(r))
                 .collect::<io::Result<Vec<_>>>()?;
             let ms = get_u64(r)?;
-            let missing = table.wait_for(&keys, Duration::from_millis(ms));
+            let missing = table.wait_for(&keys, Duration::from_millis(ms).min(limits.max_wait));
             if missing.is_empty() {
                 return put_u8(w, OK);
             }
@@ -257,19 +328,28 @@ pub struct StoreClient {
     addr: SocketAddr,
     token: String,
     timeout: Duration,
+    /// Who this client is in error messages ("rank 2").
+    who: String,
     idle: Mutex<Vec<Conn>>,
     local: SocketAddr,
 }
 
 impl StoreClient {
-    /// Connect to the store at `addr` and present `token`, retrying until `timeout` while the
-    /// store is not up yet (rank 0 may start after the others).
-    pub fn connect(addr: SocketAddr, token: &str, timeout: Duration) -> Result<StoreClient> {
-        let (conn, local) = open(addr, token, timeout)?;
+    /// Connect to the store at `addr` as `who` and present `token`, retrying until `timeout`
+    /// while the store is not up yet (rank 0 may start after the others). The handshake and
+    /// every later request are bounded by `timeout` too.
+    pub fn connect(
+        addr: SocketAddr,
+        token: &str,
+        timeout: Duration,
+        who: &str,
+    ) -> Result<StoreClient> {
+        let (conn, local) = open(addr, token, timeout, who)?;
         Ok(StoreClient {
             addr,
             token: token.to_string(),
             timeout,
+            who: who.to_string(),
             idle: Mutex::new(vec![conn]),
             local,
         })
@@ -280,10 +360,13 @@ impl StoreClient {
         self.local
     }
 
-    /// One request and its status byte; `write` sends the request's fields.
+    /// One request and its status byte; `write` sends the request's fields. The reply must
+    /// come within the client's timeout plus `server_wait` (how long the store itself may wait
+    /// before answering a `get` or `wait`).
     fn request<T>(
         &self,
         what: &str,
+        server_wait: Duration,
         write: impl FnOnce(&mut BufWriter<TcpStream>) -> io::Result<()>,
         read: impl FnOnce(u8, &mut BufReader<TcpStream>) -> io::Result<Result<T>>,
     ) -> Result<T> {
@@ -294,17 +377,21 @@ impl StoreClient {
             .pop();
         let mut conn = match idle {
             Some(c) => c,
-            None => open(self.addr, &self.token, self.timeout)?.0,
+            None => open(self.addr, &self.token, self.timeout, &self.who)?.0,
         };
+        let deadline = self.timeout.saturating_add(server_wait);
         let (r, w) = &mut conn;
-        let out = write(w).and_then(|_| w.flush()).and_then(|_| {
-            let status = get_u8(r)?;
-            if status == BAD {
-                let why = get_string(r)?;
-                return Ok(Err(collective_error(format!("store: {what}: {why}"))));
-            }
-            read(status, r)
-        });
+        let out = set_timeouts(r.get_ref(), Some(deadline))
+            .and_then(|_| write(w))
+            .and_then(|_| w.flush())
+            .and_then(|_| {
+                let status = get_u8(r)?;
+                if status == BAD {
+                    let why = get_string(r)?;
+                    return Ok(Err(collective_error(format!("store: {what}: {why}"))));
+                }
+                read(status, r)
+            });
         match out {
             Ok(result) => {
                 // A complete exchange leaves the connection clean for the next request.
@@ -314,9 +401,13 @@ impl StoreClient {
                     .push(conn);
                 result
             }
+            Err(e) if timed_out(&e) => Err(collective_error(format!(
+                "store at {}: {}: {what}: no reply within {deadline:?} (is rank 0 frozen?)",
+                self.addr, self.who
+            ))),
             Err(e) => Err(collective_error(format!(
-                "store at {}: {what}: the connection failed: {e} (did rank 0 exit?)",
-                self.addr
+                "store at {}: {}: {what}: the connection failed: {e} (did rank 0 exit?)",
+                self.addr, self.who
             ))),
         }
     }
@@ -324,6 +415,7 @@ impl StoreClient {
     pub fn set(&self, key: &str, value: &[u8]) -> Result<()> {
         self.request(
             &format!("set '{key}'"),
+            Duration::ZERO,
             |w| {
                 put_u8(w, Req::Set as u8)?;
                 put_bytes(w, key.as_bytes())?;
@@ -337,6 +429,7 @@ impl StoreClient {
     pub fn get(&self, key: &str, timeout: Duration) -> Result<Vec<u8>> {
         self.request(
             &format!("get '{key}'"),
+            timeout,
             |w| {
                 put_u8(w, Req::Get as u8)?;
                 put_bytes(w, key.as_bytes())?;
@@ -357,6 +450,7 @@ impl StoreClient {
     pub fn add(&self, key: &str, delta: i64) -> Result<i64> {
         self.request(
             &format!("add '{key}'"),
+            Duration::ZERO,
             |w| {
                 put_u8(w, Req::Add as u8)?;
                 put_bytes(w, key.as_bytes())?;
@@ -370,6 +464,7 @@ impl StoreClient {
     pub fn wait(&self, keys: &[&str], timeout: Duration) -> Result<()> {
         self.request(
             "wait",
+            timeout,
             |w| {
                 put_u8(w, Req::Wait as u8)?;
                 put_u64(w, keys.len() as u64)?;
@@ -392,6 +487,7 @@ impl StoreClient {
     pub fn list(&self, prefix: &str) -> Result<Vec<String>> {
         self.request(
             &format!("list '{prefix}'"),
+            Duration::ZERO,
             |w| {
                 put_u8(w, Req::List as u8)?;
                 put_bytes(w, prefix.as_bytes())
@@ -404,6 +500,7 @@ impl StoreClient {
     pub fn delete_prefix(&self, prefix: &str) -> Result<usize> {
         self.request(
             &format!("delete '{prefix}'"),
+            Duration::ZERO,
             |w| {
                 put_u8(w, Req::Delete as u8)?;
                 put_bytes(w, prefix.as_bytes())
@@ -413,17 +510,25 @@ impl StoreClient {
     }
 }
 
+/// A read or write that ran past its timeout (the OS reports either kind).
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 /// A new connection to the store, past the token handshake, and its local address.
-fn open(addr: SocketAddr, token: &str, timeout: Duration) -> Result<(Conn, SocketAddr)> {
+fn open(addr: SocketAddr, token: &str, timeout: Duration, who: &str) -> Result<(Conn, SocketAddr)> {
     let mut stream = connect_retrying(addr, timeout).map_err(|e| {
         collective_error(format!(
-            "store at {addr}: cannot connect within {timeout:?}: {e} (is rank 0 running, and \
-             are MASTER_ADDR/MASTER_PORT the same on every rank?)"
+            "store at {addr}: {who}: cannot connect within {timeout:?}: {e} (is rank 0 running, \
+             and are MASTER_ADDR/MASTER_PORT the same on every rank?)"
         ))
     })?;
-    offer(&mut stream, MAGIC, token)
-        .map_err(|why| collective_error(format!("store at {addr} refused this process: {why}")))?;
-    let io = |e: io::Error| collective_error(format!("store at {addr}: {e}"));
+    offer(&mut stream, MAGIC, token, timeout)
+        .map_err(|why| collective_error(format!("store at {addr}: {who}: {why}")))?;
+    let io = |e: io::Error| collective_error(format!("store at {addr}: {who}: {e}"));
     let local = stream.local_addr().map_err(io)?;
     let reader = stream.try_clone().map_err(io)?;
     Ok(((BufReader::new(reader), BufWriter::new(stream)), local))

@@ -21,7 +21,7 @@ fn tcp_group(n: usize, timeout: Duration) -> (StoreServer, Vec<TcpCommunicator>)
         let handles: Vec<_> = (0..n)
             .map(|rank| {
                 s.spawn(move || {
-                    let client = StoreClient::connect(addr, "t", timeout).unwrap();
+                    let client = StoreClient::connect(addr, "t", timeout, "test").unwrap();
                     let rv = Rendezvous {
                         store: &client,
                         name: "g",
@@ -121,8 +121,8 @@ fn every_collective_is_bit_identical_to_the_local_group() {
 fn store_operations_and_blocking_get() {
     let server = store("secret");
     let t = Duration::from_secs(5);
-    let a = StoreClient::connect(server.addr(), "secret", t).unwrap();
-    let b = StoreClient::connect(server.addr(), "secret", t).unwrap();
+    let a = StoreClient::connect(server.addr(), "secret", t, "test").unwrap();
+    let b = StoreClient::connect(server.addr(), "secret", t, "test").unwrap();
     a.set("job/x", b"1").unwrap();
     assert_eq!(b.get("job/x", t).unwrap(), b"1");
     assert_eq!(a.add("job/n", 2).unwrap(), 2);
@@ -150,7 +150,7 @@ fn store_operations_and_blocking_get() {
 #[test]
 fn a_blocking_get_does_not_hold_up_another_thread_of_the_same_client() {
     let server = store("t");
-    let client = StoreClient::connect(server.addr(), "t", Duration::from_secs(5)).unwrap();
+    let client = StoreClient::connect(server.addr(), "t", Duration::from_secs(5), "test").unwrap();
     std::thread::scope(|s| {
         let waiter = s.spawn(|| client.get("k", Duration::from_secs(5)).unwrap());
         std::thread::sleep(Duration::from_millis(50));
@@ -168,7 +168,7 @@ fn a_blocking_get_does_not_hold_up_another_thread_of_the_same_client() {
 fn store_timeouts_and_a_wrong_token_are_named() {
     let server = store("secret");
     let short = Duration::from_millis(100);
-    let a = StoreClient::connect(server.addr(), "secret", short).unwrap();
+    let a = StoreClient::connect(server.addr(), "secret", short, "test").unwrap();
     let err = a.get("missing", short).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -180,14 +180,14 @@ fn store_timeouts_and_a_wrong_token_are_named() {
         err.to_string(),
         "store: wait timed out after 100ms: keys [\"absent\"] were never set"
     );
-    let err = StoreClient::connect(server.addr(), "guess", short)
+    let err = StoreClient::connect(server.addr(), "guess", short, "test")
         .err()
         .unwrap();
     assert_eq!(err.code(), "WEFT_COLLECTIVE");
     assert_eq!(
         err.to_string(),
         format!(
-            "store at {} refused this process: WEFT_STORE_TOKEN does not match this job's token",
+            "store at {}: test: refused: WEFT_STORE_TOKEN does not match this job's token",
             server.addr()
         )
     );

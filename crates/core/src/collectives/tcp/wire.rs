@@ -1,14 +1,24 @@
 //! Byte framing shared by the store and the TCP communicator: little-endian integers,
 //! length-prefixed byte strings and f32 payloads, and the connect handshake that checks the
 //! shared-secret token. Plain `Read`/`Write`, so both sides of every exchange are the same code.
+//!
+//! Nothing a peer announces is trusted before its token is checked: the handshake's fields are
+//! at most `MAX_HANDSHAKE_FIELD` bytes, so a stranger costs a few hundred bytes, never the
+//! length it claims.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-/// The longest byte string a peer may announce (keys, values, tokens, names). A peer that is
-/// not weft (or a corrupted stream) must not make us allocate gigabytes.
+/// The longest byte string an authenticated peer may announce (a payload of the communicator).
+/// A corrupted stream must not make us allocate more.
 pub(super) const MAX_BYTES: u64 = 1 << 30;
+
+/// The longest magic or token a peer may announce before it is authenticated.
+pub(super) const MAX_HANDSHAKE_FIELD: u64 = 256;
+
+/// The most bytes a whole handshake offer takes (two length-prefixed fields).
+pub(super) const MAX_OFFER: usize = 2 * (8 + MAX_HANDSHAKE_FIELD as usize);
 
 pub(super) fn put_u8(w: &mut impl Write, v: u8) -> io::Result<()> {
     w.write_all(&[v])
@@ -46,11 +56,17 @@ pub(super) fn get_i64(r: &mut impl Read) -> io::Result<i64> {
 }
 
 pub(super) fn get_bytes(r: &mut impl Read) -> io::Result<Vec<u8>> {
+    get_bytes_max(r, MAX_BYTES)
+}
+
+/// A length-prefixed byte string of at most `max` bytes; a longer announcement is refused
+/// before anything is allocated for it.
+pub(super) fn get_bytes_max(r: &mut impl Read, max: u64) -> io::Result<Vec<u8>> {
     let len = get_u64(r)?;
-    if len > MAX_BYTES {
+    if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("a peer announced {len} bytes (more than {MAX_BYTES}); not a weft peer?"),
+            format!("a peer announced {len} bytes (the limit is {max}); not a weft peer?"),
         ));
     }
     let mut b = vec![0u8; len as usize];
@@ -59,7 +75,12 @@ pub(super) fn get_bytes(r: &mut impl Read) -> io::Result<Vec<u8>> {
 }
 
 pub(super) fn get_string(r: &mut impl Read) -> io::Result<String> {
-    String::from_utf8(get_bytes(r)?)
+    get_string_max(r, MAX_BYTES)
+}
+
+/// A UTF-8 string of at most `max` bytes.
+pub(super) fn get_string_max(r: &mut impl Read, max: u64) -> io::Result<String> {
+    String::from_utf8(get_bytes_max(r, max)?)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a string is not UTF-8"))
 }
 
@@ -92,39 +113,109 @@ pub(super) fn get_f32s(r: &mut impl Read) -> io::Result<Vec<f32>> {
 const ACCEPTED: u8 = 1;
 const REFUSED: u8 = 0;
 
-/// The connecting side of a handshake: send `magic` and the token, read the verdict. A refusal
-/// comes back as the server's reason.
-pub(super) fn offer(stream: &mut TcpStream, magic: &[u8], token: &str) -> Result<(), String> {
-    let io = |e: io::Error| format!("handshake failed: {e}");
+/// The connecting side of a handshake: send `magic` and the token, read the verdict within
+/// `deadline` (a listener that accepts and never answers is an error, not a hang). A refusal
+/// comes back as the server's reason. The stream keeps `deadline` as its read and write timeout.
+pub(super) fn offer(
+    stream: &mut TcpStream,
+    magic: &[u8],
+    token: &str,
+    deadline: Duration,
+) -> Result<(), String> {
+    let io = |e: io::Error| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            format!(
+                "no answer to the handshake within {deadline:?} (is the peer frozen, or not weft?)"
+            )
+        }
+        _ => format!("handshake failed: {e}"),
+    };
+    set_timeouts(stream, Some(deadline)).map_err(io)?;
     put_bytes(stream, magic).map_err(io)?;
     put_bytes(stream, token.as_bytes()).map_err(io)?;
     stream.flush().map_err(io)?;
     match get_u8(stream).map_err(io)? {
         ACCEPTED => Ok(()),
-        _ => Err(get_string(stream).map_err(io)?),
+        _ => Err(format!(
+            "refused: {}",
+            get_string_max(stream, MAX_HANDSHAKE_FIELD).map_err(io)?
+        )),
     }
 }
 
-/// The accepting side: check the magic and the token, answer. Returns why it refused.
-pub(super) fn check_offer(stream: &mut TcpStream, magic: &[u8], token: &str) -> Result<(), String> {
-    let (got_magic, got_token) = match get_bytes(stream).and_then(|m| Ok((m, get_bytes(stream)?))) {
-        Ok(x) => x,
-        Err(e) => return Err(format!("a client's handshake failed: {e}")),
-    };
-    let why = if got_magic != magic {
+/// Read and write timeouts of a stream (None: wait forever).
+pub(super) fn set_timeouts(stream: &TcpStream, t: Option<Duration>) -> io::Result<()> {
+    // A zero duration is refused by the OS API; a millisecond is the shortest real wait.
+    let t = t.map(|d| d.max(Duration::from_millis(1)));
+    stream.set_read_timeout(t)?;
+    stream.set_write_timeout(t)
+}
+
+/// A handshake offer's two fields: the magic and the token.
+pub(super) type Offer = (Vec<u8>, Vec<u8>);
+
+/// The two fields of a handshake offer: the magic and the token.
+fn read_offer(r: &mut impl Read) -> io::Result<Offer> {
+    let magic = get_bytes_max(r, MAX_HANDSHAKE_FIELD)?;
+    Ok((magic, get_bytes_max(r, MAX_HANDSHAKE_FIELD)?))
+}
+
+/// A handshake offer parsed from the bytes received so far: `Ok(None)` while incomplete, the
+/// magic and token once whole, an error for a field over `MAX_HANDSHAKE_FIELD` bytes. Lets a
+/// poll loop handle many strangers without a thread or a buffer beyond `MAX_OFFER` each.
+pub(super) fn parse_offer(buf: &[u8]) -> Result<Option<Offer>, String> {
+    match read_offer(&mut &buf[..]) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(format!("a client's handshake failed: {e}")),
+    }
+}
+
+/// Why an offer of (`got_magic`, `got_token`) is refused, or None when it is accepted. The
+/// token comparison takes the same time wherever the first difference is.
+pub(super) fn refusal(
+    got_magic: &[u8],
+    got_token: &[u8],
+    magic: &[u8],
+    token: &str,
+) -> Option<String> {
+    let token = token.as_bytes();
+    let same_token = got_token.len() == token.len()
+        && got_token
+            .iter()
+            .zip(token)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if got_magic != magic {
         Some("the peer does not speak this protocol (wrong magic)".to_string())
-    } else if got_token != token.as_bytes() {
+    } else if !same_token {
         Some("WEFT_STORE_TOKEN does not match this job's token".to_string())
     } else {
         None
-    };
+    }
+}
+
+/// Send the verdict on an offer (`refusal`'s result); returns why it refused.
+pub(super) fn answer_offer(stream: &mut impl Write, why: Option<String>) -> Result<(), String> {
     match why {
-        None => put_u8(stream, ACCEPTED).map_err(|e| e.to_string()),
+        None => put_u8(stream, ACCEPTED)
+            .and_then(|_| stream.flush())
+            .map_err(|e| e.to_string()),
         Some(why) => {
-            let _ = put_u8(stream, REFUSED).and_then(|_| put_bytes(stream, why.as_bytes()));
+            let _ = put_u8(stream, REFUSED)
+                .and_then(|_| put_bytes(stream, why.as_bytes()))
+                .and_then(|_| stream.flush());
             Err(why)
         }
     }
+}
+
+/// The accepting side on a blocking stream (whose read timeout bounds the wait): check the
+/// magic and the token, answer. Returns why it refused.
+pub(super) fn check_offer(stream: &mut TcpStream, magic: &[u8], token: &str) -> Result<(), String> {
+    let (got_magic, got_token) =
+        read_offer(stream).map_err(|e| format!("a client's handshake failed: {e}"))?;
+    answer_offer(stream, refusal(&got_magic, &got_token, magic, token))
 }
 
 /// Connect to `addr`, retrying while nothing listens there yet (the peer may still be starting)

@@ -52,6 +52,7 @@ fn torchrun_and_weft_launch() {
             master_addr: "10.0.0.1".into(),
             master_port: 29400,
             token: String::new(),
+            launcher_fd: None,
         }
     );
     let mut weft = env(TORCHRUN);
@@ -185,4 +186,46 @@ fn open_mpi_on_one_node_defaults_to_loopback_and_needs_master_addr_across_nodes(
         discover(&local).unwrap_err().to_string(),
         "OMPI_COMM_WORLD_LOCAL_RANK=2 is not below OMPI_COMM_WORLD_LOCAL_SIZE=2 (set by Open MPI)"
     );
+}
+
+#[test]
+fn under_torchrun_the_store_takes_the_port_beside_master_port() {
+    let mut elastic = env(TORCHRUN);
+    elastic.insert("TORCHELASTIC_RUN_ID".into(), "job".into());
+    assert_eq!(discover(&elastic).unwrap().unwrap().master_port, 29401);
+    elastic.insert("MASTER_PORT".into(), "65535".into());
+    assert_eq!(discover(&elastic).unwrap().unwrap().master_port, 65534);
+    elastic.insert("WEFT_STORE_PORT".into(), "31000".into());
+    assert_eq!(discover(&elastic).unwrap().unwrap().master_port, 31000);
+    // weft launch sets torchrun's variables but hosts no store of its own.
+    let mut weft = env(TORCHRUN);
+    weft.insert("WEFT_LAUNCH".into(), "1".into());
+    weft.insert("TORCHELASTIC_RUN_ID".into(), "job".into());
+    assert_eq!(discover(&weft).unwrap().unwrap().master_port, 29400);
+    weft.insert("WEFT_STORE_PORT".into(), "0".into());
+    assert_eq!(
+        err_map(&weft),
+        (
+            "WEFT_STORE_PORT".into(),
+            "WEFT_STORE_PORT='0' is not a port (1-65535)".into()
+        )
+    );
+}
+
+#[test]
+fn the_launchers_pipe_is_read_only_from_weft_launch() {
+    let mut weft = env(TORCHRUN);
+    weft.insert("WEFT_LAUNCH".into(), "1".into());
+    weft.insert("WEFT_LAUNCHER_FD".into(), "3".into());
+    assert_eq!(discover(&weft).unwrap().unwrap().launcher_fd, Some(3));
+    let mut torchrun = env(TORCHRUN);
+    torchrun.insert("WEFT_LAUNCHER_FD".into(), "3".into());
+    assert_eq!(discover(&torchrun).unwrap().unwrap().launcher_fd, None);
+}
+
+fn err_map(vars: &Env) -> (String, String) {
+    let Error::Config { key, message } = discover(vars).unwrap_err() else {
+        panic!("not a config error");
+    };
+    (key, message)
 }
