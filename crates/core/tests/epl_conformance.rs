@@ -209,6 +209,7 @@ fn processes(
                         master_addr: "127.0.0.1".into(),
                         master_port: port,
                         token: "t".into(),
+                        launcher_fd: None,
                     });
                     let mut t = Trainer::compile(model(stages), o).unwrap();
                     (t.plan_json(), losses(&mut t))
@@ -463,13 +464,7 @@ fn stack(blocks: usize, vocab: usize) -> Graph {
         trans_b: true,
     };
     let logits = op(&mut b, mm, &[x, wte]);
-    let ce = op(&mut b, Op::CrossEntropy, &[logits, tgt]);
-    let mean = Op::Reduce {
-        op: ReduceOp::Mean,
-        axis: 0,
-        keepdim: false,
-    };
-    let loss = op(&mut b, mean, &[ce]);
+    let loss = mean_cross_entropy(&mut b, logits, tgt);
     b.finish(loss).unwrap()
 }
 

@@ -70,16 +70,7 @@ fn gpt2(s: &Gpt2Shape, seq: usize) -> Graph {
         trans_b: true,
     };
     let logits = op(&mut b, mm, &[x, wte]);
-    let ce = op(&mut b, Op::CrossEntropy, &[logits, tgt]);
-    let loss = op(
-        &mut b,
-        Op::Reduce {
-            op: ReduceOp::Mean,
-            axis: 0,
-            keepdim: false,
-        },
-        &[ce],
-    );
+    let loss = mean_cross_entropy(&mut b, logits, tgt);
     b.output("logits", logits).unwrap();
     b.finish(loss).unwrap()
 }

@@ -23,16 +23,7 @@ fn mlp(sizes: &[usize]) -> Graph {
     for (i, w) in sizes.windows(2).enumerate() {
         h = linear(&mut b, h, &format!("fc{i}"), w[0], w[1]);
     }
-    let ce = op(&mut b, Op::CrossEntropy, &[h, y]);
-    let loss = op(
-        &mut b,
-        Op::Reduce {
-            op: ReduceOp::Mean,
-            axis: 0,
-            keepdim: false,
-        },
-        &[ce],
-    );
+    let loss = mean_cross_entropy(&mut b, h, y);
     b.finish(loss).unwrap()
 }
 

@@ -23,6 +23,17 @@ pub fn op(b: &mut GraphBuilder, o: Op, ins: &[NodeId]) -> NodeId {
     b.op(o, ins).unwrap()
 }
 
+/// The mean over rows of the cross-entropy of `logits` against `labels`: every test model's loss.
+pub fn mean_cross_entropy(b: &mut GraphBuilder, logits: NodeId, labels: NodeId) -> NodeId {
+    let ce = op(b, Op::CrossEntropy, &[logits, labels]);
+    let mean = Op::Reduce {
+        op: ReduceOp::Mean,
+        axis: 0,
+        keepdim: false,
+    };
+    op(b, mean, &[ce])
+}
+
 pub fn linear(b: &mut GraphBuilder, x: NodeId, name: &str, i: usize, o: usize) -> NodeId {
     let w = p(
         b,
@@ -137,16 +148,7 @@ pub fn model_vocab(stages: usize, mark: bool, tp: usize, vocab: usize) -> Graph 
         },
         &[x, wte],
     );
-    let ce = op(&mut b, Op::CrossEntropy, &[logits, tgt]);
-    let loss = op(
-        &mut b,
-        Op::Reduce {
-            op: ReduceOp::Mean,
-            axis: 0,
-            keepdim: false,
-        },
-        &[ce],
-    );
+    let loss = mean_cross_entropy(&mut b, logits, tgt);
     b.output("logits", logits).unwrap();
     b.finish(loss).unwrap()
 }

@@ -13,20 +13,12 @@ pub fn encode(text: &str) -> Vec<u16> {
 /// sequence that is not UTF-8; both become U+FFFD rather than an error, since generated text is
 /// for display.
 pub fn decode(tokens: &[u16]) -> String {
-    let mut out = String::new();
-    let mut bytes = Vec::new();
-    for &t in tokens {
-        match u8::try_from(t) {
-            Ok(b) => bytes.push(b),
-            Err(_) => {
-                out.push_str(&String::from_utf8_lossy(&bytes));
-                bytes.clear();
-                out.push(char::REPLACEMENT_CHARACTER);
-            }
-        }
-    }
-    out.push_str(&String::from_utf8_lossy(&bytes));
-    out
+    super::lossy(tokens.iter().map(|&t| u32::from(t)), token_bytes)
+}
+
+/// The byte a token stands for; none above 255.
+pub(super) fn token_bytes(t: u32) -> Option<Vec<u8>> {
+    u8::try_from(t).ok().map(|b| vec![b])
 }
 
 #[cfg(test)]

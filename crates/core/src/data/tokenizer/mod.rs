@@ -69,8 +69,8 @@ impl Tokenizer {
     /// off by a length limit) and ids outside the vocabulary become U+FFFD: decoded text is for
     /// display, as tiktoken's `errors="replace"`.
     pub fn decode(self, tokens: &[u32]) -> String {
-        lossy(tokens, |t| match self {
-            Tokenizer::Byte => u8::try_from(t).ok().map(|b| vec![b]),
+        lossy(tokens.iter().copied(), |t| match self {
+            Tokenizer::Byte => byte::token_bytes(t),
             Tokenizer::Gpt2 => gpt2::token_bytes(t),
         })
     }
@@ -78,10 +78,13 @@ impl Tokenizer {
 
 /// Joins the bytes of each token; an unknown id flushes the bytes so far (lossily) and becomes
 /// one U+FFFD, so a multi-byte character is never glued across it.
-fn lossy(tokens: &[u32], bytes_of: impl Fn(u32) -> Option<Vec<u8>>) -> String {
+pub(super) fn lossy(
+    tokens: impl IntoIterator<Item = u32>,
+    bytes_of: impl Fn(u32) -> Option<Vec<u8>>,
+) -> String {
     let mut out = String::new();
     let mut bytes = Vec::new();
-    for &t in tokens {
+    for t in tokens {
         match bytes_of(t) {
             Some(b) => bytes.extend_from_slice(&b),
             None => {
