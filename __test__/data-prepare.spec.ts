@@ -66,12 +66,28 @@ test('train on the prepared directory, resume, and match the uninterrupted run',
   t.is(meta.tokenizer, 'gpt2');
   t.is(meta.model.vocab, 50257, 'the vocabulary comes from the manifest');
   t.deepEqual(Object.keys(meta.data.loader as object).sort(), ['epoch', 'shard', 'window']);
-  const rest = await run('train', '--resume', ckpt, '--steps', '3', '--json');
+  const resumed = path.join(root, 'ckpt-resumed');
+  const rest = await run('train', '--resume', ckpt, '--steps', '3', '--json', '--save', resumed);
   t.is(rest.code, 0, rest.stderr);
   const got = [...losses(first.stdout), ...losses(rest.stdout)];
   const want = losses(whole.stdout);
   t.is(got.length, 6);
   got.forEach((l, i) => t.true(Math.abs(l - (want[i] as number)) <= 1e-5 * Math.abs(want[i] as number), `step ${i + 1}: ${l} vs ${want[i]}`));
+
+  // Sample from the resumed checkpoint: the prompt is GPT-2 tokens and the continuation is
+  // decoded with GPT-2's tokenizer (the ids `--tokenizer ids` prints decode to the same text).
+  const prompt = 'The king';
+  const greedy = ['sample', '--checkpoint', resumed, '--prompt', prompt, '--tokens', '8', '--temperature', '0'];
+  const text = await run(...greedy);
+  t.is(text.code, 0, text.stderr);
+  const gpt2 = weft.data.tokenizer('gpt2');
+  const promptIds = Array.from(gpt2.encode(prompt)).join(' ');
+  const ids = await run(...greedy.map((a) => (a === prompt ? promptIds : a)), '--tokenizer', 'ids');
+  t.is(ids.code, 0, ids.stderr);
+  const generated = ids.stdout.trim().split(/\s+/).map(Number).slice(promptIds.split(' ').length);
+  t.is(generated.length, 8);
+  t.true(generated.some((id) => id > 255), `ids ${generated.join(' ')} stay below 256`);
+  t.is(text.stdout, `${prompt}${gpt2.decode(generated)}\n`);
 });
 
 test('a model vocabulary smaller than the data\'s is refused before step 1', async (t) => {
