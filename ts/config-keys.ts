@@ -43,6 +43,8 @@ export interface ConfigKeyTypes {
   readonly 'communication.fp16_scale': number;
   /** 'mean' or 'sum' across replicas; also how micro-batch gradients accumulate (mean divides by num_micro_batch). Default: "mean"; env: WEFT_COMMUNICATION_GRADIENTS_REDUCE_METHOD. */
   readonly 'communication.gradients_reduce_method': AnyCase<"mean" | "sum">;
+  /** Run a multi-process job's store off loopback without WEFT_STORE_TOKEN (anyone reaching MASTER_ADDR could read and change its keys); refused otherwise. Default: false; env: WEFT_COMMUNICATION_INSECURE_STORE. */
+  readonly 'communication.insecure_store': boolean;
   /** Maximum number of fusion buckets for the gradient all-reduce. Default: 5; env: WEFT_COMMUNICATION_MAX_SPLITS. */
   readonly 'communication.max_splits': number;
   /** Communicators per gradient all-reduce pool; fused buckets go round-robin over them. Default: 2; env: WEFT_COMMUNICATION_NUM_COMMUNICATORS. */

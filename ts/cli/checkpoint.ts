@@ -14,7 +14,7 @@ export interface CliMeta {
   readonly model: ModelSpec;
   /** `byte` when trained on byte-tokenised text (the built-in corpus), `gpt2` on a data set
    * prepared with GPT-2's tokenizer, else `file`. */
-  readonly tokenizer: 'byte' | 'gpt2' | 'file';
+  readonly tokenizer: (typeof META_TOKENIZERS)[number];
   /** `loader`: the many-shard loader's position (epoch, shard, window), when it was used. */
   readonly data: { readonly path: string | null; readonly position: number; readonly loader?: weft.data.ShardLoaderState } | null;
   /** The optimizer and its options, the defaults of a resumed run. */
@@ -62,6 +62,10 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 const isCount = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 1;
+const isIndex = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/** The tokenizers a CLI checkpoint may name: weft's own, or `file` (an llm.c token file). */
+export const META_TOKENIZERS = ['byte', 'gpt2', 'file'] as const;
 
 /**
  * What is wrong with a CLI meta read from a checkpoint (undefined when nothing): every field
@@ -78,12 +82,16 @@ export function metaProblem(meta: Record<string, unknown>): string | undefined {
       return `meta.model.sizes must be a list of at least two positive integers, got ${JSON.stringify(sizes)}`;
     }
   }
-  if (meta['tokenizer'] !== 'byte' && meta['tokenizer'] !== 'file') {
-    return `meta.tokenizer must be 'byte' or 'file', got ${JSON.stringify(meta['tokenizer'])}`;
+  if (!(META_TOKENIZERS as readonly unknown[]).includes(meta['tokenizer'])) {
+    return `meta.tokenizer must be one of ${META_TOKENIZERS.map((t) => `'${t}'`).join(', ')}, got ${JSON.stringify(meta['tokenizer'])}`;
   }
   const data = meta['data'];
-  if (data !== null && !(isRecord(data) && (data['path'] === null || typeof data['path'] === 'string') && Number.isSafeInteger(data['position']) && (data['position'] as number) >= 0)) {
+  if (data !== null && !(isRecord(data) && (data['path'] === null || typeof data['path'] === 'string') && isIndex(data['position']))) {
     return `meta.data must be null or {path: string | null, position: a non-negative integer}, got ${JSON.stringify(data)}`;
+  }
+  const loader = isRecord(data) ? data['loader'] : undefined;
+  if (loader !== undefined && !(isRecord(loader) && ['epoch', 'shard', 'window'].every((k) => isIndex(loader[k])))) {
+    return `meta.data.loader must be {epoch, shard, window}, each a non-negative integer, got ${JSON.stringify(loader)}`;
   }
   const optimizer = meta['optimizer'];
   if (!isRecord(optimizer) || typeof optimizer['kind'] !== 'string') {
