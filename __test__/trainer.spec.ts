@@ -185,7 +185,8 @@ test('plan.json, memory() and trace() have the typed shapes (ts/reports.ts)', as
     Object.keys(plan).sort(),
     exactKeys<weft.PlanJson>()(
       'devices', 'layout', 'virtual_stages', 'batch', 'stages', 'pipeline_strategy', 'taskgraphs', 'schedule',
-      'memory', 'parameters', 'auto_stages', 'amp', 'warnings', 'executor', 'config',
+      'memory', 'parameters', 'auto_stages', 'auto_stage_blocks', 'amp', 'warnings', 'executor', 'config',
+      'config_env', 'cluster',
     ),
   );
   t.deepEqual(Object.keys(plan.batch).sort(), ['global', 'micro_batches', 'per_micro_batch', 'replicas']);

@@ -82,10 +82,17 @@ export interface PlanJson {
   readonly parameters: number;
   /** The automatic partition's report, with `auto.auto_parallel`. */
   readonly auto_stages: string | null;
+  /** With automatic stages: each repeated block's scope (`h.3`) and the stages its ops landed
+   * on (one unless a cut falls inside it); empty without repeated blocks. */
+  readonly auto_stage_blocks: Readonly<Record<string, readonly number[]>> | null;
   readonly amp: PlanAmp | null;
   readonly warnings: readonly string[];
   readonly executor: 'threads' | 'cooperative';
   readonly config: ConfigValues;
+  /** Which environment variable set which key (`pipeline.num_micro_batch from EPL_...`). */
+  readonly config_env: readonly string[];
+  /** The simulated or real hosts the devices were sliced over (`weft plan --cluster`, processes). */
+  readonly cluster: string | null;
 }
 
 /** One Chrome trace event: a track's name (`ph: 'M'`) or a span (`ph: 'X'`, microseconds). */
