@@ -1,5 +1,4 @@
 import test, { type ExecutionContext } from 'ava';
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,28 +7,14 @@ import { commandHelp } from '../ts/cli/help.js';
 import { Rng } from '../ts/rng.js';
 import { sampleToken } from '../ts/sampling.js';
 import { lossChart } from '../ts/cli/svg.js';
+import { runCli } from './helpers.js';
 
-// The CLI runs as users run it: `node dist/cli/main.js` after `npm run build`.
-const MAIN = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
 const tinyGpt = (dim = 32): string[] => ['--model', 'gpt', '--layers', '1', '--heads', '2', '--dim', String(dim), '--seq', '16', '--vocab', '256', '--batch', '4'];
 const TINY_GPT = tinyGpt();
 const SMALL_MLP = ['--model', 'mlp', '--sizes', '32,64,10', '--batch', '32'];
 
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
-function weft(...args: string[]): Promise<Run> {
-  if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run 'npm run build' first`);
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const weft = runCli;
 
 const tempDirs: string[] = [];
 

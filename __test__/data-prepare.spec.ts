@@ -1,22 +1,15 @@
 import test from 'ava';
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as weft from '../ts/index.js';
+import { runCli } from './helpers.js';
 
 // The real path through the CLI: prepare a multi-shard GPT-2 data set with a validation split,
 // train on it, resume, and check the resumed run continues the uninterrupted one exactly.
-const MAIN = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
 const GPT = ['--model', 'gpt', '--layers', '1', '--heads', '2', '--dim', '32', '--seq', '16', '--batch', '4', '--lr', '3e-3'];
 
-function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
+const run = runCli;
 
 const losses = (stdout: string): number[] =>
   stdout.trim().split('\n').map((l) => JSON.parse(l) as { loss?: number }).filter((l) => l.loss !== undefined).map((l) => l.loss as number);

@@ -2,29 +2,13 @@
 // crates/core/tests/epl_conformance.rs). Each case cites the EPL file::test it is ported from;
 // docs/EPL.md lists where weft differs on purpose.
 import test from 'ava';
-import { execFile } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as weft from '../ts/index.js';
+import { runCli } from './helpers.js';
 
-const MAIN = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
 const MLP = ['--model', 'mlp', '--sizes', '32,64,10', '--batch', '32'];
 
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
-function weftCli(...args: string[]): Promise<Run> {
-  if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run 'npm run build' first`);
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const weftCli = runCli;
 
 type Plan = {
   devices: string[];

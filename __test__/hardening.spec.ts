@@ -1,31 +1,18 @@
 // Issue 18's probes, as a user or a broken launcher would hit them: every one is a typed error
 // or a clean exit, never an abort, a JS stack, a silent NaN or an orphaned process.
 import test from 'ava';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as weft from '../ts/index.js';
-import { tinyMlp } from './helpers.js';
+import { CLI_MAIN as MAIN, runCli, tinyMlp } from './helpers.js';
 
-const MAIN = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
 const TINY_GPT = ['--model', 'gpt', '--layers', '1', '--heads', '2', '--dim', '32', '--seq', '16', '--vocab', '256', '--batch', '4'];
 const NO_CRASH = /stack backtrace|RangeError|TypeError|panicked|\n\s+at /;
 
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
-function cli(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const cli = runCli;
 
 function tempDir(t: { teardown(f: () => void): void }): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'weft-hard-'));

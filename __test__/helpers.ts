@@ -1,5 +1,29 @@
-// Shared fixtures for the specs: a tiny MLP and a deterministic batch for it.
+// Shared fixtures for the specs: a tiny MLP and a deterministic batch for it, and the CLI as
+// users run it (`node dist/cli/main.js` after `npm run build`).
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as weft from '../ts/index.js';
+
+/** The built CLI's entry point. */
+export const CLI_MAIN = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
+
+/** What a CLI run gave: its exit code and both streams. */
+export interface CliRun {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `weft ARGS...` and resolves (never rejects) with its exit code and output. */
+export function runCli(...args: string[]): Promise<CliRun> {
+  if (!fs.existsSync(CLI_MAIN)) throw new Error(`${CLI_MAIN} is missing: run 'npm run build' first`);
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI_MAIN, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
 
 export const BATCH = 8;
 export const FEATURES = 4;
