@@ -2,8 +2,20 @@
 //! device's measured idle fraction next to the pipeline's ideal (S-1)/(M+S-1), and the Chrome /
 //! Perfetto trace format (`--trace out.json`: one track per device).
 
+use super::trainer::Trainer;
+use crate::exec::Backend;
 use serde_json::{Value, json};
 use std::time::Instant;
+
+impl<B: Backend> Trainer<B> {
+    /// Chrome/Perfetto trace of the last training step: one track per device.
+    pub fn trace_json(&self) -> Value {
+        let names: Vec<String> = (0..self.devices.len())
+            .map(|i| self.device_name(i))
+            .collect();
+        chrome_trace(&self.last_trace, &names)
+    }
+}
 
 /// One timed piece of a device's step.
 #[derive(Debug, Clone, PartialEq)]

@@ -488,14 +488,6 @@ impl<B: Backend> Trainer<B> {
             skipped_steps: self.scaler.as_ref().map_or(0, |s| s.skipped),
         })
     }
-
-    /// Chrome/Perfetto trace of the last training step: one track per device.
-    pub fn trace_json(&self) -> serde_json::Value {
-        let names: Vec<String> = (0..self.devices.len())
-            .map(|i| self.device_name(i))
-            .collect();
-        super::trace::chrome_trace(&self.last_trace, &names)
-    }
 }
 
 /// The optimizer step on every device, each on its own thread; returns each one's span.
