@@ -20,13 +20,6 @@ export interface TextTokenizer {
   readonly start: readonly number[];
 }
 
-/** The byte tokenizer; ids >= 256 (a padded vocabulary) decode to U+FFFD. */
-const BYTE: TextTokenizer = {
-  encode: (text) => Array.from(weft.data.encode(text)),
-  decode: (ids) => weft.data.decode(ids.map((i) => Math.min(i, 256))),
-  start: [10], // a newline
-};
-
 /** Ids as decimal numbers: any vocabulary, no tokenizer needed (`--tokenizer ids`). */
 const IDS: TextTokenizer = {
   encode: (text) => text.split(/[\s,]+/).filter((s) => s !== '').map((s) => {
@@ -38,18 +31,21 @@ const IDS: TextTokenizer = {
   start: [0],
 };
 
-/** GPT-2's BPE (the core's tokenizer, as tiktoken encodes); an empty prompt starts at <|endoftext|>. */
-function gpt2(): TextTokenizer {
-  const tok = weft.data.tokenizer('gpt2');
+/**
+ * A tokenizer of the core's (`byte`, `gpt2`); unknown ids (a padded vocabulary) decode to U+FFFD.
+ * An empty prompt starts at GPT-2's <|endoftext|>, or at a newline for bytes.
+ */
+function core(name: 'byte' | 'gpt2'): TextTokenizer {
+  const tok = weft.data.tokenizer(name);
   return {
     encode: (text) => Array.from(tok.encode(text)),
     decode: (ids) => tok.decode(ids),
-    start: [tok.endOfText ?? 0],
+    start: [tok.endOfText ?? 10],
   };
 }
 
 /** Tokenizers by name (made when asked for). */
-export const TOKENIZERS: Readonly<Record<string, () => TextTokenizer>> = { byte: () => BYTE, ids: () => IDS, gpt2 };
+export const TOKENIZERS: Readonly<Record<string, () => TextTokenizer>> = { byte: () => core('byte'), gpt2: () => core('gpt2'), ids: () => IDS };
 
 /** What to generate. */
 export interface SampleRequest {
