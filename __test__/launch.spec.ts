@@ -139,9 +139,10 @@ test.serial('killing one rank mid-run makes the others and the launcher exit non
   t.true(Date.now() - killedAt < 10_000, 'exited within the timeout');
   t.regex(stderr, new RegExp(`weft launch: rank 1 \\(pid ${pids[2]}\\) was killed by SIGKILL`));
   // Each survivor's own message names the dead rank and the collective with its number (the
-  // second to notice may report it as the group's earlier failure).
+  // second to notice may report it as the group's earlier failure). Which collective the kill
+  // interrupts depends on timing (the gradient all_reduce, the step's scalar all_gather, ...).
   for (const rank of [0, 2]) {
-    t.regex(stderr, new RegExp(`\\[rank ${rank}\\] error: all_reduce #\\d+ \\(\\d+ f32\\) on group \\[0,1,2\\] .*cannot complete: ranks \\[1\\] left the group`));
+    t.regex(stderr, new RegExp(`\\[rank ${rank}\\] error: [a-z_]+ #\\d+ \\(\\d+ f32\\) on group \\[0,1,2\\] .*cannot complete: ranks \\[1\\] left the group`));
   }
 });
 
