@@ -47,6 +47,65 @@ impl LrSchedule {
         }
     }
 
+    /// The schedule as a checkpoint stores it: every number that shapes it, so a resumed run
+    /// follows the same curve (f32 rates round-trip exactly through JSON's f64).
+    pub fn to_json(&self) -> serde_json::Value {
+        match *self {
+            LrSchedule::Constant { lr } => serde_json::json!({"kind": "constant", "lr": lr}),
+            LrSchedule::WarmupCosine {
+                lr,
+                warmup_steps,
+                total_steps,
+                min_lr,
+            } => serde_json::json!({
+                "kind": "cosine", "lr": lr, "warmup_steps": warmup_steps,
+                "total_steps": total_steps, "min_lr": min_lr,
+            }),
+        }
+    }
+
+    /// Reads `to_json`'s form; the error says which field is missing or wrong.
+    pub fn from_json(v: &serde_json::Value) -> Result<LrSchedule, String> {
+        let rate = |k: &str| {
+            v[k].as_f64()
+                .filter(|x| x.is_finite())
+                .map(|x| x as f32)
+                .ok_or_else(|| format!("'{k}' must be a finite number, got {}", v[k]))
+        };
+        let count = |k: &str| {
+            v[k].as_u64()
+                .ok_or_else(|| format!("'{k}' must be a non-negative integer, got {}", v[k]))
+        };
+        match v["kind"].as_str() {
+            Some("constant") => Ok(LrSchedule::Constant { lr: rate("lr")? }),
+            Some("cosine") => Ok(LrSchedule::WarmupCosine {
+                lr: rate("lr")?,
+                warmup_steps: count("warmup_steps")?,
+                total_steps: count("total_steps")?,
+                min_lr: rate("min_lr")?,
+            }),
+            _ => Err(format!(
+                "'kind' must be 'constant' or 'cosine', got {}",
+                v["kind"]
+            )),
+        }
+    }
+
+    /// In words, for messages: `cosine from 0.01 (2 warm-up steps) to 0.001 at step 10`.
+    pub fn describe(&self) -> String {
+        match *self {
+            LrSchedule::Constant { lr } => format!("constant {lr}"),
+            LrSchedule::WarmupCosine {
+                lr,
+                warmup_steps,
+                total_steps,
+                min_lr,
+            } => format!(
+                "cosine from {lr} ({warmup_steps} warm-up steps) to {min_lr} at step {total_steps}"
+            ),
+        }
+    }
+
     /// The largest rate the schedule reaches.
     pub fn peak_lr(&self) -> f32 {
         match *self {
@@ -69,6 +128,19 @@ mod tests {
         total_steps: 110,
         min_lr: 0.1,
     };
+
+    #[test]
+    fn the_json_form_round_trips_exactly_and_names_a_bad_field() {
+        for s in [LrSchedule::Constant { lr: 3e-4 }, COSINE] {
+            assert_eq!(LrSchedule::from_json(&s.to_json()), Ok(s));
+        }
+        let mut bad = COSINE.to_json();
+        bad["total_steps"] = serde_json::json!(-1);
+        assert_eq!(
+            LrSchedule::from_json(&bad),
+            Err("'total_steps' must be a non-negative integer, got -1".to_string())
+        );
+    }
 
     #[test]
     fn constant_is_constant() {

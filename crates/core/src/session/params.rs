@@ -88,7 +88,7 @@ impl<B: Backend> Trainer<B> {
     /// A parameter's whole optimizer state (empty before its first update): replica 0's, under
     /// ZeRO every replica's range put back in place, under tensor parallelism every rank's
     /// shard assembled. Each device's state is read once.
-    pub(super) fn full_state(&self, name: &str) -> Result<Vec<HostData>> {
+    pub fn optimizer_state(&self, name: &str) -> Result<Vec<HostData>> {
         let whole = self.whole(name, |rank| {
             // A replica whose ZeRO range of this parameter is empty keeps no state for it.
             let mut full: Vec<Vec<f32>> = Vec::new();

@@ -29,7 +29,7 @@ impl<B: Backend> Trainer<B> {
                 dims.clone(),
                 self.parameter(&name)?,
             ));
-            let bufs = self.full_state(&name)?;
+            let bufs = self.optimizer_state(&name)?;
             for (s, data) in state_names(bufs.len()).iter().zip(bufs) {
                 state.push(TensorEntry::new(format!("{name}.{s}"), dims.clone(), data));
             }
@@ -40,6 +40,7 @@ impl<B: Backend> Trainer<B> {
             "seed": self.options.seed,
             "config": self.options.config.to_json(),
             "loss_scaler": self.scaler.as_ref().map(|s| s.to_json()),
+            "lr_schedule": self.schedule.to_json(),
         });
         let optimizer = Some(OptimizerState {
             name: self.options.optimizer.kind.as_str().to_string(),
@@ -71,6 +72,7 @@ impl<B: Backend> Trainer<B> {
             metadata: Default::default(),
         };
         check_against(&self.parameter_shapes(), &file, &path)?;
+        self.check_schedule(ck.config.get("lr_schedule"), dir)?;
         let mut states: Vec<(String, Vec<HostData>)> = Vec::new();
         if let Some(opt) = &ck.optimizer {
             if opt.name != self.options.optimizer.kind.as_str() {
@@ -105,6 +107,32 @@ impl<B: Backend> Trainer<B> {
             s.restore(saved);
         }
         Ok(ck.config.get("meta").cloned().unwrap_or(Value::Null))
+    }
+
+    /// The learning-rate schedule is part of the run: a resumed trainer must follow the one
+    /// the checkpoint was trained on (its length too, so the rate never rises again), and one
+    /// compiled with another is refused rather than silently bent or overridden. Checkpoints
+    /// written before the schedule was stored carry none and are not checked.
+    fn check_schedule(&self, saved: Option<&Value>, dir: &Path) -> Result<()> {
+        let Some(saved) = saved else {
+            return Ok(());
+        };
+        let err = |message: String| Error::Checkpoint {
+            path: dir.display().to_string(),
+            message,
+        };
+        let saved = crate::optim::LrSchedule::from_json(saved)
+            .map_err(|why| err(format!("weft.json: config.lr_schedule: {why}")))?;
+        if saved == self.schedule {
+            return Ok(());
+        }
+        Err(err(format!(
+            "trained with the learning-rate schedule {}, this trainer's is {}; resume with the \
+             checkpoint's (its optimizer options and total steps), or start a new run from its \
+             weights (loadWeights, --init)",
+            saved.describe(),
+            self.schedule.describe()
+        )))
     }
 
     /// Initialise parameters from a safetensors file or a Hugging Face `save_pretrained`

@@ -174,6 +174,19 @@ pub fn options(
     strategy: &str,
     extra: serde_json::Value,
 ) -> TrainerOptions {
+    let adamw =
+        serde_json::json!({"kind": "adamw", "lr": 1e-2, "weight_decay": 0.01, "grad_clip": 1.0});
+    options_optimizer(devices, micro, strategy, extra, adamw)
+}
+
+/// `options` with another optimizer (its JSON form, e.g. with a learning-rate schedule).
+pub fn options_optimizer(
+    devices: usize,
+    micro: usize,
+    strategy: &str,
+    extra: serde_json::Value,
+    optimizer: serde_json::Value,
+) -> TrainerOptions {
     let mut config =
         serde_json::json!({"pipeline.num_micro_batch": micro, "pipeline.strategy": strategy});
     config
@@ -182,7 +195,7 @@ pub fn options(
         .extend(extra.as_object().unwrap().clone());
     let opts = serde_json::json!({
         "batch": BATCH, "seed": 3, "devices": format!("cpu:{devices}"), "threads": 1,
-        "optimizer": {"kind": "adamw", "lr": 1e-2, "weight_decay": 0.01, "grad_clip": 1.0},
+        "optimizer": optimizer,
         "config": config,
     });
     TrainerOptions::from_json(&opts).unwrap()
