@@ -99,7 +99,7 @@ test('train --model mlp --steps 5 --json prints 5 step lines and a summary with 
   const lines = jsonLines(r.stdout);
   t.is(lines.length, 6);
   lines.slice(0, 5).forEach((l, i) => {
-    t.deepEqual(Object.keys(l), ['step', 'loss', 'ms', 'tokens_per_s']);
+    t.deepEqual(Object.keys(l), ['step', 'loss', 'lr', 'ms', 'tokens_per_s']);
     t.is(l['step'], i + 1);
     t.true(Number.isFinite(l['loss']));
   });
@@ -294,10 +294,10 @@ test('train --save writes a checkpoint with loss.svg; sample continues a prompt 
 test('--resume continues from the checkpoint\'s step', async (t) => {
   const dir = path.join(tempDir(), 'ckpt');
   await weft('train', ...TINY_GPT, '--steps', '3', '--save', dir);
-  const r = await weft('train', '--resume', dir, '--steps', '2', '--json');
+  const r = await weft('train', '--resume', dir, '--steps', '5', '--json');
   t.is(r.code, 0, r.stderr);
   t.deepEqual(jsonLines(r.stdout).slice(0, 2).map((l) => l['step']), [4, 5]);
-  const clash = await weft('train', '--resume', dir, '--dim', '64', '--steps', '1');
+  const clash = await weft('train', '--resume', dir, '--dim', '64', '--steps', '4');
   t.is(clash.code, 2);
   t.regex(clash.stderr, /--dim 64 differs from the checkpoint's dim 32/);
 });
@@ -307,7 +307,7 @@ test('a resumed run continues the saved one, in any layout: the losses of an uni
   const whole = await losses('--steps', '4');
   const first = await weft('train', ...PIPE_GPT, '--steps', '2', '--pp', '2', '--set', 'pipeline.num_micro_batch=2', '--save', dir, '--json');
   t.is(first.code, 0, first.stderr);
-  const rest = await weft('train', '--resume', dir, '--steps', '2', '--dp', '2', '--json');
+  const rest = await weft('train', '--resume', dir, '--steps', '4', '--dp', '2', '--json');
   t.is(rest.code, 0, rest.stderr);
   const got = [...jsonLines(first.stdout), ...jsonLines(rest.stdout)].filter((l) => 'loss' in l).map((l) => l['loss'] as number);
   sameLosses(t, got, whole.losses, 'pp 2 then resumed dp 2');
@@ -316,10 +316,10 @@ test('a resumed run continues the saved one, in any layout: the losses of an uni
 test('--resume keeps the checkpoint\'s optimizer and its options unless flags change them', async (t) => {
   const dir = path.join(tempDir(), 'ckpt');
   await weft('train', ...SMALL_MLP, '--optimizer', 'sgd', '--lr', '0.05', '--momentum', '0.9', '--steps', '2', '--save', dir);
-  const r = await weft('train', '--resume', dir, '--steps', '1', '--json');
+  const r = await weft('train', '--resume', dir, '--steps', '3', '--json');
   t.is(r.code, 0, r.stderr);
   t.is(jsonLines(r.stdout)[0]?.['step'], 3);
-  const other = await weft('train', '--resume', dir, '--optimizer', 'adamw', '--steps', '1');
+  const other = await weft('train', '--resume', dir, '--optimizer', 'adamw', '--steps', '3');
   t.is(other.code, 1);
   t.regex(other.stderr, /saved with optimizer 'sgd'/);
 });

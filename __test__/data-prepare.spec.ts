@@ -60,12 +60,12 @@ test('train on the prepared directory, resume, and match the uninterrupted run',
   t.is(meta.model.vocab, 50257, 'the vocabulary comes from the manifest');
   t.deepEqual(Object.keys(meta.data.loader as object).sort(), ['epoch', 'shard', 'window']);
   const resumed = path.join(root, 'ckpt-resumed');
-  const rest = await run('train', '--resume', ckpt, '--steps', '3', '--json', '--save', resumed);
+  const rest = await run('train', '--resume', ckpt, '--steps', '6', '--json', '--save', resumed);
   t.is(rest.code, 0, rest.stderr);
   const got = [...losses(first.stdout), ...losses(rest.stdout)];
   const want = losses(whole.stdout);
   t.is(got.length, 6);
-  got.forEach((l, i) => t.true(Math.abs(l - (want[i] as number)) <= 1e-5 * Math.abs(want[i] as number), `step ${i + 1}: ${l} vs ${want[i]}`));
+  t.deepEqual(got, want, 'the resumed run continues the shuffled shards exactly, bit for bit');
 
   // Sample from the resumed checkpoint: the prompt is GPT-2 tokens and the continuation is
   // decoded with GPT-2's tokenizer (the ids `--tokenizer ids` prints decode to the same text).

@@ -20,6 +20,8 @@ export interface CliMeta {
   /** The optimizer and its options, the defaults of a resumed run. */
   readonly optimizer: weft.Optimizer;
   readonly seed: number;
+  /** The run's total `--steps`, the default of a resumed run (absent in older checkpoints). */
+  readonly steps?: number;
 }
 
 /** A checkpoint directory as the CLI sees it. */
@@ -98,6 +100,7 @@ export function metaProblem(meta: Record<string, unknown>): string | undefined {
     return `meta.optimizer must be an object with a 'kind', got ${JSON.stringify(optimizer)}`;
   }
   if (!Number.isSafeInteger(meta['seed'])) return `meta.seed must be an integer, got ${JSON.stringify(meta['seed'])}`;
+  if (meta['steps'] !== undefined && !isCount(meta['steps'])) return `meta.steps must be a positive integer, got ${JSON.stringify(meta['steps'])}`;
   return undefined;
 }
 

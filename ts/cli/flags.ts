@@ -51,10 +51,11 @@ const OPTIMIZER: FlagSpec[] = [
   { name: 'grad-clip', kind: 'number', group: 'optimizer', min: 0, value: 'X', help: 'clip the global gradient norm' },
   { name: 'warmup', kind: 'int', group: 'optimizer', min: 0, value: 'STEPS', help: 'linear warm-up steps' },
   { name: 'schedule', kind: 'choice', group: 'optimizer', choices: ['constant', 'cosine'], help: 'learning-rate schedule (default constant)' },
+  { name: 'decay-steps', kind: 'int', group: 'optimizer', min: 1, value: 'STEPS', help: 'cosine: the step the decay ends at (default --steps; with --resume the checkpoint\'s)' },
 ];
 
 const RUN: FlagSpec[] = [
-  { name: 'steps', kind: 'int', group: 'run', min: 1, value: 'N', help: 'optimizer steps to run (default 100)' },
+  { name: 'steps', kind: 'int', group: 'run', min: 1, value: 'N', help: 'the run\'s TOTAL optimizer steps (default 100; with --resume the checkpoint\'s): resuming a 1000-step run saved at step 400 runs 600 more' },
   { name: 'devices', kind: 'string', group: 'run', value: 'cpu:N|cuda:N', help: 'devices, at most cpu:16 (default: dp x pp CPU devices)' },
   { name: 'dp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'data-parallel replicas (default: devices / pp)' },
   { name: 'pp', kind: 'int', group: 'run', min: 1, value: 'N', help: 'pipeline stages: the model\'s layers cut evenly (default 1)' },
@@ -63,7 +64,7 @@ const RUN: FlagSpec[] = [
   { name: 'config', kind: 'string', group: 'run', value: 'FILE.json', help: 'config file' },
   { name: 'json', kind: 'bool', group: 'run', help: 'one JSON object per line' },
   { name: 'save', kind: 'string', group: 'run', value: 'DIR', help: 'save a checkpoint at the end' },
-  { name: 'resume', kind: 'string', group: 'run', value: 'DIR', help: 'load a checkpoint first' },
+  { name: 'resume', kind: 'string', group: 'run', value: 'DIR', help: 'continue the run saved in DIR exactly (weights, optimizer, schedule, data position) up to --steps' },
   { name: 'trace', kind: 'string', group: 'run', value: 'FILE.json', help: 'train: Chrome/Perfetto trace of the last step' },
   { name: 'memory-limit', kind: 'size', group: 'run', value: 'SIZE', help: 'per-device memory limit, e.g. 4GiB' },
 ];

@@ -8,6 +8,8 @@ import { ProgressBar, formatDuration, formatRate } from './progress.js';
 export interface StepLine {
   readonly step: number;
   readonly loss: number;
+  /** The learning rate the step used (the schedule's, so a resumed run shows it continuing). */
+  readonly lr: number;
   readonly ms: number;
   readonly tokensPerS: number;
   /** Steps of this run done so far (1-based). */
@@ -47,7 +49,7 @@ function round(v: number, digits: number): number {
 function jsonReporter(out: Out): Reporter {
   return {
     step: (l) => {
-      out.write(`${JSON.stringify({ step: l.step, loss: l.loss, ms: round(l.ms, 3), tokens_per_s: round(l.tokensPerS, 1) })}\n`);
+      out.write(`${JSON.stringify({ step: l.step, loss: l.loss, lr: l.lr, ms: round(l.ms, 3), tokens_per_s: round(l.tokensPerS, 1) })}\n`);
     },
     finish: (summary) => {
       if (summary) out.write(`${JSON.stringify({ summary })}\n`);

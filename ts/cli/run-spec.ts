@@ -160,10 +160,14 @@ export function optimizerSpec(f: Flags, model: ModelSpec, totalSteps: number, sa
   const kind = (f.str('optimizer') ?? saved?.kind ?? (model.kind === 'gpt' ? 'adamw' : 'adam')) as weft.Optimizer['kind'];
   const inapplicable = kind === 'sgd' ? ['beta1', 'beta2', 'eps'] : ['momentum'];
   for (const name of inapplicable) if (f.has(name)) throw new UsageError(`--${name} does not apply to --optimizer ${kind}`);
-  const { kind: _kind, totalSteps: _total, ...base } = saved?.kind === kind ? saved : { kind };
+  const { kind: _kind, totalSteps: savedTotal, ...base } = saved?.kind === kind ? saved : { kind, totalSteps: undefined };
   const opts: Record<string, unknown> = { lr: model.kind === 'gpt' ? 3e-4 : 1e-3, ...base, ...numbers(f, OPTIMIZER_FLAGS) };
   if (f.has('schedule')) opts['schedule'] = f.str('schedule');
-  if (opts['schedule'] === 'cosine') opts['totalSteps'] = totalSteps;
+  const decay = f.num('decay-steps');
+  if (opts['schedule'] !== 'cosine' && decay !== undefined) throw new UsageError(`--decay-steps ${decay} applies to --schedule cosine`);
+  // The schedule's length is part of the run: a resumed run keeps its checkpoint's (the core
+  // refuses a load whose schedule differs), so the rate never rises again.
+  if (opts['schedule'] === 'cosine') opts['totalSteps'] = decay ?? savedTotal ?? totalSteps;
   if (kind === 'sgd') return weft.optim.sgd(opts as weft.SgdOptions);
   return kind === 'adam' ? weft.optim.adam(opts as weft.AdamOptions) : weft.optim.adamW(opts as weft.AdamOptions);
 }
@@ -289,11 +293,27 @@ function checkBatch(batch: number, dp: number, config: weft.Config): void {
 export interface SavedDefaults {
   readonly model: ModelSpec;
   readonly step: number;
+  /** The saved run's total steps (absent in checkpoints written before it was stored). */
+  readonly steps?: number | undefined;
   readonly optimizer?: weft.Optimizer;
   readonly batch?: number | undefined;
   readonly seed?: number;
   /** The token file it trained on (null: the built-in corpus or synthetic data). */
   readonly data?: string | null;
+}
+
+/**
+ * `--steps`: the run's total number of optimizer steps (HF Trainer's and torchtitan's
+ * `max_steps`), so a resumed run trains up to it, never past it; by default a resumed run's
+ * saved total. Below the checkpoint's step is an error; equal means nothing is left to do.
+ */
+function totalSteps(f: Flags, saved: SavedDefaults | undefined): number {
+  const steps = f.num('steps', saved?.steps ?? 100);
+  if (saved !== undefined && steps < saved.step) {
+    const given = f.has('steps') ? `--steps ${steps}` : `--steps (default ${steps})`;
+    throw new UsageError(`${given} is below the checkpoint's step ${saved.step}: --steps is the run's total number of steps, so give ${saved.step} or more`);
+  }
+  return steps;
 }
 
 /**
@@ -308,7 +328,7 @@ export function runSpec(f: Flags, saved?: SavedDefaults): RunSpec {
   if (layout.tp > 1 && model.kind !== 'gpt') {
     throw new UsageError(`--tp ${layout.tp}: tensor parallelism of the built-in models applies to --model gpt (an mlp's own model can use m.split)`);
   }
-  const steps = f.num('steps', 100);
+  const steps = totalSteps(f, saved);
   if (data !== undefined && model.kind === 'mlp') throw new UsageError('--data applies to --model gpt (the mlp trains on seeded synthetic data)');
   if (data === undefined && model.kind === 'gpt' && model.vocab < 256) {
     throw new UsageError(`--vocab ${model.vocab} is below 256, the byte tokenizer's vocabulary used for the built-in corpus; use --vocab 256 or more, or --data FILE.bin`);
@@ -323,7 +343,7 @@ export function runSpec(f: Flags, saved?: SavedDefaults): RunSpec {
     steps,
     data,
     init: f.str('init'),
-    optimizer: optimizerSpec(f, model, (saved?.step ?? 0) + steps, saved?.optimizer),
+    optimizer: optimizerSpec(f, model, steps, saved?.optimizer),
     devices,
     layout,
     config,

@@ -36,17 +36,20 @@ interface Prepared {
  */
 export async function trainCommand(args: ParsedArgs, io: Io): Promise<number> {
   const run = await prepare(new Flags(args), io);
-  const rep = reporter(run.spec.json, run.spec.steps, io.out);
+  if ('finished' in run) return nothingToDo(run.finished, run.spec, io);
+  // `--steps` is the run's total: a resumed run trains the steps its checkpoint has not done.
+  const todo = run.spec.steps - run.trainer.stepCount;
+  const rep = reporter(run.spec.json, todo, io.out);
   const started = Date.now();
   const lines: { loss: number; ms: number; rate: number }[] = [];
   let last: weft.StepResult | undefined;
-  for (let done = 1; done <= run.spec.steps; done++) {
+  for (let done = 1; done <= todo; done++) {
     const r = await stepOrStop(run, rep, io);
     last = r;
     const rate = (run.source.itemsPerBatch * 1000) / r.ms;
     lines.push({ loss: r.loss, ms: r.ms, rate });
     run.curve.push({ step: r.step, loss: r.loss });
-    rep.step({ step: r.step, loss: r.loss, ms: r.ms, tokensPerS: rate, done });
+    rep.step({ step: r.step, loss: r.loss, lr: r.lr, ms: r.ms, tokensPerS: rate, done });
   }
   const wall = (Date.now() - started) / 1000;
   const writes = writesFiles(run.trainer);
@@ -92,14 +95,28 @@ function roundTo(v: number, digits: number): number {
   return Number(v.toFixed(digits));
 }
 
-/** Compiles, loads `--resume`/`--init`, and positions the data. */
-async function prepare(f: Flags, io: Io): Promise<Prepared> {
+/**
+ * `--resume` of a run already at its `--steps`: nothing is trained or written, exit 0 with a
+ * message (a JSON line under `--json`). A `--save` elsewhere is refused: it would only copy.
+ */
+function nothingToDo(saved: SavedRun, spec: RunSpec, io: Io): number {
+  if (spec.save !== undefined && path.resolve(spec.save) !== path.resolve(saved.dir)) {
+    throw new UsageError(`--save ${spec.save}: nothing to train (--resume ${saved.dir} is at step ${saved.step} of --steps ${spec.steps}), so nothing new to save; copy the directory instead, or give a larger --steps`);
+  }
+  const note = { nothing_to_do: true, checkpoint: saved.dir, step: saved.step, steps: spec.steps };
+  io.out.write(spec.json ? `${JSON.stringify(note)}\n` : `nothing to do: ${saved.dir} is at step ${saved.step}, the run's total (--steps ${spec.steps}); give a larger --steps to train on\n`);
+  return 0;
+}
+
+/** Compiles, loads `--resume`/`--init`, and positions the data; a finished run compiles nothing. */
+async function prepare(f: Flags, io: Io): Promise<Prepared | { spec: RunSpec; finished: SavedRun }> {
   const resumeDir = f.str('resume');
   const saved: SavedRun | undefined = resumeDir === undefined ? undefined : readCheckpoint(resumeDir, 'resume');
   const spec = runSpec(f, saved && {
-    model: saved.meta.model, step: saved.step, optimizer: saved.meta.optimizer, batch: saved.batch, seed: saved.meta.seed, data: saved.meta.data?.path,
+    model: saved.meta.model, step: saved.step, steps: saved.meta.steps, optimizer: saved.meta.optimizer, batch: saved.batch, seed: saved.meta.seed, data: saved.meta.data?.path,
   });
   if (spec.init !== undefined && saved) throw new UsageError('--init and --resume both set the starting weights; give one of them');
+  if (saved && spec.steps === saved.step) return { spec, finished: saved };
   const trainer = await compileRun(spec);
   const over = spec.memoryLimit === undefined ? [] : overLimit(trainer.plan.json, spec.memoryLimit);
   if (over.length > 0) throw new CliError(over.join('\n'));
@@ -139,6 +156,7 @@ async function save(run: Prepared, dir: string): Promise<void> {
     data: run.source.state(),
     optimizer: run.spec.optimizer,
     seed: run.spec.seed,
+    steps: run.spec.steps,
     curve,
   };
   await run.trainer.save(dir, meta);

@@ -1,6 +1,6 @@
-//! Exact resume: for every layout, N uninterrupted steps equal K steps + save + a fresh trainer
-//! + load + N-K steps, bit for bit: each step's loss and learning rate, whether it was skipped,
-//! and at the end every replica's parameters, the whole optimizer state and the step count.
+//! Exact resume: for every layout, N uninterrupted steps equal K steps, a save, a fresh
+//! trainer, a load and N-K steps, bit for bit: each step's loss, learning rate and skip, and at
+//! the end every replica's parameters, the whole optimizer state and the step count.
 
 mod common;
 

@@ -72,7 +72,6 @@ impl<B: Backend> Trainer<B> {
             metadata: Default::default(),
         };
         check_against(&self.parameter_shapes(), &file, &path)?;
-        self.check_schedule(ck.config.get("lr_schedule"), dir)?;
         let mut states: Vec<(String, Vec<HostData>)> = Vec::new();
         if let Some(opt) = &ck.optimizer {
             if opt.name != self.options.optimizer.kind.as_str() {
@@ -95,6 +94,7 @@ impl<B: Backend> Trainer<B> {
                 states.push((name, bufs));
             }
         }
+        self.check_schedule(ck.config.get("lr_schedule"), dir)?;
         for t in &ck.params {
             self.write_parameter_everywhere(&t.name, &t.data)?;
         }
