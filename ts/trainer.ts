@@ -326,7 +326,10 @@ export class Trainer {
   }
 
   /**
-   * Restores a checkpoint written by {@link save}; resolves to the `meta` stored with it.
+   * Restores a checkpoint written by {@link save}; resolves to the `meta` stored with it. The
+   * run continues exactly: weights, optimizer state, step, fp16's loss scaler; the trainer must
+   * have been compiled with the checkpoint's learning-rate schedule (length included), else a
+   * `WeftCheckpointError` names both.
    *
    * @example
    * const meta = await trainer.load('ckpt/');

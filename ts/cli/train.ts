@@ -37,14 +37,16 @@ interface Prepared {
 export async function trainCommand(args: ParsedArgs, io: Io): Promise<number> {
   const run = await prepare(new Flags(args), io);
   if ('finished' in run) return nothingToDo(run.finished, run.spec, io);
-  // `--steps` is the run's total: a resumed run trains the steps its checkpoint has not done.
+  // `--steps` is the run's total of optimizer steps: a resumed run trains those its checkpoint
+  // has not done, and a step fp16 skipped for overflow is tried again on the next batch, so an
+  // interrupted run and an uninterrupted one take the same batches.
   const todo = run.spec.steps - run.trainer.stepCount;
   const rep = reporter(run.spec.json, todo, io.out);
   const started = Date.now();
   const lines: { loss: number; ms: number; rate: number }[] = [];
   let last: weft.StepResult | undefined;
-  for (let done = 1; done <= todo; done++) {
-    const r = await stepOrStop(run, rep, io);
+  for (let done = 1; run.trainer.stepCount < run.spec.steps; done++) {
+    const r = await stepOrStop(run, rep, io, last);
     last = r;
     const rate = (run.source.itemsPerBatch * 1000) / r.ms;
     lines.push({ loss: r.loss, ms: r.ms, rate });
@@ -130,10 +132,14 @@ async function prepare(f: Flags, io: Io): Promise<Prepared | { spec: RunSpec; fi
   return { spec, trainer, source, curve };
 }
 
-/** One step; a non-finite loss ends the run with the step number and exit code 1. */
-async function stepOrStop(run: Prepared, rep: Reporter, io: Io): Promise<weft.StepResult> {
+/**
+ * One step; a non-finite loss ends the run with the step number and exit code 1, and so does an
+ * fp16 overflow at the loss scale's floor of 1 (skipped steps would otherwise never end).
+ */
+async function stepOrStop(run: Prepared, rep: Reporter, io: Io, prev: weft.StepResult | undefined): Promise<weft.StepResult> {
+  let r: weft.StepResult;
   try {
-    return await run.trainer.step(run.source.next());
+    r = await run.trainer.step(run.source.next());
   } catch (e) {
     rep.finish(undefined);
     if (!(e instanceof weft.WeftNonFiniteError)) throw e;
@@ -143,6 +149,11 @@ async function stepOrStop(run: Prepared, rep: Reporter, io: Io): Promise<weft.St
     io.err.write(`error: ${e.message}${note}\n`);
     throw new CliError('', 1);
   }
+  if (r.skipped && prev?.lossScale === 1) {
+    rep.finish(undefined);
+    throw new CliError(`step ${r.step + 1}: fp16 gradients overflow even at loss scale 1 (${r.skippedSteps} steps skipped): it cannot train on`, 1);
+  }
+  return r;
 }
 
 /** At most this many loss points are kept in the checkpoint. */
