@@ -27,11 +27,6 @@ pub fn temp_entry(root: &Path) -> PathBuf {
     ))
 }
 
-/// Whether a directory entry's name is a temp entry (never a checkpoint).
-pub fn is_temp(name: &str) -> bool {
-    name.starts_with(TEMP_PREFIX)
-}
-
 /// The writer (pid, host) that a temp entry's name records.
 fn owner(name: &str) -> Option<(u32, &str)> {
     let (id, host) = name.strip_prefix(TEMP_PREFIX)?.split_once('@')?;
@@ -129,7 +124,7 @@ mod tests {
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        assert!(is_temp(&name));
+        assert!(name.starts_with(TEMP_PREFIX));
         let (pid, host) = owner(&name).unwrap();
         assert_eq!(pid, std::process::id());
         assert_eq!(Some(host.to_string()), host_name());
