@@ -463,7 +463,7 @@ test('train --init takes a Hugging Face folder as it is and saves one from_pretr
   t.is(r.code, 0, r.stderr);
   const { summary } = jsonLines(r.stdout).at(-1) as { summary: { model: Record<string, unknown> } };
   t.deepEqual(summary.model, { kind: 'gpt', layers: 2, heads: 2, dim: 32, seq: 32, vocab: 96 });
-  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  const config = JSON.parse(fs.readFileSync(path.join(latestSave(dir), 'config.json'), 'utf8')) as Record<string, unknown>;
   t.like(config, { model_type: 'gpt2', n_positions: 32, n_layer: 2, vocab_size: 96 });
   const clash = await weft('train', '--init', HF_FIXTURE, '--layers', '3', '--steps', '1');
   t.is(clash.code, 2);
