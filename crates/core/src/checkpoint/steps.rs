@@ -135,6 +135,12 @@ fn retire(root: &Path, keep: usize, newest: StepName) -> Result<()> {
     Ok(())
 }
 
+/// The step directory name a `latest` pointer's text names, re-rendered from its parsed form
+/// (so it can only be a plain `step-*` entry of the root), or `None` for any other text.
+pub(crate) fn parse_pointer(text: &str) -> Option<String> {
+    StepName::parse(text.trim()).map(StepName::name)
+}
+
 /// The newest complete checkpoint under `root`: the one `latest` names, or, when the pointer is
 /// missing or names no complete directory, the highest step directory. `None` when there is
 /// no step directory.
