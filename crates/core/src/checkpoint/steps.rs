@@ -145,18 +145,19 @@ pub(crate) fn parse_pointer(text: &str) -> Option<String> {
 /// missing or names no complete directory, the highest step directory. `None` when there is
 /// no step directory.
 pub fn find_latest(root: &Path) -> Option<PathBuf> {
+    let complete = |name: &String| root.join(name).join(MANIFEST_FILE).is_file();
     let pointed = fs::read_to_string(root.join(LATEST_FILE))
         .ok()
-        .and_then(|text| StepName::parse(text.trim()));
-    let complete = |n: &StepName| root.join(n.name()).join(MANIFEST_FILE).is_file();
-    if let Some(n) = pointed.filter(complete) {
-        return Some(root.join(n.name()));
+        .and_then(|text| parse_pointer(&text));
+    if let Some(name) = pointed.filter(complete) {
+        return Some(root.join(name));
     }
     let dirs = step_dirs(root).ok()?;
     dirs.into_iter()
         .rev()
+        .map(StepName::name)
         .find(complete)
-        .map(|n| root.join(n.name()))
+        .map(|name| root.join(name))
 }
 
 /// The checkpoint directory to load for `path`: the newest save under a root, or `path` itself
