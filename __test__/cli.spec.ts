@@ -7,7 +7,7 @@ import { commandHelp } from '../ts/cli/help.js';
 import { Rng } from '../ts/rng.js';
 import { sampleToken } from '../ts/sampling.js';
 import { lossChart } from '../ts/cli/svg.js';
-import { runCli } from './helpers.js';
+import { latestSave, runCli } from './helpers.js';
 
 const tinyGpt = (dim = 32): string[] => ['--model', 'gpt', '--layers', '1', '--heads', '2', '--dim', String(dim), '--seq', '16', '--vocab', '256', '--batch', '4'];
 const TINY_GPT = tinyGpt();
@@ -70,7 +70,7 @@ test('help lists every flag of DESIGN.md\'s table', (t) => {
   const help = commandHelp('train');
   const flags = ['model', 'layers', 'heads', 'dim', 'seq', 'vocab', 'sizes', 'init', 'seed', 'data', 'batch', 'optimizer', 'lr',
     'beta1', 'beta2', 'eps', 'weight-decay', 'momentum', 'grad-clip', 'warmup', 'schedule', 'steps', 'devices', 'dp', 'pp',
-    'tp', 'set', 'config', 'json', 'save', 'resume', 'trace', 'memory-limit'];
+    'tp', 'set', 'config', 'json', 'save', 'save-every', 'keep', 'resume', 'trace', 'memory-limit'];
   for (const f of flags) t.true(help.includes(`--${f}`), `--${f} in help`);
 });
 
@@ -281,7 +281,8 @@ test('train --save writes a checkpoint with loss.svg; sample continues a prompt 
   const dir = path.join(tempDir(), 'ckpt');
   const r = await weft('train', ...TINY_GPT, '--steps', '10', '--lr', '3e-3', '--save', dir);
   t.is(r.code, 0, r.stderr);
-  for (const f of ['weft.json', 'model.safetensors', 'loss.svg']) t.true(fs.existsSync(path.join(dir, f)), f);
+  for (const f of ['weft.json', 'model.safetensors']) t.true(fs.existsSync(path.join(latestSave(dir), f)), f);
+  t.is(path.basename(latestSave(dir)), 'step-00000010');
   t.regex(fs.readFileSync(path.join(dir, 'loss.svg'), 'utf8'), /^<svg[^]*<\/svg>\n$/);
   const s = await weft('sample', '--checkpoint', dir, '--prompt', 'To be', '--tokens', '20', '--seed', '1');
   t.is(s.code, 0, s.stderr);
@@ -355,19 +356,22 @@ test('the built-in corpus needs --vocab >= 256', async (t) => {
 test('a non-finite loss stops with the step number, exit 1, and leaves the last checkpoint intact', async (t) => {
   const dir = path.join(tempDir(), 'ckpt');
   await weft('train', ...SMALL_MLP, '--steps', '2', '--save', dir);
-  const before = fs.readFileSync(path.join(dir, 'model.safetensors'));
+  const before = fs.readFileSync(path.join(latestSave(dir), 'model.safetensors'));
   const r = await weft('train', ...SMALL_MLP, '--optimizer', 'sgd', '--lr', '1e30', '--steps', '10', '--save', dir);
   t.is(r.code, 1);
   t.regex(r.stderr, /non-finite loss \(\w+\) at step \d+; training stopped; the checkpoint in .* was left as it was/);
-  t.deepEqual(fs.readFileSync(path.join(dir, 'model.safetensors')), before);
+  t.deepEqual(fs.readFileSync(path.join(latestSave(dir), 'model.safetensors')), before);
 });
 
 test('--init loads weights, and the loader\'s errors are shown verbatim', async (t) => {
   const dir = path.join(tempDir(), 'ckpt');
   await weft('train', ...TINY_GPT, '--steps', '1', '--save', dir);
-  const ok = await weft('train', ...TINY_GPT, '--steps', '1', '--init', path.join(dir, 'model.safetensors'));
+  const ok = await weft('train', ...TINY_GPT, '--steps', '1', '--init', path.join(latestSave(dir), 'model.safetensors'));
   t.is(ok.code, 0, ok.stderr);
-  const bad = await weft('train', ...tinyGpt(64), '--steps', '1', '--init', path.join(dir, 'model.safetensors'));
+  // The root stands for its newest save.
+  const root = await weft('train', ...TINY_GPT, '--steps', '1', '--init', dir);
+  t.is(root.code, 0, root.stderr);
+  const bad = await weft('train', ...tinyGpt(64), '--steps', '1', '--init', path.join(latestSave(dir), 'model.safetensors'));
   t.is(bad.code, 1);
   t.regex(bad.stderr, /^error: .*model\.safetensors/);
 });
@@ -459,7 +463,7 @@ test('train --init takes a Hugging Face folder as it is and saves one from_pretr
   t.is(r.code, 0, r.stderr);
   const { summary } = jsonLines(r.stdout).at(-1) as { summary: { model: Record<string, unknown> } };
   t.deepEqual(summary.model, { kind: 'gpt', layers: 2, heads: 2, dim: 32, seq: 32, vocab: 96 });
-  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  const config = JSON.parse(fs.readFileSync(path.join(latestSave(dir), 'config.json'), 'utf8')) as Record<string, unknown>;
   t.like(config, { model_type: 'gpt2', n_positions: 32, n_layer: 2, vocab_size: 96 });
   const clash = await weft('train', '--init', HF_FIXTURE, '--layers', '3', '--steps', '1');
   t.is(clash.code, 2);

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as weft from '../ts/index.js';
-import { runCli } from './helpers.js';
+import { latestSave, runCli } from './helpers.js';
 
 // The real path through the CLI: prepare a multi-shard GPT-2 data set with a validation split,
 // train on it, resume, and check the resumed run continues the uninterrupted one exactly.
@@ -55,7 +55,7 @@ test('train on the prepared directory, resume, and match the uninterrupted run',
   const ckpt = path.join(root, 'ckpt');
   const first = await run('train', ...GPT, '--data', dir, '--steps', '3', '--json', '--save', ckpt);
   t.is(first.code, 0, first.stderr);
-  const meta = (JSON.parse(fs.readFileSync(path.join(ckpt, 'weft.json'), 'utf8')) as { config: { meta: { tokenizer: string; model: { vocab: number }; data: { loader: unknown } } } }).config.meta;
+  const meta = (JSON.parse(fs.readFileSync(path.join(latestSave(ckpt), 'weft.json'), 'utf8')) as { config: { meta: { tokenizer: string; model: { vocab: number }; data: { loader: unknown } } } }).config.meta;
   t.is(meta.tokenizer, 'gpt2');
   t.is(meta.model.vocab, 50257, 'the vocabulary comes from the manifest');
   t.deepEqual(Object.keys(meta.data.loader as object).sort(), ['epoch', 'shard', 'window']);

@@ -103,10 +103,12 @@ test('HF round trip: the HF file in, two AdamW steps, HF format out; the logits 
   losses.forEach((l, i) => t.true(Math.abs(l - (train.losses[i] as number)) < 1e-4, `step ${i + 1}: ${l} vs PyTorch ${train.losses[i]}`));
   const dir = fs.mkdtempSync(join(os.tmpdir(), 'weft-hf-'));
   try {
-    await trainer.save(dir);
-    const config = JSON.parse(fs.readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    const saved = await trainer.save(dir);
+    t.is(saved, join(dir, 'step-00000002'));
+    const config = JSON.parse(fs.readFileSync(join(saved, 'config.json'), 'utf8')) as Record<string, unknown>;
     t.like(config, { model_type: 'gpt2', n_layer: 2, n_head: 2, n_embd: 32, vocab_size: 96, n_positions: 32, layer_norm_epsilon: 1e-5, activation_function: 'gelu_new' });
-    // The saved folder is itself an HF checkpoint: shape from its config.json, weights as they are.
+    // The saved folder is itself an HF checkpoint: shape from its config.json, weights as they
+    // are (the root stands for its newest save).
     const shape = gptOptionsFromHf(dir);
     t.is(shape?.seq, 32);
     const fresh = await weft.compile(gpt({ ...(shape as NonNullable<typeof shape>), outputLogits: true }), { batch: 1 });

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as weft from '../ts/index.js';
-import { CLI_MAIN as MAIN, runCli, tinyMlp } from './helpers.js';
+import { CLI_MAIN as MAIN, latestSave, runCli, tinyMlp } from './helpers.js';
 
 const TINY_GPT = ['--model', 'gpt', '--layers', '1', '--heads', '2', '--dim', '32', '--seq', '16', '--vocab', '256', '--batch', '4'];
 const NO_CRASH = /stack backtrace|RangeError|TypeError|panicked|\n\s+at /;
@@ -59,12 +59,12 @@ test('a hand-edited checkpoint meta is named, and a torn checkpoint is refused b
     const r = await cli('train', ...TINY_GPT, '--steps', '1', '--save', d);
     t.is(r.code, 0, r.stderr);
   }
-  // A crash between renaming b's weights into a and writing a's manifest.
-  fs.copyFileSync(path.join(b, 'model.safetensors'), path.join(a, 'model.safetensors'));
+  // Files of two saves mixed (as a crash mid-save of the single-directory layout left them).
+  fs.copyFileSync(path.join(latestSave(b), 'model.safetensors'), path.join(latestSave(a), 'model.safetensors'));
   const torn = await cli('sample', '--checkpoint', a, '--prompt', 'x', '--tokens', '2');
   t.is(torn.code, 1);
   t.regex(torn.stderr, /model\.safetensors: belongs to a different save than weft\.json .* this checkpoint is torn/);
-  const manifest = path.join(b, 'weft.json');
+  const manifest = path.join(latestSave(b), 'weft.json');
   const json = JSON.parse(fs.readFileSync(manifest, 'utf8')) as { config: { meta: { model: Record<string, unknown> } } };
   json.config.meta.model['layers'] = 'two';
   fs.writeFileSync(manifest, JSON.stringify(json));

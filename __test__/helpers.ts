@@ -15,6 +15,11 @@ export interface CliRun {
   readonly stderr: string;
 }
 
+/** The newest save under a checkpoint root written by `trainer.save` / `weft train --save`. */
+export function latestSave(root: string): string {
+  return path.join(root, fs.readFileSync(path.join(root, 'latest'), 'utf8').trim());
+}
+
 /** Runs `weft ARGS...` and resolves (never rejects) with its exit code and output. */
 export function runCli(...args: string[]): Promise<CliRun> {
   if (!fs.existsSync(CLI_MAIN)) throw new Error(`${CLI_MAIN} is missing: run 'npm run build' first`);

@@ -64,7 +64,7 @@ for (const nproc of [2, 4]) {
     t.is(expected.length, 3);
     t.not(expected[0], expected[2], 'training moved the loss');
     // Rank 0 alone writes the checkpoint; the others say they saved nothing.
-    t.true(fs.existsSync(path.join(save, 'weft.json')));
+    t.true(fs.existsSync(path.join(save, fs.readFileSync(path.join(save, 'latest'), 'utf8').trim(), 'weft.json')));
     const saved = [...r.stdout.matchAll(/^\[rank (\d+)\] \{"summary".*"saved":("[^"]*"|null)/gm)].map((m) => [Number(m[1]), m[2]]);
     t.deepEqual(saved.sort(), Array.from({ length: nproc }, (_, i) => [i, i === 0 ? JSON.stringify(save) : 'null']));
   });

@@ -89,3 +89,4 @@ export type { RuntimeInfo } from './native.js';
 export * as init from './init.js';
 export * as optim from './optim.js';
 export * as data from './data.js';
+export * as checkpoint from './checkpoint.js';

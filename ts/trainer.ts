@@ -312,21 +312,22 @@ export class Trainer {
   }
 
   /**
-   * Saves parameters, optimizer state and the step count to a directory (atomically; a failed
-   * save leaves the previous checkpoint intact). `meta` is stored with it.
+   * Saves parameters, optimizer state and the step count as a new step directory under `dir`
+   * (`dir/step-00000400/`, made visible by one rename and named by `dir/latest`; a save killed
+   * at any instant leaves the previous ones loadable), then removes all but the newest
+   * `keep` (default 1). `meta` is stored with it. Resolves to the new step directory.
    *
    * @example
-   * await trainer.save('ckpt/', { model: 'mlp' });
+   * await trainer.save('ckpt/', { model: 'mlp' }, { keep: 3 });
    */
-  save(dir: string, meta?: unknown): Promise<void> {
+  save(dir: string, meta?: unknown, options: { readonly keep?: number } = {}): Promise<string> {
     const metaJson = meta === undefined ? undefined : JSON.stringify(meta);
-    return this.serial(async () => {
-      await callAsync(() => call(() => this.nativeTrainer.save(dir, metaJson)));
-    });
+    return this.serial(async () => JSON.parse(await callAsync(() => call(() => this.nativeTrainer.save(dir, metaJson, options.keep)))) as string);
   }
 
   /**
-   * Restores a checkpoint written by {@link save}; resolves to the `meta` stored with it. The
+   * Restores a checkpoint written by {@link save}: the newest complete save under `dir`, or `dir`
+   * itself when it is one checkpoint directory. Resolves to the `meta` stored with it. The
    * run continues exactly: weights, optimizer state, step, fp16's loss scaler; the trainer must
    * have been compiled with the checkpoint's learning-rate schedule (length included), else a
    * `WeftCheckpointError` names both.

@@ -14,6 +14,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use weft_core::checkpoint::steps;
 use weft_core::exec::{HostData, HostView};
 use weft_core::ir::Graph;
 use weft_core::session::{DeviceSpec, StepReport, Trainer, TrainerOptions};
@@ -197,7 +198,8 @@ impl Task for StepTask {
 
 /// Checkpoint I/O.
 pub enum Io {
-    Save(PathBuf, Value),
+    /// Root, meta, saves to keep.
+    Save(PathBuf, Value, usize),
     Load(PathBuf),
     LoadWeights(PathBuf),
 }
@@ -209,7 +211,8 @@ pub struct IoTask {
 
 #[napi]
 impl Task for IoTask {
-    /// JSON text: the stored meta for `load`, the skipped tensor names for `loadWeights`.
+    /// JSON text: the new step directory for `save`, the stored meta for `load`, the skipped
+    /// tensor names for `loadWeights`.
     type Output = Result<String>;
     type JsValue = String;
 
@@ -221,9 +224,8 @@ impl Task for IoTask {
                 .ok_or_else(|| Error::internal("task ran twice"))?;
             let mut t = lock(&self.trainer)?;
             Ok(on!(&mut *t, |t| match job {
-                Io::Save(dir, meta) => {
-                    t.save(&dir, meta)?;
-                    Value::Null
+                Io::Save(root, meta, keep) => {
+                    Value::from(t.save_keeping(&root, meta, keep)?.display().to_string())
                 }
                 Io::Load(dir) => t.load(&dir)?,
                 Io::LoadWeights(file) => Value::from(t.load_weights(&file)?),
@@ -302,15 +304,23 @@ impl NativeTrainer {
         guard(|| self.step_task(&inputs, false))
     }
 
-    /// Write a checkpoint directory (parameters, optimizer state, step, and `metaJson`).
+    /// Write a checkpoint (parameters, optimizer state, step, and `metaJson`) as a new step
+    /// directory under `dir`, keeping the newest `keep` (default 1); resolves to its path as
+    /// JSON text.
     #[napi(ts_return_type = "Promise<string>")]
-    pub fn save(&self, dir: String, meta_json: Option<String>) -> js::Result<AsyncTask<IoTask>> {
+    pub fn save(
+        &self,
+        dir: String,
+        meta_json: Option<String>,
+        keep: Option<u32>,
+    ) -> js::Result<AsyncTask<IoTask>> {
         guard(|| {
             let meta = match meta_json {
                 Some(m) => parse_json("checkpoint meta", &m)?,
                 None => Value::Null,
             };
-            Ok(self.io_task(Io::Save(dir.into(), meta)))
+            let keep = keep.map_or(steps::DEFAULT_KEEP, |k| k as usize);
+            Ok(self.io_task(Io::Save(dir.into(), meta, keep)))
         })
     }
 

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type * as weft from '../index.js';
+import * as weft from '../index.js';
 import { UsageError } from './args.js';
 import type { ModelSpec } from './run-spec.js';
 
@@ -26,7 +26,10 @@ export interface CliMeta {
 
 /** A checkpoint directory as the CLI sees it. */
 export interface SavedRun {
+  /** The checkpoint's own directory: the newest complete save under the root given. */
   readonly dir: string;
+  /** The root the user named (`--resume DIR`), which holds `dir`. */
+  readonly root: string;
   readonly step: number;
   /** The global batch it was trained with (undefined in checkpoints that do not record it). */
   readonly batch: number | undefined;
@@ -34,29 +37,30 @@ export interface SavedRun {
 }
 
 /**
- * Reads `DIR/weft.json` (written by `trainer.save`) and the CLI meta stored in it.
+ * Reads the `weft.json` of the newest complete save under `root` (written by `trainer.save`;
+ * `root` may also be one checkpoint directory) and the CLI meta stored in it.
  *
  * @example
- * const { meta, step } = readCheckpoint('out/demo');
+ * const { meta, step, dir } = readCheckpoint('out/demo'); // dir: 'out/demo/step-00000200'
  */
-export function readCheckpoint(dir: string, flag = 'checkpoint'): SavedRun {
-  const file = path.join(dir, 'weft.json');
+export function readCheckpoint(root: string, flag = 'checkpoint'): SavedRun {
+  let dir: string;
   let manifest: { step?: unknown; config?: { meta?: unknown; batch?: unknown } };
   try {
-    manifest = JSON.parse(fs.readFileSync(file, 'utf8')) as typeof manifest;
+    dir = weft.checkpoint.latest(root);
+    manifest = JSON.parse(fs.readFileSync(path.join(dir, 'weft.json'), 'utf8')) as typeof manifest;
   } catch (e) {
-    const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no weft.json there (not a checkpoint saved by weft train --save)' : (e as Error).message;
-    throw new UsageError(`--${flag} ${dir}: ${why}`);
+    throw new UsageError(`--${flag} ${root}: ${(e as Error).message}`);
   }
   const meta = manifest.config?.meta;
   const model = isRecord(meta) ? meta['model'] : undefined;
   if (!isRecord(meta) || !isRecord(model) || !['gpt', 'mlp'].includes(model['kind'] as string)) {
-    throw new UsageError(`--${flag} ${dir}: the checkpoint has no model description (it was not saved by weft train --save)`);
+    throw new UsageError(`--${flag} ${root}: the checkpoint has no model description (it was not saved by weft train --save)`);
   }
   const bad = metaProblem(meta);
-  if (bad) throw new UsageError(`--${flag} ${dir}: weft.json: ${bad} (the file was edited or damaged)`);
+  if (bad) throw new UsageError(`--${flag} ${root}: weft.json: ${bad} (the file was edited or damaged)`);
   const batch = manifest.config?.batch;
-  return { dir, step: typeof manifest.step === 'number' ? manifest.step : 0, batch: typeof batch === 'number' ? batch : undefined, meta: meta as unknown as CliMeta };
+  return { dir, root, step: typeof manifest.step === 'number' ? manifest.step : 0, batch: typeof batch === 'number' ? batch : undefined, meta: meta as unknown as CliMeta };
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -63,8 +63,10 @@ const RUN: FlagSpec[] = [
   { name: 'set', kind: 'string', group: 'run', repeatable: true, value: 'key=value', help: 'config key, e.g. pipeline.num_micro_batch=4 (repeatable)' },
   { name: 'config', kind: 'string', group: 'run', value: 'FILE.json', help: 'config file' },
   { name: 'json', kind: 'bool', group: 'run', help: 'one JSON object per line' },
-  { name: 'save', kind: 'string', group: 'run', value: 'DIR', help: 'save a checkpoint at the end' },
-  { name: 'resume', kind: 'string', group: 'run', value: 'DIR', help: 'continue the run saved in DIR exactly (weights, optimizer, schedule, data position) up to --steps' },
+  { name: 'save', kind: 'string', group: 'run', value: 'DIR', help: 'save at the end (and on SIGINT/SIGTERM) into DIR/step-<N>/; DIR/latest names the newest' },
+  { name: 'save-every', kind: 'int', group: 'run', min: 1, value: 'N', help: 'train: also save every N steps (needs --save)' },
+  { name: 'keep', kind: 'int', group: 'run', min: 1, value: 'K', help: 'train: keep the newest K saves under --save (default 1)' },
+  { name: 'resume', kind: 'string', group: 'run', value: 'DIR', help: 'continue the run saved in DIR exactly (weights, optimizer, schedule, data position) up to --steps; the newest complete save under DIR' },
   { name: 'trace', kind: 'string', group: 'run', value: 'FILE.json', help: 'train: Chrome/Perfetto trace of the last step' },
   { name: 'memory-limit', kind: 'size', group: 'run', value: 'SIZE', help: 'per-device memory limit, e.g. 4GiB' },
 ];
@@ -74,7 +76,7 @@ const PLAN: FlagSpec[] = [
 ];
 
 const SAMPLE: FlagSpec[] = [
-  { name: 'checkpoint', kind: 'string', group: 'sample', value: 'DIR', help: 'checkpoint saved by train --save' },
+  { name: 'checkpoint', kind: 'string', group: 'sample', value: 'DIR', help: 'checkpoint saved by train --save (its newest save)' },
   { name: 'prompt', kind: 'string', group: 'sample', value: 'TEXT', help: 'text to continue' },
   { name: 'tokens', kind: 'int', group: 'sample', min: 1, value: 'N', help: 'tokens to generate (default 200)' },
   { name: 'temperature', kind: 'number', group: 'sample', min: 0, value: 'T', help: 'softmax temperature, 0 = greedy (default 0.8)' },

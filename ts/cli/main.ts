@@ -14,6 +14,7 @@ import { commandHelp, mainHelp } from './help.js';
 import { launchCommand } from './launch.js';
 import { planCommand } from './plan.js';
 import { sampleCommand } from './sample.js';
+import { brokenPipe } from './signals.js';
 import { type Io, trainCommand } from './train.js';
 
 type Command = (args: ReturnType<typeof parseArgs>, io: Io) => Promise<number>;
@@ -97,10 +98,11 @@ function version(): string {
 }
 
 if (require.main === module) {
-  // `weft train | head` closes the pipe early: stop quietly instead of crashing on EPIPE.
+  // `weft ... | head` closes the pipe early: a training run stops after its step and saves
+  // (exit 141); other commands stop quietly instead of crashing on EPIPE.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(0);
-    throw e;
+    if (e.code !== 'EPIPE' && e.code !== 'ERR_STREAM_DESTROYED') throw e;
+    if (!brokenPipe()) process.exit(0);
   });
   void main(process.argv.slice(2), { out: process.stdout, err: process.stderr }).then((code) => {
     process.exitCode = code;

@@ -114,13 +114,13 @@ function tokenizerFor(req: SampleRequest, named: string, err: Out | undefined): 
  * await sample({ checkpoint: 'out/demo', prompt: 'HAMLET.', tokens: 100, sampling: { temperature: 0.8, topK: 40 }, seed: 1 }, process.stdout);
  */
 export async function sample(req: SampleRequest, out: Out, err?: Out): Promise<void> {
-  const { meta } = readCheckpoint(req.checkpoint);
+  const { meta, dir } = readCheckpoint(req.checkpoint);
   if (meta.model.kind !== 'gpt') throw new UsageError(`--checkpoint ${req.checkpoint}: sampling needs a gpt checkpoint, this one is an ${meta.model.kind}`);
   const tok = tokenizerFor(req, meta.tokenizer, err);
   const { devices, layout } = req.layout ?? { devices: weft.cpu(1), layout: { dp: 1, pp: 1, tp: 1 } };
   const model = buildModel(meta.model, weft.config(), true, layout.pp, layout.tp);
   const trainer = await weft.compile(model, { batch: layout.dp, devices, seed: req.seed });
-  await trainer.loadWeights(weightsFile(req.checkpoint));
+  await trainer.loadWeights(weightsFile(dir));
   const prompt = tok.encode(req.prompt);
   out.write(req.prompt);
   const stream = textStream(tok, out, req.stop === undefined ? 0 : tok.encode(req.stop).length);

@@ -1,6 +1,7 @@
 /**
  * `weft train`: build a built-in model, feed it batches for `--steps` optimizer steps, report
- * progress, and save a checkpoint with its loss curve at the end.
+ * progress, and save a checkpoint with its loss curve at the end (and every `--save-every`
+ * steps, and when stopped by a signal or a closed stdout: `saving.ts`, `signals.ts`).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -11,6 +12,8 @@ import { CliError, UsageError } from './cli-error.js';
 import { type BatchSource, batchSource, workersOf } from './data-source.js';
 import { type Out, type Reporter, reporter } from './report.js';
 import { Flags, type RunSpec, runSpec } from './run-spec.js';
+import { type SavePolicy, checkOutputs, hasCheckpoint, periodicDue, savePolicy, stopReport } from './saving.js';
+import { type StopReason, type StopWatch, watchStops } from './signals.js';
 import { compileRun, overLimit } from './session.js';
 import { type LossPoint, lossChart } from './svg.js';
 
@@ -26,6 +29,9 @@ interface Prepared {
   readonly trainer: weft.Trainer;
   readonly source: BatchSource;
   readonly curve: LossPoint[];
+  readonly saving: SavePolicy;
+  /** The step of the last save this run made. */
+  savedStep?: number;
 }
 
 /**
@@ -37,6 +43,16 @@ interface Prepared {
 export async function trainCommand(args: ParsedArgs, io: Io): Promise<number> {
   const run = await prepare(new Flags(args), io);
   if ('finished' in run) return nothingToDo(run.finished, run.spec, io);
+  // Watched until the last save is written: a signal or broken pipe then only ends it early.
+  const stops = watchStops(io.err);
+  try {
+    return await train(run, io, stops);
+  } finally {
+    stops.dispose();
+  }
+}
+
+async function train(run: Prepared, io: Io, stops: StopWatch): Promise<number> {
   // `--steps` is the run's total of optimizer steps: a resumed run trains those its checkpoint
   // has not done, and a step fp16 skipped for overflow is tried again on the next batch, so an
   // interrupted run and an uninterrupted one take the same batches.
@@ -45,22 +61,35 @@ export async function trainCommand(args: ParsedArgs, io: Io): Promise<number> {
   const started = Date.now();
   const lines: { loss: number; ms: number; rate: number }[] = [];
   let last: weft.StepResult | undefined;
-  for (let done = 1; run.trainer.stepCount < run.spec.steps; done++) {
+  for (let done = 1; run.trainer.stepCount < run.spec.steps && !stops.requested; done++) {
     const r = await stepOrStop(run, rep, io, last);
     last = r;
     const rate = (run.source.itemsPerBatch * 1000) / r.ms;
     lines.push({ loss: r.loss, ms: r.ms, rate });
     run.curve.push({ step: r.step, loss: r.loss });
     rep.step({ step: r.step, loss: r.loss, lr: r.lr, ms: r.ms, tokensPerS: rate, done });
+    if (periodicDue(run.saving, r.step) && writesFiles(run.trainer)) await save(run);
   }
+  if (stops.requested) return stopped(run, rep, io, stops.requested);
   const wall = (Date.now() - started) / 1000;
   const writes = writesFiles(run.trainer);
   if (writes && run.spec.trace !== undefined) writeTrace(run.trainer, run.spec.trace);
-  if (writes && run.spec.save !== undefined) await save(run, run.spec.save);
+  if (writes && run.spec.save !== undefined && run.savedStep !== run.trainer.stepCount) await save(run);
   const idle = idleReport(run.trainer, last);
   rep.finish({ ...summary(run, lines, wall, idle), ...lossScaling(last) });
   if (!run.spec.json) io.out.write(closingLine(run, lines, wall, idle));
   return 0;
+}
+
+/** A stop request ended the run after its step: save (unless just saved), say where, exit 128 + signal. */
+async function stopped(run: Prepared, rep: Reporter, io: Io, reason: StopReason): Promise<number> {
+  rep.finish(undefined);
+  const step = run.trainer.stepCount;
+  const writes = writesFiles(run.trainer) && run.saving.dir !== undefined;
+  const saved = writes && run.savedStep !== step ? await save(run) : undefined;
+  const { line, code } = stopReport(reason, step, writes ? run.saving.dir : undefined, saved);
+  io.err.write(line);
+  return code;
 }
 
 /** In a multi-process job every rank holds the same weights; rank 0 alone writes the files. */
@@ -102,7 +131,7 @@ function roundTo(v: number, digits: number): number {
  * message (a JSON line under `--json`). A `--save` elsewhere is refused: it would only copy.
  */
 function nothingToDo(saved: SavedRun, spec: RunSpec, io: Io): number {
-  if (spec.save !== undefined && path.resolve(spec.save) !== path.resolve(saved.dir)) {
+  if (spec.save !== undefined && path.resolve(spec.save) !== path.resolve(saved.root) && path.resolve(spec.save) !== path.resolve(saved.dir)) {
     throw new UsageError(`--save ${spec.save}: nothing to train (--resume ${saved.dir} is at step ${saved.step} of --steps ${spec.steps}), so nothing new to save; copy the directory instead, or give a larger --steps`);
   }
   const note = { nothing_to_do: true, checkpoint: saved.dir, step: saved.step, steps: spec.steps };
@@ -119,9 +148,11 @@ async function prepare(f: Flags, io: Io): Promise<Prepared | { spec: RunSpec; fi
   });
   if (spec.init !== undefined && saved) throw new UsageError('--init and --resume both set the starting weights; give one of them');
   if (saved && spec.steps === saved.step) return { spec, finished: saved };
+  const saving = savePolicy(f);
   const trainer = await compileRun(spec);
   const over = spec.memoryLimit === undefined ? [] : overLimit(trainer.plan.json, spec.memoryLimit);
   if (over.length > 0) throw new CliError(over.join('\n'));
+  if (writesFiles(trainer)) checkOutputs(saving, spec.trace);
   if (saved) await trainer.load(saved.dir);
   if (spec.init !== undefined) {
     const skipped = await trainer.loadWeights(spec.init);
@@ -129,7 +160,7 @@ async function prepare(f: Flags, io: Io): Promise<Prepared | { spec: RunSpec; fi
   }
   const source = batchSource(spec.model, spec.batch, spec.data, spec.seed, saved?.meta.data, workersOf(spec.config, spec.layout.dp, trainer.process));
   const curve = saved ? [...((saved.meta as CliMeta & { curve?: LossPoint[] }).curve ?? [])] : [];
-  return { spec, trainer, source, curve };
+  return { spec, trainer, source, curve, saving };
 }
 
 /**
@@ -144,7 +175,7 @@ async function stepOrStop(run: Prepared, rep: Reporter, io: Io, prev: weft.StepR
     rep.finish(undefined);
     if (!(e instanceof weft.WeftNonFiniteError)) throw e;
     const dir = run.spec.save;
-    const kept = dir !== undefined && fs.existsSync(path.join(dir, 'weft.json'));
+    const kept = dir !== undefined && hasCheckpoint(dir);
     const note = dir === undefined ? '' : kept ? `; the checkpoint in ${dir} was left as it was` : `; nothing was saved to ${dir}`;
     io.err.write(`error: ${e.message}${note}\n`);
     throw new CliError('', 1);
@@ -159,7 +190,9 @@ async function stepOrStop(run: Prepared, rep: Reporter, io: Io, prev: weft.StepR
 /** At most this many loss points are kept in the checkpoint. */
 const CURVE_POINTS = 2000;
 
-async function save(run: Prepared, dir: string): Promise<void> {
+/** Saves under `--save` (a new step directory); returns it. */
+async function save(run: Prepared): Promise<string> {
+  const dir = run.saving.dir as string;
   const curve = decimate(run.curve, CURVE_POINTS);
   const meta: CliMeta & { curve: LossPoint[] } = {
     model: run.spec.model,
@@ -170,9 +203,11 @@ async function save(run: Prepared, dir: string): Promise<void> {
     steps: run.spec.steps,
     curve,
   };
-  await run.trainer.save(dir, meta);
+  const at = await run.trainer.save(dir, meta, { keep: run.saving.keep });
+  run.savedStep = run.trainer.stepCount;
   const title = `${run.spec.model.kind} training loss (steps 1-${run.trainer.stepCount})`;
   fs.writeFileSync(path.join(dir, 'loss.svg'), lossChart(run.curve, title));
+  return at;
 }
 
 function decimate<T>(points: readonly T[], max: number): T[] {

@@ -1,6 +1,7 @@
 //! Mutation fuzzing of every parser that reads bytes from outside: the safetensors reader, the
 //! llm.c `.bin` reader, the config parser (JSON and `--set` text), the store's wire decoder (the
-//! handshake before the token and the requests after it) and the checkpoint manifest reader.
+//! handshake before the token and the requests after it), the checkpoint manifest reader and
+//! the `latest` pointer of a checkpoint root.
 //!
 //! Each target starts from valid encodings and applies random mutations (byte flips, inserted
 //! and deleted runs, truncation, length fields overwritten with huge values, spliced copies),
@@ -172,6 +173,22 @@ fn fuzz_checkpoint_manifest() {
     fuzz("checkpoint manifest", &seeds, "WEFT_CHECKPOINT", |b| {
         let text = String::from_utf8_lossy(b);
         crate::checkpoint::dir::parse_manifest(&text, Path::new("weft.json")).map(|_| ())
+    });
+}
+
+#[test]
+fn fuzz_latest_pointer() {
+    let seeds = vec![b"step-00000400\n".to_vec(), b"step-00000500.3\n".to_vec()];
+    fuzz("latest pointer", &seeds, "WEFT_CHECKPOINT", |b| {
+        let text = String::from_utf8_lossy(b);
+        if let Some(name) = crate::checkpoint::steps::parse_pointer(&text) {
+            // Whatever parses names a plain entry of the root, never a path out of it.
+            assert!(
+                name.starts_with("step-") && !name.contains(['/', '\\']),
+                "{name}"
+            );
+        }
+        Ok(())
     });
 }
 

@@ -136,19 +136,17 @@ fn checkpoints_move_between_zero_and_plain_layouts() {
     let (_, p) = train_with(1, 2, 1, "PreferBackward", json!({}));
     p.save(&dir.join("p"), Value::Null).unwrap();
     // Shards are gathered on save: the two checkpoints hold the same optimizer state.
-    let read = |n: &str| {
-        weft_core::checkpoint::safetensors::read(&dir.join(n).join("optimizer.safetensors"))
+    let file = |n: &str, f: &str| {
+        let saved = weft_core::checkpoint::steps::resolve(&dir.join(n)).unwrap();
+        weft_core::checkpoint::safetensors::read(&saved.join(f))
             .unwrap()
             .tensors
     };
+    let read = |n: &str| file(n, "optimizer.safetensors");
     let ps = read("p");
     assert!(ps.len() >= 2, "AdamW keeps two buffers per parameter");
     // ... and v2's parameter pieces too.
-    let params = |n: &str| {
-        weft_core::checkpoint::safetensors::read(&dir.join(n).join("model.safetensors"))
-            .unwrap()
-            .tensors
-    };
+    let params = |n: &str| file(n, "model.safetensors");
     assert_eq!(params("z2"), params("p"));
     for zs in [read("z"), read("z1"), read("z2")] {
         assert_eq!(zs.len(), ps.len());

@@ -39,15 +39,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// before replacing anything.
 pub fn stage(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let tmp = temp_path(path);
-    let written = File::create(&tmp).and_then(|mut f| {
+    stage_at(&tmp, bytes)?;
+    Ok(tmp)
+}
+
+/// `stage` under a temp name the caller chose (e.g. one that records its writer).
+pub fn stage_at(tmp: &Path, bytes: &[u8]) -> Result<()> {
+    let written = File::create(tmp).and_then(|mut f| {
         f.write_all(bytes)?;
         f.sync_all()
     });
     if let Err(e) = written {
-        discard(&tmp);
+        discard(tmp);
         return Err(Error::io(tmp.display().to_string(), e));
     }
-    Ok(tmp)
+    Ok(())
 }
 
 /// Second half: rename the staged file over `path` and make the rename itself durable.

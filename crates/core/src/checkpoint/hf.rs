@@ -17,17 +17,24 @@ use crate::generate::Gpt2Shape;
 /// The file a `--init` path names: `DIR/model.safetensors` for a directory, else the path.
 pub fn weights_path(path: &Path) -> PathBuf {
     if path.is_dir() {
-        path.join("model.safetensors")
+        source_dir(path).join("model.safetensors")
     } else {
         path.to_path_buf()
     }
+}
+
+/// The directory whose files a directory `path` stands for: the newest save when `path` is a
+/// root of weft step directories, else `path` itself (a Hugging Face or single checkpoint
+/// directory).
+fn source_dir(path: &Path) -> PathBuf {
+    super::steps::find_latest(path).unwrap_or_else(|| path.to_path_buf())
 }
 
 /// The `config.json` of a `--init` directory, if it has one. A file given by itself takes its
 /// shape from the caller (flags), even with a `config.json` beside it: a weft checkpoint's
 /// `model.safetensors` has one, and its flags must keep meaning what they say.
 pub fn config_path(path: &Path) -> Option<PathBuf> {
-    Some(path.join("config.json")).filter(|p| path.is_dir() && p.is_file())
+    Some(source_dir(path).join("config.json")).filter(|p| path.is_dir() && p.is_file())
 }
 
 /// What loading set aside: tensors that are not parameters, by name, each with the reason.

@@ -53,6 +53,10 @@ pub const OTHER_WEFT_VARIABLES: &[(&str, &str)] = &[
         "set by weft launch: the pipe whose closing ends the rank",
     ),
     ("WEFT_FUZZ_CASES", "tests: cases per fuzz target"),
+    (
+        "WEFT_KILL_CASES",
+        "tests: kills in the kill-during-save test",
+    ),
     ("WEFT_BLESS", "tests: rewrite golden fixtures"),
     (
         "WEFT_GPU_BIN",

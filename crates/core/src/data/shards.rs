@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::manifest::{self, Manifest};
+use super::scan::check_token_range;
 use super::tokens::{TokenBatch, TokenFile, token_count};
 use crate::error::{Error, Result};
 use crate::rng::mix64;
@@ -63,6 +64,8 @@ impl DataSet {
     }
 
     /// A model must have room for every id the data holds: an error before step 1, naming both.
+    /// A manifest's vocabulary is compared first; then every shard is scanned (in parallel,
+    /// the first failing shard in order reported) for its first token out of range.
     pub fn check_vocab(&self, model_vocab: usize) -> Result<()> {
         match &self.manifest {
             Some(m) if model_vocab < m.vocab_size => Err(Error::config(
@@ -73,7 +76,15 @@ impl DataSet {
                     m.vocab_size, m.tokenizer, m.vocab_size
                 ),
             )),
-            _ => Ok(()),
+            _ => {
+                use rayon::prelude::*;
+                let scans: Vec<Result<()>> = self
+                    .shards
+                    .par_iter()
+                    .map(|s| check_token_range(s, model_vocab))
+                    .collect();
+                scans.into_iter().collect()
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ pub const MAGIC: i32 = 20240520;
 pub const VERSION: i32 = 1;
 /// Header size in i32s; in bytes it is `HEADER_INTS * 4` = 1024.
 pub const HEADER_INTS: usize = 256;
-const HEADER_BYTES: usize = HEADER_INTS * 4;
+pub(crate) const HEADER_BYTES: usize = HEADER_INTS * 4;
 
 fn err(path: &Path, message: impl Into<String>) -> Error {
     Error::Data {

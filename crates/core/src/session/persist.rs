@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::exec::Backend;
 use crate::exec::HostData;
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Names of the optimizer state buffers, PyTorch's names.
 fn state_names(count: usize) -> &'static [&'static str] {
@@ -19,8 +19,24 @@ fn state_names(count: usize) -> &'static [&'static str] {
 }
 
 impl<B: Backend> Trainer<B> {
-    /// Save parameters, optimizer state, the step and `meta` (e.g. the model config) to `dir`.
-    pub fn save(&self, dir: &Path, meta: Value) -> Result<()> {
+    /// Save parameters, optimizer state, the step and `meta` (e.g. the model config) as a new
+    /// step directory under `root`, keeping the newest `checkpoint::steps::DEFAULT_KEEP`.
+    pub fn save(&self, root: &Path, meta: Value) -> Result<()> {
+        self.save_keeping(root, meta, checkpoint::steps::DEFAULT_KEEP)
+            .map(|_| ())
+    }
+
+    /// `save`, keeping the newest `keep` saves under `root`; returns the new step directory.
+    /// The directory is written in full under a temp name and appears by one rename, so a kill
+    /// at any instant leaves the previous saves loadable (`checkpoint::steps`).
+    pub fn save_keeping(&self, root: &Path, meta: Value, keep: usize) -> Result<PathBuf> {
+        checkpoint::steps::save_step(root, self.step, keep, |dir| {
+            self.write_checkpoint(dir, meta)
+        })
+    }
+
+    /// The files of one checkpoint, written into `dir`.
+    fn write_checkpoint(&self, dir: &Path, meta: Value) -> Result<()> {
         let mut params = Vec::new();
         let mut state = Vec::new();
         for (name, dims) in self.parameter_shapes() {
@@ -64,7 +80,10 @@ impl<B: Backend> Trainer<B> {
 
     /// Load a directory written by `save`: parameters, optimizer state and step. Returns the
     /// `meta` value stored with it. Nothing changes unless the whole checkpoint matches.
+    /// `dir` may be a root of step directories (its newest complete save loads) or one
+    /// checkpoint directory.
     pub fn load(&mut self, dir: &Path) -> Result<Value> {
+        let dir = &checkpoint::steps::resolve(dir)?;
         let ck = checkpoint::load_dir(dir)?;
         let path = dir.join("model.safetensors");
         let file = checkpoint::SafeTensors {
