@@ -5,7 +5,7 @@ import test, { type ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { runCli as weft } from './helpers.js';
+import { latestSave, runCli as weft } from './helpers.js';
 
 const gpt = (layers: number): string[] => ['--model', 'gpt', '--layers', String(layers), '--heads', '2', '--dim', '32', '--seq', '16', '--vocab', '256', '--batch', '4'];
 const TINY_GPT = gpt(1);
@@ -50,7 +50,7 @@ async function assertResumes(t: ExecutionContext, name: string, model: readonly 
   const lrs = want.map((l) => l['lr'] as number);
   t.true(lrs[0]! < lrs[1]! && lrs[4]! > lrs[9]!, `${name}: warm-up, then decay: ${lrs.join(' ')}`);
   for (const file of ['model.safetensors', 'optimizer.safetensors']) {
-    const [x, y] = [tensors(path.join(whole, file)), tensors(path.join(resumed, file))];
+    const [x, y] = [tensors(path.join(latestSave(whole), file)), tensors(path.join(latestSave(resumed), file))];
     t.deepEqual(y.header, x.header, `${name}: ${file} tensors`);
     t.true(y.data.equals(x.data), `${name}: ${file} bytes`);
   }
@@ -72,7 +72,7 @@ test('--steps is the total: a finished run has nothing to do, and fewer steps th
   const dir = path.join(root, 'finished');
   const a = await weft('train', ...TINY_GPT, '--steps', '3', '--save', dir);
   t.is(a.code, 0, a.stderr);
-  const before = fs.readFileSync(path.join(dir, 'weft.json'), 'utf8');
+  const before = fs.readFileSync(path.join(latestSave(dir), 'weft.json'), 'utf8');
   // Without --steps a resumed run trains to its saved total: here, already reached.
   const done = await weft('train', '--resume', dir);
   t.is(done.code, 0, done.stderr);
@@ -80,7 +80,7 @@ test('--steps is the total: a finished run has nothing to do, and fewer steps th
   const json = await weft('train', '--resume', dir, '--steps', '3', '--json');
   t.is(json.code, 0, json.stderr);
   t.deepEqual(JSON.parse(json.stdout), { nothing_to_do: true, checkpoint: dir, step: 3, steps: 3 });
-  t.is(fs.readFileSync(path.join(dir, 'weft.json'), 'utf8'), before, 'nothing was written');
+  t.is(fs.readFileSync(path.join(latestSave(dir), 'weft.json'), 'utf8'), before, 'nothing was written');
   const elsewhere = await weft('train', '--resume', dir, '--save', path.join(root, 'copy'));
   t.is(elsewhere.code, 2);
   t.regex(elsewhere.stderr, /--save .*copy: nothing to train \(--resume .* is at step 3 of --steps 3\), so nothing new to save/);

@@ -132,10 +132,10 @@ function roundTo(v: number, digits: number): number {
  */
 function nothingToDo(saved: SavedRun, spec: RunSpec, io: Io): number {
   if (spec.save !== undefined && path.resolve(spec.save) !== path.resolve(saved.root) && path.resolve(spec.save) !== path.resolve(saved.dir)) {
-    throw new UsageError(`--save ${spec.save}: nothing to train (--resume ${saved.dir} is at step ${saved.step} of --steps ${spec.steps}), so nothing new to save; copy the directory instead, or give a larger --steps`);
+    throw new UsageError(`--save ${spec.save}: nothing to train (--resume ${saved.root} is at step ${saved.step} of --steps ${spec.steps}), so nothing new to save; copy the directory instead, or give a larger --steps`);
   }
-  const note = { nothing_to_do: true, checkpoint: saved.dir, step: saved.step, steps: spec.steps };
-  io.out.write(spec.json ? `${JSON.stringify(note)}\n` : `nothing to do: ${saved.dir} is at step ${saved.step}, the run's total (--steps ${spec.steps}); give a larger --steps to train on\n`);
+  const note = { nothing_to_do: true, checkpoint: saved.root, step: saved.step, steps: spec.steps };
+  io.out.write(spec.json ? `${JSON.stringify(note)}\n` : `nothing to do: ${saved.root} is at step ${saved.step}, the run's total (--steps ${spec.steps}); give a larger --steps to train on\n`);
   return 0;
 }
 
