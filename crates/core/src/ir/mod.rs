@@ -3,16 +3,17 @@
 
 mod builder;
 mod display;
-mod dtype;
 mod graph;
 mod infer;
 mod op;
 mod shape;
+mod stage_map;
 mod verify;
 
+pub use crate::tensor::DType;
 pub use builder::GraphBuilder;
-pub use dtype::DType;
 pub use graph::{Graph, Node, NodeId, Phase, Strategy, TaskGraph, TaskGraphId};
 pub use infer::{TensorType, infer, moe_capacity};
 pub use op::{BinaryOp, Cut, Init, Op, ReduceOp, TokenSlice, UnaryOp, attrs};
 pub use shape::{Dim, Numel, Shape, strides};
+pub use stage_map::StageMap;

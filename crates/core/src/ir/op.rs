@@ -5,8 +5,8 @@
 //! Layout convention: tensors are dense, row-major, contiguous. "Last axis" means the innermost.
 //! Shape letters: B batch, T sequence, C channels, V vocabulary, H heads, N rows (B*T).
 
-use super::dtype::DType;
 use super::shape::Shape;
+use crate::tensor::DType;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::Error;
-use crate::exec::HostData;
+use crate::tensor::HostData;
 
 mod read;
 mod write;

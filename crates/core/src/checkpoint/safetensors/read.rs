@@ -16,9 +16,9 @@ use safetensors::Dtype;
 use serde_json::Value;
 
 use super::{METADATA_KEY, SafeTensors, TensorEntry, err};
-use crate::checkpoint::half::{bf16_to_f32, f16_to_f32};
 use crate::error::{Error, Result};
-use crate::exec::HostData;
+use crate::tensor::HostData;
+use crate::tensor::half::{bf16_to_f32, f16_to_f32};
 
 /// The dtypes weft loads, as stored in the file. 16-bit floats widen to f32 on load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

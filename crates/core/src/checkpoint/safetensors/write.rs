@@ -11,7 +11,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use super::{METADATA_KEY, TensorEntry, err};
 use crate::checkpoint::atomic;
 use crate::error::Result;
-use crate::exec::HostData;
+use crate::tensor::HostData;
 
 /// Write a safetensors file atomically (temp file, fsync, rename); a crash never leaves a
 /// half-written file at `path`.
