@@ -3,6 +3,7 @@
 
 mod builder;
 mod display;
+mod from_json;
 mod graph;
 mod infer;
 mod op;
@@ -12,6 +13,7 @@ mod verify;
 
 pub use crate::tensor::DType;
 pub use builder::GraphBuilder;
+pub use from_json::{Author, author, init_from_json, op_from_json, shape_from_js, shape_from_json};
 pub use graph::{Graph, Node, NodeId, Phase, Strategy, TaskGraph, TaskGraphId};
 pub use infer::{TensorType, infer, moe_capacity};
 pub use op::{BinaryOp, Cut, Init, Op, ReduceOp, TokenSlice, UnaryOp, attrs};
