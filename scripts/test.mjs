@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: the Rust tests (`cargo test --workspace`), a type check of the TS sources and
-// specs (`tsc -p tsconfig.test.json`), then the ava specs (`ava --tap`).
+// specs (`tsc -p tsconfig.test.json`), the ava specs (`ava --tap`), then the layer check
+// (`scripts/check-layers.mjs`: no import cycle between crates/core's modules).
 // Output streams through; the last line is the plain summary `N passed, N failed[, N skipped]`
 // over both runners. Exits non-zero when anything failed (a runner that exits non-zero without
 // a parsed failure, e.g. a build error, counts as one failure).
@@ -37,11 +38,11 @@ const avaCode = await run(process.execPath, [avaBin.pathname, '--tap'], (line) =
 if (avaCode !== 0 && ava.failed === 0) ava.failed = 1;
 
 /**
- * A script stage run when `process.env[flag] === '1'`, whose last line is
+ * A script stage run when `process.env[flag] === '1'` (always when `flag` is null), whose last line is
  * `NAME: N passed, N failed`; a non-zero exit without a parsed failure counts as one.
  */
 async function scriptStage(name, script, flag) {
-  const counts = { passed: 0, failed: 0, skipped: 0, ran: process.env[flag] === '1' };
+  const counts = { passed: 0, failed: 0, skipped: 0, ran: flag === null || process.env[flag] === '1' };
   if (!counts.ran) return counts;
   const re = new RegExp(`^${name}: (\\d+) passed, (\\d+) failed`);
   const code = await run(process.execPath, [new URL(script, import.meta.url).pathname], (line) => {
@@ -51,12 +52,14 @@ async function scriptStage(name, script, flag) {
   if (code !== 0 && counts.failed === 0) counts.failed = 1;
   return counts;
 }
+// The layer check: no import cycle between crates/core's top-level modules.
+const layers = await scriptStage('layers', './check-layers.mjs', null);
 // The WASM build's tests (scripts/test-wasm.mjs), then the install-like-a-user test and the
 // glibc-baseline check (scripts/test-install.mjs, which packs the WASM build the stage before made).
 const wasm = await scriptStage('wasm', './test-wasm.mjs', 'WEFT_TEST_WASM');
 const install = await scriptStage('install', './test-install.mjs', 'WEFT_TEST_INSTALL');
 
-for (const r of [cargo, typecheck, ava, wasm, install]) {
+for (const r of [cargo, typecheck, ava, layers, wasm, install]) {
   total.passed += r.passed;
   total.failed += r.failed;
   total.skipped += r.skipped;
@@ -64,7 +67,7 @@ for (const r of [cargo, typecheck, ava, wasm, install]) {
 console.log(`\ncargo: ${cargo.passed} passed, ${cargo.failed} failed, ${cargo.skipped} ignored`);
 console.log(`tsc: ${tscCode === 0 ? 'types check' : 'type errors'}`);
 console.log(`ava: ${ava.passed} passed, ${ava.failed} failed, ${ava.skipped} skipped`);
-for (const [name, r] of [['wasm', wasm], ['install', install]]) {
+for (const [name, r] of [['layers', layers], ['wasm', wasm], ['install', install]]) {
   if (r.ran) console.log(`${name}: ${r.passed} passed, ${r.failed} failed`);
 }
 const skipped = total.skipped > 0 ? `, ${total.skipped} skipped` : '';

@@ -186,7 +186,7 @@ fn a_model_without_gpt2_structure_says_why() {
 #[test]
 fn f16_and_bf16_files_load_widened() {
     use weft_core::checkpoint::{SafeTensors, TensorEntry, safetensors};
-    use weft_core::exec::half::narrow_one;
+    use weft_core::tensor::half::narrow_one;
     let original = safetensors::read(&fixture_dir().join("model.safetensors")).unwrap();
     for dtype in [DType::F16, DType::BF16] {
         let narrow = |t: &TensorEntry| {
@@ -221,11 +221,11 @@ fn f16_and_bf16_files_load_widened() {
         let want: Vec<f32> = match &want.data {
             HostData::F16(b) => b
                 .iter()
-                .map(|&h| weft_core::checkpoint::f16_to_f32(h))
+                .map(|&h| weft_core::tensor::half::f16_to_f32(h))
                 .collect(),
             HostData::BF16(b) => b
                 .iter()
-                .map(|&h| weft_core::checkpoint::bf16_to_f32(h))
+                .map(|&h| weft_core::tensor::half::bf16_to_f32(h))
                 .collect(),
             _ => unreachable!(),
         };

@@ -95,7 +95,7 @@ pub fn check<B: Backend>(case: &Case, backend: B) -> Result<std::result::Result<
     };
     let loss = b.op(sum, &[flat])?;
     let g = super::differentiate(b.finish(loss)?)?;
-    let stages = crate::passes::StageMap::single(&g);
+    let stages = crate::ir::StageMap::single(&g);
     let mut ex = Executor::new(backend, g, &stages, 0, 7)?;
     let ctx = KernelCtx {
         step: 3,

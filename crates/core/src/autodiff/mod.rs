@@ -115,6 +115,9 @@ pub fn differentiate(mut graph: Graph) -> Result<Graph> {
     Ok(graph)
 }
 
+// A test harness (finite-difference cases for every backend), not shipped: this crate's tests
+// and, through the `test-support` feature, weft-cuda's tests compile it.
+#[cfg(any(test, feature = "test-support"))]
 pub mod gradcheck;
 #[cfg(test)]
 mod tests;

@@ -78,7 +78,7 @@ fn summarize(problems: &[String]) -> String {
 mod tests {
     use super::*;
     use crate::checkpoint::TensorEntry;
-    use crate::exec::HostData;
+    use crate::tensor::HostData;
 
     fn file(tensors: &[(&str, Vec<usize>)]) -> SafeTensors {
         let tensors = tensors

@@ -274,7 +274,7 @@ fn check_same_save(file: &SafeTensors, save_id: &str, path: &Path) -> Result<()>
 mod tests {
     use super::*;
     use crate::checkpoint::atomic::unique_temp_dir;
-    use crate::exec::HostData;
+    use crate::tensor::HostData;
 
     fn ckpt(step: u64, with_optimizer: bool) -> CheckpointData {
         let s = step as f32;

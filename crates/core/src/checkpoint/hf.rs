@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::safetensors::{SafeTensors, TensorEntry};
 use crate::error::{Error, Result};
-use crate::exec::HostData;
 use crate::generate::Gpt2Shape;
+use crate::tensor::HostData;
 
 /// The file a `--init` path names: `DIR/model.safetensors` for a directory, else the path.
 pub fn weights_path(path: &Path) -> PathBuf {

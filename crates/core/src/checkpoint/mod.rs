@@ -1,12 +1,11 @@
-//! Checkpoints: the safetensors format (read, atomic write, f16/bf16 widening), a check of a
-//! file against the tensors a model expects, the `model` + `optimizer` + `weft.json` files of
-//! one checkpoint (`dir`), and the root of step directories a trainer saves into (`steps`, with
-//! the temp entries of its writers in `writers`).
+//! Checkpoints: the safetensors format (read, atomic write; f16/bf16 widening by `tensor::half`),
+//! a check of a file against the tensors a model expects, the `model` + `optimizer` +
+//! `weft.json` files of one checkpoint (`dir`), and the root of step directories a trainer saves
+//! into (`steps`, with the temp entries of its writers in `writers`).
 
 pub mod atomic;
 mod check;
 pub mod dir;
-mod half;
 pub mod hf;
 pub mod safetensors;
 pub mod steps;
@@ -14,5 +13,4 @@ mod writers;
 
 pub use check::check_against;
 pub use dir::{CheckpointData, OptimizerState, check_weights_of_dir, load_dir, save_dir};
-pub use half::{bf16_to_f32, f16_to_f32};
 pub use safetensors::{SafeTensors, TensorEntry};

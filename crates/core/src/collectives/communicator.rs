@@ -5,7 +5,7 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
-use crate::exec::HostData;
+use crate::tensor::HostData;
 
 /// How contributions of several ranks combine, element by element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

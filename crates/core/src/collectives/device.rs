@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::communicator::{Communicator, ReduceOp, collective_error};
 use super::tcp::StoreClient;
 use crate::error::Result;
-use crate::exec::HostData;
+use crate::tensor::HostData;
 
 /// One rank's handle on a group whose data moves in the backend's buffers (`Buf`). Ranks are
 /// group ranks, as in `Communicator`. Buffers keep their dtype: 16-bit activations travel as
@@ -97,7 +97,7 @@ fn values(buf: &HostData) -> Result<std::borrow::Cow<'_, [f32]>> {
 fn store(buf: &mut HostData, values: &[f32]) {
     match buf {
         HostData::F32(v) => v.copy_from_slice(values),
-        other => crate::exec::half::narrow_into(values, other),
+        other => crate::tensor::half::narrow_into(values, other),
     }
 }
 

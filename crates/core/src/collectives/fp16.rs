@@ -5,65 +5,13 @@
 //! non-finite checks then see, as they would with EPL.
 //!
 //! The host engines reduce the fp16-rounded values in f32 (`all_reduce_fp16`); an engine with a
-//! real fp16 wire format uses `encode_f16` / `decode_f16`. Conversion is by bit manipulation,
+//! real fp16 wire format uses `encode_f16` / `decode_f16`. Conversion is `tensor::half`'s,
 //! round-to-nearest-even, so every engine rounds identically.
 
 use super::communicator::{Communicator, ReduceOp, collective_error};
 use crate::error::Result;
 
-pub use crate::checkpoint::f16_to_f32;
-
-/// f32 -> IEEE 754 binary16 bits, rounding to nearest, ties to even. Overflow gives infinity,
-/// values below half the smallest subnormal give a signed zero, NaN stays NaN.
-pub fn f32_to_f16(x: f32) -> u16 {
-    let bits = x.to_bits();
-    let sign = ((bits >> 16) & 0x8000) as u16;
-    let exp = ((bits >> 23) & 0xff) as i32;
-    let mant = bits & 0x007f_ffff;
-    if exp == 0xff {
-        // Infinity, or NaN with the quiet bit set so a payload in the dropped bits stays a NaN.
-        let nan = if mant != 0 {
-            0x0200 | (mant >> 13) as u16
-        } else {
-            0
-        };
-        return sign | 0x7c00 | nan;
-    }
-    // Exponent rebiased from 127 to 15.
-    let e = exp - 112;
-    if e >= 0x1f {
-        return sign | 0x7c00;
-    }
-    if e <= 0 {
-        // fp16 subnormal (or zero): the value is m * 2^-24 with m = full mantissa >> (14 - e).
-        if e < -10 {
-            return sign;
-        }
-        let full = mant | 0x0080_0000;
-        return sign | round_shift(full, (14 - e) as u32) as u16;
-    }
-    // Normal: drop 13 mantissa bits. A carry out of the mantissa correctly bumps the exponent,
-    // and from the largest finite value lands exactly on infinity (0x7c00).
-    let h = ((e as u32) << 10) | (mant >> 13);
-    let rem = mant & 0x1fff;
-    sign | round_bits(h, rem, 0x1000) as u16
-}
-
-/// `value >> shift`, rounded to nearest even.
-fn round_shift(value: u32, shift: u32) -> u32 {
-    let rem = value & ((1 << shift) - 1);
-    round_bits(value >> shift, rem, 1 << (shift - 1))
-}
-
-/// Round a truncated value up when the dropped bits `rem` exceed half, or equal half and the
-/// kept value is odd.
-fn round_bits(kept: u32, rem: u32, half: u32) -> u32 {
-    if rem > half || (rem == half && kept & 1 == 1) {
-        kept + 1
-    } else {
-        kept
-    }
-}
+use crate::tensor::half::{f16_to_f32, f32_to_f16};
 
 /// `x` as the nearest fp16 value, back in f32.
 pub fn round_to_f16(x: f32) -> f32 {

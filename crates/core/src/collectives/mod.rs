@@ -34,8 +34,8 @@ pub use device::{
     DeviceCommunicator, DeviceCommunicators, DeviceGroupFactory, GroupSpec, HostBuffers,
 };
 pub use fp16::{
-    all_reduce_fp16, decode_f16, encode_f16, f16_to_f32, f32_to_f16, from_fp16_payload,
-    reduce_scatter_fp16, round_to_f16, to_fp16_payload,
+    all_reduce_fp16, decode_f16, encode_f16, from_fp16_payload, reduce_scatter_fp16, round_to_f16,
+    to_fp16_payload,
 };
 pub use local::{LocalCommunicator, LocalGroup};
 

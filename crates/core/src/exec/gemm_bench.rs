@@ -1,10 +1,11 @@
 //! Benchmark G of BENCHMARKS.md: f32 GEMM through the backend's own matmul kernel, so the figure
 //! is what training steps get, not a separate code path.
 
-use super::backend::{Backend, HostData, KernelCtx, TensorRef};
+use super::backend::{Backend, KernelCtx, TensorRef};
 use super::cpu::CpuBackend;
 use crate::error::Result;
 use crate::ir::{DType, Op};
+use crate::tensor::HostData;
 use std::time::Instant;
 
 /// Median GFLOP/s (2n^3 / t) of `reps` n x n x n matmuls after one warm-up, on `threads`

@@ -2,14 +2,15 @@
 //! goes through the `Backend`; all buffers through the pool. Parameters, accumulated gradients
 //! and optimizer state persist across steps; everything else is freed at its last use.
 
-use super::backend::{AsHostView, Backend, HostData, HostView, KernelCtx, TensorRef, UpdateRule};
+use super::backend::{Backend, KernelCtx, TensorRef, UpdateRule};
 use super::memory::{Category, MemoryStats, Pool};
 use super::plan::{Action, Program, ProgramKind};
 use crate::collectives::{Communicator, DeviceCommunicator};
 use crate::error::{Error, Result};
+use crate::ir::StageMap;
 use crate::ir::{DType, Graph, Init, NodeId, Op};
-use crate::passes::StageMap;
 use crate::rng;
+use crate::tensor::{AsHostView, HostData, HostView};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 

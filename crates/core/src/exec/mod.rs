@@ -4,16 +4,16 @@
 mod backend;
 pub mod cpu;
 mod gemm_bench;
-pub mod half;
 mod interpreter;
 mod memory;
 mod plan;
 pub mod tp;
 
 pub use backend::{
-    Adam, AsHostView, Backend, HostData, HostView, KernelCtx, Sgd, TensorRef, UpdateRule,
-    touches_half, widened_refs,
+    Adam, Backend, KernelCtx, Sgd, TensorRef, UpdateRule, touches_half, widened_refs,
 };
+// Host data lives in the bottom layer; re-exported for the paths callers already use.
+pub use crate::tensor::{AsHostView, HostData, HostView};
 pub use cpu::CpuBackend;
 pub use gemm_bench::cpu_gemm_gflops;
 pub use interpreter::{

@@ -3,8 +3,8 @@
 //! `recv`; batch inputs are loaded by each stage that reads them; every transient buffer is freed
 //! right after its last use. Plain data with a stable text form; the interpreter runs it.
 
+use crate::ir::StageMap;
 use crate::ir::{Graph, NodeId, Op, Phase};
-use crate::passes::StageMap;
 use std::collections::HashMap;
 use std::fmt;
 

@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::ir::{Cut, Op};
+use crate::tensor::padded_len;
 
 /// The ops of tensor, vocabulary and expert parallelism and the metrics (argmax, equal), which
 /// only the CPU backend (and, for the collectives, the executor) runs in this build.
@@ -184,11 +185,6 @@ pub fn unpad(padded: &[f32], dims: &[usize], axis: usize, plen: usize) -> Vec<f3
     (0..outer)
         .flat_map(|o| padded[o * prun..o * prun + run].iter().copied())
         .collect()
-}
-
-/// The length an axis of `len` is padded to so that it cuts into `step` equal parts.
-pub fn padded_len(len: usize, step: usize) -> usize {
-    len.div_ceil(step) * step
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! `GraphBuilder`: the only way user code adds nodes. Every node is typed on insertion, so a
 //! shape mistake is reported where the model is built, naming the op and the shapes.
 
-use super::dtype::DType;
 use super::graph::{Graph, Node, NodeId, Phase, Strategy, TaskGraph, TaskGraphId};
 use super::infer::{TensorType, infer};
 use super::op::{Init, Op};
 use super::shape::{Dim, Shape};
 use crate::error::{Error, Result};
+use crate::tensor::DType;
 use std::collections::HashSet;
 
 pub struct GraphBuilder {

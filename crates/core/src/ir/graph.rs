@@ -1,9 +1,9 @@
 //! The graph arena: nodes in topological order (every input id is smaller than its user's id),
 //! each with one output value, tagged with its TaskGraph (strategy scope) and phase.
 
-use super::dtype::DType;
 use super::op::Op;
 use super::shape::Shape;
+use crate::tensor::DType;
 use std::fmt;
 
 /// Index of a node in `Graph::nodes`.

@@ -1,10 +1,10 @@
 //! Output type inference, one arm per op: the single source of shape rules. The builder calls it
 //! to type new nodes and `verify()` calls it again to check that passes kept types consistent.
 
-use super::dtype::DType;
 use super::op::{Op, ReduceOp};
 use super::shape::{Dim, Shape};
 use crate::error::{Error, Result};
+use crate::tensor::DType;
 
 mod moe;
 pub use moe::moe_capacity;

@@ -3,16 +3,19 @@
 
 mod builder;
 mod display;
-mod dtype;
+mod from_json;
 mod graph;
 mod infer;
 mod op;
 mod shape;
+mod stage_map;
 mod verify;
 
+pub use crate::tensor::DType;
 pub use builder::GraphBuilder;
-pub use dtype::DType;
+pub use from_json::{Author, author, init_from_json, op_from_json, shape_from_js, shape_from_json};
 pub use graph::{Graph, Node, NodeId, Phase, Strategy, TaskGraph, TaskGraphId};
 pub use infer::{TensorType, infer, moe_capacity};
 pub use op::{BinaryOp, Cut, Init, Op, ReduceOp, TokenSlice, UnaryOp, attrs};
 pub use shape::{Dim, Numel, Shape, strides};
+pub use stage_map::StageMap;

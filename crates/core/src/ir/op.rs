@@ -5,8 +5,8 @@
 //! Layout convention: tensors are dense, row-major, contiguous. "Last axis" means the innermost.
 //! Shape letters: B batch, T sequence, C channels, V vocabulary, H heads, N rows (B*T).
 
-use super::dtype::DType;
 use super::shape::Shape;
+use crate::tensor::DType;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -430,6 +430,17 @@ impl Op {
 }
 
 impl UnaryOp {
+    /// Every unary op, in the order of their CUDA kernel codes.
+    pub const ALL: [UnaryOp; 7] = [
+        UnaryOp::Relu,
+        UnaryOp::Gelu,
+        UnaryOp::Tanh,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Neg,
+        UnaryOp::Sqrt,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             UnaryOp::Relu => "relu",
@@ -454,21 +465,16 @@ impl UnaryOp {
         }
     }
 
+    /// The op named `s`: the inverse of `name`, from the same table.
     pub fn parse(s: &str) -> Option<UnaryOp> {
-        Some(match s {
-            "relu" => UnaryOp::Relu,
-            "gelu" => UnaryOp::Gelu,
-            "tanh" => UnaryOp::Tanh,
-            "exp" => UnaryOp::Exp,
-            "log" => UnaryOp::Log,
-            "neg" => UnaryOp::Neg,
-            "sqrt" => UnaryOp::Sqrt,
-            _ => return None,
-        })
+        UnaryOp::ALL.into_iter().find(|u| u.name() == s)
     }
 }
 
 impl BinaryOp {
+    /// Every binary op, in the order of their CUDA kernel codes.
+    pub const ALL: [BinaryOp; 4] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div];
+
     pub fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "add",
@@ -478,18 +484,21 @@ impl BinaryOp {
         }
     }
 
+    /// The op named `s`: the inverse of `name`, from the same table.
     pub fn parse(s: &str) -> Option<BinaryOp> {
-        Some(match s {
-            "add" => BinaryOp::Add,
-            "sub" => BinaryOp::Sub,
-            "mul" => BinaryOp::Mul,
-            "div" => BinaryOp::Div,
-            _ => return None,
-        })
+        BinaryOp::ALL.into_iter().find(|o| o.name() == s)
     }
 }
 
 impl ReduceOp {
+    /// Every reduction, in the order of their CUDA kernel codes.
+    pub const ALL: [ReduceOp; 3] = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max];
+
+    /// The reduction named `s`: the inverse of `name`, from the same table.
+    pub fn parse(s: &str) -> Option<ReduceOp> {
+        ReduceOp::ALL.into_iter().find(|r| r.name() == s)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ReduceOp::Sum => "sum",

@@ -8,6 +8,7 @@ mod resolve_batch;
 mod stages;
 mod tensor_split;
 
+pub use crate::ir::StageMap;
 pub use amp::{
     AmpReport, Precision, mixed_precision, precision_of, recast_parameters, scale_loss_seed,
 };
@@ -17,7 +18,7 @@ pub use auto_stage::{
 };
 pub use recompute::{live_across, recompute};
 pub use resolve_batch::resolve_batch;
-pub use stages::{StageMap, assign_stages};
+pub use stages::assign_stages;
 pub use tensor_split::{SplitOptions, is_shard, tensor_split, tp_width};
 
 use crate::error::Result;

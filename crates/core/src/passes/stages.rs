@@ -4,32 +4,7 @@
 //! that reads them. A forward tensor may only flow to the same or a later stage.
 
 use crate::error::{Error, Result};
-use crate::ir::{Graph, Op, Phase};
-
-/// Stage of every node, and each stage's TaskGraph name.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StageMap {
-    pub stage_of: Vec<usize>,
-    pub names: Vec<String>,
-}
-
-impl StageMap {
-    pub fn stages(&self) -> usize {
-        self.names.len()
-    }
-
-    /// Every node on stage 0 (single-stage layouts).
-    pub fn single(graph: &Graph) -> StageMap {
-        let name = graph
-            .taskgraphs
-            .first()
-            .map_or("default".to_string(), |t| t.name.clone());
-        StageMap {
-            stage_of: vec![0; graph.nodes.len()],
-            names: vec![name],
-        }
-    }
-}
+use crate::ir::{Graph, Op, Phase, StageMap};
 
 fn computes(op: &Op) -> bool {
     !op.is_leaf()

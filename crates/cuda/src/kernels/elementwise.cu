@@ -1,5 +1,6 @@
 // Elementwise families: unary (+ backward), broadcasting binary, scale, fill, in-place add,
-// dtype casts. Op codes match the host's `UnaryOp` / `BinaryOp` order.
+// dtype casts. Op codes are the generated UNARY_* / BINARY_* defines (kernels/codes.rs); an
+// unknown code traps.
 
 #define GELU_BETA 0.7978845608f
 #define GELU_KAPPA 0.044715f
@@ -18,28 +19,29 @@ __device__ __forceinline__ float gelu_grad_f(float x) {
   return left_derivative + right_derivative;
 }
 
-// 0 relu, 1 gelu, 2 tanh, 3 exp, 4 log, 5 neg, 6 sqrt.
 __device__ __forceinline__ float unary_f(int op, float v) {
   switch (op) {
-    case 0: return v > 0.f ? v : 0.f;
-    case 1: return gelu_f(v);
-    case 2: return tanhf(v);
-    case 3: return expf(v);
-    case 4: return logf(v);
-    case 5: return -v;
-    default: return sqrtf(v);
+    case UNARY_RELU: return v > 0.f ? v : 0.f;
+    case UNARY_GELU: return gelu_f(v);
+    case UNARY_TANH: return tanhf(v);
+    case UNARY_EXP: return expf(v);
+    case UNARY_LOG: return logf(v);
+    case UNARY_NEG: return -v;
+    case UNARY_SQRT: return sqrtf(v);
+    default: __trap(); return 0.f;
   }
 }
 
 __device__ __forceinline__ float unary_grad_f(int op, float v, float g) {
   switch (op) {
-    case 0: return v > 0.f ? g : 0.f;  // threshold_backward: 0 at exactly 0
-    case 1: return g * gelu_grad_f(v);
-    case 2: { float t = tanhf(v); return g * (1.f - t * t); }
-    case 3: return g * expf(v);
-    case 4: return g / v;
-    case 5: return -g;
-    default: return g / (2.f * sqrtf(v));
+    case UNARY_RELU: return v > 0.f ? g : 0.f;  // threshold_backward: 0 at exactly 0
+    case UNARY_GELU: return g * gelu_grad_f(v);
+    case UNARY_TANH: { float t = tanhf(v); return g * (1.f - t * t); }
+    case UNARY_EXP: return g * expf(v);
+    case UNARY_LOG: return g / v;
+    case UNARY_NEG: return -g;
+    case UNARY_SQRT: return g / (2.f * sqrtf(v));
+    default: __trap(); return 0.f;
   }
 }
 
@@ -53,7 +55,7 @@ __device__ void unary_backward(int op, const T* x, const T* dy, T* dx, i64 n) {
   GRID_LOOP(i, n) dx[i] = from_f32<T>(unary_grad_f(op, to_f32(x[i]), to_f32(dy[i])));
 }
 
-// 0 add, 1 sub, 2 mul, 3 div. a and b are read through broadcast strides (0 on broadcast dims)
+// a and b are read through broadcast strides (0 on broadcast dims)
 // over the output's `rank` dims.
 template <typename T>
 __device__ void binary_forward(int op, const T* a, Dims as, const T* b, Dims bs, T* y, Dims dims,
@@ -68,10 +70,11 @@ __device__ void binary_forward(int op, const T* a, Dims as, const T* b, Dims bs,
     }
     float u = to_f32(a[ia]), v = to_f32(b[ib]), r;
     switch (op) {
-      case 0: r = u + v; break;
-      case 1: r = u - v; break;
-      case 2: r = u * v; break;
-      default: r = u / v; break;
+      case BINARY_ADD: r = u + v; break;
+      case BINARY_SUB: r = u - v; break;
+      case BINARY_MUL: r = u * v; break;
+      case BINARY_DIV: r = u / v; break;
+      default: __trap(); r = 0.f;
     }
     y[i] = from_f32<T>(r);
   }

@@ -20,6 +20,8 @@
 //! | collective   | rank-ordered reduction over peers' buffers (virtual devices on one GPU) |
 
 use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
+
+pub mod codes;
 use weft_core::{Error, Result};
 
 /// Shared definitions prepended to every module.
@@ -39,7 +41,11 @@ impl Module {
     /// The full source NVRTC compiles.
     pub fn source(&self) -> String {
         // `#line` so NVRTC's log points into the module's own file, not past the prelude.
-        format!("{PRELUDE}\n#line 1 \"{}.cu\"\n{}", self.name, self.body)
+        let codes = codes::defines();
+        format!(
+            "{PRELUDE}\n{codes}#line 1 \"{}.cu\"\n{}",
+            self.name, self.body
+        )
     }
 
     /// Every entry point's name.

@@ -1,20 +1,28 @@
 // Reductions over one axis of x viewed as [outer, len, inner]; one thread per (outer, inner).
-// 0 sum, 1 mean (both accumulated in f64, as on the CPU; the mean of an empty axis is NaN),
-// 2 max (NaN elements are skipped by the comparison, as on the CPU; the host rejects an empty axis).
+// REDUCE_SUM, REDUCE_MEAN (both accumulated in f64, as on the CPU; the mean of an empty axis is
+// NaN), REDUCE_MAX (NaN elements are skipped by the comparison, as on the CPU; the host rejects an
+// empty axis). An unknown code traps.
 
 template <typename T>
 __device__ void reduce_forward(int op, const T* x, T* y, i64 outer, i64 len, i64 inner) {
   GRID_LOOP(t, outer * inner) {
     i64 o = t / inner, i = t % inner;
     const T* p = x + o * len * inner + i;
-    if (op == 2) {
-      float m = WEFT_NEG_INF;
-      for (i64 l = 0; l < len; ++l) { float v = to_f32(p[l * inner]); if (v > m) m = v; }
-      y[t] = from_f32<T>(m);
-    } else {
-      double acc = 0.0;
-      for (i64 l = 0; l < len; ++l) acc += (double)to_f32(p[l * inner]);
-      y[t] = from_f32<T>((float)(op == 1 ? acc / (double)len : acc));
+    switch (op) {
+      case REDUCE_MAX: {
+        float m = WEFT_NEG_INF;
+        for (i64 l = 0; l < len; ++l) { float v = to_f32(p[l * inner]); if (v > m) m = v; }
+        y[t] = from_f32<T>(m);
+        break;
+      }
+      case REDUCE_SUM:
+      case REDUCE_MEAN: {
+        double acc = 0.0;
+        for (i64 l = 0; l < len; ++l) acc += (double)to_f32(p[l * inner]);
+        y[t] = from_f32<T>((float)(op == REDUCE_MEAN ? acc / (double)len : acc));
+        break;
+      }
+      default: __trap();
     }
   }
 }

@@ -3,40 +3,11 @@
 use super::{Dims, Fl, FlMut, Launch, elems, fl, fl_out, launch, numel, sfx};
 use crate::buffer::CudaBuffer;
 use crate::device::driver;
+use crate::kernels::codes::{binary_code, reduce_code, unary_code};
 use cudarc::driver::CudaSlice;
 use weft_core::exec::TensorRef;
-use weft_core::ir::{BinaryOp, Op, ReduceOp, UnaryOp};
+use weft_core::ir::{Op, ReduceOp};
 use weft_core::{Error, Result};
-
-/// Op codes shared with elementwise.cu.
-fn unary_code(u: UnaryOp) -> i32 {
-    match u {
-        UnaryOp::Relu => 0,
-        UnaryOp::Gelu => 1,
-        UnaryOp::Tanh => 2,
-        UnaryOp::Exp => 3,
-        UnaryOp::Log => 4,
-        UnaryOp::Neg => 5,
-        UnaryOp::Sqrt => 6,
-    }
-}
-
-fn binary_code(b: BinaryOp) -> i32 {
-    match b {
-        BinaryOp::Add => 0,
-        BinaryOp::Sub => 1,
-        BinaryOp::Mul => 2,
-        BinaryOp::Div => 3,
-    }
-}
-
-fn reduce_code(r: ReduceOp) -> i32 {
-    match r {
-        ReduceOp::Sum => 0,
-        ReduceOp::Mean => 1,
-        ReduceOp::Max => 2,
-    }
-}
 
 /// Strides reading `shape` (right-aligned) at each of `out`'s dims: 0 where broadcast.
 pub(super) fn broadcast_strides(op: &str, shape: &[usize], out: &[usize]) -> Result<Dims> {

@@ -2,9 +2,9 @@
 //! mixed-precision ones.
 
 use weft_core::exec::HostData;
-use weft_core::exec::half::narrow_into;
 use weft_core::ir::{BinaryOp, DType, Op, ReduceOp, Shape, UnaryOp};
 use weft_core::rng;
+use weft_core::tensor::half::narrow_into;
 
 #[derive(Clone)]
 pub struct Case {

@@ -1,4 +1,4 @@
-//! The safetensors format, read and written without the `safetensors` crate: an 8-byte
+//! The safetensors format, on top of the `safetensors` crate (the reference implementation): an 8-byte
 //! little-endian header length N, N bytes of JSON `{name: {dtype, shape, data_offsets}, ...,
 //! "__metadata__": {string: string}}`, then the raw little-endian data buffer. Offsets are
 //! relative to the buffer. The reader is as strict as the reference implementation (tensors must
@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::Error;
-use crate::exec::HostData;
+use crate::tensor::HostData;
 
 mod read;
 mod write;

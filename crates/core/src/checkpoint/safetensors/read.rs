@@ -1,24 +1,26 @@
-//! Reading: split off the header, validate every entry against the buffer, decode.
+//! Reading: split off the header, validate every entry against the buffer, decode tensor by
+//! tensor. A file is read by ranges (header first, then one tensor at a time into a reused
+//! buffer), so loading never holds the encoded file and the decoded tensors at once; this also
+//! needs no mmap, which the WASM build (wasm32-wasip1) lacks.
+//!
+//! The dtype vocabulary and the layout rules come from the `safetensors` crate (the reference
+//! implementation): every header is also accepted by its `Metadata` validation. weft's own checks
+//! run first because they name the offending tensor, offsets and sizes; the crate's errors do not.
 
 use std::collections::BTreeMap;
-use std::fs;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
+use safetensors::Dtype;
 use serde_json::Value;
 
 use super::{METADATA_KEY, SafeTensors, TensorEntry, err};
-use crate::checkpoint::half::{bf16_to_f32, f16_to_f32};
 use crate::error::{Error, Result};
-use crate::exec::HostData;
+use crate::tensor::HostData;
+use crate::tensor::half::{bf16_to_f32, f16_to_f32};
 
-/// dtypes the format defines that weft does not load; named so the error can say "unsupported"
-/// rather than "unknown" (the latter means a corrupt or foreign file).
-const UNSUPPORTED_DTYPES: &[&str] = &[
-    "BOOL", "U8", "I8", "I16", "U16", "U32", "U64", "I64", "F64", "C64", "F8_E4M3", "F8_E5M2",
-    "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",
-];
-
-/// How a tensor is stored in the file. 16-bit floats widen to f32 on load.
+/// The dtypes weft loads, as stored in the file. 16-bit floats widen to f32 on load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stored {
     F32,
@@ -45,48 +47,113 @@ struct Info {
     end: usize,
 }
 
+/// Where a file's bytes come from: a file read by ranges, or bytes already in memory.
+trait Source {
+    fn len(&self) -> u64;
+    fn read_at(&mut self, offset: u64, out: &mut [u8]) -> io::Result<()>;
+}
+
+impl Source for &[u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+
+    fn read_at(&mut self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        // Callers only ask for ranges inside the length they were told.
+        let start = offset as usize;
+        out.copy_from_slice(&self[start..start + out.len()]);
+        Ok(())
+    }
+}
+
+struct FileSource {
+    file: File,
+    len: u64,
+}
+
+impl Source for FileSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&mut self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        self.file.seek(SeekFrom::Start(offset))?;
+        self.file.read_exact(out)
+    }
+}
+
 /// Read and fully validate a safetensors file.
 pub fn read(path: &Path) -> Result<SafeTensors> {
-    let bytes = fs::read(path).map_err(|e| Error::io(path.display().to_string(), e))?;
-    parse(&bytes, path)
+    let io_err = |e| Error::io(path.display().to_string(), e);
+    let file = File::open(path).map_err(io_err)?;
+    let len = file.metadata().map_err(io_err)?.len();
+    load(&mut FileSource { file, len }, path)
 }
 
 /// Parse safetensors bytes; `path` only names the source in error messages.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<SafeTensors> {
-    let (header, buffer) = split_header(bytes, path)?;
-    let (mut infos, metadata) = parse_header(header, buffer.len(), path)?;
-    check_tiling(&mut infos, buffer.len(), path)?;
-    let tensors = infos
-        .into_iter()
-        .map(|i| {
-            let data = decode(i.dtype, &buffer[i.begin..i.end]);
-            TensorEntry {
-                name: i.name,
-                shape: i.shape,
-                data,
-            }
-        })
-        .collect();
+    load(&mut { bytes }, path)
+}
+
+fn load(src: &mut impl Source, path: &Path) -> Result<SafeTensors> {
+    let io_err = |e| Error::io(path.display().to_string(), e);
+    let header = read_header(src, path)?;
+    let start = 8 + header.len() as u64;
+    let buf_len = usize::try_from(src.len() - start)
+        .map_err(|_| err(path, "the data buffer is too large for this platform"))?;
+    let (mut infos, metadata) = parse_header(&header, buf_len, path)?;
+    check_tiling(&mut infos, buf_len, path)?;
+    reference_check(&header, path)?;
+    let mut scratch = Vec::new();
+    let mut tensors = Vec::with_capacity(infos.len());
+    for i in infos {
+        scratch.resize(i.end - i.begin, 0);
+        src.read_at(start + i.begin as u64, &mut scratch)
+            .map_err(io_err)?;
+        tensors.push(TensorEntry {
+            data: decode(i.dtype, &scratch),
+            name: i.name,
+            shape: i.shape,
+        });
+    }
     Ok(SafeTensors { tensors, metadata })
 }
 
-fn split_header<'a>(bytes: &'a [u8], path: &Path) -> Result<(&'a [u8], &'a [u8])> {
-    let Some((len_bytes, rest)) = bytes.split_first_chunk::<8>() else {
-        let msg = format!(
-            "truncated: the file is {} bytes, too short for the 8-byte header length",
-            bytes.len()
-        );
+fn read_header(src: &mut impl Source, path: &Path) -> Result<Vec<u8>> {
+    let io_err = |e| Error::io(path.display().to_string(), e);
+    let total = src.len();
+    if total < 8 {
+        let msg =
+            format!("truncated: the file is {total} bytes, too short for the 8-byte header length");
         return Err(err(path, msg));
-    };
-    let n = u64::from_le_bytes(*len_bytes);
-    if n > rest.len() as u64 {
+    }
+    let mut len_bytes = [0u8; 8];
+    src.read_at(0, &mut len_bytes).map_err(io_err)?;
+    let n = u64::from_le_bytes(len_bytes);
+    if n > total - 8 {
         let msg = format!(
             "truncated: the header length says {n} bytes but only {} bytes follow it",
-            rest.len()
+            total - 8
         );
         return Err(err(path, msg));
     }
-    Ok(rest.split_at(n as usize))
+    // n <= the file length, which a successful open bounds to what the platform can address.
+    let mut header = vec![0u8; n as usize];
+    src.read_at(8, &mut header).map_err(io_err)?;
+    Ok(header)
+}
+
+/// The reference implementation's own validation of the header, after weft's: a file weft
+/// accepts must be one every other safetensors reader accepts (it also bounds the header size).
+fn reference_check(header: &[u8], path: &Path) -> Result<()> {
+    serde_json::from_slice::<safetensors::tensor::Metadata>(header)
+        .map(|_| ())
+        .map_err(|e| {
+            err(
+                path,
+                format!("rejected by the reference safetensors checks: {e}"),
+            )
+        })
 }
 
 type Header = (Vec<Info>, BTreeMap<String, String>);
@@ -180,16 +247,18 @@ fn usize_array(v: Option<&Value>) -> Option<Vec<usize>> {
         .collect()
 }
 
+/// The crate's `Dtype` names every dtype the format defines; weft loads four of them, and says
+/// "unsupported" for the others rather than "unknown" (which means a corrupt or foreign file).
 fn lookup_dtype(s: &str) -> std::result::Result<Stored, String> {
-    match s {
-        "F32" => Ok(Stored::F32),
-        "I32" => Ok(Stored::I32),
-        "F16" => Ok(Stored::F16),
-        "BF16" => Ok(Stored::BF16),
-        _ if UNSUPPORTED_DTYPES.contains(&s) => Err(format!(
+    match serde_json::from_value::<Dtype>(Value::String(s.to_string())) {
+        Ok(Dtype::F32) => Ok(Stored::F32),
+        Ok(Dtype::I32) => Ok(Stored::I32),
+        Ok(Dtype::F16) => Ok(Stored::F16),
+        Ok(Dtype::BF16) => Ok(Stored::BF16),
+        Ok(_) => Err(format!(
             "dtype {s} is not supported (weft loads F32, I32, F16 and BF16)"
         )),
-        _ => Err(format!("unknown dtype '{s}'")),
+        Err(_) => Err(format!("unknown dtype '{s}'")),
     }
 }
 
@@ -230,25 +299,17 @@ fn check_tiling(infos: &mut [Info], buf_len: usize, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Little-endian bytes of a supported dtype to host data; 16-bit floats widen to f32.
 fn decode(dtype: Stored, bytes: &[u8]) -> HostData {
+    let words = || bytes.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]);
     let halves = || {
         bytes
             .chunks_exact(2)
             .map(|c| u16::from_le_bytes([c[0], c[1]]))
     };
     match dtype {
-        Stored::F32 => HostData::F32(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        ),
-        Stored::I32 => HostData::I32(
-            bytes
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        ),
+        Stored::F32 => HostData::F32(words().map(f32::from_le_bytes).collect()),
+        Stored::I32 => HostData::I32(words().map(i32::from_le_bytes).collect()),
         Stored::F16 => HostData::F32(halves().map(f16_to_f32).collect()),
         Stored::BF16 => HostData::F32(halves().map(bf16_to_f32).collect()),
     }
@@ -256,6 +317,8 @@ fn decode(dtype: Stored, bytes: &[u8]) -> HostData {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::super::raw;
     use super::*;
     use crate::checkpoint::atomic::unique_temp_dir;

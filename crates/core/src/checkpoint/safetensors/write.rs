@@ -1,12 +1,17 @@
-//! Writing: deterministic layout (sorted by name), reference-style padding, atomic replace.
+//! Writing: deterministic layout (sorted by name), reference-style padding, atomic replace. The
+//! header is built from the `safetensors` crate's types and checked by its layout rules.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use safetensors::Dtype;
+use safetensors::tensor::{Metadata, TensorInfo};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
 use super::{METADATA_KEY, TensorEntry, err};
 use crate::checkpoint::atomic;
 use crate::error::Result;
-use crate::exec::HostData;
+use crate::tensor::HostData;
 
 /// Write a safetensors file atomically (temp file, fsync, rename); a crash never leaves a
 /// half-written file at `path`.
@@ -29,7 +34,7 @@ pub fn to_bytes(
     let mut sorted: Vec<&TensorEntry> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     check_writable(&sorted, path)?;
-    let mut header = build_header(&sorted, metadata);
+    let mut header = build_header(&sorted, metadata, path)?;
     // The reference pads with spaces to 8 bytes so the buffer starts aligned for mmap readers.
     header.extend(std::iter::repeat_n(b' ', (8 - header.len() % 8) % 8));
     let data_len: usize = sorted.iter().map(|t| t.data.size_bytes()).sum();
@@ -81,35 +86,62 @@ fn check_writable(sorted: &[&TensorEntry], path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn build_header(sorted: &[&TensorEntry], metadata: &BTreeMap<String, String>) -> Vec<u8> {
-    // Serializing a string cannot fail; the fallback is never taken.
-    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    let mut parts = Vec::with_capacity(sorted.len() + 1);
-    if !metadata.is_empty() {
-        let kv: Vec<String> = metadata
-            .iter()
-            .map(|(k, v)| format!("{}:{}", quote(k), quote(v)))
-            .collect();
-        parts.push(format!("\"{METADATA_KEY}\":{{{}}}", kv.join(",")));
+/// The header as the format defines it: `__metadata__` first (sorted, so the bytes are
+/// reproducible; the crate's own serializer keeps metadata in a `HashMap`, whose order varies
+/// between runs), then one `TensorInfo` per tensor in buffer order.
+struct Header<'a> {
+    metadata: &'a BTreeMap<String, String>,
+    tensors: Vec<(&'a str, TensorInfo)>,
+}
+
+impl Serialize for Header<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if !self.metadata.is_empty() {
+            map.serialize_entry(METADATA_KEY, self.metadata)?;
+        }
+        for (name, info) in &self.tensors {
+            map.serialize_entry(name, info)?;
+        }
+        map.end()
     }
+}
+
+fn build_header(
+    sorted: &[&TensorEntry],
+    metadata: &BTreeMap<String, String>,
+    path: &Path,
+) -> Result<Vec<u8>> {
     let mut offset = 0;
-    for t in sorted {
-        let dtype = match t.data {
-            HostData::F32(_) => "F32",
-            HostData::I32(_) => "I32",
-            HostData::BF16(_) => "BF16",
-            HostData::F16(_) => "F16",
-        };
-        let shape: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
-        let end = offset + t.data.size_bytes();
-        parts.push(format!(
-            "{}:{{\"dtype\":\"{dtype}\",\"shape\":[{}],\"data_offsets\":[{offset},{end}]}}",
-            quote(&t.name),
-            shape.join(",")
-        ));
-        offset = end;
-    }
-    format!("{{{}}}", parts.join(",")).into_bytes()
+    let tensors: Vec<(&str, TensorInfo)> = sorted
+        .iter()
+        .map(|t| {
+            let dtype = match t.data {
+                HostData::F32(_) => Dtype::F32,
+                HostData::I32(_) => Dtype::I32,
+                HostData::BF16(_) => Dtype::BF16,
+                HostData::F16(_) => Dtype::F16,
+            };
+            let end = offset + t.data.size_bytes();
+            let info = TensorInfo {
+                dtype,
+                shape: t.shape.clone(),
+                data_offsets: (offset, end),
+            };
+            offset = end;
+            (t.name.as_str(), info)
+        })
+        .collect();
+    // The reference implementation's layout rules, applied to what weft is about to write.
+    let named = tensors.iter().map(|(n, i)| (n.to_string(), i.clone()));
+    Metadata::new(None, named.collect()).map_err(|e| {
+        err(
+            path,
+            format!("the reference safetensors checks refuse it: {e}"),
+        )
+    })?;
+    let header = Header { metadata, tensors };
+    serde_json::to_vec(&header).map_err(|e| err(path, format!("cannot encode the header: {e}")))
 }
 
 #[cfg(test)]

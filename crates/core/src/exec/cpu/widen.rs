@@ -5,9 +5,9 @@
 
 use super::util::check_out_len;
 use crate::error::{Error, Result};
-use crate::exec::half::{narrow_into, widen};
 use crate::exec::{HostData, KernelCtx, TensorRef, widened_refs};
 use crate::ir::{DType, Op};
+use crate::tensor::half::{narrow_into, widen};
 
 /// y = x rounded to `out`'s float type.
 pub(super) fn cast(

@@ -53,7 +53,7 @@ impl<B: Backend> Executor<B> {
         let mut wide = vec![0.0f32; len];
         f(&mut wide)?;
         let mut data = HostData::zeros(dtype, len);
-        crate::exec::half::narrow_into(&wide, &mut data);
+        crate::tensor::half::narrow_into(&wide, &mut data);
         self.backend.write(buf, data.view())
     }
 }

@@ -278,7 +278,7 @@ impl<'a> Emitter<'a> {
         };
         // An indivisible vocabulary is padded (see `rules::decide_shard`).
         let mut local = full.clone();
-        local[axis] = crate::exec::tp::padded_len(full[axis], groups * self.n) / self.n;
+        local[axis] = crate::tensor::padded_len(full[axis], groups * self.n) / self.n;
         let op = Op::Parameter {
             name: name.to_string(),
             shape: Shape::fixed(&local),

@@ -1,21 +1,32 @@
-//! The 16-bit float storage types of mixed precision, as bit patterns (`u16`): conversion to
-//! and from f32 (round to nearest even, NaN kept NaN), and the widening and narrowing of whole
-//! buffers that let every CPU kernel run on 16-bit tensors in f32.
+//! The 16-bit float storage types of mixed precision, as bit patterns (`u16`), converted by the
+//! `half` crate: round to nearest even, NaN kept NaN (quiet), exact widening. Also the widening
+//! and narrowing of whole buffers that let every CPU kernel run on 16-bit tensors in f32.
+//! `legacy_tests` pins the crate to weft's earlier hand-written conversions, bit for bit.
 
-use super::backend::HostData;
-pub use crate::checkpoint::bf16_to_f32;
-use crate::collectives::{f16_to_f32, f32_to_f16};
-use crate::ir::DType;
 use std::borrow::Cow;
+
+use super::{DType, HostData};
+
+/// IEEE 754 binary16 -> f32, exact (a signalling NaN comes back quiet).
+pub fn f16_to_f32(h: u16) -> f32 {
+    ::half::f16::from_bits(h).to_f32()
+}
+
+/// f32 -> IEEE 754 binary16, rounding to nearest even. Overflow gives infinity, values below
+/// half the smallest subnormal a signed zero, NaN a quiet NaN.
+pub fn f32_to_f16(x: f32) -> u16 {
+    ::half::f16::from_f32(x).to_bits()
+}
+
+/// bfloat16 -> f32: bf16 is the top half of an f32, so widening is exact (a signalling NaN
+/// comes back quiet).
+pub fn bf16_to_f32(b: u16) -> f32 {
+    ::half::bf16::from_bits(b).to_f32()
+}
 
 /// f32 -> bf16, rounding to nearest even; NaN stays a (quiet) NaN.
 pub fn f32_to_bf16(x: f32) -> u16 {
-    let bits = x.to_bits();
-    if x.is_nan() {
-        return ((bits >> 16) as u16) | 0x0040;
-    }
-    let round = 0x7fff + ((bits >> 16) & 1);
-    (bits.wrapping_add(round) >> 16) as u16
+    ::half::bf16::from_f32(x).to_bits()
 }
 
 /// One 16-bit value of `dtype` as f32.
@@ -80,6 +91,10 @@ pub fn narrow_into(values: &[f32], out: &mut HostData) {
 }
 
 #[cfg(test)]
+#[path = "half_legacy_tests.rs"]
+mod legacy_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -108,5 +123,56 @@ mod tests {
         narrow_into(&[0.5, -2.0, 3.0], &mut h);
         assert_eq!(widen(&h).unwrap().as_ref(), &[0.5, -2.0, 3.0]);
         assert!(widen(&HostData::I32(vec![1])).is_none());
+    }
+
+    /// Reference decoding from the format's definition, in f64, independent of the bit tricks.
+    fn f16_reference(h: u16) -> f64 {
+        let sign = if h >> 15 == 1 { -1.0 } else { 1.0 };
+        let exp = i32::from((h >> 10) & 0x1f);
+        let mant = f64::from(h & 0x3ff);
+        match exp {
+            0 => sign * mant * 2f64.powi(-24),
+            0x1f if mant == 0.0 => sign * f64::INFINITY,
+            0x1f => f64::NAN,
+            _ => sign * (1.0 + mant / 1024.0) * 2f64.powi(exp - 15),
+        }
+    }
+
+    #[test]
+    fn f16_known_values() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x03ff), 1023.0 * 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+        assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
+        assert_eq!(f16_to_f32(0xfc00), f32::NEG_INFINITY);
+        assert!(f16_to_f32(0x7e00).is_nan());
+        assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
+    }
+
+    #[test]
+    fn f16_matches_reference_for_every_bit_pattern() {
+        for h in 0..=u16::MAX {
+            let got = f16_to_f32(h);
+            let want = f16_reference(h);
+            if want.is_nan() {
+                assert!(got.is_nan(), "{h:#06x}");
+            } else {
+                assert_eq!(f64::from(got), want, "{h:#06x}");
+                assert_eq!(got.is_sign_negative(), h >> 15 == 1, "{h:#06x}");
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_known_values() {
+        assert_eq!(bf16_to_f32(0x3f80), 1.0);
+        assert_eq!(bf16_to_f32(0xc040), -3.0);
+        assert_eq!(bf16_to_f32(0x3e20), 0.156_25);
+        assert_eq!(bf16_to_f32(0x7f80), f32::INFINITY);
+        assert!(bf16_to_f32(0x7fc0).is_nan());
+        assert_eq!(bf16_to_f32(0x0001), f32::from_bits(0x0001_0000));
     }
 }
