@@ -89,3 +89,5 @@ export type { RuntimeInfo } from './native.js';
 export * as init from './init.js';
 export * as optim from './optim.js';
 export * as data from './data.js';
+export * as summary from './summaries.js';
+export type { SummaryReduce, SummarySpec, SummaryValue } from './summaries.js';
