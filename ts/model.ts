@@ -9,7 +9,7 @@ import { Losses } from './losses.js';
 import { Metrics } from './metrics.js';
 import { type NativeModel, type TensorInfo, call, native } from './native.js';
 import { Nn } from './nn.js';
-import { SUMMARY_REDUCES, type SummaryReduce, type SummarySpec } from './summaries.js';
+import { type SummaryReduce, type SummarySpec, checkSummary } from './summaries.js';
 import { type DType, type OpAttrs, type OpSink, type Shape, Tensor } from './tensor.js';
 
 /** Options of a strategy scope. */
@@ -444,13 +444,8 @@ export class ModelBuilder implements OpSink {
    * m.summary('logits', logits, 'histogram');
    */
   summary(name: string, t: Tensor, reduce: SummaryReduce = 'mean'): void {
-    if (typeof name !== 'string' || name === '') throw new WeftShapeError('summary: the name must be a non-empty string');
-    if (!(t instanceof Tensor) || t.sink !== this) throw new WeftShapeError(`summary '${name}': expected a tensor of this model`);
-    if (!SUMMARY_REDUCES.includes(reduce)) {
-      throw new WeftConfigError(`summary '${name}': unknown reduce ${JSON.stringify(reduce)}; the reduces are ${SUMMARY_REDUCES.join(', ')}`);
-    }
-    if (t.dtype !== 'f32') throw new WeftDTypeError(`summary '${name}': tensor ${t.toString()} is ${t.dtype}; summaries hold f32 tensors`);
-    if (this.summaryList.some((s) => s.name === name)) throw new WeftConfigError(`summary: a summary named '${name}' already exists`);
+    if (!(t instanceof Tensor) || t.sink !== this) throw new WeftShapeError(`summary '${String(name)}': expected a tensor of this model`);
+    checkSummary(name, t, reduce, this.summaryList);
     const output = `${SUMMARY_PREFIX}${name}`;
     call(() => this.native.output(output, t.id));
     this.summaryList.push(Object.freeze({ name, reduce, output, shape: t.shape }));

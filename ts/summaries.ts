@@ -3,8 +3,9 @@
  * come back from every step merged over micro-batches and replicas, and TensorBoard event files
  * (`EventWriter`, written by the core's `summary` module) record them with the run's scalars.
  */
+import { WeftConfigError, WeftDTypeError, WeftShapeError } from './errors.js';
 import { type NativeBinding, call, native } from './native.js';
-import type { Shape } from './tensor.js';
+import type { Shape, Tensor } from './tensor.js';
 
 /**
  * How a summary merges over its elements, micro-batches and replicas: `mean`, `sum`, `max`, `min`
@@ -21,6 +22,16 @@ export interface SummarySpec {
   /** The step output that carries it (an internal name). */
   readonly output: string;
   readonly shape: Shape;
+}
+
+/** `m.summary`'s checks: a new non-empty name, a known reduce, an f32 tensor. */
+export function checkSummary(name: string, t: Tensor, reduce: SummaryReduce, existing: readonly SummarySpec[]): void {
+  if (typeof name !== 'string' || name === '') throw new WeftShapeError('summary: the name must be a non-empty string');
+  if (!SUMMARY_REDUCES.includes(reduce)) {
+    throw new WeftConfigError(`summary '${name}': unknown reduce ${JSON.stringify(reduce)}; the reduces are ${SUMMARY_REDUCES.join(', ')}`);
+  }
+  if (t.dtype !== 'f32') throw new WeftDTypeError(`summary '${name}': tensor ${t.toString()} is ${t.dtype}; summaries hold f32 tensors`);
+  if (existing.some((s) => s.name === name)) throw new WeftConfigError(`summary: a summary named '${name}' already exists`);
 }
 
 /** A merged summary: a number, or every value for `histogram`. */

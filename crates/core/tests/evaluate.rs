@@ -58,7 +58,7 @@ fn a_divisor_or_a_multiple_of_the_compiled_batch_evaluates_like_a_device_compile
     .unwrap();
     let (b7, b8) = (batch(7), batch(8));
     for rows in [BATCH / 4, BATCH / 2, BATCH] {
-        let half = rows_of(&[b7.clone()], rows);
+        let half = rows_of(std::slice::from_ref(&b7), rows);
         assert_close(
             &t.evaluate(&half).unwrap(),
             &single(rows).evaluate(&half).unwrap(),
