@@ -97,7 +97,7 @@ test('m.summary merges over micro-batches and replicas as EPL does: the values o
   t.is(e?.message, 'summary \'x\': unknown reduce "median"; the reduces are mean, sum, max, min, histogram');
 });
 
-test('evaluate takes a divisor or a multiple of the compiled batch under the same layout, and refuses other sizes by name', async (t) => {
+test('evaluate takes a divisor or a multiple of the compiled batch under the same layout, labels only when read, and refuses other sizes by name', async (t) => {
   const { x, y } = tinyBatch();
   const rows = (n: number): weft.Batch => ({ x: x.slice(0, n * FEATURES), y: y.slice(0, n) });
   const twice: weft.Batch = { x: Float32Array.from([...x, ...x]), y: Int32Array.from([...y, ...y]) };
@@ -108,6 +108,13 @@ test('evaluate takes a divisor or a multiple of the compiled batch under the sam
     t.true(Math.abs(got.loss - want.loss) < 1e-6, `${n} rows: ${got.loss} vs ${want.loss}`);
     t.deepEqual(got.outputs.logits?.shape, [n, CLASSES]);
   }
+  // Labels may be left out when no output reads them: the same logits, and no loss.
+  const labelled = await dp.evaluate(rows(BATCH / 2));
+  const unlabelled = await dp.evaluate({ x: x.slice(0, (BATCH / 2) * FEATURES) });
+  t.deepEqual(unlabelled.outputs.logits?.data, labelled.outputs.logits?.data);
+  t.true(Number.isNaN(unlabelled.loss));
+  const noX = await t.throwsAsync(dp.evaluate({ y }), { instanceOf: weft.WeftBatchError });
+  t.is(noX?.message, "batch: evaluate: output 'logits' reads input 'x', which the batch leaves out");
   const e = await t.throwsAsync(dp.evaluate(rows(3)), { instanceOf: weft.WeftBatchError });
   t.is(e?.message, 'batch: evaluate: a batch of 3 rows does not fit the compiled global batch 8; give a multiple or a divisor of 8');
 });
@@ -127,6 +134,9 @@ test('weft train --eval-every: eval loss and perplexity in the --json lines on t
   await fails(['--eval-split', '0.1'], '--eval-split needs --eval-every N');
   await fails(['--eval-every', '1', '--eval-split', '1'], '--eval-split 1: the held-out fraction must be below 1');
   await fails(['--eval-every', '1', '--eval-split', '0.1', '--eval-data', 'x.bin'], '--eval-data and --eval-split both say what to evaluate on');
+  const plan = await runCli('plan', ...gpt, '--eval-every', '5');
+  t.is(plan.code, 2);
+  t.true(plan.stderr.includes("--eval-every applies to 'weft train'"), plan.stderr);
 });
 
 test('piped progress prints a line at least every 10 s as well as every 5%', (t) => {

@@ -201,7 +201,10 @@ export class Trainer {
    * Checks names, dtypes and lengths against the compiled inputs; converts plain arrays.
    * Returns one tensor per input in model order (what the native trainer takes).
    */
-  private prepare(batch: Batch, anyRows = false): Array<Float32Array | Int32Array> {
+  private prepare(batch: Batch): Array<Float32Array | Int32Array>;
+  private prepare(batch: Batch, forEvaluate: true): Array<Float32Array | Int32Array | null>;
+  /** The batch's typed arrays in input order; `forEvaluate`: any rows, a missing input is null. */
+  private prepare(batch: Batch, forEvaluate = false): Array<Float32Array | Int32Array | null> {
     if (typeof batch !== 'object' || batch === null) {
       throw new WeftBatchError(`batch must be an object of input name -> typed array, got ${String(batch)}`);
     }
@@ -213,13 +216,17 @@ export class Trainer {
     }
     // A plain loop with no closures: this runs on every step, right after the step has
     // flushed the caches, where every touched object costs.
-    const out = new Array<Float32Array | Int32Array>(this.inputs.length);
+    const out = new Array<Float32Array | Int32Array | null>(this.inputs.length);
     for (let i = 0; i < out.length; i++) {
       const spec = this.inputs[i] as InputShape;
       const data: unknown = batch[spec.name];
+      if (data === undefined && forEvaluate) {
+        out[i] = null;
+        continue;
+      }
       if (data === undefined) throw new WeftBatchError(`batch is missing input '${spec.name}' (expected ${this.want(i)})`);
       const typed = toTyped(spec, data);
-      if (!anyRows && typed.length !== this.lengths[i]) {
+      if (!forEvaluate && typed.length !== this.lengths[i]) {
         throw new WeftBatchError(`input '${spec.name}' has ${typed.length} values, expected ${this.want(i)}`);
       }
       out[i] = typed;
@@ -277,13 +284,14 @@ export class Trainer {
    * layout (nothing is recompiled). The batch may hold any number of rows that is a multiple or
    * a divisor of the compiled global batch: a multiple runs as that many global batches, a
    * divisor is repeated to fill one (its outputs cut back to its rows); the loss is the mean
-   * over the rows given either way.
+   * over the rows given either way. Inputs no output reads (labels) may be left out: the loss
+   * is then NaN.
    *
    * @example
    * const { loss, outputs } = await trainer.evaluate(batch);
    */
   evaluate(batch: Batch): Promise<EvalResult> {
-    let inputs: Array<Float32Array | Int32Array>;
+    let inputs: Array<Float32Array | Int32Array | null>;
     try {
       inputs = this.prepare(batch, true);
     } catch (err) {

@@ -13,6 +13,9 @@ import type { Flags, RunSpec } from './run-spec.js';
 const DEFAULT_SPLIT = 0.01;
 const DEFAULT_BATCHES = 10;
 
+/** The flags of evaluation and metrics, which only `weft train` takes. */
+export const WATCH_FLAGS = ['eval-every', 'eval-data', 'eval-split', 'eval-batches', 'eval-batch', 'logdir'] as const;
+
 /** The evaluation flags, checked. */
 export interface EvalSpec {
   readonly every: number;
@@ -33,7 +36,7 @@ export interface EvalSpec {
 export function evalSpec(f: Flags, spec: RunSpec): EvalSpec | undefined {
   const every = f.num('eval-every');
   if (every === undefined) {
-    const stray = ['eval-data', 'eval-split', 'eval-batches', 'eval-batch'].find((n) => f.has(n));
+    const stray = WATCH_FLAGS.filter((n) => n !== 'logdir').find((n) => f.has(n));
     if (stray !== undefined) throw new UsageError(`--${stray} needs --eval-every N`);
     return undefined;
   }

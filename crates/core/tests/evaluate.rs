@@ -97,3 +97,31 @@ fn a_batch_that_neither_divides_nor_is_divided_by_the_compiled_one_is_refused() 
         "batch: evaluate: input 'targets' has 2 rows but 'idx' has 4"
     );
 }
+
+#[test]
+fn labels_may_be_left_out_when_no_output_reads_them() {
+    let mut t = Trainer::compile(
+        model(2),
+        options(4, 2, "PreferBackward", serde_json::json!({})),
+    )
+    .unwrap();
+    let full = t.evaluate(&batch(3)).unwrap();
+    for rows in [BATCH / 2, BATCH] {
+        let mut no_labels = rows_of(&[batch(3)], rows);
+        no_labels.remove("targets");
+        let got = t.evaluate(&no_labels).unwrap();
+        // The loss reads the labels: there is none; the logits are the labelled run's.
+        assert!(got.loss.is_nan());
+        let keep = rows * T * V;
+        assert_eq!(
+            got.outputs[0].2.as_f32().unwrap(),
+            &full.outputs[0].2.as_f32().unwrap()[..keep]
+        );
+    }
+    let mut no_tokens = batch(3);
+    no_tokens.remove("idx");
+    assert_eq!(
+        t.evaluate(&no_tokens).unwrap_err().to_string(),
+        "batch: evaluate: output 'logits' reads input 'idx', which the batch leaves out"
+    );
+}

@@ -6,9 +6,10 @@
 
 use super::batch::{mean_loss, views};
 use super::report::StepReport;
-use super::trainer::Trainer;
+use super::trainer::{InputSpec, Trainer};
 use crate::error::{Error, Result};
 use crate::exec::{AsHostView, Backend, HostData, HostView};
+use crate::ir::Op;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -18,18 +19,39 @@ type Owned = BTreeMap<String, HostData>;
 impl<B: Backend> Trainer<B> {
     /// Loss and outputs on a batch of any number of rows that is a multiple or a divisor of the
     /// compiled global batch, without updating anything.
+    ///
+    /// Inputs that no output reads may be left out (labels, when only outputs are wanted): they
+    /// run as zeros, and the loss is NaN when it reads one of them. An output that reads a
+    /// missing input is an error naming both.
     pub fn evaluate<D: AsHostView>(&mut self, batch: &BTreeMap<String, D>) -> Result<StepReport> {
-        let batch = views(batch);
+        let given = views(batch);
+        let rows = self.rows_of(&given)?;
+        let (zeros, loss_reads_missing) = self.missing_inputs(&given, rows)?;
+        let mut batch = given;
+        for (name, data) in &zeros {
+            batch.insert(name.as_str(), data.view());
+        }
+        let mut report = self.evaluate_rows(&batch, rows)?;
+        if loss_reads_missing {
+            report.loss = f32::NAN;
+        }
+        Ok(report)
+    }
+
+    fn evaluate_rows(
+        &mut self,
+        batch: &BTreeMap<&str, HostView<'_>>,
+        rows: usize,
+    ) -> Result<StepReport> {
         let global = self.options.batch;
-        let rows = self.rows_of(&batch)?;
         if rows == global {
-            return self.evaluate_compiled(&batch);
+            return self.evaluate_compiled(batch);
         }
         if rows > global && rows.is_multiple_of(global) {
-            return self.evaluate_chunks(&batch, rows / global);
+            return self.evaluate_chunks(batch, rows / global);
         }
         if rows > 0 && global.is_multiple_of(rows) {
-            let tiled = self.tile(&batch, global / rows);
+            let tiled = self.tile(batch, global / rows);
             let mut report = self.evaluate_compiled(&views(&tiled))?;
             for (_, dims, data) in &mut report.outputs {
                 keep_share(dims, data, rows, global);
@@ -41,15 +63,64 @@ impl<B: Backend> Trainer<B> {
         )))
     }
 
+    /// Zeros for every input the batch lacks, after checking that no output reads one; and
+    /// whether the loss reads one.
+    fn missing_inputs(
+        &self,
+        batch: &BTreeMap<&str, HostView<'_>>,
+        rows: usize,
+    ) -> Result<(Owned, bool)> {
+        let missing: Vec<&InputSpec> = self
+            .inputs
+            .iter()
+            .filter(|s| !batch.contains_key(s.name.as_str()))
+            .collect();
+        if missing.is_empty() {
+            return Ok((Owned::new(), false));
+        }
+        // Which missing input each node reads, directly or through others (topological order).
+        let g = &self.compiled;
+        let mut reads: Vec<Option<&str>> = vec![None; g.nodes.len()];
+        for id in g.ids() {
+            let node = g.node(id);
+            reads[id.index()] = match &node.op {
+                Op::Input { name, .. } => missing
+                    .iter()
+                    .find(|s| &s.name == name)
+                    .map(|s| s.name.as_str()),
+                _ => node.inputs.iter().find_map(|i| reads[i.index()]),
+            };
+        }
+        for (output, id) in &g.outputs {
+            if let Some(input) = reads[id.index()] {
+                return Err(Error::batch(format!(
+                    "evaluate: output '{output}' reads input '{input}', which the batch leaves out"
+                )));
+            }
+        }
+        let loss_reads = g.loss.is_some_and(|l| reads[l.index()].is_some());
+        let zeros = missing
+            .iter()
+            .map(|s| {
+                let per_row = s.dims.iter().product::<usize>() / self.options.batch.max(1);
+                let len = if s.batched {
+                    per_row * rows
+                } else {
+                    s.dims.iter().product()
+                };
+                (s.name.clone(), HostData::zeros(s.dtype, len))
+            })
+            .collect();
+        Ok((zeros, loss_reads))
+    }
+
     /// Rows of an evaluation batch, the same for every batched input; other inputs whole.
     fn rows_of(&self, batch: &BTreeMap<&str, HostView<'_>>) -> Result<usize> {
         let mut rows: Option<(usize, &str)> = None;
         for s in self.inputs.iter().filter(|s| s.batched) {
+            // A missing input is `missing_inputs`' business.
             let Some(data) = batch.get(s.name.as_str()) else {
-                return Err(Error::batch(format!(
-                    "evaluate: missing input '{}'",
-                    s.name
-                )));
+                continue;
             };
             // The batch axis may carry a factor (`[B*T]`), so a row is the global size / batch.
             let per_row = s.dims.iter().product::<usize>() / self.options.batch.max(1);
