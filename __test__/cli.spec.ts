@@ -99,8 +99,10 @@ test('train --model mlp --steps 5 --json prints 5 step lines and a summary with 
   const lines = jsonLines(r.stdout);
   t.is(lines.length, 6);
   lines.slice(0, 5).forEach((l, i) => {
-    t.deepEqual(Object.keys(l), ['step', 'loss', 'lr', 'ms', 'tokens_per_s']);
+    t.deepEqual(Object.keys(l), ['step', 'loss', 'ms', 'tokens_per_s', 'lr', 'grad_norm']);
     t.is(l['step'], i + 1);
+    t.is(l['lr'], 1e-3);
+    t.true((l['grad_norm'] as number) > 0);
     t.true(Number.isFinite(l['loss']));
   });
   const summary = lines[5]?.['summary'] as Record<string, unknown>;

@@ -22,6 +22,12 @@ export interface TokenLoaderOptions {
   readonly batch: number;
   /** Tokens per row (T). */
   readonly seq: number;
+  /**
+   * Hold out the last `fraction` of the tokens (at least one) for evaluation: `part: 'train'`
+   * reads the tokens before the cut only, `'eval'` the tokens after it, so training never
+   * sees an evaluation token.
+   */
+  readonly heldOut?: { readonly fraction: number; readonly part: 'train' | 'eval' };
 }
 
 /** llm.c's sequential loader: each batch reads B*T+1 tokens, then advances by B*T, wrapping at the end. */
@@ -77,7 +83,8 @@ export function tokenLoader(options: TokenLoaderOptions): TokenLoader {
   if (!Number.isInteger(batch) || batch < 1 || !Number.isInteger(seq) || seq < 1) {
     throw new WeftBatchError(`token loader: batch and seq must be positive integers, got batch=${batch}, seq=${seq}`);
   }
-  return new TokenLoader(call(() => new (native().NativeTokenLoader)(options.path ?? null, batch, seq)));
+  const held = options.heldOut;
+  return new TokenLoader(call(() => new (native().NativeTokenLoader)(options.path ?? null, batch, seq, held?.fraction ?? null, held?.part ?? null)));
 }
 
 /** The tokens of an llm.c `.bin` file. @example const tokens = weft.data.readTokens('train.bin'); */

@@ -90,3 +90,5 @@ export * as init from './init.js';
 export * as optim from './optim.js';
 export * as data from './data.js';
 export * as checkpoint from './checkpoint.js';
+export * as summary from './summaries.js';
+export type { SummaryReduce, SummarySpec, SummaryValue } from './summaries.js';

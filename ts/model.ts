@@ -9,6 +9,7 @@ import { Losses } from './losses.js';
 import { Metrics } from './metrics.js';
 import { type NativeModel, type TensorInfo, call, native } from './native.js';
 import { Nn } from './nn.js';
+import { type SummaryReduce, type SummarySpec, checkSummary } from './summaries.js';
 import { type DType, type OpAttrs, type OpSink, type Shape, Tensor } from './tensor.js';
 
 /** Options of a strategy scope. */
@@ -105,6 +106,8 @@ export interface CollectionSpec {
 
 /** Step outputs named with this prefix carry collection tensors. */
 const COLLECTION_PREFIX = 'collection:';
+/** Step outputs named with this prefix carry summaries. */
+const SUMMARY_PREFIX = 'summary:';
 
 /** A named tensor of a built model (an input or an output). */
 export interface TensorSpec {
@@ -177,6 +180,7 @@ export class ModelBuilder implements OpSink {
   private readonly outputList: (TensorSpec & { readonly id: number })[] = [];
   private readonly paramList: ParameterSpec[] = [];
   private readonly collectionList: (CollectionSpec & { readonly id: number })[] = [];
+  private readonly summaryList: SummarySpec[] = [];
   private dropouts = 0;
 
   /** @internal */
@@ -261,6 +265,9 @@ export class ModelBuilder implements OpSink {
     }
     if (typeof name === 'string' && name.startsWith(COLLECTION_PREFIX)) {
       throw new WeftShapeError(`output '${name}': names starting with '${COLLECTION_PREFIX}' are reserved for collections (m.addToCollection)`);
+    }
+    if (typeof name === 'string' && name.startsWith(SUMMARY_PREFIX)) {
+      throw new WeftShapeError(`output '${name}': names starting with '${SUMMARY_PREFIX}' are reserved for summaries (m.summary)`);
     }
     call(() => this.native.output(name, t.id));
     this.outputList.push({ name, shape: t.shape, dims: t.dims, dtype: t.dtype, id: t.id });
@@ -426,6 +433,24 @@ export class ModelBuilder implements OpSink {
     this.collectionList.push({ key, name: label, output, shape: t.shape, dims: t.dims, id: t.id });
   }
 
+  /**
+   * Records `t` as a summary (EPL's `tf.summary` + `update_summaries`): every step returns it
+   * merged over micro-batches and replicas under `result.summaries[name]` (`mean`, `sum`, `max`,
+   * `min`: a number over all its values; `histogram`: every value), and `weft train` writes it
+   * to the run's TensorBoard event files as `summary/<name>`. Summaries hold f32 tensors.
+   *
+   * @example
+   * m.summary('logit_mean', logits.mean(), 'mean');
+   * m.summary('logits', logits, 'histogram');
+   */
+  summary(name: string, t: Tensor, reduce: SummaryReduce = 'mean'): void {
+    if (!(t instanceof Tensor) || t.sink !== this) throw new WeftShapeError(`summary '${String(name)}': expected a tensor of this model`);
+    checkSummary(name, t, reduce, this.summaryList);
+    const output = `${SUMMARY_PREFIX}${name}`;
+    call(() => this.native.output(output, t.id));
+    this.summaryList.push(Object.freeze({ name, reduce, output, shape: t.shape }));
+  }
+
   /** @internal `name` under the current scope prefix. */
   scopedName(name: string): string {
     if (typeof name !== 'string' || name === '') throw new WeftShapeError('names must be non-empty strings');
@@ -454,12 +479,13 @@ export class ModelBuilder implements OpSink {
   }
 
   /** @internal */
-  summary(): {
+  built(): {
     inputs: TensorSpec[];
     outputs: TensorSpec[];
     parameters: ParameterSpec[];
     taskgraphs: TaskGraphInfo[];
     collections: CollectionSpec[];
+    summaries: SummarySpec[];
   } {
     const strip = <X extends { id: number }>(x: X): Omit<X, 'id'> => {
       const { id: _id, ...rest } = x;
@@ -471,6 +497,7 @@ export class ModelBuilder implements OpSink {
       parameters: [...this.paramList],
       taskgraphs: this.taskgraphs(),
       collections: this.collectionList.map(strip),
+      summaries: [...this.summaryList],
     };
   }
 }
@@ -485,6 +512,8 @@ export class Model {
   readonly taskgraphs: readonly TaskGraphInfo[];
   /** Tensors added with `m.addToCollection`, in registration order. */
   readonly collections: readonly CollectionSpec[];
+  /** Tensors recorded with `m.summary`, in registration order. */
+  readonly summaries: readonly SummarySpec[];
   /** The loss tensor's node id. */
   readonly lossId: number;
   private readonly build: BuildFn;
@@ -496,12 +525,13 @@ export class Model {
     this.config = cfg;
     this.build = build;
     const { builder, loss } = Model.run(cfg, build);
-    const s = builder.summary();
+    const s = builder.built();
     this.inputs = Object.freeze(s.inputs);
     this.outputs = Object.freeze(s.outputs);
     this.parameters = Object.freeze(s.parameters);
     this.taskgraphs = Object.freeze(s.taskgraphs);
     this.collections = Object.freeze(s.collections);
+    this.summaries = Object.freeze(s.summaries);
     this.lossId = loss.id;
     this.graphText = call(() => builder.native.text());
     this.pending = builder;

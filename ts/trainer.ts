@@ -9,6 +9,7 @@ import { WeftBatchError, WeftConfigError, WeftDTypeError, WeftInternalError, Wef
 import type { CollectionSpec, GraphKey, Model } from './model.js';
 import { type NativeTrainer, call, callAsync, native } from './native.js';
 import type { Optimizer } from './optim.js';
+import { type SummarySpec, type SummaryValue, mergeSummary } from './summaries.js';
 import type { DType } from './tensor.js';
 import type { MemoryReport, PlanJson, Trace } from './reports.js';
 
@@ -58,6 +59,8 @@ export interface StepResult {
    * `collections.global_mean?.loss`. A scalar merged by mean or sum is a number.
    */
   readonly collections: Collections;
+  /** Tensors of `m.summary`, merged over micro-batches and replicas, by name. */
+  readonly summaries: Readonly<Record<string, SummaryValue>>;
 }
 
 /** A merged collection tensor: a number for a scalar merged by mean or sum, else its values. */
@@ -156,6 +159,7 @@ export class Trainer {
     batch: number,
     onProgress: ((r: StepResult) => void) | undefined,
     collections: readonly CollectionSpec[] = [],
+    summaries: readonly SummarySpec[] = [],
   ) {
     this.nativeTrainer = t;
     this.batch = batch;
@@ -168,7 +172,7 @@ export class Trainer {
     for (const w of this.warnings) process.emitWarning(w, 'WeftWarning');
     const replicas = Number(plan.batch?.replicas ?? 1);
     const microBatches = Number(plan.batch?.micro_batches ?? 1);
-    this.merge = { parts: replicas * microBatches, collections };
+    this.merge = { parts: replicas * microBatches, collections, summaries };
     this.inputs = Object.freeze(
       call(() => t.inputs()).map((s) => Object.freeze({ name: s.name, shape: Object.freeze([...s.shape]), dtype: s.dtype as DType })),
     );
@@ -197,7 +201,10 @@ export class Trainer {
    * Checks names, dtypes and lengths against the compiled inputs; converts plain arrays.
    * Returns one tensor per input in model order (what the native trainer takes).
    */
-  private prepare(batch: Batch): Array<Float32Array | Int32Array> {
+  private prepare(batch: Batch): Array<Float32Array | Int32Array>;
+  private prepare(batch: Batch, forEvaluate: true): Array<Float32Array | Int32Array | null>;
+  /** The batch's typed arrays in input order; `forEvaluate`: any rows, a missing input is null. */
+  private prepare(batch: Batch, forEvaluate = false): Array<Float32Array | Int32Array | null> {
     if (typeof batch !== 'object' || batch === null) {
       throw new WeftBatchError(`batch must be an object of input name -> typed array, got ${String(batch)}`);
     }
@@ -209,13 +216,17 @@ export class Trainer {
     }
     // A plain loop with no closures: this runs on every step, right after the step has
     // flushed the caches, where every touched object costs.
-    const out = new Array<Float32Array | Int32Array>(this.inputs.length);
+    const out = new Array<Float32Array | Int32Array | null>(this.inputs.length);
     for (let i = 0; i < out.length; i++) {
       const spec = this.inputs[i] as InputShape;
       const data: unknown = batch[spec.name];
+      if (data === undefined && forEvaluate) {
+        out[i] = null;
+        continue;
+      }
       if (data === undefined) throw new WeftBatchError(`batch is missing input '${spec.name}' (expected ${this.want(i)})`);
       const typed = toTyped(spec, data);
-      if (typed.length !== this.lengths[i]) {
+      if (!forEvaluate && typed.length !== this.lengths[i]) {
         throw new WeftBatchError(`input '${spec.name}' has ${typed.length} values, expected ${this.want(i)}`);
       }
       out[i] = typed;
@@ -269,21 +280,26 @@ export class Trainer {
   }
 
   /**
-   * Loss and outputs on a global batch without updating the parameters.
+   * Loss, outputs and summaries on a batch without updating the parameters, under the compiled
+   * layout (nothing is recompiled). The batch may hold any number of rows that is a multiple or
+   * a divisor of the compiled global batch: a multiple runs as that many global batches, a
+   * divisor is repeated to fill one (its outputs cut back to its rows); the loss is the mean
+   * over the rows given either way. Inputs no output reads (labels) may be left out: the loss
+   * is then NaN.
    *
    * @example
    * const { loss, outputs } = await trainer.evaluate(batch);
    */
   evaluate(batch: Batch): Promise<EvalResult> {
-    let inputs: Array<Float32Array | Int32Array>;
+    let inputs: Array<Float32Array | Int32Array | null>;
     try {
-      inputs = this.prepare(batch);
+      inputs = this.prepare(batch, true);
     } catch (err) {
       return Promise.reject(err);
     }
     return this.serial(async () => {
       const r = report(await callAsync(() => call(() => this.nativeTrainer.evaluate(inputs))), this.merge);
-      return Object.freeze({ step: r.step, loss: r.loss, ms: r.ms, outputs: r.outputs, collections: r.collections });
+      return Object.freeze({ step: r.step, loss: r.loss, ms: r.ms, outputs: r.outputs, collections: r.collections, summaries: r.summaries });
     });
   }
 
@@ -451,10 +467,11 @@ function toTyped(spec: InputShape, data: unknown): Float32Array | Int32Array {
 
 type NativeReport = Awaited<ReturnType<NativeTrainer['step']>>;
 
-/** What a trainer needs to merge outputs: R*M (the core's parts) and the collection tensors. */
+/** What a trainer needs to merge outputs: R*M (the core's parts), the collection tensors and summaries. */
 interface OutputMerge {
   readonly parts: number;
   readonly collections: readonly CollectionSpec[];
+  readonly summaries: readonly SummarySpec[];
 }
 
 /**
@@ -491,12 +508,19 @@ function shortestF32(x: number): number {
 function report(r: NativeReport, merge: OutputMerge): StepResult {
   const outputs: Record<string, OutputValue> = {};
   const collections: Partial<Record<GraphKey, Record<string, CollectionValue>>> = {};
+  const summaries: Record<string, SummaryValue> = {};
   for (const o of r.outputs) {
     const spec = merge.collections.find((c) => c.output === o.name);
     if (spec !== undefined) {
       if (!(o.data instanceof Float32Array)) throw new WeftInternalError(`collection ${spec.key}/${spec.name}: expected f32 data`);
       const bucket = (collections[spec.key] ??= {});
       bucket[spec.name] = mergeCollection(spec, o.data, merge.parts);
+      continue;
+    }
+    const summary = merge.summaries.find((c) => c.output === o.name);
+    if (summary !== undefined) {
+      if (!(o.data instanceof Float32Array)) throw new WeftInternalError(`summary ${summary.name}: expected f32 data`);
+      summaries[summary.name] = mergeSummary(summary, o.data);
       continue;
     }
     // A scalar output carries one value per micro-batch per replica.
@@ -517,6 +541,7 @@ function report(r: NativeReport, merge: OutputMerge): StepResult {
     skippedSteps: r.skippedSteps,
     outputs: Object.freeze(outputs),
     collections: Object.freeze(collections),
+    summaries: Object.freeze(summaries),
   });
 }
 
@@ -552,5 +577,5 @@ export async function compile(model: Model, options: CompileOptions): Promise<Tr
   });
   const nativeModel = model.takeNative();
   const t = await callAsync(() => call(() => native().compile(nativeModel, model.lossId, json)));
-  return new Trainer(t, batch, onProgress, model.collections);
+  return new Trainer(t, batch, onProgress, model.collections, model.summaries);
 }

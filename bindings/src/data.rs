@@ -64,13 +64,33 @@ pub struct NativeTokenLoader {
 
 #[napi]
 impl NativeTokenLoader {
+    /// `heldOut`: the fraction of the tokens at the end set aside for evaluation (`TokenFile::
+    /// held_out`); `part` says which side this loader reads: `"train"` or `"eval"`.
     #[napi(constructor)]
-    pub fn new(path: Option<String>, batch: u32, seq: u32) -> js::Result<Self> {
+    pub fn new(
+        path: Option<String>,
+        batch: u32,
+        seq: u32,
+        held_out: Option<f64>,
+        part: Option<String>,
+    ) -> js::Result<Self> {
         guard(|| {
-            let file = match path {
+            let mut file = match path {
                 Some(p) => TokenFile::open(Path::new(&p))?,
                 None => TokenFile::from_tokens("<built-in corpus>", builtin_tokens()),
             };
+            if let Some(fraction) = held_out {
+                let (train, eval) = file.held_out(fraction)?;
+                file = match part.as_deref() {
+                    Some("eval") => eval,
+                    Some("train") | None => train,
+                    Some(other) => {
+                        let m =
+                            format!("token loader part must be 'train' or 'eval', got '{other}'");
+                        return Err(weft_core::Error::batch(m));
+                    }
+                };
+            }
             Ok(NativeTokenLoader {
                 inner: TokenLoader::new(file, batch as usize, seq as usize)?,
             })

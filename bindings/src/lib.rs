@@ -16,6 +16,7 @@ mod datasets;
 mod error;
 mod generate;
 mod model;
+mod summary;
 mod trainer;
 #[cfg(all(target_os = "wasi", not(target_feature = "atomics")))]
 mod wasi_threads;

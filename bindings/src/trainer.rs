@@ -71,6 +71,8 @@ fn batch_map(
     mut staging: BTreeMap<String, HostData>,
 ) -> Result<BTreeMap<String, HostData>> {
     check_count(names, inputs.len())?;
+    // An evaluation may leave inputs out: no buffer of an earlier step may stand in for them.
+    staging.retain(|k, _| names.contains(k));
     for (name, v) in names.iter().zip(inputs) {
         match staging.get_mut(name) {
             Some(buf) => copy_into(buf, v),
@@ -249,7 +251,12 @@ pub struct NativeTrainer {
 }
 
 impl NativeTrainer {
-    fn step_task(&self, inputs: &[JsTensor], train: bool) -> Result<AsyncTask<StepTask>> {
+    fn step_task(
+        &self,
+        names: &[String],
+        inputs: &[JsTensor],
+        train: bool,
+    ) -> Result<AsyncTask<StepTask>> {
         // A step still holding the buffers (calls not awaited) leaves an empty map: fresh ones.
         let reuse = self
             .staging
@@ -258,7 +265,7 @@ impl NativeTrainer {
             .unwrap_or_default();
         Ok(AsyncTask::new(StepTask {
             trainer: self.inner.clone(),
-            batch: batch_map(&self.input_names, inputs, reuse)?,
+            batch: batch_map(names, inputs, reuse)?,
             staging: self.staging.clone(),
             train,
         }))
@@ -277,7 +284,7 @@ impl NativeTrainer {
     /// One optimizer step on a global batch: one tensor per input, in `inputs()` order.
     #[napi(ts_args_type = "inputs: Array<Float32Array | Int32Array>")]
     pub fn step(&self, inputs: Vec<JsTensor>) -> js::Result<AsyncTask<StepTask>> {
-        guard(|| self.step_task(&inputs, true))
+        guard(|| self.step_task(&self.input_names, &inputs, true))
     }
 
     /// One optimizer step on the calling (JS) thread: the batch's typed arrays (one per input,
@@ -298,10 +305,20 @@ impl NativeTrainer {
         })
     }
 
-    /// Loss and outputs on a global batch, without updating anything.
-    #[napi(ts_args_type = "inputs: Array<Float32Array | Int32Array>")]
-    pub fn evaluate(&self, inputs: Vec<JsTensor>) -> js::Result<AsyncTask<StepTask>> {
-        guard(|| self.step_task(&inputs, false))
+    /// Loss and outputs on a batch of any multiple or divisor of the compiled rows, without
+    /// updating anything; a `null` input is left out (`Trainer::evaluate`: labels no output reads).
+    #[napi(ts_args_type = "inputs: Array<Float32Array | Int32Array | null>")]
+    pub fn evaluate(&self, inputs: Vec<Option<JsTensor>>) -> js::Result<AsyncTask<StepTask>> {
+        guard(|| {
+            check_count(&self.input_names, inputs.len())?;
+            let (names, given): (Vec<String>, Vec<JsTensor>) = self
+                .input_names
+                .iter()
+                .zip(inputs)
+                .filter_map(|(n, t)| Some((n.clone(), t?)))
+                .unzip();
+            self.step_task(&names, &given, false)
+        })
     }
 
     /// Write a checkpoint (parameters, optimizer state, step, and `metaJson`) as a new step

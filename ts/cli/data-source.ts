@@ -6,6 +6,7 @@ import * as weft from '../index.js';
 import type { CliMeta } from './checkpoint.js';
 import { Rng } from '../rng.js';
 import type { ModelSpec } from './run-spec.js';
+import { UsageError } from './cli-error.js';
 
 /** An endless stream of global batches. */
 export interface BatchSource {
@@ -24,18 +25,30 @@ export interface BatchSource {
  * const src = batchSource(spec.model, 8, undefined, 0);
  * await trainer.step(src.next());
  */
-export function batchSource(model: ModelSpec, batch: number, data: string | undefined, seed: number, resume?: CliMeta['data'], workers?: Workers): BatchSource {
-  if (model.kind === 'gpt') return tokenSource(model.seq, batch, data, seed, resume, workers);
-  return teacherSource(model.sizes, batch, seed, resume?.path === null ? resume.position : 0);
+export function batchSource(model: ModelSpec, batch: number, data: string | undefined, seed: number, resume?: CliMeta['data'], workers?: Workers, heldOut?: HeldOut): BatchSource {
+  if (model.kind === 'gpt') return tokenSource(model.seq, batch, data, seed, resume, workers, heldOut);
+  return teacherSource(model.sizes, batch, seed, resume?.path === null ? resume.position : 0, heldOut?.part === 'eval');
 }
 
-function tokenSource(seq: number, batch: number, data: string | undefined, seed: number, resume: CliMeta['data'] | undefined, workers: Workers | undefined): BatchSource {
+/**
+ * `--eval-split`: which side of the held-out cut a source reads. A token file (or the corpus)
+ * is cut once: the last `fraction` of its tokens is the eval part (`TokenFile::held_out`).
+ * Synthetic mlp data has no end to cut: the eval part is a stream of batches the training
+ * stream never draws.
+ */
+export interface HeldOut {
+  readonly fraction: number;
+  readonly part: 'train' | 'eval';
+}
+
+function tokenSource(seq: number, batch: number, data: string | undefined, seed: number, resume: CliMeta['data'] | undefined, workers: Workers | undefined, heldOut: HeldOut | undefined): BatchSource {
   const set = data === undefined ? undefined : weft.data.resolve(data);
   if (data !== undefined && set && (set.manifest || set.shards.length > 1)) {
+    if (heldOut) throw new UsageError(`--eval-split: ${data} is a set of shards; hold one out with --eval-data (weft data prepare writes val shards) instead`);
     const mine = workers ? workerShards(set.shards, workers, workers.rank).files : set.shards;
     return shardSource(seq, batch, data, { ...set, shards: mine }, seed, resume);
   }
-  const loader = weft.data.tokenLoader({ batch, seq, ...(data !== undefined && { path: data }) });
+  const loader = weft.data.tokenLoader({ batch, seq, ...(data !== undefined && { path: data }), ...(heldOut && { heldOut }) });
   if (resume && resume.path === (data ?? null)) loader.seek(resume.position);
   return {
     next: () => {
@@ -100,7 +113,7 @@ function shardSource(seq: number, batch: number, data: string, set: weft.data.Da
 }
 
 /** Gaussian inputs labelled by the arg-max of a fixed random linear map. */
-function teacherSource(sizes: readonly number[], batch: number, seed: number, start: number): BatchSource {
+function teacherSource(sizes: readonly number[], batch: number, seed: number, start: number, heldOut = false): BatchSource {
   const inputs = sizes[0] as number;
   const classes = sizes[sizes.length - 1] as number;
   const teacherRng = new Rng(seed * 2 + 1);
@@ -108,8 +121,9 @@ function teacherSource(sizes: readonly number[], batch: number, seed: number, st
   let drawn = start;
   return {
     next: () => {
-      // One stream per batch index, so a resumed run continues where the saved one stopped.
-      const rng = new Rng(Math.imul(seed + 1, 0x9e3779b1) ^ (drawn++ * 2 + 2));
+      // One stream per batch index, so a resumed run continues where the saved one stopped;
+      // training draws the even streams, held-out evaluation the odd ones.
+      const rng = new Rng(Math.imul(seed + 1, 0x9e3779b1) ^ (drawn++ * 2 + (heldOut ? 3 : 2)));
       const x = Float32Array.from({ length: batch * inputs }, () => rng.normal());
       return { x, y: labels(x, teacher, inputs, classes) };
     },

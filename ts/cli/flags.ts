@@ -68,6 +68,12 @@ const RUN: FlagSpec[] = [
   { name: 'keep', kind: 'int', group: 'run', min: 1, value: 'K', help: 'train: keep the newest K saves under --save (default 1)' },
   { name: 'resume', kind: 'string', group: 'run', value: 'DIR', help: 'continue the run saved in DIR exactly (weights, optimizer, schedule, data position) up to --steps; the newest complete save under DIR' },
   { name: 'trace', kind: 'string', group: 'run', value: 'FILE.json', help: 'train: Chrome/Perfetto trace of the last step' },
+  { name: 'eval-every', kind: 'int', group: 'run', min: 1, value: 'N', help: 'train: evaluate every N steps and after the last (eval loss, and perplexity for gpt)' },
+  { name: 'eval-data', kind: 'string', group: 'run', value: 'FILE.bin|A,B|GLOB|DIR', help: 'train: evaluation token file(s) (gpt)' },
+  { name: 'eval-split', kind: 'number', group: 'run', min: 0, minExclusive: true, value: 'FRACTION', help: 'train: hold out the last FRACTION of the --data tokens (or of the corpus) for evaluation, never trained on (default 0.01 without --eval-data)' },
+  { name: 'eval-batches', kind: 'int', group: 'run', min: 1, value: 'K', help: 'train: batches per evaluation (default 10; the same K batches every time)' },
+  { name: 'eval-batch', kind: 'int', group: 'run', min: 1, value: 'B', help: 'train: rows per evaluation batch: a multiple or divisor of --batch (default --batch)' },
+  { name: 'logdir', kind: 'string', group: 'run', value: 'DIR', help: 'train: TensorBoard event files and metrics.jsonl (default DIR.logs beside --save DIR; none without either)' },
   { name: 'memory-limit', kind: 'size', group: 'run', value: 'SIZE', help: 'per-device memory limit, e.g. 4GiB' },
 ];
 

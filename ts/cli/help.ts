@@ -13,7 +13,7 @@ const SUMMARY: Record<string, string> = {
 };
 
 const USAGE: Record<string, string> = {
-  train: 'weft train --model gpt|mlp [model flags] [--data FILE.bin] [--devices cpu:N] [--dp N] [--pp N] [--tp N] [--set pipeline.num_micro_batch=M] [--steps N] [--json] [--save DIR] [--trace FILE.json]',
+  train: 'weft train --model gpt|mlp [model flags] [--data FILE.bin] [--devices cpu:N] [--dp N] [--pp N] [--tp N] [--set pipeline.num_micro_batch=M] [--steps N] [--json] [--save DIR] [--trace FILE.json] [--eval-every N [--eval-data FILE.bin | --eval-split F]] [--logdir DIR]',
   plan: 'weft plan <train flags> [--json]',
   sample: 'weft sample --checkpoint DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--top-p P] [--stop TEXT] [--seed S] [--dp/--pp/--tp N]',
   demo: 'weft demo [--out DIR] [--steps N]',

@@ -6,6 +6,7 @@ import type { ParsedArgs } from './args.js';
 import { stageSizes } from '../models/stages.js';
 import { CliError, UsageError } from './cli-error.js';
 import { workerShards, workersOf } from './data-source.js';
+import { WATCH_FLAGS } from './eval.js';
 import * as weft from '../index.js';
 import { Flags, type RunSpec, runSpec } from './run-spec.js';
 import { compileRun, formatBytes, overLimit } from './session.js';
@@ -18,8 +19,11 @@ import type { Io } from './train.js';
  * await planCommand(parseArgs('plan', ['--model', 'mlp', '--json']), { out: process.stdout, err: process.stderr });
  */
 export async function planCommand(args: ParsedArgs, io: Io): Promise<number> {
-  const spec = runSpec(new Flags(args));
+  const f = new Flags(args);
+  const spec = runSpec(f);
   if (spec.trace !== undefined) throw new UsageError("--trace applies to 'weft train': a plan runs no step to trace");
+  const watch = WATCH_FLAGS.find((n) => f.has(n));
+  if (watch !== undefined) throw new UsageError(`--${watch} applies to 'weft train': a plan runs no step to evaluate or log`);
   const trainer = await compileRun(spec);
   const plan = trainer.plan;
   if (spec.json) {

@@ -1,5 +1,6 @@
 /**
- * A single-line progress bar for terminals (step/total, loss, tokens/s, ETA), redrawn in place.
+ * A single-line progress bar for terminals (step/total, loss, latest eval loss, tokens/s, ETA),
+ * redrawn in place.
  */
 
 /** Where the bar is drawn: a TTY-like stream. */
@@ -12,6 +13,8 @@ export interface BarStream {
 export class ProgressBar {
   private readonly started = Date.now();
   private drawn = false;
+  /** The latest eval loss, kept on the bar until the next evaluation. */
+  private evalLoss: number | undefined;
 
   constructor(
     private readonly total: number,
@@ -19,10 +22,12 @@ export class ProgressBar {
   ) {}
 
   /** Redraws the bar after step `done` of `total` (counted from the start of this run). */
-  update(done: number, loss: number, tokensPerS: number): void {
+  update(done: number, loss: number, tokensPerS: number, evalLoss?: number): void {
+    if (evalLoss !== undefined) this.evalLoss = evalLoss;
     const elapsed = (Date.now() - this.started) / 1000;
     const eta = done > 0 ? (elapsed / done) * (this.total - done) : NaN;
-    const text = ` ${done}/${this.total}  loss ${loss.toFixed(4)}  ${formatRate(tokensPerS)} tok/s  ETA ${formatDuration(eta)}`;
+    const evalText = this.evalLoss === undefined ? '' : `  eval ${this.evalLoss.toFixed(4)}`;
+    const text = ` ${done}/${this.total}  loss ${loss.toFixed(4)}${evalText}  ${formatRate(tokensPerS)} tok/s  ETA ${formatDuration(eta)}`;
     const width = Math.max(10, Math.min(40, (this.out.columns ?? 80) - text.length - 3));
     const filled = Math.round((done / this.total) * width);
     const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;

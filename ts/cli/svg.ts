@@ -1,6 +1,6 @@
 /**
  * A hand-written SVG line chart of the loss curve (axes, ticks, labels; no dependencies),
- * saved beside a checkpoint as `loss.svg`.
+ * saved beside a checkpoint as `loss.svg`, with the eval loss as a second curve when evaluated.
  */
 
 const W = 640;
@@ -14,18 +14,21 @@ export interface LossPoint {
 }
 
 /**
- * Renders a loss curve as a standalone SVG document.
+ * Renders a loss curve (and the eval loss curve, with a legend, when `evalPoints` has any) as a
+ * standalone SVG document.
  *
  * @example
  * fs.writeFileSync('loss.svg', lossChart([{ step: 1, loss: 2.3 }, { step: 2, loss: 2.1 }]));
  */
-export function lossChart(points: readonly LossPoint[], title = 'training loss'): string {
+export function lossChart(points: readonly LossPoint[], title = 'training loss', evalPoints: readonly LossPoint[] = []): string {
   const pts = points.filter((p) => Number.isFinite(p.loss));
-  const xs = range(pts.map((p) => p.step));
-  const ys = pad(range(pts.map((p) => p.loss)), 0.05);
+  const evals = evalPoints.filter((p) => Number.isFinite(p.loss));
+  const all = [...pts, ...evals];
+  const xs = range(all.map((p) => p.step));
+  const ys = pad(range(all.map((p) => p.loss)), 0.05);
   const sx = (x: number): number => PAD.left + ((x - xs.lo) / (xs.hi - xs.lo)) * (W - PAD.left - PAD.right);
   const sy = (y: number): number => H - PAD.bottom - ((y - ys.lo) / (ys.hi - ys.lo)) * (H - PAD.top - PAD.bottom);
-  const path = pts.map((p, i) => `${i === 0 ? 'M' : 'L'}${fmt(sx(p.step))},${fmt(sy(p.loss))}`).join(' ');
+  const line = (ps: readonly LossPoint[]): string => ps.map((p, i) => `${i === 0 ? 'M' : 'L'}${fmt(sx(p.step))},${fmt(sy(p.loss))}`).join(' ');
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
@@ -35,10 +38,28 @@ export function lossChart(points: readonly LossPoint[], title = 'training loss')
     ...ticks(ys, sy, 'y'),
     `<text x="${(PAD.left + W - PAD.right) / 2}" y="${H - 10}" text-anchor="middle">step</text>`,
     `<text x="16" y="${(PAD.top + H - PAD.bottom) / 2}" text-anchor="middle" transform="rotate(-90 16 ${(PAD.top + H - PAD.bottom) / 2})">loss</text>`,
-    pts.length > 0 ? `<path d="${path}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>` : '',
+    pts.length > 0 ? `<path d="${line(pts)}" fill="none" stroke="${TRAIN}" stroke-width="1.5"/>` : '',
+    ...evalCurve(evals, line, sx, sy),
     '</svg>',
     '',
   ].join('\n');
+}
+
+const TRAIN = '#1f77b4';
+const EVAL = '#d62728';
+
+/** The eval curve: a line through a dot per evaluation, and a legend naming both curves. */
+function evalCurve(evals: readonly LossPoint[], line: (ps: readonly LossPoint[]) => string, sx: (x: number) => number, sy: (y: number) => number): string[] {
+  if (evals.length === 0) return [];
+  const x = W - PAD.right - 110;
+  return [
+    `<path d="${line(evals)}" fill="none" stroke="${EVAL}" stroke-width="1.5"/>`,
+    ...evals.map((p) => `<circle cx="${fmt(sx(p.step))}" cy="${fmt(sy(p.loss))}" r="2.5" fill="${EVAL}"/>`),
+    `<line x1="${x}" y1="${PAD.top + 6}" x2="${x + 20}" y2="${PAD.top + 6}" stroke="${TRAIN}" stroke-width="2"/>`,
+    `<text x="${x + 26}" y="${PAD.top + 10}">training loss</text>`,
+    `<line x1="${x}" y1="${PAD.top + 22}" x2="${x + 20}" y2="${PAD.top + 22}" stroke="${EVAL}" stroke-width="2"/>`,
+    `<text x="${x + 26}" y="${PAD.top + 26}">eval loss</text>`,
+  ];
 }
 
 function axes(): string {

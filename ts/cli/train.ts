@@ -10,6 +10,8 @@ import type { ParsedArgs } from './args.js';
 import { type CliMeta, type SavedRun, readCheckpoint } from './checkpoint.js';
 import { CliError, UsageError } from './cli-error.js';
 import { type BatchSource, batchSource, workersOf } from './data-source.js';
+import { Evaluator, evalSpec, trainPart } from './eval.js';
+import { RunLog, logDir, stepScalars } from './metrics.js';
 import { type Out, type Reporter, reporter } from './report.js';
 import { Flags, type RunSpec, runSpec } from './run-spec.js';
 import { type SavePolicy, checkOutputs, hasCheckpoint, periodicDue, savePolicy, stopReport } from './saving.js';
@@ -32,6 +34,11 @@ interface Prepared {
   readonly saving: SavePolicy;
   /** The step of the last save this run made. */
   savedStep?: number;
+  /** Eval loss by step (`--eval-every`). */
+  readonly evalCurve: LossPoint[];
+  readonly evaluator: Evaluator | undefined;
+  /** TensorBoard event files and metrics.jsonl (rank 0, with --logdir or --save). */
+  readonly log: RunLog | undefined;
 }
 
 /**
@@ -67,9 +74,11 @@ async function train(run: Prepared, io: Io, stops: StopWatch): Promise<number> {
     const rate = (run.source.itemsPerBatch * 1000) / r.ms;
     lines.push({ loss: r.loss, ms: r.ms, rate });
     run.curve.push({ step: r.step, loss: r.loss });
-    rep.step({ step: r.step, loss: r.loss, lr: r.lr, ms: r.ms, tokensPerS: rate, done });
+    const evaluation = await observe(run, r, rate, run.trainer.stepCount >= run.spec.steps);
+    rep.step({ step: r.step, loss: r.loss, ms: r.ms, tokensPerS: rate, done, lr: r.lr, gradNorm: r.gradNorm, evaluation });
     if (periodicDue(run.saving, r.step) && writesFiles(run.trainer)) await save(run);
   }
+  run.log?.close();
   if (stops.requested) return stopped(run, rep, io, stops.requested);
   const wall = (Date.now() - started) / 1000;
   const writes = writesFiles(run.trainer);
@@ -90,6 +99,18 @@ async function stopped(run: Prepared, rep: Reporter, io: Io, reason: StopReason)
   const { line, code } = stopReport(reason, step, writes ? run.saving.dir : undefined, saved);
   io.err.write(line);
   return code;
+}
+
+/** Evaluates when due and logs the step's scalars; returns the evaluation, if any. */
+async function observe(run: Prepared, r: weft.StepResult, tokensPerS: number, last: boolean): Promise<Record<string, number> | undefined> {
+  const evaluation = run.evaluator?.due(r.step, last) ? await run.evaluator.evaluate(run.trainer) : undefined;
+  if (evaluation?.loss !== undefined) run.evalCurve.push({ step: r.step, loss: evaluation.loss });
+  if (run.log) {
+    const scalars = stepScalars(r, { tokensPerS, devices: run.trainer.plan.json.devices, ...(evaluation && { evaluation }) }, run.trainer.memory());
+    run.log.write(r.step, scalars, r.summaries);
+    run.log.flush();
+  }
+  return evaluation;
 }
 
 /** In a multi-process job every rank holds the same weights; rank 0 alone writes the files. */
@@ -158,9 +179,13 @@ async function prepare(f: Flags, io: Io): Promise<Prepared | { spec: RunSpec; fi
     const skipped = await trainer.loadWeights(spec.init);
     if (skipped.length > 0 && !spec.json) io.err.write(`note: ${spec.init}: set aside ${skipped.length} tensors that are not parameters (attention-mask buffers, a tied lm_head.weight)\n`);
   }
-  const source = batchSource(spec.model, spec.batch, spec.data, spec.seed, saved?.meta.data, workersOf(spec.config, spec.layout.dp, trainer.process));
-  const curve = saved ? [...((saved.meta as CliMeta & { curve?: LossPoint[] }).curve ?? [])] : [];
-  return { spec, trainer, source, curve, saving };
+  const ev = evalSpec(f, spec);
+  const source = batchSource(spec.model, spec.batch, spec.data, spec.seed, saved?.meta.data, workersOf(spec.config, spec.layout.dp, trainer.process), trainPart(ev));
+  const meta = saved?.meta as (CliMeta & { curve?: LossPoint[]; evalCurve?: LossPoint[] }) | undefined;
+  const curve = [...(meta?.curve ?? [])];
+  const evalCurve = [...(meta?.evalCurve ?? [])];
+  const log = writesFiles(trainer) ? RunLog.open(logDir(f.str('logdir'), spec.save)) : undefined;
+  return { spec, trainer, source, curve, saving, evalCurve, evaluator: ev && new Evaluator(ev, spec), log };
 }
 
 /**
@@ -194,7 +219,7 @@ const CURVE_POINTS = 2000;
 async function save(run: Prepared): Promise<string> {
   const dir = run.saving.dir as string;
   const curve = decimate(run.curve, CURVE_POINTS);
-  const meta: CliMeta & { curve: LossPoint[] } = {
+  const meta: CliMeta & { curve: LossPoint[]; evalCurve: LossPoint[] } = {
     model: run.spec.model,
     tokenizer: run.source.tokenizer,
     data: run.source.state(),
@@ -202,11 +227,12 @@ async function save(run: Prepared): Promise<string> {
     seed: run.spec.seed,
     steps: run.spec.steps,
     curve,
+    evalCurve: decimate(run.evalCurve, CURVE_POINTS),
   };
   const at = await run.trainer.save(dir, meta, { keep: run.saving.keep });
   run.savedStep = run.trainer.stepCount;
   const title = `${run.spec.model.kind} training loss (steps 1-${run.trainer.stepCount})`;
-  fs.writeFileSync(path.join(dir, 'loss.svg'), lossChart(run.curve, title));
+  fs.writeFileSync(path.join(dir, 'loss.svg'), lossChart(run.curve, title, run.evalCurve));
   return at;
 }
 
@@ -231,6 +257,8 @@ function summary(run: Prepared, lines: readonly { loss: number; ms: number; rate
     last_step: run.trainer.stepCount,
     first_loss: lines[0]?.loss,
     final_loss: lines[lines.length - 1]?.loss,
+    eval_loss: run.evalCurve[run.evalCurve.length - 1]?.loss ?? null,
+    logdir: run.log?.dir ?? null,
     mean_ms: Number((ms.reduce((a, b) => a + b, 0) / ms.length).toFixed(3)),
     median_ms: Number(medianMs.toFixed(3)),
     tokens_per_s: Number(((run.source.itemsPerBatch * 1000) / medianMs).toFixed(1)),
@@ -260,8 +288,19 @@ function closingLine(run: Prepared, lines: readonly { loss: number }[], wall: nu
   const saved = run.spec.save === undefined || !writesFiles(run.trainer) ? '' : `; saved ${run.spec.save} (loss curve: ${path.join(run.spec.save, 'loss.svg')})`;
   const trace = run.spec.trace === undefined || !writesFiles(run.trainer) ? '' : `; trace of the last step: ${run.spec.trace}`;
   const out = [`trained ${lines.length} steps in ${wall.toFixed(1)} s: loss ${first.toFixed(4)} -> ${last.toFixed(4)}${saved}${trace}`];
+  const evalLine = watchLine(run);
+  if (evalLine !== '') out.push(evalLine);
   if (run.spec.devices.count > 1) out.push(idleLine(run.spec, idle));
   return `${out.join('\n')}\n`;
+}
+
+/** `eval loss 2.1 (ppl 8.2) on ...; metrics: DIR (tensorboard --logdir DIR)`, or nothing. */
+function watchLine(run: Prepared): string {
+  const e = run.evalCurve[run.evalCurve.length - 1];
+  const parts: string[] = [];
+  if (e && run.evaluator) parts.push(`eval loss ${e.loss.toFixed(4)}${run.spec.model.kind === 'gpt' ? ` (ppl ${Math.exp(e.loss).toFixed(2)})` : ''} on ${run.evaluator.describe()}`);
+  if (run.log) parts.push(`metrics: ${run.log.dir} (tensorboard --logdir ${run.log.dir})`);
+  return parts.join('; ');
 }
 
 /** `devices: cpu:4 = dp 2 x pp 2, 4 micro-batches; idle in the last step: cpu:0 12.0%, ... (ideal 20.0%)`. */

@@ -21,6 +21,7 @@ pub mod rng;
 pub mod schedule;
 pub mod session;
 pub mod strategy;
+pub mod summary;
 pub mod tensor;
 
 pub use error::{Error, Result};

@@ -65,6 +65,31 @@ impl TokenFile {
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
+
+    /// Splits off the last `fraction` of the tokens (at least one) as a held-out part that
+    /// training never reads: `(train, held_out)`, both named after this file with their token
+    /// range. A contiguous tail, not sampled windows, so no training window overlaps it.
+    pub fn held_out(self, fraction: f64) -> Result<(TokenFile, TokenFile)> {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            let m =
+                format!("a held-out fraction must be between 0 and 1 (exclusive), got {fraction}");
+            return Err(err(&self.path, m));
+        }
+        let len = self.tokens.len();
+        let held = ((len as f64 * fraction).ceil() as usize).clamp(1, len);
+        let cut = len - held;
+        let name = |part: &str, from: usize, to: usize| {
+            PathBuf::from(format!(
+                "{} ({part}, tokens {from}..{to})",
+                self.path.display()
+            ))
+        };
+        let train =
+            TokenFile::from_tokens(name("training part", 0, cut), self.tokens[..cut].to_vec());
+        let eval =
+            TokenFile::from_tokens(name("held-out part", cut, len), self.tokens[cut..].to_vec());
+        Ok((train, eval))
+    }
 }
 
 fn header_int(bytes: &[u8], i: usize) -> i32 {
@@ -270,6 +295,30 @@ mod tests {
         parse(bytes, Path::new("train.bin"))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn held_out_is_the_disjoint_tail_and_training_never_reads_it() {
+        let tokens: Vec<u16> = (0..1000).collect();
+        let file = TokenFile::from_tokens("c.bin", tokens);
+        let (train, eval) = file.held_out(0.01).unwrap();
+        assert_eq!(train.tokens(), &(0..990).collect::<Vec<u16>>()[..]);
+        assert_eq!(eval.tokens(), &(990..1000).collect::<Vec<u16>>()[..]);
+        assert_eq!(
+            eval.path(),
+            Path::new("c.bin (held-out part, tokens 990..1000)")
+        );
+        // A whole epoch and more of training windows stays below the cut.
+        let mut loader = TokenLoader::new(train, 4, 8).unwrap();
+        for _ in 0..100 {
+            let b = loader.next_batch();
+            assert!(b.inputs.iter().chain(&b.targets).all(|&t| t < 990));
+        }
+        let e = TokenFile::from_tokens("c.bin", vec![1, 2]).held_out(1.0);
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "data file c.bin: a held-out fraction must be between 0 and 1 (exclusive), got 1"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod decode;
 mod device;
 mod device_reduce;
 mod engine;
+mod eval;
 mod layout;
 mod limits;
 mod options;

@@ -242,7 +242,7 @@ impl<B: Backend> Trainer<B> {
     }
 
     /// Phase one of a step on every device: pipeline work, then gradient reduction.
-    fn run_devices(
+    pub(super) fn run_devices(
         &mut self,
         batch: &Batch<'_>,
         train: bool,
@@ -464,29 +464,6 @@ impl<B: Backend> Trainer<B> {
             exec.discard_grads();
             exec.release_transients();
         }
-    }
-
-    /// Loss and outputs on a batch, without updating anything.
-    pub fn evaluate<D: AsHostView>(&mut self, batch: &BTreeMap<String, D>) -> Result<StepReport> {
-        let t0 = Instant::now();
-        let (results, _) = self.run_devices(&views(batch), false)?;
-        let (loss, outputs) = self.merge(&results);
-        let (loss, _, outputs) = self.across_processes(&results, loss, 0.0, outputs)?;
-        let lr = self.schedule.lr_at(self.step.max(1));
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
-        Ok(StepReport {
-            step: self.step,
-            loss,
-            lr,
-            grad_norm: None,
-            ms,
-            outputs,
-            idle: Vec::new(),
-            ideal_idle: 0.0,
-            loss_scale: self.scaler.as_ref().map(|s| s.scale),
-            skipped: false,
-            skipped_steps: self.scaler.as_ref().map_or(0, |s| s.skipped),
-        })
     }
 }
 
