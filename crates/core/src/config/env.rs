@@ -59,6 +59,10 @@ pub const OTHER_WEFT_VARIABLES: &[(&str, &str)] = &[
     ),
     ("WEFT_BLESS", "tests: rewrite golden fixtures"),
     (
+        "WEFT_TENSORBOARD_PYTHON",
+        ".ci/run: the python with tensorboard that reads the event files back",
+    ),
+    (
         "WEFT_GPU_BIN",
         "scripts/gpu-check.sh: the test binaries' directory",
     ),
