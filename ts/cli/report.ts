@@ -14,7 +14,6 @@ export interface StepLine {
   readonly tokensPerS: number;
   /** Steps of this run done so far (1-based). */
   readonly done: number;
-  readonly lr?: number;
   readonly gradNorm?: number | undefined;
   /** `loss` (and `perplexity` for a language model) when this step evaluated. */
   readonly evaluation?: Readonly<Record<string, number>> | undefined;
