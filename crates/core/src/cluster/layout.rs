@@ -23,6 +23,8 @@ pub struct PlanLayout {
     pub global_batch: usize,
     /// Rows of one micro-batch on one replica.
     pub micro_batch: usize,
+    /// Micro-batches per step instead (`pipeline.num_micro_batch`): the rows follow.
+    pub micro_batches: Option<usize>,
     /// `1f1b`, `gpipe` or `interleaved` (with `virtual_stages` > 1).
     pub schedule: String,
     pub virtual_stages: usize,
@@ -43,6 +45,7 @@ impl Default for PlanLayout {
             pp: 1,
             global_batch: 8,
             micro_batch: 1,
+            micro_batches: None,
             schedule: "1f1b".into(),
             virtual_stages: 1,
             zero: String::new(),
@@ -70,7 +73,12 @@ pub struct Resolved {
 
 impl Resolved {
     pub fn new(layout: &PlanLayout, model: &ModelShape, devices: usize) -> Result<Self> {
-        let l = layout;
+        let mut l = layout.clone();
+        if let Some(m) = l.micro_batches.filter(|&m| m > 0) {
+            let dp = devices / (l.tp * l.pp).max(1);
+            l.micro_batch = l.global_batch / (dp * m).max(1);
+        }
+        let l = &l;
         let bad = |m: String| Err(Error::config("layout", m));
         if l.tp == 0 || l.pp == 0 || l.micro_batch == 0 || l.virtual_stages == 0 {
             return bad("tp, pp, micro_batch and virtual_stages must be >= 1".into());

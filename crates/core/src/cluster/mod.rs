@@ -29,6 +29,6 @@ pub use hardware::{Efficiency, Hardware, HardwareTable, Link, PeakFlops, Precisi
 pub use layout::{PlanLayout, Resolved, split_layers};
 pub use memory::DeviceMemory;
 pub use model::{LayerCost, ModelShape};
-pub use plan::{ClusterPlan, LayoutReport, plan};
+pub use plan::{ClusterPlan, LayoutReport, plan, plan_json};
 pub use spec::{ClusterSpec, NodeGroup};
 pub use step::StepTime;

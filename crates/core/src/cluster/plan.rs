@@ -9,7 +9,7 @@ use super::model::ModelShape;
 use super::spec::ClusterSpec;
 use super::stage::stage_costs;
 use super::step::{StepTime, simulate_step};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::schedule::{Rank, ideal_idle_fraction, max_in_flight};
 use serde::Serialize;
 
@@ -50,6 +50,29 @@ pub struct ClusterPlan {
     pub mfu: f64,
     /// Megatron's "TFLOP/s per GPU" (counts the recompute forward when recomputing).
     pub hardware_flops_per_gpu: f64,
+}
+
+/// The JSON entry point (binding, CLI): the model and layout as JSON, optional hardware
+/// overrides as (JSON text, where it came from); the plan as JSON.
+pub fn plan_json(
+    model_json: &str,
+    cluster_text: &str,
+    layout_json: &str,
+    hardware: Option<(&str, &str)>,
+) -> Result<serde_json::Value> {
+    let parse = |what: &str, text: &str| -> Result<serde_json::Value> {
+        serde_json::from_str(text).map_err(|e| Error::config(what, format!("{what}: {e}")))
+    };
+    let model: ModelShape = serde_json::from_value(parse("model", model_json)?)
+        .map_err(|e| Error::config("model", format!("model: {e}")))?;
+    let layout: PlanLayout = serde_json::from_value(parse("layout", layout_json)?)
+        .map_err(|e| Error::config("layout", format!("layout: {e}")))?;
+    let table = match hardware {
+        Some((text, source)) => HardwareTable::with_overrides(text, source)?,
+        None => HardwareTable::built_in()?,
+    };
+    let p = plan(&model, cluster_text, &layout, &table)?;
+    serde_json::to_value(&p).map_err(|e| Error::internal(format!("plan JSON: {e}")))
 }
 
 /// Plan `model` on `cluster_text` (`NODESxGPUS:KIND`) with `layout`.
