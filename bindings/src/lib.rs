@@ -8,6 +8,7 @@
 extern crate napi_derive;
 
 mod bench;
+mod cluster;
 mod config;
 mod convert;
 mod data;

@@ -2,16 +2,21 @@
 //! states in f32 (16-bit copies are cast just in time), ZeRO's shards (v0: optimizer state,
 //! v1: + gradients when there is no accumulation, v2: + parameters, two layers gathered at a
 //! time), activations of the micro-batches in flight on the rank (from its schedule), and the
-//! communication buffers (one fused gradient bucket of `communication.max_splits`, the
-//! tensor-parallel and pipeline activations in transit).
+//! communication buffers (one fused gradient bucket, the tensor-parallel and pipeline
+//! activations in transit).
 
 use super::layout::Resolved;
 use super::stage::StageCost;
 use crate::resource::human_bytes;
 use serde::Serialize;
 
-/// The gradient all-reduce's default bucket count (`communication.max_splits`).
-pub const BUCKETS: f64 = 5.0;
+/// The runtime's default gradient bucket: `communication.bucket_size_mb` (4 MiB), grown so there
+/// are at most `communication.max_splits` (5) buckets, never more than all the gradients.
+pub fn bucket_bytes(grad_bytes: f64) -> f64 {
+    (4.0 * (1u64 << 20) as f64)
+        .max(grad_bytes / 5.0)
+        .min(grad_bytes)
+}
 const F32: f64 = 4.0;
 
 /// One pipeline rank's peak bytes (every data- and tensor-parallel copy of it alike).
@@ -108,7 +113,11 @@ pub fn device_memory(
     let without = n * saved;
     let with = n * input + layer;
     let activations = if r.layout.recompute { with } else { without };
-    let bucket = if r.dp > 1 { F32 * grads / BUCKETS } else { 0.0 };
+    let bucket = if r.dp > 1 {
+        bucket_bytes(F32 * grads)
+    } else {
+        0.0
+    };
     let tp = per_stage(|s| s.cost.tp_bytes) * if r.layout.tp > 1 { 2.0 } else { 0.0 };
     let p2p = if r.layout.pp > 1 {
         2.0 * per_stage(|s| s.cost.act_input)

@@ -8,7 +8,7 @@
 use super::collective::{Collective, time};
 use super::hardware::Hardware;
 use super::layout::{Links, Resolved};
-use super::memory::BUCKETS;
+use super::memory::bucket_bytes;
 use super::stage::StageCost;
 use crate::error::Result;
 use crate::schedule::{Action, Costs, Schedule, timeline};
@@ -39,7 +39,12 @@ fn epilogue(s: &StageCost, r: &Resolved, hw: &Hardware, links: &Links) -> (f64, 
         false => time(Collective::AllReduce, grads, dp, links.dp, net),
     };
     let hidden = s.compute_bwd + s.comm_bwd;
-    let exposed = (reduce - hidden * (1.0 - 1.0 / BUCKETS)).max(reduce / BUCKETS);
+    let last_bucket = if grads > 0.0 {
+        bucket_bytes(grads) / grads
+    } else {
+        0.0
+    };
+    let exposed = (reduce - hidden * (1.0 - last_bucket)).max(reduce * last_bucket);
     let gather = match r.zero {
         crate::config::ZeroLevel::Off | crate::config::ZeroLevel::V2 => 0.0,
         _ => time(Collective::AllGather, grads, dp, links.dp, net),
