@@ -120,7 +120,7 @@ pub fn device_memory(
     };
     let tp = per_stage(|s| s.cost.tp_bytes) * if r.layout.tp > 1 { 2.0 } else { 0.0 };
     let p2p = if r.layout.pp > 1 {
-        2.0 * per_stage(|s| s.cost.act_input)
+        2.0 * per_stage(|s| s.largest.act_input)
     } else {
         0.0
     };

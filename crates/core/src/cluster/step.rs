@@ -94,8 +94,9 @@ pub fn simulate_step(
     let bwd = |i: usize| stages[i].compute_bwd + stages[i].comm_bwd + gathers[i].1;
     let ends: Vec<(f64, f64)> = stages.iter().map(|s| epilogue(s, r, hw, links)).collect();
     let worst = |f: fn(&(f64, f64)) -> f64| ends.iter().map(f).fold(0.0, f64::max);
-    // Megatron's scatter-gather: each tp rank sends its 1/tp of the activation.
-    let p2p = stages[0].cost.act_input / r.layout.tp as f64;
+    // One layer's input crosses a stage boundary; Megatron's scatter-gather sends 1/tp of it
+    // from each tp rank.
+    let p2p = stages[0].largest.act_input / r.layout.tp as f64;
     let costs = Costs {
         forward: (0..stages.len()).map(|i| ns(fwd(i))).collect(),
         backward: (0..stages.len()).map(|i| ns(bwd(i))).collect(),
