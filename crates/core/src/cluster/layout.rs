@@ -84,7 +84,7 @@ impl Resolved {
             return bad("tp, pp, micro_batch and virtual_stages must be >= 1".into());
         }
         model.check(l.tp)?;
-        if devices % (l.tp * l.pp) != 0 {
+        if !devices.is_multiple_of(l.tp * l.pp) {
             return bad(format!(
                 "tp {} x pp {} = {} does not divide the cluster's {devices} devices",
                 l.tp,
@@ -93,7 +93,7 @@ impl Resolved {
             ));
         }
         let dp = devices / (l.tp * l.pp);
-        if l.global_batch % (dp * l.micro_batch) != 0 || l.global_batch == 0 {
+        if !l.global_batch.is_multiple_of(dp * l.micro_batch) || l.global_batch == 0 {
             return bad(format!(
                 "global batch {} is not a multiple of dp {dp} x micro-batch {}",
                 l.global_batch, l.micro_batch

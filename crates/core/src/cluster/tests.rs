@@ -5,7 +5,22 @@ use super::*;
 
 /// (params B, heads, hidden, layers, TP, PP, GPUs, global batch, published TFLOP/s per GPU) from
 /// Narayanan et al., SC'21, Table 1 (transcribed, not re-measured).
-pub(crate) const MEGATRON: [(f64, usize, usize, usize, usize, usize, usize, usize, f64); 10] = [
+type MegatronRow = (f64, usize, usize, usize, usize, usize, usize, usize, f64);
+type Zero3Row = (
+    f64,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    &'static str,
+    f64,
+);
+
+pub(crate) const MEGATRON: [MegatronRow; 10] = [
     (1.7, 24, 2304, 24, 1, 1, 32, 512, 137.0),
     (3.6, 32, 3072, 30, 2, 1, 64, 512, 138.0),
     (7.5, 32, 4096, 36, 4, 1, 128, 512, 142.0),
@@ -46,19 +61,7 @@ pub(crate) fn megatron_plan(row: usize, table: &HardwareTable) -> ClusterPlan {
 /// (params B, heads, hidden, layers, TP, PP, GPUs, global batch, micro-batch, ZeRO level,
 /// published TFLOP/s per GPU): the paper's Table 2, ZeRO-3 without model parallelism against
 /// PTD-P (transcribed, not re-measured). All held out.
-pub(crate) const ZERO3: [(
-    f64,
-    usize,
-    usize,
-    usize,
-    usize,
-    usize,
-    usize,
-    usize,
-    usize,
-    &str,
-    f64,
-); 12] = [
+pub(crate) const ZERO3: [Zero3Row; 12] = [
     (174.6, 96, 12288, 96, 1, 1, 384, 1536, 4, "v2", 144.0),
     (174.6, 96, 12288, 96, 1, 1, 768, 1536, 2, "v2", 88.0),
     (174.6, 96, 12288, 96, 1, 1, 1536, 1536, 1, "v2", 44.0),
