@@ -13,6 +13,9 @@ use crate::strategy::{Cluster, GlobalDevice};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
+/// Most micro-batch x stage work items a plan simulates (the 1T GPT of the tests has 32768).
+pub const MAX_SIMULATED: u64 = 4_000_000;
+
 /// What the user chose; `dp` follows from the device count.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -100,6 +103,14 @@ impl Resolved {
             ));
         }
         let stages = l.pp * l.virtual_stages;
+        let micro_batches = l.global_batch / (dp * l.micro_batch);
+        // The simulated schedule holds a few actions per micro-batch and stage.
+        crate::resource::check_count(
+            "micro-batches x pipeline stages",
+            (micro_batches as u64).saturating_mul(stages as u64),
+            MAX_SIMULATED,
+            "the step is simulated action by action; use larger micro-batches",
+        )?;
         if stages > model.layers() {
             return bad(format!(
                 "{stages} pipeline stages for {} layers: each stage needs a layer",
@@ -120,7 +131,7 @@ impl Resolved {
         Ok(Resolved {
             layout: l.clone(),
             dp,
-            micro_batches: l.global_batch / (dp * l.micro_batch),
+            micro_batches,
             stages,
             zero,
             precision: Precision::parse(&l.precision)?,

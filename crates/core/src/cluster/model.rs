@@ -8,6 +8,9 @@
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+/// Most layers a plan costs (each one is a few numbers).
+pub const MAX_LAYERS: u64 = 1 << 20;
+
 /// A model by its sizes (the CLI's `--model gpt|mlp` flags, `weft.plan`'s model description).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -54,6 +57,13 @@ impl ModelShape {
     /// Checks the sizes and that `tp` divides what it splits.
     pub fn check(&self, tp: usize) -> Result<()> {
         let bad = |m: String| Err(Error::config("model", m));
+        // Each layer is costed one by one.
+        crate::resource::check_count(
+            "model layers",
+            self.layers() as u64,
+            MAX_LAYERS,
+            "a plan costs each layer",
+        )?;
         match self {
             ModelShape::Gpt {
                 layers,
@@ -261,6 +271,11 @@ mod tests {
         assert_eq!(
             err(gpt(2, 24, 2304), 5),
             "tensor parallel size 5 does not divide heads 24"
+        );
+        let deep = gpt(1 << 21, 8, 512);
+        assert_eq!(
+            err(deep, 1),
+            "model layers=2097152 is more than the limit of 1048576 (a plan costs each layer)"
         );
         let m = ModelShape::Mlp { sizes: vec![4] };
         assert_eq!(err(m, 1), "an mlp needs at least two sizes, each >= 1");

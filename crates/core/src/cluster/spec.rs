@@ -5,6 +5,9 @@ use super::hardware::{Hardware, HardwareTable};
 use crate::error::{Error, Result};
 use crate::strategy::{Cluster, DeviceKind, parse_shape};
 
+/// Most devices a plan places (a million GPUs).
+pub const MAX_DEVICES: u64 = 1 << 20;
+
 /// One homogeneous part of a cluster.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeGroup {
@@ -51,14 +54,26 @@ impl ClusterSpec {
                 format!("cluster '{text}': every part needs the same GPUs per node"),
             ));
         }
-        Ok(ClusterSpec {
+        let spec = ClusterSpec {
             text: text.to_string(),
             groups,
-        })
+        };
+        // The topology lists every node; ranks are placed one by one.
+        crate::resource::check_count(
+            "cluster devices",
+            spec.devices() as u64,
+            MAX_DEVICES,
+            "a plan places every device",
+        )?;
+        Ok(spec)
     }
 
     pub fn devices(&self) -> usize {
-        self.groups.iter().map(|g| g.nodes * g.gpus_per_node).sum()
+        let per_group = self
+            .groups
+            .iter()
+            .map(|g| g.nodes.saturating_mul(g.gpus_per_node));
+        per_group.fold(0, usize::saturating_add)
     }
 
     pub fn gpus_per_node(&self) -> usize {
@@ -110,6 +125,11 @@ mod tests {
         assert_eq!(
             err("2x0:h100"),
             "cluster '2x0:h100' needs two whole numbers >= 1; expected HOSTSxDEVICES such as 2x4"
+        );
+        assert_eq!(
+            err("1000000000x8:h100"),
+            "cluster devices=8000000000 is more than the limit of 1048576 (a plan places every \
+             device)"
         );
         assert_eq!(
             err("2x8:h100+1x4:h100"),

@@ -323,4 +323,16 @@ fn layout_errors_name_the_sizes() {
         err(l, "1x8:h100"),
         "global batch 12 is not a multiple of dp 8 x micro-batch 1"
     );
+    let l = PlanLayout {
+        pp: 4,
+        global_batch: 1 << 30,
+        ..PlanLayout::default()
+    };
+    let e = plan(&gpt, "1x8:h100", &l, &t).unwrap_err();
+    assert_eq!(e.code(), "WEFT_RESOURCE");
+    assert_eq!(
+        e.to_string(),
+        "micro-batches x pipeline stages=2147483648 is more than the limit of 4000000 (the step \
+         is simulated action by action; use larger micro-batches)"
+    );
 }
