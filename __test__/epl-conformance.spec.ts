@@ -51,9 +51,10 @@ test('cluster.py::get_device_list(prefer_row=False): weft plan --cluster simulat
   const plan = await planJson('--devices', 'cpu:4', '--pp', '2', '--cluster', '2x2', '--set', 'cluster.device_place_prefer_intra_node=false');
   t.deepEqual(plan.taskgraphs.map((tg) => tg.devices), [[[0], [1]], [[2], [3]]]);
   t.is(plan.cluster, '2 hosts x 2 cpu devices');
-  const kind = await weftCli('plan', ...MLP, '--devices', 'cpu:4', '--cluster', '2x2:a100');
-  t.is(kind.code, 1);
-  t.regex(kind.stderr, /hardware kinds land with cluster planning/);
+  // A hardware kind makes it a cluster plan, whose kinds are named (a config error: exit 2).
+  const kind = await weftCli('plan', ...MLP, '--cluster', '2x2:a100');
+  t.is(kind.code, 2);
+  t.regex(kind.stderr, /unknown hardware kind 'a100'; known kinds: a100-40g, a100-80g, cpu, h100, h200, v100/);
 });
 
 test('config_test.py::test_config_env: EPL_<SECTION>_<KEY> are aliases, WEFT_ wins', (t) => {

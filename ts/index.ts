@@ -52,6 +52,8 @@ export { Metrics } from './metrics.js';
 export { Tensor } from './tensor.js';
 export type { DType, Dim, MatmulOptions, ReduceOptions, Shape } from './tensor.js';
 export { Trainer, compile } from './trainer.js';
+export { plan } from './cluster.js';
+export type { ClusterPlanOptions, ModelShape } from './cluster.js';
 export type { GenerateOptions, GenerateResult } from './generate.js';
 export type {
   Batch,
@@ -67,6 +69,10 @@ export type {
   StepResult,
 } from './trainer.js';
 export type {
+  ClusterLayout,
+  ClusterMemory,
+  ClusterPlanJson,
+  ClusterStepTime,
   DeviceMemory,
   MemoryEstimate,
   MemoryMeasured,

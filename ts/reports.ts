@@ -120,3 +120,71 @@ export interface Trace {
   readonly traceEvents: readonly TraceEvent[];
   readonly displayTimeUnit: 'ms';
 }
+
+/** The layout a cluster plan evaluates (`cluster/layout.rs`: `PlanLayout`), every key optional. */
+export interface ClusterLayout {
+  readonly tp?: number;
+  readonly pp?: number;
+  /** Rows of the global batch per optimizer step (default 8). */
+  readonly global_batch?: number;
+  /** Rows of one micro-batch on one replica (default 1). */
+  readonly micro_batch?: number;
+  /** Micro-batches per step instead of `micro_batch`. */
+  readonly micro_batches?: number | null;
+  readonly schedule?: '1f1b' | 'gpipe' | 'interleaved';
+  readonly virtual_stages?: number;
+  readonly zero?: '' | 'v0' | 'v1' | 'v2';
+  readonly recompute?: boolean;
+  readonly precision?: 'fp32' | 'bf16' | 'fp16';
+  readonly optimizer?: 'adam' | 'adamw' | 'sgd';
+}
+
+/** One pipeline rank's predicted peak bytes by category against the kind's capacity. */
+export interface ClusterMemory {
+  readonly pipeline_rank: number;
+  readonly params: number;
+  readonly grads: number;
+  readonly optimizer_state: number;
+  readonly activations: number;
+  readonly activations_without_recompute: number;
+  readonly activations_with_recompute: number;
+  readonly comm_buffers: number;
+  readonly total: number;
+  readonly capacity: number;
+  readonly fits: boolean;
+}
+
+/** Where one pipeline rank's simulated step goes, in seconds. */
+export interface ClusterStepTime {
+  readonly pipeline_rank: number;
+  readonly step_s: number;
+  readonly compute_s: number;
+  readonly exposed_comm_s: number;
+  readonly bubble_s: number;
+  readonly optimizer_s: number;
+}
+
+/** `weft plan --cluster NODESxGPUS:KIND --json` and `weft.plan` (`cluster/plan.rs`). */
+export interface ClusterPlanJson {
+  readonly cluster: string;
+  readonly hardware: string;
+  readonly devices: number;
+  readonly layout: Required<Omit<ClusterLayout, 'micro_batches'>> & {
+    readonly micro_batches: number;
+    readonly dp: number;
+    readonly stages: number;
+  };
+  readonly parameters: number;
+  readonly memory: readonly ClusterMemory[];
+  readonly fits: boolean;
+  readonly overflow: readonly string[];
+  readonly step: readonly ClusterStepTime[];
+  readonly step_s: number;
+  readonly critical: ClusterStepTime;
+  readonly bubble_fraction: number;
+  readonly closed_form_bubble: number;
+  readonly tokens_per_s: number;
+  readonly model_flops_per_gpu: number;
+  readonly mfu: number;
+  readonly hardware_flops_per_gpu: number;
+}

@@ -9,6 +9,7 @@ extern crate napi_derive;
 
 mod bench;
 mod checkpoints;
+mod cluster;
 mod config;
 mod convert;
 mod data;

@@ -78,7 +78,9 @@ const RUN: FlagSpec[] = [
 ];
 
 const PLAN: FlagSpec[] = [
-  { name: 'cluster', kind: 'string', group: 'run', value: 'HOSTSxDEVICES', help: 'plan: slice for simulated hosts, e.g. 2x4 (the device count must be HOSTS x DEVICES)' },
+  { name: 'cluster', kind: 'string', group: 'run', value: 'HOSTSxDEVICES[:KIND]', help: 'plan: slice for simulated hosts, e.g. 2x4 (the device count must be HOSTS x DEVICES); with a hardware kind (384x8:a100-80g; kinds a100-40g, a100-80g, h100, h200, v100, cpu) plan that cluster from shapes alone' },
+  { name: 'micro-batch', kind: 'int', group: 'run', min: 1, value: 'ROWS', help: 'plan --cluster NxG:KIND: rows per micro-batch (default 1; or pipeline.num_micro_batch)' },
+  { name: 'hardware', kind: 'string', group: 'run', value: 'FILE.json', help: 'plan --cluster NxG:KIND: hardware overrides (fields of the built-in table)' },
 ];
 
 const SAMPLE: FlagSpec[] = [

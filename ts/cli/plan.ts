@@ -9,6 +9,7 @@ import { workerShards, workersOf } from './data-source.js';
 import { WATCH_FLAGS } from './eval.js';
 import * as weft from '../index.js';
 import { Flags, type RunSpec, runSpec } from './run-spec.js';
+import { clusterPlanCommand } from './plan-cluster.js';
 import { compileRun, formatBytes, overLimit } from './session.js';
 import type { Io } from './train.js';
 
@@ -19,10 +20,15 @@ import type { Io } from './train.js';
  * await planCommand(parseArgs('plan', ['--model', 'mlp', '--json']), { out: process.stdout, err: process.stderr });
  */
 export async function planCommand(args: ParsedArgs, io: Io): Promise<number> {
-  const f = new Flags(args);
-  const spec = runSpec(f);
+  const flags = new Flags(args);
+  const cluster = flags.str('cluster');
+  if (cluster?.includes(':')) return clusterPlanCommand(flags, cluster, io);
+  for (const name of ['micro-batch', 'hardware']) {
+    if (flags.has(name)) throw new UsageError(`--${name} applies to a cluster plan (--cluster NODESxGPUS:KIND, e.g. 2x8:h100)`);
+  }
+  const spec = runSpec(flags);
   if (spec.trace !== undefined) throw new UsageError("--trace applies to 'weft train': a plan runs no step to trace");
-  const watch = WATCH_FLAGS.find((n) => f.has(n));
+  const watch = WATCH_FLAGS.find((n) => flags.has(n));
   if (watch !== undefined) throw new UsageError(`--${watch} applies to 'weft train': a plan runs no step to evaluate or log`);
   const trainer = await compileRun(spec);
   const plan = trainer.plan;

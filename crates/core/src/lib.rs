@@ -6,6 +6,7 @@
 
 pub mod autodiff;
 pub mod checkpoint;
+pub mod cluster;
 pub mod collectives;
 pub mod config;
 pub mod data;

@@ -143,8 +143,8 @@ fn simulated_hosts_and_enumeration_order() {
     assert_eq!(cluster("2x2").unwrap(), Some((2, 2)));
     assert_eq!(
         cluster("2x2:a100").unwrap_err().to_string(),
-        "cluster '2x2:a100': a hardware kind (':a100') is not accepted yet; hardware kinds land \
-         with cluster planning (give HOSTSxDEVICES, e.g. '2x2')"
+        "cluster '2x2:a100': a hardware kind (':a100') is planned by 'weft plan --cluster' and \
+         weft.plan, not compiled (give HOSTSxDEVICES, e.g. '2x2')"
     );
     let mut o = opts(4, json!({}));
     o.hosts = Some((3, 2));

@@ -200,24 +200,30 @@ impl Cluster {
 }
 
 /// `HOSTSxDEVICES` (e.g. `2x4`): the simulated cluster of `weft plan --cluster`. A `:KIND`
-/// suffix (`2x4:h100`) is refused for now: hardware kinds land with cluster planning.
+/// suffix (`2x4:h100`) names hardware, which only cluster planning (`cluster::ClusterSpec`)
+/// models; a compiled run is refused it.
 pub fn parse_cluster_shape(text: &str) -> Result<(usize, usize)> {
+    let (shape, kind) = text.split_once(':').unwrap_or((text, ""));
+    if !kind.is_empty() || text.ends_with(':') {
+        return Err(Error::Unsupported {
+            feature: "cluster kinds".into(),
+            message: format!(
+                "cluster '{text}': a hardware kind (':{kind}') is planned by 'weft plan \
+                 --cluster' and weft.plan, not compiled (give HOSTSxDEVICES, e.g. '{shape}')"
+            ),
+        });
+    }
+    parse_shape(shape, text)
+}
+
+/// The `HOSTSxDEVICES` part `shape` of the cluster text `text` (named in errors).
+pub(crate) fn parse_shape(shape: &str, text: &str) -> Result<(usize, usize)> {
     let bad = |why: &str| {
         Error::config(
             "cluster",
             format!("cluster '{text}' {why}; expected HOSTSxDEVICES such as 2x4"),
         )
     };
-    let (shape, kind) = text.split_once(':').unwrap_or((text, ""));
-    if !kind.is_empty() || text.ends_with(':') {
-        return Err(Error::Unsupported {
-            feature: "cluster kinds".into(),
-            message: format!(
-                "cluster '{text}': a hardware kind (':{kind}') is not accepted yet; hardware \
-                 kinds land with cluster planning (give HOSTSxDEVICES, e.g. '{shape}')"
-            ),
-        });
-    }
     let (hosts, devices) = shape
         .to_ascii_lowercase()
         .split_once('x')
@@ -331,8 +337,8 @@ mod tests {
         assert_eq!(kind.code(), "WEFT_UNSUPPORTED");
         assert_eq!(
             kind.to_string(),
-            "cluster '2x4:h100': a hardware kind (':h100') is not accepted yet; hardware kinds \
-             land with cluster planning (give HOSTSxDEVICES, e.g. '2x4')"
+            "cluster '2x4:h100': a hardware kind (':h100') is planned by 'weft plan --cluster' \
+             and weft.plan, not compiled (give HOSTSxDEVICES, e.g. '2x4')"
         );
     }
 

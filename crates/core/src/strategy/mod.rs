@@ -20,6 +20,7 @@ mod slicing;
 mod tests;
 
 pub use aware::aware_host_order;
+pub(crate) use cluster::parse_shape;
 pub use cluster::{Cluster, DeviceKind, GlobalDevice, Host, parse_cluster_shape, visible_devices};
 pub use layout::{Layout, Slices, shares_all_devices};
 pub use render::strategy_name;
