@@ -222,12 +222,14 @@ fn a_rank_that_leaves_is_named_at_once() {
 
 #[test]
 fn a_late_rank_times_out_naming_the_collective_and_the_missing_rank() {
-    let (_server, comms) = tcp_group(3, Duration::from_millis(300));
+    // Long enough that ranks 0 and 1 both arrive before it runs out even on a loaded machine
+    // (at 300 ms it failed once while five builds shared two cores).
+    let (_server, comms) = tcp_group(3, Duration::from_millis(1500));
     let errors = on_ranks(&comms[..2], |c| c.barrier().unwrap_err().to_string());
     // Either rank may time out first; the other reports the same failure through its abort.
     assert!(
         errors.contains(
-            &"barrier #1 on group [0,1,2] timed out after 300ms: ranks [2] did not arrive"
+            &"barrier #1 on group [0,1,2] timed out after 1.5s: ranks [2] did not arrive"
                 .to_string()
         ),
         "{errors:?}"
@@ -236,7 +238,7 @@ fn a_late_rank_times_out_naming_the_collective_and_the_missing_rank() {
     let later = comms[2].barrier().unwrap_err().to_string();
     assert!(
         later.ends_with(
-            "barrier #1 on group [0,1,2] timed out after 300ms: ranks [2] did not arrive"
+            "barrier #1 on group [0,1,2] timed out after 1.5s: ranks [2] did not arrive"
         ),
         "{later}"
     );
