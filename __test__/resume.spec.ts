@@ -106,3 +106,27 @@ test('a resumed cosine schedule keeps its length; another one is refused by name
   const help = await weft('train', '--help');
   t.regex(help.stdout, /--steps N +the run's TOTAL optimizer steps .*resuming a 1000-step run saved at step 400 runs 600 more/);
 });
+
+test('a resumed run keeps its held-out evaluation split: it never trains on the tail, with or without eval flags', async (t) => {
+  // 0.999 of the built-in corpus held out leaves 373 training tokens: 64 a step, so the loader
+  // wraps at step 6, where reading past the cut would give other batches.
+  const split = ['--eval-every', '2', '--eval-split', '0.999', '--eval-batches', '1'];
+  const [whole, part] = ['held-whole', 'held-part'].map((d) => path.join(root, d)) as [string, string];
+  const a = await weft('train', ...TINY_GPT, ...split, '--steps', '6', '--save', whole, '--json');
+  t.is(a.code, 0, a.stderr);
+  const b = await weft('train', ...TINY_GPT, ...split, '--steps', '3', '--save', part, '--json');
+  t.is(b.code, 0, b.stderr);
+  // Resumed without any eval flag: the same training batches as the run that never stopped.
+  const c = await weft('train', '--resume', part, '--steps', '6', '--json');
+  t.is(c.code, 0, c.stderr);
+  const pick = (lines: Line[]): unknown[] => lines.map((l) => [l['step'], l['loss']]);
+  t.deepEqual(pick([...stepLines(b.stdout), ...stepLines(c.stdout)]), pick(stepLines(a.stdout)));
+  const other = await weft('train', '--resume', part, '--steps', '6', '--eval-every', '2', '--eval-split', '0.1');
+  t.is(other.code, 2);
+  t.regex(other.stderr, /--eval-split 0\.1: the run being resumed held out the last 0\.999 of its data; give --eval-split 0\.999 or leave it out/);
+  const none = path.join(root, 'held-none');
+  t.is((await weft('train', ...TINY_GPT, '--steps', '2', '--save', none)).code, 0);
+  const added = await weft('train', '--resume', none, '--steps', '4', '--eval-every', '2');
+  t.is(added.code, 2);
+  t.regex(added.stderr, /--eval-split 0\.01: the run being resumed trained on all of its data, so none of it can be held out now; evaluate on --eval-data instead/);
+});

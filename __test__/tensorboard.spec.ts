@@ -146,12 +146,12 @@ test('piped progress prints a line at least every 10 s as well as every 5%', (t)
   const rep = reporter(false, 1000, out, () => now);
   for (let done = 1; done <= 120; done++) {
     now = done * 2_500; // 2.5 s a step: 10 s is every 4th step, 5% (50 steps) much later
-    rep.step({ step: done, loss: 1, ms: 2500, tokensPerS: 1, done });
+    rep.step({ step: done, loss: 1, lr: 1e-3, ms: 2500, tokensPerS: 1, done });
   }
   const steps = written.map((l) => Number(/^step (\d+)/.exec(l)?.[1]));
   t.deepEqual(steps.slice(0, 4), [1, 5, 9, 13]);
   t.true(steps.includes(50) && steps.includes(100));
-  rep.step({ step: 121, loss: 1, ms: 1, tokensPerS: 1, done: 121, evaluation: { loss: 2, perplexity: Math.exp(2) } });
+  rep.step({ step: 121, loss: 1, lr: 1e-3, ms: 1, tokensPerS: 1, done: 121, evaluation: { loss: 2, perplexity: Math.exp(2) } });
   t.regex(written[written.length - 1] ?? '', /eval loss 2\.0000 \(ppl 7\.39\)/);
 });
 

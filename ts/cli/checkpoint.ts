@@ -22,6 +22,8 @@ export interface CliMeta {
   readonly seed: number;
   /** The run's total `--steps`, the default of a resumed run (absent in older checkpoints). */
   readonly steps?: number;
+  /** The fraction of the training tokens held out for evaluation (`--eval-split`), if any. */
+  readonly heldOut?: number;
 }
 
 /** A checkpoint directory as the CLI sees it. */
@@ -105,6 +107,8 @@ export function metaProblem(meta: Record<string, unknown>): string | undefined {
   }
   if (!Number.isSafeInteger(meta['seed'])) return `meta.seed must be an integer, got ${JSON.stringify(meta['seed'])}`;
   if (meta['steps'] !== undefined && !isCount(meta['steps'])) return `meta.steps must be a positive integer, got ${JSON.stringify(meta['steps'])}`;
+  const held = meta['heldOut'];
+  if (held !== undefined && !(typeof held === 'number' && held > 0 && held < 1)) return `meta.heldOut must be a fraction between 0 and 1, got ${JSON.stringify(held)}`;
   return undefined;
 }
 

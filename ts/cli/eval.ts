@@ -28,12 +28,12 @@ export interface EvalSpec {
 
 /**
  * The run's evaluation, or undefined without `--eval-every` (any other eval flag then is an
- * error, not ignored).
+ * error, not ignored). A resumed run's `--eval-split` defaults to the cut it was trained with.
  *
  * @example
  * evalSpec(flags, spec) // { every: 50, batches: 10, batch: 8, data: undefined, split: 0.01 }
  */
-export function evalSpec(f: Flags, spec: RunSpec): EvalSpec | undefined {
+export function evalSpec(f: Flags, spec: RunSpec, savedSplit?: number): EvalSpec | undefined {
   const every = f.num('eval-every');
   if (every === undefined) {
     const stray = WATCH_FLAGS.filter((n) => n !== 'logdir').find((n) => f.has(n));
@@ -43,14 +43,31 @@ export function evalSpec(f: Flags, spec: RunSpec): EvalSpec | undefined {
   const data = f.str('eval-data');
   if (data !== undefined && f.has('eval-split')) throw new UsageError('--eval-data and --eval-split both say what to evaluate on; give one of them');
   if (data !== undefined && spec.model.kind !== 'gpt') throw new UsageError('--eval-data applies to --model gpt (the mlp evaluates on held-out synthetic batches)');
-  const split = data === undefined ? f.num('eval-split', DEFAULT_SPLIT) : undefined;
+  const split = data === undefined ? f.num('eval-split', savedSplit ?? DEFAULT_SPLIT) : undefined;
   if (split !== undefined && split >= 1) throw new UsageError(`--eval-split ${split}: the held-out fraction must be below 1`);
   return { every, batches: f.num('eval-batches', DEFAULT_BATCHES), batch: f.num('eval-batch', spec.batch), data, split };
 }
 
-/** What the training source reads under `--eval-split`: the tokens before the cut. */
-export function trainPart(e: EvalSpec | undefined): HeldOut | undefined {
-  return e?.split === undefined ? undefined : { fraction: e.split, part: 'train' };
+/**
+ * The fraction of a gpt's training tokens held out (the tail cut off for evaluation), or
+ * undefined when it trains on all of them. A resumed run keeps its checkpoint's cut even without
+ * evaluation flags, so it never trains on its held-out tail and its data position means what it
+ * meant; a different cut on resume is an error.
+ */
+export function heldOutFraction(e: EvalSpec | undefined, spec: RunSpec, resumed: { readonly heldOut?: number } | undefined): number | undefined {
+  if (spec.model.kind !== 'gpt') return undefined;
+  const given = e?.split;
+  if (resumed === undefined || given === undefined || given === resumed.heldOut) return resumed?.heldOut ?? given;
+  throw new UsageError(
+    resumed.heldOut === undefined
+      ? `--eval-split ${given}: the run being resumed trained on all of its data, so none of it can be held out now; evaluate on --eval-data instead`
+      : `--eval-split ${given}: the run being resumed held out the last ${resumed.heldOut} of its data; give --eval-split ${resumed.heldOut} or leave it out`,
+  );
+}
+
+/** What the training source reads under a held-out cut: the tokens before it. */
+export function trainPart(fraction: number | undefined): HeldOut | undefined {
+  return fraction === undefined ? undefined : { fraction, part: 'train' };
 }
 
 /** Runs the evaluations of a run. */

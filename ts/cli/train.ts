@@ -10,7 +10,7 @@ import type { ParsedArgs } from './args.js';
 import { type CliMeta, type SavedRun, readCheckpoint } from './checkpoint.js';
 import { CliError, UsageError } from './cli-error.js';
 import { type BatchSource, batchSource, workersOf } from './data-source.js';
-import { Evaluator, evalSpec, trainPart } from './eval.js';
+import { Evaluator, evalSpec, heldOutFraction, trainPart } from './eval.js';
 import { RunLog, logDir, stepScalars } from './metrics.js';
 import { type Out, type Reporter, reporter } from './report.js';
 import { Flags, type RunSpec, runSpec } from './run-spec.js';
@@ -32,6 +32,8 @@ interface Prepared {
   readonly source: BatchSource;
   readonly curve: LossPoint[];
   readonly saving: SavePolicy;
+  /** The fraction of the training tokens held out for evaluation (kept in the checkpoint). */
+  readonly heldOut: number | undefined;
   /** The step of the last save this run made. */
   savedStep?: number;
   /** Eval loss by step (`--eval-every`). */
@@ -179,13 +181,14 @@ async function prepare(f: Flags, io: Io): Promise<Prepared | { spec: RunSpec; fi
     const skipped = await trainer.loadWeights(spec.init);
     if (skipped.length > 0 && !spec.json) io.err.write(`note: ${spec.init}: set aside ${skipped.length} tensors that are not parameters (attention-mask buffers, a tied lm_head.weight)\n`);
   }
-  const ev = evalSpec(f, spec);
-  const source = batchSource(spec.model, spec.batch, spec.data, spec.seed, saved?.meta.data, workersOf(spec.config, spec.layout.dp, trainer.process), trainPart(ev));
+  const ev = evalSpec(f, spec, saved?.meta.heldOut);
+  const heldOut = heldOutFraction(ev, spec, saved?.meta);
+  const source = batchSource(spec.model, spec.batch, spec.data, spec.seed, saved?.meta.data, workersOf(spec.config, spec.layout.dp, trainer.process), trainPart(heldOut));
   const meta = saved?.meta as (CliMeta & { curve?: LossPoint[]; evalCurve?: LossPoint[] }) | undefined;
   const curve = [...(meta?.curve ?? [])];
   const evalCurve = [...(meta?.evalCurve ?? [])];
   const log = writesFiles(trainer) ? RunLog.open(logDir(f.str('logdir'), spec.save)) : undefined;
-  return { spec, trainer, source, curve, saving, evalCurve, evaluator: ev && new Evaluator(ev, spec), log };
+  return { spec, trainer, source, curve, saving, heldOut, evalCurve, evaluator: ev && new Evaluator(ev, spec), log };
 }
 
 /**
@@ -226,6 +229,7 @@ async function save(run: Prepared): Promise<string> {
     optimizer: run.spec.optimizer,
     seed: run.spec.seed,
     steps: run.spec.steps,
+    ...(run.heldOut !== undefined && { heldOut: run.heldOut }),
     curve,
     evalCurve: decimate(run.evalCurve, CURVE_POINTS),
   };

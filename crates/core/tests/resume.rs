@@ -256,7 +256,7 @@ fn a_cosine_schedule_with_warm_up_resumes_its_position_and_length() {
              steps) to 0.001 at step 6, this trainer's is cosine from 0.01 (2 warm-up steps) to \
              0.001 at step 12; resume with the checkpoint's (its optimizer options and total \
              steps), or start a new run from its weights (loadWeights, --init)",
-            dir.display()
+            dir.join("step-00000001").display()
         )
     );
     assert_eq!(resumed.step_count(), 0, "a refused load changes nothing");
