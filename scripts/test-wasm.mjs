@@ -41,7 +41,11 @@ if (built === 0) {
     process.exit(ok ? 0 : 1);`], force);
   const avaBin = new URL('../node_modules/ava/entrypoints/cli.mjs', import.meta.url).pathname;
   const match = EXCLUDE.flatMap((t) => ['--match', `!${t}`]);
-  await stage(process.execPath, [avaBin, '--tap', '--serial', ...SPECS, ...match], force);
+  // Node 20's V8 can die in a full GC that runs while the WASM memory grows ("Fatal error ...
+  // unreachable code" in MarkCompactCollector::ProcessEphemerons under WasmMemoryObject::Grow):
+  // 9 of 20 runs of one models spec crashed with SIGTRAP, 0 of 20 with incremental marking off.
+  // The flag reaches ava's worker processes through execArgv (workerThreads is false).
+  await stage(process.execPath, ['--no-incremental-marking', avaBin, '--tap', '--serial', ...SPECS, ...match], force);
   await stage(process.execPath, [new URL('./test-browser.mjs', import.meta.url).pathname]);
 }
 console.log(`\nbuild:wasm took ${buildSeconds} s`);
