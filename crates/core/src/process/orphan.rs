@@ -3,12 +3,13 @@
 //! launcher ends (`kill -9` included), so a thread blocked reading the child's end sees end of
 //! file and stops the process. No polling, no process-id reuse, any Unix.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Stop this process when the launcher's pipe `fd` closes. Started once per process; a second
 /// call (a second trainer) does nothing.
 #[cfg(unix)]
 pub(super) fn exit_with_launcher(fd: i32, rank: usize) -> Result<()> {
+    use crate::error::Error;
     use std::fs::File;
     use std::io::Read;
     use std::mem::ManuallyDrop;
